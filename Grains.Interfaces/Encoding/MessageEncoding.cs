@@ -1,0 +1,109 @@
+using System.Security.Cryptography;
+using MinBft.Messages;
+
+namespace MinBft.Encoding;
+
+/// <summary>
+/// The canonical bytes each signature or UI covers. A message's own UI or signature is never
+/// part of its own bytes; a message that refers to another (COMMIT to PREPARE, VIEW-CHANGE to
+/// its log) covers the other's digest and UI, so the reference cannot be swapped.
+/// </summary>
+public static class MessageEncoding
+{
+    public static byte[] Request(Request r) => Request(r.ClientId, r.ClientPublicKey, r.Seq, r.Operation);
+
+    public static byte[] Request(string clientId, ReadOnlySpan<byte> publicKey, ulong seq, ReadOnlySpan<byte> operation) =>
+        new CanonicalWriter(64 + operation.Length)
+            .Tag(MessageTag.Request).Text(clientId).Bytes(publicKey).U64(seq).Bytes(operation)
+            .ToArray();
+
+    public static byte[] Prepare(Prepare p)
+    {
+        var w = new CanonicalWriter(64 + p.Batch.Length * 160)
+            .Tag(MessageTag.Prepare).I64(p.View).I32(p.PrimaryId).I32(p.Batch.Length);
+        foreach (var request in p.Batch) WriteRequest(w, request);
+        return w.ToArray();
+    }
+
+    public static byte[] Commit(Commit c)
+    {
+        var w = new CanonicalWriter(160).Tag(MessageTag.Commit).I64(c.View).I32(c.ReplicaId);
+        WriteCertifiedReference(w, c.Prepare);
+        return w.ToArray();
+    }
+
+    public static byte[] Reply(Reply r) => Reply(r.View, r.ReplicaId, r.ClientId, r.Seq, r.Result);
+
+    public static byte[] Reply(long view, int replicaId, string clientId, ulong seq, ReadOnlySpan<byte> result) =>
+        new CanonicalWriter(96 + result.Length)
+            .Tag(MessageTag.Reply).I64(view).I32(replicaId).Text(clientId).U64(seq).Bytes(result)
+            .ToArray();
+
+    public static byte[] Checkpoint(Checkpoint c) =>
+        new CanonicalWriter(96).Tag(MessageTag.Checkpoint).I32(c.ReplicaId).U64(c.Sequence).Bytes(c.StateDigest).ToArray();
+
+    public static byte[] ReqViewChange(ReqViewChange r) =>
+        new CanonicalWriter(48).Tag(MessageTag.ReqViewChange).I32(r.ReplicaId).I64(r.CurrentView).I64(r.NewView).ToArray();
+
+    public static byte[] ViewChange(ViewChange v)
+    {
+        var w = new CanonicalWriter(128 + v.Log.Length * 80)
+            .Tag(MessageTag.ViewChange).I32(v.ReplicaId).I64(v.NewView);
+        WriteCheckpointCertificate(w, v.CheckpointCertificate);
+        w.I32(v.Log.Length);
+        foreach (var entry in v.Log) WriteCertifiedReference(w, entry);
+        return w.ToArray();
+    }
+
+    public static byte[] NewView(NewView n)
+    {
+        var w = new CanonicalWriter(64 + n.ViewChanges.Length * 80)
+            .Tag(MessageTag.NewView).I32(n.PrimaryId).I64(n.View).I32(n.ViewChanges.Length);
+        foreach (var vc in n.ViewChanges) WriteCertifiedReference(w, vc);
+        return w.ToArray();
+    }
+
+    public static byte[] RetransmitRequest(RetransmitRequest r) =>
+        new CanonicalWriter(48).Tag(MessageTag.RetransmitRequest).I32(r.ReplicaId).I32(r.TargetId).U64(r.FromCounter).ToArray();
+
+    /// <summary>The bytes a USIG certifies for a UI-certified message (its UI excluded).</summary>
+    public static byte[] Certified(CertifiedMessage m) => m switch
+    {
+        Prepare p => Prepare(p),
+        Commit c => Commit(c),
+        Checkpoint c => Checkpoint(c),
+        ViewChange v => ViewChange(v),
+        NewView n => NewView(n),
+        _ => throw new ArgumentException($"unknown certified message type {m.GetType().Name}", nameof(m)),
+    };
+
+    /// <summary>SHA-256 of the bytes a USIG certifies: what CreateUi and VerifyUi take.</summary>
+    public static byte[] CertifiedDigest(CertifiedMessage m) => SHA256.HashData(Certified(m));
+
+    /// <summary>SHA-256 identifying a request (its signed content and signature).</summary>
+    public static byte[] RequestDigest(Request r)
+    {
+        var w = new CanonicalWriter(160 + r.Operation.Length);
+        WriteRequest(w, r);
+        return SHA256.HashData(w.WrittenSpan);
+    }
+
+    private static void WriteRequest(CanonicalWriter w, Request r) =>
+        w.Text(r.ClientId).Bytes(r.ClientPublicKey).U64(r.Seq).Bytes(r.Operation).Bytes(r.Signature);
+
+    private static void WriteUi(CanonicalWriter w, UniqueIdentifier ui) =>
+        w.U64(ui.Epoch).U64(ui.Counter).Bytes(ui.Certificate);
+
+    /// <summary>A reference to another certified message: its sender, digest and UI.</summary>
+    private static void WriteCertifiedReference(CanonicalWriter w, CertifiedMessage m)
+    {
+        w.I32(m.Sender).Raw(CertifiedDigest(m));
+        WriteUi(w, m.Ui);
+    }
+
+    private static void WriteCheckpointCertificate(CanonicalWriter w, CheckpointCertificate c)
+    {
+        w.U64(c.Sequence).Bytes(c.StateDigest).I32(c.Checkpoints.Length);
+        foreach (var cp in c.Checkpoints) WriteCertifiedReference(w, cp);
+    }
+}

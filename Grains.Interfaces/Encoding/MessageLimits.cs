@@ -1,0 +1,117 @@
+using MinBft.Messages;
+
+namespace MinBft.Encoding;
+
+/// <summary>
+/// Hard bounds on every variable-length field. A message over any bound is rejected before
+/// anything is hashed, verified or stored, so a Byzantine sender cannot exhaust memory or CPU.
+/// </summary>
+public static class MessageLimits
+{
+    public const int ClientIdLength = 64;          // hex SHA-256
+    public const int PublicKeyLength = 32;         // Ed25519
+    public const int SignatureLength = 64;         // Ed25519
+    public const int MaxCertificateLength = 64;    // Ed25519 signature or HMAC-SHA256 tag
+    public const int DigestLength = 32;            // SHA-256
+    public const int MaxOperationLength = 64 * 1024;
+    public const int MaxResultLength = 64 * 1024;
+    public const int MaxBatchSize = 1024;
+    public const int MaxViewChangeLog = 64 * 1024;
+    public const int MaxCheckpointsInCertificate = 64;
+    public const int MaxViewChangesInNewView = 64;
+
+    /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
+    public static string? Check(ReplicaMessage? m) => m switch
+    {
+        null => "null message",
+        Prepare p => CheckPrepare(p),
+        Commit c => c.Prepare is null ? "commit without prepare" : CheckUi(c.CommitUi) ?? CheckPrepare(c.Prepare),
+        Checkpoint c => CheckUi(c.CheckpointUi) ?? CheckCheckpoint(c),
+        ReqViewChange r => CheckSignature(r.Signature),
+        RetransmitRequest r => CheckSignature(r.Signature),
+        ViewChange v => CheckViewChange(v),
+        NewView n => CheckNewView(n),
+        _ => $"unknown message type {m.GetType().Name}",
+    };
+
+    public static string? CheckRequest(Request? r)
+    {
+        if (r is null) return "null request";
+        if (r.ClientId is null || r.ClientId.Length != ClientIdLength) return "client id length";
+        if (r.ClientPublicKey is null || r.ClientPublicKey.Length != PublicKeyLength) return "client public key length";
+        if (r.Operation is null) return "null operation";
+        if (r.Operation.Length > MaxOperationLength) return "operation too large";
+        return CheckSignature(r.Signature);
+    }
+
+    public static string? CheckReply(Reply? r)
+    {
+        if (r is null) return "null reply";
+        if (r.ClientId is null || r.ClientId.Length != ClientIdLength) return "client id length";
+        if (r.Result is null) return "null result";
+        if (r.Result.Length > MaxResultLength) return "result too large";
+        return CheckSignature(r.Signature);
+    }
+
+    public static string? CheckUi(UniqueIdentifier? ui)
+    {
+        if (ui is null) return "null ui";
+        if (ui.Certificate is null) return "null certificate";
+        if (ui.Certificate.Length > MaxCertificateLength) return "certificate too large";
+        return null;
+    }
+
+    public static string? CheckCheckpointCertificate(CheckpointCertificate? c)
+    {
+        if (c is null) return "null checkpoint certificate";
+        if (c.StateDigest is null || (c.StateDigest.Length != DigestLength && c.Sequence != 0)) return "checkpoint digest length";
+        if (c.Checkpoints is null) return "null checkpoint list";
+        if (c.Checkpoints.Length > MaxCheckpointsInCertificate) return "too many checkpoints";
+        foreach (var cp in c.Checkpoints)
+            if ((cp is null ? "null checkpoint" : CheckUi(cp.CheckpointUi) ?? CheckCheckpoint(cp)) is { } why) return why;
+        return null;
+    }
+
+    private static string? CheckSignature(byte[]? signature) =>
+        signature is null || signature.Length != SignatureLength ? "signature length" : null;
+
+    private static string? CheckPrepare(Prepare p)
+    {
+        if (CheckUi(p.PrepareUi) is { } why) return why;
+        if (p.Batch is null) return "null batch";
+        if (p.Batch.Length == 0) return "empty batch";
+        if (p.Batch.Length > MaxBatchSize) return "batch too large";
+        foreach (var r in p.Batch)
+            if (CheckRequest(r) is { } bad) return bad;
+        return null;
+    }
+
+    private static string? CheckCheckpoint(Checkpoint c) =>
+        c.StateDigest is null || c.StateDigest.Length != DigestLength ? "checkpoint digest length" : null;
+
+    private static string? CheckViewChange(ViewChange v)
+    {
+        if (CheckUi(v.ViewChangeUi) is { } why) return why;
+        if (CheckCheckpointCertificate(v.CheckpointCertificate) is { } bad) return bad;
+        if (v.Log is null) return "null log";
+        if (v.Log.Length > MaxViewChangeLog) return "log too long";
+        foreach (var entry in v.Log)
+        {
+            // A log holds the sender's own certified messages; nested view changes and
+            // new views are not carried again, which bounds the nesting depth.
+            if (entry is null or ViewChange or NewView) return "bad log entry";
+            if (Check(entry) is { } badEntry) return badEntry;
+        }
+        return null;
+    }
+
+    private static string? CheckNewView(NewView n)
+    {
+        if (CheckUi(n.NewViewUi) is { } why) return why;
+        if (n.ViewChanges is null) return "null view-change list";
+        if (n.ViewChanges.Length > MaxViewChangesInNewView) return "too many view changes";
+        foreach (var vc in n.ViewChanges)
+            if ((vc is null ? "null view change" : CheckViewChange(vc)) is { } bad) return bad;
+        return null;
+    }
+}

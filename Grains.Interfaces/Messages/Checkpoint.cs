@@ -1,0 +1,29 @@
+namespace MinBft.Messages;
+
+/// <summary>
+/// CHECKPOINT: after executing <see cref="Sequence"/> batches the sender's state (application
+/// plus reply cache) has digest <see cref="StateDigest"/>. It also anchors the sender's
+/// counter stream for replicas that recover from a checkpoint.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("minbft.Checkpoint")]
+public sealed record Checkpoint(
+    [property: Id(0)] int ReplicaId,
+    [property: Id(1)] ulong Sequence,
+    [property: Id(2)] byte[] StateDigest,
+    [property: Id(3)] UniqueIdentifier CheckpointUi) : CertifiedMessage
+{
+    public override int Sender => ReplicaId;
+    public override UniqueIdentifier Ui => CheckpointUi;
+    public override CertifiedMessage WithUi(UniqueIdentifier ui) => this with { CheckpointUi = ui };
+}
+
+/// <summary>f+1 matching CHECKPOINTs from distinct replicas: a stable checkpoint.</summary>
+[GenerateSerializer, Immutable, Alias("minbft.CheckpointCertificate")]
+public sealed record CheckpointCertificate(
+    [property: Id(0)] ulong Sequence,
+    [property: Id(1)] byte[] StateDigest,
+    [property: Id(2)] Checkpoint[] Checkpoints)
+{
+    /// <summary>The certificate of the initial state: nothing executed yet.</summary>
+    public static CheckpointCertificate Genesis { get; } = new(0, [], []);
+}

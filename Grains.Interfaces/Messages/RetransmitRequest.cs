@@ -1,0 +1,15 @@
+namespace MinBft.Messages;
+
+/// <summary>
+/// Asks <see cref="TargetId"/> to resend its UI-certified messages from counter
+/// <see cref="FromCounter"/> on. Signed so a forged request cannot make replicas flood a peer.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("minbft.RetransmitRequest")]
+public sealed record RetransmitRequest(
+    [property: Id(0)] int ReplicaId,
+    [property: Id(1)] int TargetId,
+    [property: Id(2)] ulong FromCounter,
+    [property: Id(3)] byte[] Signature) : ReplicaMessage
+{
+    public override int Sender => ReplicaId;
+}

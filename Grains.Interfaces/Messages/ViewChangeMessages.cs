@@ -1,0 +1,42 @@
+namespace MinBft.Messages;
+
+/// <summary>REQ-VIEW-CHANGE: the sender suspects the primary of <see cref="CurrentView"/>.</summary>
+[GenerateSerializer, Immutable, Alias("minbft.ReqViewChange")]
+public sealed record ReqViewChange(
+    [property: Id(0)] int ReplicaId,
+    [property: Id(1)] long CurrentView,
+    [property: Id(2)] long NewView,
+    [property: Id(3)] byte[] Signature) : ReplicaMessage
+{
+    public override int Sender => ReplicaId;
+}
+
+/// <summary>
+/// VIEW-CHANGE: the sender's stable checkpoint and its complete log of UI-certified messages
+/// since that checkpoint. Completeness (no counter gap) is what keeps committed batches.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("minbft.ViewChange")]
+public sealed record ViewChange(
+    [property: Id(0)] int ReplicaId,
+    [property: Id(1)] long NewView,
+    [property: Id(2)] CheckpointCertificate CheckpointCertificate,
+    [property: Id(3)] CertifiedMessage[] Log,
+    [property: Id(4)] UniqueIdentifier ViewChangeUi) : CertifiedMessage
+{
+    public override int Sender => ReplicaId;
+    public override UniqueIdentifier Ui => ViewChangeUi;
+    public override CertifiedMessage WithUi(UniqueIdentifier ui) => this with { ViewChangeUi = ui };
+}
+
+/// <summary>NEW-VIEW: the new primary's proof (f+1 VIEW-CHANGEs) that the view may start.</summary>
+[GenerateSerializer, Immutable, Alias("minbft.NewView")]
+public sealed record NewView(
+    [property: Id(0)] int PrimaryId,
+    [property: Id(1)] long View,
+    [property: Id(2)] ViewChange[] ViewChanges,
+    [property: Id(3)] UniqueIdentifier NewViewUi) : CertifiedMessage
+{
+    public override int Sender => PrimaryId;
+    public override UniqueIdentifier Ui => NewViewUi;
+    public override CertifiedMessage WithUi(UniqueIdentifier ui) => this with { NewViewUi = ui };
+}

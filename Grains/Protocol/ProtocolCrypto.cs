@@ -1,0 +1,35 @@
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>Checks a UI: did replica <c>replicaId</c>'s USIG certify this digest with this counter?</summary>
+public interface IUiVerifier
+{
+    /// <param name="certifiedDigest">SHA-256 of the message's canonical bytes (MessageEncoding.CertifiedDigest).</param>
+    bool Verify(int replicaId, UniqueIdentifier ui, ReadOnlySpan<byte> certifiedDigest);
+}
+
+/// <summary>This replica's own signing key (REPLY, REQ-VIEW-CHANGE, retransmission requests).</summary>
+public interface IReplicaSigner
+{
+    byte[] Sign(ReadOnlySpan<byte> message);
+}
+
+/// <summary>Verifies signatures made by the replicas of the cluster.</summary>
+public interface IReplicaSignatureVerifier
+{
+    bool Verify(int replicaId, ReadOnlySpan<byte> message, ReadOnlySpan<byte> signature);
+}
+
+/// <summary>Verifies a client request: client id = hash of its public key, signature valid.</summary>
+public interface IRequestVerifier
+{
+    bool Verify(Request request);
+}
+
+/// <summary>Everything the core needs to authenticate messages; all deterministic.</summary>
+public sealed record ProtocolCrypto(
+    IUiVerifier Ui,
+    IReplicaSigner Signer,
+    IReplicaSignatureVerifier Replicas,
+    IRequestVerifier Requests);
