@@ -1,0 +1,60 @@
+namespace MinBft.Protocol;
+
+/// <summary>
+/// Static configuration of one replica's core. Every replica of a cluster must use the same
+/// N and CheckpointInterval; the rest are local tuning knobs.
+/// </summary>
+public sealed record ProtocolSettings
+{
+    /// <summary>Number of replicas, n = 2f+1.</summary>
+    public required int N { get; init; }
+
+    /// <summary>This replica's id, 0..N-1.</summary>
+    public required int ReplicaId { get; init; }
+
+    /// <summary>Most requests in one PREPARE (one UI, one durable counter write).</summary>
+    public int MaxBatchSize { get; init; } = 64;
+
+    /// <summary>How long the primary lets a batch fill while other batches are in flight.</summary>
+    public TimeSpan MaxBatchWait { get; init; } = TimeSpan.FromMilliseconds(2);
+
+    /// <summary>Batches the primary keeps proposed but not yet executed (pipelining depth).</summary>
+    public int MaxInFlightBatches { get; init; } = 8;
+
+    /// <summary>Most requests waiting at the primary; more are dropped (clients retransmit).</summary>
+    public int MaxPendingRequests { get; init; } = 16 * 1024;
+
+    /// <summary>Out-of-order messages kept per sender while a gap before them is filled.</summary>
+    public int ReorderBufferPerSender { get; init; } = 256;
+
+    /// <summary>How far ahead of the next expected counter a message may be and still be kept.</summary>
+    public int ReorderWindow { get; init; } = 4096;
+
+    /// <summary>Silence after which a replica asks peers to retransmit, or forwards requests.</summary>
+    public TimeSpan RetransmitInterval { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Most messages sent in answer to one retransmission request.</summary>
+    public int MaxRetransmitBatch { get; init; } = 128;
+
+    /// <summary>Verified request digests remembered so a request is verified once, not per copy.</summary>
+    public int VerifiedRequestCacheSize { get; init; } = 64 * 1024;
+
+    public int F => (N - 1) / 2;
+
+    /// <summary>Matching commitments (the PREPARE counts as the primary's) that commit a batch.</summary>
+    public int CommitQuorum => F + 1;
+
+    public void Validate()
+    {
+        if (N < 1 || N % 2 == 0) throw new ArgumentException($"n must be 2f+1 (odd, >= 1), got {N}");
+        if (ReplicaId < 0 || ReplicaId >= N) throw new ArgumentException($"replica id {ReplicaId} outside 0..{N - 1}");
+        if (MaxBatchSize < 1 || MaxBatchSize > Encoding.MessageLimits.MaxBatchSize)
+            throw new ArgumentException($"batch size must be 1..{Encoding.MessageLimits.MaxBatchSize}");
+        if (MaxInFlightBatches < 1) throw new ArgumentException("at least one batch must be allowed in flight");
+        if (ReorderBufferPerSender < 1 || ReorderWindow < ReorderBufferPerSender)
+            throw new ArgumentException("reorder window must hold the reorder buffer");
+        if (RetransmitInterval <= TimeSpan.Zero) throw new ArgumentException("retransmit interval must be positive");
+        if (MaxRetransmitBatch < 1 || MaxPendingRequests < 1 || VerifiedRequestCacheSize < 1)
+            throw new ArgumentException("limits must be positive");
+    }
+}

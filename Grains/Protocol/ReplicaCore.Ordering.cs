@@ -1,0 +1,198 @@
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>
+/// Normal-case ordering (PROTOCOL.md section 4): the primary's PREPARE, the backups' COMMITs
+/// (each carrying its PREPARE), the f+1 commit rule, and this replica's own USIG stream.
+/// </summary>
+public sealed partial class ReplicaCore
+{
+    // Accepted PREPAREs of the current view, by the primary's counter.
+    private readonly SortedDictionary<ulong, PreparedBatch> _prepares = [];
+    // Counter of the last PREPARE accepted in this view (0: none yet).
+    private ulong _lastPrepareCounter;
+    // Per replica: counter of the last PREPARE it committed to in this view (consecutive check).
+    private readonly ulong[] _lastCommitted;
+    // Per client: highest seq ordered in this view or executed. A PREPARE may only carry newer
+    // seqs. It depends only on the primary's stream, so correct replicas judge a PREPARE alike.
+    private readonly Dictionary<string, ulong> _highestOrderedSeq = new(StringComparer.Ordinal);
+
+    // This replica's own stream: messages waiting for a UI, in request order, and the sent log.
+    private readonly Queue<(CertifiedMessage Message, Sha256Digest Digest)> _awaitingUi = new();
+    private readonly List<CertifiedMessage> _sentLog = [];
+    private ulong _sentLogFirstCounter = 1;
+
+    /// <summary>UI-certified messages this replica sent and still keeps for retransmission.</summary>
+    public int SentLogCount => _sentLog.Count;
+
+    /// <summary>Messages handed to the USIG and not yet certified.</summary>
+    public int AwaitingUiCount => _awaitingUi.Count;
+
+    private ulong HighestOrderedSeq(string clientId) => _highestOrderedSeq.GetValueOrDefault(clientId);
+
+    private void NoteOrdered(Request request)
+    {
+        if (request.Seq > HighestOrderedSeq(request.ClientId)) _highestOrderedSeq[request.ClientId] = request.Seq;
+    }
+
+    // ----- PREPARE -----
+
+    private Outcome ProcessPrepare(Prepare prepare)
+    {
+        if (prepare.View < View) return Outcome.Accepted; // authentic but stale: part of the stream, no effect
+        if (prepare.View > View) return Outcome.Blocked;  // wait until this replica is in that view
+        if (ValidatePrepare(prepare) is { } invalid) return RejectOutcome(prepare.PrimaryId, invalid.Reason, invalid.Detail);
+        AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
+        return Outcome.Accepted;
+    }
+
+    /// <summary>Checks a PREPARE of the current view without changing any state.</summary>
+    private (RejectReason Reason, string Detail)? ValidatePrepare(Prepare prepare)
+    {
+        if (prepare.PrimaryId != PrimaryOf(prepare.View))
+            return (RejectReason.NotPrimary, $"replica {prepare.PrimaryId} is not primary of view {prepare.View}");
+        var clients = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var request in prepare.Batch)
+        {
+            if (!clients.Add(request.ClientId))
+                return (RejectReason.InvalidBatch, "two requests of one client in a batch");
+            if (!VerifyRequest(request))
+                return (RejectReason.InvalidBatch, "request signature");
+            if (request.Seq <= HighestOrderedSeq(request.ClientId))
+                return (RejectReason.InvalidBatch, $"seq {request.Seq} already ordered");
+        }
+        return null;
+    }
+
+    private void AcceptPrepare(Prepare prepare, byte[] digest)
+    {
+        var counter = prepare.PrepareUi.Counter;
+        ProtocolInvariantException.Check(counter > _lastPrepareCounter, "PREPAREs are accepted in counter order");
+        ProtocolInvariantException.Check(prepare.View == View, "only PREPAREs of the current view are recorded");
+        var batch = new PreparedBatch(prepare, Sha256Digest.From(digest), _lastPrepareCounter);
+        _prepares.Add(counter, batch);
+        _executionQueue.Enqueue(batch);
+        _lastPrepareCounter = counter;
+        foreach (var request in prepare.Batch) NoteOrdered(request);
+        // The PREPARE is the primary's own commitment.
+        RecordCommitment(batch, prepare.PrimaryId);
+        if (!IsPrimary) RequestUiFor(new Commit(View, Id, prepare, UniqueIdentifier.None));
+        TryExecute();
+    }
+
+    // ----- COMMIT -----
+
+    private Outcome ProcessCommit(Commit commit)
+    {
+        var sender = commit.ReplicaId;
+        if (commit.View < View) return Outcome.Accepted;
+        if (commit.View > View) return Outcome.Blocked;
+        if (sender == PrimaryOf(commit.View))
+            return RejectOutcome(sender, RejectReason.CommitFromPrimary, "the primary's PREPARE is its commit");
+        var prepare = commit.Prepare;
+        if (prepare.View != commit.View)
+            return RejectOutcome(sender, RejectReason.Inconsistent, "COMMIT and PREPARE views differ");
+        if (prepare.PrimaryId != PrimaryOf(prepare.View))
+            return RejectOutcome(sender, RejectReason.NotPrimary, "embedded PREPARE not from the primary");
+
+        var primary = prepare.PrimaryId;
+        var primaryStream = _streams[primary];
+        var counter = prepare.PrepareUi.Counter;
+        var digest = MessageEncoding.CertifiedDigest(prepare);
+
+        if (counter != 0 && counter <= primaryStream.LastAccepted)
+        {
+            // The PREPARE is already known here: the embedded copy must be that very one.
+            if (!_prepares.TryGetValue(counter, out var known))
+                return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"no PREPARE {counter} in view {View}");
+            if (known.Digest != Sha256Digest.From(digest))
+                return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"PREPARE {counter} differs");
+            if (known.PreviousPrepareCounter != _lastCommitted[sender])
+                return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
+            RecordCommitment(known, sender);
+            TryExecute();
+            return Outcome.Accepted;
+        }
+
+        // The PREPARE is new here: its own UI is checked under the primary's key (the carrier
+        // may be Byzantine), and it is processed before its carrier.
+        if (primary == Id || !_crypto.Ui.Verify(primary, prepare.PrepareUi, digest))
+            return RejectOutcome(sender, RejectReason.InvalidUi, $"embedded PREPARE {counter}");
+        if (counter > primaryStream.NextExpected)
+        {
+            // A gap in the primary's stream: keep the PREPARE, ask for what is missing, and let
+            // the COMMIT wait for it.
+            BufferMessage(primary, prepare);
+            AskRetransmission(primary, force: false);
+            return Outcome.Blocked;
+        }
+        if (ValidatePrepare(prepare) is { } invalid)
+            return RejectOutcome(sender, invalid.Reason, "embedded: " + invalid.Detail);
+        if (_lastPrepareCounter != _lastCommitted[sender])
+            return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
+        AcceptPrepare(prepare, digest);
+        Advance(primary, counter);
+        RecordCommitment(_prepares[counter], sender);
+        TryExecute();
+        return Outcome.Accepted;
+    }
+
+    private void RecordCommitment(PreparedBatch batch, int replica)
+    {
+        ProtocolInvariantException.Check(batch.Committers.Add(replica), "a replica commits to a PREPARE once");
+        _lastCommitted[replica] = batch.Counter;
+    }
+
+    // ----- this replica's own USIG stream -----
+
+    private void RequestUiFor(CertifiedMessage message)
+    {
+        ProtocolInvariantException.Check(message.Ui.IsNone, "a message is certified once");
+        var digest = MessageEncoding.CertifiedDigest(message);
+        _awaitingUi.Enqueue((message, Sha256Digest.From(digest)));
+        Emit(new RequestUi(message, digest));
+    }
+
+    private void HandleOwnCertified(CertifiedMessage certified)
+    {
+        ProtocolInvariantException.Check(_awaitingUi.Count > 0, "a UI arrives only for a requested message");
+        var (expected, digest) = _awaitingUi.Dequeue();
+        ProtocolInvariantException.Check(
+            Sha256Digest.From(MessageEncoding.CertifiedDigest(certified)) == digest && certified.GetType() == expected.GetType(),
+            "the USIG certified the message it was asked to, in order");
+        var own = _streams[Id];
+        ProtocolInvariantException.Check(certified.Ui.Counter == own.LastAccepted + 1,
+            $"own USIG counters are sequential (expected {own.LastAccepted + 1}, got {certified.Ui.Counter})");
+        own.LastAccepted = certified.Ui.Counter;
+        if (_sentLog.Count == 0) _sentLogFirstCounter = certified.Ui.Counter;
+        _sentLog.Add(certified);
+
+        // Persist before send: a message whose UI is not durable here would leave a permanent
+        // gap in our stream at every peer if we crashed after sending it.
+        Emit(new PersistSent(certified));
+        Emit(new Send(null, certified));
+
+        switch (certified)
+        {
+            case Prepare prepare when prepare.View == View:
+                // Our own PREPARE: its requests were checked when they entered the batch.
+                AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
+                break;
+            case Commit commit when commit.View == View && _prepares.TryGetValue(commit.Prepare.PrepareUi.Counter, out var batch):
+                RecordCommitment(batch, Id);
+                TryExecute();
+                break;
+        }
+        Drain();
+    }
+
+    /// <summary>This replica's sent messages with counters from <paramref name="from"/> on.</summary>
+    private IEnumerable<CertifiedMessage> SentFrom(ulong from, int max)
+    {
+        if (_sentLog.Count == 0) yield break;
+        var start = from <= _sentLogFirstCounter ? 0 : (long)(from - _sentLogFirstCounter);
+        for (var i = start; i < _sentLog.Count && i < start + max; i++) yield return _sentLog[(int)i];
+    }
+}

@@ -1,0 +1,129 @@
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>
+/// Client requests: validation, the exactly-once reply cache, the primary's batching
+/// (PROTOCOL.md section 5) and, at backups, remembering requests so that a primary that never
+/// got one is sent it and a lost PREPARE is asked for again.
+/// </summary>
+public sealed partial class ReplicaCore
+{
+    private readonly VerifiedRequestCache _verifiedRequests;
+    // Primary: requests waiting for a batch, oldest first, at most one per client.
+    private readonly LinkedList<(Request Request, TimeSpan Arrived)> _pending = new();
+    private readonly Dictionary<string, LinkedListNode<(Request Request, TimeSpan Arrived)>> _pendingByClient = new(StringComparer.Ordinal);
+    private int _inFlightBatches;
+    // Backup: requests known and not executed, by client (sorted: deterministic iteration).
+    private readonly SortedDictionary<string, KnownRequest> _known = new(StringComparer.Ordinal);
+
+    /// <summary>Requests waiting at the primary for a batch.</summary>
+    public int PendingRequests => _pending.Count;
+
+    private bool VerifyRequest(Request request)
+    {
+        var digest = Sha256Digest.From(MessageEncoding.RequestDigest(request));
+        if (_verifiedRequests.Contains(digest)) return true;
+        if (!_crypto.Requests.Verify(request)) return false;
+        _verifiedRequests.Add(digest);
+        return true;
+    }
+
+    private void HandleRequest(Request request)
+    {
+        if (MessageLimits.CheckRequest(request) is { } malformed)
+        {
+            Reject(null, RejectReason.Malformed, "request: " + malformed);
+            return;
+        }
+        if (!VerifyRequest(request))
+        {
+            Reject(null, RejectReason.InvalidSignature, "client request");
+            return;
+        }
+        var clientId = request.ClientId;
+        if (_clients.TryGetValue(clientId, out var record))
+        {
+            if (request.Seq < record.LastExecutedSeq)
+            {
+                Reject(null, RejectReason.StaleRequest, $"seq {request.Seq} < {record.LastExecutedSeq}");
+                return;
+            }
+            if (request.Seq == record.LastExecutedSeq)
+            {
+                // The client missed our reply: resend the cached one, never execute again.
+                Emit(new SendReply(record.LastReply));
+                return;
+            }
+        }
+        if (request.Seq <= HighestOrderedSeq(clientId)) return; // ordered already, reply follows
+
+        if (IsPrimary) AddPending(request);
+        else RememberKnown(request);
+    }
+
+    private void AddPending(Request request)
+    {
+        var clientId = request.ClientId;
+        if (_pendingByClient.TryGetValue(clientId, out var node))
+        {
+            // One outstanding request per client: a newer seq supersedes the waiting one.
+            if (request.Seq <= node.Value.Request.Seq) return;
+            _pending.Remove(node);
+            _pendingByClient.Remove(clientId);
+        }
+        if (_pending.Count >= _settings.MaxPendingRequests)
+        {
+            Reject(null, RejectReason.Overloaded, "pending queue full");
+            return;
+        }
+        _pendingByClient[clientId] = _pending.AddLast((request, _now));
+    }
+
+    private void RememberKnown(Request request)
+    {
+        if (_known.TryGetValue(request.ClientId, out var known))
+        {
+            if (request.Seq > known.Request.Seq)
+            {
+                known.Request = request;
+                known.FirstSeen = _now;
+                known.ForwardedAt = null;
+            }
+            return;
+        }
+        if (_known.Count >= _settings.MaxPendingRequests)
+        {
+            Reject(null, RejectReason.Overloaded, "known-request table full");
+            return;
+        }
+        _known[request.ClientId] = new KnownRequest(request, _now);
+    }
+
+    /// <summary>The primary cuts batches: full ones at once, otherwise when nothing is in flight
+    /// or the oldest request has waited <see cref="ProtocolSettings.MaxBatchWait"/>.</summary>
+    private void TryPropose()
+    {
+        if (!IsPrimary) return;
+        while (_pending.Count > 0 && _inFlightBatches < _settings.MaxInFlightBatches)
+        {
+            var full = _pending.Count >= _settings.MaxBatchSize;
+            var waited = _now - _pending.First!.Value.Arrived >= _settings.MaxBatchWait;
+            if (!full && !waited && _inFlightBatches > 0) return;
+            var batch = new List<Request>(Math.Min(_pending.Count, _settings.MaxBatchSize));
+            while (batch.Count < _settings.MaxBatchSize && _pending.First is { } first)
+            {
+                _pending.RemoveFirst();
+                _pendingByClient.Remove(first.Value.Request.ClientId);
+                // Ordered while the batch was filling (e.g. carried by an earlier batch)?
+                if (first.Value.Request.Seq <= HighestOrderedSeq(first.Value.Request.ClientId)) continue;
+                batch.Add(first.Value.Request);
+            }
+            if (batch.Count == 0) continue;
+            foreach (var request in batch) NoteOrdered(request);
+            _inFlightBatches++;
+            RequestUiFor(new Prepare(View, Id, batch.ToArray(), UniqueIdentifier.None));
+        }
+    }
+}

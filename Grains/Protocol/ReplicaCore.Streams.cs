@@ -1,0 +1,184 @@
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>
+/// The in-order acceptance rule (PROTOCOL.md section 4): a UI-certified message from j is
+/// processed only when its counter is lastAccepted[j] + 1. Lower is a duplicate; higher waits
+/// in a bounded per-sender buffer while the gap is asked for again. Orleans gives no FIFO
+/// links, so arriving early is normal, not an attack.
+/// </summary>
+public sealed partial class ReplicaCore
+{
+    private enum Outcome { Accepted, Blocked, Rejected }
+
+    private void HandleCertified(CertifiedMessage message)
+    {
+        // Bounds first: nothing large is hashed or verified before this.
+        if (MessageLimits.Check(message) is { } malformed)
+        {
+            Reject(SafeSender(message), RejectReason.Malformed, malformed);
+            return;
+        }
+        var sender = message.Sender;
+        if (!IsReplica(sender) || sender == Id)
+        {
+            // A message "from us" that we did not create locally is forged or replayed.
+            Reject(sender, RejectReason.UnknownSender, $"sender {sender}");
+            return;
+        }
+        var stream = _streams[sender];
+        var counter = message.Ui.Counter;
+        if (counter == 0)
+        {
+            Reject(sender, RejectReason.InvalidUi, "counter 0");
+            return;
+        }
+        if (counter <= stream.LastAccepted || stream.Buffer.ContainsKey(counter))
+        {
+            // Cheap and safe to drop unverified: it cannot change anything. Only a message with
+            // a valid UI enters the buffer, and a USIG never certifies two messages per counter.
+            Reject(sender, RejectReason.Duplicate, $"counter {counter}");
+            return;
+        }
+        if (counter - stream.LastAccepted > (ulong)_settings.ReorderWindow)
+        {
+            Reject(sender, RejectReason.ReorderBufferFull, $"counter {counter} beyond window");
+            AskRetransmission(sender, force: false);
+            return;
+        }
+        if (!_crypto.Ui.Verify(sender, message.Ui, MessageEncoding.CertifiedDigest(message)))
+        {
+            Reject(sender, RejectReason.InvalidUi, $"{message.GetType().Name} counter {counter}");
+            return;
+        }
+
+        if (counter == stream.NextExpected)
+        {
+            var outcome = Process(message);
+            if (outcome == Outcome.Accepted) Advance(sender, counter);
+            else if (outcome == Outcome.Blocked) BufferMessage(sender, message);
+            // Rejected: counted by Process; the stream does not advance.
+        }
+        else
+        {
+            BufferMessage(sender, message);
+            AskRetransmission(sender, force: false);
+        }
+        Drain();
+    }
+
+    /// <summary>Dispatch a verified, next-in-order message to its protocol handler.</summary>
+    private Outcome Process(CertifiedMessage message) => message switch
+    {
+        Prepare prepare => ProcessPrepare(prepare),
+        Commit commit => ProcessCommit(commit),
+        _ => RejectOutcome(message.Sender, RejectReason.Unsupported, message.GetType().Name),
+    };
+
+    private Outcome RejectOutcome(int? from, RejectReason reason, string detail)
+    {
+        Reject(from, reason, detail);
+        return Outcome.Rejected;
+    }
+
+    private void Advance(int sender, ulong counter)
+    {
+        var stream = _streams[sender];
+        ProtocolInvariantException.Check(counter == stream.LastAccepted + 1, "streams advance one counter at a time");
+        stream.LastAccepted = counter;
+        stream.Buffer.Remove(counter);
+    }
+
+    private void BufferMessage(int sender, CertifiedMessage message)
+    {
+        var buffer = _streams[sender].Buffer;
+        var counter = message.Ui.Counter;
+        if (buffer.ContainsKey(counter)) return;
+        if (buffer.Count >= _settings.ReorderBufferPerSender)
+        {
+            // Keep the lowest counters: they are the ones needed next. Evicting the highest
+            // loses nothing for good, the sender retransmits it on request.
+            var highest = buffer.Keys.Last();
+            if (counter > highest)
+            {
+                Reject(sender, RejectReason.ReorderBufferFull, $"counter {counter}");
+                return;
+            }
+            buffer.Remove(highest);
+            Reject(sender, RejectReason.ReorderBufferFull, $"evicted counter {highest}");
+        }
+        buffer[counter] = message;
+    }
+
+    /// <summary>Process buffered messages that became next-in-order, until nothing moves.</summary>
+    private void Drain()
+    {
+        bool progress;
+        do
+        {
+            progress = false;
+            for (var sender = 0; sender < N; sender++)
+            {
+                if (sender == Id) continue;
+                var stream = _streams[sender];
+                while (stream.Buffer.TryGetValue(stream.NextExpected, out var next))
+                {
+                    var outcome = Process(next);
+                    if (outcome == Outcome.Blocked) break;
+                    if (outcome == Outcome.Accepted)
+                    {
+                        Advance(sender, next.Ui.Counter);
+                        progress = true;
+                    }
+                    else
+                    {
+                        // An invalid message with a valid UI: its sender is faulty. Its stream
+                        // stays stuck at this counter, which is exactly what the USIG promises.
+                        stream.Buffer.Remove(next.Ui.Counter);
+                        break;
+                    }
+                }
+            }
+        } while (progress);
+    }
+
+    /// <summary>Ask <paramref name="peer"/> to resend from our next expected counter on.</summary>
+    private void AskRetransmission(int peer, bool force)
+    {
+        var stream = _streams[peer];
+        if (!force && stream.RetransmitAskedAt is { } asked && _now - asked < _settings.RetransmitInterval) return;
+        stream.RetransmitAskedAt = _now;
+        var unsigned = new RetransmitRequest(Id, peer, stream.NextExpected, []);
+        var signature = _crypto.Signer.Sign(MessageEncoding.RetransmitRequest(unsigned));
+        Emit(new Send(peer, unsigned with { Signature = signature }));
+    }
+
+    private void HandleRetransmitRequest(RetransmitRequest request)
+    {
+        if (MessageLimits.Check(request) is { } malformed)
+        {
+            Reject(SafeSender(request), RejectReason.Malformed, malformed);
+            return;
+        }
+        var from = request.ReplicaId;
+        if (!IsReplica(from) || from == Id || request.TargetId != Id)
+        {
+            Reject(from, RejectReason.UnknownSender, $"retransmit request {from}->{request.TargetId}");
+            return;
+        }
+        if (!_crypto.Replicas.Verify(from, MessageEncoding.RetransmitRequest(request), request.Signature))
+        {
+            Reject(from, RejectReason.InvalidSignature, "retransmit request");
+            return;
+        }
+        // Signed, so only replicas can ask; still answer each peer at most twice an interval
+        // so a faulty replica cannot turn us into an amplifier.
+        var stream = _streams[from];
+        if (stream.RetransmitServedAt is { } served && _now - served < _settings.RetransmitInterval / 2) return;
+        stream.RetransmitServedAt = _now;
+        foreach (var message in SentFrom(request.FromCounter, _settings.MaxRetransmitBatch))
+            Emit(new Send(from, message));
+    }
+}

@@ -1,0 +1,69 @@
+namespace MinBft.Protocol;
+
+/// <summary>
+/// Time-driven behaviour. The network may lose any message, so a replica that knows of
+/// unexecuted work and has seen no progress for a retransmit interval asks every peer to
+/// resend what follows its last accepted counter, and a backup forwards the requests it holds
+/// to the primary (which may never have received them).
+/// </summary>
+public sealed partial class ReplicaCore
+{
+    private void HandleTick()
+    {
+        var interval = _settings.RetransmitInterval;
+        if (IsStalled())
+        {
+            for (var peer = 0; peer < N; peer++)
+                if (peer != Id) AskRetransmission(peer, force: false);
+        }
+        else
+        {
+            for (var peer = 0; peer < N; peer++)
+                if (peer != Id && _streams[peer].Buffer.Count > 0) AskRetransmission(peer, force: false);
+        }
+
+        if (!IsPrimary)
+        {
+            foreach (var known in _known.Values)
+            {
+                if (_now - known.FirstSeen < interval) continue;
+                if (known.ForwardedAt is { } at && _now - at < interval) continue;
+                known.ForwardedAt = _now;
+                Emit(new ForwardRequest(Primary, known.Request));
+            }
+        }
+    }
+
+    /// <summary>Work is outstanding and nothing executed for a whole retransmit interval.</summary>
+    private bool IsStalled()
+    {
+        if (_busySince is not { } busySince) return false;
+        var progress = _lastExecutionAt > busySince ? _lastExecutionAt : busySince;
+        return _now - progress >= _settings.RetransmitInterval;
+    }
+
+    // Since when work has been outstanding without a pause (null: idle).
+    private TimeSpan? _busySince;
+
+    private bool HasOutstandingWork =>
+        _executionQueue.Count > 0 || _known.Count > 0 || _awaitingUi.Count > 0 || _pending.Count > 0 || BufferedMessages > 0;
+
+    private void TrackBusy()
+    {
+        if (!HasOutstandingWork) _busySince = null;
+        else _busySince ??= _now;
+    }
+
+    private TimeSpan? NextTick()
+    {
+        TimeSpan? next = null;
+        if (IsPrimary && _pending.Count > 0 && _inFlightBatches < _settings.MaxInFlightBatches)
+            next = _pending.First!.Value.Arrived + _settings.MaxBatchWait;
+        if (HasOutstandingWork)
+        {
+            var retransmit = _now + _settings.RetransmitInterval / 4;
+            if (next is null || retransmit < next) next = retransmit;
+        }
+        return next;
+    }
+}

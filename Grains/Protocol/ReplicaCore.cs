@@ -1,0 +1,167 @@
+using System.Security.Cryptography;
+using MinBft.Application;
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>
+/// The MinBFT replica as a pure, deterministic state machine (etcd raft style): each call takes
+/// one input (a client request, a peer message, a UI issued by this replica's USIG, a tick)
+/// and returns a <see cref="Ready"/> with the effects the host must apply, in order.
+/// No I/O, no clock (time is passed in), no randomness, no threads. Input from the network
+/// never throws: it is accepted, buffered or rejected with a counted reason. An exception
+/// means a violated invariant: a bug, surfaced loudly.
+/// </summary>
+public sealed partial class ReplicaCore
+{
+    private readonly ProtocolSettings _settings;
+    private readonly ProtocolCrypto _crypto;
+    private readonly IStateMachine _app;
+    private readonly List<Effect> _effects = [];
+    private readonly PeerStream[] _streams;
+    private readonly Dictionary<RejectReason, long> _rejections = [];
+    private TimeSpan _now;
+
+    public ReplicaCore(ProtocolSettings settings, ProtocolCrypto crypto, IStateMachine app)
+    {
+        settings.Validate();
+        _settings = settings;
+        _crypto = crypto;
+        _app = app;
+        _streams = new PeerStream[settings.N];
+        for (var i = 0; i < settings.N; i++) _streams[i] = new PeerStream();
+        _lastCommitted = new ulong[settings.N];
+        _verifiedRequests = new VerifiedRequestCache(settings.VerifiedRequestCacheSize);
+    }
+
+    public ProtocolSettings Settings => _settings;
+    public int Id => _settings.ReplicaId;
+    public int N => _settings.N;
+    public int F => _settings.F;
+
+    /// <summary>The current view; its primary is replica <c>View mod n</c>.</summary>
+    public long View { get; private set; }
+
+    public int Primary => PrimaryOf(View);
+    public bool IsPrimary => Primary == Id;
+
+    /// <summary>Number of batches executed so far (the position in the replicated history).</summary>
+    public ulong ExecutedSequence { get; private set; }
+
+    /// <summary>Rejected inputs by reason, since this core started.</summary>
+    public IReadOnlyDictionary<RejectReason, long> Rejections => _rejections;
+
+    public long RejectionCount(RejectReason reason) => _rejections.GetValueOrDefault(reason);
+
+    /// <summary>Counter of the last message accepted from replica <paramref name="replica"/>
+    /// (for this replica itself: the last counter its USIG issued).</summary>
+    public ulong LastAccepted(int replica) => _streams[replica].LastAccepted;
+
+    /// <summary>Messages held in reorder buffers, over all senders.</summary>
+    public int BufferedMessages => _streams.Sum(s => s.Buffer.Count);
+
+    public int PrimaryOf(long view) => (int)(view % N);
+
+    // ----- inputs -----
+
+    /// <summary>A client request, from the client's proxy or forwarded by a replica.</summary>
+    public Ready OnRequest(Request request, TimeSpan now)
+    {
+        Begin(now);
+        HandleRequest(request);
+        return End();
+    }
+
+    /// <summary>A message from another replica (nothing about it is trusted yet).</summary>
+    public Ready OnMessage(ReplicaMessage message, TimeSpan now)
+    {
+        Begin(now);
+        switch (message)
+        {
+            case null:
+                Reject(null, RejectReason.Malformed, "null message");
+                break;
+            case CertifiedMessage certified:
+                HandleCertified(certified);
+                break;
+            case RetransmitRequest retransmit:
+                HandleRetransmitRequest(retransmit);
+                break;
+            default:
+                Reject(SafeSender(message), RejectReason.Unsupported, message.GetType().Name);
+                break;
+        }
+        return End();
+    }
+
+    /// <summary>This replica's USIG certified the oldest message it was asked to (RequestUi).</summary>
+    public Ready OnUiIssued(CertifiedMessage certified, TimeSpan now)
+    {
+        Begin(now);
+        HandleOwnCertified(certified);
+        return End();
+    }
+
+    /// <summary>Time passed: batch deadlines, retransmission and forwarding.</summary>
+    public Ready OnTick(TimeSpan now)
+    {
+        Begin(now);
+        HandleTick();
+        return End();
+    }
+
+    // ----- step plumbing -----
+
+    private void Begin(TimeSpan now)
+    {
+        ProtocolInvariantException.Check(_effects.Count == 0, "no step runs inside another");
+        // Time never runs backwards inside the core, even if the host clock does.
+        if (now > _now) _now = now;
+    }
+
+    private Ready End()
+    {
+        TryPropose();
+        TrackBusy();
+        var effects = _effects.ToArray();
+        _effects.Clear();
+        return new Ready(effects, NextTick());
+    }
+
+    private void Emit(Effect effect) => _effects.Add(effect);
+
+    private void Reject(int? from, RejectReason reason, string detail)
+    {
+        _rejections[reason] = _rejections.GetValueOrDefault(reason) + 1;
+        Emit(new Rejected(from, reason, detail));
+    }
+
+    private static int? SafeSender(ReplicaMessage message)
+    {
+        try { return message.Sender; }
+        catch (NullReferenceException) { return null; }
+    }
+
+    private bool IsReplica(int id) => id >= 0 && id < N;
+
+    /// <summary>
+    /// A digest of the replicated protocol state (view, streams, ordering, execution, clients,
+    /// application). Tests compare it around a rejected input: rejection must change nothing.
+    /// </summary>
+    public string StateFingerprint()
+    {
+        var w = new CanonicalWriter(512).I64(View).U64(ExecutedSequence).U64(_lastPrepareCounter);
+        foreach (var stream in _streams) w.U64(stream.LastAccepted);
+        foreach (var committed in _lastCommitted) w.U64(committed);
+        foreach (var (counter, batch) in _prepares)
+        {
+            w.U64(counter).I32(batch.Committers.Count).U8(batch.Executed ? (byte)1 : (byte)0);
+            foreach (var c in batch.Committers.Order()) w.I32(c);
+        }
+        foreach (var (client, seq) in _highestOrderedSeq.OrderBy(p => p.Key, StringComparer.Ordinal)) w.Text(client).U64(seq);
+        foreach (var (client, record) in _clients.OrderBy(p => p.Key, StringComparer.Ordinal)) w.Text(client).U64(record.LastExecutedSeq);
+        w.Raw(_app.Digest());
+        return Convert.ToHexString(SHA256.HashData(w.WrittenSpan));
+    }
+}

@@ -1,0 +1,92 @@
+using MinBft.Messages;
+using MinBft.Protocol;
+
+namespace MinBft.Tests.Simulation;
+
+/// <summary>
+/// Hosts one real core the way a grain would: applies each Ready's effects in order, runs a
+/// USIG that certifies requested messages one at a time, and schedules the next tick. A
+/// tampering replica runs the same core but corrupts, drops and replays what it sends.
+/// </summary>
+internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUsig usig, bool tampering)
+{
+    private readonly Queue<CertifiedMessage> _uiRequests = new();
+    private readonly List<ReplicaMessage> _seen = [];
+    private TimeSpan _usigFreeAt;
+    private TimeSpan? _tickAt;
+
+    public ReplicaCore Core { get; } = core;
+    public bool Tampering { get; } = tampering;
+
+    public void Apply(Ready ready)
+    {
+        foreach (var effect in ready.Effects)
+        {
+            switch (effect)
+            {
+                case RequestUi request:
+                    _uiRequests.Enqueue(request.Message);
+                    // The USIG serves requests one at a time, in order, each after a short delay
+                    // (the durable counter write).
+                    _usigFreeAt = (_usigFreeAt > sim.Now ? _usigFreeAt : sim.Now) + TimeSpan.FromTicks(sim.Rng.Next(1, 5000));
+                    sim.Events.At(_usigFreeAt, IssueNextUi);
+                    break;
+                case PersistSent:
+                    break; // durability is the grain's concern; crash recovery is simulated later
+                case Send send:
+                    for (var to = 0; to < sim.N; to++)
+                        if (to != id && (send.To is null || send.To == to)) Send(to, send.Message);
+                    break;
+                case ForwardRequest forward:
+                    sim.TransmitRequest(forward.To, forward.Request);
+                    break;
+                case SendReply reply:
+                    sim.TransmitReply(reply.Reply);
+                    break;
+                case Executed executed:
+                    sim.OnExecuted(id, executed);
+                    break;
+                case Rejected rejected:
+                    sim.OnRejected(id, rejected);
+                    break;
+            }
+        }
+        if (ready.NextTick is { } next && (_tickAt is null || next < _tickAt || _tickAt < sim.Now))
+        {
+            _tickAt = next;
+            sim.Events.At(next, () =>
+            {
+                if (_tickAt != next) return; // superseded by an earlier tick
+                _tickAt = null;
+                sim.Step(id, c => c.OnTick(sim.Now));
+            });
+        }
+    }
+
+    private void IssueNextUi()
+    {
+        var message = _uiRequests.Dequeue();
+        var ui = usig.CreateUi(MinBft.Encoding.MessageEncoding.CertifiedDigest(message));
+        sim.Step(id, c => c.OnUiIssued(message.WithUi(ui), sim.Now));
+    }
+
+    private void Send(int to, ReplicaMessage message)
+    {
+        if (!Tampering)
+        {
+            sim.Transmit(id, to, message);
+            return;
+        }
+        _seen.Add(message);
+        var rng = sim.Rng;
+        var roll = rng.NextDouble();
+        if (roll < 0.15) return; // withhold: peers see a gap and must ask again
+        if (roll < 0.45)
+        {
+            sim.Transmit(id, to, Tamper.Mutate(message, rng));
+            if (rng.NextDouble() < 0.5) return;
+        }
+        sim.Transmit(id, to, message);
+        if (rng.NextDouble() < 0.2 && _seen.Count > 0) sim.Transmit(id, to, _seen[rng.Next(_seen.Count)]); // replay
+    }
+}

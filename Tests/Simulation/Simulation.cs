@@ -1,0 +1,268 @@
+using MinBft.Application;
+using MinBft.Encoding;
+using MinBft.Messages;
+using MinBft.Protocol;
+
+namespace MinBft.Tests.Simulation;
+
+/// <summary>
+/// n replicas of the real core with real crypto on an in-memory network that the seed
+/// controls: drops, duplicates, delays and reorders, plus faulty replicas that tamper with,
+/// replay, forge and equivocate. After every event it checks agreement, integrity and that
+/// no rejected input changed a correct replica's state; at the end, results and liveness.
+/// </summary>
+public sealed class Simulation
+{
+    private readonly SimulationOptions _options;
+    private readonly Random _rng;
+    private readonly EventQueue _events = new();
+    private readonly ClusterKeys _keys;
+    private readonly SimReplica?[] _replicas;
+    private readonly RogueReplica?[] _rogues;
+    private readonly List<SimClient> _clients = [];
+    private readonly Dictionary<string, SimClient> _clientsById = new(StringComparer.Ordinal);
+    private readonly Queue<string> _trace = new();
+    private readonly Dictionary<ulong, (int Replica, byte[] Digest)> _agreed = [];
+    private readonly List<(int Replica, IReadOnlyList<Request> Requests)> _longestHistory = [];
+    private readonly Dictionary<int, List<IReadOnlyList<Request>>> _histories = [];
+    private readonly HashSet<Sha256Digest> _issuedRequests = [];
+    private readonly Dictionary<int, HashSet<(string, ulong)>> _executedPairs = [];
+
+    public Simulation(int seed, SimulationOptions options)
+    {
+        Seed = seed;
+        _options = options;
+        _rng = new Random(seed);
+        _keys = ClusterKeys.Create(options.N, _rng, options.HmacUsig);
+        _replicas = new SimReplica?[options.N];
+        _rogues = new RogueReplica?[options.N];
+        for (var i = 0; i < options.N; i++)
+        {
+            if (options.RogueReplicas.Contains(i))
+            {
+                _rogues[i] = new RogueReplica(this, i, _keys);
+                continue;
+            }
+            var settings = new ProtocolSettings
+            {
+                N = options.N,
+                ReplicaId = i,
+                MaxBatchSize = options.MaxBatchSize,
+                MaxBatchWait = TimeSpan.FromMilliseconds(1),
+                MaxInFlightBatches = 4,
+                RetransmitInterval = TimeSpan.FromMilliseconds(100),
+                ReorderBufferPerSender = 64,
+                ReorderWindow = 1024,
+            };
+            var core = new ReplicaCore(settings, _keys.CryptoFor(i), new KeyValueStateMachine());
+            _replicas[i] = new SimReplica(this, i, core, _keys.UsigFor(i), options.TamperingReplicas.Contains(i));
+            _histories[i] = [];
+            _executedPairs[i] = [];
+        }
+        for (var c = 0; c < options.Clients; c++)
+        {
+            var client = new SimClient(this, _keys.NewClient(_rng), options.RequestsPerClient);
+            _clients.Add(client);
+            _clientsById[client.Id] = client;
+        }
+    }
+
+    public int Seed { get; }
+    internal Random Rng => _rng;
+    internal TimeSpan Now => _events.Now;
+    internal int N => _options.N;
+    internal int F => _options.F;
+    internal EventQueue Events => _events;
+    internal IReplicaSignatureVerifier ReplicaVerifier => _keys.ReplicaVerifier;
+
+    public Dictionary<RejectReason, long> Rejections { get; } = [];
+    public long EventsProcessed => _events.Processed;
+    public long RequestsCompleted => _clients.Sum(c => c.Completed.Count);
+    public ulong MaxExecuted => _replicas.Where(r => r is { Tampering: false }).Max(r => r!.Core.ExecutedSequence);
+
+    private bool IsCorrect(int replica) => _replicas[replica] is { Tampering: false };
+    private bool InFaultyPeriod => Now < _options.FaultyPeriod;
+
+    internal void Trace(string line)
+    {
+        _trace.Enqueue($"{Now.TotalMilliseconds,9:F3}ms {line}");
+        if (_trace.Count > 60) _trace.Dequeue();
+    }
+
+    // ----- network -----
+
+    /// <summary>Replica-to-replica traffic, subject to the seed's faults.</summary>
+    internal void Transmit(int from, int to, ReplicaMessage message)
+    {
+        foreach (var delay in Deliveries())
+            _events.After(delay, () => DeliverToReplica(from, to, message));
+    }
+
+    internal void TransmitRequest(int to, Request request)
+    {
+        foreach (var delay in Deliveries())
+            _events.After(delay, () => DeliverRequest(to, request));
+    }
+
+    internal void TransmitReply(Reply reply)
+    {
+        if (!_clientsById.TryGetValue(reply.ClientId, out var client)) return;
+        foreach (var delay in Deliveries())
+            _events.After(delay, () => client.OnReply(reply));
+    }
+
+    private IEnumerable<TimeSpan> Deliveries()
+    {
+        var maxDelayTicks = Math.Max(1, _options.MaxDelay.Ticks);
+        TimeSpan Delay() => TimeSpan.FromTicks(_rng.NextInt64(0, maxDelayTicks) + TimeSpan.TicksPerMillisecond / 10);
+        if (!InFaultyPeriod)
+        {
+            yield return Delay();
+            yield break;
+        }
+        if (_rng.NextDouble() < _options.DropRate) yield break;
+        yield return Delay();
+        if (_rng.NextDouble() < _options.DuplicateRate) yield return Delay();
+    }
+
+    private void DeliverToReplica(int from, int to, ReplicaMessage message)
+    {
+        Trace($"{from}->{to} {Describe(message)}");
+        if (_rogues[to] is { } rogue) { rogue.OnMessage(message); return; }
+        Step(to, core => core.OnMessage(message, Now));
+    }
+
+    private void DeliverRequest(int to, Request request)
+    {
+        Trace($"client->{to} request {request.ClientId[..6]}#{request.Seq}");
+        if (_rogues[to] is { } rogue) { rogue.OnRequest(request); return; }
+        Step(to, core => core.OnRequest(request, Now));
+    }
+
+    /// <summary>Runs one input on a replica's core and checks the properties around it.</summary>
+    internal void Step(int replica, Func<ReplicaCore, Ready> input)
+    {
+        var node = _replicas[replica]!;
+        var before = IsCorrect(replica) ? node.Core.StateFingerprint() : null;
+        var ready = input(node.Core);
+        if (before is not null && ready.Effects.Count > 0 && ready.Effects.All(e => e is Rejected))
+        {
+            var after = node.Core.StateFingerprint();
+            if (after != before)
+                Fail($"replica {replica}: a rejected input changed its state ({string.Join("; ", ready.Effects)})");
+        }
+        node.Apply(ready);
+    }
+
+    // ----- observations from replicas -----
+
+    internal void OnRejected(int replica, Rejected rejected)
+    {
+        if (!IsCorrect(replica)) return;
+        Rejections[rejected.Reason] = Rejections.GetValueOrDefault(rejected.Reason) + 1;
+    }
+
+    internal void OnExecuted(int replica, Executed executed)
+    {
+        if (!IsCorrect(replica)) return;
+        var history = _histories[replica];
+        if ((ulong)history.Count + 1 != executed.Sequence)
+            Fail($"replica {replica} executed sequence {executed.Sequence} after {history.Count}");
+        history.Add(executed.Requests);
+        if (_agreed.TryGetValue(executed.Sequence, out var first))
+        {
+            if (!first.Digest.AsSpan().SequenceEqual(executed.BatchDigest))
+                Fail($"AGREEMENT: replicas {first.Replica} and {replica} executed different batches as #{executed.Sequence}");
+        }
+        else
+        {
+            _agreed[executed.Sequence] = (replica, executed.BatchDigest);
+            _longestHistory.Add((replica, executed.Requests));
+        }
+        var executedHere = _executedPairs[replica];
+        foreach (var request in executed.Requests)
+        {
+            // Integrity: only requests a client signed execute, each (client, seq) once.
+            if (!_issuedRequests.Contains(Sha256Digest.From(MessageEncoding.RequestDigest(request))))
+                Fail($"INTEGRITY: replica {replica} executed a request no client issued ({request.ClientId[..6]}#{request.Seq})");
+            if (!executedHere.Add((request.ClientId, request.Seq)))
+                Fail($"INTEGRITY: replica {replica} ordered {request.ClientId[..6]}#{request.Seq} twice");
+        }
+    }
+
+    internal void OnClientIssued(Request request) =>
+        _issuedRequests.Add(Sha256Digest.From(MessageEncoding.RequestDigest(request)));
+
+    internal void BroadcastRequest(Request request)
+    {
+        for (var r = 0; r < N; r++) TransmitRequest(r, request);
+    }
+
+    // ----- the run -----
+
+    public void Run()
+    {
+        foreach (var client in _clients) client.Start();
+        for (var i = 0; i < N; i++)
+            if (_rogues[i] is { } rogue) rogue.Start();
+
+        var deadline = _options.FaultyPeriod + _options.LivenessBound;
+        const long maxEvents = 2_000_000;
+        while (_events.NextTime is { } next && next <= deadline)
+        {
+            if (_clients.All(c => c.Done) && next > _options.FaultyPeriod) break;
+            _events.RunNext();
+            if (_events.Processed > maxEvents) Fail($"more than {maxEvents} events: the run does not settle");
+        }
+
+        CheckClientResults();
+        if (_options.ExpectLiveness)
+        {
+            var late = _clients.Where(c => !c.Done).ToList();
+            if (late.Count > 0)
+                Fail($"LIVENESS: {late.Count} client(s) incomplete {_options.LivenessBound.TotalSeconds}s after faults stopped " +
+                     $"({string.Join(", ", late.Select(c => $"{c.Id[..6]}: {c.Completed.Count}/{c.Target}"))})");
+        }
+    }
+
+    /// <summary>
+    /// Every result a client accepted equals what the agreed history gives when replayed on a
+    /// fresh state machine: the client-visible history is the replicated one (linearizable,
+    /// since a request executes between its invocation and its completion).
+    /// </summary>
+    private void CheckClientResults()
+    {
+        var reference = new KeyValueStateMachine();
+        var results = new Dictionary<(string, ulong), byte[]>();
+        var lastSeq = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        foreach (var (_, batch) in _longestHistory)
+            foreach (var request in batch)
+            {
+                if (request.Seq <= lastSeq.GetValueOrDefault(request.ClientId)) continue;
+                lastSeq[request.ClientId] = request.Seq;
+                results[(request.ClientId, request.Seq)] = reference.Apply(request.Operation);
+            }
+        foreach (var client in _clients)
+            foreach (var (seq, result) in client.Completed)
+            {
+                if (!results.TryGetValue((client.Id, seq), out var expected))
+                    Fail($"client {client.Id[..6]} accepted a result for #{seq}, which no correct replica executed");
+                else if (!expected.AsSpan().SequenceEqual(result))
+                    Fail($"client {client.Id[..6]} accepted a wrong result for #{seq}");
+            }
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    internal void Fail(string what) =>
+        throw new SimulationFailure(
+            $"{what}\nseed={Seed} ({_options})\nreplay: MINBFT_SEED={Seed} dotnet test --filter <the failing test>\n" +
+            $"last events:\n  {string.Join("\n  ", _trace)}");
+
+    internal static string Describe(ReplicaMessage message) => message switch
+    {
+        Prepare p => $"PREPARE v{p.View} c{p.PrepareUi.Counter} [{p.Batch.Length}]",
+        Commit c => $"COMMIT v{c.View} from {c.ReplicaId} c{c.CommitUi.Counter} -> p{c.Prepare.PrepareUi.Counter}",
+        RetransmitRequest r => $"RETRANSMIT? {r.ReplicaId}->{r.TargetId} from c{r.FromCounter}",
+        _ => message.GetType().Name,
+    };
+}
