@@ -1,0 +1,154 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Security.Cryptography;
+
+namespace MinBft.Application;
+
+/// <summary>
+/// The sample replicated service: a map from UTF-8 string keys to byte values, driven by
+/// <see cref="KeyValueOperation"/> encodings. Deterministic by construction: no clocks, no
+/// randomness, no dependence on hash or enumeration order (the snapshot sorts its keys).
+/// Not thread-safe; the replica that owns it applies operations one at a time.
+/// <para>
+/// Snapshot layout (big-endian): <c>"MINBFT-KV" 0x01</c>, u32 entry count, then each entry as
+/// key (u16 length + UTF-8) and value (u32 length + bytes), keys strictly ascending by their
+/// UTF-8 bytes. Strictly ascending means one state has exactly one snapshot, which is what
+/// lets replicas compare states by digest.
+/// </para>
+/// </summary>
+public sealed class KeyValueStateMachine : IStateMachine
+{
+    // Names the format inside the digested bytes, so a digest of this service's state can't
+    // coincide with a digest of some other byte string that happens to parse differently.
+    internal static ReadOnlySpan<byte> SnapshotHeader => "MINBFT-KV\x01"u8;
+
+    // Every entry costs at least its two length prefixes; bounds the count a snapshot may claim.
+    private const int MinEntryLength = KeyValueWire.KeyPrefixLength + KeyValueWire.ValuePrefixLength;
+
+    // Values are never handed out or mutated in place: Apply stores the fresh arrays
+    // TryDecode allocates, and readers get copies.
+    private Dictionary<string, byte[]> _entries = new(StringComparer.Ordinal);
+
+    // SHA-256 of the current snapshot; null once a mutation makes it stale.
+    private byte[]? _digest;
+
+    public int Count => _entries.Count;
+
+    /// <summary>Reads a key without going through <see cref="Apply"/>; the value is a copy.</summary>
+    public bool TryGetValue(string key, [NotNullWhen(true)] out byte[]? value)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (_entries.TryGetValue(key, out var stored))
+        {
+            value = stored.ToArray();
+            return true;
+        }
+        value = null;
+        return false;
+    }
+
+    public byte[] Apply(ReadOnlySpan<byte> operation)
+    {
+        if (!KeyValueOperation.TryDecode(operation, out var decoded))
+            return KeyValueResult.Encode(KeyValueStatus.BadOperation, false, default);
+
+        switch (decoded)
+        {
+            case PutOperation put:
+                _entries[put.Key] = put.Value;
+                _digest = null;
+                return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
+
+            case GetOperation get:
+                return _entries.TryGetValue(get.Key, out var value)
+                    ? KeyValueResult.Encode(KeyValueStatus.Ok, true, value)
+                    : KeyValueResult.Encode(KeyValueStatus.NotFound, false, default);
+
+            case DeleteOperation delete:
+                if (!_entries.Remove(delete.Key))
+                    return KeyValueResult.Encode(KeyValueStatus.NotFound, false, default);
+                _digest = null;
+                return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
+
+            case CompareAndSetOperation cas:
+                var present = _entries.TryGetValue(cas.Key, out var current);
+                var matches = cas.Expected is null
+                    ? !present
+                    : present && current!.AsSpan().SequenceEqual(cas.Expected);
+                if (!matches)
+                    return KeyValueResult.Encode(KeyValueStatus.CasMismatch, present, current);
+                _entries[cas.Key] = cas.NewValue;
+                _digest = null;
+                return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
+
+            default:
+                // Unreachable while TryDecode knows only the cases above; kept total so a new
+                // operation type added there without a case here is still not a throw.
+                return KeyValueResult.Encode(KeyValueStatus.BadOperation, false, default);
+        }
+    }
+
+    public byte[] Snapshot()
+    {
+        // Keys are sorted by UTF-8 bytes, not by string.CompareOrdinal: UTF-16 order puts
+        // surrogate pairs (U+10000 and up) before U+E000..U+FFFF, UTF-8 order after, and the
+        // format must not depend on the in-memory string representation.
+        var sorted = new (byte[] Key, byte[] Value)[_entries.Count];
+        long length = SnapshotHeader.Length + 4;
+        var i = 0;
+        foreach (var (key, value) in _entries)
+        {
+            // Keys came from TryDecode or TryRestore, so they are valid and within bounds.
+            var keyBytes = System.Text.Encoding.UTF8.GetBytes(key);
+            sorted[i++] = (keyBytes, value);
+            length += MinEntryLength + keyBytes.Length + value.Length;
+        }
+        Array.Sort(sorted, static (a, b) => a.Key.AsSpan().SequenceCompareTo(b.Key));
+
+        if (length > Array.MaxLength)
+            throw new InvalidOperationException($"State of {length} bytes is too large to snapshot.");
+        var buffer = new byte[length];
+        var w = new WireWriter(buffer);
+        w.Raw(SnapshotHeader);
+        w.U32((uint)sorted.Length);
+        foreach (var (key, value) in sorted)
+        {
+            w.Key(key);
+            w.Value(value);
+        }
+        return buffer;
+    }
+
+    public bool TryRestore(ReadOnlySpan<byte> snapshot)
+    {
+        // Parse into a new map and swap only at the end, so a malformed snapshot (possibly
+        // from a Byzantine replica) leaves the current state exactly as it was.
+        var r = new WireReader(snapshot);
+        if (!r.TryRaw(SnapshotHeader.Length, out var header) || !header.SequenceEqual(SnapshotHeader)) return false;
+        if (!r.TryU32(out var count) || count > (uint)(r.Remaining / MinEntryLength)) return false;
+
+        var entries = new Dictionary<string, byte[]>((int)count, StringComparer.Ordinal);
+        ReadOnlySpan<byte> previous = default;
+        for (var i = 0u; i < count; i++)
+        {
+            if (!r.TryKey(out var key) || !r.TryValue(out var value)) return false;
+            // Strictly ascending: rejects duplicates and any non-canonical order.
+            if (i > 0 && previous.SequenceCompareTo(key) >= 0) return false;
+            previous = key;
+            entries.Add(KeyValueWire.KeyString(key), value.ToArray());
+        }
+        if (!r.AtEnd) return false;
+
+        _entries = entries;
+        // The snapshot was fully validated as canonical, so it is byte-for-byte what
+        // Snapshot() would now return: its hash is the new digest, no re-encoding needed.
+        _digest = SHA256.HashData(snapshot);
+        return true;
+    }
+
+    public byte[] Digest()
+    {
+        _digest ??= SHA256.HashData(Snapshot());
+        // A copy, so a caller that modifies the array cannot corrupt the cache.
+        return _digest.ToArray();
+    }
+}
