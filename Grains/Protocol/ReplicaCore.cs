@@ -122,6 +122,8 @@ public sealed partial class ReplicaCore
 
     private Ready End()
     {
+        // Whatever this step changed may have made a buffered message next-in-order.
+        Drain();
         TryPropose();
         TrackBusy();
         var effects = _effects.ToArray();

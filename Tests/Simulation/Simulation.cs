@@ -86,7 +86,7 @@ public sealed class Simulation
     internal void Trace(string line)
     {
         _trace.Enqueue($"{Now.TotalMilliseconds,9:F3}ms {line}");
-        if (_trace.Count > 60) _trace.Dequeue();
+        if (_trace.Count > 20000) _trace.Dequeue();
     }
 
     // ----- network -----
@@ -143,9 +143,14 @@ public sealed class Simulation
     internal void Step(int replica, Func<ReplicaCore, Ready> input)
     {
         var node = _replicas[replica]!;
+        Trace($"step at {replica}");
+        // "No rejected message changed a replica's state": when a step accepted nothing (no
+        // stream advanced) and only rejected, the replicated state must be exactly as before.
         var before = IsCorrect(replica) ? node.Core.StateFingerprint() : null;
+        var acceptedBefore = AcceptedCount(node.Core);
         var ready = input(node.Core);
-        if (before is not null && ready.Effects.Count > 0 && ready.Effects.All(e => e is Rejected))
+        if (before is not null && ready.Effects.Count > 0 && ready.Effects.All(e => e is Rejected)
+            && AcceptedCount(node.Core) == acceptedBefore)
         {
             var after = node.Core.StateFingerprint();
             if (after != before)
@@ -154,11 +159,19 @@ public sealed class Simulation
         node.Apply(ready);
     }
 
+    private ulong AcceptedCount(ReplicaCore core)
+    {
+        ulong sum = 0;
+        for (var i = 0; i < N; i++) sum += core.LastAccepted(i);
+        return sum;
+    }
+
     // ----- observations from replicas -----
 
     internal void OnRejected(int replica, Rejected rejected)
     {
         if (!IsCorrect(replica)) return;
+        if (rejected.Reason != RejectReason.Duplicate) Trace($"  replica {replica} rejects from {rejected.From}: {rejected.Reason} {rejected.Detail}");
         Rejections[rejected.Reason] = Rejections.GetValueOrDefault(rejected.Reason) + 1;
     }
 

@@ -1,0 +1,93 @@
+using MinBft.Crypto;
+using MinBft.Messages;
+using MinBft.Protocol;
+using MinBft.Usig;
+
+namespace MinBft.Tests.Simulation;
+
+/// <summary>
+/// Real keys for a simulated cluster, drawn from the run's seed so a run replays exactly:
+/// each replica's Ed25519 signing key and USIG (Ed25519 or HMAC), clients' keys.
+/// </summary>
+public sealed class ClusterKeys
+{
+    private readonly Ed25519KeyPair[] _signing;
+    private readonly IUsigCertifier[] _usigCertifiers;
+    private readonly UsigVerifier _usigVerifier;
+
+    private ClusterKeys(Ed25519KeyPair[] signing, IUsigCertifier[] certifiers, UsigVerifier verifier)
+    {
+        _signing = signing;
+        _usigCertifiers = certifiers;
+        _usigVerifier = verifier;
+        ReplicaVerifier = new ReplicaKeyRing(signing.Select(k => k.PublicKey).ToArray());
+    }
+
+    public const ulong Epoch = 1;
+
+    public IReplicaSignatureVerifier ReplicaVerifier { get; }
+    public IUiVerifier UiVerifier => _usigVerifier;
+
+    public static ClusterKeys Create(int n, Random rng, bool hmac)
+    {
+        var signing = new Ed25519KeyPair[n];
+        var certifiers = new IUsigCertifier[n];
+        var verification = new Dictionary<int, UsigVerificationKey>();
+        // HMAC mode: every USIG shares one secret (it never leaves the trusted components).
+        var sharedSecret = Bytes(rng, 32);
+        for (var i = 0; i < n; i++)
+        {
+            signing[i] = Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32));
+            if (hmac)
+            {
+                certifiers[i] = new HmacUsigCertifier(sharedSecret);
+                verification[i] = UsigVerificationKey.Hmac(Epoch, sharedSecret);
+            }
+            else
+            {
+                var usigKey = Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32));
+                certifiers[i] = new Ed25519UsigCertifier(usigKey);
+                verification[i] = UsigVerificationKey.Ed25519(Epoch, usigKey.PublicKey);
+            }
+        }
+        return new ClusterKeys(signing, certifiers, new UsigVerifier(verification));
+    }
+
+    public ProtocolCrypto CryptoFor(int replica) =>
+        new(_usigVerifier, new Ed25519ReplicaSigner(_signing[replica]), ReplicaVerifier, new RequestVerifier());
+
+    public IReplicaSigner SignerFor(int replica) => new Ed25519ReplicaSigner(_signing[replica]);
+
+    /// <summary>Replica <paramref name="replica"/>'s USIG with a fresh in-memory counter store.</summary>
+    public SimUsig UsigFor(int replica) =>
+        new(new UsigCore(replica, Epoch, _usigCertifiers[replica], new InMemoryUsigCounterStore()));
+
+    internal SimClientSigner NewClient(Random rng) => new(new ClientSigner(Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32))));
+
+    private static byte[] Bytes(Random rng, int length)
+    {
+        var bytes = new byte[length];
+        rng.NextBytes(bytes);
+        return bytes;
+    }
+}
+
+/// <summary>The real USIG over an in-memory store, whose writes complete at once.</summary>
+public sealed class SimUsig(UsigCore usig)
+{
+    public UsigCore Core => usig;
+
+    public UniqueIdentifier CreateUi(byte[] certifiedDigest)
+    {
+        var task = usig.CreateUiAsync(certifiedDigest, CancellationToken.None);
+        if (!task.IsCompleted) throw new InvalidOperationException("the in-memory USIG store completes synchronously");
+        return task.GetAwaiter().GetResult();
+    }
+}
+
+/// <summary>A simulated client's key and request signing.</summary>
+internal sealed class SimClientSigner(ClientSigner signer)
+{
+    public string ClientId => signer.ClientId;
+    public Request CreateRequest(ulong seq, byte[] operation) => signer.CreateRequest(seq, operation);
+}

@@ -1,0 +1,170 @@
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Tests.Simulation;
+
+/// <summary>
+/// A Byzantine replica with no core: it holds its real USIG and signing key and sends anything
+/// they can authenticate. As primary it equivocates (different batches to different backups);
+/// as a backup it commits to mutated or skipped PREPAREs, claims the primary's role, uses wrong
+/// views, withholds counters, replays others' messages and forges others' UIs. The USIG still
+/// binds each counter to one message, which is all MinBFT needs.
+/// </summary>
+internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
+{
+    private readonly SimUsig _usig = keys.UsigFor(id);
+    private readonly List<ReplicaMessage> _heard = [];
+    private readonly List<Request> _requests = [];
+    private readonly List<CertifiedMessage> _sent = [];
+    private readonly List<Request> _ordered = [];
+
+    public void Start() => sim.Events.After(TimeSpan.FromMilliseconds(5), Act);
+
+    public void OnRequest(Request request)
+    {
+        if (_requests.Count < 256) _requests.Add(request);
+    }
+
+    public void OnMessage(ReplicaMessage message)
+    {
+        if (_heard.Count < 512) _heard.Add(message);
+        var rng = sim.Rng;
+        switch (message)
+        {
+            case Prepare p when rng.NextDouble() < 0.7:
+                CommitTo(p, rng);
+                break;
+            case Commit c when rng.NextDouble() < 0.3:
+                CommitTo(c.Prepare, rng);
+                break;
+            case RetransmitRequest r when rng.NextDouble() < 0.5:
+                // Answer honestly sometimes: a faulty replica may also behave.
+                foreach (var m in _sent.Where(m => m.Ui.Counter >= r.FromCounter).Take(16)) sim.Transmit(id, r.ReplicaId, m);
+                break;
+        }
+    }
+
+    /// <summary>Periodic misbehaviour, independent of what arrives.</summary>
+    private void Act()
+    {
+        var rng = sim.Rng;
+        if (id == 0 && _requests.Count > 0) Equivocate(rng);
+        if (rng.NextDouble() < 0.4) Impersonate(rng);
+        if (rng.NextDouble() < 0.3 && _heard.Count > 0)
+        {
+            var replayed = _heard[rng.Next(_heard.Count)];
+            sim.Transmit(id, RandomPeer(rng), replayed);
+        }
+        if (rng.NextDouble() < 0.3 && _heard.OfType<CertifiedMessage>().LastOrDefault() is { } victim)
+        {
+            // Forge: someone else's message with an invented UI.
+            var forged = victim.WithUi(victim.Ui with { Counter = victim.Ui.Counter + 1 + (ulong)rng.Next(3), Certificate = RandomBytes(rng, 64) });
+            sim.Transmit(id, RandomPeer(rng), forged);
+        }
+        if (rng.NextDouble() < 0.2 && _requests.Count > 0 && id != 0)
+        {
+            // A PREPARE from a replica that is not the primary: validly certified, still invalid.
+            Broadcast(Certify(new Prepare(0, id, [_requests[rng.Next(_requests.Count)]], UniqueIdentifier.None)), rng);
+        }
+        if (sim.Now < TimeSpan.FromSeconds(10)) sim.Events.After(TimeSpan.FromMilliseconds(rng.Next(5, 60)), Act);
+    }
+
+    /// <summary>
+    /// As primary: each round does one of: equivocate (two different batches, each shown to
+    /// part of the backups), put a request no client signed in a certified batch, re-propose a
+    /// request that was already ordered, or propose honestly.
+    /// </summary>
+    private void Equivocate(Random rng)
+    {
+        var pool = _requests.Where(r => !_ordered.Any(o => o.ClientId == r.ClientId && o.Seq >= r.Seq))
+            .DistinctBy(r => r.ClientId).ToList();
+        _requests.Clear();
+        if (pool.Count == 0) return;
+        switch (rng.Next(4))
+        {
+            case 0 when pool.Count > 1:
+                var first = Certify(new Prepare(0, id, pool.Take(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                var second = Certify(new Prepare(0, id, pool.Skip(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                for (var to = 1; to < sim.N; to++) sim.Transmit(id, to, rng.Next(2) == 0 ? first : second);
+                _ordered.AddRange(pool);
+                break;
+            case 1:
+                Broadcast(Certify(new Prepare(0, id, Tamper.MutateBatch(pool.ToArray(), rng), UniqueIdentifier.None)), rng);
+                break;
+            case 2 when _ordered.Count > 0:
+                Broadcast(Certify(new Prepare(0, id, [_ordered[rng.Next(_ordered.Count)]], UniqueIdentifier.None)), rng);
+                break;
+            default:
+                Broadcast(Certify(new Prepare(0, id, pool.ToArray(), UniqueIdentifier.None)), rng);
+                _ordered.AddRange(pool);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Impersonate: a fresh PREPARE in the primary's name, or a COMMIT in another backup's,
+    /// at exactly the counter the receivers expect next, with an invented certificate.
+    /// Only the UI check stands between this and a forked history.
+    /// </summary>
+    private void Impersonate(Random rng)
+    {
+        var victimId = RandomPeer(rng);
+        var next = _heard.OfType<CertifiedMessage>().Where(m => m.Sender == victimId).Select(m => m.Ui.Counter).DefaultIfEmpty(0UL).Max() + 1;
+        var forgedUi = new UniqueIdentifier(ClusterKeys.Epoch, next, RandomBytes(rng, 64));
+        CertifiedMessage? forged = null;
+        if (victimId == 0)
+        {
+            var batch = _requests.DistinctBy(r => r.ClientId).Take(3).ToArray();
+            if (batch.Length > 0) forged = new Prepare(0, 0, batch, forgedUi);
+        }
+        else if (_heard.OfType<Prepare>().LastOrDefault() is { } prepare)
+        {
+            forged = new Commit(prepare.View, victimId, prepare, forgedUi);
+        }
+        if (forged is not null)
+            for (var to = 0; to < sim.N; to++)
+                if (to != id && to != victimId) sim.Transmit(id, to, forged);
+    }
+
+    private void CommitTo(Prepare prepare, Random rng)
+    {
+        var commit = new Commit(prepare.View, id, prepare, UniqueIdentifier.None);
+        commit = rng.Next(7) switch
+        {
+            0 => commit with { View = commit.View + 1, Prepare = prepare with { View = prepare.View + 1 } },
+            1 => commit with { Prepare = prepare with { Batch = Tamper.MutateBatch(prepare.Batch, rng) } },
+            2 => commit with { Prepare = prepare with { PrepareUi = Tamper.ShiftCounter(prepare.PrepareUi, rng) } },
+            3 => commit with { ReplicaId = 0 }, // a COMMIT claiming to be the primary's
+            _ => commit,
+        };
+        var certified = Certify(commit);
+        if (rng.NextDouble() < 0.15) return; // skip: certified but never sent, a gap forever
+        Broadcast(certified, rng);
+    }
+
+    private CertifiedMessage Certify(CertifiedMessage message)
+    {
+        var certified = message.WithUi(_usig.CreateUi(MessageEncoding.CertifiedDigest(message)));
+        _sent.Add(certified);
+        return certified;
+    }
+
+    private void Broadcast(ReplicaMessage message, Random rng)
+    {
+        for (var to = 0; to < sim.N; to++)
+            if (to != id && rng.NextDouble() < 0.85) sim.Transmit(id, to, message);
+    }
+
+    private int RandomPeer(Random rng)
+    {
+        var to = rng.Next(sim.N - 1);
+        return to >= id ? to + 1 : to;
+    }
+
+    private static byte[] RandomBytes(Random rng, int length)
+    {
+        var bytes = new byte[length];
+        rng.NextBytes(bytes);
+        return bytes;
+    }
+}

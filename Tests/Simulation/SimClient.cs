@@ -1,0 +1,74 @@
+using MinBft.Application;
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Tests.Simulation;
+
+/// <summary>
+/// A correct client: one outstanding signed request at a time, sent to every replica and
+/// retransmitted on timeout; a result is accepted once f+1 replicas sent matching REPLYs whose
+/// signatures verify (the client trusts neither the network nor any single replica).
+/// </summary>
+internal sealed class SimClient(Simulation sim, SimClientSigner signer, int target)
+{
+    private static readonly TimeSpan RetransmitTimeout = TimeSpan.FromMilliseconds(300);
+    private readonly Dictionary<int, Reply> _replies = [];
+    private Request? _current;
+    private ulong _seq;
+
+    public string Id => signer.ClientId;
+    public int Target => target;
+    public List<(ulong Seq, byte[] Result)> Completed { get; } = [];
+    public bool Done => Completed.Count >= target;
+
+    public void Start() => SendNext();
+
+    private void SendNext()
+    {
+        if (Done) { _current = null; return; }
+        _seq += (ulong)sim.Rng.Next(1, 3); // clients may skip seqs: only "newer" matters
+        _current = signer.CreateRequest(_seq, RandomOperation());
+        _replies.Clear();
+        sim.OnClientIssued(_current);
+        sim.BroadcastRequest(_current);
+        ScheduleRetransmit(_current);
+    }
+
+    private void ScheduleRetransmit(Request request) =>
+        sim.Events.After(RetransmitTimeout, () =>
+        {
+            if (!ReferenceEquals(_current, request)) return;
+            sim.Trace($"client {Id[..6]} retransmits #{request.Seq}");
+            sim.BroadcastRequest(request);
+            ScheduleRetransmit(request);
+        });
+
+    public void OnReply(Reply reply)
+    {
+        if (_current is null || reply.ClientId != Id || reply.Seq != _current.Seq) return;
+        if (MessageLimits.CheckReply(reply) is not null) return;
+        if (reply.ReplicaId < 0 || reply.ReplicaId >= sim.N) return;
+        if (!sim.ReplicaVerifier.Verify(reply.ReplicaId, MessageEncoding.Reply(reply), reply.Signature)) return;
+        _replies[reply.ReplicaId] = reply; // each replica counts once
+        var matching = _replies.Values.Count(r => r.Result.AsSpan().SequenceEqual(reply.Result));
+        if (matching < sim.F + 1) return;
+        Completed.Add((_current.Seq, reply.Result));
+        SendNext();
+    }
+
+    private byte[] RandomOperation()
+    {
+        var rng = sim.Rng;
+        var key = "k" + rng.Next(4);
+        var value = new byte[rng.Next(0, 12)];
+        rng.NextBytes(value);
+        return rng.Next(5) switch
+        {
+            0 => KeyValueOperation.EncodeGet(key),
+            1 => KeyValueOperation.EncodeDelete(key),
+            2 => KeyValueOperation.EncodeCompareAndSetAbsent(key, value),
+            3 => KeyValueOperation.EncodeCompareAndSet(key, [(byte)rng.Next(2)], value),
+            _ => KeyValueOperation.EncodePut(key, value),
+        };
+    }
+}

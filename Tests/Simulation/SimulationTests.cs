@@ -1,0 +1,54 @@
+using System.Diagnostics;
+using MinBft.Protocol;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Simulation;
+
+/// <summary>
+/// Seeded hostile runs of the real core. A failure prints its seed; set MINBFT_SEED to replay
+/// exactly that seed (the test then runs it alone). MINBFT_SEEDS overrides how many run.
+/// </summary>
+public sealed class SimulationTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Agreement_integrity_and_liveness_hold_for_500_hostile_seeds_with_f1() => RunSeeds(f: 1, count: 500, firstSeed: 1_000);
+
+    [Fact]
+    public void Agreement_integrity_and_liveness_hold_for_200_hostile_seeds_with_f2() => RunSeeds(f: 2, count: 200, firstSeed: 5_000);
+
+    [Fact]
+    public void Agreement_and_liveness_hold_with_no_faults_f3() => RunSeeds(f: 3, count: 10, firstSeed: 9_000, hostile: false);
+
+    private void RunSeeds(int f, int count, int firstSeed, bool hostile = true)
+    {
+        var seeds = Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay
+            ? [int.Parse(replay)]
+            : Enumerable.Range(firstSeed, int.TryParse(Environment.GetEnvironmentVariable("MINBFT_SEEDS"), out var n) ? n : count);
+        var clock = Stopwatch.StartNew();
+        var rejections = new Dictionary<RejectReason, long>();
+        long events = 0, requests = 0;
+        var runs = 0;
+        foreach (var seed in seeds)
+        {
+            var options = hostile ? SimulationOptions.ForSeed(seed, f) : new SimulationOptions { F = f, Clients = 3, RequestsPerClient = 5 };
+            var sim = new Simulation(seed, options);
+            try
+            {
+                sim.Run();
+            }
+            catch (Exception e)
+            {
+                output.WriteLine($"FAILED seed={seed}: replay with MINBFT_SEED={seed}");
+                throw new Xunit.Sdk.XunitException($"seed {seed} failed (replay: MINBFT_SEED={seed}):\n{e}");
+            }
+            runs++;
+            events += sim.EventsProcessed;
+            requests += sim.RequestsCompleted;
+            foreach (var (reason, c) in sim.Rejections) rejections[reason] = rejections.GetValueOrDefault(reason) + c;
+        }
+        output.WriteLine($"f={f}: {runs} seeds, {requests} requests completed, {events} events, {clock.Elapsed.TotalSeconds:F1}s");
+        output.WriteLine("rejections by reason: " + string.Join(", ", rejections.OrderBy(r => r.Key).Select(r => $"{r.Key}={r.Value}")));
+        Assert.True(runs > 0);
+        Assert.True(requests > 0, "the runs completed client requests");
+    }
+}
