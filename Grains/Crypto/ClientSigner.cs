@@ -1,0 +1,42 @@
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Crypto;
+
+/// <summary>
+/// A client's signing identity: produces REQUESTs that any replica can verify with
+/// <see cref="RequestVerifier"/> and nothing else (the client id is the hash of the key).
+/// </summary>
+public sealed class ClientSigner
+{
+    private readonly Ed25519KeyPair _keys;
+
+    public ClientSigner(Ed25519KeyPair keys)
+    {
+        _keys = keys ?? throw new ArgumentNullException(nameof(keys));
+        ClientId = ClientIdentity.FromPublicKey(keys.PublicKeySpan);
+    }
+
+    public string ClientId { get; }
+
+    /// <summary>A copy of the client's public key.</summary>
+    public byte[] PublicKey => _keys.PublicKey;
+
+    /// <summary>
+    /// A signed REQUEST for operation number <paramref name="seq"/>. The signature covers
+    /// <see cref="MessageEncoding.Request(string, ReadOnlySpan{byte}, ulong, ReadOnlySpan{byte})"/>.
+    /// Throws for an operation over <see cref="MessageLimits.MaxOperationLength"/>: replicas
+    /// would drop it unread, so failing here is kinder than a request that never completes.
+    /// </summary>
+    public Request CreateRequest(ulong seq, byte[] operation)
+    {
+        ArgumentNullException.ThrowIfNull(operation);
+        if (operation.Length > MessageLimits.MaxOperationLength)
+            throw new ArgumentException($"operation is {operation.Length} bytes, the limit is {MessageLimits.MaxOperationLength}", nameof(operation));
+        // Copy so a caller mutating its buffer later cannot change a signed request.
+        var op = (byte[])operation.Clone();
+        var publicKey = _keys.PublicKey;
+        var signature = _keys.Sign(MessageEncoding.Request(ClientId, publicKey, seq, op));
+        return new Request(ClientId, publicKey, seq, op, signature);
+    }
+}

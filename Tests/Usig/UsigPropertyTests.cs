@@ -1,0 +1,208 @@
+using MinBft.Messages;
+using MinBft.Tests.Crypto;
+using MinBft.Usig;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Serialization;
+using Xunit.Abstractions;
+using static MinBft.Tests.Usig.UsigTestKit;
+
+namespace MinBft.Tests.Usig;
+
+/// <summary>The USIG guarantees of PROTOCOL.md section 2: unique, monotonic, sequential, idempotent on retry.</summary>
+public sealed class UsigPropertyTests(ITestOutputHelper output)
+{
+    private const int ReplicaId = 2;
+    private const ulong Epoch = 7;
+
+    [Theory]
+    [MemberData(nameof(Schemes), MemberType = typeof(UsigTestKit))]
+    public async Task ManyRandomDigests_GetCounters1ToN_EachCounterExactlyOnce_AllVerifying(string scheme)
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(scheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore();
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        var verifier = VerifierFor(ReplicaId, setup.Key);
+
+        var n = scheme == HmacScheme ? 1000 : 200;
+        var digestByCounter = new Dictionary<ulong, byte[]>();
+        ulong previous = 0;
+        for (var i = 0; i < n; i++)
+        {
+            var digest = random.Bytes(32);
+            var ui = await usig.Create(digest);
+            Assert.Equal(previous + 1, ui.Counter);            // sequential from 1, hence monotonic
+            Assert.True(digestByCounter.TryAdd(ui.Counter, digest)); // unique
+            Assert.Equal(Epoch, ui.Epoch);
+            Assert.True(verifier.Verify(ReplicaId, ui, digest));
+            Assert.Equal(ui.Counter, store.State!.Counter);     // durable when returned
+            previous = ui.Counter;
+        }
+        Assert.Equal((ulong)n, previous);
+        Assert.Equal(n, store.Writes);
+    }
+
+    [Theory]
+    [MemberData(nameof(Schemes), MemberType = typeof(UsigTestKit))]
+    public async Task RepeatedLastDigest_ReturnsTheSameUi_WithoutBurningACounter_ThenANewDigestGetsTheNext(string scheme)
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(scheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore();
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        var a = random.Bytes(32);
+        var b = random.Bytes(32);
+
+        var first = await usig.Create(a);
+        var retry = await usig.Create(a);
+        var retryAgain = await usig.Create((byte[])a.Clone());
+        Assert.Equal(1UL, first.Counter);
+        Assert.Same(first, retry);
+        Assert.Same(first, retryAgain);
+        Assert.Equal(1, store.Writes);
+
+        var second = await usig.Create(b);
+        Assert.Equal(2UL, second.Counter);
+        Assert.Same(second, await usig.Create(b));
+        Assert.Equal(2, store.Writes);
+    }
+
+    [Fact]
+    public async Task OnlyTheLastDigestIsIdempotent_AnOlderDigestGetsAFreshCounter_NeverAnOldOne()
+    {
+        // Decision (PROTOCOL.md 2): only the last issue is remembered. Re-certifying an older
+        // message is legal and costs a counter; what must never happen is a counter reused.
+        var random = TestRandom.Create(output);
+        var setup = Scheme(Ed25519Scheme, random, Epoch);
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore());
+        var a = random.Bytes(32);
+        Assert.Equal(1UL, (await usig.Create(a)).Counter);
+        Assert.Equal(2UL, (await usig.Create(random.Bytes(32))).Counter);
+        var again = await usig.Create(a);
+        Assert.Equal(3UL, again.Counter);
+        Assert.True(VerifierFor(ReplicaId, setup.Key).Verify(ReplicaId, again, a));
+    }
+
+    [Theory]
+    [MemberData(nameof(Schemes), MemberType = typeof(UsigTestKit))]
+    public async Task ConcurrentCalls_GetDistinctSequentialCounters_InCallOrder(string scheme)
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(scheme, random, Epoch);
+        var firstWriteStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var releaseFirstWrite = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var store = new InMemoryUsigCounterStore
+        {
+            // Hold the first write open so all other calls queue up behind it.
+            BeforeWrite = (state, _) =>
+            {
+                if (state.Counter != 1) return Task.CompletedTask;
+                firstWriteStarted.TrySetResult();
+                return releaseFirstWrite.Task;
+            },
+        };
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        var digests = Enumerable.Range(0, 50).Select(_ => random.Bytes(32)).ToArray();
+
+        var first = usig.CreateUiAsync(digests[0], CancellationToken.None);
+        await firstWriteStarted.Task.WaitAsync(Deadline);
+        var rest = digests.Skip(1).Select(d => usig.CreateUiAsync(d, CancellationToken.None)).ToArray();
+        Assert.All(rest, t => Assert.False(t.IsCompleted));
+        releaseFirstWrite.SetResult();
+
+        var uis = await Task.WhenAll(rest.Prepend(first)).WaitAsync(Deadline);
+        var verifier = VerifierFor(ReplicaId, setup.Key);
+        for (var i = 0; i < uis.Length; i++)
+        {
+            Assert.Equal((ulong)i + 1, uis[i].Counter);
+            Assert.True(verifier.Verify(ReplicaId, uis[i], digests[i]));
+        }
+    }
+
+    [Fact]
+    public async Task ConcurrentCallsFromManyThreads_NeverShareACounter()
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(HmacScheme, random, Epoch);
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore());
+        var digests = Enumerable.Range(0, 400).Select(_ => random.Bytes(32)).ToArray();
+        var uis = await Task.WhenAll(digests.Select(d => Task.Run(() => usig.CreateUiAsync(d, CancellationToken.None)))).WaitAsync(Deadline);
+        Assert.Equal(Enumerable.Range(1, digests.Length).Select(i => (ulong)i), uis.Select(u => u.Counter).Order());
+        var verifier = VerifierFor(ReplicaId, setup.Key);
+        for (var i = 0; i < digests.Length; i++) Assert.True(verifier.Verify(ReplicaId, uis[i], digests[i]));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(31)]
+    [InlineData(33)]
+    [InlineData(64)]
+    public async Task DigestOfWrongLength_IsRejected_AndIssuesNothing(int length)
+    {
+        var store = new InMemoryUsigCounterStore();
+        var usig = new UsigCore(ReplicaId, Epoch, Scheme(HmacScheme, new Random(1), Epoch).Certifier, store);
+        await Assert.ThrowsAsync<ArgumentException>(() => usig.CreateUiAsync(new byte[length], CancellationToken.None));
+        Assert.Equal(0, store.Writes);
+        Assert.Equal(1UL, (await usig.Create(new byte[32])).Counter);
+    }
+
+    [Theory]
+    [MemberData(nameof(Schemes), MemberType = typeof(UsigTestKit))]
+    public async Task Restart_ContinuesFromTheDurableCounter_AndARetriedLastDigestGetsTheStoredUi(string scheme)
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(scheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore();
+        var before = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        byte[] last = [];
+        UniqueIdentifier lastUi = UniqueIdentifier.None;
+        for (var i = 0; i < 5; i++) lastUi = await before.Create(last = random.Bytes(32));
+
+        var after = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        Assert.Equal(lastUi, await after.Create(last));
+        Assert.Equal(6UL, (await after.Create(random.Bytes(32))).Counter);
+    }
+
+    [Fact]
+    public async Task StoreOfAnotherEpoch_RefusesToStart()
+    {
+        var setup = Scheme(Ed25519Scheme, new Random(1), 1);
+        var store = new InMemoryUsigCounterStore();
+        await new UsigCore(ReplicaId, 1, setup.Certifier, store).Create(new byte[32]);
+
+        var wrongEpoch = new UsigCore(ReplicaId, 2, setup.Certifier, store);
+        var error = await Assert.ThrowsAsync<UsigEpochMismatchException>(() => wrongEpoch.LoadAsync(CancellationToken.None));
+        Assert.Equal(2UL, error.ConfiguredEpoch);
+        Assert.Equal(1UL, error.StoredEpoch);
+        Assert.Contains("new epoch", error.Message);
+        await Assert.ThrowsAsync<UsigEpochMismatchException>(() => wrongEpoch.CreateUiAsync(new byte[32], CancellationToken.None));
+        Assert.Equal(1UL, store.State!.Counter);
+    }
+
+    [Fact]
+    public async Task InconsistentStoredState_RefusesToStart()
+    {
+        var setup = Scheme(HmacScheme, new Random(1), Epoch);
+        var corrupt = new UsigState(Epoch, 5, new byte[32], new UniqueIdentifier(Epoch, 4, new byte[32]));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore(corrupt));
+        await Assert.ThrowsAsync<InvalidDataException>(() => usig.CreateUiAsync(new byte[32], CancellationToken.None));
+    }
+
+    [Fact]
+    public void UsigState_RoundTripsThroughTheOrleansSerializer()
+    {
+        using var services = new ServiceCollection().AddSerializer().BuildServiceProvider();
+        var serializer = services.GetRequiredService<Serializer>();
+        var state = new UsigState(3, 9, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray(), new UniqueIdentifier(3, 9, [1, 2, 3]));
+        var copy = serializer.Deserialize<UsigState>(serializer.SerializeToArray(state));
+        Assert.NotNull(copy);
+        Assert.Equal(state.Epoch, copy.Epoch);
+        Assert.Equal(state.Counter, copy.Counter);
+        Assert.Equal(state.LastDigest, copy.LastDigest);
+        Assert.Equal(state.LastUi!.Certificate, copy.LastUi!.Certificate);
+        Assert.Equal(state.LastUi.Counter, copy.LastUi.Counter);
+        var fresh = serializer.Deserialize<UsigState>(serializer.SerializeToArray(UsigState.Fresh(1)));
+        Assert.NotNull(fresh);
+        Assert.Null(fresh.LastUi);
+    }
+}

@@ -1,0 +1,39 @@
+using MinBft.Crypto;
+using MinBft.Messages;
+using MinBft.Tests.Crypto;
+using MinBft.Usig;
+
+namespace MinBft.Tests.Usig;
+
+/// <summary>Builds USIGs of either certificate scheme for the property tests.</summary>
+internal static class UsigTestKit
+{
+    public const string Ed25519Scheme = "ed25519";
+    public const string HmacScheme = "hmac";
+
+    // Generous: only reached when something is broken; waits end as soon as their condition holds.
+    public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+
+    public static TheoryData<string> Schemes => new() { Ed25519Scheme, HmacScheme };
+
+    public sealed record Setup(IUsigCertifier Certifier, UsigVerificationKey Key, Func<ulong, UsigVerificationKey> KeyForEpoch);
+
+    public static Setup Scheme(string scheme, Random random, ulong epoch) => scheme switch
+    {
+        Ed25519Scheme => Ed25519Setup(Ed25519KeyPair.Generate(random.SecureRandom()), epoch),
+        HmacScheme => HmacSetup(random.Bytes(32), epoch),
+        _ => throw new ArgumentOutOfRangeException(nameof(scheme)),
+    };
+
+    private static Setup Ed25519Setup(Ed25519KeyPair keys, ulong epoch) =>
+        new(new Ed25519UsigCertifier(keys), UsigVerificationKey.Ed25519(epoch, keys.PublicKey), e => UsigVerificationKey.Ed25519(e, keys.PublicKey));
+
+    private static Setup HmacSetup(byte[] secret, ulong epoch) =>
+        new(new HmacUsigCertifier(secret), UsigVerificationKey.Hmac(epoch, secret), e => UsigVerificationKey.Hmac(e, secret));
+
+    public static UsigVerifier VerifierFor(int replicaId, UsigVerificationKey key) =>
+        new(new Dictionary<int, UsigVerificationKey> { [replicaId] = key });
+
+    public static Task<UniqueIdentifier> Create(this UsigCore usig, byte[] digest) =>
+        usig.CreateUiAsync(digest, CancellationToken.None).WaitAsync(Deadline);
+}
