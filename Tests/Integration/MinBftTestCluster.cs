@@ -258,6 +258,9 @@ internal sealed class TestClient(MinBftTestCluster cluster, string name)
     public string ClientId => _signer.ClientId;
     public ClientSigner Signer => _signer;
 
+    /// <summary>Replicas whose replies were part of a quorum the proxy returned.</summary>
+    public ConcurrentBag<int> Responders { get; } = [];
+
     public Request NextRequest(byte[] operation) => _signer.CreateRequest(++_seq, operation);
 
     /// <summary>Executes one operation and checks the f+1 replies as the SDK would.</summary>
@@ -280,6 +283,7 @@ internal sealed class TestClient(MinBftTestCluster cluster, string name)
             Assert.Equal(replies[0].Result, reply.Result);
             Assert.True(keys.Verify(reply.ReplicaId, Encoding.MessageEncoding.Reply(reply), reply.Signature), $"reply of {reply.ReplicaId} verifies");
         }
+        foreach (var reply in replies) Responders.Add(reply.ReplicaId);
         Assert.True(KeyValueResult.TryDecode(replies[0].Result, out var result));
         return result;
     }
