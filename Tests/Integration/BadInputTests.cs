@@ -140,7 +140,13 @@ public sealed class BadInputTests(ITestOutputHelper output)
         await proxy.DeliverReply(reply with { ClientId = other.ClientId });
         await proxy.DeliverReply(reply with { ReplicaId = 9 });
         await proxy.DeliverReply(reply);
+        // One-way calls: they may arrive after a later call, so wait for them to be counted.
         var status = await proxy.GetStatus();
+        await MinBftTestCluster.UntilAsync(async () =>
+        {
+            status = await proxy.GetStatus();
+            return status.RepliesIgnored.Values.Sum() >= 5;
+        }, "proxy counted the bad replies");
         Assert.Equal(0, status.InFlight);
         Assert.Equal(2, status.RepliesIgnored.GetValueOrDefault("Malformed"));
         Assert.Equal(1, status.RepliesIgnored.GetValueOrDefault("WrongClient"));

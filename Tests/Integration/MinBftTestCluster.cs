@@ -44,6 +44,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 {
     public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
     public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(20);
+    public static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(5);
 
     private readonly ITestOutputHelper _output;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
@@ -267,8 +268,22 @@ internal sealed class TestClient(MinBftTestCluster cluster, string name)
     public async Task<KeyValueResult> ExecuteAsync(byte[] operation)
     {
         var request = NextRequest(operation);
-        var replies = await cluster.Proxy(ClientId).Execute(request, MinBftTestCluster.RequestTimeout);
-        return CheckReplies(request, replies);
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                var replies = await cluster.Proxy(ClientId).Execute(request, MinBftTestCluster.AttemptTimeout);
+                return CheckReplies(request, replies);
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException && clock.Elapsed < MinBftTestCluster.RequestTimeout)
+            {
+                // What the SDK does: send the same request again (a proxy's silo may have gone
+                // down with it); replicas execute it once and resend their cached replies.
+                cluster.Log($"{Name}: retrying request {request.Seq} after {e.GetType().Name}: {e.Message}");
+                await Task.Delay(50);
+            }
+        }
     }
 
     public KeyValueResult CheckReplies(Request request, Reply[] replies)
