@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using MinBft.Application;
 using MinBft.Encoding;
@@ -12,18 +13,6 @@ using Request = MinBft.Messages.Request;
 
 namespace MinBft;
 
-/// <summary>What a replica keeps durable: its view and every UI-certified message it sent.</summary>
-[GenerateSerializer, Alias("minbft.ReplicaGrainState")]
-public sealed class ReplicaGrainState
-{
-    [Id(0)]
-    public long View { get; set; }
-
-    /// <summary>This replica's own certified messages, counters 1, 2, ... without a gap.</summary>
-    [Id(1)]
-    public CertifiedMessage[] SentLog { get; set; } = [];
-}
-
 /// <summary>
 /// Replica i (key = i): a thin adapter that hosts a <see cref="ReplicaCore"/>. Inputs (peer
 /// messages, client requests, timer ticks, UIs from the USIG) go into the core synchronously,
@@ -31,7 +20,8 @@ public sealed class ReplicaGrainState
 /// <list type="bullet">
 /// <item>RequestUi: queued for the USIG pump, which asks USIG i for one UI at a time, in order;</item>
 /// <item>PersistSent: appended to the sent log, made durable by the persist pump (several
-/// messages coalesce into one write);</item>
+/// messages coalesce into one write, which rewrites only the log's last segment, see
+/// <see cref="ReplicaLogStore"/>);</item>
 /// <item>Send, ForwardRequest, SendReply: queued behind every PersistSent emitted before them and
 /// released only once those are durable (persist before send);</item>
 /// <item>Executed, Rejected: counted and logged.</item>
@@ -56,7 +46,7 @@ public sealed class ReplicaGrainState
 public sealed partial class ReplicaGrain(
     MinBftSilo silo,
     IStateMachineFactory stateMachines,
-    [PersistentState("replica", SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName)] IPersistentState<ReplicaGrainState> state,
+    IServiceProvider services,
     ILogger<ReplicaGrain> logger) : Grain, IReplicaGrain
 {
     private readonly Queue<RequestUi> _uiRequests = new();
@@ -78,10 +68,11 @@ public sealed partial class ReplicaGrain(
     private byte[] _history = new byte[32];
     private IUsigGrain _usig = null!;
     private IReplicaGrain[] _peers = [];
+    private ReplicaLogStore _log = null!;
 
     private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         _id = checked((int)this.GetPrimaryKeyLong());
         // Refuse outside fault domain i: there it would hold another domain's keys and store.
@@ -92,15 +83,18 @@ public sealed partial class ReplicaGrain(
         _usig = GrainFactory.GetGrain<IUsigGrain>(_id);
         _peers = Enumerable.Range(0, silo.Manifest.N).Select(i => GrainFactory.GetGrain<IReplicaGrain>(i)).ToArray();
 
-        // The activation read the durable state before this method runs.
-        var log = state.State.SentLog ?? [];
-        for (var i = 0; i < log.Length; i++)
+        // Fault domain i's own store ("minbft" is bound per silo to the domain's storage).
+        _log = new ReplicaLogStore(
+            services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName),
+            this.GetGrainId());
+        var (_, log) = await _log.LoadAsync();
+        for (var i = 0; i < log.Count; i++)
         {
             if (log[i] is null || log[i].Sender != _id || log[i].Ui.Counter != (ulong)i + 1)
                 throw new InvalidDataException($"replica {_id}: stored sent log is not this replica's gap-free stream at position {i}");
         }
         _sentLog.AddRange(log);
-        _durableCount = log.Length;
+        _durableCount = log.Count;
         foreach (var message in log) _recovered.Enqueue(message);
 
         _tickTimer = this.RegisterGrainTimer(OnTickTimer, new GrainTimerCreationOptions(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan)
@@ -109,8 +103,7 @@ public sealed partial class ReplicaGrain(
         });
         var safety = silo.Options.SafetyTickInterval;
         this.RegisterGrainTimer(OnSafetyTick, new GrainTimerCreationOptions(safety, safety) { Interleave = true, KeepAlive = true });
-        LogActivated(logger, _id, silo.Manifest.N, log.Length);
-        return Task.CompletedTask;
+        LogActivated(logger, _id, silo.Manifest.N, log.Count);
     }
 
     // ----- inputs: network input never throws; the core authenticates, rejects and counts -----
@@ -360,13 +353,11 @@ public sealed partial class ReplicaGrain(
             while (_halted is null && _durableCount < _sentLog.Count)
             {
                 var target = _sentLog.Count;
-                // A fresh object per write: the storage provider may serialize it after this yields,
-                // while other turns keep appending to the in-memory log.
-                state.State = new ReplicaGrainState { View = _core.View, SentLog = _sentLog.ToArray() };
                 try
                 {
                     // Awaited: a message may leave only once it is durable (persist before send).
-                    await state.WriteStateAsync();
+                    // The store copies what it writes before yielding; other turns keep appending.
+                    await _log.WriteAsync(_core.View, _sentLog, _durableCount);
                     _durableCount = target;
                     delay = silo.Options.RetryDelay;
                     FlushOutbox();
