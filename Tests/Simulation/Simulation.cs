@@ -78,6 +78,17 @@ public sealed class Simulation
     public Dictionary<RejectReason, long> Rejections { get; } = [];
     public long EventsProcessed => _events.Processed;
     public long RequestsCompleted => _clients.Sum(c => c.Completed.Count);
+
+    /// <summary>A digest of everything observable about the run: equal for equal seeds.</summary>
+    public string RunFingerprint()
+    {
+        var w = new MinBft.Encoding.CanonicalWriter().I64(_events.Processed).I64(Now.Ticks);
+        foreach (var (sequence, (replica, digest)) in _agreed.OrderBy(p => p.Key)) w.U64(sequence).I32(replica).Bytes(digest);
+        foreach (var replica in _replicas)
+            if (replica is not null) w.Text(replica.Core.StateFingerprint());
+        foreach (var (reason, count) in Rejections.OrderBy(p => p.Key)) w.I32((int)reason).I64(count);
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(w.WrittenSpan));
+    }
     public ulong MaxExecuted => _replicas.Where(r => r is { Tampering: false }).Max(r => r!.Core.ExecutedSequence);
 
     private bool IsCorrect(int replica) => _replicas[replica] is { Tampering: false };

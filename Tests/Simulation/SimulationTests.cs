@@ -19,6 +19,21 @@ public sealed class SimulationTests(ITestOutputHelper output)
     [Fact]
     public void Agreement_and_liveness_hold_with_no_faults_f3() => RunSeeds(f: 3, count: 10, firstSeed: 9_000, hostile: false);
 
+    [Fact]
+    public void A_seed_replays_exactly_the_same_run()
+    {
+        foreach (var seed in new[] { 1_003, 5_011, 77 })
+        {
+            var options = SimulationOptions.ForSeed(seed, f: seed % 2 + 1);
+            var first = new Simulation(seed, options);
+            first.Run();
+            var second = new Simulation(seed, options);
+            second.Run();
+            Assert.Equal(first.RunFingerprint(), second.RunFingerprint());
+            Assert.True(first.EventsProcessed > 100, "the run did something");
+        }
+    }
+
     private void RunSeeds(int f, int count, int firstSeed, bool hostile = true)
     {
         var seeds = Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay
