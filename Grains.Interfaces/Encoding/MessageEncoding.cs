@@ -20,8 +20,10 @@ public static class MessageEncoding
     public static byte[] Prepare(Prepare p)
     {
         var w = new CanonicalWriter(64 + p.Batch.Length * 160)
-            .Tag(MessageTag.Prepare).I64(p.View).I32(p.PrimaryId).I32(p.Batch.Length);
+            .Tag(MessageTag.Prepare).I64(p.View).I32(p.PrimaryId).U64(p.Sequence).I32(p.Batch.Length);
         foreach (var request in p.Batch) WriteRequest(w, request);
+        if (p.ViewStart is null) w.U8(0);
+        else WriteCheckpointCertificate(w.U8(1), p.ViewStart);
         return w.ToArray();
     }
 
@@ -40,7 +42,7 @@ public static class MessageEncoding
             .ToArray();
 
     public static byte[] Checkpoint(Checkpoint c) =>
-        new CanonicalWriter(96).Tag(MessageTag.Checkpoint).I32(c.ReplicaId).U64(c.Sequence).Bytes(c.StateDigest).ToArray();
+        new CanonicalWriter(96).Tag(MessageTag.Checkpoint).I32(c.ReplicaId).I64(c.View).U64(c.Sequence).Bytes(c.StateDigest).ToArray();
 
     public static byte[] ReqViewChange(ReqViewChange r) =>
         new CanonicalWriter(48).Tag(MessageTag.ReqViewChange).I32(r.ReplicaId).I64(r.CurrentView).I64(r.NewView).ToArray();

@@ -83,7 +83,7 @@ public static class MessageLimits
         if (p.Batch.Length > MaxBatchSize) return "batch too large";
         foreach (var r in p.Batch)
             if (CheckRequest(r) is { } bad) return bad;
-        return null;
+        return p.ViewStart is null ? null : CheckCheckpointCertificate(p.ViewStart);
     }
 
     private static string? CheckCheckpoint(Checkpoint c) =>

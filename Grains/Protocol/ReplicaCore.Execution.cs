@@ -32,6 +32,7 @@ public sealed partial class ReplicaCore
     private void Execute(PreparedBatch batch)
     {
         ProtocolInvariantException.Check(!batch.Executed, "a batch executes once");
+        ProtocolInvariantException.Check(batch.Prepare.Sequence == ExecutedSequence + 1, "batches execute at consecutive positions");
         ProtocolInvariantException.Check(batch.Committers.Count >= _settings.CommitQuorum, "only committed batches execute");
         batch.Executed = true;
         ExecutedSequence++;

@@ -62,7 +62,7 @@ public sealed class NormalCaseTests
     {
         var h = new CoreHarness();
         var request = h.NewClient().CreateRequest(1, Put("a", "1"));
-        var forged = h.Certify(1, new Prepare(0, 1, [request], UniqueIdentifier.None));
+        var forged = h.Certify(1, new Prepare(0, 1, 1, [request], UniqueIdentifier.None));
         var before = h.Cores[2].StateFingerprint();
         var effects = h.Deliver(2, forged);
         Assert.Equal(RejectReason.NotPrimary, Assert.Single(effects.OfType<Rejected>()).Reason);
@@ -88,7 +88,7 @@ public sealed class NormalCaseTests
         var h = new CoreHarness();
         var request = h.NewClient().CreateRequest(1, Put("a", "1"));
         var tampered = request with { Operation = Put("a", "2") };
-        var prepare = h.Certify(0, new Prepare(0, 0, [tampered], UniqueIdentifier.None));
+        var prepare = h.Certify(0, new Prepare(0, 0, 1, [tampered], UniqueIdentifier.None));
         var before = h.Cores[1].StateFingerprint();
         var effects = h.Deliver(1, prepare);
         Assert.Equal(RejectReason.InvalidBatch, Assert.Single(effects.OfType<Rejected>()).Reason);
@@ -101,10 +101,10 @@ public sealed class NormalCaseTests
     {
         var h = new CoreHarness();
         var request = h.NewClient().CreateRequest(1, Put("a", "1"));
-        var first = h.Certify(0, new Prepare(0, 0, [request], UniqueIdentifier.None));
+        var first = h.Certify(0, new Prepare(0, 0, 1, [request], UniqueIdentifier.None));
         // A different batch (so a different digest and the next counter) re-proposing `request`.
         var other = h.NewClient().CreateRequest(1, Put("b", "1"));
-        var replay = h.Certify(0, new Prepare(0, 0, [other, request], UniqueIdentifier.None));
+        var replay = h.Certify(0, new Prepare(0, 0, 2, [other, request], UniqueIdentifier.None));
         h.Deliver(1, first);
         var effects = h.Deliver(1, replay);
         Assert.Equal(RejectReason.InvalidBatch, Assert.Single(effects.OfType<Rejected>()).Reason);
@@ -130,7 +130,7 @@ public sealed class NormalCaseTests
     {
         var h = new CoreHarness();
         var request = h.NewClient().CreateRequest(1, Put("a", "1"));
-        var forgedPrepare = new Prepare(0, 0, [request], new UniqueIdentifier(1, 1, new byte[64]));
+        var forgedPrepare = new Prepare(0, 0, 1, [request], new UniqueIdentifier(1, 1, new byte[64]));
         var commit = h.Certify(1, new Commit(0, 1, forgedPrepare, UniqueIdentifier.None));
         var before = h.Cores[2].StateFingerprint();
         var effects = h.Deliver(2, commit);
@@ -186,7 +186,7 @@ public sealed class NormalCaseTests
         h.Usig(1).CreateUi(new byte[32]);
         for (ulong seq = 1; seq <= 9; seq++)
         {
-            var prepare = h.Certify(0, new Prepare(0, 0, [client.CreateRequest(seq, Put("k", "v"))], UniqueIdentifier.None));
+            var prepare = h.Certify(0, new Prepare(0, 0, seq, [client.CreateRequest(seq, Put("k", "v"))], UniqueIdentifier.None));
             h.Deliver(2, h.Certify(1, new Commit(0, 1, prepare, UniqueIdentifier.None)));
         }
         Assert.True(h.Cores[2].BufferedMessages <= 4 + 4, "at most the per-sender bound for each of the two streams");
@@ -198,8 +198,8 @@ public sealed class NormalCaseTests
     {
         var h = new CoreHarness();
         var client = h.NewClient();
-        var p1 = h.Certify(0, new Prepare(0, 0, [client.CreateRequest(1, Put("a", "1"))], UniqueIdentifier.None));
-        var p2 = h.Certify(0, new Prepare(0, 0, [client.CreateRequest(2, Put("a", "2"))], UniqueIdentifier.None));
+        var p1 = h.Certify(0, new Prepare(0, 0, 1, [client.CreateRequest(1, Put("a", "1"))], UniqueIdentifier.None));
+        var p2 = h.Certify(0, new Prepare(0, 0, 2, [client.CreateRequest(2, Put("a", "2"))], UniqueIdentifier.None));
         h.Deliver(2, p1);
         h.Deliver(2, p2);
         // Byzantine backup 1 commits to p2 without having committed to p1.
@@ -215,8 +215,8 @@ public sealed class NormalCaseTests
     {
         var h = new CoreHarness();
         var request = h.NewClient().CreateRequest(1, Put("a", "1"));
-        var forged = new Prepare(0, 0, [request], new UniqueIdentifier(1, 1, new byte[64]));
-        var wrongEpoch = h.Certify(0, new Prepare(0, 0, [request], UniqueIdentifier.None));
+        var forged = new Prepare(0, 0, 1, [request], new UniqueIdentifier(1, 1, new byte[64]));
+        var wrongEpoch = h.Certify(0, new Prepare(0, 0, 1, [request], UniqueIdentifier.None));
         wrongEpoch = wrongEpoch with { PrepareUi = wrongEpoch.PrepareUi with { Epoch = 2 } };
         h.Deliver(1, forged);
         h.Deliver(1, wrongEpoch);
@@ -229,9 +229,9 @@ public sealed class NormalCaseTests
     {
         var h = new CoreHarness();
         var request = h.NewClient().CreateRequest(1, Put("a", "1"));
-        var oversized = new Prepare(0, 0, Enumerable.Repeat(request, 2000).ToArray(), new UniqueIdentifier(1, 1, new byte[64]));
-        var nullBatch = new Prepare(0, 0, null!, new UniqueIdentifier(1, 1, new byte[64]));
-        var fromSelf = h.Certify(0, new Prepare(0, 0, [request], UniqueIdentifier.None));
+        var oversized = new Prepare(0, 0, 1, Enumerable.Repeat(request, 2000).ToArray(), new UniqueIdentifier(1, 1, new byte[64]));
+        var nullBatch = new Prepare(0, 0, 1, null!, new UniqueIdentifier(1, 1, new byte[64]));
+        var fromSelf = h.Certify(0, new Prepare(0, 0, 1, [request], UniqueIdentifier.None));
         var unknownSender = new Commit(0, 42, fromSelf, new UniqueIdentifier(1, 1, new byte[64]));
         var before = h.Cores[0].StateFingerprint();
         h.Deliver(0, oversized);
