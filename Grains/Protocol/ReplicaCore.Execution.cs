@@ -57,6 +57,7 @@ public sealed partial class ReplicaCore
             Emit(new SendReply(reply));
         }
         Emit(new Executed(ExecutedSequence, view, batch.Counter, BatchDigest(batch), batch.Prepare.Batch));
+        MaybeCheckpoint();
     }
 
     private static byte[] BatchDigest(PreparedBatch batch)

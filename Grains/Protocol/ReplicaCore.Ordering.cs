@@ -120,7 +120,14 @@ public sealed partial class ReplicaCore
         if (counter != 0 && counter <= primaryStream.LastAccepted)
         {
             // The PREPARE is already known here: the embedded copy must be that very one.
-            if (!_prepares.TryGetValue(counter, out var known))
+            if (!_prepares.TryGetValue(counter, out var known) && prepare.Sequence <= StableCheckpoint.Sequence)
+            {
+                // A late COMMIT for a batch below the stable checkpoint, forgotten here: settled
+                // history. Keep the sender's commit chain moving; nothing else can change.
+                _lastCommitted[sender] = counter;
+                return Outcome.Accepted;
+            }
+            if (known is null)
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"no PREPARE {counter} in view {View}");
             if (known.Digest != Sha256Digest.From(digest))
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"PREPARE {counter} differs");
@@ -199,6 +206,10 @@ public sealed partial class ReplicaCore
             case Commit commit when commit.View == View && _prepares.TryGetValue(commit.Prepare.PrepareUi.Counter, out var batch):
                 RecordCommitment(batch, Id);
                 TryExecute();
+                break;
+            case Checkpoint checkpoint:
+                _ownCheckpointCounters[checkpoint.Sequence] = checkpoint.Ui.Counter;
+                ProcessCheckpoint(checkpoint);
                 break;
         }
         Drain();

@@ -53,6 +53,8 @@ public sealed class Simulation
                 RetransmitInterval = TimeSpan.FromMilliseconds(100),
                 ReorderBufferPerSender = 64,
                 ReorderWindow = 1024,
+                CheckpointInterval = options.CheckpointInterval,
+                Watermark = options.Watermark,
             };
             var core = new ReplicaCore(settings, _keys.CryptoFor(i), new KeyValueStateMachine());
             _replicas[i] = new SimReplica(this, i, core, _keys.UsigFor(i), options.TamperingReplicas.Contains(i));
@@ -168,7 +170,20 @@ public sealed class Simulation
                 Fail($"replica {replica}: a rejected input changed its state ({string.Join("; ", ready.Effects)})");
         }
         node.Apply(ready);
+        if (_options.MemoryBound is { } bound && IsCorrect(replica))
+        {
+            var core = node.Core;
+            var held = Math.Max(core.SentLogCount, Math.Max(core.PreparedBatchCount, core.BufferedMessages));
+            if (held > MaxHeld) MaxHeld = held;
+            if (held > bound)
+                Fail($"MEMORY: replica {replica} holds {core.SentLogCount} sent, {core.PreparedBatchCount} prepared, " +
+                     $"{core.BufferedMessages} buffered (bound {bound}) at position {core.ExecutedSequence}; streams: " +
+                     string.Join(", ", Enumerable.Range(0, N).Select(j => $"{j}: accepted {core.LastAccepted(j)} buffered {core.BufferedFrom(j)}")));
+        }
     }
+
+    /// <summary>The most log entries or buffered messages any correct replica held at once.</summary>
+    public int MaxHeld { get; private set; }
 
     private ulong AcceptedCount(ReplicaCore core)
     {
