@@ -80,7 +80,13 @@ public static class MessageEncoding
     };
 
     /// <summary>SHA-256 of the bytes a USIG certifies: what CreateUi and VerifyUi take.</summary>
-    public static byte[] CertifiedDigest(CertifiedMessage m) => SHA256.HashData(Certified(m));
+    public static byte[] CertifiedDigest(CertifiedMessage m) =>
+        m is CertifiedStub stub ? (byte[])stub.CertifiedDigest.Clone() : SHA256.HashData(Certified(m));
+
+    /// <summary>The form a message takes in a VIEW-CHANGE log: whole, or a stub for messages
+    /// that carry other replicas' messages (VIEW-CHANGE, NEW-VIEW).</summary>
+    public static CertifiedMessage ForLog(CertifiedMessage m) =>
+        m is ViewChange or NewView ? new CertifiedStub(m.Sender, CertifiedDigest(m), m.Ui) : m;
 
     /// <summary>SHA-256 identifying a request (its signed content and signature).</summary>
     public static byte[] RequestDigest(Request r)
