@@ -86,7 +86,7 @@ public static class MessageEncoding
     /// <summary>The form a message takes in a VIEW-CHANGE log: whole, or a stub for messages
     /// that carry other replicas' messages (VIEW-CHANGE, NEW-VIEW).</summary>
     public static CertifiedMessage ForLog(CertifiedMessage m) =>
-        m is ViewChange or NewView ? new CertifiedStub(m.Sender, CertifiedDigest(m), m.Ui) : m;
+        m is Messages.ViewChange or Messages.NewView ? new CertifiedStub(m.Sender, CertifiedDigest(m), m.Ui) : m;
 
     /// <summary>SHA-256 identifying a request (its signed content and signature).</summary>
     public static byte[] RequestDigest(Request r)
