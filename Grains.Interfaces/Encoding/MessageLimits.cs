@@ -30,6 +30,7 @@ public static class MessageLimits
         ReqViewChange r => CheckSignature(r.Signature),
         RetransmitRequest r => CheckSignature(r.Signature),
         ViewChange v => CheckViewChange(v),
+        CertifiedStub s => CheckUi(s.StubUi) ?? (s.CertifiedDigest is { Length: DigestLength } ? null : "stub digest length"),
         NewView n => CheckNewView(n),
         _ => $"unknown message type {m.GetType().Name}",
     };
@@ -83,7 +84,7 @@ public static class MessageLimits
         if (p.Batch.Length > MaxBatchSize) return "batch too large";
         foreach (var r in p.Batch)
             if (CheckRequest(r) is { } bad) return bad;
-        return null;
+        return p.ViewStart is null ? null : CheckCheckpointCertificate(p.ViewStart);
     }
 
     private static string? CheckCheckpoint(Checkpoint c) =>
@@ -97,9 +98,10 @@ public static class MessageLimits
         if (v.Log.Length > MaxViewChangeLog) return "log too long";
         foreach (var entry in v.Log)
         {
-            // A log holds the sender's own certified messages; nested view changes and
-            // new views are not carried again, which bounds the nesting depth.
+            // A log holds the sender's own certified messages; its view changes and new views
+            // travel as stubs, which bounds the nesting depth to one.
             if (entry is null or ViewChange or NewView) return "bad log entry";
+            if (entry.Sender != v.ReplicaId) return "log entry from another replica";
             if (Check(entry) is { } badEntry) return badEntry;
         }
         return null;

@@ -15,6 +15,8 @@ public sealed partial class ReplicaCore
     private readonly LinkedList<(Request Request, TimeSpan Arrived)> _pending = new();
     private readonly Dictionary<string, LinkedListNode<(Request Request, TimeSpan Arrived)>> _pendingByClient = new(StringComparer.Ordinal);
     private int _inFlightBatches;
+    // Primary: the position of the last batch it proposed (UI requested) in this view.
+    private ulong _lastProposedSequence;
     // Backup: requests known and not executed, by client (sorted: deterministic iteration).
     private readonly SortedDictionary<string, KnownRequest> _known = new(StringComparer.Ordinal);
 
@@ -106,7 +108,8 @@ public sealed partial class ReplicaCore
     private void TryPropose()
     {
         if (!IsPrimary) return;
-        while (_pending.Count > 0 && _inFlightBatches < _settings.MaxInFlightBatches)
+        while (_pending.Count > 0 && _inFlightBatches < _settings.MaxInFlightBatches
+               && _lastProposedSequence + 1 <= ExecutedSequence + (ulong)_settings.Watermark)
         {
             var full = _pending.Count >= _settings.MaxBatchSize;
             var waited = _now - _pending.First!.Value.Arrived >= _settings.MaxBatchWait;
@@ -123,7 +126,8 @@ public sealed partial class ReplicaCore
             if (batch.Count == 0) continue;
             foreach (var request in batch) NoteOrdered(request);
             _inFlightBatches++;
-            RequestUiFor(new Prepare(View, Id, batch.ToArray(), UniqueIdentifier.None));
+            _lastProposedSequence++;
+            RequestUiFor(new Prepare(View, Id, _lastProposedSequence, batch.ToArray(), UniqueIdentifier.None));
         }
     }
 }

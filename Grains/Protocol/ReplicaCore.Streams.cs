@@ -74,6 +74,7 @@ public sealed partial class ReplicaCore
     {
         Prepare prepare => ProcessPrepare(prepare),
         Commit commit => ProcessCommit(commit),
+        Checkpoint checkpoint => ProcessCheckpoint(checkpoint),
         _ => RejectOutcome(message.Sender, RejectReason.Unsupported, message.GetType().Name),
     };
 
@@ -140,9 +141,35 @@ public sealed partial class ReplicaCore
                         break;
                     }
                 }
+                if (!stream.Buffer.ContainsKey(stream.NextExpected) && TryReanchor(sender)) progress = true;
             }
         } while (progress);
     }
+
+    /// <summary>
+    /// PROTOCOL.md section 6 (Decision): a sender's CHECKPOINT anchors its stream. If a gap in
+    /// j's stream sits before a CHECKPOINT of j at position p with p + W at or below our stable
+    /// checkpoint, everything j sent before that CHECKPOINT refers to positions at most p + W:
+    /// settled history, which j may already have forgotten. Skipping the gap loses nothing that
+    /// safety needs (a VIEW-CHANGE relies on its sender's own log, not on what we saw), and it
+    /// keeps a peer that missed a retransmission window from being ignored forever.
+    /// </summary>
+    private bool TryReanchor(int sender)
+    {
+        var stream = _streams[sender];
+        var settled = StableCheckpoint.Sequence;
+        ulong anchor = 0;
+        foreach (var (counter, message) in stream.Buffer)
+            if (message is Checkpoint cp && cp.Sequence + (ulong)_settings.Watermark <= settled) anchor = counter;
+        if (anchor <= stream.NextExpected) return false;
+        foreach (var counter in stream.Buffer.Keys.Where(c => c < anchor).ToList()) stream.Buffer.Remove(counter);
+        stream.LastAccepted = anchor - 1;
+        ReanchoredStreams++;
+        return true;
+    }
+
+    /// <summary>Times a peer's stream was re-anchored at its CHECKPOINT past an unfillable gap.</summary>
+    public long ReanchoredStreams { get; private set; }
 
     /// <summary>Ask <paramref name="peer"/> to resend from our next expected counter on.</summary>
     private void AskRetransmission(int peer, bool force)

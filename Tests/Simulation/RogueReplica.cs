@@ -17,6 +17,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
     private readonly List<Request> _requests = [];
     private readonly List<CertifiedMessage> _sent = [];
     private readonly List<Request> _ordered = [];
+    private ulong _nextPosition = 1;
 
     public void Start() => sim.Events.After(TimeSpan.FromMilliseconds(5), Act);
 
@@ -64,7 +65,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
         if (rng.NextDouble() < 0.2 && _requests.Count > 0 && id != 0)
         {
             // A PREPARE from a replica that is not the primary: validly certified, still invalid.
-            Broadcast(Certify(new Prepare(0, id, [_requests[rng.Next(_requests.Count)]], UniqueIdentifier.None)), rng);
+            Broadcast(Certify(new Prepare(0, id, (ulong)rng.Next(1, 20), [_requests[rng.Next(_requests.Count)]], UniqueIdentifier.None)), rng);
         }
         if (sim.Now < TimeSpan.FromSeconds(10)) sim.Events.After(TimeSpan.FromMilliseconds(rng.Next(5, 60)), Act);
     }
@@ -83,19 +84,21 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
         switch (rng.Next(4))
         {
             case 0 when pool.Count > 1:
-                var first = Certify(new Prepare(0, id, pool.Take(pool.Count / 2).ToArray(), UniqueIdentifier.None));
-                var second = Certify(new Prepare(0, id, pool.Skip(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                var first = Certify(new Prepare(0, id, _nextPosition, pool.Take(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                // Same position, different batch: USIG counters differ, so receivers see both in order.
+                var second = Certify(new Prepare(0, id, _nextPosition, pool.Skip(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                _nextPosition++;
                 for (var to = 1; to < sim.N; to++) sim.Transmit(id, to, rng.Next(2) == 0 ? first : second);
                 _ordered.AddRange(pool);
                 break;
             case 1:
-                Broadcast(Certify(new Prepare(0, id, Tamper.MutateBatch(pool.ToArray(), rng), UniqueIdentifier.None)), rng);
+                Broadcast(Certify(new Prepare(0, id, _nextPosition, Tamper.MutateBatch(pool.ToArray(), rng), UniqueIdentifier.None)), rng);
                 break;
             case 2 when _ordered.Count > 0:
-                Broadcast(Certify(new Prepare(0, id, [_ordered[rng.Next(_ordered.Count)]], UniqueIdentifier.None)), rng);
+                Broadcast(Certify(new Prepare(0, id, _nextPosition, [_ordered[rng.Next(_ordered.Count)]], UniqueIdentifier.None)), rng);
                 break;
             default:
-                Broadcast(Certify(new Prepare(0, id, pool.ToArray(), UniqueIdentifier.None)), rng);
+                Broadcast(Certify(new Prepare(0, id, _nextPosition++, pool.ToArray(), UniqueIdentifier.None)), rng);
                 _ordered.AddRange(pool);
                 break;
         }
@@ -115,7 +118,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
         if (victimId == 0)
         {
             var batch = _requests.DistinctBy(r => r.ClientId).Take(3).ToArray();
-            if (batch.Length > 0) forged = new Prepare(0, 0, batch, forgedUi);
+            if (batch.Length > 0) forged = new Prepare(0, 0, (ulong)rng.Next(1, 10), batch, forgedUi);
         }
         else if (_heard.OfType<Prepare>().LastOrDefault() is { } prepare)
         {

@@ -53,6 +53,8 @@ public sealed class Simulation
                 RetransmitInterval = TimeSpan.FromMilliseconds(100),
                 ReorderBufferPerSender = 64,
                 ReorderWindow = 1024,
+                CheckpointInterval = options.CheckpointInterval,
+                Watermark = options.Watermark,
             };
             var core = new ReplicaCore(settings, _keys.CryptoFor(i), new KeyValueStateMachine());
             _replicas[i] = new SimReplica(this, i, core, _keys.UsigFor(i), options.TamperingReplicas.Contains(i));
@@ -78,6 +80,17 @@ public sealed class Simulation
     public Dictionary<RejectReason, long> Rejections { get; } = [];
     public long EventsProcessed => _events.Processed;
     public long RequestsCompleted => _clients.Sum(c => c.Completed.Count);
+
+    /// <summary>A digest of everything observable about the run: equal for equal seeds.</summary>
+    public string RunFingerprint()
+    {
+        var w = new MinBft.Encoding.CanonicalWriter().I64(_events.Processed).I64(Now.Ticks);
+        foreach (var (sequence, (replica, digest)) in _agreed.OrderBy(p => p.Key)) w.U64(sequence).I32(replica).Bytes(digest);
+        foreach (var replica in _replicas)
+            if (replica is not null) w.Text(replica.Core.StateFingerprint());
+        foreach (var (reason, count) in Rejections.OrderBy(p => p.Key)) w.I32((int)reason).I64(count);
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(w.WrittenSpan));
+    }
     public ulong MaxExecuted => _replicas.Where(r => r is { Tampering: false }).Max(r => r!.Core.ExecutedSequence);
 
     private bool IsCorrect(int replica) => _replicas[replica] is { Tampering: false };
@@ -157,7 +170,20 @@ public sealed class Simulation
                 Fail($"replica {replica}: a rejected input changed its state ({string.Join("; ", ready.Effects)})");
         }
         node.Apply(ready);
+        if (_options.MemoryBound is { } bound && IsCorrect(replica))
+        {
+            var core = node.Core;
+            var held = Math.Max(core.SentLogCount, Math.Max(core.PreparedBatchCount, core.BufferedMessages));
+            if (held > MaxHeld) MaxHeld = held;
+            if (held > bound)
+                Fail($"MEMORY: replica {replica} holds {core.SentLogCount} sent, {core.PreparedBatchCount} prepared, " +
+                     $"{core.BufferedMessages} buffered (bound {bound}) at position {core.ExecutedSequence}; streams: " +
+                     string.Join(", ", Enumerable.Range(0, N).Select(j => $"{j}: accepted {core.LastAccepted(j)} buffered {core.BufferedFrom(j)}")));
+        }
     }
+
+    /// <summary>The most log entries or buffered messages any correct replica held at once.</summary>
+    public int MaxHeld { get; private set; }
 
     private ulong AcceptedCount(ReplicaCore core)
     {

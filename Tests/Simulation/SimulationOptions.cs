@@ -23,6 +23,11 @@ public sealed record SimulationOptions
 
     public bool HmacUsig { get; init; }
     public int MaxBatchSize { get; init; } = 4;
+    public int CheckpointInterval { get; init; } = 4;
+    public int Watermark { get; init; } = 8;
+
+    /// <summary>If set, a correct replica's log or buffers beyond this many entries fail the run.</summary>
+    public int? MemoryBound { get; init; }
 
     /// <summary>Simulated time by which every request of a correct client must have completed
     /// (checked only when liveness is expected: a correct primary and at most f faulty).</summary>
@@ -56,11 +61,13 @@ public sealed record SimulationOptions
             RogueReplicas = rogue,
             HmacUsig = rng.NextDouble() < 0.25,
             MaxBatchSize = rng.Next(1, 6),
+            CheckpointInterval = rng.Next(2, 9),
+            Watermark = rng.Next(4, 17),
         };
     }
 
     public override string ToString() =>
         $"f={F} clients={Clients}x{RequestsPerClient} drop={DropRate:F2} dup={DuplicateRate:F2} delay<={MaxDelay.TotalMilliseconds}ms " +
         $"faulty-for={FaultyPeriod.TotalMilliseconds}ms tampering=[{string.Join(',', TamperingReplicas)}] rogue=[{string.Join(',', RogueReplicas)}] " +
-        $"usig={(HmacUsig ? "hmac" : "ed25519")} batch={MaxBatchSize}";
+        $"usig={(HmacUsig ? "hmac" : "ed25519")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark}";
 }

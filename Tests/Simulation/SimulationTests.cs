@@ -19,6 +19,40 @@ public sealed class SimulationTests(ITestOutputHelper output)
     [Fact]
     public void Agreement_and_liveness_hold_with_no_faults_f3() => RunSeeds(f: 3, count: 10, firstSeed: 9_000, hostile: false);
 
+    [Fact]
+    public void Memory_stays_bounded_over_a_long_run_with_checkpoints()
+    {
+        // K = 4, W = 8: logs are cut at every stable checkpoint. The bound is a few checkpoint
+        // intervals of messages, whatever the length of the run (here 600 requests, ~150+ batches).
+        var seed = Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay ? int.Parse(replay) : 4242;
+        var options = new SimulationOptions
+        {
+            F = 1, Clients = 4, RequestsPerClient = 150, DropRate = 0.05, DuplicateRate = 0.05,
+            FaultyPeriod = TimeSpan.FromSeconds(5), CheckpointInterval = 4, Watermark = 8, MaxBatchSize = 2,
+            TamperingReplicas = [2], MemoryBound = 64, LivenessBound = TimeSpan.FromSeconds(120),
+        };
+        var sim = new Simulation(seed, options);
+        sim.Run();
+        output.WriteLine($"seed={seed}: {sim.RequestsCompleted} requests, max held {sim.MaxHeld}, executed {sim.MaxExecuted} batches");
+        Assert.Equal(600, sim.RequestsCompleted);
+        Assert.True(sim.MaxExecuted >= 150UL, "the run was long compared with the bound");
+    }
+
+    [Fact]
+    public void A_seed_replays_exactly_the_same_run()
+    {
+        foreach (var seed in new[] { 1_003, 5_011, 77 })
+        {
+            var options = SimulationOptions.ForSeed(seed, f: seed % 2 + 1);
+            var first = new Simulation(seed, options);
+            first.Run();
+            var second = new Simulation(seed, options);
+            second.Run();
+            Assert.Equal(first.RunFingerprint(), second.RunFingerprint());
+            Assert.True(first.EventsProcessed > 100, "the run did something");
+        }
+    }
+
     private void RunSeeds(int f, int count, int firstSeed, bool hostile = true)
     {
         var seeds = Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay
