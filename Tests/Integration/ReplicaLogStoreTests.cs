@@ -63,7 +63,7 @@ public sealed class ReplicaLogStoreTests : IDisposable
     }
 
     private static Commit Message(int counter, int digest = 1) =>
-        new(0, 1, new Prepare(digest, 0, [], UniqueIdentifier.None), new UniqueIdentifier(1, (ulong)counter, new byte[64]));
+        new(0, 1, new Prepare(digest, 0, 1, [], UniqueIdentifier.None), new UniqueIdentifier(1, (ulong)counter, new byte[64]));
 
     private SqliteGrainStorage Open()
     {
