@@ -80,7 +80,24 @@ public sealed class MinBftOptions
     /// <summary>Requests one client proxy tracks at once; more are refused (bounded state per client).</summary>
     public int MaxRequestsPerClientProxy { get; set; } = 64;
 
-    /// <summary>The settings of replica <paramref name="replicaId"/>'s core in an <paramref name="n"/>-replica cluster.</summary>
+    /// <summary>
+    /// The settings of replica <paramref name="replicaId"/>'s core: n and the cluster-wide
+    /// protocol constants from the manifest, the local knobs from these options.
+    /// </summary>
+    public ProtocolSettings ToProtocolSettings(ClusterManifest manifest, int replicaId)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        var settings = ToProtocolSettings(manifest.N, replicaId) with
+        {
+            CheckpointInterval = manifest.CheckpointInterval,
+            Watermark = manifest.Watermark,
+        };
+        settings.Validate();
+        return settings;
+    }
+
+    /// <summary>The settings of replica <paramref name="replicaId"/>'s core in an <paramref name="n"/>-replica
+    /// cluster with the default cluster-wide constants.</summary>
     public ProtocolSettings ToProtocolSettings(int n, int replicaId)
     {
         var settings = new ProtocolSettings
