@@ -32,6 +32,10 @@ internal sealed record ClusterSetup
 
     public bool UsigServesOnlyItsReplica { get; init; } = true;
 
+    public int CheckpointInterval { get; init; } = ClusterManifest.DefaultCheckpointInterval;
+    public int Watermark { get; init; } = ClusterManifest.DefaultWatermark;
+    public int SentLogSegmentSize { get; init; } = 64;
+
     /// <summary>Extra per-silo configuration: (fault domain or null, silo builder).</summary>
     public Action<int?, ISiloBuilder>? ConfigureSilo { get; init; }
 }
@@ -55,7 +59,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         Setup = setup;
         _output = output;
         Directory = Path.Combine(Path.GetTempPath(), "minbft-it-" + Guid.NewGuid().ToString("N"));
-        Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme);
+        Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme, setup.CheckpointInterval, setup.Watermark);
         Cluster = null!;
     }
 
@@ -101,6 +105,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         {
             options.UseEmbeddedStorage = Setup.Sqlite;
             options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
+            options.SentLogSegmentSize = Setup.SentLogSegmentSize;
             // Short intervals: a dropped message is asked for again quickly.
             options.RetransmitInterval = TimeSpan.FromMilliseconds(100);
             options.ClientRetransmitInterval = TimeSpan.FromMilliseconds(500);
@@ -214,7 +219,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     }
 
     public static string Describe(ReplicaStatus s) =>
-        $"r{s.ReplicaId}: exec {s.ExecutedSequence} hist {s.HistoryDigest[..8]} state {s.StateDigest[..8]} ui {s.LastUiCounter} " +
+        $"r{s.ReplicaId}: exec {s.ExecutedSequence} stable {s.StableCheckpoint} hist {s.HistoryDigest[..8]} state {s.StateDigest[..8]} ui {s.LastUiCounter} " +
         $"buffered {s.BufferedMessages} pending {s.PendingRequests} halted '{s.Halted}' rejections [{string.Join(",", s.Rejections.Select(p => p.Key + "=" + p.Value))}]";
 
     public static async Task<T> EventuallyAsync<T>(Func<Task<T>> call, string what)
