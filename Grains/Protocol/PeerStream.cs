@@ -16,9 +16,6 @@ internal sealed class PeerStream
     /// <summary>When this replica last asked the sender to retransmit (null: never).</summary>
     public TimeSpan? RetransmitAskedAt { get; set; }
 
-    /// <summary>When this replica last answered a retransmission request from the sender.</summary>
-    public TimeSpan? RetransmitServedAt { get; set; }
-
     public ulong NextExpected => LastAccepted + 1;
 
     /// <summary>Messages accepted from this sender, kept (bounded by checkpoints) so this replica

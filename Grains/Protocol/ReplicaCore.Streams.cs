@@ -13,6 +13,8 @@ public sealed partial class ReplicaCore
 {
     private enum Outcome { Accepted, Blocked, Rejected }
 
+    private readonly Dictionary<(int Requester, int Stream), TimeSpan> _retransmitServedAt = [];
+
     private void HandleCertified(CertifiedMessage message)
     {
         // Bounds first: nothing large is hashed or verified before this.
@@ -217,9 +219,10 @@ public sealed partial class ReplicaCore
         }
         // Signed, so only replicas can ask; still answer each peer at most twice an interval
         // so a faulty replica cannot turn us into an amplifier.
-        var stream = _streams[from];
-        if (stream.RetransmitServedAt is { } served && _now - served < _settings.RetransmitInterval / 2) return;
-        stream.RetransmitServedAt = _now;
+        // Keyed by (requester, stream): one requester asks for several streams at once.
+        var key = (from, request.TargetId);
+        if (_retransmitServedAt.TryGetValue(key, out var served) && _now - served < _settings.RetransmitInterval / 2) return;
+        _retransmitServedAt[key] = _now;
         // Our own stream from the sent log; another replica's from what we accepted (relay).
         var messages = request.TargetId == Id
             ? SentFrom(request.FromCounter, _settings.MaxRetransmitBatch)

@@ -264,7 +264,7 @@ public sealed partial class ReplicaCore
             View = newView.View;
             ResetViewState();
         }
-        EnterView(history);
+        EnterView(checkpoint, history);
         return Outcome.Accepted;
     }
 
@@ -335,8 +335,13 @@ public sealed partial class ReplicaCore
     }
 
     /// <summary>Execute the carried history this replica misses, then announce the view's start.</summary>
-    private void EnterView(List<Prepare> history)
+    private void EnterView(CheckpointCertificate checkpoint, List<Prepare> history)
     {
+        // Safety, asserted: every batch this replica executed was committed by f+1 replicas, so
+        // any f+1 complete VIEW-CHANGEs carry it (or a stable checkpoint covers it).
+        var end = Math.Max(checkpoint.Sequence, history.Count > 0 ? history[^1].Sequence : 0);
+        ProtocolInvariantException.Check(ExecutedSequence <= end,
+            $"the NEW-VIEW carries every batch this replica executed (executed {ExecutedSequence}, carried to {end})");
         _viewChanging = false;
         _viewChangeDeferred = false;
         _viewChangeDeadline = null;
@@ -352,6 +357,9 @@ public sealed partial class ReplicaCore
             var batch = new PreparedBatch(prepare, Sha256Digest.From(MessageEncoding.CertifiedDigest(prepare)), 0);
             foreach (var replica in Enumerable.Range(0, _settings.CommitQuorum)) batch.Committers.Add(replica);
             Execute(batch);
+            if (ExecutedSequence == checkpoint.Sequence && checkpoint.Sequence > 0)
+                ProtocolInvariantException.Check(Sha256Digest.From(StateDigest()) == Sha256Digest.From(checkpoint.StateDigest),
+                    "the carried history reproduces the certified checkpoint state");
         }
         _carryingOver = false;
         _viewBase = ExecutedSequence;

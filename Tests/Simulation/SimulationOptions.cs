@@ -42,6 +42,25 @@ public sealed record SimulationOptions
     public IEnumerable<int> Faulty => TamperingReplicas.Concat(RogueReplicas);
 
     /// <summary>Draw a hostile configuration for one seed.</summary>
+    /// <summary>A hostile configuration whose view-0 primary is rogue, tampering or crashes.</summary>
+    public static SimulationOptions WithFaultyPrimary(int seed, int f)
+    {
+        var drawn = ForSeed(seed, f);
+        var rng = new Random(seed ^ 0x5eed);
+        var others = drawn.Faulty.Where(r => r != 0).Take(f - 1).ToArray();
+        return rng.Next(3) switch
+        {
+            0 => drawn with { RogueReplicas = [0, .. others.Where(drawn.RogueReplicas.Contains)], TamperingReplicas = others.Where(drawn.TamperingReplicas.Contains).ToArray(), Crashes = [] },
+            1 => drawn with { TamperingReplicas = [0, .. others.Where(drawn.TamperingReplicas.Contains)], RogueReplicas = others.Where(drawn.RogueReplicas.Contains).ToArray(), Crashes = [] },
+            _ => drawn with
+            {
+                RogueReplicas = others.Where(drawn.RogueReplicas.Contains).ToArray(),
+                TamperingReplicas = others.Where(drawn.TamperingReplicas.Contains).ToArray(),
+                Crashes = [(0, TimeSpan.FromMilliseconds(rng.Next(5, 400)))],
+            },
+        };
+    }
+
     public static SimulationOptions ForSeed(int seed, int f)
     {
         var rng = new Random(seed);

@@ -17,6 +17,14 @@ public sealed class SimulationTests(ITestOutputHelper output)
     public void Agreement_integrity_and_liveness_hold_for_200_hostile_seeds_with_f2() => RunSeeds(f: 2, count: 200, firstSeed: 5_000);
 
     [Fact]
+    public void View_change_campaign_faulty_or_crashed_primary_150_seeds_with_f1() =>
+        RunSeeds(f: 1, count: 150, firstSeed: 20_000, faultyPrimary: true);
+
+    [Fact]
+    public void View_change_campaign_faulty_or_crashed_primary_60_seeds_with_f2() =>
+        RunSeeds(f: 2, count: 60, firstSeed: 30_000, faultyPrimary: true);
+
+    [Fact]
     public void Agreement_and_liveness_hold_with_no_faults_f3() => RunSeeds(f: 3, count: 10, firstSeed: 9_000, hostile: false);
 
     [Fact]
@@ -118,7 +126,7 @@ public sealed class SimulationTests(ITestOutputHelper output)
         }
     }
 
-    private void RunSeeds(int f, int count, int firstSeed, bool hostile = true)
+    private void RunSeeds(int f, int count, int firstSeed, bool hostile = true, bool faultyPrimary = false)
     {
         var seeds = Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay
             ? [int.Parse(replay)]
@@ -129,7 +137,9 @@ public sealed class SimulationTests(ITestOutputHelper output)
         var runs = 0;
         foreach (var seed in seeds)
         {
-            var options = hostile ? SimulationOptions.ForSeed(seed, f) : new SimulationOptions { F = f, Clients = 3, RequestsPerClient = 5 };
+            var options = faultyPrimary ? SimulationOptions.WithFaultyPrimary(seed, f)
+                : hostile ? SimulationOptions.ForSeed(seed, f)
+                : new SimulationOptions { F = f, Clients = 3, RequestsPerClient = 5 };
             var sim = new Simulation(seed, options);
             try
             {
