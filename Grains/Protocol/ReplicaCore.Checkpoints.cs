@@ -57,8 +57,12 @@ public sealed partial class ReplicaCore
     private Outcome ProcessCheckpoint(Checkpoint checkpoint)
     {
         RecordViewStartVote(checkpoint);
-        // Positions at or below the stable checkpoint are settled: nothing to learn.
+        // Positions at or below the stable checkpoint are settled: nothing to learn. Votes far
+        // beyond what this replica executed are not kept (a faulty replica could otherwise fill
+        // memory with votes for positions that never become stable); the message still counts
+        // as accepted in its sender's stream.
         if (checkpoint.Sequence <= StableCheckpoint.Sequence) return Outcome.Accepted;
+        if (checkpoint.Sequence > ExecutedSequence + 16 * (ulong)(_settings.CheckpointInterval + _settings.Watermark)) return Outcome.Accepted;
         var digest = Sha256Digest.From(checkpoint.StateDigest);
         if (!_checkpointVotes.TryGetValue(checkpoint.Sequence, out var byDigest))
             _checkpointVotes[checkpoint.Sequence] = byDigest = [];

@@ -366,6 +366,7 @@ public sealed partial class ReplicaCore
         _lastPreparedSequence = _viewBase;
         _lastProposedSequence = _viewBase;
         foreach (var view in _viewChanges.Keys.Where(v => v <= View).ToList()) _viewChanges.Remove(view);
+        _validViewChanges.Clear();
         foreach (var key in _viewStartVotes.Keys.Where(k => k.View < View).ToList()) _viewStartVotes.Remove(key);
         // Announce where this view starts; f+1 of these (VS) let the primary propose.
         var digest = StateDigest();
