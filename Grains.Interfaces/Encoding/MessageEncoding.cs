@@ -42,7 +42,8 @@ public static class MessageEncoding
             .ToArray();
 
     public static byte[] Checkpoint(Checkpoint c) =>
-        new CanonicalWriter(96).Tag(MessageTag.Checkpoint).I32(c.ReplicaId).I64(c.View).U64(c.Sequence).Bytes(c.StateDigest).ToArray();
+        new CanonicalWriter(96).Tag(MessageTag.Checkpoint).I32(c.ReplicaId).I64(c.View).U64(c.Sequence).Bytes(c.StateDigest)
+            .U8(c.IsViewStart ? (byte)1 : (byte)0).ToArray();
 
     public static byte[] ReqViewChange(ReqViewChange r) =>
         new CanonicalWriter(48).Tag(MessageTag.ReqViewChange).I32(r.ReplicaId).I64(r.CurrentView).I64(r.NewView).ToArray();
@@ -54,6 +55,8 @@ public static class MessageEncoding
         WriteCheckpointCertificate(w, v.CheckpointCertificate);
         w.I32(v.Log.Length);
         foreach (var entry in v.Log) WriteCertifiedReference(w, entry);
+        w.I32(v.ViewStarts.Length);
+        foreach (var start in v.ViewStarts) WriteCheckpointCertificate(w, start);
         return w.ToArray();
     }
 

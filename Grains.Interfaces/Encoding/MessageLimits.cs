@@ -19,6 +19,7 @@ public static class MessageLimits
     public const int MaxViewChangeLog = 64 * 1024;
     public const int MaxCheckpointsInCertificate = 64;
     public const int MaxViewChangesInNewView = 64;
+    public const int MaxViewStartsInViewChange = 64;
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
     public static string? Check(ReplicaMessage? m) => m switch
@@ -95,6 +96,10 @@ public static class MessageLimits
         if (CheckUi(v.ViewChangeUi) is { } why) return why;
         if (CheckCheckpointCertificate(v.CheckpointCertificate) is { } bad) return bad;
         if (v.Log is null) return "null log";
+        if (v.ViewStarts is null) return "null view-start list";
+        if (v.ViewStarts.Length > MaxViewStartsInViewChange) return "too many view starts";
+        foreach (var start in v.ViewStarts)
+            if (CheckCheckpointCertificate(start) is { } badStart) return badStart;
         if (v.Log.Length > MaxViewChangeLog) return "log too long";
         foreach (var entry in v.Log)
         {

@@ -13,8 +13,11 @@ public sealed record Checkpoint(
     [property: Id(4)] long View,
     [property: Id(1)] ulong Sequence,
     [property: Id(2)] byte[] StateDigest,
-    [property: Id(3)] UniqueIdentifier CheckpointUi) : CertifiedMessage
+    [property: Id(3)] UniqueIdentifier CheckpointUi,
+    [property: Id(5)] bool IsViewStart = false) : CertifiedMessage
 {
+    // IsViewStart: the one checkpoint a replica sends on entering View, at the view's base
+    // position. f+1 of them (VS) prove where the view's PREPAREs start.
     public override int Sender => ReplicaId;
     public override UniqueIdentifier Ui => CheckpointUi;
     public override CertifiedMessage WithUi(UniqueIdentifier ui) => this with { CheckpointUi = ui };

@@ -49,6 +49,16 @@ public sealed record ProtocolSettings
     /// </summary>
     public int Watermark { get; init; } = 64;
 
+    /// <summary>A backup that knows a request unexecuted for this long suspects the primary.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long a view change may take before the next view is tried; doubles on each
+    /// failed view change and resets after a successful one.</summary>
+    public TimeSpan ViewChangeTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>REQ-VIEW-CHANGE votes are kept only for views this far ahead (bounded memory).</summary>
+    public int MaxViewLookahead { get; init; } = 64;
+
     public int F => (N - 1) / 2;
 
     /// <summary>Matching commitments (the PREPARE counts as the primary's) that commit a batch.</summary>
@@ -66,6 +76,8 @@ public sealed record ProtocolSettings
         if (ReorderBufferPerSender < 1 || ReorderWindow < ReorderBufferPerSender)
             throw new ArgumentException("reorder window must hold the reorder buffer");
         if (RetransmitInterval <= TimeSpan.Zero) throw new ArgumentException("retransmit interval must be positive");
+        if (RequestTimeout <= RetransmitInterval) throw new ArgumentException("the request timeout must exceed the retransmit interval");
+        if (ViewChangeTimeout <= TimeSpan.Zero || MaxViewLookahead < 1) throw new ArgumentException("view-change settings must be positive");
         if (MaxRetransmitBatch < 1 || MaxPendingRequests < 1 || VerifiedRequestCacheSize < 1)
             throw new ArgumentException("limits must be positive");
     }

@@ -21,6 +21,9 @@ public sealed partial class ReplicaCore
     /// <summary>The latest stable checkpoint certificate (genesis until the first).</summary>
     public CheckpointCertificate StableCheckpoint { get; private set; } = CheckpointCertificate.Genesis;
 
+    /// <summary>Peers' messages kept for relaying, over all peers.</summary>
+    public int RelayLogCount => _streams.Sum(s => s.Accepted.Count);
+
     /// <summary>Accepted PREPAREs still held (GC'd below the stable checkpoint).</summary>
     public int PreparedBatchCount => _prepares.Count;
 
@@ -37,7 +40,9 @@ public sealed partial class ReplicaCore
     /// <summary>After each execution: a checkpoint at every K-th position.</summary>
     private void MaybeCheckpoint()
     {
-        if (ExecutedSequence % (ulong)_settings.CheckpointInterval != 0) return;
+        // Not while executing a NEW-VIEW's carried history: a replica labels no position below
+        // its view's start with that view (its view-start CHECKPOINT follows the carry-over).
+        if (_carryingOver || ExecutedSequence % (ulong)_settings.CheckpointInterval != 0) return;
         SendCheckpoint();
     }
 
@@ -51,8 +56,13 @@ public sealed partial class ReplicaCore
     /// <summary>A CHECKPOINT, ours once certified or a peer's in stream order.</summary>
     private Outcome ProcessCheckpoint(Checkpoint checkpoint)
     {
-        // Positions at or below the stable checkpoint are settled: nothing to learn.
+        RecordViewStartVote(checkpoint);
+        // Positions at or below the stable checkpoint are settled: nothing to learn. Votes far
+        // beyond what this replica executed are not kept (a faulty replica could otherwise fill
+        // memory with votes for positions that never become stable); the message still counts
+        // as accepted in its sender's stream.
         if (checkpoint.Sequence <= StableCheckpoint.Sequence) return Outcome.Accepted;
+        if (checkpoint.Sequence > ExecutedSequence + 16 * (ulong)(_settings.CheckpointInterval + _settings.Watermark)) return Outcome.Accepted;
         var digest = Sha256Digest.From(checkpoint.StateDigest);
         if (!_checkpointVotes.TryGetValue(checkpoint.Sequence, out var byDigest))
             _checkpointVotes[checkpoint.Sequence] = byDigest = [];
@@ -81,6 +91,17 @@ public sealed partial class ReplicaCore
         foreach (var (counter, batch) in _prepares.Where(p => p.Value.Executed && p.Value.Prepare.Sequence <= stable).ToList())
             _prepares.Remove(counter);
 
+        // Relay logs: like our own, from each peer's CHECKPOINT at least W below the stable one.
+        foreach (var stream in _streams)
+        {
+            if (stable < (ulong)_settings.Watermark) break;
+            var peerAnchor = stream.CheckpointCounters.LastOrDefault(p => p.Key <= stable - (ulong)_settings.Watermark);
+            if (peerAnchor.Value == 0 || stream.Accepted.Count == 0) continue;
+            var cut = stream.Accepted.FindIndex(m => m.Ui.Counter >= peerAnchor.Value);
+            stream.Accepted.RemoveRange(0, cut < 0 ? stream.Accepted.Count : cut);
+            foreach (var position in stream.CheckpointCounters.Keys.Where(p => p < peerAnchor.Key).ToList()) stream.CheckpointCounters.Remove(position);
+        }
+
         // The sent log must still hold everything a VIEW-CHANGE needs: it starts at one of our
         // own CHECKPOINTs at a position <= stable - W (messages before it refer to positions
         // at most W above it, so at most `stable`).
@@ -92,6 +113,8 @@ public sealed partial class ReplicaCore
         _sentLog.RemoveRange(0, drop);
         _sentLogFirstCounter += (ulong)drop;
         foreach (var position in _ownCheckpointCounters.Keys.Where(p => p < anchor.Key).ToList()) _ownCheckpointCounters.Remove(position);
+        var logged = LoggedViews(_sentLog);
+        foreach (var view in _viewStartsKnown.Keys.Where(v => v != View && !logged.Contains(v)).ToList()) _viewStartsKnown.Remove(view);
     }
 
     /// <summary>Where this replica's VIEW-CHANGE log would start (its first kept message).</summary>

@@ -37,7 +37,7 @@ public sealed partial class ReplicaCore
         batch.Executed = true;
         ExecutedSequence++;
         _lastExecutionAt = _now;
-        if (batch.Prepare.PrimaryId == Id) _inFlightBatches--;
+        if (batch.Prepare.PrimaryId == Id && !_carryingOver) _inFlightBatches--;
         ProtocolInvariantException.Check(_inFlightBatches >= 0, "in-flight batch count is never negative");
 
         var view = batch.Prepare.View;

@@ -45,7 +45,7 @@ public sealed partial class ReplicaCore
     private Outcome ProcessPrepare(Prepare prepare)
     {
         if (prepare.View < View) return Outcome.Accepted; // authentic but stale: part of the stream, no effect
-        if (prepare.View > View) return Outcome.Blocked;  // wait until this replica is in that view
+        if (prepare.View > View || _viewChanging) return Outcome.Blocked;  // wait until this replica is in that view
         if (ValidatePrepare(prepare) is { } invalid) return RejectOutcome(prepare.PrimaryId, invalid.Reason, invalid.Detail);
         if (BeyondWatermark(prepare)) return Outcome.Blocked;
         AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
@@ -61,7 +61,16 @@ public sealed partial class ReplicaCore
         // position (an equivocating primary re-using one) is invalid.
         if (prepare.Sequence != _lastPreparedSequence + 1)
             return (RejectReason.InvalidBatch, $"position {prepare.Sequence}, expected {_lastPreparedSequence + 1}");
-        if (prepare.ViewStart is not null)
+        if (View > 0 && prepare.Sequence == _viewBase + 1)
+        {
+            // The first PREPARE of a view proves where the view starts (VS): f+1 view-start
+            // CHECKPOINTs at this view's base, with the state this replica has there.
+            if (prepare.ViewStart is not { } start || start.Sequence != _viewBase
+                || !_ownCheckpointDigests.TryGetValue(_viewBase, out var own) || own != Sha256Digest.From(start.StateDigest)
+                || !ValidCertificate(start, viewStart: View))
+                return (RejectReason.InvalidBatch, "first PREPARE of the view without a valid view-start certificate");
+        }
+        else if (prepare.ViewStart is not null)
             return (RejectReason.InvalidBatch, "view-start certificate on a PREPARE that does not start a view");
         var clients = new HashSet<string>(StringComparer.Ordinal);
         foreach (var request in prepare.Batch)
@@ -90,6 +99,7 @@ public sealed partial class ReplicaCore
         _executionQueue.Enqueue(batch);
         _lastPrepareCounter = counter;
         _lastPreparedSequence = prepare.Sequence;
+        if (prepare.ViewStart is { } viewStart) _viewStartsKnown[prepare.View] = viewStart;
         foreach (var request in prepare.Batch) NoteOrdered(request);
         // The PREPARE is the primary's own commitment.
         RecordCommitment(batch, prepare.PrimaryId);
@@ -103,7 +113,7 @@ public sealed partial class ReplicaCore
     {
         var sender = commit.ReplicaId;
         if (commit.View < View) return Outcome.Accepted;
-        if (commit.View > View) return Outcome.Blocked;
+        if (commit.View > View || _viewChanging) return Outcome.Blocked;
         if (sender == PrimaryOf(commit.View))
             return RejectOutcome(sender, RejectReason.CommitFromPrimary, "the primary's PREPARE is its commit");
         var prepare = commit.Prepare;
@@ -156,7 +166,7 @@ public sealed partial class ReplicaCore
         if (_lastPrepareCounter != _lastCommitted[sender])
             return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
         AcceptPrepare(prepare, digest);
-        Advance(primary, counter);
+        Advance(primary, prepare);
         RecordCommitment(_prepares[counter], sender);
         TryExecute();
         return Outcome.Accepted;
@@ -211,7 +221,14 @@ public sealed partial class ReplicaCore
                 _ownCheckpointCounters[checkpoint.Sequence] = checkpoint.Ui.Counter;
                 ProcessCheckpoint(checkpoint);
                 break;
+            case ViewChange viewChange:
+                ProcessViewChange(viewChange, own: true);
+                break;
+            case NewView newView:
+                ProcessNewView(newView, own: true);
+                break;
         }
+        if (_viewChangeDeferred && _awaitingUi.Count == 0) SendViewChange();
         Drain();
     }
 

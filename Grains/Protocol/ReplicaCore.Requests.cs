@@ -103,13 +103,18 @@ public sealed partial class ReplicaCore
         _known[request.ClientId] = new KnownRequest(request, _now);
     }
 
+    /// <summary>The primary may propose now: not changing views, the view's start proven (after
+    /// view 0), pipeline and watermark not full.</summary>
+    private bool CanPropose =>
+        IsPrimary && !_viewChanging && (View == 0 || _viewStartCertificate is not null)
+        && _inFlightBatches < _settings.MaxInFlightBatches
+        && _lastProposedSequence + 1 <= ExecutedSequence + (ulong)_settings.Watermark;
+
     /// <summary>The primary cuts batches: full ones at once, otherwise when nothing is in flight
     /// or the oldest request has waited <see cref="ProtocolSettings.MaxBatchWait"/>.</summary>
     private void TryPropose()
     {
-        if (!IsPrimary) return;
-        while (_pending.Count > 0 && _inFlightBatches < _settings.MaxInFlightBatches
-               && _lastProposedSequence + 1 <= ExecutedSequence + (ulong)_settings.Watermark)
+        while (_pending.Count > 0 && CanPropose)
         {
             var full = _pending.Count >= _settings.MaxBatchSize;
             var waited = _now - _pending.First!.Value.Arrived >= _settings.MaxBatchWait;
@@ -127,7 +132,8 @@ public sealed partial class ReplicaCore
             foreach (var request in batch) NoteOrdered(request);
             _inFlightBatches++;
             _lastProposedSequence++;
-            RequestUiFor(new Prepare(View, Id, _lastProposedSequence, batch.ToArray(), UniqueIdentifier.None));
+            var viewStart = View > 0 && _lastProposedSequence == _viewBase + 1 ? _viewStartCertificate : null;
+            RequestUiFor(new Prepare(View, Id, _lastProposedSequence, batch.ToArray(), UniqueIdentifier.None, viewStart));
         }
     }
 }

@@ -91,6 +91,9 @@ public sealed partial class ReplicaCore
             case RetransmitRequest retransmit:
                 HandleRetransmitRequest(retransmit);
                 break;
+            case ReqViewChange reqViewChange:
+                HandleReqViewChange(reqViewChange);
+                break;
             default:
                 Reject(SafeSender(message), RejectReason.Unsupported, message.GetType().Name);
                 break;

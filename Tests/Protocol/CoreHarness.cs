@@ -48,6 +48,8 @@ internal sealed class CoreHarness
 
     public SimUsig Usig(int replica) => _usigs[replica];
 
+    public IReplicaSigner Signer(int replica) => _keys.SignerFor(replica);
+
     /// <summary>Run one input at replica <paramref name="i"/>; issue requested UIs at once.</summary>
     public IReadOnlyList<Effect> Step(int i, Func<ReplicaCore, Ready> input)
     {

@@ -51,6 +51,20 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
         var rng = sim.Rng;
         if (id == 0 && _requests.Count > 0) Equivocate(rng);
         if (rng.NextDouble() < 0.4) Impersonate(rng);
+        if (rng.NextDouble() < 0.3)
+        {
+            // Spam suspicion: f faulty replicas alone must never move the view.
+            var target = (long)rng.Next(1, 4);
+            var unsigned = new ReqViewChange(id, target - 1, target, []);
+            var signed = unsigned with { Signature = keys.SignerFor(id).Sign(MessageEncoding.ReqViewChange(unsigned)) };
+            for (var to = 0; to < sim.N; to++) if (to != id) sim.Transmit(id, to, signed);
+        }
+        if (rng.NextDouble() < 0.1 && _sent.Count > 1)
+        {
+            // A VIEW-CHANGE whose log leaves out its sender's earlier messages.
+            var truncated = _sent.Skip(_sent.Count / 2).Select(MessageEncoding.ForLog).ToArray();
+            Broadcast(Certify(new ViewChange(id, rng.Next(1, 3), CheckpointCertificate.Genesis, truncated, UniqueIdentifier.None, [])), rng);
+        }
         if (rng.NextDouble() < 0.3 && _heard.Count > 0)
         {
             var replayed = _heard[rng.Next(_heard.Count)];
