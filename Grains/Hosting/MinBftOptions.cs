@@ -53,6 +53,9 @@ public sealed class MinBftOptions
     public TimeSpan RetransmitInterval { get; set; } = TimeSpan.FromMilliseconds(200);
     public int MaxRetransmitBatch { get; set; } = 128;
     public int VerifiedRequestCacheSize { get; set; } = 64 * 1024;
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(2);
+    public TimeSpan ViewChangeTimeout { get; set; } = TimeSpan.FromSeconds(2);
+    public int MaxViewLookahead { get; set; } = 64;
 
     // ----- grain hosting -----
 
@@ -120,6 +123,9 @@ public sealed class MinBftOptions
             RetransmitInterval = RetransmitInterval,
             MaxRetransmitBatch = MaxRetransmitBatch,
             VerifiedRequestCacheSize = VerifiedRequestCacheSize,
+            RequestTimeout = RequestTimeout,
+            ViewChangeTimeout = ViewChangeTimeout,
+            MaxViewLookahead = MaxViewLookahead,
         };
         settings.Validate();
         return settings;

@@ -36,6 +36,9 @@ internal sealed record ClusterSetup
     public int Watermark { get; init; } = ClusterManifest.DefaultWatermark;
     public int SentLogSegmentSize { get; init; } = 64;
 
+    /// <summary>How long a backup waits for a known request before suspecting the primary (null: default).</summary>
+    public TimeSpan? RequestTimeout { get; init; }
+
     /// <summary>Extra per-silo configuration: (fault domain or null, silo builder).</summary>
     public Action<int?, ISiloBuilder>? ConfigureSilo { get; init; }
 }
@@ -106,6 +109,11 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
             options.UseEmbeddedStorage = Setup.Sqlite;
             options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
             options.SentLogSegmentSize = Setup.SentLogSegmentSize;
+            if (Setup.RequestTimeout is { } suspicion)
+            {
+                options.RequestTimeout = suspicion;
+                options.ViewChangeTimeout = suspicion * 2;
+            }
             // Short intervals: a dropped message is asked for again quickly.
             options.RetransmitInterval = TimeSpan.FromMilliseconds(100);
             options.ClientRetransmitInterval = TimeSpan.FromMilliseconds(500);
