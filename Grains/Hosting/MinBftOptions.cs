@@ -71,6 +71,15 @@ public sealed class MinBftOptions
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>
+    /// Use Orleans' strongly consistent (distributed) grain directory. With the default, eventually
+    /// consistent directory, a silo leaving can make a call create a second activation of a
+    /// replica in its (healthy) domain while the first still runs: for the replica a restart,
+    /// which a primary cannot recover from without view change. Every silo of a cluster must
+    /// make the same choice.
+    /// </summary>
+    public bool UseStronglyConsistentDirectory { get; set; } = true;
+
+    /// <summary>
     /// Messages per stored segment of a replica's durable sent log: a write rewrites at most one
     /// partly filled segment, and segments the core garbage-collected after a stable checkpoint
     /// are dropped whole.

@@ -167,6 +167,10 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                 IssuedUis.Enqueue((KeyOf(context.TargetId), ui.Counter, Convert.ToHexString((byte[])context.Request.GetArgument(0)!)));
             }
         });
+        // A second registration (a host that also opts in itself) must be harmless.
+#pragma warning disable ORLEANSEXP003
+        if (domain == 1) silo.AddDistributedGrainDirectory();
+#pragma warning restore ORLEANSEXP003
         Setup.ConfigureSilo?.Invoke(domain, silo);
     }
 
