@@ -33,12 +33,18 @@ namespace MinBft;
 /// <remarks>
 /// Crash recovery: the core cannot yet be restored from durable state, so a reactivated
 /// replica starts a fresh core and catches up by asking peers to retransmit their streams from
-/// counter 1 (nothing is garbage-collected before checkpoints exist). Its own messages are
-/// regenerated deterministically as it replays; each UI request is answered from the durable
-/// sent log when it asks to certify exactly the message logged under the next counter, so the
-/// replica never certifies a second message for a counter it already used. A request that
-/// differs from the log (a primary re-batching requests after a crash) halts the replica: it
-/// stays down (one of the f tolerated faults) rather than equivocate.
+/// counter 1. Its own messages are regenerated deterministically as it replays; each UI request
+/// is answered from the durable sent log when it asks to certify exactly the message logged
+/// under the next counter, so the replica never certifies a second message for a counter it
+/// already used. Whenever that cannot work it halts and stays down (one of the f tolerated
+/// faults) rather than equivocate:
+/// <list type="bullet">
+/// <item>the replay asks to certify something else than the log holds (a primary re-batching
+/// requests, a view change timed differently): the replica halts at that point;</item>
+/// <item>the history was already garbage-collected after stable checkpoints (its log no longer
+/// starts at counter 1, nor do its peers'): it halts at activation, since rejoining needs state
+/// transfer.</item>
+/// </list>
 /// </remarks>
 [FaultDomainPlacement]
 [Reentrant]
