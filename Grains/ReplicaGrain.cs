@@ -55,6 +55,10 @@ public sealed partial class ReplicaGrain(
     IServiceProvider services,
     ILogger<ReplicaGrain> logger) : Grain, IReplicaGrain
 {
+    // Effects held back while the sent log is not durable (or UI requests while the USIG fails);
+    // beyond this many, storage or USIG is considered down.
+    private const int MaxOutbox = 100_000;
+
     private readonly Queue<RequestUi> _uiRequests = new();
     private readonly Queue<(ulong DurableNeeded, Effect Effect)> _outbox = new();
     // This replica's certified messages from counter _sentLogFirst on: the durable ones and
@@ -206,6 +210,11 @@ public sealed partial class ReplicaGrain(
             {
                 case RequestUi request:
                     _uiRequests.Enqueue(request);
+                    if (_uiRequests.Count > MaxOutbox)
+                    {
+                        Halt(null, $"{_uiRequests.Count} messages waiting for a UI; the USIG keeps failing");
+                        return;
+                    }
                     break;
                 case PersistSent persist:
                     AppendSent(persist.Message);
@@ -213,6 +222,13 @@ public sealed partial class ReplicaGrain(
                 case Send or ForwardRequest or SendReply:
                     // Released once every message persisted before it in this order is durable.
                     _outbox.Enqueue((LastSent, effect));
+                    if (_outbox.Count > MaxOutbox)
+                    {
+                        // Storage has been failing for long while the core goes on: stop (and
+                        // reload from storage later) rather than grow without bound.
+                        Halt(null, $"{_outbox.Count} messages waiting for the sent log to become durable; storage keeps failing");
+                        return;
+                    }
                     break;
                 case Executed executed:
                     OnExecuted(executed);
