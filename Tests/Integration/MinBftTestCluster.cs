@@ -315,7 +315,10 @@ internal sealed class TestClient(MinBftTestCluster cluster, string name, IGrainF
             try
             {
                 var proxy = (via ?? cluster.Grains).GetGrain<IClientProxyGrain>(ClientId);
-                var replies = await proxy.Execute(request, MinBftTestCluster.AttemptTimeout);
+                // Bounded here as well: a response lost with a stopping silo would otherwise be
+                // waited for until Orleans' response timeout (30 s).
+                var replies = await proxy.Execute(request, MinBftTestCluster.AttemptTimeout)
+                    .WaitAsync(MinBftTestCluster.AttemptTimeout + TimeSpan.FromSeconds(1));
                 return CheckReplies(request, replies);
             }
             catch (Exception e) when (e is TimeoutException or OrleansException && clock.Elapsed < MinBftTestCluster.RequestTimeout)
