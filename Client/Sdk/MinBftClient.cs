@@ -104,22 +104,28 @@ public sealed partial class MinBftClient : IDisposable
             var request = identity.Signer.CreateRequest(identity.TakeSeq(), operation);
             var proxy = _proxyFor(identity.ClientId);
             Exception? lastFailure = null;
-            for (var attempt = 1; attempt <= _options.MaxAttempts; attempt++)
+            // The request timeout's token is the one clock deciding when to stop; elapsed time
+            // only sizes each attempt.
+            for (var attempt = 1; attempt <= _options.MaxAttempts && !timeout.IsCancellationRequested; attempt++)
             {
                 var remaining = _options.RequestTimeout - _time.GetElapsedTime(started);
-                if (remaining <= TimeSpan.Zero) break;
-                var attemptTimeout = Min(_options.AttemptTimeout, remaining);
+                var attemptTimeout = Min(_options.AttemptTimeout, remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout);
                 try
                 {
                     var replies = await proxy.Execute(request, attemptTimeout)
                         // The proxy is untrusted and may never answer: bound the wait locally too.
-                        .WaitAsync(Min(attemptTimeout + LocalGrace, remaining), _time, cancellationToken)
+                        .WaitAsync(attemptTimeout + LocalGrace, _time, linked.Token)
                         .ConfigureAwait(false);
                     return _verifier.Verify(request, replies);
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
                     throw;
+                }
+                catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+                {
+                    lastFailure ??= new TimeoutException($"no answer from the client proxy within {_options.RequestTimeout}");
+                    break;
                 }
                 catch (MinBftReplyVerificationException e)
                 {
@@ -153,7 +159,7 @@ public sealed partial class MinBftClient : IDisposable
 
             var elapsed = _time.GetElapsedTime(started);
             if (lastFailure is MinBftReplyVerificationException verification) throw verification;
-            if (lastFailure is null or TimeoutException || elapsed >= _options.RequestTimeout)
+            if (lastFailure is null or TimeoutException || timeout.IsCancellationRequested || elapsed >= _options.RequestTimeout)
             {
                 throw new TimeoutException(
                     $"Request {request.Seq} of client {Short(identity.ClientId)} did not complete within {_options.RequestTimeout} "
@@ -170,6 +176,9 @@ public sealed partial class MinBftClient : IDisposable
 
     // How much longer than the proxy's own timeout the client waits for the proxy's answer.
     private static readonly TimeSpan LocalGrace = TimeSpan.FromSeconds(1);
+
+    // The shortest timeout handed to the proxy: less could not even reach a replica.
+    private static readonly TimeSpan MinAttemptTimeout = TimeSpan.FromMilliseconds(10);
 
     private static Func<string, IClientProxyGrain> ProxiesFrom(IGrainFactory grainFactory)
     {
