@@ -22,6 +22,20 @@ public interface IReplicaGrain : IGrainWithIntegerKey
     Task<ReplicaStatus> GetStatus();
 }
 
+/// <summary>A replica's progress as it reports it (a Byzantine replica may lie: for operators and tests).</summary>
+/// <param name="ReplicaId">The replica (grain key).</param>
+/// <param name="View">Current view; its primary is <c>View mod n</c>.</param>
+/// <param name="Primary">Primary of the current view.</param>
+/// <param name="ExecutedSequence">Batches executed so far.</param>
+/// <param name="StateDigest">Hex SHA-256 of the replicated service's state.</param>
+/// <param name="Rejections">Rejected inputs by reason (RejectReason names), since activation.</param>
+/// <param name="BufferedMessages">Out-of-order messages held in reorder buffers.</param>
+/// <param name="SentLogCount">UI-certified messages kept for retransmission.</param>
+/// <param name="PendingRequests">Requests waiting at the primary for a batch.</param>
+/// <param name="LastUiCounter">Counter of this replica's last certified message.</param>
+/// <param name="AwaitingUi">Messages waiting for this replica's USIG.</param>
+/// <param name="DurableSentCount">Sent-log messages known durable (persist before send).</param>
+/// <param name="Halted">Null while running; otherwise why the replica stopped taking input.</param>
 [GenerateSerializer, Immutable, Alias("minbft.ReplicaStatus")]
 public sealed record ReplicaStatus(
     [property: Id(0)] int ReplicaId,
@@ -32,4 +46,8 @@ public sealed record ReplicaStatus(
     [property: Id(5)] Dictionary<string, long> Rejections,
     [property: Id(6)] int BufferedMessages,
     [property: Id(7)] int SentLogCount,
-    [property: Id(8)] int PendingRequests);
+    [property: Id(8)] int PendingRequests,
+    [property: Id(9)] ulong LastUiCounter,
+    [property: Id(10)] int AwaitingUi,
+    [property: Id(11)] int DurableSentCount,
+    [property: Id(12)] string? Halted);

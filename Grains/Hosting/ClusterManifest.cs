@@ -1,0 +1,286 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using MinBft.Crypto;
+using MinBft.Usig;
+
+namespace MinBft.Hosting;
+
+/// <summary>How USIG certificates are made and checked in a deployment.</summary>
+public enum UsigScheme
+{
+    /// <summary>Ed25519 signatures: anyone with the USIG's public key verifies (the default).</summary>
+    Ed25519,
+
+    /// <summary>HMAC-SHA256 with a secret shared by all USIGs: cheaper, but verifying needs the secret.</summary>
+    Hmac,
+}
+
+/// <summary>
+/// The public identity of one replica: the key its REPLYs (and other signed messages) verify
+/// with, and its USIG's identity (epoch, and for the signature scheme the public key).
+/// </summary>
+public sealed record ReplicaIdentity(int Id, byte[] SigningPublicKey, byte[]? UsigPublicKey, ulong UsigEpoch);
+
+/// <summary>
+/// The cluster manifest: the public facts every replica, proxy and client of one deployment
+/// must agree on (n, f, the USIG scheme, each replica's public keys and USIG epoch). It holds
+/// no secret, so it can be handed to every silo and client. A replica trusts a message only
+/// under the keys listed here, so a manifest that fails validation is refused as a whole rather
+/// than partly used.
+/// </summary>
+/// <remarks>
+/// JSON format (System.Text.Json, camelCase, unknown members rejected so a typo cannot silently
+/// drop a key):
+/// <code>
+/// {
+///   "format": "minbft-manifest/1",
+///   "n": 3, "f": 1, "usigScheme": "ed25519",
+///   "replicas": [ { "id": 0, "signingPublicKey": "base64", "usigPublicKey": "base64", "usigEpoch": 1 }, ... ]
+/// }
+/// </code>
+/// <c>usigPublicKey</c> is absent with the HMAC scheme (its key is a shared secret).
+/// </remarks>
+public sealed class ClusterManifest
+{
+    /// <summary>The value of the "format" member this version reads and writes.</summary>
+    public const string FormatVersion = "minbft-manifest/1";
+
+    /// <summary>A manifest is a few kilobytes; anything much larger is not one.</summary>
+    public const int MaxFileBytes = 1024 * 1024;
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        WriteIndented = true,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+    };
+
+    private readonly ReplicaIdentity[] _replicas;
+
+    private ClusterManifest(int f, UsigScheme scheme, ReplicaIdentity[] replicas)
+    {
+        F = f;
+        UsigScheme = scheme;
+        _replicas = replicas;
+    }
+
+    /// <summary>Number of replicas, 2f+1.</summary>
+    public int N => _replicas.Length;
+
+    /// <summary>Most replicas that may be Byzantine.</summary>
+    public int F { get; }
+
+    /// <summary>Matching replies a client needs: f+1 (at least one from a correct replica).</summary>
+    public int ReplyQuorum => F + 1;
+
+    public UsigScheme UsigScheme { get; }
+
+    /// <summary>Replica i at index i.</summary>
+    public IReadOnlyList<ReplicaIdentity> Replicas => _replicas;
+
+    /// <summary>Validates and builds a manifest. Throws <see cref="ArgumentException"/> naming what is wrong.</summary>
+    public static ClusterManifest Create(int f, UsigScheme scheme, IEnumerable<ReplicaIdentity> replicas)
+    {
+        ArgumentNullException.ThrowIfNull(replicas);
+        var list = replicas.ToArray();
+        if (Validate(f, scheme, list) is { } problem) throw new ArgumentException("invalid cluster manifest: " + problem, nameof(replicas));
+        // Defensive copies: the key arrays are what every verifier is built from.
+        return new ClusterManifest(f, scheme, list
+            .OrderBy(r => r.Id)
+            .Select(r => r with { SigningPublicKey = (byte[])r.SigningPublicKey.Clone(), UsigPublicKey = (byte[]?)r.UsigPublicKey?.Clone() })
+            .ToArray());
+    }
+
+    /// <summary>Reads and validates a manifest file; throws <see cref="InvalidDataException"/> (or
+    /// <see cref="FileNotFoundException"/>) with the path and the problem.</summary>
+    public static ClusterManifest Load(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new FileNotFoundException($"cluster manifest not found: {path}", path);
+        if (info.Length > MaxFileBytes) throw new InvalidDataException($"{path}: too large to be a cluster manifest ({info.Length} bytes)");
+        return Parse(File.ReadAllText(path, System.Text.Encoding.UTF8), path);
+    }
+
+    /// <summary>Parses and validates manifest JSON; <paramref name="source"/> names the origin in errors.</summary>
+    public static ClusterManifest Parse(string json, string source = "cluster manifest")
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        ManifestDocument? document;
+        try
+        {
+            document = JsonSerializer.Deserialize<ManifestDocument>(json, JsonOptions);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source}: not a valid manifest: {e.Message}", e);
+        }
+        if (document is null) throw new InvalidDataException($"{source}: empty manifest");
+        if (document.Format != FormatVersion)
+            throw new InvalidDataException($"{source}: format is '{document.Format}', expected '{FormatVersion}'");
+        if (!TryParseScheme(document.UsigScheme, out var scheme))
+            throw new InvalidDataException($"{source}: usigScheme must be 'ed25519' or 'hmac', got '{document.UsigScheme}'");
+        if (document.Replicas is null) throw new InvalidDataException($"{source}: replicas missing");
+        if (document.N != 2 * document.F + 1)
+            throw new InvalidDataException($"{source}: n must be 2f+1, got n={document.N}, f={document.F}");
+
+        var replicas = new List<ReplicaIdentity>(document.Replicas.Count);
+        foreach (var entry in document.Replicas)
+        {
+            if (entry is null) throw new InvalidDataException($"{source}: null replica entry");
+            replicas.Add(new ReplicaIdentity(
+                entry.Id,
+                Base64(entry.SigningPublicKey, source, entry.Id, "signingPublicKey") ?? [],
+                Base64(entry.UsigPublicKey, source, entry.Id, "usigPublicKey"),
+                entry.UsigEpoch));
+        }
+        if (Validate(document.F, scheme, replicas) is { } problem) throw new InvalidDataException($"{source}: {problem}");
+        return new ClusterManifest(document.F, scheme, replicas.OrderBy(r => r.Id).ToArray());
+    }
+
+    /// <summary>The manifest as JSON text (the format <see cref="Parse"/> reads).</summary>
+    public string ToJson()
+    {
+        var document = new ManifestDocument
+        {
+            Format = FormatVersion,
+            N = N,
+            F = F,
+            UsigScheme = SchemeName(UsigScheme),
+            Replicas = _replicas.Select(r => (ReplicaDocument?)new ReplicaDocument
+            {
+                Id = r.Id,
+                SigningPublicKey = Convert.ToBase64String(r.SigningPublicKey),
+                UsigPublicKey = r.UsigPublicKey is null ? null : Convert.ToBase64String(r.UsigPublicKey),
+                UsigEpoch = r.UsigEpoch,
+            }).ToList(),
+        };
+        return JsonSerializer.Serialize(document, JsonOptions) + "\n";
+    }
+
+    /// <summary>Writes the manifest; refuses to replace an existing file unless asked (it would change identities).</summary>
+    public void Save(string path, bool overwrite = false)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        using var stream = new FileStream(path, overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.Write, FileShare.None);
+        stream.Write(new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(ToJson()));
+        stream.Flush(flushToDisk: true);
+    }
+
+    public ReplicaIdentity Replica(int id) =>
+        id >= 0 && id < N ? _replicas[id] : throw new ArgumentOutOfRangeException(nameof(id), $"replica {id} is not in this {N}-replica cluster");
+
+    /// <summary>Verifier of the replicas' signatures (REPLY, REQ-VIEW-CHANGE, retransmission requests).</summary>
+    public ReplicaKeyRing CreateReplicaKeyRing() => new(_replicas.Select(r => r.SigningPublicKey).ToArray());
+
+    /// <summary>
+    /// Verifier of every replica's UIs. With the HMAC scheme the shared secret must be passed,
+    /// and the verifier then holds it: it belongs to the trusted computing base.
+    /// </summary>
+    public UsigVerifier CreateUsigVerifier(byte[]? hmacKey = null)
+    {
+        var keys = new Dictionary<int, UsigVerificationKey>(N);
+        foreach (var r in _replicas)
+        {
+            keys[r.Id] = UsigScheme switch
+            {
+                UsigScheme.Ed25519 => UsigVerificationKey.Ed25519(r.UsigEpoch, r.UsigPublicKey!),
+                _ => UsigVerificationKey.Hmac(r.UsigEpoch, hmacKey ?? throw new ArgumentException("the HMAC USIG scheme needs the shared key to verify", nameof(hmacKey))),
+            };
+        }
+        return new UsigVerifier(keys);
+    }
+
+    public static string SchemeName(UsigScheme scheme) => scheme switch
+    {
+        UsigScheme.Ed25519 => "ed25519",
+        UsigScheme.Hmac => "hmac",
+        _ => throw new ArgumentOutOfRangeException(nameof(scheme)),
+    };
+
+    public static bool TryParseScheme(string? text, out UsigScheme scheme)
+    {
+        switch (text?.Trim().ToLowerInvariant())
+        {
+            case null or "" or "ed25519":
+                scheme = UsigScheme.Ed25519; // the default when the member is absent
+                return true;
+            case "hmac":
+                scheme = UsigScheme.Hmac;
+                return true;
+            default:
+                scheme = default;
+                return false;
+        }
+    }
+
+    private static string? Validate(int f, UsigScheme scheme, IReadOnlyList<ReplicaIdentity> replicas)
+    {
+        if (f < 0) return $"f must be >= 0, got {f}";
+        // Certificates carry f+1 messages and are bounded (MessageLimits).
+        if (f + 1 > Encoding.MessageLimits.MaxViewChangesInNewView) return $"f={f} is beyond the message bounds (f+1 <= {Encoding.MessageLimits.MaxViewChangesInNewView})";
+        if (!Enum.IsDefined(scheme)) return $"unknown USIG scheme {scheme}";
+        var n = 2 * f + 1;
+        if (replicas.Count != n) return $"f={f} needs n=2f+1={n} replicas, the manifest lists {replicas.Count}";
+        var signing = new HashSet<string>(StringComparer.Ordinal);
+        var usig = new HashSet<string>(StringComparer.Ordinal);
+        var seen = new bool[n];
+        foreach (var r in replicas)
+        {
+            if (r is null) return "null replica entry";
+            if (r.Id < 0 || r.Id >= n) return $"replica id {r.Id} outside 0..{n - 1}";
+            if (seen[r.Id]) return $"replica {r.Id} listed twice";
+            seen[r.Id] = true;
+            if (r.SigningPublicKey is null || !Ed25519PublicKey.TryCreate(r.SigningPublicKey, out _))
+                return $"replica {r.Id}: signingPublicKey is not a valid Ed25519 public key";
+            // Equal keys would let one replica's signature count as another's.
+            if (!signing.Add(Convert.ToBase64String(r.SigningPublicKey))) return $"replica {r.Id}: signingPublicKey reused";
+            if (r.UsigEpoch == 0) return $"replica {r.Id}: usigEpoch must be >= 1";
+            if (scheme == UsigScheme.Ed25519)
+            {
+                if (r.UsigPublicKey is null || !Ed25519PublicKey.TryCreate(r.UsigPublicKey, out _))
+                    return $"replica {r.Id}: usigPublicKey is not a valid Ed25519 public key (required by the ed25519 scheme)";
+                if (!usig.Add(Convert.ToBase64String(r.UsigPublicKey))) return $"replica {r.Id}: usigPublicKey reused";
+            }
+            else if (r.UsigPublicKey is not null)
+            {
+                return $"replica {r.Id}: usigPublicKey must be absent with the hmac scheme (its key is a shared secret)";
+            }
+        }
+        return null;
+    }
+
+    private static byte[]? Base64(string? text, string source, int id, string member)
+    {
+        if (text is null) return null;
+        try
+        {
+            return Convert.FromBase64String(text);
+        }
+        catch (FormatException)
+        {
+            throw new InvalidDataException($"{source}: replica {id}: {member} is not valid base64");
+        }
+    }
+
+    // The JSON shape; kept apart from the validated object so that nothing half-parsed escapes.
+    private sealed class ManifestDocument
+    {
+        public string? Format { get; set; }
+        public int N { get; set; }
+        public int F { get; set; }
+        public string? UsigScheme { get; set; }
+        public List<ReplicaDocument?>? Replicas { get; set; }
+    }
+
+    private sealed class ReplicaDocument
+    {
+        public int Id { get; set; }
+        public string? SigningPublicKey { get; set; }
+        public string? UsigPublicKey { get; set; }
+        public ulong UsigEpoch { get; set; }
+    }
+}

@@ -1,0 +1,130 @@
+using System.Globalization;
+using MinBft.Protocol;
+
+namespace MinBft.Hosting;
+
+/// <summary>
+/// Configuration of MinBFT on one silo, bound from the configuration section
+/// <see cref="SectionName"/> ("MinBft"). Durations use TimeSpan syntax ("00:00:00.200").
+/// The protocol knobs map onto <see cref="ProtocolSettings"/> (see there for their meaning);
+/// n comes from the manifest, never from here, so one silo cannot disagree with the others.
+/// </summary>
+public sealed class MinBftOptions
+{
+    public const string SectionName = "MinBft";
+
+    /// <summary>
+    /// This silo's fault domain (0..n-1): it hosts replica and USIG i = FaultDomain and keeps
+    /// that domain's storage and keys. Null for a silo that only hosts client proxies (a
+    /// gateway or membership-only silo): it hosts no replica and opens no store.
+    /// </summary>
+    public int? FaultDomain { get; set; }
+
+    /// <summary>Path of the cluster manifest (manifest.json). Ignored when <see cref="Manifest"/> is set.</summary>
+    public string? ManifestPath { get; set; }
+
+    /// <summary>The manifest itself, for hosts that build it in code (tests, the dev cluster). Not bound from configuration.</summary>
+    public ClusterManifest? Manifest { get; set; }
+
+    /// <summary>
+    /// Directory of this fault domain's private keys (signing.key, usig.key or usig-hmac.key).
+    /// Default: <c>domain-{FaultDomain}</c> next to the manifest, the layout
+    /// <see cref="DeploymentKeys.Generate"/> writes.
+    /// </summary>
+    public string? KeyDirectory { get; set; }
+
+    /// <summary>Directory of the embedded SQLite store (one file per fault domain).</summary>
+    public string DataDirectory { get; set; } = "minbft-data";
+
+    /// <summary>
+    /// Register the embedded SQLite grain storage as provider "minbft". Set false to register
+    /// another provider under that name yourself (Redis, ADO.NET; memory storage in tests).
+    /// </summary>
+    public bool UseEmbeddedStorage { get; set; } = true;
+
+    // ----- protocol (ProtocolSettings) -----
+
+    public int MaxBatchSize { get; set; } = 64;
+    public TimeSpan MaxBatchWait { get; set; } = TimeSpan.FromMilliseconds(2);
+    public int MaxInFlightBatches { get; set; } = 8;
+    public int MaxPendingRequests { get; set; } = 16 * 1024;
+    public int ReorderBufferPerSender { get; set; } = 256;
+    public int ReorderWindow { get; set; } = 4096;
+    public TimeSpan RetransmitInterval { get; set; } = TimeSpan.FromMilliseconds(200);
+    public int MaxRetransmitBatch { get; set; } = 128;
+    public int VerifiedRequestCacheSize { get; set; } = 64 * 1024;
+
+    // ----- grain hosting -----
+
+    /// <summary>
+    /// The replica ticks its core at least this often even when the core asked for no tick, so
+    /// that a lost timer can never leave it silent for long.
+    /// </summary>
+    public TimeSpan SafetyTickInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>First wait before retrying a failed USIG call or state write; doubles up to <see cref="MaxRetryDelay"/>.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(50);
+
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How often a client proxy resends a request to every replica while it lacks f+1 matching replies.</summary>
+    public TimeSpan ClientRetransmitInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Requests one client proxy tracks at once; more are refused (bounded state per client).</summary>
+    public int MaxRequestsPerClientProxy { get; set; } = 64;
+
+    /// <summary>The settings of replica <paramref name="replicaId"/>'s core in an <paramref name="n"/>-replica cluster.</summary>
+    public ProtocolSettings ToProtocolSettings(int n, int replicaId)
+    {
+        var settings = new ProtocolSettings
+        {
+            N = n,
+            ReplicaId = replicaId,
+            MaxBatchSize = MaxBatchSize,
+            MaxBatchWait = MaxBatchWait,
+            MaxInFlightBatches = MaxInFlightBatches,
+            MaxPendingRequests = MaxPendingRequests,
+            ReorderBufferPerSender = ReorderBufferPerSender,
+            ReorderWindow = ReorderWindow,
+            RetransmitInterval = RetransmitInterval,
+            MaxRetransmitBatch = MaxRetransmitBatch,
+            VerifiedRequestCacheSize = VerifiedRequestCacheSize,
+        };
+        settings.Validate();
+        return settings;
+    }
+
+    /// <summary>The directory of this domain's private keys (see <see cref="KeyDirectory"/>).</summary>
+    public string ResolveKeyDirectory()
+    {
+        if (!string.IsNullOrWhiteSpace(KeyDirectory)) return KeyDirectory;
+        if (FaultDomain is not { } domain)
+            throw new InvalidOperationException($"{SectionName}:{nameof(FaultDomain)} is not set: this silo holds no replica keys");
+        if (string.IsNullOrWhiteSpace(ManifestPath))
+            throw new InvalidOperationException($"{SectionName}:{nameof(KeyDirectory)} is not set and there is no {nameof(ManifestPath)} to find it next to");
+        return DeploymentKeys.DomainDirectory(Path.GetDirectoryName(Path.GetFullPath(ManifestPath)) ?? ".", domain);
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
+    public void Validate()
+    {
+        if (FaultDomain is < 0) throw new ArgumentException($"{SectionName}:{nameof(FaultDomain)} must be >= 0, got {FaultDomain}");
+        if (Manifest is null && string.IsNullOrWhiteSpace(ManifestPath))
+            throw new ArgumentException($"{SectionName}:{nameof(ManifestPath)} is required (the cluster manifest)");
+        if (UseEmbeddedStorage && FaultDomain is not null && string.IsNullOrWhiteSpace(DataDirectory))
+            throw new ArgumentException($"{SectionName}:{nameof(DataDirectory)} is required with embedded storage");
+        Positive(SafetyTickInterval, nameof(SafetyTickInterval));
+        Positive(RetryDelay, nameof(RetryDelay));
+        Positive(MaxRetryDelay, nameof(MaxRetryDelay));
+        Positive(ClientRetransmitInterval, nameof(ClientRetransmitInterval));
+        if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
+        // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).
+        ToProtocolSettings(1, 0);
+    }
+
+    private static void Positive(TimeSpan value, string name)
+    {
+        if (value <= TimeSpan.Zero)
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture, $"{SectionName}:{name} must be positive, got {value}"));
+    }
+}

@@ -1,0 +1,92 @@
+using MinBft.Crypto;
+using MinBft.Protocol;
+using MinBft.Usig;
+
+namespace MinBft.Hosting;
+
+/// <summary>
+/// What the MinBFT grains of one silo share: the validated options, the cluster manifest, the
+/// silo's fault domain, and access to that domain's private keys. Registered as a singleton by
+/// <c>AddMinBft</c>. Key files are read on demand and each only by the component that needs it
+/// (the replica its signing key, the USIG its USIG key), never handed around.
+/// </summary>
+public sealed class MinBftSilo
+{
+    /// <summary>Service key of the <see cref="TimeProvider"/> MinBFT grains use (tests register a fake one under it).</summary>
+    public const string ClockServiceKey = "minbft";
+
+    public MinBftSilo(MinBftOptions options, ClusterManifest manifest, TimeProvider clock)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(manifest);
+        ArgumentNullException.ThrowIfNull(clock);
+        if (options.FaultDomain is { } domain && domain >= manifest.N)
+            throw new ArgumentException($"{MinBftOptions.SectionName}:{nameof(MinBftOptions.FaultDomain)} {domain} is not a replica of this {manifest.N}-replica cluster");
+        Options = options;
+        Manifest = manifest;
+        Clock = clock;
+        ReplicaKeys = manifest.CreateReplicaKeyRing();
+    }
+
+    public MinBftOptions Options { get; }
+
+    public ClusterManifest Manifest { get; }
+
+    /// <summary>The clock of replica timers and client retransmission.</summary>
+    public TimeProvider Clock { get; }
+
+    /// <summary>This silo's fault domain, or null for a silo without replicas (gateway).</summary>
+    public int? FaultDomain => Options.FaultDomain;
+
+    /// <summary>Verifies replica signatures (REPLY etc.) with the manifest's keys.</summary>
+    public ReplicaKeyRing ReplicaKeys { get; }
+
+    /// <summary>
+    /// Throws unless grain <paramref name="replicaId"/> (a replica or USIG) belongs on this
+    /// silo. Placement should never put it elsewhere; this is the second line of defence, so
+    /// that a misplaced activation can never open another domain's keys or store.
+    /// </summary>
+    public void EnsureLocal(int replicaId, string what)
+    {
+        if (FaultDomain != replicaId)
+        {
+            throw new InvalidOperationException(
+                $"{what} {replicaId} must run in fault domain {replicaId}, but this silo's fault domain is " +
+                (FaultDomain?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unset") + "; refusing to activate");
+        }
+        if (replicaId < 0 || replicaId >= Manifest.N)
+            throw new InvalidOperationException($"{what} {replicaId} is not in this {Manifest.N}-replica cluster");
+    }
+
+    /// <summary>Replica <paramref name="replicaId"/>'s signing key, checked against the manifest.</summary>
+    public Ed25519KeyPair LoadSigningKey(int replicaId)
+    {
+        EnsureLocal(replicaId, "replica");
+        return DeploymentKeys.LoadSigningKey(Manifest, replicaId, Options.ResolveKeyDirectory());
+    }
+
+    /// <summary>USIG <paramref name="replicaId"/>'s certifier, checked against the manifest.</summary>
+    public IUsigCertifier LoadUsigCertifier(int replicaId)
+    {
+        EnsureLocal(replicaId, "USIG");
+        return DeploymentKeys.LoadUsigCertifier(Manifest, replicaId, Options.ResolveKeyDirectory());
+    }
+
+    /// <summary>
+    /// Everything replica <paramref name="replicaId"/>'s core needs to authenticate messages.
+    /// With the HMAC scheme the UI verifier holds the shared USIG secret: in this
+    /// implementation it runs in the replica's process (the core verifies synchronously), so
+    /// the silo of a fault domain as a whole is trusted with it; see README, HMAC scheme.
+    /// </summary>
+    public ProtocolCrypto CreateProtocolCrypto(int replicaId)
+    {
+        var signer = new Ed25519ReplicaSigner(LoadSigningKey(replicaId));
+        var uiVerifier = Manifest.UsigScheme == UsigScheme.Hmac
+            ? Manifest.CreateUsigVerifier(DeploymentKeys.LoadHmacUsigKey(Options.ResolveKeyDirectory()))
+            : Manifest.CreateUsigVerifier();
+        return new ProtocolCrypto(uiVerifier, signer, ReplicaKeys, new RequestVerifier());
+    }
+
+    /// <summary>The core settings of replica <paramref name="replicaId"/>.</summary>
+    public ProtocolSettings ProtocolSettings(int replicaId) => Options.ToProtocolSettings(Manifest.N, replicaId);
+}

@@ -1,0 +1,127 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans;
+using Orleans.Hosting;
+using Orleans.Runtime;
+using Orleans.Runtime.MembershipService.SiloMetadata;
+
+namespace MinBft.Hosting;
+
+/// <summary>Adds MinBFT to a silo.</summary>
+public static class MinBftSiloBuilderExtensions
+{
+    /// <summary>
+    /// Adds MinBFT with options from the "MinBft" section of <paramref name="configuration"/>
+    /// (pass the configuration root), then <paramref name="configure"/> if given.
+    /// </summary>
+    public static ISiloBuilder AddMinBft(this ISiloBuilder builder, IConfiguration configuration, Action<MinBftOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        return builder.AddMinBft(options =>
+        {
+            configuration.GetSection(MinBftOptions.SectionName).Bind(options);
+            configure?.Invoke(options);
+        });
+    }
+
+    /// <summary>
+    /// Adds MinBFT to this silo:
+    /// <list type="bullet">
+    /// <item>with a <see cref="MinBftOptions.FaultDomain"/>: declares the silo's fault domain
+    /// (fault-domain placement of replica and USIG i), and unless
+    /// <see cref="MinBftOptions.UseEmbeddedStorage"/> is false, the SQLite grain storage
+    /// "minbft" in <see cref="MinBftOptions.DataDirectory"/>; checks this domain's key files
+    /// against the manifest when the silo starts;</item>
+    /// <item>without one: a silo that hosts client proxies only (it still runs the placement
+    /// director, since placement is decided on the silo that routes the first call);</item>
+    /// <item>singletons: the options, the <see cref="ClusterManifest"/>, <see cref="MinBftSilo"/>
+    /// (keys and crypto of this domain), an <see cref="IStateMachineFactory"/> (default: the
+    /// key-value sample; register your own to replace it) and the MinBFT clock (a
+    /// <see cref="TimeProvider"/> keyed <see cref="MinBftSilo.ClockServiceKey"/>, default
+    /// <see cref="TimeProvider.System"/>).</item>
+    /// </list>
+    /// The options are evaluated once, here: the fault domain decides what gets registered.
+    /// Invalid options or an invalid manifest throw now, before the silo starts.
+    /// </summary>
+    public static ISiloBuilder AddMinBft(this ISiloBuilder builder, Action<MinBftOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+        var options = new MinBftOptions();
+        configure(options);
+        options.Validate();
+        var manifest = options.Manifest ?? ClusterManifest.Load(options.ManifestPath!);
+        options.Manifest = manifest;
+        if (options.FaultDomain is { } domain && domain >= manifest.N)
+            throw new ArgumentException($"{MinBftOptions.SectionName}:{nameof(MinBftOptions.FaultDomain)} {domain} is not a replica of this {manifest.N}-replica cluster");
+
+        if (options.FaultDomain is { } faultDomain)
+        {
+            builder.AddMinBftFaultDomain(faultDomain);
+            if (options.UseEmbeddedStorage)
+            {
+                builder.AddMinBftSqliteStorage(
+                    SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName,
+                    storage => storage.DataDirectory = options.DataDirectory);
+            }
+        }
+        else
+        {
+            // No fault domain: no metadata entry (placement never picks this silo for a
+            // replica), but the director must exist here for calls routed through this silo.
+            builder.UseSiloMetadata(new Dictionary<string, string>());
+            builder.AddPlacementDirector<FaultDomainPlacement, FaultDomainPlacementDirector>();
+        }
+
+        var services = builder.Services;
+        services.AddSingleton(options);
+        services.AddSingleton<IOptions<MinBftOptions>>(Options.Create(options));
+        services.AddSingleton(manifest);
+        services.TryAddKeyedSingleton(MinBftSilo.ClockServiceKey, TimeProvider.System);
+        services.TryAddSingleton<IStateMachineFactory, KeyValueStateMachineFactory>();
+        services.AddSingleton(sp => new MinBftSilo(
+            options, manifest, sp.GetRequiredKeyedService<TimeProvider>(MinBftSilo.ClockServiceKey)));
+        if (options.FaultDomain is not null)
+            services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, MinBftKeyCheck>();
+        return builder;
+    }
+
+    /// <summary>
+    /// A silo without a fault domain that hosts client proxies (a gateway or membership-only
+    /// silo): the same as <c>AddMinBft</c> with only the manifest set.
+    /// </summary>
+    public static ISiloBuilder AddMinBftGateway(this ISiloBuilder builder, ClusterManifest manifest, Action<MinBftOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        return builder.AddMinBft(options =>
+        {
+            options.Manifest = manifest;
+            configure?.Invoke(options);
+            options.FaultDomain = null;
+        });
+    }
+}
+
+/// <summary>
+/// Loads this fault domain's keys while the silo starts, so that a missing key file or a key
+/// that does not match the manifest stops the silo with a clear error instead of failing the
+/// first replica activation minutes later.
+/// </summary>
+internal sealed partial class MinBftKeyCheck(MinBftSilo silo, ILogger<MinBftKeyCheck> logger) : ILifecycleParticipant<ISiloLifecycle>
+{
+    public void Participate(ISiloLifecycle lifecycle) =>
+        lifecycle.Subscribe(nameof(MinBftKeyCheck), ServiceLifecycleStage.RuntimeInitialize, _ =>
+        {
+            var domain = silo.FaultDomain!.Value;
+            silo.LoadSigningKey(domain);
+            silo.LoadUsigCertifier(domain);
+            LogKeysChecked(logger, domain, silo.Manifest.N, ClusterManifest.SchemeName(silo.Manifest.UsigScheme));
+            return Task.CompletedTask;
+        });
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "MinBFT fault domain {FaultDomain}: keys match the manifest ({N} replicas, USIG scheme {Scheme})")]
+    private static partial void LogKeysChecked(ILogger logger, int faultDomain, int n, string scheme);
+}

@@ -1,0 +1,133 @@
+using System.Text.Json.Nodes;
+using MinBft.Crypto;
+using MinBft.Hosting;
+using MinBft.Messages;
+using MinBft.Usig;
+
+namespace MinBft.Tests.Integration;
+
+/// <summary>The manifest format, its validation, and the key files a deployment is made of.</summary>
+public sealed class ClusterManifestTests : IDisposable
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "minbft-manifest-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_directory)) Directory.Delete(_directory, recursive: true);
+    }
+
+    [Theory]
+    [InlineData(UsigScheme.Ed25519)]
+    [InlineData(UsigScheme.Hmac)]
+    public void Generate_writes_a_manifest_and_private_keys_that_match_it(UsigScheme scheme)
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory, scheme);
+
+        Assert.Equal(3, manifest.N);
+        Assert.Equal(1, manifest.F);
+        var loaded = ClusterManifest.Load(Path.Combine(_directory, DeploymentKeys.ManifestFileName));
+        Assert.Equal(manifest.ToJson(), loaded.ToJson());
+        for (var i = 0; i < 3; i++)
+        {
+            var domain = DeploymentKeys.DomainDirectory(_directory, i);
+            var signing = DeploymentKeys.LoadSigningKey(loaded, i, domain);
+            Assert.Equal(loaded.Replicas[i].SigningPublicKey, signing.PublicKey);
+            var certifier = DeploymentKeys.LoadUsigCertifier(loaded, i, domain);
+            // A UI made with the domain's key verifies under the manifest's identity.
+            var digest = new byte[32];
+            digest[0] = (byte)i;
+            var ui = new UniqueIdentifier(1, 7, certifier.Certify(UsigCertificateInput.Encode(i, 1, 7, digest)));
+            var hmacKey = scheme == UsigScheme.Hmac ? DeploymentKeys.LoadHmacUsigKey(domain) : null;
+            Assert.True(loaded.CreateUsigVerifier(hmacKey).Verify(i, ui, digest));
+            Assert.False(loaded.CreateUsigVerifier(hmacKey).Verify((i + 1) % 3, ui, digest));
+            if (!OperatingSystem.IsWindows())
+            {
+                foreach (var file in Directory.GetFiles(domain))
+                    Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+            }
+            Assert.Equal(scheme == UsigScheme.Hmac, File.Exists(Path.Combine(domain, DeploymentKeys.HmacUsigKeyFileName)));
+            Assert.Equal(scheme == UsigScheme.Ed25519, File.Exists(Path.Combine(domain, DeploymentKeys.UsigKeyFileName)));
+        }
+        Assert.Contains("\"usigScheme\": \"" + ClusterManifest.SchemeName(scheme) + "\"", manifest.ToJson(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Generate_refuses_to_replace_an_existing_deployment()
+    {
+        DeploymentKeys.Generate(1, _directory);
+        var error = Assert.Throws<IOException>(() => DeploymentKeys.Generate(1, _directory));
+        Assert.Contains("already exists", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_key_of_another_domain_is_refused()
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory);
+        var error = Assert.Throws<InvalidDataException>(
+            () => DeploymentKeys.LoadSigningKey(manifest, 0, DeploymentKeys.DomainDirectory(_directory, 1)));
+        Assert.Contains("not replica 0's key", error.Message, StringComparison.Ordinal);
+        Assert.Throws<InvalidDataException>(
+            () => DeploymentKeys.LoadUsigCertifier(manifest, 2, DeploymentKeys.DomainDirectory(_directory, 1)));
+    }
+
+    public static TheoryData<string, string> Corruptions => new()
+    {
+        { "n", "n must be 2f+1" },
+        { "format", "format is" },
+        { "scheme", "usigScheme must be" },
+        { "count", "needs n=2f+1=3 replicas" },
+        { "duplicate", "listed twice" },
+        { "base64", "not valid base64" },
+        { "badkey", "not a valid Ed25519 public key" },
+        { "reused", "signingPublicKey reused" },
+        { "epoch", "usigEpoch must be >= 1" },
+        { "unknown", "not a valid manifest" },
+        { "hmacwithkey", "must be absent with the hmac scheme" },
+        { "nousigkey", "usigPublicKey is not a valid Ed25519 public key" },
+        { "garbage", "not a valid manifest" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Corruptions))]
+    public void Invalid_manifests_are_refused_with_a_clear_error(string corruption, string expected)
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory);
+        var json = JsonNode.Parse(manifest.ToJson())!.AsObject();
+        var replicas = json["replicas"]!.AsArray();
+        switch (corruption)
+        {
+            case "n": json["n"] = 4; break;
+            case "format": json["format"] = "something/2"; break;
+            case "scheme": json["usigScheme"] = "rsa"; break;
+            case "count": replicas.RemoveAt(2); break;
+            case "duplicate": replicas[2]!["id"] = 1; break;
+            case "base64": replicas[1]!["signingPublicKey"] = "%%%"; break;
+            case "badkey": replicas[1]!["signingPublicKey"] = Convert.ToBase64String(new byte[31]); break;
+            case "reused": replicas[1]!["signingPublicKey"] = replicas[0]!["signingPublicKey"]!.GetValue<string>(); break;
+            case "epoch": replicas[0]!["usigEpoch"] = 0; break;
+            case "unknown": json["signingKeys"] = "typo"; break;
+            case "hmacwithkey": json["usigScheme"] = "hmac"; break;
+            case "nousigkey": replicas[0]!.AsObject().Remove("usigPublicKey"); break;
+        }
+        var text = corruption == "garbage" ? "{ not json" : json.ToJsonString();
+        var path = Path.Combine(_directory, "corrupt.json");
+        File.WriteAllText(path, text);
+
+        var error = Assert.Throws<InvalidDataException>(() => ClusterManifest.Load(path));
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+        Assert.Contains(path, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Create_validates_and_copies_keys()
+    {
+        var keys = Enumerable.Range(0, 3).Select(_ => Ed25519KeyPair.Generate(new Org.BouncyCastle.Security.SecureRandom())).ToArray();
+        var replicas = keys.Select((k, i) => new ReplicaIdentity(i, k.PublicKey, null, 1)).ToArray();
+        var manifest = ClusterManifest.Create(1, UsigScheme.Hmac, replicas);
+        replicas[0].SigningPublicKey[0] ^= 1;
+        Assert.Equal(keys[0].PublicKey, manifest.Replicas[0].SigningPublicKey);
+        Assert.Throws<ArgumentException>(() => ClusterManifest.Create(2, UsigScheme.Hmac, replicas));
+        Assert.Throws<FileNotFoundException>(() => ClusterManifest.Load(Path.Combine(_directory, "missing.json")));
+    }
+}
