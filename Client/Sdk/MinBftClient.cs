@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using MinBft.Messages;
+using MinBft.Hosting;
+using Microsoft.Extensions.Options;
 
 namespace MinBft.Client;
 
@@ -23,6 +24,25 @@ public sealed partial class MinBftClient : IDisposable
     private readonly ClientIdentityPool _pool;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
+
+    /// <param name="grainFactory">Reaches the cluster: an <c>IClusterClient</c>, or a silo's grain factory.</param>
+    /// <param name="manifest">The cluster manifest: n, f and the replicas' public keys.</param>
+    /// <param name="options">Pool, keys and timeouts; validated here.</param>
+    public MinBftClient(
+        IGrainFactory grainFactory,
+        ClusterManifest manifest,
+        MinBftClientOptions options,
+        ILogger<MinBftClient>? logger = null,
+        TimeProvider? timeProvider = null)
+        : this(ProxiesFrom(grainFactory), ReplyVerifier.FromManifest(manifest), options, logger, timeProvider)
+    {
+    }
+
+    /// <summary>For dependency injection: the manifest is read from <see cref="MinBftClientOptions.ManifestPath"/>.</summary>
+    public MinBftClient(IGrainFactory grainFactory, IOptions<MinBftClientOptions> options, ILogger<MinBftClient> logger)
+        : this(grainFactory, LoadManifest(options), options.Value, logger)
+    {
+    }
 
     /// <param name="grainFactory">Reaches the cluster: an <c>IClusterClient</c>, or a silo's grain factory.</param>
     /// <param name="verifier">The cluster's n, f and replica keys (from its manifest).</param>
@@ -179,6 +199,15 @@ public sealed partial class MinBftClient : IDisposable
 
     // The shortest timeout handed to the proxy: less could not even reach a replica.
     private static readonly TimeSpan MinAttemptTimeout = TimeSpan.FromMilliseconds(10);
+
+    private static ClusterManifest LoadManifest(IOptions<MinBftClientOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var path = options.Value.ManifestPath;
+        if (string.IsNullOrWhiteSpace(path))
+            throw new ArgumentException($"{MinBftClientOptions.SectionName}:{nameof(MinBftClientOptions.ManifestPath)} is required (the cluster manifest)");
+        return ClusterManifest.Load(path);
+    }
 
     private static Func<string, IClientProxyGrain> ProxiesFrom(IGrainFactory grainFactory)
     {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using MinBft.Crypto;
 using MinBft.Encoding;
+using MinBft.Hosting;
 using MinBft.Messages;
 
 namespace MinBft.Client;
@@ -38,6 +39,13 @@ public sealed class ReplyVerifier
         N = n;
         F = f;
         _keys = replicaKeys;
+    }
+
+    /// <summary>The verifier for the cluster described by <paramref name="manifest"/>.</summary>
+    public static ReplyVerifier FromManifest(ClusterManifest manifest)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        return new ReplyVerifier(manifest.N, manifest.F, manifest.CreateReplicaKeyRing());
     }
 
     public int N { get; }

@@ -3,6 +3,7 @@ using MinBft.Application;
 using MinBft.Client;
 using MinBft.Crypto;
 using MinBft.Encoding;
+using MinBft.Hosting;
 using MinBft.Messages;
 using Org.BouncyCastle.Security;
 
@@ -22,7 +23,12 @@ internal sealed class FakeReplicas
         Keys = Enumerable.Range(0, N).Select(_ => Ed25519KeyPair.Generate(Random)).ToArray();
         KeyRing = new ReplicaKeyRing(Keys.Select(k => k.PublicKey).ToArray());
         Verifier = new ReplyVerifier(N, f, KeyRing);
+        Manifest = ClusterManifest.Create(f, UsigScheme.Ed25519, Keys.Select((k, i) =>
+            new ReplicaIdentity(i, k.PublicKey, Ed25519KeyPair.Generate(Random).PublicKey, DeploymentKeys.InitialEpoch)));
     }
+
+    /// <summary>A manifest listing these replicas' signing keys (and unused USIG keys).</summary>
+    public ClusterManifest Manifest { get; }
 
     public int F { get; }
     public int N => 2 * F + 1;
@@ -141,4 +147,32 @@ internal sealed class FakeClusterProxies
 internal sealed class IntBox
 {
     public int Value;
+}
+
+/// <summary>
+/// An <see cref="IGrainFactory"/> that only knows client proxies, served by a
+/// <see cref="FakeClusterProxies"/>: lets the SDK's public, grain-factory-based surface run
+/// without a cluster.
+/// </summary>
+internal class FakeGrainFactory : System.Reflection.DispatchProxy
+{
+    private FakeClusterProxies? _cluster;
+
+    public static IGrainFactory Create(FakeClusterProxies cluster)
+    {
+        var factory = Create<IGrainFactory, FakeGrainFactory>();
+        ((FakeGrainFactory)(object)factory)._cluster = cluster;
+        return factory;
+    }
+
+    protected override object? Invoke(System.Reflection.MethodInfo? targetMethod, object?[]? args)
+    {
+        if (targetMethod is { Name: nameof(IGrainFactory.GetGrain), IsGenericMethod: true }
+            && targetMethod.GetGenericArguments()[0] == typeof(IClientProxyGrain)
+            && args is [string clientId, ..])
+        {
+            return _cluster!.ProxyFor(clientId);
+        }
+        throw new NotSupportedException($"fake grain factory: {targetMethod}");
+    }
 }
