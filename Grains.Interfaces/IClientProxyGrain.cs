@@ -10,10 +10,31 @@ namespace MinBft;
 /// </summary>
 public interface IClientProxyGrain : IGrainWithStringKey
 {
-    /// <summary>Send the request and wait for f+1 replies with equal results (signatures checked).</summary>
+    /// <summary>
+    /// Send the request and wait for f+1 replies with equal results from distinct replicas
+    /// (signatures checked). Throws <see cref="ArgumentException"/> for a malformed or unsigned
+    /// request or one of another client, <see cref="InvalidOperationException"/> when too many
+    /// requests of this client are in flight, and <see cref="TimeoutException"/> when the
+    /// replies do not arrive within <paramref name="timeout"/>.
+    /// </summary>
     Task<Reply[]> Execute(Request request, TimeSpan timeout);
 
     /// <summary>A replica's reply to one of this client's requests.</summary>
     [OneWay]
     Task DeliverReply(Reply reply);
+
+    /// <summary>Requests in flight and what happened to the replies received, for operators and tests.</summary>
+    Task<ClientProxyStatus> GetStatus();
 }
+
+/// <param name="InFlight">Requests waiting for their f+1 matching replies.</param>
+/// <param name="Completed">Requests answered with f+1 matching replies since activation.</param>
+/// <param name="RepliesAccepted">Replies that verified and were counted.</param>
+/// <param name="RepliesIgnored">Replies dropped by reason: Malformed, WrongClient, UnknownReplica,
+/// InvalidSignature, NotPending (late or unknown seq), DuplicateReplica.</param>
+[GenerateSerializer, Immutable, Alias("minbft.ClientProxyStatus")]
+public sealed record ClientProxyStatus(
+    [property: Id(0)] int InFlight,
+    [property: Id(1)] long Completed,
+    [property: Id(2)] long RepliesAccepted,
+    [property: Id(3)] Dictionary<string, long> RepliesIgnored);

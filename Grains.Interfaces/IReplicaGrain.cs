@@ -36,6 +36,8 @@ public interface IReplicaGrain : IGrainWithIntegerKey
 /// <param name="AwaitingUi">Messages waiting for this replica's USIG.</param>
 /// <param name="DurableSentCount">Sent-log messages known durable (persist before send).</param>
 /// <param name="Halted">Null while running; otherwise why the replica stopped taking input.</param>
+/// <param name="HistoryDigest">Hex hash chain over the executed batches (sequence and batch digest):
+/// replicas with equal executed sequences and equal history digests executed the same batches in the same order.</param>
 [GenerateSerializer, Immutable, Alias("minbft.ReplicaStatus")]
 public sealed record ReplicaStatus(
     [property: Id(0)] int ReplicaId,
@@ -50,4 +52,5 @@ public sealed record ReplicaStatus(
     [property: Id(9)] ulong LastUiCounter,
     [property: Id(10)] int AwaitingUi,
     [property: Id(11)] int DurableSentCount,
-    [property: Id(12)] string? Halted);
+    [property: Id(12)] string? Halted,
+    [property: Id(13)] string HistoryDigest);

@@ -67,6 +67,13 @@ public sealed class MinBftOptions
 
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// USIG i issues UIs only to replica i's grain. Anyone else able to call it (another grain,
+    /// a client of the cluster) could burn counter values, and replica i would then halt on the
+    /// gap. Turn off only in tests that drive a USIG directly.
+    /// </summary>
+    public bool UsigServesOnlyItsReplica { get; set; } = true;
+
     /// <summary>How often a client proxy resends a request to every replica while it lacks f+1 matching replies.</summary>
     public TimeSpan ClientRetransmitInterval { get; set; } = TimeSpan.FromSeconds(1);
 

@@ -1,0 +1,441 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using MinBft.Application;
+using MinBft.Encoding;
+using MinBft.Hosting;
+using MinBft.Messages;
+using MinBft.Protocol;
+using Orleans.Concurrency;
+using Orleans.Runtime;
+using Orleans.Storage;
+using Request = MinBft.Messages.Request;
+
+namespace MinBft;
+
+/// <summary>What a replica keeps durable: its view and every UI-certified message it sent.</summary>
+[GenerateSerializer, Alias("minbft.ReplicaGrainState")]
+public sealed class ReplicaGrainState
+{
+    [Id(0)]
+    public long View { get; set; }
+
+    /// <summary>This replica's own certified messages, counters 1, 2, ... without a gap.</summary>
+    [Id(1)]
+    public CertifiedMessage[] SentLog { get; set; } = [];
+}
+
+/// <summary>
+/// Replica i (key = i): a thin adapter that hosts a <see cref="ReplicaCore"/>. Inputs (peer
+/// messages, client requests, timer ticks, UIs from the USIG) go into the core synchronously,
+/// one at a time; the effects it returns are applied in order:
+/// <list type="bullet">
+/// <item>RequestUi: queued for the USIG pump, which asks USIG i for one UI at a time, in order;</item>
+/// <item>PersistSent: appended to the sent log, made durable by the persist pump (several
+/// messages coalesce into one write);</item>
+/// <item>Send, ForwardRequest, SendReply: queued behind every PersistSent emitted before them and
+/// released only once those are durable (persist before send);</item>
+/// <item>Executed, Rejected: counted and logged.</item>
+/// </list>
+/// Only the two pumps await, so the grain is reentrant: it keeps taking messages while its USIG
+/// or its storage is busy, which is what lets the primary pipeline batches. Interleaving is safe
+/// because every core step runs to completion within one turn.
+/// </summary>
+/// <remarks>
+/// Crash recovery: the core cannot yet be restored from durable state, so a reactivated
+/// replica starts a fresh core and catches up by asking peers to retransmit their streams from
+/// counter 1 (nothing is garbage-collected before checkpoints exist). Its own messages are
+/// regenerated deterministically as it replays; each UI request is answered from the durable
+/// sent log when it asks to certify exactly the message logged under the next counter, so the
+/// replica never certifies a second message for a counter it already used. A request that
+/// differs from the log (a primary re-batching requests after a crash) halts the replica: it
+/// stays down (one of the f tolerated faults) rather than equivocate.
+/// </remarks>
+[FaultDomainPlacement]
+[Reentrant]
+[KeepAlive] // The core's state lives in memory: idle collection would throw it away.
+public sealed partial class ReplicaGrain(
+    MinBftSilo silo,
+    IStateMachineFactory stateMachines,
+    [PersistentState("replica", SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName)] IPersistentState<ReplicaGrainState> state,
+    ILogger<ReplicaGrain> logger) : Grain, IReplicaGrain
+{
+    private readonly Queue<RequestUi> _uiRequests = new();
+    private readonly Queue<(int DurableNeeded, Effect Effect)> _outbox = new();
+    private readonly List<CertifiedMessage> _sentLog = [];
+    private readonly Queue<CertifiedMessage> _recovered = new();
+    private readonly Dictionary<string, long> _grainRejections = new(StringComparer.Ordinal);
+
+    private int _id;
+    private ReplicaCore _core = null!;
+    private IStateMachine _app = null!;
+    private long _started;
+    private int _durableCount;
+    private bool _usigPumpRunning;
+    private bool _persistPumpRunning;
+    private string? _halted;
+    private IGrainTimer? _tickTimer;
+    private TimeSpan? _tickAt;
+    private byte[] _history = new byte[32];
+    private IUsigGrain _usig = null!;
+    private IReplicaGrain[] _peers = [];
+
+    private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        _id = checked((int)this.GetPrimaryKeyLong());
+        // Refuse outside fault domain i: there it would hold another domain's keys and store.
+        silo.EnsureLocal(_id, "replica");
+        _app = stateMachines.Create(_id);
+        _core = new ReplicaCore(silo.ProtocolSettings(_id), silo.CreateProtocolCrypto(_id), _app);
+        _started = silo.Clock.GetTimestamp();
+        _usig = GrainFactory.GetGrain<IUsigGrain>(_id);
+        _peers = Enumerable.Range(0, silo.Manifest.N).Select(i => GrainFactory.GetGrain<IReplicaGrain>(i)).ToArray();
+
+        // The activation read the durable state before this method runs.
+        var log = state.State.SentLog ?? [];
+        for (var i = 0; i < log.Length; i++)
+        {
+            if (log[i] is null || log[i].Sender != _id || log[i].Ui.Counter != (ulong)i + 1)
+                throw new InvalidDataException($"replica {_id}: stored sent log is not this replica's gap-free stream at position {i}");
+        }
+        _sentLog.AddRange(log);
+        _durableCount = log.Length;
+        foreach (var message in log) _recovered.Enqueue(message);
+
+        _tickTimer = this.RegisterGrainTimer(OnTickTimer, new GrainTimerCreationOptions(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan)
+        {
+            Interleave = true,
+        });
+        var safety = silo.Options.SafetyTickInterval;
+        this.RegisterGrainTimer(OnSafetyTick, new GrainTimerCreationOptions(safety, safety) { Interleave = true, KeepAlive = true });
+        LogActivated(logger, _id, silo.Manifest.N, log.Length);
+        return Task.CompletedTask;
+    }
+
+    // ----- inputs: network input never throws; the core authenticates, rejects and counts -----
+
+    public Task Deliver(ReplicaMessage message)
+    {
+        Step(static (core, m, now) => core.OnMessage(m, now), message);
+        return Task.CompletedTask;
+    }
+
+    public Task Submit(Request request)
+    {
+        Step(static (core, r, now) => core.OnRequest(r, now), request);
+        return Task.CompletedTask;
+    }
+
+    public Task<ReplicaStatus> GetStatus()
+    {
+        var rejections = new Dictionary<string, long>(_grainRejections, StringComparer.Ordinal);
+        foreach (var (reason, count) in _core.Rejections) rejections[reason.ToString()] = count;
+        return Task.FromResult(new ReplicaStatus(
+            _id,
+            _core.View,
+            _core.Primary,
+            _core.ExecutedSequence,
+            Convert.ToHexString(_app.Digest()),
+            rejections,
+            _core.BufferedMessages,
+            _core.SentLogCount,
+            _core.PendingRequests,
+            _core.LastAccepted(_id),
+            _core.AwaitingUiCount,
+            _durableCount,
+            _halted,
+            Convert.ToHexString(_history)));
+    }
+
+    private Task OnTickTimer()
+    {
+        _tickAt = null;
+        Step(static (core, _, now) => core.OnTick(now), 0);
+        return Task.CompletedTask;
+    }
+
+    private Task OnSafetyTick()
+    {
+        Step(static (core, _, now) => core.OnTick(now), 0);
+        return Task.CompletedTask;
+    }
+
+    // ----- the core step and its effects -----
+
+    /// <summary>Runs one core step and applies its effects. The core is synchronous, so a step
+    /// never interleaves with another even though the grain is reentrant.</summary>
+    private void Step<T>(Func<ReplicaCore, T, TimeSpan, Ready> input, T argument)
+    {
+        if (_halted is not null)
+        {
+            Count("Halted");
+            return;
+        }
+        try
+        {
+            Apply(input(_core, argument, Now));
+        }
+        catch (Exception e)
+        {
+            // The core never throws on input; an exception is a violated invariant (a bug, or a
+            // USIG that broke its promises), and the core may be half-way through a step.
+            Halt(e, e.Message);
+        }
+    }
+
+    private void Apply(Ready ready)
+    {
+        foreach (var effect in ready.Effects)
+        {
+            switch (effect)
+            {
+                case RequestUi request:
+                    _uiRequests.Enqueue(request);
+                    break;
+                case PersistSent persist:
+                    AppendSent(persist.Message);
+                    break;
+                case Send or ForwardRequest or SendReply:
+                    // Released once every message persisted before it in this order is durable.
+                    _outbox.Enqueue((_sentLog.Count, effect));
+                    break;
+                case Executed executed:
+                    OnExecuted(executed);
+                    break;
+                case Rejected rejected:
+                    LogRejected(logger, _id, rejected.From, rejected.Reason, rejected.Detail);
+                    break;
+            }
+        }
+        if (_uiRequests.Count > 0 && !_usigPumpRunning) _ = RunUsigPump();
+        if (_durableCount < _sentLog.Count && !_persistPumpRunning) _ = RunPersistPump();
+        FlushOutbox();
+        ScheduleTick(ready.NextTick);
+    }
+
+    private void AppendSent(CertifiedMessage message)
+    {
+        var counter = message.Ui.Counter;
+        // A message replayed from the durable log after a restart is already in it.
+        if (counter <= (ulong)_sentLog.Count)
+        {
+            ProtocolInvariantException.Check(
+                MessageEncoding.CertifiedDigest(_sentLog[(int)counter - 1]).AsSpan().SequenceEqual(MessageEncoding.CertifiedDigest(message)),
+                "a counter is used for one message only");
+            return;
+        }
+        ProtocolInvariantException.Check(counter == (ulong)_sentLog.Count + 1, "the sent log has no gap");
+        _sentLog.Add(message);
+    }
+
+    private void OnExecuted(Executed executed)
+    {
+        // A hash chain over the executed batches: equal chains mean equal histories.
+        var input = new byte[_history.Length + executed.BatchDigest.Length + 8];
+        _history.CopyTo(input, 0);
+        executed.BatchDigest.CopyTo(input, _history.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(input.AsSpan(input.Length - 8), executed.Sequence);
+        _history = SHA256.HashData(input);
+        LogExecuted(logger, _id, executed.Sequence, executed.View, executed.PrimaryCounter, executed.Requests.Count);
+    }
+
+    private void FlushOutbox()
+    {
+        while (_halted is null && _outbox.TryPeek(out var next) && next.DurableNeeded <= _durableCount)
+        {
+            _outbox.Dequeue();
+            Dispatch(next.Effect);
+        }
+    }
+
+    private void Dispatch(Effect effect)
+    {
+        switch (effect)
+        {
+            case Send { To: null } send:
+                // One-way: a replica never waits on a peer (a slow or Byzantine peer must not
+                // stall it); a lost message is repaired by the protocol's retransmission.
+                for (var peer = 0; peer < _peers.Length; peer++)
+                    if (peer != _id) OneWay(_peers[peer].Deliver(send.Message), "Deliver", peer);
+                break;
+            case Send { To: { } to } send:
+                // One-way, as above.
+                if (to != _id && to >= 0 && to < _peers.Length) OneWay(_peers[to].Deliver(send.Message), "Deliver", to);
+                break;
+            case ForwardRequest forward:
+                // One-way: forwarding only helps a primary that missed the request; nothing waits on it.
+                if (forward.To >= 0 && forward.To < _peers.Length) OneWay(_peers[forward.To].Submit(forward.Request), "Submit", forward.To);
+                break;
+            case SendReply reply:
+                // One-way: the proxy is untrusted and may be gone; the client retransmits and the
+                // core resends the cached reply.
+                OneWay(GrainFactory.GetGrain<IClientProxyGrain>(reply.Reply.ClientId).DeliverReply(reply.Reply), "DeliverReply", -1);
+                break;
+        }
+    }
+
+    private void OneWay(Task call, string method, int target)
+    {
+        if (call.IsCompletedSuccessfully) return;
+        _ = call.ContinueWith(
+            static (t, s) =>
+            {
+                var (log, id, method, target) = ((ILogger, int, string, int))s!;
+                LogSendFailed(log, t.Exception!.GetBaseException(), id, method, target);
+            },
+            (logger, _id, method, target),
+            CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+    }
+
+    // ----- pumps: the only places that await -----
+
+    /// <summary>
+    /// Asks the USIG for one UI at a time, in the order the core requested them. A failed call
+    /// is retried with the same digest: the USIG returns the same UI if the failed call had in
+    /// fact issued it, so a retry never burns a counter and never leaves a gap.
+    /// </summary>
+    private async Task RunUsigPump()
+    {
+        _usigPumpRunning = true;
+        try
+        {
+            var delay = silo.Options.RetryDelay;
+            while (_halted is null && _uiRequests.TryPeek(out var request))
+            {
+                CertifiedMessage certified;
+                if (_recovered.TryPeek(out var logged))
+                {
+                    // Replaying after a restart: the counter already belongs to the logged message.
+                    if (!MessageEncoding.CertifiedDigest(logged).AsSpan().SequenceEqual(request.CertifiedDigest))
+                    {
+                        Halt(null, $"recovery diverged at counter {logged.Ui.Counter}: the core asked to certify a different " +
+                            $"{request.Message.GetType().Name} than the logged {logged.GetType().Name}; staying down rather than equivocate");
+                        return;
+                    }
+                    _recovered.Dequeue();
+                    certified = logged;
+                }
+                else
+                {
+                    try
+                    {
+                        // Awaited: the UI is needed before the message can exist. The USIG is in
+                        // this fault domain (same silo), so the call is local.
+                        var ui = await _usig.CreateUi(request.CertifiedDigest);
+                        certified = request.Message.WithUi(ui);
+                        delay = silo.Options.RetryDelay;
+                    }
+                    catch (Exception e) when (_halted is null)
+                    {
+                        LogUsigRetry(logger, e, _id, delay);
+                        await Task.Delay(delay, silo.Clock);
+                        delay = Min(delay * 2, silo.Options.MaxRetryDelay);
+                        continue;
+                    }
+                    if (_halted is not null) return;
+                }
+                _uiRequests.Dequeue();
+                Step(static (core, m, now) => core.OnUiIssued(m, now), certified);
+            }
+        }
+        finally
+        {
+            _usigPumpRunning = false;
+        }
+    }
+
+    /// <summary>
+    /// Makes the sent log durable. Everything appended while a write is in flight goes into the
+    /// next write, so a burst of messages costs one or two writes, not one each.
+    /// </summary>
+    private async Task RunPersistPump()
+    {
+        _persistPumpRunning = true;
+        try
+        {
+            var delay = silo.Options.RetryDelay;
+            while (_halted is null && _durableCount < _sentLog.Count)
+            {
+                var target = _sentLog.Count;
+                // A fresh object per write: the storage provider may serialize it after this yields,
+                // while other turns keep appending to the in-memory log.
+                state.State = new ReplicaGrainState { View = _core.View, SentLog = _sentLog.ToArray() };
+                try
+                {
+                    // Awaited: a message may leave only once it is durable (persist before send).
+                    await state.WriteStateAsync();
+                    _durableCount = target;
+                    delay = silo.Options.RetryDelay;
+                    FlushOutbox();
+                }
+                catch (InconsistentStateException e)
+                {
+                    // Another activation of this replica wrote its state: this one is stale.
+                    Halt(e, "another activation of this replica wrote its state");
+                    return;
+                }
+                catch (Exception e) when (_halted is null)
+                {
+                    LogPersistRetry(logger, e, _id, delay);
+                    await Task.Delay(delay, silo.Clock);
+                    delay = Min(delay * 2, silo.Options.MaxRetryDelay);
+                }
+            }
+        }
+        finally
+        {
+            _persistPumpRunning = false;
+        }
+    }
+
+    // ----- timers -----
+
+    private void ScheduleTick(TimeSpan? next)
+    {
+        if (next is not { } at || _halted is not null || _tickTimer is null) return;
+        if (_tickAt is { } scheduled && scheduled <= at) return;
+        _tickAt = at;
+        var due = at - Now;
+        _tickTimer.Change(due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+    }
+
+    // ----- failure -----
+
+    private void Halt(Exception? exception, string reason)
+    {
+        if (_halted is not null) return;
+        _halted = reason;
+        _outbox.Clear();
+        LogHalted(logger, exception, _id, reason);
+        // The next message reactivates the replica from its durable state.
+        DeactivateOnIdle();
+    }
+
+    private void Count(string reason) => _grainRejections[reason] = _grainRejections.GetValueOrDefault(reason) + 1;
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} of {N} activated; {Logged} sent messages in its durable log")]
+    private static partial void LogActivated(ILogger logger, int replicaId, int n, int logged);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Replica {ReplicaId} rejected input from {From}: {Reason} ({Detail})")]
+    private static partial void LogRejected(ILogger logger, int replicaId, int? from, RejectReason reason, string detail);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Replica {ReplicaId} executed batch {Sequence} (view {View}, primary counter {Counter}, {Requests} requests)")]
+    private static partial void LogExecuted(ILogger logger, int replicaId, ulong sequence, long view, ulong counter, int requests);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Replica {ReplicaId}: one-way {Method} to {Target} failed")]
+    private static partial void LogSendFailed(ILogger logger, Exception exception, int replicaId, string method, int target);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: USIG call failed; retrying the same digest in {Delay}")]
+    private static partial void LogUsigRetry(ILogger logger, Exception exception, int replicaId, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: writing the sent log failed; retrying in {Delay}")]
+    private static partial void LogPersistRetry(ILogger logger, Exception exception, int replicaId, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "Replica {ReplicaId} halted: {Reason}")]
+    private static partial void LogHalted(ILogger logger, Exception? exception, int replicaId, string reason);
+}
