@@ -179,14 +179,16 @@ public sealed class LocalCluster : IAsyncDisposable
         await _lifecycle.WaitAsync().ConfigureAwait(false);
         try
         {
-            // Fault-domain silos first: the gateway silo holds the membership table.
-            var stops = new List<Task>();
-            for (var i = 0; i < N; i++)
+            // Fault-domain silos first (the gateway silo holds the membership table), one at a
+            // time: silos leaving together fail to gossip their departure to each other.
+            for (var i = N - 1; i >= 0; i--)
             {
-                if (_domainSilos[i] is { } silo) stops.Add(StopAndDisposeAsync(silo, CancellationToken.None));
-                _domainSilos[i] = null;
+                if (_domainSilos[i] is { } silo)
+                {
+                    _domainSilos[i] = null;
+                    await StopAndDisposeAsync(silo, CancellationToken.None).ConfigureAwait(false);
+                }
             }
-            await Task.WhenAll(stops).ConfigureAwait(false);
             if (_gatewaySilo is { } gateway)
             {
                 _gatewaySilo = null;
@@ -242,6 +244,8 @@ public sealed class LocalCluster : IAsyncDisposable
         var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         _options.ConfigureLogging?.Invoke(builder.Logging);
+        // The cluster, not Ctrl+C handlers of each silo, decides when a silo stops.
+        builder.Services.AddSingleton<IHostLifetime, ManualLifetime>();
         builder.UseOrleans(silo =>
         {
             var primary = new IPEndPoint(IPAddress.Loopback, _options.SiloPort);
@@ -288,4 +292,12 @@ public sealed class LocalCluster : IAsyncDisposable
         faultDomain >= 0 && faultDomain < N
             ? faultDomain
             : throw new ArgumentOutOfRangeException(nameof(faultDomain), $"fault domains are 0..{N - 1}");
+}
+
+/// <summary>A host lifetime that starts at once and never stops the host by itself.</summary>
+internal sealed class ManualLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -87,6 +87,8 @@ internal sealed class FakeProxy : IClientProxyGrain
     }
 
     public Task DeliverReply(Reply reply) => Task.CompletedTask;
+
+    public Task<ClientProxyStatus> GetStatus() => Task.FromResult(new ClientProxyStatus(0, 0, 0, []));
 }
 
 internal sealed class FakeClusterProxies
