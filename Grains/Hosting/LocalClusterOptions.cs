@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Orleans.Hosting;
 
@@ -41,6 +43,43 @@ public sealed class LocalClusterOptions
 
     /// <summary>Last word on each silo's builder; the argument is the silo's fault domain, null for the gateway silo.</summary>
     public Action<int?, ISiloBuilder>? ConfigureSilo { get; set; }
+
+    /// <summary>
+    /// Sets <see cref="SiloPort"/> and <see cref="GatewayPort"/> to ranges that are free right now,
+    /// so several clusters (tests, demos) can run side by side. Another process could still
+    /// take a port before the silos bind it; callers that must not fail retry with new ports.
+    /// </summary>
+    public LocalClusterOptions UseFreePorts()
+    {
+        var count = 2 * F + 2;
+        for (var attempt = 0; attempt < 200; attempt++)
+        {
+            // Below the usual ephemeral range (32768+), where outgoing connections take ports.
+            var start = Random.Shared.Next(20000, 32000 - 2 * count);
+            if (Enumerable.Range(start, 2 * count).All(IsFree))
+            {
+                SiloPort = start;
+                GatewayPort = start + count;
+                return this;
+            }
+        }
+        throw new InvalidOperationException("found no free range of local ports");
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            listener.Stop();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
