@@ -108,7 +108,7 @@ public sealed class ClientCli
 
         // keygen
         {
-            var f = FOption();
+            var f = IntOption("--f", "Faults tolerated (n = 2f+1 replicas)", null, 0, MaxF);
             f.Required = true;
             var output = new Option<string>("--out", "-o") { Description = "Directory to write manifest.json and domain-i/ key directories into", Required = true };
             var scheme = new Option<string>("--scheme") { Description = "USIG certificate scheme", DefaultValueFactory = _ => "ed25519" };
@@ -126,12 +126,7 @@ public sealed class ClientCli
             var connection = new ConnectionOptions();
             var clients = PositiveInt("--clients", "Concurrent clients (each one request at a time)", 16, max: 4096);
             var seconds = PositiveInt("--seconds", "Duration of each phase, in seconds", 10, max: 24 * 3600);
-            var payload = new Option<int>("--payload") { Description = "Value size in bytes", DefaultValueFactory = _ => 64 };
-            payload.Validators.Add(result =>
-            {
-                if (result.GetValueOrDefault<int>() is < 0 or > KeyValueOperation.MaxValueLength)
-                    result.AddError($"--payload must be between 0 and {KeyValueOperation.MaxValueLength}");
-            });
+            var payload = IntOption("--payload", "Value size in bytes", 64, 0, KeyValueOperation.MaxValueLength);
             var baseline = new Option<bool>("--baseline") { Description = "Also run the workload against one plain unreplicated grain and report the ratio" };
             var bench = connection.AddTo(new Command("bench", "Measure throughput and latency of verified writes") { clients, seconds, payload, baseline });
             Add(bench, p => new BenchCommand(
@@ -165,24 +160,27 @@ public sealed class ClientCli
         return key;
     }
 
-    private static Option<int> FOption()
-    {
-        var f = new Option<int>("--f") { Description = "Faults tolerated (n = 2f+1 replicas)", DefaultValueFactory = _ => 1 };
-        f.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<int>() is < 0 or > MaxF) result.AddError($"--f must be between 0 and {MaxF}");
-        });
-        return f;
-    }
+    private static Option<int> FOption() => IntOption("--f", "Faults tolerated (n = 2f+1 replicas)", 1, 0, MaxF);
 
-    private static Option<int> PositiveInt(string name, string description, int defaultValue, int max)
+    private static Option<int> PositiveInt(string name, string description, int defaultValue, int max) =>
+        IntOption(name, description, defaultValue, 1, max);
+
+    /// <summary>An integer option checked against [min, max] while parsing (a bad value is a parse error, never an exception).</summary>
+    private static Option<int> IntOption(string name, string description, int? defaultValue, int min, int max)
     {
-        var option = new Option<int>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
-        option.Validators.Add(result =>
+        var option = new Option<int>(name)
         {
-            if (result.GetValueOrDefault<int>() is var value && (value < 1 || value > max))
-                result.AddError(string.Create(CultureInfo.InvariantCulture, $"{name} must be between 1 and {max}"));
-        });
+            Description = string.Create(CultureInfo.InvariantCulture, $"{description} ({min}..{max})"),
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+                if (int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
+                    return value;
+                result.AddError(string.Create(CultureInfo.InvariantCulture, $"{name} must be an integer between {min} and {max}, got '{text}'"));
+                return 0;
+            },
+        };
+        if (defaultValue is { } d) option.DefaultValueFactory = _ => d;
         return option;
     }
 
