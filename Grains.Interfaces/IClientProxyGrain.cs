@@ -15,7 +15,9 @@ public interface IClientProxyGrain : IGrainWithStringKey
     /// (signatures checked). Throws <see cref="ArgumentException"/> for a malformed or unsigned
     /// request or one of another client, <see cref="InvalidOperationException"/> when too many
     /// requests of this client are in flight, and <see cref="TimeoutException"/> when the
-    /// replies do not arrive within <paramref name="timeout"/>.
+    /// replies do not arrive within <paramref name="timeout"/> (or the proxy's silo shuts down
+    /// meanwhile). After a timeout, send the same request again: replicas execute a seq at most
+    /// once and answer a repeated one from their reply cache.
     /// </summary>
     Task<Reply[]> Execute(Request request, TimeSpan timeout);
 

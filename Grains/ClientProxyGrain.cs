@@ -1,3 +1,5 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MinBft.Crypto;
 using MinBft.Encoding;
@@ -19,7 +21,7 @@ namespace MinBft;
 /// <see cref="MinBftOptions.MaxRequestsPerClientProxy"/> requests of at most n replies each.
 /// </summary>
 [Reentrant]
-public sealed partial class ClientProxyGrain(MinBftSilo silo, ILogger<ClientProxyGrain> logger) : Grain, IClientProxyGrain
+public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider services, ILogger<ClientProxyGrain> logger) : Grain, IClientProxyGrain
 {
     /// <summary>Longest wait a caller may ask for; longer would outlive any sensible call timeout.</summary>
     public static readonly TimeSpan MaxTimeout = TimeSpan.FromMinutes(10);
@@ -28,6 +30,26 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, ILogger<ClientProx
     private readonly Dictionary<string, long> _ignored = new(StringComparer.Ordinal);
     private long _completed;
     private long _accepted;
+
+    // Completes when this silo starts shutting down. A waiting Execute then gives up at once:
+    // the silo would otherwise wait for it, while the replies already go to the proxy's next
+    // activation. The caller retries the same request (safe: replicas execute a seq once and
+    // resend the cached reply).
+    private readonly TaskCompletionSource _siloStopping = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private CancellationTokenRegistration _stoppingRegistration;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (services.GetService<IHostApplicationLifetime>() is { } lifetime)
+            _stoppingRegistration = lifetime.ApplicationStopping.Register(static s => ((TaskCompletionSource)s!).TrySetResult(), _siloStopping);
+        return Task.CompletedTask;
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _stoppingRegistration.Dispose();
+        return Task.CompletedTask;
+    }
 
     public async Task<Reply[]> Execute(Request request, TimeSpan timeout)
     {
@@ -66,8 +88,14 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, ILogger<ClientProx
                 var remaining = timeout - clock.GetElapsedTime(started);
                 if (remaining <= TimeSpan.Zero) break;
                 var wait = remaining < silo.Options.ClientRetransmitInterval ? remaining : silo.Options.ClientRetransmitInterval;
-                await Task.WhenAny(pending.Done.Task, Task.Delay(wait, clock));
+                await Task.WhenAny(pending.Done.Task, Task.Delay(wait, clock), _siloStopping.Task);
                 if (pending.Done.Task.IsCompleted) return await pending.Done.Task;
+                if (_siloStopping.Task.IsCompleted)
+                {
+                    // Leave as soon as no call is running, so the retry reaches an activation elsewhere.
+                    DeactivateOnIdle();
+                    throw new TimeoutException($"request {request.Seq}: the client proxy's silo is shutting down; retry the same request");
+                }
                 if (clock.GetElapsedTime(started) >= timeout) break;
             }
             LogTimedOut(logger, request.ClientId, request.Seq, pending.Replies.Count, timeout);

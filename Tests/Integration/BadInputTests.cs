@@ -1,0 +1,161 @@
+using MinBft.Application;
+using MinBft.Crypto;
+using MinBft.Encoding;
+using MinBft.Hosting;
+using MinBft.Messages;
+using Org.BouncyCastle.Security;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Integration;
+
+/// <summary>
+/// Malformed, oversized, unsigned and wrongly keyed input at every grain method: the caller gets
+/// a clear error (client-facing methods) or the input is counted as rejected (network-facing
+/// methods), nothing replicated changes, and the grain keeps working. Runs on memory storage,
+/// the way a host that brings its own "minbft" provider is configured.
+/// </summary>
+public sealed class BadInputTests(ITestOutputHelper output)
+{
+    private const int Backup = 1;
+
+    [Fact]
+    public async Task Every_grain_method_refuses_bad_input_without_changing_state_and_keeps_working()
+    {
+        // The USIG accepts calls from anyone here, so that its argument checks can be reached
+        // from the test (another test shows it refusing strangers by default).
+        await using var cluster = await MinBftTestCluster.StartAsync(
+            new ClusterSetup { F = 1, Sqlite = false, UsigServesOnlyItsReplica = false }, output);
+        var all = Enumerable.Range(0, cluster.N).ToArray();
+        var client = new TestClient(cluster, "good");
+        await client.RunAsync(2);
+        var before = await cluster.WaitForAgreementAsync(all);
+
+        await ReplicaInputAsync(cluster, client, before);
+        await UsigInputAsync(cluster);
+        await ProxyInputAsync(cluster, client);
+
+        // Everything still works, and every replica is where the others are.
+        await client.RunAsync(4);
+        var after = await cluster.WaitForAgreementAsync(all, before[0].ExecutedSequence + 1);
+        Assert.All(after, s => Assert.Null(s.Halted));
+    }
+
+    private async Task ReplicaInputAsync(MinBftTestCluster cluster, TestClient client, ReplicaStatus[] before)
+    {
+        var replica = cluster.Replica(Backup);
+        var valid = client.NextRequest(KeyValueOperation.EncodePut("never", [1]));
+        var ui = new UniqueIdentifier(1, before[0].LastUiCounter + 1, new byte[64]);
+        var signedRetransmit = new RetransmitRequest(0, Backup, 1, new byte[64]);
+        var other = new ClientSigner(Ed25519KeyPair.Generate(new SecureRandom()));
+        var expected = new Dictionary<string, long>
+        {
+            ["Malformed"] = 4,
+            ["InvalidUi"] = 1,
+            ["UnknownSender"] = 2,
+            ["InvalidSignature"] = 3,
+            ["Unsupported"] = 1,
+        };
+
+        // Network input is one-way: nothing comes back to the sender, the replica counts it.
+        await replica.Deliver(null!);                                                              // Malformed
+        await replica.Deliver(new Prepare(0, 0, Enumerable.Repeat(valid, MessageLimits.MaxBatchSize + 1).ToArray(), ui)); // Malformed: over the batch bound
+        await replica.Deliver(new Prepare(0, 0, [valid], ui));                                     // InvalidUi: a certificate nobody issued
+        await replica.Deliver(new Commit(0, Backup, new Prepare(0, 0, [valid], ui), ui));         // UnknownSender: claims to be the receiver
+        await replica.Deliver(new Prepare(0, 7, [valid], ui));                                     // UnknownSender: no replica 7
+        await replica.Deliver(signedRetransmit);                                                   // InvalidSignature: unsigned
+        await replica.Deliver(new ReqViewChange(0, 0, 1, new byte[64]));                           // Unsupported (no view change yet)
+        await replica.Submit(null!);                                                               // Malformed
+        await replica.Submit(valid with { Operation = new byte[MessageLimits.MaxOperationLength + 1] }); // Malformed: oversized
+        await replica.Submit(valid with { Signature = new byte[64] });                             // InvalidSignature: unsigned
+        // Wrong key: another client's valid signature over this client's id.
+        var foreign = other.CreateRequest(valid.Seq, valid.Operation);
+        await replica.Submit(foreign with { ClientId = valid.ClientId });                          // InvalidSignature
+
+        ReplicaStatus now = before[Backup];
+        await MinBftTestCluster.UntilAsync(async () =>
+        {
+            now = await replica.GetStatus();
+            return expected.All(e => now.Rejections.GetValueOrDefault(e.Key) - before[Backup].Rejections.GetValueOrDefault(e.Key) >= e.Value);
+        }, "replica counted every rejection");
+        output.WriteLine(MinBftTestCluster.Describe(now));
+        foreach (var (reason, count) in expected)
+            Assert.Equal(count, now.Rejections.GetValueOrDefault(reason) - before[Backup].Rejections.GetValueOrDefault(reason));
+
+        // Nothing changed, on it or anywhere.
+        var statuses = await cluster.StatusesAsync(Enumerable.Range(0, cluster.N));
+        for (var i = 0; i < cluster.N; i++)
+        {
+            Assert.Equal(before[i].ExecutedSequence, statuses[i].ExecutedSequence);
+            Assert.Equal(before[i].HistoryDigest, statuses[i].HistoryDigest);
+            Assert.Equal(before[i].StateDigest, statuses[i].StateDigest);
+            Assert.Equal(before[i].LastUiCounter, statuses[i].LastUiCounter);
+            Assert.Null(statuses[i].Halted);
+        }
+        // A replica outside the cluster is nowhere.
+        await Assert.ThrowsAsync<FaultDomainUnavailableException>(() => cluster.Replica(7).GetStatus());
+    }
+
+    private static async Task UsigInputAsync(MinBftTestCluster cluster)
+    {
+        var usig = cluster.Usig(Backup);
+        var identity = await usig.GetIdentity();
+        Assert.Equal(cluster.Manifest.Replicas[Backup].UsigPublicKey, identity.PublicKey);
+        Assert.Equal(cluster.Manifest.Replicas[Backup].UsigEpoch, identity.Epoch);
+
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUi(null!));
+        var shortDigest = await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUi(new byte[31]));
+        Assert.Contains("32 bytes", shortDigest.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUi(new byte[33]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUi(new byte[1 << 20]));
+
+        // No counter was used, and the USIG still answers (its replica uses it again below).
+        Assert.Equal(identity.LastCounter, (await usig.GetIdentity()).LastCounter);
+        await Assert.ThrowsAsync<FaultDomainUnavailableException>(() => cluster.Usig(7).GetIdentity());
+    }
+
+    private static async Task ProxyInputAsync(MinBftTestCluster cluster, TestClient client)
+    {
+        var proxy = cluster.Proxy(client.ClientId);
+        var timeout = TimeSpan.FromSeconds(5);
+        var valid = client.NextRequest(KeyValueOperation.EncodeGet("key-good"));
+        var other = new ClientSigner(Ed25519KeyPair.Generate(new SecureRandom()));
+
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Execute(null!, timeout));
+        var oversized = await Assert.ThrowsAnyAsync<ArgumentException>(
+            () => proxy.Execute(valid with { Operation = new byte[MessageLimits.MaxOperationLength + 1] }, timeout));
+        Assert.Contains("operation too large", oversized.Message, StringComparison.Ordinal);
+        var unsigned = await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Execute(valid with { Signature = new byte[64] }, timeout));
+        Assert.Contains("bad signature", unsigned.Message, StringComparison.Ordinal);
+        var wrongKey = await Assert.ThrowsAnyAsync<ArgumentException>(
+            () => proxy.Execute(other.CreateRequest(valid.Seq, valid.Operation) with { ClientId = client.ClientId }, timeout));
+        Assert.Contains("client id is not the hash", wrongKey.Message, StringComparison.Ordinal);
+        var otherClient = await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Execute(other.CreateRequest(1, valid.Operation), timeout));
+        Assert.Contains("not this proxy's client", otherClient.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Execute(valid, TimeSpan.Zero));
+
+        // Replies nobody asked for, or that do not check out, are ignored and counted.
+        var reply = new Reply(0, 0, client.ClientId, valid.Seq, [1], new byte[64]);
+        await proxy.DeliverReply(null!);
+        await proxy.DeliverReply(reply with { Result = new byte[MessageLimits.MaxResultLength + 1] });
+        await proxy.DeliverReply(reply with { ClientId = other.ClientId });
+        await proxy.DeliverReply(reply with { ReplicaId = 9 });
+        await proxy.DeliverReply(reply);
+        // One-way calls: they may arrive after a later call, so wait for them to be counted.
+        var status = await proxy.GetStatus();
+        await MinBftTestCluster.UntilAsync(async () =>
+        {
+            status = await proxy.GetStatus();
+            return status.RepliesIgnored.Values.Sum() >= 5;
+        }, "proxy counted the bad replies");
+        Assert.Equal(0, status.InFlight);
+        Assert.Equal(2, status.RepliesIgnored.GetValueOrDefault("Malformed"));
+        Assert.Equal(1, status.RepliesIgnored.GetValueOrDefault("WrongClient"));
+        Assert.Equal(1, status.RepliesIgnored.GetValueOrDefault("UnknownReplica"));
+        // (Late replies to the client's earlier requests are counted here too.)
+        Assert.True(status.RepliesIgnored.GetValueOrDefault("NotPending") >= 1);
+
+        // The proxy still works: the request refused above in its bad forms goes through as is.
+        var replies = await proxy.Execute(valid, MinBftTestCluster.RequestTimeout);
+        Assert.Equal(KeyValueResult.OkWithValue(System.Text.Encoding.UTF8.GetBytes("good-value-0")), client.CheckReplies(valid, replies));
+    }
+}

@@ -1,0 +1,330 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using MinBft.Application;
+using MinBft.Crypto;
+using MinBft.Hosting;
+using MinBft.Messages;
+using Orleans;
+using Orleans.Configuration;
+using Orleans.Hosting;
+using Orleans.Runtime;
+using Request = MinBft.Messages.Request;
+using Orleans.TestingHost;
+using Org.BouncyCastle.Security;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Integration;
+
+/// <summary>How to build one test deployment.</summary>
+internal sealed record ClusterSetup
+{
+    public int F { get; init; } = 1;
+    public UsigScheme Scheme { get; init; } = UsigScheme.Ed25519;
+
+    /// <summary>Extra silos without a fault domain (gateways that can host client proxies).</summary>
+    public int GatewaySilos { get; init; }
+
+    /// <summary>SQLite in a temp directory (survives silo restarts); false: memory storage named "minbft".</summary>
+    public bool Sqlite { get; init; } = true;
+
+    public bool UsigServesOnlyItsReplica { get; init; } = true;
+
+    /// <summary>Extra per-silo configuration: (fault domain or null, silo builder).</summary>
+    public Action<int?, ISiloBuilder>? ConfigureSilo { get; init; }
+}
+
+/// <summary>
+/// An in-process MinBFT deployment: silo k (k &lt; n) is fault domain k with its own keys and
+/// store; further silos are gateways. Keys come from <see cref="DeploymentKeys.Generate"/> in a
+/// temp directory, exactly as a real deployment's would.
+/// </summary>
+internal sealed class MinBftTestCluster : IAsyncDisposable
+{
+    public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(20);
+    public static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly ITestOutputHelper _output;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+    private MinBftTestCluster(ClusterSetup setup, ITestOutputHelper output)
+    {
+        Setup = setup;
+        _output = output;
+        Directory = Path.Combine(Path.GetTempPath(), "minbft-it-" + Guid.NewGuid().ToString("N"));
+        Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme);
+        Cluster = null!;
+    }
+
+    public ClusterSetup Setup { get; }
+    public string Directory { get; }
+    public ClusterManifest Manifest { get; }
+    public InProcessTestCluster Cluster { get; private set; }
+    public int N => Manifest.N;
+    public IGrainFactory Grains => Cluster.Client;
+
+    /// <summary>Every call a replica or USIG grain served, with the fault domain of the silo that ran it.</summary>
+    public ConcurrentQueue<(string Grain, long Key, int? Domain)> Activations { get; } = new();
+
+    /// <summary>Every UI a USIG returned: (replica, counter, digest hex).</summary>
+    public ConcurrentQueue<(long Replica, ulong Counter, string Digest)> IssuedUis { get; } = new();
+
+    public static async Task<MinBftTestCluster> StartAsync(ClusterSetup setup, ITestOutputHelper output)
+    {
+        var cluster = new MinBftTestCluster(setup, output);
+        var builder = new InProcessTestClusterBuilder((short)(cluster.N + setup.GatewaySilos));
+        builder.ConfigureSilo((options, silo) => cluster.ConfigureSilo(cluster.DomainOf(options.SiloName), silo));
+        cluster.Cluster = builder.Build();
+        await cluster.Cluster.DeployAsync();
+        cluster.Log($"{cluster.N + setup.GatewaySilos} silos up");
+        await cluster.WaitForReplicasAsync(Enumerable.Range(0, cluster.N));
+        cluster.Log("all replicas placed");
+        return cluster;
+    }
+
+    public void Log(string message) => _output.WriteLine($"[{_clock.Elapsed.TotalSeconds:F2}s] {message}");
+
+    private static int SiloIndex(string siloName) =>
+        int.Parse(siloName.AsSpan(siloName.LastIndexOf('_') + 1), CultureInfo.InvariantCulture);
+
+    private int? DomainOf(string siloName) => SiloIndex(siloName) is var k && k < N ? k : null;
+
+    private void ConfigureSilo(int? domain, ISiloBuilder silo)
+    {
+        silo.AddMinBft(options =>
+        {
+            options.FaultDomain = domain;
+            options.Manifest = Manifest;
+            options.KeyDirectory = domain is { } d ? DeploymentKeys.DomainDirectory(Directory, d) : null;
+            options.DataDirectory = Path.Combine(Directory, "data");
+            options.UseEmbeddedStorage = Setup.Sqlite;
+            options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
+            // Short intervals: a dropped message is asked for again quickly.
+            options.RetransmitInterval = TimeSpan.FromMilliseconds(100);
+            options.ClientRetransmitInterval = TimeSpan.FromMilliseconds(500);
+            options.SafetyTickInterval = TimeSpan.FromMilliseconds(250);
+        });
+        if (!Setup.Sqlite) silo.AddMemoryGrainStorage(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
+        silo.Configure<ClusterMembershipOptions>(membership =>
+        {
+            // Declare a stopped silo dead within a second or two instead of the default minute.
+            membership.ProbeTimeout = TimeSpan.FromMilliseconds(300);
+            membership.NumMissedProbesLimit = 2;
+            membership.NumVotesForDeathDeclaration = 1;
+            membership.TableRefreshTimeout = TimeSpan.FromMilliseconds(500);
+            membership.IAmAliveTablePublishTimeout = TimeSpan.FromSeconds(1);
+        });
+        silo.AddIncomingGrainCallFilter(async context =>
+        {
+            switch (context.Grain)
+            {
+                case ReplicaGrain:
+                    Activations.Enqueue(("replica", KeyOf(context.TargetId), domain));
+                    break;
+                case UsigGrain:
+                    Activations.Enqueue(("usig", KeyOf(context.TargetId), domain));
+                    break;
+            }
+            await context.Invoke();
+            if (context.Grain is UsigGrain && context.MethodName == nameof(IUsigGrain.CreateUi) && context.Result is UniqueIdentifier ui)
+            {
+                IssuedUis.Enqueue((KeyOf(context.TargetId), ui.Counter, Convert.ToHexString((byte[])context.Request.GetArgument(0)!)));
+            }
+        });
+        Setup.ConfigureSilo?.Invoke(domain, silo);
+    }
+
+    private static long KeyOf(GrainId id) => id.TryGetIntegerKey(out var key, out _) ? key : -1;
+
+    public IReplicaGrain Replica(int i) => Grains.GetGrain<IReplicaGrain>(i);
+    public IUsigGrain Usig(int i) => Grains.GetGrain<IUsigGrain>(i);
+    public IClientProxyGrain Proxy(string clientId) => Grains.GetGrain<IClientProxyGrain>(clientId);
+
+    public InProcessSiloHandle SiloOf(int domain) =>
+        Cluster.Silos.Single(s => s.Name.EndsWith("_" + domain.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+
+    public async Task StopDomainAsync(int domain)
+    {
+        await Cluster.StopSiloAsync(SiloOf(domain));
+        Log($"silo of domain {domain} stopped");
+    }
+
+    public async Task RestartDomainAsync(int domain)
+    {
+        await Cluster.StartSiloAsync(domain, Cluster.Options);
+        Log($"silo of domain {domain} started again");
+    }
+
+    /// <summary>Until each replica answers (right after start a silo's metadata may not have spread yet).</summary>
+    public async Task WaitForReplicasAsync(IEnumerable<int> replicas)
+    {
+        foreach (var i in replicas) await EventuallyAsync(() => Replica(i).GetStatus(), $"replica {i} reachable");
+    }
+
+    public async Task<ReplicaStatus[]> StatusesAsync(IEnumerable<int> replicas) =>
+        await Task.WhenAll(replicas.Select(i => Replica(i).GetStatus().WaitAsync(TimeSpan.FromSeconds(5))));
+
+    /// <summary>
+    /// Waits until the given replicas have executed the same number of batches with equal
+    /// history and state digests, and returns their statuses.
+    /// </summary>
+    public async Task<ReplicaStatus[]> WaitForAgreementAsync(IReadOnlyCollection<int> replicas, ulong atLeast = 0)
+    {
+        ReplicaStatus[] last = [];
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < Deadline)
+        {
+            last = await StatusesAsync(replicas);
+            // Quiet as well: nothing waiting for a UI, everything sent also durable.
+            if (last.All(s => s.Halted is null && s.ExecutedSequence >= atLeast
+                    && s.AwaitingUi == 0 && s.DurableSentCount == s.SentLogCount
+                    && s.ExecutedSequence == last[0].ExecutedSequence
+                    && s.HistoryDigest == last[0].HistoryDigest
+                    && s.StateDigest == last[0].StateDigest))
+            {
+                Log($"replicas {string.Join(",", replicas)} agree at batch {last[0].ExecutedSequence}");
+                return last;
+            }
+            await Task.Delay(25);
+        }
+        throw new TimeoutException("replicas did not agree: " + string.Join("; ", last.Select(Describe)));
+    }
+
+    public static string Describe(ReplicaStatus s) =>
+        $"r{s.ReplicaId}: exec {s.ExecutedSequence} hist {s.HistoryDigest[..8]} state {s.StateDigest[..8]} ui {s.LastUiCounter} " +
+        $"buffered {s.BufferedMessages} pending {s.PendingRequests} halted '{s.Halted}' rejections [{string.Join(",", s.Rejections.Select(p => p.Key + "=" + p.Value))}]";
+
+    public static async Task<T> EventuallyAsync<T>(Func<Task<T>> call, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                return await call().WaitAsync(TimeSpan.FromSeconds(5));
+            }
+            catch (Exception e) when (clock.Elapsed < Deadline)
+            {
+                _ = e;
+                await Task.Delay(25);
+            }
+            catch (Exception e)
+            {
+                throw new TimeoutException($"not within {Deadline}: {what}", e);
+            }
+        }
+    }
+
+    public static async Task UntilAsync(Func<Task<bool>> condition, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (clock.Elapsed > Deadline) throw new TimeoutException($"not within {Deadline}: {what}");
+            await Task.Delay(25);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await Cluster.StopAllSilosAsync();
+        }
+        catch (Exception e)
+        {
+            _output.WriteLine("stopping the cluster: " + e.Message);
+        }
+        await Cluster.DisposeAsync();
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A store may still be open for a moment; it is a temp directory.
+        }
+    }
+}
+
+/// <summary>A test client: its own key, its own seq counter, requests through its proxy.</summary>
+internal sealed class TestClient(MinBftTestCluster cluster, string name)
+{
+    private readonly ClientSigner _signer = new(Ed25519KeyPair.Generate(new SecureRandom()));
+    private ulong _seq;
+
+    public string Name { get; } = name;
+    public string ClientId => _signer.ClientId;
+    public ClientSigner Signer => _signer;
+
+    /// <summary>Replicas whose replies were part of a quorum the proxy returned.</summary>
+    public ConcurrentBag<int> Responders { get; } = [];
+
+    public Request NextRequest(byte[] operation) => _signer.CreateRequest(++_seq, operation);
+
+    /// <summary>Executes one operation and checks the f+1 replies as the SDK would.</summary>
+    public async Task<KeyValueResult> ExecuteAsync(byte[] operation)
+    {
+        var request = NextRequest(operation);
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                var replies = await cluster.Proxy(ClientId).Execute(request, MinBftTestCluster.AttemptTimeout);
+                return CheckReplies(request, replies);
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException && clock.Elapsed < MinBftTestCluster.RequestTimeout)
+            {
+                // What the SDK does: send the same request again (a proxy's silo may have gone
+                // down with it); replicas execute it once and resend their cached replies.
+                cluster.Log($"{Name}: retrying request {request.Seq} after {e.GetType().Name}: {e.Message}");
+                await Task.Delay(50);
+            }
+        }
+    }
+
+    public KeyValueResult CheckReplies(Request request, Reply[] replies)
+    {
+        var keys = cluster.Manifest.CreateReplicaKeyRing();
+        Assert.True(replies.Length >= cluster.Manifest.ReplyQuorum, $"{replies.Length} replies");
+        Assert.Equal(replies.Length, replies.Select(r => r.ReplicaId).Distinct().Count());
+        foreach (var reply in replies)
+        {
+            Assert.Equal(ClientId, reply.ClientId);
+            Assert.Equal(request.Seq, reply.Seq);
+            Assert.Equal(replies[0].Result, reply.Result);
+            Assert.True(keys.Verify(reply.ReplicaId, Encoding.MessageEncoding.Reply(reply), reply.Signature), $"reply of {reply.ReplicaId} verifies");
+        }
+        foreach (var reply in replies) Responders.Add(reply.ReplicaId);
+        Assert.True(KeyValueResult.TryDecode(replies[0].Result, out var result));
+        return result;
+    }
+
+    /// <summary>
+    /// A run of puts and gets on this client's own key: every result is known in advance, so
+    /// each one is checked. Returns the number of operations.
+    /// </summary>
+    public async Task<int> RunAsync(int operations)
+    {
+        var key = "key-" + Name;
+        byte[]? last = null;
+        for (var i = 0; i < operations; i++)
+        {
+            if (i % 2 == 0)
+            {
+                last = System.Text.Encoding.UTF8.GetBytes($"{Name}-value-{i}");
+                var put = await ExecuteAsync(KeyValueOperation.EncodePut(key, last));
+                Assert.Equal(KeyValueResult.Ok, put);
+            }
+            else
+            {
+                var get = await ExecuteAsync(KeyValueOperation.EncodeGet(key));
+                Assert.Equal(KeyValueResult.OkWithValue(last!), get);
+            }
+        }
+        return operations;
+    }
+}

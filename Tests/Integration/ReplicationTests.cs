@@ -1,0 +1,67 @@
+using MinBft.Hosting;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Integration;
+
+/// <summary>
+/// End to end on in-process clusters: placement by fault domain, concurrent clients through
+/// their proxies, agreement of all replicas, and a fault domain going down.
+/// </summary>
+public sealed class ReplicationTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task F1_hmac_with_a_gateway_silo_replicates_concurrent_clients_and_survives_a_domain_going_down()
+    {
+        await using var cluster = await MinBftTestCluster.StartAsync(
+            new ClusterSetup { F = 1, Scheme = UsigScheme.Hmac, GatewaySilos = 1 }, output);
+        await RunScenarioAsync(cluster, clients: 4, operations: 10, stopDomain: 2);
+    }
+
+    [Fact]
+    public async Task F2_replicates_concurrent_clients_and_survives_a_domain_going_down()
+    {
+        await using var cluster = await MinBftTestCluster.StartAsync(new ClusterSetup { F = 2 }, output);
+        await RunScenarioAsync(cluster, clients: 4, operations: 8, stopDomain: 3);
+    }
+
+    private static async Task RunScenarioAsync(MinBftTestCluster cluster, int clients, int operations, int stopDomain)
+    {
+        var n = cluster.N;
+        // Warm USIG i up too, so that its placement is recorded.
+        for (var i = 0; i < n; i++) Assert.Equal(i, (await cluster.Usig(i).GetIdentity()).ReplicaId);
+
+        var all = Enumerable.Range(0, n).ToArray();
+        var team = Enumerable.Range(0, clients).Select(c => new TestClient(cluster, "c" + c)).ToArray();
+        await Task.WhenAll(team.Select(c => c.RunAsync(operations)));
+        cluster.Log($"{clients} clients x {operations} operations done");
+        var statuses = await cluster.WaitForAgreementAsync(all);
+        Assert.All(statuses, s => Assert.Equal(0, s.View));
+        Assert.All(statuses, s => Assert.True(s.ExecutedSequence >= 1));
+        Assert.All(statuses, s => Assert.Equal(s.SentLogCount, s.DurableSentCount));
+
+        // Replica i and USIG i ran only in fault domain i.
+        Assert.All(cluster.Activations, a => Assert.Equal((long?)a.Key, a.Domain));
+        foreach (var kind in new[] { "replica", "usig" })
+            Assert.Equal(all.Select(i => (long)i), cluster.Activations.Where(a => a.Grain == kind).Select(a => a.Key).Distinct().Order());
+
+        // A client may not use a replica's USIG: it would burn counter values the replica never used.
+        var counter = (await cluster.Usig(0).GetIdentity()).LastCounter;
+        await Assert.ThrowsAsync<UnauthorizedAccessException>(() => cluster.Usig(0).CreateUi(new byte[32]));
+        Assert.Equal(counter, (await cluster.Usig(0).GetIdentity()).LastCounter);
+
+        // Domain down: replica and USIG of that domain are down, not moved elsewhere.
+        await cluster.StopDomainAsync(stopDomain);
+        var down = await MinBftTestCluster.EventuallyAsync(
+            () => Assert.ThrowsAsync<FaultDomainUnavailableException>(() => cluster.Replica(stopDomain).GetStatus()),
+            $"replica {stopDomain} reported down");
+        Assert.Equal(stopDomain, down.FaultDomain);
+        await Assert.ThrowsAsync<FaultDomainUnavailableException>(() => cluster.Usig(stopDomain).GetIdentity());
+
+        // The other 2f replicas go on (the primary, 0, is among them).
+        var alive = all.Where(i => i != stopDomain).ToArray();
+        await Task.WhenAll(team.Select(c => c.RunAsync(4)));
+        cluster.Log("requests completed with a domain down");
+        await cluster.WaitForAgreementAsync(alive, statuses[0].ExecutedSequence + 1);
+        Assert.All(cluster.Activations, a => Assert.Equal((long?)a.Key, a.Domain));
+    }
+}
