@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using MinBft.Hosting;
 using Microsoft.Extensions.Options;
+using MinBft.Hosting;
 
 namespace MinBft.Client;
 
@@ -68,6 +68,8 @@ public sealed partial class MinBftClient : IDisposable
         ArgumentNullException.ThrowIfNull(proxyFor);
         ArgumentNullException.ThrowIfNull(verifier);
         ArgumentNullException.ThrowIfNull(options);
+        // A snapshot: changing the options object later must not change a running client.
+        options = options.Clone();
         options.Validate();
         _proxyFor = proxyFor;
         _verifier = verifier;

@@ -35,6 +35,8 @@ public sealed class MinBftClientOptions
     /// <summary>Pause before the first retry; doubled for each further one.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(100);
 
+    internal MinBftClientOptions Clone() => (MinBftClientOptions)MemberwiseClone();
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
     {

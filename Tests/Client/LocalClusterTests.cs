@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using System.Globalization;
 using MinBft.Client;
 using MinBft.Client.Cli;
@@ -14,7 +15,18 @@ public sealed class LocalClusterFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Cluster = new LocalCluster(new LocalClusterOptions { F = 1, DataDirectory = DataDirectory }.UseFreePorts());
+        var log = Environment.GetEnvironmentVariable("MINBFT_TEST_LOG");
+        Cluster = new LocalCluster(new LocalClusterOptions
+        {
+            F = 1,
+            DataDirectory = DataDirectory,
+            ConfigureLogging = log is null ? null : logging =>
+            {
+                logging.AddProvider(new FileLogProvider(log));
+                logging.SetMinimumLevel(LogLevel.Information);
+                logging.AddFilter("Orleans", LogLevel.Warning);
+            },
+        }.UseFreePorts());
         await Cluster.StartAsync();
         await Cluster.WaitForReplicasAsync(TimeSpan.FromSeconds(60));
     }
