@@ -38,6 +38,7 @@ public interface IReplicaGrain : IGrainWithIntegerKey
 /// <param name="Halted">Null while running; otherwise why the replica stopped taking input.</param>
 /// <param name="HistoryDigest">Hex hash chain over the executed batches (sequence and batch digest):
 /// replicas with equal executed sequences and equal history digests executed the same batches in the same order.</param>
+/// <param name="StableCheckpoint">Position of the latest stable checkpoint (0: none yet).</param>
 [GenerateSerializer, Immutable, Alias("minbft.ReplicaStatus")]
 public sealed record ReplicaStatus(
     [property: Id(0)] int ReplicaId,
@@ -53,4 +54,5 @@ public sealed record ReplicaStatus(
     [property: Id(10)] int AwaitingUi,
     [property: Id(11)] int DurableSentCount,
     [property: Id(12)] string? Halted,
-    [property: Id(13)] string HistoryDigest);
+    [property: Id(13)] string HistoryDigest,
+    [property: Id(14)] ulong StableCheckpoint);

@@ -6,12 +6,15 @@ using MinBft.Encoding;
 using MinBft.Hosting;
 using MinBft.Messages;
 using Orleans.Concurrency;
+using Orleans.Placement;
 using Request = MinBft.Messages.Request;
 
 namespace MinBft;
 
 /// <summary>
-/// The proxy of one client (key = client id), placed anywhere. It sends the client's signed
+/// The proxy of one client (key = client id), placed on the silo that routes the client's
+/// first call (usually its gateway: one hop less), which may be a silo of any fault domain or
+/// one with none. It sends the client's signed
 /// request to all n replicas, resends it while fewer than f+1 replicas agree, and returns f+1
 /// matching replies. Every reply is checked (signature under the manifest's key of the replica
 /// it names, client id, seq) and each replica counts once, so neither a forged reply nor a
@@ -21,6 +24,7 @@ namespace MinBft;
 /// <see cref="MinBftOptions.MaxRequestsPerClientProxy"/> requests of at most n replies each.
 /// </summary>
 [Reentrant]
+[PreferLocalPlacement]
 public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider services, ILogger<ClientProxyGrain> logger) : Grain, IClientProxyGrain
 {
     /// <summary>Longest wait a caller may ask for; longer would outlive any sensible call timeout.</summary>

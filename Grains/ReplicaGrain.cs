@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using MinBft.Application;
 using MinBft.Encoding;
@@ -12,18 +13,6 @@ using Request = MinBft.Messages.Request;
 
 namespace MinBft;
 
-/// <summary>What a replica keeps durable: its view and every UI-certified message it sent.</summary>
-[GenerateSerializer, Alias("minbft.ReplicaGrainState")]
-public sealed class ReplicaGrainState
-{
-    [Id(0)]
-    public long View { get; set; }
-
-    /// <summary>This replica's own certified messages, counters 1, 2, ... without a gap.</summary>
-    [Id(1)]
-    public CertifiedMessage[] SentLog { get; set; } = [];
-}
-
 /// <summary>
 /// Replica i (key = i): a thin adapter that hosts a <see cref="ReplicaCore"/>. Inputs (peer
 /// messages, client requests, timer ticks, UIs from the USIG) go into the core synchronously,
@@ -31,7 +20,8 @@ public sealed class ReplicaGrainState
 /// <list type="bullet">
 /// <item>RequestUi: queued for the USIG pump, which asks USIG i for one UI at a time, in order;</item>
 /// <item>PersistSent: appended to the sent log, made durable by the persist pump (several
-/// messages coalesce into one write);</item>
+/// messages coalesce into one write, which rewrites only the log's last segment, see
+/// <see cref="ReplicaLogStore"/>);</item>
 /// <item>Send, ForwardRequest, SendReply: queued behind every PersistSent emitted before them and
 /// released only once those are durable (persist before send);</item>
 /// <item>Executed, Rejected: counted and logged.</item>
@@ -56,11 +46,13 @@ public sealed class ReplicaGrainState
 public sealed partial class ReplicaGrain(
     MinBftSilo silo,
     IStateMachineFactory stateMachines,
-    [PersistentState("replica", SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName)] IPersistentState<ReplicaGrainState> state,
+    IServiceProvider services,
     ILogger<ReplicaGrain> logger) : Grain, IReplicaGrain
 {
     private readonly Queue<RequestUi> _uiRequests = new();
-    private readonly Queue<(int DurableNeeded, Effect Effect)> _outbox = new();
+    private readonly Queue<(ulong DurableNeeded, Effect Effect)> _outbox = new();
+    // This replica's certified messages from counter _sentLogFirst on: the durable ones and
+    // those waiting for the persist pump (dropped once durable and garbage-collected by the core).
     private readonly List<CertifiedMessage> _sentLog = [];
     private readonly Queue<CertifiedMessage> _recovered = new();
     private readonly Dictionary<string, long> _grainRejections = new(StringComparer.Ordinal);
@@ -69,7 +61,8 @@ public sealed partial class ReplicaGrain(
     private ReplicaCore _core = null!;
     private IStateMachine _app = null!;
     private long _started;
-    private int _durableCount;
+    private ulong _sentLogFirst = 1;
+    private ulong _durable;
     private bool _usigPumpRunning;
     private bool _persistPumpRunning;
     private string? _halted;
@@ -78,10 +71,11 @@ public sealed partial class ReplicaGrain(
     private byte[] _history = new byte[32];
     private IUsigGrain _usig = null!;
     private IReplicaGrain[] _peers = [];
+    private ReplicaLogStore _log = null!;
 
     private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         _id = checked((int)this.GetPrimaryKeyLong());
         // Refuse outside fault domain i: there it would hold another domain's keys and store.
@@ -92,16 +86,30 @@ public sealed partial class ReplicaGrain(
         _usig = GrainFactory.GetGrain<IUsigGrain>(_id);
         _peers = Enumerable.Range(0, silo.Manifest.N).Select(i => GrainFactory.GetGrain<IReplicaGrain>(i)).ToArray();
 
-        // The activation read the durable state before this method runs.
-        var log = state.State.SentLog ?? [];
-        for (var i = 0; i < log.Length; i++)
+        // Fault domain i's own store ("minbft" is bound per silo to the domain's storage).
+        _log = new ReplicaLogStore(
+            services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName),
+            this.GetGrainId(),
+            silo.Options.SentLogSegmentSize);
+        var (_, first, log) = await _log.LoadAsync();
+        for (var i = 0; i < log.Count; i++)
         {
-            if (log[i] is null || log[i].Sender != _id || log[i].Ui.Counter != (ulong)i + 1)
-                throw new InvalidDataException($"replica {_id}: stored sent log is not this replica's gap-free stream at position {i}");
+            if (log[i] is null || log[i].Sender != _id || log[i].Ui.Counter != first + (ulong)i)
+                throw new InvalidDataException($"replica {_id}: stored sent log is not this replica's gap-free stream at counter {first + (ulong)i}");
         }
         _sentLog.AddRange(log);
-        _durableCount = log.Length;
+        _sentLogFirst = first;
+        _durable = first + (ulong)log.Count - 1;
         foreach (var message in log) _recovered.Enqueue(message);
+        if (first > 1)
+        {
+            // The start of the history was garbage-collected here and at the peers after stable
+            // checkpoints: the core cannot re-derive its messages without state transfer, and a
+            // fresh core would ask the USIG for counters it used long ago. Stay down (no input
+            // taken, nothing sent) rather than equivocate; an operator sees why in the status.
+            _halted = $"restarted with a sent log garbage-collected below counter {first}: rejoining needs state transfer, which the core does not have yet";
+            LogHalted(logger, null, _id, _halted);
+        }
 
         _tickTimer = this.RegisterGrainTimer(OnTickTimer, new GrainTimerCreationOptions(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan)
         {
@@ -109,8 +117,7 @@ public sealed partial class ReplicaGrain(
         });
         var safety = silo.Options.SafetyTickInterval;
         this.RegisterGrainTimer(OnSafetyTick, new GrainTimerCreationOptions(safety, safety) { Interleave = true, KeepAlive = true });
-        LogActivated(logger, _id, silo.Manifest.N, log.Length);
-        return Task.CompletedTask;
+        LogActivated(logger, _id, silo.Manifest.N, log.Count);
     }
 
     // ----- inputs: network input never throws; the core authenticates, rejects and counts -----
@@ -143,9 +150,10 @@ public sealed partial class ReplicaGrain(
             _core.PendingRequests,
             _core.LastAccepted(_id),
             _core.AwaitingUiCount,
-            _durableCount,
+            (int)Math.Min(int.MaxValue, _durable - Math.Min(_durable, _core.SentLogFirstCounter - 1)),
             _halted,
-            Convert.ToHexString(_history)));
+            Convert.ToHexString(_history),
+            _core.StableCheckpoint.Sequence));
     }
 
     private Task OnTickTimer()
@@ -198,7 +206,7 @@ public sealed partial class ReplicaGrain(
                     break;
                 case Send or ForwardRequest or SendReply:
                     // Released once every message persisted before it in this order is durable.
-                    _outbox.Enqueue((_sentLog.Count, effect));
+                    _outbox.Enqueue((LastSent, effect));
                     break;
                 case Executed executed:
                     OnExecuted(executed);
@@ -209,23 +217,26 @@ public sealed partial class ReplicaGrain(
             }
         }
         if (_uiRequests.Count > 0 && !_usigPumpRunning) _ = RunUsigPump();
-        if (_durableCount < _sentLog.Count && !_persistPumpRunning) _ = RunPersistPump();
+        if (_durable < LastSent && !_persistPumpRunning) _ = RunPersistPump();
         FlushOutbox();
         ScheduleTick(ready.NextTick);
     }
+
+    private ulong LastSent => _sentLogFirst + (ulong)_sentLog.Count - 1;
 
     private void AppendSent(CertifiedMessage message)
     {
         var counter = message.Ui.Counter;
         // A message replayed from the durable log after a restart is already in it.
-        if (counter <= (ulong)_sentLog.Count)
+        if (counter <= LastSent)
         {
             ProtocolInvariantException.Check(
-                MessageEncoding.CertifiedDigest(_sentLog[(int)counter - 1]).AsSpan().SequenceEqual(MessageEncoding.CertifiedDigest(message)),
+                counter >= _sentLogFirst && MessageEncoding.CertifiedDigest(_sentLog[(int)(counter - _sentLogFirst)]).AsSpan()
+                    .SequenceEqual(MessageEncoding.CertifiedDigest(message)),
                 "a counter is used for one message only");
             return;
         }
-        ProtocolInvariantException.Check(counter == (ulong)_sentLog.Count + 1, "the sent log has no gap");
+        ProtocolInvariantException.Check(counter == LastSent + 1, "the sent log has no gap");
         _sentLog.Add(message);
     }
 
@@ -242,7 +253,7 @@ public sealed partial class ReplicaGrain(
 
     private void FlushOutbox()
     {
-        while (_halted is null && _outbox.TryPeek(out var next) && next.DurableNeeded <= _durableCount)
+        while (_halted is null && _outbox.TryPeek(out var next) && next.DurableNeeded <= _durable)
         {
             _outbox.Dequeue();
             Dispatch(next.Effect);
@@ -357,19 +368,18 @@ public sealed partial class ReplicaGrain(
         try
         {
             var delay = silo.Options.RetryDelay;
-            while (_halted is null && _durableCount < _sentLog.Count)
+            while (_halted is null && _durable < LastSent)
             {
-                var target = _sentLog.Count;
-                // A fresh object per write: the storage provider may serialize it after this yields,
-                // while other turns keep appending to the in-memory log.
-                state.State = new ReplicaGrainState { View = _core.View, SentLog = _sentLog.ToArray() };
+                var target = LastSent;
                 try
                 {
                     // Awaited: a message may leave only once it is durable (persist before send).
-                    await state.WriteStateAsync();
-                    _durableCount = target;
+                    // The store copies what it writes before yielding; other turns keep appending.
+                    await _log.WriteAsync(_core.View, _sentLog, _sentLogFirst, _durable);
+                    _durable = target;
                     delay = silo.Options.RetryDelay;
                     FlushOutbox();
+                    await TrimAsync();
                 }
                 catch (InconsistentStateException e)
                 {
@@ -389,6 +399,21 @@ public sealed partial class ReplicaGrain(
         {
             _persistPumpRunning = false;
         }
+    }
+
+    /// <summary>
+    /// Drops, in storage and in memory, the whole segments the core no longer keeps (below its
+    /// sent-log anchor after a stable checkpoint): storage and memory stay bounded. Only durable
+    /// messages are dropped, and never the segment still being written.
+    /// </summary>
+    private async Task TrimAsync()
+    {
+        var keepFrom = Math.Min(_core.SentLogFirstCounter, _durable + 1);
+        if (keepFrom < _sentLogFirst + (ulong)_log.SegmentSize) return;
+        var first = await _log.TrimAsync(keepFrom);
+        if (first <= _sentLogFirst) return;
+        _sentLog.RemoveRange(0, (int)(first - _sentLogFirst));
+        _sentLogFirst = first;
     }
 
     // ----- timers -----

@@ -20,8 +20,10 @@ public static class MessageEncoding
     public static byte[] Prepare(Prepare p)
     {
         var w = new CanonicalWriter(64 + p.Batch.Length * 160)
-            .Tag(MessageTag.Prepare).I64(p.View).I32(p.PrimaryId).I32(p.Batch.Length);
+            .Tag(MessageTag.Prepare).I64(p.View).I32(p.PrimaryId).U64(p.Sequence).I32(p.Batch.Length);
         foreach (var request in p.Batch) WriteRequest(w, request);
+        if (p.ViewStart is null) w.U8(0);
+        else WriteCheckpointCertificate(w.U8(1), p.ViewStart);
         return w.ToArray();
     }
 
@@ -40,7 +42,8 @@ public static class MessageEncoding
             .ToArray();
 
     public static byte[] Checkpoint(Checkpoint c) =>
-        new CanonicalWriter(96).Tag(MessageTag.Checkpoint).I32(c.ReplicaId).U64(c.Sequence).Bytes(c.StateDigest).ToArray();
+        new CanonicalWriter(96).Tag(MessageTag.Checkpoint).I32(c.ReplicaId).I64(c.View).U64(c.Sequence).Bytes(c.StateDigest)
+            .U8(c.IsViewStart ? (byte)1 : (byte)0).ToArray();
 
     public static byte[] ReqViewChange(ReqViewChange r) =>
         new CanonicalWriter(48).Tag(MessageTag.ReqViewChange).I32(r.ReplicaId).I64(r.CurrentView).I64(r.NewView).ToArray();
@@ -52,6 +55,8 @@ public static class MessageEncoding
         WriteCheckpointCertificate(w, v.CheckpointCertificate);
         w.I32(v.Log.Length);
         foreach (var entry in v.Log) WriteCertifiedReference(w, entry);
+        w.I32(v.ViewStarts.Length);
+        foreach (var start in v.ViewStarts) WriteCheckpointCertificate(w, start);
         return w.ToArray();
     }
 
@@ -78,7 +83,13 @@ public static class MessageEncoding
     };
 
     /// <summary>SHA-256 of the bytes a USIG certifies: what CreateUi and VerifyUi take.</summary>
-    public static byte[] CertifiedDigest(CertifiedMessage m) => SHA256.HashData(Certified(m));
+    public static byte[] CertifiedDigest(CertifiedMessage m) =>
+        m is CertifiedStub stub ? (byte[])stub.CertifiedDigest.Clone() : SHA256.HashData(Certified(m));
+
+    /// <summary>The form a message takes in a VIEW-CHANGE log: whole, or a stub for messages
+    /// that carry other replicas' messages (VIEW-CHANGE, NEW-VIEW).</summary>
+    public static CertifiedMessage ForLog(CertifiedMessage m) =>
+        m is Messages.ViewChange or Messages.NewView ? new CertifiedStub(m.Sender, CertifiedDigest(m), m.Ui) : m;
 
     /// <summary>SHA-256 identifying a request (its signed content and signature).</summary>
     public static byte[] RequestDigest(Request r)

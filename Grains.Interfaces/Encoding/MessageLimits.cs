@@ -19,6 +19,7 @@ public static class MessageLimits
     public const int MaxViewChangeLog = 64 * 1024;
     public const int MaxCheckpointsInCertificate = 64;
     public const int MaxViewChangesInNewView = 64;
+    public const int MaxViewStartsInViewChange = 64;
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
     public static string? Check(ReplicaMessage? m) => m switch
@@ -30,6 +31,7 @@ public static class MessageLimits
         ReqViewChange r => CheckSignature(r.Signature),
         RetransmitRequest r => CheckSignature(r.Signature),
         ViewChange v => CheckViewChange(v),
+        CertifiedStub s => CheckUi(s.StubUi) ?? (s.CertifiedDigest is { Length: DigestLength } ? null : "stub digest length"),
         NewView n => CheckNewView(n),
         _ => $"unknown message type {m.GetType().Name}",
     };
@@ -83,7 +85,7 @@ public static class MessageLimits
         if (p.Batch.Length > MaxBatchSize) return "batch too large";
         foreach (var r in p.Batch)
             if (CheckRequest(r) is { } bad) return bad;
-        return null;
+        return p.ViewStart is null ? null : CheckCheckpointCertificate(p.ViewStart);
     }
 
     private static string? CheckCheckpoint(Checkpoint c) =>
@@ -94,12 +96,17 @@ public static class MessageLimits
         if (CheckUi(v.ViewChangeUi) is { } why) return why;
         if (CheckCheckpointCertificate(v.CheckpointCertificate) is { } bad) return bad;
         if (v.Log is null) return "null log";
+        if (v.ViewStarts is null) return "null view-start list";
+        if (v.ViewStarts.Length > MaxViewStartsInViewChange) return "too many view starts";
+        foreach (var start in v.ViewStarts)
+            if (CheckCheckpointCertificate(start) is { } badStart) return badStart;
         if (v.Log.Length > MaxViewChangeLog) return "log too long";
         foreach (var entry in v.Log)
         {
-            // A log holds the sender's own certified messages; nested view changes and
-            // new views are not carried again, which bounds the nesting depth.
+            // A log holds the sender's own certified messages; its view changes and new views
+            // travel as stubs, which bounds the nesting depth to one.
             if (entry is null or ViewChange or NewView) return "bad log entry";
+            if (entry.Sender != v.ReplicaId) return "log entry from another replica";
             if (Check(entry) is { } badEntry) return badEntry;
         }
         return null;

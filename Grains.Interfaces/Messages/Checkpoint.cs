@@ -1,17 +1,23 @@
 namespace MinBft.Messages;
 
 /// <summary>
-/// CHECKPOINT: after executing <see cref="Sequence"/> batches the sender's state (application
-/// plus reply cache) has digest <see cref="StateDigest"/>. It also anchors the sender's
-/// counter stream for replicas that recover from a checkpoint.
+/// CHECKPOINT: after executing <see cref="Sequence"/> batches, in <see cref="View"/>, the
+/// sender's state (application plus reply cache) has digest <see cref="StateDigest"/>. It also
+/// anchors the sender's counter stream for replicas that recover from a checkpoint. A correct
+/// replica never labels a position below its view's start with that view, which is what makes
+/// f+1 of them a proof of where a view starts.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Checkpoint")]
 public sealed record Checkpoint(
     [property: Id(0)] int ReplicaId,
+    [property: Id(4)] long View,
     [property: Id(1)] ulong Sequence,
     [property: Id(2)] byte[] StateDigest,
-    [property: Id(3)] UniqueIdentifier CheckpointUi) : CertifiedMessage
+    [property: Id(3)] UniqueIdentifier CheckpointUi,
+    [property: Id(5)] bool IsViewStart = false) : CertifiedMessage
 {
+    // IsViewStart: the one checkpoint a replica sends on entering View, at the view's base
+    // position. f+1 of them (VS) prove where the view's PREPAREs start.
     public override int Sender => ReplicaId;
     public override UniqueIdentifier Ui => CheckpointUi;
     public override CertifiedMessage WithUi(UniqueIdentifier ui) => this with { CheckpointUi = ui };

@@ -1,12 +1,19 @@
 namespace MinBft.Messages;
 
-/// <summary>PREPARE: the primary of <see cref="View"/> proposes a batch; its UI orders it.</summary>
+/// <summary>
+/// PREPARE: the primary of <see cref="View"/> proposes a batch for position
+/// <see cref="Sequence"/> of the replicated history; its UI orders it in the primary's stream.
+/// Positions are view-independent (counters restart with each view's primary), which is what
+/// lets a view change line up batches prepared in different views.
+/// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Prepare")]
 public sealed record Prepare(
     [property: Id(0)] long View,
     [property: Id(1)] int PrimaryId,
+    [property: Id(4)] ulong Sequence,
     [property: Id(2)] Request[] Batch,
-    [property: Id(3)] UniqueIdentifier PrepareUi) : CertifiedMessage
+    [property: Id(3)] UniqueIdentifier PrepareUi,
+    [property: Id(5)] CheckpointCertificate? ViewStart = null) : CertifiedMessage
 {
     public override int Sender => PrimaryId;
     public override UniqueIdentifier Ui => PrepareUi;

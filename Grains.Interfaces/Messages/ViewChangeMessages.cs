@@ -12,8 +12,10 @@ public sealed record ReqViewChange(
 }
 
 /// <summary>
-/// VIEW-CHANGE: the sender's stable checkpoint and its complete log of UI-certified messages
-/// since that checkpoint. Completeness (no counter gap) is what keeps committed batches.
+/// VIEW-CHANGE: the sender's stable checkpoint, its complete log of UI-certified messages from
+/// an anchor (counter 1, or one of its own CHECKPOINTs at least W positions below the stable
+/// one), and the view-start certificate of every view its log's PREPAREs and COMMITs belong to.
+/// Completeness (no counter gap) is what keeps committed batches across the view change.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.ViewChange")]
 public sealed record ViewChange(
@@ -21,7 +23,8 @@ public sealed record ViewChange(
     [property: Id(1)] long NewView,
     [property: Id(2)] CheckpointCertificate CheckpointCertificate,
     [property: Id(3)] CertifiedMessage[] Log,
-    [property: Id(4)] UniqueIdentifier ViewChangeUi) : CertifiedMessage
+    [property: Id(4)] UniqueIdentifier ViewChangeUi,
+    [property: Id(5)] CheckpointCertificate[] ViewStarts) : CertifiedMessage
 {
     public override int Sender => ReplicaId;
     public override UniqueIdentifier Ui => ViewChangeUi;

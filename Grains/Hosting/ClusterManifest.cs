@@ -35,10 +35,13 @@ public sealed record ReplicaIdentity(int Id, byte[] SigningPublicKey, byte[]? Us
 /// {
 ///   "format": "minbft-manifest/1",
 ///   "n": 3, "f": 1, "usigScheme": "ed25519",
+///   "checkpointInterval": 64, "watermark": 64,
 ///   "replicas": [ { "id": 0, "signingPublicKey": "base64", "usigPublicKey": "base64", "usigEpoch": 1 }, ... ]
 /// }
 /// </code>
 /// <c>usigPublicKey</c> is absent with the HMAC scheme (its key is a shared secret).
+/// <c>checkpointInterval</c> and <c>watermark</c> are protocol constants every replica must share
+/// (see <see cref="Protocol.ProtocolSettings"/>); they default to 64 when absent.
 /// </remarks>
 public sealed class ClusterManifest
 {
@@ -60,12 +63,24 @@ public sealed class ClusterManifest
 
     private readonly ReplicaIdentity[] _replicas;
 
-    private ClusterManifest(int f, UsigScheme scheme, ReplicaIdentity[] replicas)
+    /// <summary>Default of <see cref="CheckpointInterval"/> and <see cref="Watermark"/>.</summary>
+    public const int DefaultCheckpointInterval = 64;
+    public const int DefaultWatermark = 64;
+
+    private ClusterManifest(int f, UsigScheme scheme, ReplicaIdentity[] replicas, int checkpointInterval, int watermark)
     {
         F = f;
         UsigScheme = scheme;
         _replicas = replicas;
+        CheckpointInterval = checkpointInterval;
+        Watermark = watermark;
     }
+
+    /// <summary>A checkpoint every this many executed batches (the same on every replica).</summary>
+    public int CheckpointInterval { get; }
+
+    /// <summary>How far beyond its executed position a replica accepts PREPAREs (the same on every replica).</summary>
+    public int Watermark { get; }
 
     /// <summary>Number of replicas, 2f+1.</summary>
     public int N => _replicas.Length;
@@ -82,16 +97,22 @@ public sealed class ClusterManifest
     public IReadOnlyList<ReplicaIdentity> Replicas => _replicas;
 
     /// <summary>Validates and builds a manifest. Throws <see cref="ArgumentException"/> naming what is wrong.</summary>
-    public static ClusterManifest Create(int f, UsigScheme scheme, IEnumerable<ReplicaIdentity> replicas)
+    public static ClusterManifest Create(
+        int f,
+        UsigScheme scheme,
+        IEnumerable<ReplicaIdentity> replicas,
+        int checkpointInterval = DefaultCheckpointInterval,
+        int watermark = DefaultWatermark)
     {
         ArgumentNullException.ThrowIfNull(replicas);
         var list = replicas.ToArray();
-        if (Validate(f, scheme, list) is { } problem) throw new ArgumentException("invalid cluster manifest: " + problem, nameof(replicas));
+        if (Validate(f, scheme, list, checkpointInterval, watermark) is { } problem)
+            throw new ArgumentException("invalid cluster manifest: " + problem, nameof(replicas));
         // Defensive copies: the key arrays are what every verifier is built from.
         return new ClusterManifest(f, scheme, list
             .OrderBy(r => r.Id)
             .Select(r => r with { SigningPublicKey = (byte[])r.SigningPublicKey.Clone(), UsigPublicKey = (byte[]?)r.UsigPublicKey?.Clone() })
-            .ToArray());
+            .ToArray(), checkpointInterval, watermark);
     }
 
     /// <summary>Reads and validates a manifest file; throws <see cref="InvalidDataException"/> (or
@@ -137,8 +158,10 @@ public sealed class ClusterManifest
                 Base64(entry.UsigPublicKey, source, entry.Id, "usigPublicKey"),
                 entry.UsigEpoch));
         }
-        if (Validate(document.F, scheme, replicas) is { } problem) throw new InvalidDataException($"{source}: {problem}");
-        return new ClusterManifest(document.F, scheme, replicas.OrderBy(r => r.Id).ToArray());
+        var checkpointInterval = document.CheckpointInterval ?? DefaultCheckpointInterval;
+        var watermark = document.Watermark ?? DefaultWatermark;
+        if (Validate(document.F, scheme, replicas, checkpointInterval, watermark) is { } problem) throw new InvalidDataException($"{source}: {problem}");
+        return new ClusterManifest(document.F, scheme, replicas.OrderBy(r => r.Id).ToArray(), checkpointInterval, watermark);
     }
 
     /// <summary>The manifest as JSON text (the format <see cref="Parse"/> reads).</summary>
@@ -150,6 +173,8 @@ public sealed class ClusterManifest
             N = N,
             F = F,
             UsigScheme = SchemeName(UsigScheme),
+            CheckpointInterval = CheckpointInterval,
+            Watermark = Watermark,
             Replicas = _replicas.Select(r => (ReplicaDocument?)new ReplicaDocument
             {
                 Id = r.Id,
@@ -217,9 +242,11 @@ public sealed class ClusterManifest
         }
     }
 
-    private static string? Validate(int f, UsigScheme scheme, IReadOnlyList<ReplicaIdentity> replicas)
+    private static string? Validate(int f, UsigScheme scheme, IReadOnlyList<ReplicaIdentity> replicas, int checkpointInterval, int watermark)
     {
         if (f < 0) return $"f must be >= 0, got {f}";
+        if (checkpointInterval < 1) return $"checkpointInterval must be >= 1, got {checkpointInterval}";
+        if (watermark < 1) return $"watermark must be >= 1, got {watermark}";
         // Certificates carry f+1 messages and are bounded (MessageLimits).
         if (f + 1 > Encoding.MessageLimits.MaxViewChangesInNewView) return $"f={f} is beyond the message bounds (f+1 <= {Encoding.MessageLimits.MaxViewChangesInNewView})";
         if (!Enum.IsDefined(scheme)) return $"unknown USIG scheme {scheme}";
@@ -273,6 +300,8 @@ public sealed class ClusterManifest
         public int N { get; set; }
         public int F { get; set; }
         public string? UsigScheme { get; set; }
+        public int? CheckpointInterval { get; set; }
+        public int? Watermark { get; set; }
         public List<ReplicaDocument?>? Replicas { get; set; }
     }
 

@@ -41,7 +41,11 @@ public static class DeploymentKeys
     /// (created if missing) and returns the manifest it wrote. Refuses to run over an existing
     /// manifest or key file: regenerating would silently replace every replica's identity.
     /// </summary>
-    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme = UsigScheme.Ed25519)
+    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme = UsigScheme.Ed25519) =>
+        Generate(f, directory, scheme, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark);
+
+    /// <summary>As <see cref="Generate(int, string, UsigScheme)"/>, with the cluster's protocol constants.</summary>
+    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme, int checkpointInterval, int watermark)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(f);
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
@@ -67,7 +71,7 @@ public static class DeploymentKeys
             identities[i] = new ReplicaIdentity(i, signing[i].PublicKey, usig[i]?.PublicKey, InitialEpoch);
         }
         // Validates before anything is written.
-        var manifest = ClusterManifest.Create(f, scheme, identities);
+        var manifest = ClusterManifest.Create(f, scheme, identities, checkpointInterval, watermark);
 
         CreatePrivateDirectory(directory);
         for (var i = 0; i < n; i++)

@@ -68,6 +68,13 @@ public sealed class MinBftOptions
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>
+    /// Messages per stored segment of a replica's durable sent log: a write rewrites at most one
+    /// partly filled segment, and segments the core garbage-collected after a stable checkpoint
+    /// are dropped whole.
+    /// </summary>
+    public int SentLogSegmentSize { get; set; } = 64;
+
+    /// <summary>
     /// USIG i issues UIs only to replica i's grain. Anyone else able to call it (another grain,
     /// a client of the cluster) could burn counter values, and replica i would then halt on the
     /// gap. Turn off only in tests that drive a USIG directly.
@@ -80,7 +87,24 @@ public sealed class MinBftOptions
     /// <summary>Requests one client proxy tracks at once; more are refused (bounded state per client).</summary>
     public int MaxRequestsPerClientProxy { get; set; } = 64;
 
-    /// <summary>The settings of replica <paramref name="replicaId"/>'s core in an <paramref name="n"/>-replica cluster.</summary>
+    /// <summary>
+    /// The settings of replica <paramref name="replicaId"/>'s core: n and the cluster-wide
+    /// protocol constants from the manifest, the local knobs from these options.
+    /// </summary>
+    public ProtocolSettings ToProtocolSettings(ClusterManifest manifest, int replicaId)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        var settings = ToProtocolSettings(manifest.N, replicaId) with
+        {
+            CheckpointInterval = manifest.CheckpointInterval,
+            Watermark = manifest.Watermark,
+        };
+        settings.Validate();
+        return settings;
+    }
+
+    /// <summary>The settings of replica <paramref name="replicaId"/>'s core in an <paramref name="n"/>-replica
+    /// cluster with the default cluster-wide constants.</summary>
     public ProtocolSettings ToProtocolSettings(int n, int replicaId)
     {
         var settings = new ProtocolSettings
@@ -124,6 +148,7 @@ public sealed class MinBftOptions
         Positive(RetryDelay, nameof(RetryDelay));
         Positive(MaxRetryDelay, nameof(MaxRetryDelay));
         Positive(ClientRetransmitInterval, nameof(ClientRetransmitInterval));
+        if (SentLogSegmentSize < 1) throw new ArgumentException($"{SectionName}:{nameof(SentLogSegmentSize)} must be >= 1");
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
         // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).
         ToProtocolSettings(1, 0);

@@ -88,5 +88,5 @@ public sealed class MinBftSilo
     }
 
     /// <summary>The core settings of replica <paramref name="replicaId"/>.</summary>
-    public ProtocolSettings ProtocolSettings(int replicaId) => Options.ToProtocolSettings(Manifest.N, replicaId);
+    public ProtocolSettings ProtocolSettings(int replicaId) => Options.ToProtocolSettings(Manifest, replicaId);
 }

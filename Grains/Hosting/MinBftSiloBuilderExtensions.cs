@@ -57,6 +57,8 @@ public static class MinBftSiloBuilderExtensions
         options.Manifest = manifest;
         if (options.FaultDomain is { } domain && domain >= manifest.N)
             throw new ArgumentException($"{MinBftOptions.SectionName}:{nameof(MinBftOptions.FaultDomain)} {domain} is not a replica of this {manifest.N}-replica cluster");
+        // The local knobs must fit the cluster's constants (e.g. in-flight batches within the watermark).
+        options.ToProtocolSettings(manifest, options.FaultDomain ?? 0);
 
         if (options.FaultDomain is { } faultDomain)
         {

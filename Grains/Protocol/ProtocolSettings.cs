@@ -39,6 +39,26 @@ public sealed record ProtocolSettings
     /// <summary>Verified request digests remembered so a request is verified once, not per copy.</summary>
     public int VerifiedRequestCacheSize { get; init; } = 64 * 1024;
 
+    /// <summary>A checkpoint every this many executed batches (cluster-wide constant).</summary>
+    public int CheckpointInterval { get; init; } = 64;
+
+    /// <summary>
+    /// A backup accepts a PREPARE only for a position at most this far beyond what it executed
+    /// (cluster-wide constant). It bounds how far a replica's messages run ahead of its
+    /// checkpoints, which is what lets a VIEW-CHANGE log start at an older own checkpoint.
+    /// </summary>
+    public int Watermark { get; init; } = 64;
+
+    /// <summary>A backup that knows a request unexecuted for this long suspects the primary.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long a view change may take before the next view is tried; doubles on each
+    /// failed view change and resets after a successful one.</summary>
+    public TimeSpan ViewChangeTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>REQ-VIEW-CHANGE votes are kept only for views this far ahead (bounded memory).</summary>
+    public int MaxViewLookahead { get; init; } = 64;
+
     public int F => (N - 1) / 2;
 
     /// <summary>Matching commitments (the PREPARE counts as the primary's) that commit a batch.</summary>
@@ -51,9 +71,13 @@ public sealed record ProtocolSettings
         if (MaxBatchSize < 1 || MaxBatchSize > Encoding.MessageLimits.MaxBatchSize)
             throw new ArgumentException($"batch size must be 1..{Encoding.MessageLimits.MaxBatchSize}");
         if (MaxInFlightBatches < 1) throw new ArgumentException("at least one batch must be allowed in flight");
+        if (CheckpointInterval < 1) throw new ArgumentException("checkpoint interval must be positive");
+        if (Watermark < MaxInFlightBatches) throw new ArgumentException("the watermark must admit every in-flight batch");
         if (ReorderBufferPerSender < 1 || ReorderWindow < ReorderBufferPerSender)
             throw new ArgumentException("reorder window must hold the reorder buffer");
         if (RetransmitInterval <= TimeSpan.Zero) throw new ArgumentException("retransmit interval must be positive");
+        if (RequestTimeout <= RetransmitInterval) throw new ArgumentException("the request timeout must exceed the retransmit interval");
+        if (ViewChangeTimeout <= TimeSpan.Zero || MaxViewLookahead < 1) throw new ArgumentException("view-change settings must be positive");
         if (MaxRetransmitBatch < 1 || MaxPendingRequests < 1 || VerifiedRequestCacheSize < 1)
             throw new ArgumentException("limits must be positive");
     }

@@ -32,11 +32,12 @@ public sealed partial class ReplicaCore
     private void Execute(PreparedBatch batch)
     {
         ProtocolInvariantException.Check(!batch.Executed, "a batch executes once");
+        ProtocolInvariantException.Check(batch.Prepare.Sequence == ExecutedSequence + 1, "batches execute at consecutive positions");
         ProtocolInvariantException.Check(batch.Committers.Count >= _settings.CommitQuorum, "only committed batches execute");
         batch.Executed = true;
         ExecutedSequence++;
         _lastExecutionAt = _now;
-        if (batch.Prepare.PrimaryId == Id) _inFlightBatches--;
+        if (batch.Prepare.PrimaryId == Id && !_carryingOver) _inFlightBatches--;
         ProtocolInvariantException.Check(_inFlightBatches >= 0, "in-flight batch count is never negative");
 
         var view = batch.Prepare.View;
@@ -56,6 +57,7 @@ public sealed partial class ReplicaCore
             Emit(new SendReply(reply));
         }
         Emit(new Executed(ExecutedSequence, view, batch.Counter, BatchDigest(batch), batch.Prepare.Batch));
+        MaybeCheckpoint();
     }
 
     private static byte[] BatchDigest(PreparedBatch batch)

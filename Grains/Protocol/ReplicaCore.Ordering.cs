@@ -13,6 +13,9 @@ public sealed partial class ReplicaCore
     private readonly SortedDictionary<ulong, PreparedBatch> _prepares = [];
     // Counter of the last PREPARE accepted in this view (0: none yet).
     private ulong _lastPrepareCounter;
+    // Position (history sequence number) of the last PREPARE accepted in this view; starts at
+    // the view's base (0 in view 0).
+    private ulong _lastPreparedSequence;
     // Per replica: counter of the last PREPARE it committed to in this view (consecutive check).
     private readonly ulong[] _lastCommitted;
     // Per client: highest seq ordered in this view or executed. A PREPARE may only carry newer
@@ -42,8 +45,9 @@ public sealed partial class ReplicaCore
     private Outcome ProcessPrepare(Prepare prepare)
     {
         if (prepare.View < View) return Outcome.Accepted; // authentic but stale: part of the stream, no effect
-        if (prepare.View > View) return Outcome.Blocked;  // wait until this replica is in that view
+        if (prepare.View > View || _viewChanging) return Outcome.Blocked;  // wait until this replica is in that view
         if (ValidatePrepare(prepare) is { } invalid) return RejectOutcome(prepare.PrimaryId, invalid.Reason, invalid.Detail);
+        if (BeyondWatermark(prepare)) return Outcome.Blocked;
         AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
         return Outcome.Accepted;
     }
@@ -53,6 +57,21 @@ public sealed partial class ReplicaCore
     {
         if (prepare.PrimaryId != PrimaryOf(prepare.View))
             return (RejectReason.NotPrimary, $"replica {prepare.PrimaryId} is not primary of view {prepare.View}");
+        // Positions are consecutive in the primary's stream: a PREPARE for a taken or skipped
+        // position (an equivocating primary re-using one) is invalid.
+        if (prepare.Sequence != _lastPreparedSequence + 1)
+            return (RejectReason.InvalidBatch, $"position {prepare.Sequence}, expected {_lastPreparedSequence + 1}");
+        if (View > 0 && prepare.Sequence == _viewBase + 1)
+        {
+            // The first PREPARE of a view proves where the view starts (VS): f+1 view-start
+            // CHECKPOINTs at this view's base, with the state this replica has there.
+            if (prepare.ViewStart is not { } start || start.Sequence != _viewBase
+                || !_ownCheckpointDigests.TryGetValue(_viewBase, out var own) || own != Sha256Digest.From(start.StateDigest)
+                || !ValidCertificate(start, viewStart: View))
+                return (RejectReason.InvalidBatch, "first PREPARE of the view without a valid view-start certificate");
+        }
+        else if (prepare.ViewStart is not null)
+            return (RejectReason.InvalidBatch, "view-start certificate on a PREPARE that does not start a view");
         var clients = new HashSet<string>(StringComparer.Ordinal);
         foreach (var request in prepare.Batch)
         {
@@ -66,15 +85,21 @@ public sealed partial class ReplicaCore
         return null;
     }
 
+    /// <summary>A backup that executed less than the primary waits rather than run ahead.</summary>
+    private bool BeyondWatermark(Prepare prepare) => prepare.Sequence > ExecutedSequence + (ulong)_settings.Watermark;
+
     private void AcceptPrepare(Prepare prepare, byte[] digest)
     {
         var counter = prepare.PrepareUi.Counter;
         ProtocolInvariantException.Check(counter > _lastPrepareCounter, "PREPAREs are accepted in counter order");
+        ProtocolInvariantException.Check(prepare.Sequence == _lastPreparedSequence + 1, "PREPAREs take consecutive positions");
         ProtocolInvariantException.Check(prepare.View == View, "only PREPAREs of the current view are recorded");
         var batch = new PreparedBatch(prepare, Sha256Digest.From(digest), _lastPrepareCounter);
         _prepares.Add(counter, batch);
         _executionQueue.Enqueue(batch);
         _lastPrepareCounter = counter;
+        _lastPreparedSequence = prepare.Sequence;
+        if (prepare.ViewStart is { } viewStart) _viewStartsKnown[prepare.View] = viewStart;
         foreach (var request in prepare.Batch) NoteOrdered(request);
         // The PREPARE is the primary's own commitment.
         RecordCommitment(batch, prepare.PrimaryId);
@@ -88,7 +113,7 @@ public sealed partial class ReplicaCore
     {
         var sender = commit.ReplicaId;
         if (commit.View < View) return Outcome.Accepted;
-        if (commit.View > View) return Outcome.Blocked;
+        if (commit.View > View || _viewChanging) return Outcome.Blocked;
         if (sender == PrimaryOf(commit.View))
             return RejectOutcome(sender, RejectReason.CommitFromPrimary, "the primary's PREPARE is its commit");
         var prepare = commit.Prepare;
@@ -105,7 +130,14 @@ public sealed partial class ReplicaCore
         if (counter != 0 && counter <= primaryStream.LastAccepted)
         {
             // The PREPARE is already known here: the embedded copy must be that very one.
-            if (!_prepares.TryGetValue(counter, out var known))
+            if (!_prepares.TryGetValue(counter, out var known) && prepare.Sequence <= StableCheckpoint.Sequence)
+            {
+                // A late COMMIT for a batch below the stable checkpoint, forgotten here: settled
+                // history. Keep the sender's commit chain moving; nothing else can change.
+                _lastCommitted[sender] = counter;
+                return Outcome.Accepted;
+            }
+            if (known is null)
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"no PREPARE {counter} in view {View}");
             if (known.Digest != Sha256Digest.From(digest))
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"PREPARE {counter} differs");
@@ -130,10 +162,11 @@ public sealed partial class ReplicaCore
         }
         if (ValidatePrepare(prepare) is { } invalid)
             return RejectOutcome(sender, invalid.Reason, "embedded: " + invalid.Detail);
+        if (BeyondWatermark(prepare)) return Outcome.Blocked;
         if (_lastPrepareCounter != _lastCommitted[sender])
             return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
         AcceptPrepare(prepare, digest);
-        Advance(primary, counter);
+        Advance(primary, prepare);
         RecordCommitment(_prepares[counter], sender);
         TryExecute();
         return Outcome.Accepted;
@@ -184,7 +217,18 @@ public sealed partial class ReplicaCore
                 RecordCommitment(batch, Id);
                 TryExecute();
                 break;
+            case Checkpoint checkpoint:
+                _ownCheckpointCounters[checkpoint.Sequence] = checkpoint.Ui.Counter;
+                ProcessCheckpoint(checkpoint);
+                break;
+            case ViewChange viewChange:
+                ProcessViewChange(viewChange, own: true);
+                break;
+            case NewView newView:
+                ProcessNewView(newView, own: true);
+                break;
         }
+        if (_viewChangeDeferred && _awaitingUi.Count == 0) SendViewChange();
         Drain();
     }
 

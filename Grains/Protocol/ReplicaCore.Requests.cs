@@ -15,6 +15,8 @@ public sealed partial class ReplicaCore
     private readonly LinkedList<(Request Request, TimeSpan Arrived)> _pending = new();
     private readonly Dictionary<string, LinkedListNode<(Request Request, TimeSpan Arrived)>> _pendingByClient = new(StringComparer.Ordinal);
     private int _inFlightBatches;
+    // Primary: the position of the last batch it proposed (UI requested) in this view.
+    private ulong _lastProposedSequence;
     // Backup: requests known and not executed, by client (sorted: deterministic iteration).
     private readonly SortedDictionary<string, KnownRequest> _known = new(StringComparer.Ordinal);
 
@@ -101,12 +103,18 @@ public sealed partial class ReplicaCore
         _known[request.ClientId] = new KnownRequest(request, _now);
     }
 
+    /// <summary>The primary may propose now: not changing views, the view's start proven (after
+    /// view 0), pipeline and watermark not full.</summary>
+    private bool CanPropose =>
+        IsPrimary && !_viewChanging && (View == 0 || _viewStartCertificate is not null)
+        && _inFlightBatches < _settings.MaxInFlightBatches
+        && _lastProposedSequence + 1 <= ExecutedSequence + (ulong)_settings.Watermark;
+
     /// <summary>The primary cuts batches: full ones at once, otherwise when nothing is in flight
     /// or the oldest request has waited <see cref="ProtocolSettings.MaxBatchWait"/>.</summary>
     private void TryPropose()
     {
-        if (!IsPrimary) return;
-        while (_pending.Count > 0 && _inFlightBatches < _settings.MaxInFlightBatches)
+        while (_pending.Count > 0 && CanPropose)
         {
             var full = _pending.Count >= _settings.MaxBatchSize;
             var waited = _now - _pending.First!.Value.Arrived >= _settings.MaxBatchWait;
@@ -123,7 +131,9 @@ public sealed partial class ReplicaCore
             if (batch.Count == 0) continue;
             foreach (var request in batch) NoteOrdered(request);
             _inFlightBatches++;
-            RequestUiFor(new Prepare(View, Id, batch.ToArray(), UniqueIdentifier.None));
+            _lastProposedSequence++;
+            var viewStart = View > 0 && _lastProposedSequence == _viewBase + 1 ? _viewStartCertificate : null;
+            RequestUiFor(new Prepare(View, Id, _lastProposedSequence, batch.ToArray(), UniqueIdentifier.None, viewStart));
         }
     }
 }

@@ -13,6 +13,8 @@ public sealed partial class ReplicaCore
 {
     private enum Outcome { Accepted, Blocked, Rejected }
 
+    private readonly Dictionary<(int Requester, int Stream), TimeSpan> _retransmitServedAt = [];
+
     private void HandleCertified(CertifiedMessage message)
     {
         // Bounds first: nothing large is hashed or verified before this.
@@ -57,7 +59,7 @@ public sealed partial class ReplicaCore
         if (counter == stream.NextExpected)
         {
             var outcome = Process(message);
-            if (outcome == Outcome.Accepted) Advance(sender, counter);
+            if (outcome == Outcome.Accepted) Advance(sender, message);
             else if (outcome == Outcome.Blocked) BufferMessage(sender, message);
             // Rejected: counted by Process; the stream does not advance.
         }
@@ -74,6 +76,9 @@ public sealed partial class ReplicaCore
     {
         Prepare prepare => ProcessPrepare(prepare),
         Commit commit => ProcessCommit(commit),
+        Checkpoint checkpoint => ProcessCheckpoint(checkpoint),
+        ViewChange viewChange => ProcessViewChange(viewChange, own: false),
+        NewView newView => ProcessNewView(newView, own: false),
         _ => RejectOutcome(message.Sender, RejectReason.Unsupported, message.GetType().Name),
     };
 
@@ -83,12 +88,22 @@ public sealed partial class ReplicaCore
         return Outcome.Rejected;
     }
 
-    private void Advance(int sender, ulong counter)
+    private void Advance(int sender, CertifiedMessage message)
     {
         var stream = _streams[sender];
+        var counter = message.Ui.Counter;
         ProtocolInvariantException.Check(counter == stream.LastAccepted + 1, "streams advance one counter at a time");
         stream.LastAccepted = counter;
         stream.Buffer.Remove(counter);
+        KeepForRelay(stream, message);
+    }
+
+    private void KeepForRelay(PeerStream stream, CertifiedMessage message)
+    {
+        // Only a contiguous run can be relayed; a re-anchored stream starts a new run.
+        if (stream.Accepted.Count > 0 && stream.Accepted[^1].Ui.Counter + 1 != message.Ui.Counter) stream.Accepted.Clear();
+        stream.Accepted.Add(message);
+        if (message is Checkpoint cp) stream.CheckpointCounters[cp.Sequence] = cp.Ui.Counter;
     }
 
     private void BufferMessage(int sender, CertifiedMessage message)
@@ -129,7 +144,7 @@ public sealed partial class ReplicaCore
                     if (outcome == Outcome.Blocked) break;
                     if (outcome == Outcome.Accepted)
                     {
-                        Advance(sender, next.Ui.Counter);
+                        Advance(sender, next);
                         progress = true;
                     }
                     else
@@ -140,19 +155,48 @@ public sealed partial class ReplicaCore
                         break;
                     }
                 }
+                if (!stream.Buffer.ContainsKey(stream.NextExpected) && TryReanchor(sender)) progress = true;
             }
         } while (progress);
     }
 
-    /// <summary>Ask <paramref name="peer"/> to resend from our next expected counter on.</summary>
-    private void AskRetransmission(int peer, bool force)
+    /// <summary>
+    /// PROTOCOL.md section 6 (Decision): a sender's CHECKPOINT anchors its stream. If a gap in
+    /// j's stream sits before a CHECKPOINT of j at position p with p + W at or below our stable
+    /// checkpoint, everything j sent before that CHECKPOINT refers to positions at most p + W:
+    /// settled history, which j may already have forgotten. Skipping the gap loses nothing that
+    /// safety needs (a VIEW-CHANGE relies on its sender's own log, not on what we saw), and it
+    /// keeps a peer that missed a retransmission window from being ignored forever.
+    /// </summary>
+    private bool TryReanchor(int sender)
+    {
+        var stream = _streams[sender];
+        var settled = StableCheckpoint.Sequence;
+        ulong anchor = 0;
+        foreach (var (counter, message) in stream.Buffer)
+            if (message is Checkpoint cp && cp.Sequence + (ulong)_settings.Watermark <= settled) anchor = counter;
+        if (anchor <= stream.NextExpected) return false;
+        foreach (var counter in stream.Buffer.Keys.Where(c => c < anchor).ToList()) stream.Buffer.Remove(counter);
+        stream.LastAccepted = anchor - 1;
+        ReanchoredStreams++;
+        return true;
+    }
+
+    /// <summary>Times a peer's stream was re-anchored at its CHECKPOINT past an unfillable gap.</summary>
+    public long ReanchoredStreams { get; private set; }
+
+    /// <summary>Ask for <paramref name="peer"/>'s stream from our next expected counter on: the
+    /// peer itself and, with <paramref name="relays"/>, every other replica (the peer may have
+    /// crashed; others relay what they accepted from it).</summary>
+    private void AskRetransmission(int peer, bool force, bool relays = false)
     {
         var stream = _streams[peer];
         if (!force && stream.RetransmitAskedAt is { } asked && _now - asked < _settings.RetransmitInterval) return;
         stream.RetransmitAskedAt = _now;
         var unsigned = new RetransmitRequest(Id, peer, stream.NextExpected, []);
-        var signature = _crypto.Signer.Sign(MessageEncoding.RetransmitRequest(unsigned));
-        Emit(new Send(peer, unsigned with { Signature = signature }));
+        var signed = unsigned with { Signature = _crypto.Signer.Sign(MessageEncoding.RetransmitRequest(unsigned)) };
+        if (relays) Emit(new Send(null, signed));
+        else Emit(new Send(peer, signed));
     }
 
     private void HandleRetransmitRequest(RetransmitRequest request)
@@ -163,7 +207,7 @@ public sealed partial class ReplicaCore
             return;
         }
         var from = request.ReplicaId;
-        if (!IsReplica(from) || from == Id || request.TargetId != Id)
+        if (!IsReplica(from) || from == Id || !IsReplica(request.TargetId) || request.TargetId == from)
         {
             Reject(from, RejectReason.UnknownSender, $"retransmit request {from}->{request.TargetId}");
             return;
@@ -175,10 +219,14 @@ public sealed partial class ReplicaCore
         }
         // Signed, so only replicas can ask; still answer each peer at most twice an interval
         // so a faulty replica cannot turn us into an amplifier.
-        var stream = _streams[from];
-        if (stream.RetransmitServedAt is { } served && _now - served < _settings.RetransmitInterval / 2) return;
-        stream.RetransmitServedAt = _now;
-        foreach (var message in SentFrom(request.FromCounter, _settings.MaxRetransmitBatch))
-            Emit(new Send(from, message));
+        // Keyed by (requester, stream): one requester asks for several streams at once.
+        var key = (from, request.TargetId);
+        if (_retransmitServedAt.TryGetValue(key, out var served) && _now - served < _settings.RetransmitInterval / 2) return;
+        _retransmitServedAt[key] = _now;
+        // Our own stream from the sent log; another replica's from what we accepted (relay).
+        var messages = request.TargetId == Id
+            ? SentFrom(request.FromCounter, _settings.MaxRetransmitBatch)
+            : _streams[request.TargetId].AcceptedFrom(request.FromCounter, _settings.MaxRetransmitBatch);
+        foreach (var message in messages.ToList()) Emit(new Send(from, message));
     }
 }

@@ -10,11 +10,12 @@ public sealed partial class ReplicaCore
 {
     private void HandleTick()
     {
+        ViewChangeTimers();
         var interval = _settings.RetransmitInterval;
         if (IsStalled())
         {
             for (var peer = 0; peer < N; peer++)
-                if (peer != Id) AskRetransmission(peer, force: false);
+                if (peer != Id) AskRetransmission(peer, force: false, relays: true);
         }
         else
         {
@@ -46,7 +47,7 @@ public sealed partial class ReplicaCore
     private TimeSpan? _busySince;
 
     private bool HasOutstandingWork =>
-        _executionQueue.Count > 0 || _known.Count > 0 || _awaitingUi.Count > 0 || _pending.Count > 0 || BufferedMessages > 0;
+        _viewChanging || _executionQueue.Count > 0 || _known.Count > 0 || _awaitingUi.Count > 0 || _pending.Count > 0 || BufferedMessages > 0;
 
     private void TrackBusy()
     {
@@ -57,13 +58,15 @@ public sealed partial class ReplicaCore
     private TimeSpan? NextTick()
     {
         TimeSpan? next = null;
-        if (IsPrimary && _pending.Count > 0 && _inFlightBatches < _settings.MaxInFlightBatches)
+        if (_pending.Count > 0 && CanPropose)
             next = _pending.First!.Value.Arrived + _settings.MaxBatchWait;
         if (HasOutstandingWork)
         {
             var retransmit = _now + _settings.RetransmitInterval / 4;
             if (next is null || retransmit < next) next = retransmit;
         }
+        // Never ask for a tick in the past: the host would spin.
+        if (next is { } at && at <= _now) next = _now + TimeSpan.FromMilliseconds(1);
         return next;
     }
 }

@@ -58,6 +58,9 @@ public sealed partial class ReplicaCore
     /// (for this replica itself: the last counter its USIG issued).</summary>
     public ulong LastAccepted(int replica) => _streams[replica].LastAccepted;
 
+    /// <summary>Messages held in the reorder buffer for one sender.</summary>
+    public int BufferedFrom(int replica) => _streams[replica].Buffer.Count;
+
     /// <summary>Messages held in reorder buffers, over all senders.</summary>
     public int BufferedMessages => _streams.Sum(s => s.Buffer.Count);
 
@@ -87,6 +90,9 @@ public sealed partial class ReplicaCore
                 break;
             case RetransmitRequest retransmit:
                 HandleRetransmitRequest(retransmit);
+                break;
+            case ReqViewChange reqViewChange:
+                HandleReqViewChange(reqViewChange);
                 break;
             default:
                 Reject(SafeSender(message), RejectReason.Unsupported, message.GetType().Name);

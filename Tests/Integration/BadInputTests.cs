@@ -58,10 +58,10 @@ public sealed class BadInputTests(ITestOutputHelper output)
 
         // Network input is one-way: nothing comes back to the sender, the replica counts it.
         await replica.Deliver(null!);                                                              // Malformed
-        await replica.Deliver(new Prepare(0, 0, Enumerable.Repeat(valid, MessageLimits.MaxBatchSize + 1).ToArray(), ui)); // Malformed: over the batch bound
-        await replica.Deliver(new Prepare(0, 0, [valid], ui));                                     // InvalidUi: a certificate nobody issued
-        await replica.Deliver(new Commit(0, Backup, new Prepare(0, 0, [valid], ui), ui));         // UnknownSender: claims to be the receiver
-        await replica.Deliver(new Prepare(0, 7, [valid], ui));                                     // UnknownSender: no replica 7
+        await replica.Deliver(new Prepare(0, 0, 1, Enumerable.Repeat(valid, MessageLimits.MaxBatchSize + 1).ToArray(), ui)); // Malformed: over the batch bound
+        await replica.Deliver(new Prepare(0, 0, 1, [valid], ui));                                     // InvalidUi: a certificate nobody issued
+        await replica.Deliver(new Commit(0, Backup, new Prepare(0, 0, 1, [valid], ui), ui));         // UnknownSender: claims to be the receiver
+        await replica.Deliver(new Prepare(0, 7, 1, [valid], ui));                                     // UnknownSender: no replica 7
         await replica.Deliver(signedRetransmit);                                                   // InvalidSignature: unsigned
         await replica.Deliver(new ReqViewChange(0, 0, 1, new byte[64]));                           // Unsupported (no view change yet)
         await replica.Submit(null!);                                                               // Malformed

@@ -85,6 +85,8 @@ public sealed class ClusterManifestTests : IDisposable
         { "hmacwithkey", "must be absent with the hmac scheme" },
         { "nousigkey", "usigPublicKey is not a valid Ed25519 public key" },
         { "garbage", "not a valid manifest" },
+        { "checkpoint", "checkpointInterval must be >= 1" },
+        { "watermark", "watermark must be >= 1" },
     };
 
     [Theory]
@@ -108,6 +110,8 @@ public sealed class ClusterManifestTests : IDisposable
             case "unknown": json["signingKeys"] = "typo"; break;
             case "hmacwithkey": json["usigScheme"] = "hmac"; break;
             case "nousigkey": replicas[0]!.AsObject().Remove("usigPublicKey"); break;
+            case "checkpoint": json["checkpointInterval"] = 0; break;
+            case "watermark": json["watermark"] = -1; break;
         }
         var text = corruption == "garbage" ? "{ not json" : json.ToJsonString();
         var path = Path.Combine(_directory, "corrupt.json");
@@ -117,6 +121,22 @@ public sealed class ClusterManifestTests : IDisposable
 
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
         Assert.Contains(path, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Protocol_constants_are_written_and_default_when_absent()
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory, UsigScheme.Ed25519, checkpointInterval: 16, watermark: 32);
+        var reloaded = ClusterManifest.Parse(manifest.ToJson());
+        Assert.Equal((16, 32), (reloaded.CheckpointInterval, reloaded.Watermark));
+        var settings = new MinBftOptions { Manifest = reloaded }.ToProtocolSettings(reloaded, 2);
+        Assert.Equal((3, 2, 16, 32), (settings.N, settings.ReplicaId, settings.CheckpointInterval, settings.Watermark));
+
+        var json = JsonNode.Parse(manifest.ToJson())!.AsObject();
+        json.Remove("checkpointInterval");
+        json.Remove("watermark");
+        var defaults = ClusterManifest.Parse(json.ToJsonString());
+        Assert.Equal((ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark), (defaults.CheckpointInterval, defaults.Watermark));
     }
 
     [Fact]

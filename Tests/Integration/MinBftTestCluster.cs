@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using MinBft.Application;
 using MinBft.Crypto;
@@ -31,6 +32,10 @@ internal sealed record ClusterSetup
 
     public bool UsigServesOnlyItsReplica { get; init; } = true;
 
+    public int CheckpointInterval { get; init; } = ClusterManifest.DefaultCheckpointInterval;
+    public int Watermark { get; init; } = ClusterManifest.DefaultWatermark;
+    public int SentLogSegmentSize { get; init; } = 64;
+
     /// <summary>Extra per-silo configuration: (fault domain or null, silo builder).</summary>
     public Action<int?, ISiloBuilder>? ConfigureSilo { get; init; }
 }
@@ -54,7 +59,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         Setup = setup;
         _output = output;
         Directory = Path.Combine(Path.GetTempPath(), "minbft-it-" + Guid.NewGuid().ToString("N"));
-        Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme);
+        Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme, setup.CheckpointInterval, setup.Watermark);
         Cluster = null!;
     }
 
@@ -67,6 +72,9 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 
     /// <summary>Every call a replica or USIG grain served, with the fault domain of the silo that ran it.</summary>
     public ConcurrentQueue<(string Grain, long Key, int? Domain)> Activations { get; } = new();
+
+    /// <summary>Every call a client proxy served: (client id, fault domain of its silo or null for a gateway).</summary>
+    public ConcurrentQueue<(string ClientId, int? Domain)> ProxyCalls { get; } = new();
 
     /// <summary>Every UI a USIG returned: (replica, counter, digest hex).</summary>
     public ConcurrentQueue<(long Replica, ulong Counter, string Digest)> IssuedUis { get; } = new();
@@ -93,19 +101,34 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 
     private void ConfigureSilo(int? domain, ISiloBuilder silo)
     {
-        silo.AddMinBft(options =>
+        void Tune(MinBftOptions options)
         {
-            options.FaultDomain = domain;
-            options.Manifest = Manifest;
-            options.KeyDirectory = domain is { } d ? DeploymentKeys.DomainDirectory(Directory, d) : null;
-            options.DataDirectory = Path.Combine(Directory, "data");
             options.UseEmbeddedStorage = Setup.Sqlite;
             options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
+            options.SentLogSegmentSize = Setup.SentLogSegmentSize;
             // Short intervals: a dropped message is asked for again quickly.
             options.RetransmitInterval = TimeSpan.FromMilliseconds(100);
             options.ClientRetransmitInterval = TimeSpan.FromMilliseconds(500);
             options.SafetyTickInterval = TimeSpan.FromMilliseconds(250);
-        });
+        }
+
+        if (domain is { } d)
+        {
+            // A fault domain's silo is configured the way a real one is: from configuration, with
+            // the manifest on disk and the keys in domain-{i} next to it.
+            var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["MinBft:FaultDomain"] = d.ToString(CultureInfo.InvariantCulture),
+                ["MinBft:ManifestPath"] = Path.Combine(Directory, DeploymentKeys.ManifestFileName),
+                ["MinBft:DataDirectory"] = Path.Combine(Directory, "data"),
+                ["MinBft:MaxBatchWait"] = "00:00:00.002",
+            }).Build();
+            silo.AddMinBft(configuration, Tune);
+        }
+        else
+        {
+            silo.AddMinBftGateway(Manifest, Tune);
+        }
         if (!Setup.Sqlite) silo.AddMemoryGrainStorage(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
         silo.Configure<ClusterMembershipOptions>(membership =>
         {
@@ -125,6 +148,9 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                     break;
                 case UsigGrain:
                     Activations.Enqueue(("usig", KeyOf(context.TargetId), domain));
+                    break;
+                case ClientProxyGrain:
+                    ProxyCalls.Enqueue((context.TargetId.Key.ToString(), domain));
                     break;
             }
             await context.Invoke();
@@ -193,7 +219,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     }
 
     public static string Describe(ReplicaStatus s) =>
-        $"r{s.ReplicaId}: exec {s.ExecutedSequence} hist {s.HistoryDigest[..8]} state {s.StateDigest[..8]} ui {s.LastUiCounter} " +
+        $"r{s.ReplicaId}: exec {s.ExecutedSequence} stable {s.StableCheckpoint} hist {s.HistoryDigest[..8]} state {s.StateDigest[..8]} ui {s.LastUiCounter} " +
         $"buffered {s.BufferedMessages} pending {s.PendingRequests} halted '{s.Halted}' rejections [{string.Join(",", s.Rejections.Select(p => p.Key + "=" + p.Value))}]";
 
     public static async Task<T> EventuallyAsync<T>(Func<Task<T>> call, string what)
@@ -249,8 +275,11 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     }
 }
 
-/// <summary>A test client: its own key, its own seq counter, requests through its proxy.</summary>
-internal sealed class TestClient(MinBftTestCluster cluster, string name)
+/// <summary>
+/// A test client: its own key, its own seq counter, requests through its proxy, reached through
+/// the cluster client or through <paramref name="via"/> (e.g. a silo's grain factory).
+/// </summary>
+internal sealed class TestClient(MinBftTestCluster cluster, string name, IGrainFactory? via = null)
 {
     private readonly ClientSigner _signer = new(Ed25519KeyPair.Generate(new SecureRandom()));
     private ulong _seq;
@@ -273,7 +302,8 @@ internal sealed class TestClient(MinBftTestCluster cluster, string name)
         {
             try
             {
-                var replies = await cluster.Proxy(ClientId).Execute(request, MinBftTestCluster.AttemptTimeout);
+                var proxy = (via ?? cluster.Grains).GetGrain<IClientProxyGrain>(ClientId);
+                var replies = await proxy.Execute(request, MinBftTestCluster.AttemptTimeout);
                 return CheckReplies(request, replies);
             }
             catch (Exception e) when (e is TimeoutException or OrleansException && clock.Elapsed < MinBftTestCluster.RequestTimeout)

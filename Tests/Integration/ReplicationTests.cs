@@ -1,4 +1,6 @@
+using Microsoft.Extensions.DependencyInjection;
 using MinBft.Hosting;
+using Orleans;
 using Xunit.Abstractions;
 
 namespace MinBft.Tests.Integration;
@@ -31,9 +33,19 @@ public sealed class ReplicationTests(ITestOutputHelper output)
         for (var i = 0; i < n; i++) Assert.Equal(i, (await cluster.Usig(i).GetIdentity()).ReplicaId);
 
         var all = Enumerable.Range(0, n).ToArray();
-        var team = Enumerable.Range(0, clients).Select(c => new TestClient(cluster, "c" + c)).ToArray();
+        var team = Enumerable.Range(0, clients).Select(c => new TestClient(cluster, "c" + c)).ToList();
+        // With a gateway silo (no fault domain), one more client's proxy lives there.
+        var gateway = cluster.Setup.GatewaySilos > 0
+            ? new TestClient(cluster, "gw", cluster.SiloOf(n).ServiceProvider.GetRequiredService<IGrainFactory>())
+            : null;
+        if (gateway is not null) team.Add(gateway);
         await Task.WhenAll(team.Select(c => c.RunAsync(operations)));
-        cluster.Log($"{clients} clients x {operations} operations done");
+        cluster.Log($"{team.Count} clients x {operations} operations done");
+        if (gateway is not null)
+        {
+            Assert.Contains(cluster.ProxyCalls, p => p.ClientId == gateway.ClientId);
+            Assert.All(cluster.ProxyCalls.Where(p => p.ClientId == gateway.ClientId), p => Assert.Null(p.Domain));
+        }
         var statuses = await cluster.WaitForAgreementAsync(all);
         Assert.All(statuses, s => Assert.Equal(0, s.View));
         Assert.All(statuses, s => Assert.True(s.ExecutedSequence >= 1));

@@ -1,3 +1,4 @@
+using Microsoft.Data.Sqlite;
 using Xunit.Abstractions;
 
 namespace MinBft.Tests.Integration;
@@ -54,5 +55,56 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
             Assert.Equal(Enumerable.Range(1, counters.Length).Select(c => (ulong)c), counters);
         }
         Assert.Contains(issued, u => u.Replica == restarted && u.Counter > usigBefore.LastCounter);
+    }
+
+    [Fact]
+    public async Task Checkpoints_bound_the_durable_log_and_a_replica_restarted_after_garbage_collection_stays_down_safely()
+    {
+        const int restarted = 2;
+        await using var cluster = await MinBftTestCluster.StartAsync(
+            new ClusterSetup { F = 1, CheckpointInterval = 4, Watermark = 8, SentLogSegmentSize = 4 }, output);
+        var all = Enumerable.Range(0, cluster.N).ToArray();
+        var clients = Enumerable.Range(0, 4).Select(c => new TestClient(cluster, "g" + c)).ToArray();
+
+        await Task.WhenAll(clients.Select(c => c.RunAsync(16)));
+        var statuses = await cluster.WaitForAgreementAsync(all);
+        foreach (var s in statuses) output.WriteLine(MinBftTestCluster.Describe(s));
+        Assert.All(statuses, s => Assert.True(s.StableCheckpoint >= 16, MinBftTestCluster.Describe(s)));
+        // The sent log kept in memory (and durable) is a window, not the whole history.
+        Assert.All(statuses, s => Assert.True(s.SentLogCount < (int)s.LastUiCounter / 2, MinBftTestCluster.Describe(s)));
+        Assert.All(statuses, s => Assert.Equal(s.SentLogCount, s.DurableSentCount));
+        // In storage too: the oldest segments of every replica's log are gone.
+        for (var domain = 0; domain < cluster.N; domain++)
+        {
+            var segments = StoredLogSegments(Path.Combine(cluster.Directory, "data", $"minbft-domain-{domain}.db"));
+            Assert.DoesNotContain("log-0", segments);
+            Assert.True(segments.Count <= 6, string.Join(",", segments));
+        }
+
+        // Its peers forgot the start of history, and so did its own store: after a restart the
+        // replica cannot re-derive its messages (that needs state transfer) and must stay down
+        // rather than certify anything again.
+        var usigBefore = (await cluster.Usig(restarted).GetIdentity()).LastCounter;
+        await cluster.StopDomainAsync(restarted);
+        await cluster.RestartDomainAsync(restarted);
+        var down = await MinBftTestCluster.EventuallyAsync(() => cluster.Replica(restarted).GetStatus(), "restarted replica answers");
+        Assert.Contains("state transfer", down.Halted, StringComparison.Ordinal);
+
+        await Task.WhenAll(clients.Select(c => c.RunAsync(4)));
+        await cluster.WaitForAgreementAsync([0, 1], statuses[0].ExecutedSequence + 1);
+        Assert.Equal(usigBefore, (await cluster.Usig(restarted).GetIdentity()).LastCounter);
+        Assert.True((await cluster.Replica(restarted).GetStatus()).Rejections.GetValueOrDefault("Halted") > 0);
+    }
+
+    private static List<string> StoredLogSegments(string database)
+    {
+        using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = database, Pooling = false }.ToString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT state_name FROM grain_state WHERE state_name LIKE 'log-%' AND state_name <> 'log-head' AND data IS NOT NULL";
+        using var reader = command.ExecuteReader();
+        var names = new List<string>();
+        while (reader.Read()) names.Add(reader.GetString(0));
+        return names;
     }
 }

@@ -17,6 +17,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
     private readonly List<Request> _requests = [];
     private readonly List<CertifiedMessage> _sent = [];
     private readonly List<Request> _ordered = [];
+    private ulong _nextPosition = 1;
 
     public void Start() => sim.Events.After(TimeSpan.FromMilliseconds(5), Act);
 
@@ -50,6 +51,20 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
         var rng = sim.Rng;
         if (id == 0 && _requests.Count > 0) Equivocate(rng);
         if (rng.NextDouble() < 0.4) Impersonate(rng);
+        if (rng.NextDouble() < 0.3)
+        {
+            // Spam suspicion: f faulty replicas alone must never move the view.
+            var target = (long)rng.Next(1, 4);
+            var unsigned = new ReqViewChange(id, target - 1, target, []);
+            var signed = unsigned with { Signature = keys.SignerFor(id).Sign(MessageEncoding.ReqViewChange(unsigned)) };
+            for (var to = 0; to < sim.N; to++) if (to != id) sim.Transmit(id, to, signed);
+        }
+        if (rng.NextDouble() < 0.1 && _sent.Count > 1)
+        {
+            // A VIEW-CHANGE whose log leaves out its sender's earlier messages.
+            var truncated = _sent.Skip(_sent.Count / 2).Select(MessageEncoding.ForLog).ToArray();
+            Broadcast(Certify(new ViewChange(id, rng.Next(1, 3), CheckpointCertificate.Genesis, truncated, UniqueIdentifier.None, [])), rng);
+        }
         if (rng.NextDouble() < 0.3 && _heard.Count > 0)
         {
             var replayed = _heard[rng.Next(_heard.Count)];
@@ -64,7 +79,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
         if (rng.NextDouble() < 0.2 && _requests.Count > 0 && id != 0)
         {
             // A PREPARE from a replica that is not the primary: validly certified, still invalid.
-            Broadcast(Certify(new Prepare(0, id, [_requests[rng.Next(_requests.Count)]], UniqueIdentifier.None)), rng);
+            Broadcast(Certify(new Prepare(0, id, (ulong)rng.Next(1, 20), [_requests[rng.Next(_requests.Count)]], UniqueIdentifier.None)), rng);
         }
         if (sim.Now < TimeSpan.FromSeconds(10)) sim.Events.After(TimeSpan.FromMilliseconds(rng.Next(5, 60)), Act);
     }
@@ -83,19 +98,21 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
         switch (rng.Next(4))
         {
             case 0 when pool.Count > 1:
-                var first = Certify(new Prepare(0, id, pool.Take(pool.Count / 2).ToArray(), UniqueIdentifier.None));
-                var second = Certify(new Prepare(0, id, pool.Skip(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                var first = Certify(new Prepare(0, id, _nextPosition, pool.Take(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                // Same position, different batch: USIG counters differ, so receivers see both in order.
+                var second = Certify(new Prepare(0, id, _nextPosition, pool.Skip(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                _nextPosition++;
                 for (var to = 1; to < sim.N; to++) sim.Transmit(id, to, rng.Next(2) == 0 ? first : second);
                 _ordered.AddRange(pool);
                 break;
             case 1:
-                Broadcast(Certify(new Prepare(0, id, Tamper.MutateBatch(pool.ToArray(), rng), UniqueIdentifier.None)), rng);
+                Broadcast(Certify(new Prepare(0, id, _nextPosition, Tamper.MutateBatch(pool.ToArray(), rng), UniqueIdentifier.None)), rng);
                 break;
             case 2 when _ordered.Count > 0:
-                Broadcast(Certify(new Prepare(0, id, [_ordered[rng.Next(_ordered.Count)]], UniqueIdentifier.None)), rng);
+                Broadcast(Certify(new Prepare(0, id, _nextPosition, [_ordered[rng.Next(_ordered.Count)]], UniqueIdentifier.None)), rng);
                 break;
             default:
-                Broadcast(Certify(new Prepare(0, id, pool.ToArray(), UniqueIdentifier.None)), rng);
+                Broadcast(Certify(new Prepare(0, id, _nextPosition++, pool.ToArray(), UniqueIdentifier.None)), rng);
                 _ordered.AddRange(pool);
                 break;
         }
@@ -115,7 +132,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
         if (victimId == 0)
         {
             var batch = _requests.DistinctBy(r => r.ClientId).Take(3).ToArray();
-            if (batch.Length > 0) forged = new Prepare(0, 0, batch, forgedUi);
+            if (batch.Length > 0) forged = new Prepare(0, 0, (ulong)rng.Next(1, 10), batch, forgedUi);
         }
         else if (_heard.OfType<Prepare>().LastOrDefault() is { } prepare)
         {

@@ -18,6 +18,14 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
     public ReplicaCore Core { get; } = core;
     public bool Tampering { get; } = tampering;
 
+    public string Describe()
+    {
+        var c = Core;
+        return $"replica {id}: view {c.View}{(c.ViewChanging ? " (changing)" : "")} executed {c.ExecutedSequence} stable {c.StableCheckpoint.Sequence} " +
+               $"awaiting-ui {c.AwaitingUiCount} pending {c.PendingRequests} unexecuted {c.UnexecutedBatches} streams " +
+               string.Join(" ", Enumerable.Range(0, sim.N).Select(j => $"{j}:{c.LastAccepted(j)}+{c.BufferedFrom(j)}"));
+    }
+
     public void Apply(Ready ready)
     {
         foreach (var effect in ready.Effects)

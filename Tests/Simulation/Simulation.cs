@@ -53,6 +53,10 @@ public sealed class Simulation
                 RetransmitInterval = TimeSpan.FromMilliseconds(100),
                 ReorderBufferPerSender = 64,
                 ReorderWindow = 1024,
+                CheckpointInterval = options.CheckpointInterval,
+                Watermark = options.Watermark,
+                RequestTimeout = TimeSpan.FromMilliseconds(500),
+                ViewChangeTimeout = TimeSpan.FromMilliseconds(400),
             };
             var core = new ReplicaCore(settings, _keys.CryptoFor(i), new KeyValueStateMachine());
             _replicas[i] = new SimReplica(this, i, core, _keys.UsigFor(i), options.TamperingReplicas.Contains(i));
@@ -78,9 +82,27 @@ public sealed class Simulation
     public Dictionary<RejectReason, long> Rejections { get; } = [];
     public long EventsProcessed => _events.Processed;
     public long RequestsCompleted => _clients.Sum(c => c.Completed.Count);
+
+    /// <summary>A digest of everything observable about the run: equal for equal seeds.</summary>
+    public string RunFingerprint()
+    {
+        var w = new MinBft.Encoding.CanonicalWriter().I64(_events.Processed).I64(Now.Ticks);
+        foreach (var (sequence, (replica, digest)) in _agreed.OrderBy(p => p.Key)) w.U64(sequence).I32(replica).Bytes(digest);
+        foreach (var replica in _replicas)
+            if (replica is not null) w.Text(replica.Core.StateFingerprint());
+        foreach (var (reason, count) in Rejections.OrderBy(p => p.Key)) w.I32((int)reason).I64(count);
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(w.WrittenSpan));
+    }
     public ulong MaxExecuted => _replicas.Where(r => r is { Tampering: false }).Max(r => r!.Core.ExecutedSequence);
 
     private bool IsCorrect(int replica) => _replicas[replica] is { Tampering: false };
+    private bool IsCrashed(int replica) => _options.Crashes.Any(c => c.Replica == replica && Now >= c.At);
+
+    /// <summary>The highest view a correct, running replica reached.</summary>
+    public long MaxView => Enumerable.Range(0, N).Where(i => IsCorrect(i) && !IsCrashed(i)).Max(i => _replicas[i]!.Core.View);
+
+    /// <summary>The lowest view any correct, running replica is in.</summary>
+    public long MinView => Enumerable.Range(0, N).Where(i => IsCorrect(i) && !IsCrashed(i)).Min(i => _replicas[i]!.Core.View);
     private bool InFaultyPeriod => Now < _options.FaultyPeriod;
 
     internal void Trace(string line)
@@ -127,6 +149,7 @@ public sealed class Simulation
 
     private void DeliverToReplica(int from, int to, ReplicaMessage message)
     {
+        if (IsCrashed(to)) return;
         Trace($"{from}->{to} {Describe(message)}");
         if (_rogues[to] is { } rogue) { rogue.OnMessage(message); return; }
         Step(to, core => core.OnMessage(message, Now));
@@ -143,7 +166,7 @@ public sealed class Simulation
     internal void Step(int replica, Func<ReplicaCore, Ready> input)
     {
         var node = _replicas[replica]!;
-        Trace($"step at {replica}");
+        if (IsCrashed(replica)) return; // a crashed replica does nothing, ever again
         // "No rejected message changed a replica's state": when a step accepted nothing (no
         // stream advanced) and only rejected, the replicated state must be exactly as before.
         var before = IsCorrect(replica) ? node.Core.StateFingerprint() : null;
@@ -157,7 +180,20 @@ public sealed class Simulation
                 Fail($"replica {replica}: a rejected input changed its state ({string.Join("; ", ready.Effects)})");
         }
         node.Apply(ready);
+        if (_options.MemoryBound is { } bound && IsCorrect(replica))
+        {
+            var core = node.Core;
+            var held = Math.Max(Math.Max(core.SentLogCount, core.RelayLogCount / Math.Max(1, N - 1)), Math.Max(core.PreparedBatchCount, core.BufferedMessages));
+            if (held > MaxHeld) MaxHeld = held;
+            if (held > bound)
+                Fail($"MEMORY: replica {replica} holds {core.SentLogCount} sent, {core.PreparedBatchCount} prepared, " +
+                     $"{core.BufferedMessages} buffered (bound {bound}) at position {core.ExecutedSequence}; streams: " +
+                     string.Join(", ", Enumerable.Range(0, N).Select(j => $"{j}: accepted {core.LastAccepted(j)} buffered {core.BufferedFrom(j)}")));
+        }
     }
+
+    /// <summary>The most log entries or buffered messages any correct replica held at once.</summary>
+    public int MaxHeld { get; private set; }
 
     private ulong AcceptedCount(ReplicaCore core)
     {
@@ -234,7 +270,8 @@ public sealed class Simulation
             var late = _clients.Where(c => !c.Done).ToList();
             if (late.Count > 0)
                 Fail($"LIVENESS: {late.Count} client(s) incomplete {_options.LivenessBound.TotalSeconds}s after faults stopped " +
-                     $"({string.Join(", ", late.Select(c => $"{c.Id[..6]}: {c.Completed.Count}/{c.Target}"))})");
+                     $"({string.Join(", ", late.Select(c => $"{c.Id[..6]}: {c.Completed.Count}/{c.Target}"))})\n" +
+                     string.Join("\n", _replicas.Where(r => r is not null).Select(r => r!.Describe())));
         }
     }
 
@@ -273,9 +310,13 @@ public sealed class Simulation
 
     internal static string Describe(ReplicaMessage message) => message switch
     {
-        Prepare p => $"PREPARE v{p.View} c{p.PrepareUi.Counter} [{p.Batch.Length}]",
+        Prepare p => $"PREPARE v{p.View} s{p.Sequence} c{p.PrepareUi.Counter} [{p.Batch.Length}]{(p.ViewStart is null ? "" : " +VS")}",
         Commit c => $"COMMIT v{c.View} from {c.ReplicaId} c{c.CommitUi.Counter} -> p{c.Prepare.PrepareUi.Counter}",
         RetransmitRequest r => $"RETRANSMIT? {r.ReplicaId}->{r.TargetId} from c{r.FromCounter}",
+        ReqViewChange r => $"REQ-VIEW-CHANGE from {r.ReplicaId} {r.CurrentView}->{r.NewView}",
+        ViewChange v => $"VIEW-CHANGE from {v.ReplicaId} to v{v.NewView} c{v.ViewChangeUi.Counter} log={v.Log.Length} cp={v.CheckpointCertificate.Sequence}",
+        NewView n => $"NEW-VIEW v{n.View} from {n.PrimaryId} c{n.NewViewUi.Counter}",
+        Checkpoint c => $"CHECKPOINT from {c.ReplicaId} v{c.View} s{c.Sequence}{(c.IsViewStart ? " start" : "")} c{c.CheckpointUi.Counter}",
         _ => message.GetType().Name,
     };
 }

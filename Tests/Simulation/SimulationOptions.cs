@@ -23,24 +23,52 @@ public sealed record SimulationOptions
 
     public bool HmacUsig { get; init; }
     public int MaxBatchSize { get; init; } = 4;
+    public int CheckpointInterval { get; init; } = 4;
+    public int Watermark { get; init; } = 8;
+
+    /// <summary>If set, a correct replica's log or buffers beyond this many entries fail the run.</summary>
+    public int? MemoryBound { get; init; }
 
     /// <summary>Simulated time by which every request of a correct client must have completed
     /// (checked only when liveness is expected: a correct primary and at most f faulty).</summary>
     public TimeSpan LivenessBound { get; init; } = TimeSpan.FromSeconds(30);
 
-    public bool ExpectLiveness => !RogueReplicas.Contains(0) && !TamperingReplicas.Contains(0);
+    /// <summary>Replicas that crash (stop for good) at the given simulated time.</summary>
+    public (int Replica, TimeSpan At)[] Crashes { get; init; } = [];
+
+    /// <summary>With view changes, every run with at most f faulty replicas must stay live.</summary>
+    public bool ExpectLiveness => Faulty.Distinct().Count() + Crashes.Length <= F;
 
     public IEnumerable<int> Faulty => TamperingReplicas.Concat(RogueReplicas);
 
     /// <summary>Draw a hostile configuration for one seed.</summary>
+    /// <summary>A hostile configuration whose view-0 primary is rogue, tampering or crashes.</summary>
+    public static SimulationOptions WithFaultyPrimary(int seed, int f)
+    {
+        var drawn = ForSeed(seed, f);
+        var rng = new Random(seed ^ 0x5eed);
+        var others = drawn.Faulty.Where(r => r != 0).Take(f - 1).ToArray();
+        return rng.Next(3) switch
+        {
+            0 => drawn with { RogueReplicas = [0, .. others.Where(drawn.RogueReplicas.Contains)], TamperingReplicas = others.Where(drawn.TamperingReplicas.Contains).ToArray(), Crashes = [] },
+            1 => drawn with { TamperingReplicas = [0, .. others.Where(drawn.TamperingReplicas.Contains)], RogueReplicas = others.Where(drawn.RogueReplicas.Contains).ToArray(), Crashes = [] },
+            _ => drawn with
+            {
+                RogueReplicas = others.Where(drawn.RogueReplicas.Contains).ToArray(),
+                TamperingReplicas = others.Where(drawn.TamperingReplicas.Contains).ToArray(),
+                Crashes = [(0, TimeSpan.FromMilliseconds(rng.Next(5, 400)))],
+            },
+        };
+    }
+
     public static SimulationOptions ForSeed(int seed, int f)
     {
         var rng = new Random(seed);
         var n = 2 * f + 1;
         var faultyCount = rng.Next(0, f + 1);
-        // Replica 0 is the primary of view 0. Without view changes (a later issue) a faulty
-        // primary can stop progress, so a fifth of the seeds make it faulty and check safety only.
-        var candidates = Enumerable.Range(rng.NextDouble() < 0.2 ? 0 : 1, n).Where(i => i < n).ToList();
+        // Replica 0 is the primary of view 0: a third of the seeds make it faulty, so the view
+        // must change for the run to stay live.
+        var candidates = Enumerable.Range(rng.NextDouble() < 0.33 ? 0 : 1, n).Where(i => i < n).ToList();
         var faulty = candidates.OrderBy(_ => rng.Next()).Take(faultyCount).ToArray();
         var rogue = faulty.Where(_ => rng.NextDouble() < 0.5).ToArray();
         return new SimulationOptions
@@ -56,11 +84,17 @@ public sealed record SimulationOptions
             RogueReplicas = rogue,
             HmacUsig = rng.NextDouble() < 0.25,
             MaxBatchSize = rng.Next(1, 6),
-        };
+            CheckpointInterval = rng.Next(2, 9),
+            Watermark = rng.Next(4, 17),
+        } is var drawn && faulty.Length < f && rng.NextDouble() < 0.25
+            // A crash of a correct replica (often the primary) on top, within the f budget.
+            ? drawn with { Crashes = [(rng.NextDouble() < 0.6 && !faulty.Contains(0) ? 0 : Enumerable.Range(0, n).First(i => !faulty.Contains(i)), TimeSpan.FromMilliseconds(rng.Next(10, 800)))] }
+            : drawn;
     }
 
     public override string ToString() =>
         $"f={F} clients={Clients}x{RequestsPerClient} drop={DropRate:F2} dup={DuplicateRate:F2} delay<={MaxDelay.TotalMilliseconds}ms " +
         $"faulty-for={FaultyPeriod.TotalMilliseconds}ms tampering=[{string.Join(',', TamperingReplicas)}] rogue=[{string.Join(',', RogueReplicas)}] " +
-        $"usig={(HmacUsig ? "hmac" : "ed25519")} batch={MaxBatchSize}";
+        $"usig={(HmacUsig ? "hmac" : "ed25519")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
+        $"crashes=[{string.Join(',', Crashes.Select(c => $"{c.Replica}@{c.At.TotalMilliseconds}ms"))}]";
 }

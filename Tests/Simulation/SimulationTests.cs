@@ -17,20 +17,129 @@ public sealed class SimulationTests(ITestOutputHelper output)
     public void Agreement_integrity_and_liveness_hold_for_200_hostile_seeds_with_f2() => RunSeeds(f: 2, count: 200, firstSeed: 5_000);
 
     [Fact]
+    public void View_change_campaign_faulty_or_crashed_primary_150_seeds_with_f1() =>
+        RunSeeds(f: 1, count: 150, firstSeed: 20_000, faultyPrimary: true);
+
+    [Fact]
+    public void View_change_campaign_faulty_or_crashed_primary_60_seeds_with_f2() =>
+        RunSeeds(f: 2, count: 60, firstSeed: 30_000, faultyPrimary: true);
+
+    [Fact]
     public void Agreement_and_liveness_hold_with_no_faults_f3() => RunSeeds(f: 3, count: 10, firstSeed: 9_000, hostile: false);
 
-    private void RunSeeds(int f, int count, int firstSeed, bool hostile = true)
+    [Fact]
+    public void Memory_stays_bounded_over_a_long_run_with_checkpoints()
+    {
+        // K = 4, W = 8: logs are cut at every stable checkpoint. The bound is a few checkpoint
+        // intervals of messages, whatever the length of the run (here 600 requests, ~150+ batches).
+        var seed = Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay ? int.Parse(replay) : 4242;
+        var options = new SimulationOptions
+        {
+            F = 1, Clients = 4, RequestsPerClient = 150, DropRate = 0.05, DuplicateRate = 0.05,
+            FaultyPeriod = TimeSpan.FromSeconds(5), CheckpointInterval = 4, Watermark = 8, MaxBatchSize = 2,
+            TamperingReplicas = [2], MemoryBound = 64, LivenessBound = TimeSpan.FromSeconds(120),
+        };
+        var sim = new Simulation(seed, options);
+        sim.Run();
+        output.WriteLine($"seed={seed}: {sim.RequestsCompleted} requests, max held {sim.MaxHeld}, executed {sim.MaxExecuted} batches");
+        Assert.Equal(600, sim.RequestsCompleted);
+        Assert.True(sim.MaxExecuted >= 150UL, "the run was long compared with the bound");
+    }
+
+    [Theory]
+    [InlineData(1, 20)]
+    [InlineData(2, 30)]
+    public void View_change_the_primary_crashes_mid_run_and_every_request_still_completes(int f, int crashAtMs)
+    {
+        var seed = SeedOr(31 + f);
+        var sim = new Simulation(seed, new SimulationOptions
+        {
+            F = f, Clients = 3, RequestsPerClient = 20, DropRate = 0.02, FaultyPeriod = TimeSpan.FromSeconds(1),
+            Crashes = [(0, TimeSpan.FromMilliseconds(crashAtMs))],
+        });
+        sim.Run();
+        output.WriteLine($"seed={seed}: {sim.RequestsCompleted} requests, view {sim.MinView}..{sim.MaxView}");
+        Assert.Equal(60, sim.RequestsCompleted);
+        Assert.True(sim.MinView >= 1, "the live replicas left the crashed primary's view");
+    }
+
+    [Fact]
+    public void View_change_two_consecutive_primaries_crash_with_f2_and_the_view_reaches_2()
+    {
+        var seed = SeedOr(77);
+        var sim = new Simulation(seed, new SimulationOptions
+        {
+            F = 2, Clients = 3, RequestsPerClient = 8, FaultyPeriod = TimeSpan.FromSeconds(1),
+            Crashes = [(0, TimeSpan.FromMilliseconds(5)), (1, TimeSpan.FromMilliseconds(5))],
+        });
+        sim.Run();
+        output.WriteLine($"seed={seed}: {sim.RequestsCompleted} requests, view {sim.MinView}..{sim.MaxView}");
+        Assert.Equal(24, sim.RequestsCompleted);
+        Assert.True(sim.MinView >= 2, "views 0 and 1 had crashed primaries");
+    }
+
+    [Fact]
+    public void View_change_f_faulty_replicas_spamming_suspicion_cannot_change_the_view_alone()
+    {
+        var seed = SeedOr(99);
+        // Rogue replicas send REQ-VIEW-CHANGE for views 1..3 all the time; the network is
+        // reliable and the primary correct, so no correct replica ever suspects it.
+        var sim = new Simulation(seed, new SimulationOptions
+        {
+            F = 2, Clients = 2, RequestsPerClient = 10, RogueReplicas = [3, 4], FaultyPeriod = TimeSpan.Zero,
+        });
+        sim.Run();
+        output.WriteLine($"seed={seed}: {sim.RequestsCompleted} requests, view {sim.MinView}..{sim.MaxView}");
+        Assert.Equal(20, sim.RequestsCompleted);
+        Assert.Equal(0, sim.MaxView);
+    }
+
+    [Fact]
+    public void View_change_an_equivocating_primary_is_replaced_and_the_service_goes_on()
+    {
+        var seed = SeedOr(123);
+        var sim = new Simulation(seed, new SimulationOptions
+        {
+            F = 1, Clients = 3, RequestsPerClient = 8, RogueReplicas = [0], FaultyPeriod = TimeSpan.FromSeconds(1),
+        });
+        sim.Run();
+        output.WriteLine($"seed={seed}: {sim.RequestsCompleted} requests, view {sim.MinView}..{sim.MaxView}");
+        Assert.Equal(24, sim.RequestsCompleted);
+        Assert.True(sim.MinView >= 1);
+    }
+
+    private static int SeedOr(int fallback) =>
+        Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay ? int.Parse(replay) : fallback;
+
+    [Fact]
+    public void A_seed_replays_exactly_the_same_run()
+    {
+        foreach (var seed in new[] { 1_003, 5_011, 77 })
+        {
+            var options = SimulationOptions.ForSeed(seed, f: seed % 2 + 1);
+            var first = new Simulation(seed, options);
+            first.Run();
+            var second = new Simulation(seed, options);
+            second.Run();
+            Assert.Equal(first.RunFingerprint(), second.RunFingerprint());
+            Assert.True(first.EventsProcessed > 100, "the run did something");
+        }
+    }
+
+    private void RunSeeds(int f, int count, int firstSeed, bool hostile = true, bool faultyPrimary = false)
     {
         var seeds = Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay
             ? [int.Parse(replay)]
             : Enumerable.Range(firstSeed, int.TryParse(Environment.GetEnvironmentVariable("MINBFT_SEEDS"), out var n) ? n : count);
         var clock = Stopwatch.StartNew();
         var rejections = new Dictionary<RejectReason, long>();
-        long events = 0, requests = 0;
+        long events = 0, requests = 0, viewChanged = 0, maxView = 0;
         var runs = 0;
         foreach (var seed in seeds)
         {
-            var options = hostile ? SimulationOptions.ForSeed(seed, f) : new SimulationOptions { F = f, Clients = 3, RequestsPerClient = 5 };
+            var options = faultyPrimary ? SimulationOptions.WithFaultyPrimary(seed, f)
+                : hostile ? SimulationOptions.ForSeed(seed, f)
+                : new SimulationOptions { F = f, Clients = 3, RequestsPerClient = 5 };
             var sim = new Simulation(seed, options);
             try
             {
@@ -44,9 +153,12 @@ public sealed class SimulationTests(ITestOutputHelper output)
             runs++;
             events += sim.EventsProcessed;
             requests += sim.RequestsCompleted;
+            if (sim.MaxView > 0) viewChanged++;
+            maxView = Math.Max(maxView, sim.MaxView);
             foreach (var (reason, c) in sim.Rejections) rejections[reason] = rejections.GetValueOrDefault(reason) + c;
         }
-        output.WriteLine($"f={f}: {runs} seeds, {requests} requests completed, {events} events, {clock.Elapsed.TotalSeconds:F1}s");
+        output.WriteLine($"f={f}: {runs} seeds, {requests} requests completed, {events} events, {clock.Elapsed.TotalSeconds:F1}s; " +
+                         $"view changed in {viewChanged} seeds (highest view {maxView})");
         output.WriteLine("rejections by reason: " + string.Join(", ", rejections.OrderBy(r => r.Key).Select(r => $"{r.Key}={r.Value}")));
         Assert.True(runs > 0);
         Assert.True(requests > 0, "the runs completed client requests");

@@ -1,0 +1,128 @@
+using System.Globalization;
+using MinBft.Messages;
+using Orleans.Runtime;
+using Orleans.Storage;
+
+namespace MinBft.Hosting;
+
+/// <summary>One stored piece of a replica's sent log: counters <c>index*size+1 ..</c>, and the view at the time of writing.</summary>
+[GenerateSerializer, Alias("minbft.ReplicaLogSegment")]
+public sealed class ReplicaLogSegment
+{
+    [Id(0)]
+    public long View { get; set; }
+
+    [Id(1)]
+    public CertifiedMessage[] Messages { get; set; } = [];
+}
+
+/// <summary>Where a replica's stored sent log starts (segments before it were dropped after checkpoints).</summary>
+[GenerateSerializer, Alias("minbft.ReplicaLogHead")]
+public sealed class ReplicaLogHead
+{
+    [Id(0)]
+    public int FirstSegment { get; set; }
+}
+
+/// <summary>
+/// A replica's durable sent log in fixed-size segments of grain storage (state names
+/// <c>log-0</c>, <c>log-1</c>, ..., and <c>log-head</c> naming the first one kept), so that
+/// making a new message durable rewrites at most the last, partly filled segment instead of the
+/// whole log, and the part the core garbage-collected after a stable checkpoint can be dropped.
+/// Segment k holds counters <c>k*size+1 .. (k+1)*size</c>. Every write is conditional on the
+/// ETag: a second activation of the same replica fails its write
+/// (<see cref="InconsistentStateException"/>) instead of silently forking the log.
+/// </summary>
+internal sealed class ReplicaLogStore(IGrainStorage storage, GrainId grainId, int segmentSize = ReplicaLogStore.DefaultSegmentSize)
+{
+    public const int DefaultSegmentSize = 64;
+
+    private const string HeadName = "log-head";
+
+    private readonly GrainState<ReplicaLogHead> _head = new(new ReplicaLogHead());
+    // Segments from _head.FirstSegment on, as last read or written (their ETags).
+    private readonly List<GrainState<ReplicaLogSegment>> _segments = [];
+
+    public int SegmentSize => segmentSize;
+
+    /// <summary>
+    /// Reads the kept segments in order. Returns the view stored with the last one, the counter
+    /// the kept log starts at, and the messages (without a gap: checked by the caller).
+    /// </summary>
+    public async Task<(long View, ulong FirstCounter, List<CertifiedMessage> Log)> LoadAsync()
+    {
+        await storage.ReadStateAsync(HeadName, grainId, _head);
+        _head.State ??= new ReplicaLogHead();
+        _segments.Clear();
+        var log = new List<CertifiedMessage>();
+        long view = 0;
+        while (true)
+        {
+            var segment = new GrainState<ReplicaLogSegment>(new ReplicaLogSegment());
+            var index = _head.State.FirstSegment + _segments.Count;
+            await storage.ReadStateAsync(Name(index), grainId, segment);
+            if (!segment.RecordExists) break;
+            if (log.Count % segmentSize != 0)
+                throw new InvalidDataException($"{grainId}: stored log segment {index - 1} is not full but segment {index} exists");
+            var messages = segment.State?.Messages ?? [];
+            if (messages.Length == 0 || messages.Length > segmentSize)
+                throw new InvalidDataException($"{grainId}: stored log segment {index} holds {messages.Length} messages");
+            _segments.Add(segment);
+            log.AddRange(messages);
+            view = segment.State!.View;
+        }
+        return (view, (ulong)_head.State.FirstSegment * (ulong)segmentSize + 1, log);
+    }
+
+    /// <summary>
+    /// Makes the messages with counters <c>durable+1 .. last</c> durable, rewriting only the
+    /// segments they fall in. <paramref name="log"/> holds counters from
+    /// <paramref name="firstCounter"/> on and must hold every counter of those segments. The
+    /// segments are cut before the first await: the caller's list keeps growing meanwhile.
+    /// </summary>
+    public async Task WriteAsync(long view, List<CertifiedMessage> log, ulong firstCounter, ulong durable)
+    {
+        var last = firstCounter + (ulong)log.Count - 1;
+        var writes = new List<(int Index, CertifiedMessage[] Messages)>();
+        for (var k = (int)(durable / (ulong)segmentSize); k <= (int)((last - 1) / (ulong)segmentSize); k++)
+        {
+            var start = (ulong)k * (ulong)segmentSize + 1;
+            if (start < firstCounter) throw new InvalidOperationException($"segment {k} is no longer held in memory");
+            var offset = (int)(start - firstCounter);
+            writes.Add((k, log.GetRange(offset, (int)Math.Min((ulong)segmentSize, last - start + 1)).ToArray()));
+        }
+        foreach (var (index, messages) in writes)
+        {
+            var slot = index - _head.State!.FirstSegment;
+            if (slot == _segments.Count) _segments.Add(new GrainState<ReplicaLogSegment>(new ReplicaLogSegment()));
+            var segment = _segments[slot];
+            segment.State = new ReplicaLogSegment { View = view, Messages = messages };
+            await storage.WriteStateAsync(Name(index), grainId, segment);
+        }
+    }
+
+    /// <summary>
+    /// Drops the stored segments whose counters are all below <paramref name="keepFrom"/>, and
+    /// returns the first counter still stored. The head moves first: a crash in between leaves
+    /// unreferenced rows, never a gap.
+    /// </summary>
+    public async Task<ulong> TrimAsync(ulong keepFrom)
+    {
+        var head = _head.State!;
+        var newFirst = (int)((keepFrom - 1) / (ulong)segmentSize);
+        // Never drop the segment still being filled.
+        newFirst = Math.Min(newFirst, head.FirstSegment + Math.Max(0, _segments.Count - 1));
+        if (newFirst > head.FirstSegment)
+        {
+            var dropped = _segments.GetRange(0, newFirst - head.FirstSegment);
+            var oldFirst = head.FirstSegment;
+            _head.State = new ReplicaLogHead { FirstSegment = newFirst };
+            await storage.WriteStateAsync(HeadName, grainId, _head);
+            _segments.RemoveRange(0, dropped.Count);
+            for (var i = 0; i < dropped.Count; i++) await storage.ClearStateAsync(Name(oldFirst + i), grainId, dropped[i]);
+        }
+        return (ulong)_head.State!.FirstSegment * (ulong)segmentSize + 1;
+    }
+
+    private static string Name(int index) => string.Create(CultureInfo.InvariantCulture, $"log-{index}");
+}

@@ -1,0 +1,122 @@
+using System.Security.Cryptography;
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>
+/// Checkpoints (PROTOCOL.md section 6). Every K executed batches a replica sends CHECKPOINT with
+/// the digest of its application state and reply cache; f+1 matching ones (one correct replica
+/// among them) form a stable checkpoint certificate, below which the replica forgets its log.
+/// </summary>
+public sealed partial class ReplicaCore
+{
+    // Votes per (position, digest): the CHECKPOINT of each replica that sent one.
+    private readonly SortedDictionary<ulong, Dictionary<Sha256Digest, Dictionary<int, Checkpoint>>> _checkpointVotes = [];
+    // This replica's own state digests at the positions it checkpointed.
+    private readonly SortedDictionary<ulong, Sha256Digest> _ownCheckpointDigests = [];
+    // This replica's own CHECKPOINT messages by position, with their USIG counters (log anchors).
+    private readonly SortedDictionary<ulong, ulong> _ownCheckpointCounters = [];
+
+    /// <summary>The latest stable checkpoint certificate (genesis until the first).</summary>
+    public CheckpointCertificate StableCheckpoint { get; private set; } = CheckpointCertificate.Genesis;
+
+    /// <summary>Peers' messages kept for relaying, over all peers.</summary>
+    public int RelayLogCount => _streams.Sum(s => s.Accepted.Count);
+
+    /// <summary>Accepted PREPAREs still held (GC'd below the stable checkpoint).</summary>
+    public int PreparedBatchCount => _prepares.Count;
+
+    /// <summary>Digest of everything a checkpoint covers: the application and the reply cache
+    /// (what exactly-once needs), independent of which replica computes it.</summary>
+    public byte[] StateDigest()
+    {
+        var w = new CanonicalWriter(64 + _clients.Count * 120).Tag(MessageTag.Checkpoint).Raw(_app.Digest()).I32(_clients.Count);
+        foreach (var (client, record) in _clients.OrderBy(p => p.Key, StringComparer.Ordinal))
+            w.Text(client).U64(record.LastExecutedSeq).Raw(SHA256.HashData(record.LastReply.Result));
+        return SHA256.HashData(w.WrittenSpan);
+    }
+
+    /// <summary>After each execution: a checkpoint at every K-th position.</summary>
+    private void MaybeCheckpoint()
+    {
+        // Not while executing a NEW-VIEW's carried history: a replica labels no position below
+        // its view's start with that view (its view-start CHECKPOINT follows the carry-over).
+        if (_carryingOver || ExecutedSequence % (ulong)_settings.CheckpointInterval != 0) return;
+        SendCheckpoint();
+    }
+
+    private void SendCheckpoint()
+    {
+        var digest = StateDigest();
+        _ownCheckpointDigests[ExecutedSequence] = Sha256Digest.From(digest);
+        RequestUiFor(new Checkpoint(Id, View, ExecutedSequence, digest, UniqueIdentifier.None));
+    }
+
+    /// <summary>A CHECKPOINT, ours once certified or a peer's in stream order.</summary>
+    private Outcome ProcessCheckpoint(Checkpoint checkpoint)
+    {
+        RecordViewStartVote(checkpoint);
+        // Positions at or below the stable checkpoint are settled: nothing to learn. Votes far
+        // beyond what this replica executed are not kept (a faulty replica could otherwise fill
+        // memory with votes for positions that never become stable); the message still counts
+        // as accepted in its sender's stream.
+        if (checkpoint.Sequence <= StableCheckpoint.Sequence) return Outcome.Accepted;
+        if (checkpoint.Sequence > ExecutedSequence + 16 * (ulong)(_settings.CheckpointInterval + _settings.Watermark)) return Outcome.Accepted;
+        var digest = Sha256Digest.From(checkpoint.StateDigest);
+        if (!_checkpointVotes.TryGetValue(checkpoint.Sequence, out var byDigest))
+            _checkpointVotes[checkpoint.Sequence] = byDigest = [];
+        if (!byDigest.TryGetValue(digest, out var votes)) byDigest[digest] = votes = [];
+        votes[checkpoint.ReplicaId] = checkpoint;
+        if (votes.Count >= _settings.CommitQuorum) MakeStable(checkpoint.Sequence, checkpoint.StateDigest, votes.Values);
+        return Outcome.Accepted;
+    }
+
+    private void MakeStable(ulong sequence, byte[] digest, IEnumerable<Checkpoint> votes)
+    {
+        if (_ownCheckpointDigests.TryGetValue(sequence, out var own))
+            ProtocolInvariantException.Check(own == Sha256Digest.From(digest),
+                $"this replica's state at position {sequence} matches the f+1 that certified it");
+        var proof = votes.OrderBy(c => c.ReplicaId).Take(_settings.CommitQuorum).ToArray();
+        StableCheckpoint = new CheckpointCertificate(sequence, digest, proof);
+        CollectGarbage();
+    }
+
+    /// <summary>Forget what the stable checkpoint makes unnecessary; memory stays bounded.</summary>
+    private void CollectGarbage()
+    {
+        var stable = StableCheckpoint.Sequence;
+        foreach (var position in _checkpointVotes.Keys.Where(p => p <= stable).ToList()) _checkpointVotes.Remove(position);
+        foreach (var position in _ownCheckpointDigests.Keys.Where(p => p < stable).ToList()) _ownCheckpointDigests.Remove(position);
+        foreach (var (counter, batch) in _prepares.Where(p => p.Value.Executed && p.Value.Prepare.Sequence <= stable).ToList())
+            _prepares.Remove(counter);
+
+        // Relay logs: like our own, from each peer's CHECKPOINT at least W below the stable one.
+        foreach (var stream in _streams)
+        {
+            if (stable < (ulong)_settings.Watermark) break;
+            var peerAnchor = stream.CheckpointCounters.LastOrDefault(p => p.Key <= stable - (ulong)_settings.Watermark);
+            if (peerAnchor.Value == 0 || stream.Accepted.Count == 0) continue;
+            var cut = stream.Accepted.FindIndex(m => m.Ui.Counter >= peerAnchor.Value);
+            stream.Accepted.RemoveRange(0, cut < 0 ? stream.Accepted.Count : cut);
+            foreach (var position in stream.CheckpointCounters.Keys.Where(p => p < peerAnchor.Key).ToList()) stream.CheckpointCounters.Remove(position);
+        }
+
+        // The sent log must still hold everything a VIEW-CHANGE needs: it starts at one of our
+        // own CHECKPOINTs at a position <= stable - W (messages before it refer to positions
+        // at most W above it, so at most `stable`).
+        if (stable < (ulong)_settings.Watermark) return;
+        var anchor = _ownCheckpointCounters.LastOrDefault(p => p.Key <= stable - (ulong)_settings.Watermark);
+        if (anchor.Value == 0) return;
+        var drop = (int)Math.Min((ulong)_sentLog.Count, anchor.Value - _sentLogFirstCounter);
+        if (drop <= 0) return;
+        _sentLog.RemoveRange(0, drop);
+        _sentLogFirstCounter += (ulong)drop;
+        foreach (var position in _ownCheckpointCounters.Keys.Where(p => p < anchor.Key).ToList()) _ownCheckpointCounters.Remove(position);
+        var logged = LoggedViews(_sentLog);
+        foreach (var view in _viewStartsKnown.Keys.Where(v => v != View && !logged.Contains(v)).ToList()) _viewStartsKnown.Remove(view);
+    }
+
+    /// <summary>Where this replica's VIEW-CHANGE log would start (its first kept message).</summary>
+    public ulong SentLogFirstCounter => _sentLogFirstCounter;
+}

@@ -1,0 +1,431 @@
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>
+/// View change (PROTOCOL.md section 7, with the carry-over rule of VIEW-CHANGE-DESIGN.md).
+/// A backup that waits too long for a request suspects the primary (REQ-VIEW-CHANGE); f+1
+/// suspicions move a replica to the next view (VIEW-CHANGE with its complete log); the new
+/// primary proves the view with f+1 VIEW-CHANGEs (NEW-VIEW), from which every replica computes
+/// the same carried-over history, executes what it misses, and announces the view's start.
+/// </summary>
+public sealed partial class ReplicaCore
+{
+    private bool _viewChanging;
+    private bool _viewChangeDeferred;                 // VIEW-CHANGE waits for pending UIs
+    private readonly Dictionary<int, long> _highestVote = [];   // per replica: highest view it asked for
+    private readonly SortedDictionary<long, Dictionary<int, ViewChange>> _viewChanges = [];
+    private readonly HashSet<Sha256Digest> _validViewChanges = [];
+    private bool _newViewSent;
+    private TimeSpan? _viewChangeDeadline;
+    private TimeSpan _viewChangeTimeout;
+    private TimeSpan? _reqViewChangeSentAt;
+    private long _reqViewChangeTarget;
+    private bool _carryingOver;
+    // Position the current view starts after (its carried history ends there); 0 in view 0.
+    private ulong _viewBase;
+    // VS(View) once f+1 view-start CHECKPOINTs at _viewBase arrived; the primary proposes after.
+    private CheckpointCertificate? _viewStartCertificate;
+    private readonly Dictionary<(long View, ulong Sequence, Sha256Digest Digest), Dictionary<int, Checkpoint>> _viewStartVotes = [];
+    // VS certificates of the views whose messages are still in the sent log (VIEW-CHANGE needs them).
+    private readonly SortedDictionary<long, CheckpointCertificate> _viewStartsKnown = [];
+
+    /// <summary>True between joining a view change and accepting its NEW-VIEW.</summary>
+    public bool ViewChanging => _viewChanging;
+
+    /// <summary>View changes this replica completed (NEW-VIEWs it entered).</summary>
+    public long ViewChangesCompleted { get; private set; }
+
+    // ----- suspicion: REQ-VIEW-CHANGE -----
+
+    private void SuspectPrimary(long target)
+    {
+        if (target <= View && !_viewChanging) return;
+        if (_reqViewChangeTarget >= target && _reqViewChangeSentAt is { } at && _now - at < _settings.RetransmitInterval) return;
+        _reqViewChangeTarget = Math.Max(_reqViewChangeTarget, target);
+        _reqViewChangeSentAt = _now;
+        var unsigned = new ReqViewChange(Id, View, _reqViewChangeTarget, []);
+        var signed = unsigned with { Signature = _crypto.Signer.Sign(MessageEncoding.ReqViewChange(unsigned)) };
+        Emit(new Send(null, signed));
+        CountVote(Id, _reqViewChangeTarget);
+    }
+
+    private void HandleReqViewChange(ReqViewChange request)
+    {
+        if (MessageLimits.Check(request) is { } malformed)
+        {
+            Reject(SafeSender(request), RejectReason.Malformed, malformed);
+            return;
+        }
+        var from = request.ReplicaId;
+        if (!IsReplica(from) || from == Id)
+        {
+            Reject(from, RejectReason.UnknownSender, "REQ-VIEW-CHANGE");
+            return;
+        }
+        if (!_crypto.Replicas.Verify(from, MessageEncoding.ReqViewChange(request), request.Signature))
+        {
+            Reject(from, RejectReason.InvalidSignature, "REQ-VIEW-CHANGE");
+            return;
+        }
+        if (request.NewView <= View) return; // about a view this replica already left
+        if (request.NewView > View + _settings.MaxViewLookahead)
+        {
+            Reject(from, RejectReason.Inconsistent, $"REQ-VIEW-CHANGE to view {request.NewView} is too far ahead");
+            return;
+        }
+        CountVote(from, request.NewView);
+    }
+
+    /// <summary>
+    /// A replica moves to view t once f+1 distinct replicas asked for t or later: at least one of
+    /// them is correct, so f faulty replicas can never force a view change alone. Counting "t or
+    /// later" lets overlapping view changes (to v+1 and v+2) converge on one view.
+    /// </summary>
+    private void CountVote(int replica, long view)
+    {
+        if (_highestVote.GetValueOrDefault(replica) >= view) return;
+        _highestVote[replica] = view;
+        var votes = _highestVote.Values.OrderDescending().ToList();
+        if (votes.Count < _settings.CommitQuorum) return;
+        var target = votes[_settings.CommitQuorum - 1];
+        if (target > View) StartViewChange(target);
+    }
+
+    // ----- joining: VIEW-CHANGE -----
+
+    private void StartViewChange(long view)
+    {
+        ProtocolInvariantException.Check(view > View, "views only move forward");
+        View = view;
+        _viewChanging = true;
+        _newViewSent = false;
+        if (_viewChangeTimeout == TimeSpan.Zero) _viewChangeTimeout = _settings.ViewChangeTimeout;
+        _viewChangeDeadline = _now + _viewChangeTimeout;
+        ResetViewState();
+        // The log must end right before the VIEW-CHANGE's counter: wait for pending UIs.
+        if (_awaitingUi.Count > 0) _viewChangeDeferred = true;
+        else SendViewChange();
+    }
+
+    private void SendViewChange()
+    {
+        _viewChangeDeferred = false;
+        var log = _sentLog.Select(MessageEncoding.ForLog).ToArray();
+        var views = LoggedViews(log);
+        var starts = _viewStartsKnown.Where(p => views.Contains(p.Key)).Select(p => p.Value).ToArray();
+        RequestUiFor(new ViewChange(Id, View, StableCheckpoint, log, UniqueIdentifier.None, starts));
+    }
+
+    private static HashSet<long> LoggedViews(IEnumerable<CertifiedMessage> log)
+    {
+        var views = new HashSet<long>();
+        foreach (var entry in log)
+        {
+            if (entry is Prepare p && p.View > 0) views.Add(p.View);
+            if (entry is Commit c && c.View > 0) views.Add(c.View);
+        }
+        return views;
+    }
+
+    /// <summary>Forget the ordering state of the view being left; executed history stays.</summary>
+    private void ResetViewState()
+    {
+        _prepares.Clear();
+        _executionQueue.Clear();
+        _lastPrepareCounter = 0;
+        Array.Clear(_lastCommitted);
+        _inFlightBatches = 0;
+        _viewStartCertificate = null;
+        // Orderings of the old view that did not execute are void; executed ones stay ordered.
+        _highestOrderedSeq.Clear();
+        foreach (var (client, record) in _clients) _highestOrderedSeq[client] = record.LastExecutedSeq;
+        // Requests waiting at an old primary become known requests: the new primary gets them.
+        foreach (var (request, arrived) in _pending) RememberKnown(request);
+        _pending.Clear();
+        _pendingByClient.Clear();
+        foreach (var known in _known.Values)
+        {
+            known.FirstSeen = _now;
+            known.ForwardedAt = null;
+        }
+    }
+
+    /// <summary>A VIEW-CHANGE in its sender's stream (or ours, once certified).</summary>
+    private Outcome ProcessViewChange(ViewChange viewChange, bool own)
+    {
+        if (viewChange.NewView < View || (viewChange.NewView == View && !_viewChanging)) return Outcome.Accepted; // stale
+        if (!own && ValidateViewChange(viewChange) is { } invalid)
+            return RejectOutcome(viewChange.ReplicaId, invalid.Reason, invalid.Detail);
+        if (viewChange.NewView > View + _settings.MaxViewLookahead)
+            return RejectOutcome(viewChange.ReplicaId, RejectReason.Inconsistent, "VIEW-CHANGE too far ahead");
+        if (!_viewChanges.TryGetValue(viewChange.NewView, out var forView)) _viewChanges[viewChange.NewView] = forView = [];
+        forView.TryAdd(viewChange.ReplicaId, viewChange);
+        // A VIEW-CHANGE is also a vote: its sender saw f+1 suspicions of the old primary.
+        if (!own) CountVote(viewChange.ReplicaId, viewChange.NewView);
+        MaybeSendNewView();
+        return Outcome.Accepted;
+    }
+
+    private (RejectReason Reason, string Detail)? ValidateViewChange(ViewChange vc)
+    {
+        var digest = Sha256Digest.From(MessageEncoding.CertifiedDigest(vc));
+        if (_validViewChanges.Contains(digest)) return null;
+        var sender = vc.ReplicaId;
+        if (!IsReplica(sender) || vc.NewView < 1) return (RejectReason.Inconsistent, "VIEW-CHANGE sender or view");
+        if (!ValidCertificate(vc.CheckpointCertificate, viewStart: null))
+            return (RejectReason.InvalidUi, "VIEW-CHANGE checkpoint certificate");
+        var starts = new HashSet<long>();
+        foreach (var start in vc.ViewStarts)
+        {
+            if (!ValidCertificate(start, viewStart: start.Checkpoints.FirstOrDefault()?.View ?? -1))
+                return (RejectReason.InvalidUi, "VIEW-CHANGE view-start certificate");
+            starts.Add(start.Checkpoints[0].View);
+        }
+
+        // Completeness: contiguous counters from an anchor up to the VIEW-CHANGE's own.
+        var log = vc.Log;
+        if (log.Length == 0)
+        {
+            if (vc.Ui.Counter != 1) return (RejectReason.Inconsistent, "VIEW-CHANGE log empty but counters were used");
+        }
+        else
+        {
+            var first = log[0].Ui.Counter;
+            var anchored = first == 1 ||
+                (log[0] is Checkpoint anchor && anchor.Sequence + (ulong)_settings.Watermark <= vc.CheckpointCertificate.Sequence);
+            if (!anchored) return (RejectReason.Inconsistent, "VIEW-CHANGE log does not start at a valid anchor");
+            for (var i = 0; i < log.Length; i++)
+                if (log[i].Ui.Counter != first + (ulong)i) return (RejectReason.Inconsistent, "VIEW-CHANGE log has a gap");
+            if (first + (ulong)log.Length != vc.Ui.Counter) return (RejectReason.Inconsistent, "VIEW-CHANGE log is truncated");
+        }
+        foreach (var entry in log)
+        {
+            if (!_crypto.Ui.Verify(sender, entry.Ui, MessageEncoding.CertifiedDigest(entry)))
+                return (RejectReason.InvalidUi, $"VIEW-CHANGE log entry {entry.Ui.Counter}");
+            var prepare = entry switch { Prepare p => p, Commit c => c.Prepare, _ => null };
+            if (prepare is null) continue;
+            if (entry is Commit commit && commit.View != prepare.View)
+                return (RejectReason.Inconsistent, "logged COMMIT and its PREPARE differ in view");
+            if (prepare.PrimaryId != PrimaryOf(prepare.View)
+                || !_crypto.Ui.Verify(prepare.PrimaryId, prepare.PrepareUi, MessageEncoding.CertifiedDigest(prepare)))
+                return (RejectReason.InvalidUi, $"logged PREPARE of view {prepare.View}");
+            if (prepare.View > 0 && !starts.Contains(prepare.View))
+                return (RejectReason.Inconsistent, $"VIEW-CHANGE lacks the view-start certificate of view {prepare.View}");
+        }
+        _validViewChanges.Add(digest);
+        return null;
+    }
+
+    /// <summary>f+1 CHECKPOINTs from distinct replicas for one position and digest, each UI valid
+    /// (for a view start: all view-start CHECKPOINTs of that view).</summary>
+    private bool ValidCertificate(CheckpointCertificate certificate, long? viewStart)
+    {
+        if (certificate.Sequence == 0 && viewStart is null) return certificate.Checkpoints.Length == 0;
+        var signers = new HashSet<int>();
+        foreach (var cp in certificate.Checkpoints)
+        {
+            if (!IsReplica(cp.ReplicaId) || !signers.Add(cp.ReplicaId)) return false;
+            if (cp.Sequence != certificate.Sequence || !cp.StateDigest.AsSpan().SequenceEqual(certificate.StateDigest)) return false;
+            if (viewStart is { } view && (cp.View != view || !cp.IsViewStart)) return false;
+            if (!_crypto.Ui.Verify(cp.ReplicaId, cp.Ui, MessageEncoding.CertifiedDigest(cp))) return false;
+        }
+        return signers.Count >= _settings.CommitQuorum;
+    }
+
+    // ----- the new primary: NEW-VIEW -----
+
+    private void MaybeSendNewView()
+    {
+        if (!_viewChanging || _newViewSent || !IsPrimary || _viewChangeDeferred) return;
+        if (!_viewChanges.TryGetValue(View, out var forView) || !forView.ContainsKey(Id)) return;
+        if (forView.Count < _settings.CommitQuorum) return;
+        var chosen = forView.Values.OrderBy(vc => vc.ReplicaId == Id ? -1 : vc.ReplicaId).Take(_settings.CommitQuorum).ToArray();
+        _newViewSent = true;
+        RequestUiFor(new NewView(Id, View, chosen, UniqueIdentifier.None));
+    }
+
+    /// <summary>A NEW-VIEW in the new primary's stream (or ours, once certified).</summary>
+    private Outcome ProcessNewView(NewView newView, bool own)
+    {
+        if (newView.View < View || (newView.View == View && !_viewChanging)) return Outcome.Accepted; // stale or repeated
+        if (newView.View > View + _settings.MaxViewLookahead)
+            return RejectOutcome(newView.PrimaryId, RejectReason.Inconsistent, "NEW-VIEW too far ahead");
+        if (!own && ValidateNewView(newView) is { } invalid)
+            return RejectOutcome(newView.PrimaryId, invalid.Reason, invalid.Detail);
+        var (checkpoint, history) = ComputeCarryOver(newView.ViewChanges);
+        // A replica behind the carried history's start needs a snapshot (state transfer).
+        var start = history.Count > 0 ? history[0].Sequence : checkpoint.Sequence + 1;
+        if (ExecutedSequence + 1 < start && ExecutedSequence < checkpoint.Sequence) return Outcome.Blocked;
+        if (newView.View > View)
+        {
+            // f+1 VIEW-CHANGEs prove the view change is legitimate: join it directly.
+            View = newView.View;
+            ResetViewState();
+        }
+        EnterView(checkpoint, history);
+        return Outcome.Accepted;
+    }
+
+    private (RejectReason Reason, string Detail)? ValidateNewView(NewView newView)
+    {
+        if (newView.PrimaryId != PrimaryOf(newView.View)) return (RejectReason.NotPrimary, "NEW-VIEW from a replica that is not the new primary");
+        var senders = new HashSet<int>();
+        foreach (var vc in newView.ViewChanges)
+        {
+            if (vc.NewView != newView.View || !senders.Add(vc.ReplicaId))
+                return (RejectReason.Inconsistent, "NEW-VIEW holds a VIEW-CHANGE for another view or a repeated sender");
+            if (!_crypto.Ui.Verify(vc.ReplicaId, vc.Ui, MessageEncoding.CertifiedDigest(vc)))
+                return (RejectReason.InvalidUi, "NEW-VIEW holds a forged VIEW-CHANGE");
+            if (ValidateViewChange(vc) is { } invalid) return (invalid.Reason, "NEW-VIEW: " + invalid.Detail);
+        }
+        if (senders.Count < _settings.CommitQuorum) return (RejectReason.Inconsistent, "NEW-VIEW has fewer than f+1 VIEW-CHANGEs");
+        return null;
+    }
+
+    /// <summary>
+    /// The carried-over history (VIEW-CHANGE-DESIGN.md): per view, the chain of the primary's
+    /// PREPAREs in counter order from the view's proven start; per position, the candidate of the
+    /// highest view; positions consecutive. Deterministic: every replica computes the same.
+    /// </summary>
+    private (CheckpointCertificate Checkpoint, List<Prepare> History) ComputeCarryOver(ViewChange[] viewChanges)
+    {
+        var checkpoint = viewChanges.Select(vc => vc.CheckpointCertificate).MaxBy(c => c.Sequence)!;
+        var bases = new Dictionary<long, ulong> { [0] = 0 };
+        foreach (var start in viewChanges.SelectMany(vc => vc.ViewStarts))
+        {
+            bases[start.Checkpoints[0].View] = start.Sequence;
+            if (start.Sequence > checkpoint.Sequence) checkpoint = start;
+        }
+        var byView = new SortedDictionary<long, SortedDictionary<ulong, Prepare>>();
+        foreach (var entry in viewChanges.SelectMany(vc => vc.Log))
+        {
+            var prepare = entry switch { Prepare p => p, Commit c => c.Prepare, _ => null };
+            if (prepare is null) continue;
+            if (!byView.TryGetValue(prepare.View, out var chain)) byView[prepare.View] = chain = [];
+            chain.TryAdd(prepare.PrepareUi.Counter, prepare);
+        }
+        var candidates = new Dictionary<ulong, (long View, Prepare Prepare)>();
+        foreach (var (view, chain) in byView)
+        {
+            if (!bases.TryGetValue(view, out var viewBase)) continue; // no proof where it starts
+            ulong? last = null;
+            foreach (var prepare in chain.Values)
+            {
+                if (last is null)
+                {
+                    // Stale positions (at or below the view's start) were never valid in it.
+                    if (prepare.Sequence <= viewBase) continue;
+                    // The chain may start mid-way only inside settled history.
+                    if (prepare.Sequence != viewBase + 1 && prepare.Sequence > checkpoint.Sequence + 1) break;
+                }
+                else if (prepare.Sequence != last + 1) break; // where correct backups got stuck
+                last = prepare.Sequence;
+                if (!candidates.TryGetValue(prepare.Sequence, out var existing) || existing.View < view)
+                    candidates[prepare.Sequence] = (view, prepare);
+            }
+        }
+        // The longest run of consecutive positions through checkpoint + 1 (or ending at it).
+        var history = new List<Prepare>();
+        var low = checkpoint.Sequence + 1;
+        while (low > 1 && candidates.ContainsKey(low - 1)) low--;
+        for (var position = low; candidates.TryGetValue(position, out var candidate); position++) history.Add(candidate.Prepare);
+        return (checkpoint, history);
+    }
+
+    /// <summary>Execute the carried history this replica misses, then announce the view's start.</summary>
+    private void EnterView(CheckpointCertificate checkpoint, List<Prepare> history)
+    {
+        // Safety, asserted: every batch this replica executed was committed by f+1 replicas, so
+        // any f+1 complete VIEW-CHANGEs carry it (or a stable checkpoint covers it).
+        var end = Math.Max(checkpoint.Sequence, history.Count > 0 ? history[^1].Sequence : 0);
+        ProtocolInvariantException.Check(ExecutedSequence <= end,
+            $"the NEW-VIEW carries every batch this replica executed (executed {ExecutedSequence}, carried to {end})");
+        _viewChanging = false;
+        _viewChangeDeferred = false;
+        _viewChangeDeadline = null;
+        _viewChangeTimeout = _settings.ViewChangeTimeout; // reset after a successful view change
+        ViewChangesCompleted++;
+        _carryingOver = true;
+        foreach (var prepare in history)
+        {
+            if (prepare.Sequence <= ExecutedSequence) continue;
+            if (prepare.Sequence != ExecutedSequence + 1) break;
+            // Checked as a correct backup would: a batch that fails was never executed anywhere.
+            if (!CarriedBatchValid(prepare)) break;
+            var batch = new PreparedBatch(prepare, Sha256Digest.From(MessageEncoding.CertifiedDigest(prepare)), 0);
+            foreach (var replica in Enumerable.Range(0, _settings.CommitQuorum)) batch.Committers.Add(replica);
+            Execute(batch);
+            if (ExecutedSequence == checkpoint.Sequence && checkpoint.Sequence > 0)
+                ProtocolInvariantException.Check(Sha256Digest.From(StateDigest()) == Sha256Digest.From(checkpoint.StateDigest),
+                    "the carried history reproduces the certified checkpoint state");
+        }
+        _carryingOver = false;
+        _viewBase = ExecutedSequence;
+        _lastPreparedSequence = _viewBase;
+        _lastProposedSequence = _viewBase;
+        foreach (var view in _viewChanges.Keys.Where(v => v <= View).ToList()) _viewChanges.Remove(view);
+        _validViewChanges.Clear();
+        foreach (var key in _viewStartVotes.Keys.Where(k => k.View < View).ToList()) _viewStartVotes.Remove(key);
+        // Announce where this view starts; f+1 of these (VS) let the primary propose.
+        var digest = StateDigest();
+        _ownCheckpointDigests[ExecutedSequence] = Sha256Digest.From(digest);
+        RequestUiFor(new Checkpoint(Id, View, ExecutedSequence, digest, UniqueIdentifier.None, IsViewStart: true));
+        if (IsPrimary)
+            foreach (var known in _known.Values.ToList()) AddPending(known.Request);
+    }
+
+    private bool CarriedBatchValid(Prepare prepare)
+    {
+        var clients = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var request in prepare.Batch)
+        {
+            if (!clients.Add(request.ClientId) || !VerifyRequest(request)) return false;
+            if (request.Seq <= LastExecutedSeq(request.ClientId)) return false;
+        }
+        return true;
+    }
+
+    /// <summary>View-start CHECKPOINTs: f+1 matching ones at this view's base form VS(View).</summary>
+    private void RecordViewStartVote(Checkpoint checkpoint)
+    {
+        if (!checkpoint.IsViewStart || checkpoint.View < View) return;
+        var key = (checkpoint.View, checkpoint.Sequence, Sha256Digest.From(checkpoint.StateDigest));
+        if (!_viewStartVotes.TryGetValue(key, out var votes))
+        {
+            if (_viewStartVotes.Count >= 4 * N) return; // bounded: correct replicas send one per view
+            _viewStartVotes[key] = votes = [];
+        }
+        votes[checkpoint.ReplicaId] = checkpoint;
+        if (votes.Count < _settings.CommitQuorum) return;
+        var certificate = new CheckpointCertificate(checkpoint.Sequence, checkpoint.StateDigest,
+            votes.Values.OrderBy(c => c.ReplicaId).Take(_settings.CommitQuorum).ToArray());
+        _viewStartsKnown[checkpoint.View] = certificate;
+        if (checkpoint.View == View && !_viewChanging && checkpoint.Sequence == _viewBase) _viewStartCertificate = certificate;
+    }
+
+    /// <summary>Timers: the request timer (suspect the primary) and the view-change timer.</summary>
+    private void ViewChangeTimers()
+    {
+        if (_viewChanging)
+        {
+            if (_viewChangeDeadline is { } deadline && _now >= deadline)
+            {
+                // No NEW-VIEW in time: try the next view, waiting twice as long this time.
+                _viewChangeTimeout *= 2;
+                _viewChangeDeadline = _now + _viewChangeTimeout;
+                SuspectPrimary(View + 1);
+            }
+            else if (_reqViewChangeTarget >= View) SuspectPrimary(_reqViewChangeTarget); // rebroadcast
+            return;
+        }
+        if (IsPrimary) return;
+        foreach (var known in _known.Values)
+        {
+            if (_now - known.FirstSeen < _settings.RequestTimeout) continue;
+            SuspectPrimary(View + 1);
+            return;
+        }
+    }
+}

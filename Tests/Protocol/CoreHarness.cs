@@ -1,0 +1,110 @@
+using MinBft.Application;
+using MinBft.Crypto;
+using MinBft.Messages;
+using MinBft.Protocol;
+using MinBft.Tests.Simulation;
+
+namespace MinBft.Tests.Protocol;
+
+/// <summary>
+/// n real cores with real crypto, driven by hand: the test decides which message reaches whom
+/// and when. UIs are issued at once unless a test holds them back.
+/// </summary>
+internal sealed class CoreHarness
+{
+    private readonly ClusterKeys _keys;
+    private readonly SimUsig[] _usigs;
+    private readonly Random _rng;
+
+    public CoreHarness(int f = 1, int seed = 7, Func<ProtocolSettings, ProtocolSettings>? tune = null)
+    {
+        N = 2 * f + 1;
+        _rng = new Random(seed);
+        _keys = ClusterKeys.Create(N, _rng, hmac: false);
+        Cores = new ReplicaCore[N];
+        _usigs = new SimUsig[N];
+        Outbox = new List<Effect>[N];
+        for (var i = 0; i < N; i++)
+        {
+            var settings = new ProtocolSettings { N = N, ReplicaId = i, MaxBatchWait = TimeSpan.FromMilliseconds(5) };
+            Cores[i] = new ReplicaCore(tune?.Invoke(settings) ?? settings, _keys.CryptoFor(i), new KeyValueStateMachine());
+            _usigs[i] = _keys.UsigFor(i);
+            Outbox[i] = [];
+        }
+    }
+
+    public int N { get; }
+    public ReplicaCore[] Cores { get; }
+    public List<Effect>[] Outbox { get; }
+    public TimeSpan Now { get; set; } = TimeSpan.FromSeconds(1);
+    public bool AutoIssueUi { get; set; } = true;
+
+    public ClientSigner NewClient()
+    {
+        var seed = new byte[32];
+        _rng.NextBytes(seed);
+        return new ClientSigner(Ed25519KeyPair.FromPrivateKey(seed));
+    }
+
+    public SimUsig Usig(int replica) => _usigs[replica];
+
+    public IReplicaSigner Signer(int replica) => _keys.SignerFor(replica);
+
+    /// <summary>Run one input at replica <paramref name="i"/>; issue requested UIs at once.</summary>
+    public IReadOnlyList<Effect> Step(int i, Func<ReplicaCore, Ready> input)
+    {
+        var ready = input(Cores[i]);
+        var all = new List<Effect>(ready.Effects);
+        Outbox[i].AddRange(ready.Effects);
+        if (AutoIssueUi)
+            foreach (var request in ready.Effects.OfType<RequestUi>().ToList())
+                all.AddRange(IssueUi(i, request));
+        return all;
+    }
+
+    public IReadOnlyList<Effect> IssueUi(int i, RequestUi request)
+    {
+        var ui = _usigs[i].CreateUi(request.CertifiedDigest);
+        return Step(i, c => c.OnUiIssued(request.Message.WithUi(ui), Now));
+    }
+
+    public IReadOnlyList<Effect> Request(int i, Request request) => Step(i, c => c.OnRequest(request, Now));
+    public IReadOnlyList<Effect> Deliver(int i, ReplicaMessage message) => Step(i, c => c.OnMessage(message, Now));
+    public IReadOnlyList<Effect> Tick(int i) => Step(i, c => c.OnTick(Now));
+
+    /// <summary>Certified messages replica <paramref name="i"/> sent so far, of one type.</summary>
+    public List<T> Sent<T>(int i) where T : ReplicaMessage =>
+        Outbox[i].OfType<Send>().Select(s => s.Message).OfType<T>().Distinct().ToList();
+
+    /// <summary>Deliver every message sent so far to every addressee, repeatedly, until quiet.</summary>
+    public void Flush()
+    {
+        var delivered = new HashSet<(int, ReplicaMessage)>(DeliveryComparer.Instance);
+        bool moved;
+        do
+        {
+            moved = false;
+            for (var from = 0; from < N; from++)
+                foreach (var send in Outbox[from].OfType<Send>().ToList())
+                    for (var to = 0; to < N; to++)
+                    {
+                        if (to == from || (send.To is { } only && only != to)) continue;
+                        if (!delivered.Add((to, send.Message))) continue;
+                        Deliver(to, send.Message);
+                        moved = true;
+                    }
+        } while (moved);
+    }
+
+    /// <summary>A certified message as replica <paramref name="i"/>'s USIG would certify it
+    /// (for tests that play a Byzantine replica holding its own USIG).</summary>
+    public T Certify<T>(int i, T message) where T : CertifiedMessage =>
+        (T)message.WithUi(_usigs[i].CreateUi(Encoding.MessageEncoding.CertifiedDigest(message)));
+
+    private sealed class DeliveryComparer : IEqualityComparer<(int, ReplicaMessage)>
+    {
+        public static readonly DeliveryComparer Instance = new();
+        public bool Equals((int, ReplicaMessage) x, (int, ReplicaMessage) y) => x.Item1 == y.Item1 && ReferenceEquals(x.Item2, y.Item2);
+        public int GetHashCode((int, ReplicaMessage) obj) => HashCode.Combine(obj.Item1, System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj.Item2));
+    }
+}

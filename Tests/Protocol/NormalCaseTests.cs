@@ -1,0 +1,321 @@
+using MinBft.Application;
+using MinBft.Messages;
+using MinBft.Protocol;
+
+namespace MinBft.Tests.Protocol;
+
+/// <summary>The normal case, PROTOCOL.md section 4: each test names the rule it checks.</summary>
+public sealed class NormalCaseTests
+{
+    private static byte[] Put(string key, string value) => KeyValueOperation.EncodePut(key, System.Text.Encoding.UTF8.GetBytes(value));
+
+    [Fact]
+    public void Rule_4_2_primary_batches_a_request_into_a_certified_prepare()
+    {
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        var effects = h.Request(0, request);
+
+        var requestUi = Assert.Single(effects.OfType<RequestUi>());
+        var prepare = Assert.IsType<Prepare>(requestUi.Message);
+        Assert.Equal([request], prepare.Batch);
+        var sent = Assert.Single(h.Sent<Prepare>(0));
+        Assert.Equal(1UL, sent.PrepareUi.Counter);
+        Assert.Equal(0, sent.PrimaryId);
+    }
+
+    [Fact]
+    public void Rule_4_5_batch_commits_with_f_plus_1_commitments_and_every_replica_executes_it()
+    {
+        var h = new CoreHarness(f: 2);
+        var client = h.NewClient();
+        var request = client.CreateRequest(1, Put("a", "1"));
+        for (var i = 0; i < h.N; i++) h.Request(i, request);
+        h.Flush();
+        Assert.All(h.Cores, c => Assert.Equal(1UL, c.ExecutedSequence));
+        var digests = h.Cores.Select(c => c.StateFingerprint()).ToHashSet();
+        Assert.Single(digests);
+        // Every replica replied, with equal results (what the client needs f+1 of).
+        var replies = Enumerable.Range(0, h.N).Select(i => Assert.Single(h.Outbox[i].OfType<SendReply>()).Reply).ToList();
+        Assert.Single(replies.Select(r => Convert.ToHexString(r.Result)).Distinct());
+    }
+
+    [Fact]
+    public void Rule_4_5_a_backup_does_not_execute_with_only_f_commitments()
+    {
+        // f = 2: the primary's PREPARE plus one backup's own COMMIT are 2 < f+1 = 3.
+        var h = new CoreHarness(f: 2);
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        h.Request(0, request);
+        var prepare = Assert.Single(h.Sent<Prepare>(0));
+        h.Deliver(1, prepare);
+        Assert.Equal(0UL, h.Cores[1].ExecutedSequence);
+        Assert.Single(h.Sent<Commit>(1));
+        // A third commitment (backup 2's COMMIT) completes the quorum.
+        h.Deliver(2, prepare);
+        h.Deliver(1, Assert.Single(h.Sent<Commit>(2)));
+        Assert.Equal(1UL, h.Cores[1].ExecutedSequence);
+    }
+
+    [Fact]
+    public void Rule_4_3_prepare_from_a_replica_that_is_not_the_primary_is_rejected()
+    {
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        var forged = h.Certify(1, new Prepare(0, 1, 1, [request], UniqueIdentifier.None));
+        var before = h.Cores[2].StateFingerprint();
+        var effects = h.Deliver(2, forged);
+        Assert.Equal(RejectReason.NotPrimary, Assert.Single(effects.OfType<Rejected>()).Reason);
+        Assert.Equal(before, h.Cores[2].StateFingerprint());
+        Assert.Equal(0UL, h.Cores[2].LastAccepted(1));
+    }
+
+    [Fact]
+    public void Rule_4_3_commit_claiming_to_come_from_the_primary_is_rejected()
+    {
+        var h = new CoreHarness();
+        h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var prepare = Assert.Single(h.Sent<Prepare>(0));
+        var commitFromPrimary = h.Certify(0, new Commit(0, 0, prepare, UniqueIdentifier.None));
+        h.Deliver(1, prepare);
+        var effects = h.Deliver(1, commitFromPrimary);
+        Assert.Equal(RejectReason.CommitFromPrimary, Assert.Single(effects.OfType<Rejected>()).Reason);
+    }
+
+    [Fact]
+    public void Rule_4_3_prepare_carrying_a_request_no_client_signed_is_rejected()
+    {
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        var tampered = request with { Operation = Put("a", "2") };
+        var prepare = h.Certify(0, new Prepare(0, 0, 1, [tampered], UniqueIdentifier.None));
+        var before = h.Cores[1].StateFingerprint();
+        var effects = h.Deliver(1, prepare);
+        Assert.Equal(RejectReason.InvalidBatch, Assert.Single(effects.OfType<Rejected>()).Reason);
+        Assert.Equal(before, h.Cores[1].StateFingerprint());
+        Assert.Empty(effects.OfType<RequestUi>()); // no COMMIT for it
+    }
+
+    [Fact]
+    public void Rule_4_3_prepare_repeating_an_ordered_request_is_rejected()
+    {
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        var first = h.Certify(0, new Prepare(0, 0, 1, [request], UniqueIdentifier.None));
+        // A different batch (so a different digest and the next counter) re-proposing `request`.
+        var other = h.NewClient().CreateRequest(1, Put("b", "1"));
+        var replay = h.Certify(0, new Prepare(0, 0, 2, [other, request], UniqueIdentifier.None));
+        h.Deliver(1, first);
+        var effects = h.Deliver(1, replay);
+        Assert.Equal(RejectReason.InvalidBatch, Assert.Single(effects.OfType<Rejected>()).Reason);
+    }
+
+    [Fact]
+    public void Rule_4_4_commit_carrying_an_unseen_prepare_accepts_the_prepare_first()
+    {
+        var h = new CoreHarness();
+        h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var prepare = Assert.Single(h.Sent<Prepare>(0));
+        h.Deliver(1, prepare);
+        var commit = Assert.Single(h.Sent<Commit>(1));
+        // Replica 2 never saw the PREPARE: the COMMIT brings it, and 2 commits and executes.
+        h.Deliver(2, commit);
+        Assert.Equal(1UL, h.Cores[2].LastAccepted(0));
+        Assert.Equal(1UL, h.Cores[2].ExecutedSequence);
+        Assert.Single(h.Sent<Commit>(2));
+    }
+
+    [Fact]
+    public void Rule_4_4_commit_carrying_a_forged_prepare_is_rejected()
+    {
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        var forgedPrepare = new Prepare(0, 0, 1, [request], new UniqueIdentifier(1, 1, new byte[64]));
+        var commit = h.Certify(1, new Commit(0, 1, forgedPrepare, UniqueIdentifier.None));
+        var before = h.Cores[2].StateFingerprint();
+        var effects = h.Deliver(2, commit);
+        Assert.Equal(RejectReason.InvalidUi, Assert.Single(effects.OfType<Rejected>()).Reason);
+        Assert.Equal(before, h.Cores[2].StateFingerprint());
+    }
+
+    [Fact]
+    public void In_order_rule_a_message_ahead_of_a_gap_waits_and_runs_once_the_gap_fills()
+    {
+        var h = new CoreHarness();
+        var a = h.NewClient();
+        var b = h.NewClient();
+        h.Request(0, a.CreateRequest(1, Put("a", "1")));
+        h.Request(0, b.CreateRequest(1, Put("b", "1")));
+        h.Now += TimeSpan.FromMilliseconds(10);
+        h.Tick(0); // batch wait elapsed: the second batch is proposed
+        var prepares = h.Sent<Prepare>(0);
+        Assert.Equal(2, prepares.Count);
+
+        var early = h.Deliver(1, prepares[1]);
+        Assert.Equal(0UL, h.Cores[1].LastAccepted(0));
+        Assert.Equal(1, h.Cores[1].BufferedMessages);
+        // The gap makes replica 1 ask the primary for the missing counter.
+        var ask = Assert.IsType<RetransmitRequest>(Assert.Single(early.OfType<Send>()).Message);
+        Assert.Equal(1UL, ask.FromCounter);
+
+        h.Deliver(1, prepares[0]);
+        Assert.Equal(2UL, h.Cores[1].LastAccepted(0));
+        Assert.Equal(0, h.Cores[1].BufferedMessages);
+        Assert.Equal(2, h.Sent<Commit>(1).Count);
+    }
+
+    [Fact]
+    public void In_order_rule_a_counter_already_accepted_is_a_duplicate_and_changes_nothing()
+    {
+        var h = new CoreHarness();
+        h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var prepare = Assert.Single(h.Sent<Prepare>(0));
+        h.Deliver(1, prepare);
+        var before = h.Cores[1].StateFingerprint();
+        var effects = h.Deliver(1, prepare);
+        Assert.Equal(RejectReason.Duplicate, Assert.Single(effects.OfType<Rejected>()).Reason);
+        Assert.Equal(before, h.Cores[1].StateFingerprint());
+    }
+
+    [Fact]
+    public void In_order_rule_the_reorder_buffer_per_sender_is_bounded()
+    {
+        var h = new CoreHarness(tune: s => s with { ReorderBufferPerSender = 4, ReorderWindow = 64 });
+        var client = h.NewClient();
+        // Replica 1 (playing Byzantine with its real USIG) withholds counter 1 and sends 2..10.
+        h.Usig(1).CreateUi(new byte[32]);
+        for (ulong seq = 1; seq <= 9; seq++)
+        {
+            var prepare = h.Certify(0, new Prepare(0, 0, seq, [client.CreateRequest(seq, Put("k", "v"))], UniqueIdentifier.None));
+            h.Deliver(2, h.Certify(1, new Commit(0, 1, prepare, UniqueIdentifier.None)));
+        }
+        Assert.True(h.Cores[2].BufferedMessages <= 4 + 4, "at most the per-sender bound for each of the two streams");
+        Assert.True(h.Cores[2].RejectionCount(RejectReason.ReorderBufferFull) > 0);
+    }
+
+    [Fact]
+    public void Consecutive_commit_check_a_backup_cannot_skip_a_prepare()
+    {
+        var h = new CoreHarness();
+        var client = h.NewClient();
+        var p1 = h.Certify(0, new Prepare(0, 0, 1, [client.CreateRequest(1, Put("a", "1"))], UniqueIdentifier.None));
+        var p2 = h.Certify(0, new Prepare(0, 0, 2, [client.CreateRequest(2, Put("a", "2"))], UniqueIdentifier.None));
+        h.Deliver(2, p1);
+        h.Deliver(2, p2);
+        // Byzantine backup 1 commits to p2 without having committed to p1.
+        var skipping = h.Certify(1, new Commit(0, 1, p2, UniqueIdentifier.None));
+        var before = h.Cores[2].StateFingerprint();
+        var effects = h.Deliver(2, skipping);
+        Assert.Equal(RejectReason.NonConsecutiveCommit, Assert.Single(effects.OfType<Rejected>()).Reason);
+        Assert.Equal(before, h.Cores[2].StateFingerprint());
+    }
+
+    [Fact]
+    public void Forged_ui_is_rejected_and_counted()
+    {
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        var forged = new Prepare(0, 0, 1, [request], new UniqueIdentifier(1, 1, new byte[64]));
+        var wrongEpoch = h.Certify(0, new Prepare(0, 0, 1, [request], UniqueIdentifier.None));
+        wrongEpoch = wrongEpoch with { PrepareUi = wrongEpoch.PrepareUi with { Epoch = 2 } };
+        h.Deliver(1, forged);
+        h.Deliver(1, wrongEpoch);
+        Assert.Equal(2, h.Cores[1].RejectionCount(RejectReason.InvalidUi));
+        Assert.Equal(0UL, h.Cores[1].LastAccepted(0));
+    }
+
+    [Fact]
+    public void Bad_input_malformed_or_impersonated_messages_are_rejected_never_thrown()
+    {
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        var oversized = new Prepare(0, 0, 1, Enumerable.Repeat(request, 2000).ToArray(), new UniqueIdentifier(1, 1, new byte[64]));
+        var nullBatch = new Prepare(0, 0, 1, null!, new UniqueIdentifier(1, 1, new byte[64]));
+        var fromSelf = h.Certify(0, new Prepare(0, 0, 1, [request], UniqueIdentifier.None));
+        var unknownSender = new Commit(0, 42, fromSelf, new UniqueIdentifier(1, 1, new byte[64]));
+        var before = h.Cores[0].StateFingerprint();
+        h.Deliver(0, oversized);
+        h.Deliver(0, nullBatch);
+        h.Deliver(0, fromSelf);
+        h.Deliver(0, unknownSender);
+        h.Deliver(0, null!);
+        h.Request(0, request with { Signature = new byte[3] });
+        h.Request(0, null!);
+        Assert.Equal(before, h.Cores[0].StateFingerprint());
+        Assert.Equal(5, h.Cores[0].RejectionCount(RejectReason.Malformed));
+        Assert.Equal(2, h.Cores[0].RejectionCount(RejectReason.UnknownSender));
+    }
+
+    [Fact]
+    public void Exactly_once_same_seq_resends_the_cached_reply_and_older_seq_is_rejected()
+    {
+        var h = new CoreHarness();
+        var client = h.NewClient();
+        var r1 = client.CreateRequest(5, Put("a", "1"));
+        for (var i = 0; i < h.N; i++) h.Request(i, r1);
+        h.Flush();
+        Assert.All(h.Cores, c => Assert.Equal(5UL, c.LastExecutedSeq(client.ClientId)));
+
+        var cached = Assert.Single(h.Outbox[1].OfType<SendReply>()).Reply;
+        var again = h.Request(1, r1);
+        Assert.Same(cached, Assert.Single(again.OfType<SendReply>()).Reply);
+
+        var older = h.Request(1, client.CreateRequest(4, Put("a", "0")));
+        Assert.Equal(RejectReason.StaleRequest, Assert.Single(older.OfType<Rejected>()).Reason);
+        Assert.Equal(1UL, h.Cores[1].ExecutedSequence);
+    }
+
+    [Fact]
+    public void Persist_before_send_a_certified_message_is_made_durable_before_it_is_sent()
+    {
+        var h = new CoreHarness { AutoIssueUi = false };
+        var effects = h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var ready = h.IssueUi(0, Assert.Single(effects.OfType<RequestUi>())).ToList();
+        var persist = ready.FindIndex(e => e is PersistSent);
+        var send = ready.FindIndex(e => e is Send { Message: Prepare });
+        Assert.True(persist >= 0 && send > persist, "PersistSent precedes the Send of the same message");
+    }
+
+    [Fact]
+    public void Own_usig_counters_out_of_order_are_an_invariant_violation()
+    {
+        var h = new CoreHarness { AutoIssueUi = false };
+        var effects = h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var request = Assert.Single(effects.OfType<RequestUi>());
+        h.Usig(0).CreateUi(new byte[32]); // counter 1 burned elsewhere: the host broke the order
+        var ui = h.Usig(0).CreateUi(request.CertifiedDigest);
+        Assert.Throws<ProtocolInvariantException>(() => h.Cores[0].OnUiIssued(request.Message.WithUi(ui), h.Now));
+    }
+
+    [Fact]
+    public void Batching_primary_fills_batches_while_others_are_in_flight_up_to_the_batch_size()
+    {
+        var h = new CoreHarness(tune: s => s with { MaxBatchSize = 3, MaxBatchWait = TimeSpan.FromSeconds(1) }) { AutoIssueUi = false };
+        var clients = Enumerable.Range(0, 7).Select(_ => h.NewClient()).ToList();
+        var first = h.Request(0, clients[0].CreateRequest(1, Put("k", "v")));
+        Assert.Single(first.OfType<RequestUi>()); // nothing in flight: proposed at once
+        var later = clients.Skip(1).SelectMany(c => h.Request(0, c.CreateRequest(1, Put("k", "v")))).OfType<RequestUi>().ToList();
+        Assert.Equal(2, later.Count); // six more: two full batches of three
+        Assert.All(later, r => Assert.Equal(3, ((Prepare)r.Message).Batch.Length));
+    }
+
+    [Fact]
+    public void Retransmission_a_peer_resends_its_sent_log_to_a_signed_request_only()
+    {
+        var h = new CoreHarness();
+        h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var prepare = Assert.Single(h.Sent<Prepare>(0));
+        // Replica 2 lost the PREPARE; it knows of the request and, stalled, asks everyone.
+        h.Request(2, prepare.Batch[0]);
+        h.Now += TimeSpan.FromSeconds(1);
+        var asks = h.Tick(2).OfType<Send>().Select(s => s.Message).OfType<RetransmitRequest>().ToList();
+        var toPrimary = Assert.Single(asks, a => a.TargetId == 0);
+        var answer = h.Deliver(0, toPrimary).OfType<Send>().ToList();
+        Assert.Same(prepare, Assert.Single(answer).Message);
+
+        var forged = toPrimary with { ReplicaId = 1 };
+        h.Now += TimeSpan.FromSeconds(1);
+        var rejected = h.Deliver(0, forged);
+        Assert.Equal(RejectReason.InvalidSignature, Assert.Single(rejected.OfType<Rejected>()).Reason);
+    }
+}
