@@ -10,6 +10,9 @@ namespace MinBft.Client.Cli;
 /// <summary>An Orleans client connected to a cluster's gateway, with the cluster's manifest.</summary>
 public sealed class ClusterConnection : IAsyncDisposable
 {
+    /// <summary>How long to try reaching the gateway before giving up.</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
+
     private readonly IHost _host;
 
     private ClusterConnection(IHost host, ClusterManifest manifest, ConnectionSettings settings)
@@ -55,15 +58,20 @@ public sealed class ClusterConnection : IAsyncDisposable
             });
         });
         var host = builder.Build();
+        // The Orleans client keeps retrying an unreachable gateway for minutes; a command line
+        // user wants to hear about it sooner.
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        connectTimeout.CancelAfter(ConnectTimeout);
         try
         {
-            await host.StartAsync(cancellationToken).ConfigureAwait(false);
+            await host.StartAsync(connectTimeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             host.Dispose();
+            var reason = e is OperationCanceledException ? $"no answer within {ConnectTimeout.TotalSeconds:F0} s." : e.Message;
             throw new CliUsageException(
-                $"cannot connect to the cluster gateway {settings.Gateway} (cluster id '{settings.ClusterId}'): {e.Message} Is the cluster running? (use --gateway)", e);
+                $"cannot connect to the cluster gateway {settings.Gateway} (cluster id '{settings.ClusterId}'): {reason} Is the cluster running? (use --gateway)", e);
         }
         return new ClusterConnection(host, manifest, settings);
     }
@@ -114,6 +122,8 @@ internal static class CliLogging
             logging.SetMinimumLevel(LogLevel.Warning);
             logging.AddFilter("Orleans", LogLevel.Error);
             logging.AddFilter("Polly", LogLevel.Error);
+            // A host that fails to start is reported by the command itself, in one line.
+            logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
         }
     }
 }

@@ -163,6 +163,31 @@ public sealed class ClientCliTests
         Assert.Contains("manifest", error.ToString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ClusterCommand_WithUnreachableGateway_ExitsWithUsageErrorAfterTheConnectTimeout()
+    {
+        var directory = Directory.CreateTempSubdirectory("minbft-cli-").FullName;
+        try
+        {
+            var manifest = Path.Combine(directory, "manifest.json");
+            new FakeReplicas(f: 1).Manifest.Save(manifest);
+            var nobody = new LocalClusterOptions().UseFreePorts().GatewayPort;
+            var error = new StringWriter();
+            var cli = new ClientCli(new CliConsole(new StringWriter(), error, ErrorIsTerminal: false));
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+
+            var exit = await cli.InvokeAsync(["get", "k", "--manifest", manifest, "--gateway", $"127.0.0.1:{nobody}"], CancellationToken.None);
+
+            Assert.Equal(ExitCodes.Usage, exit);
+            Assert.Contains("cannot connect to the cluster gateway", error.ToString(), StringComparison.Ordinal);
+            Assert.InRange(watch.Elapsed, TimeSpan.Zero, ClusterConnection.ConnectTimeout + TimeSpan.FromSeconds(20));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData("127.0.0.1:30000", "127.0.0.1", 30000)]
     [InlineData("localhost:1", "127.0.0.1", 1)]
