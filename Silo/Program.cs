@@ -1,11 +1,253 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using MinBft.Hosting;
+using Orleans.Configuration;
+using Orleans.Hosting;
+
 namespace MinBft.Silo;
 
-/// <summary>Silo host entry point; the hosting issue fills this in.</summary>
+/// <summary>
+/// The silo host.
+/// <code>
+/// Silo local [--f 1] [--data ./data]                 a whole dev cluster in this process
+/// Silo --fault-domain i --manifest m.json --data d   one fault domain's silo
+///      [--keys dir] [--primary-silo host:port] [--silo-port p] [--gateway-port g]
+/// Silo --manifest m.json                             a silo without fault domain (gateway, membership)
+/// </code>
+/// Every setting can also come from appsettings.json or the environment: section "MinBft"
+/// (MinBftOptions, e.g. MinBft__FaultDomain=0) and "MinBft:Host" (ports, primary silo, ids).
+/// Flags win over configuration.
+/// </summary>
 public static class Program
 {
-    public static int Main(string[] args)
+    public static async Task<int> Main(string[] args)
     {
-        Console.Error.WriteLine("MinBft.Silo: hosting is not implemented yet.");
-        return 1;
+        using var stop = new CancellationTokenSource();
+        // Ctrl+C and SIGTERM stop the silo gracefully (the handlers cancel instead of killing).
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            stop.Cancel();
+        };
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        });
+        var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null };
+        return await BuildRootCommand().Parse(args).InvokeAsync(configuration, stop.Token).ConfigureAwait(false);
+    }
+
+    public static RootCommand BuildRootCommand()
+    {
+        var faultDomain = new Option<int?>("--fault-domain") { Description = "This silo's fault domain i (hosts replica i and USIG i); omit for a gateway/membership silo" };
+        var manifest = new Option<string?>("--manifest") { Description = "The cluster manifest (manifest.json from keygen)" };
+        var keys = new Option<string?>("--keys") { Description = "Directory of this domain's private keys (default: domain-i next to the manifest)" };
+        var data = new Option<string?>("--data") { Description = "Directory of this domain's embedded SQLite store" };
+        var primarySilo = new Option<IPEndPoint?>("--primary-silo")
+        {
+            Description = "host:port of the primary silo (development clustering); omit if this silo is the primary",
+            CustomParser = result => ParseEndpoint(result.Tokens[0].Value, result),
+        };
+        var siloPort = PortOption("--silo-port", "Silo-to-silo port (default 11111)");
+        var gatewayPort = PortOption("--gateway-port", "Client gateway port (default 30000; 0 for none)", allowZero: true);
+
+        var root = new RootCommand("MinBFT silo host: one fault domain's silo, or a local development cluster")
+        {
+            faultDomain, manifest, keys, data, primarySilo, siloPort, gatewayPort,
+        };
+        root.SetAction((parse, cancellationToken) => RunSiloAsync(
+            new SiloArguments(
+                parse.GetValue(faultDomain), parse.GetValue(manifest), parse.GetValue(keys), parse.GetValue(data),
+                parse.GetValue(primarySilo), parse.GetValue(siloPort), parse.GetValue(gatewayPort)),
+            cancellationToken));
+
+        var f = new Option<int>("--f") { Description = "Faults tolerated; runs 2f+1 fault-domain silos", DefaultValueFactory = _ => 1 };
+        f.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() is < 0 or > 10) result.AddError("--f must be between 0 and 10");
+        });
+        var localData = new Option<string>("--data") { Description = "Data directory (keys and stores)", DefaultValueFactory = _ => "./data" };
+        var localSiloPort = PortOption("--silo-port", "Base silo port (membership silo; domain i uses +1+i)");
+        var localGatewayPort = PortOption("--gateway-port", "Client gateway port (domain i's silo uses +1+i)");
+        var interval = new Option<int>("--status-interval") { Description = "Seconds between status lines", DefaultValueFactory = _ => 5 };
+        interval.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() < 1) result.AddError("--status-interval must be at least 1");
+        });
+        var local = new Command("local", "Run a whole development cluster (membership/gateway silo + 2f+1 fault-domain silos) in this process")
+        {
+            f, localData, localSiloPort, localGatewayPort, interval,
+        };
+        local.SetAction((parse, cancellationToken) => RunLocalAsync(
+            new LocalClusterOptions
+            {
+                F = parse.GetValue(f),
+                DataDirectory = parse.GetValue(localData)!,
+                SiloPort = parse.GetValue(localSiloPort) ?? LocalClusterOptions.DefaultSiloPort,
+                GatewayPort = parse.GetValue(localGatewayPort) ?? LocalClusterOptions.DefaultGatewayPort,
+                ConfigureLogging = ConfigureConsoleLogging,
+            },
+            TimeSpan.FromSeconds(parse.GetValue(interval)),
+            cancellationToken));
+        root.Add(local);
+        return root;
+    }
+
+    private sealed record SiloArguments(
+        int? FaultDomain, string? Manifest, string? Keys, string? Data, IPEndPoint? PrimarySilo, int? SiloPort, int? GatewayPort);
+
+    private static async Task<int> RunSiloAsync(SiloArguments arguments, CancellationToken cancellationToken)
+    {
+        // Configuration first (appsettings.json in the working directory, environment), flags on top.
+        var builder = Host.CreateApplicationBuilder();
+        ConfigureConsoleLogging(builder.Logging);
+        var host = builder.Configuration.GetSection(SiloHostOptions.SectionName).Get<SiloHostOptions>() ?? new SiloHostOptions();
+        if (arguments.SiloPort is { } siloPort) host.SiloPort = siloPort;
+        if (arguments.GatewayPort is { } gatewayPort) host.GatewayPort = gatewayPort;
+        IPEndPoint? primary = arguments.PrimarySilo;
+        if (primary is null && host.PrimarySilo is { Length: > 0 } configured && !Endpoints.TryParse(configured, out primary))
+        {
+            await Console.Error.WriteLineAsync($"{SiloHostOptions.SectionName}:PrimarySilo '{configured}' is not host:port").ConfigureAwait(false);
+            return 2;
+        }
+
+        MinBftOptions? effective = null;
+        try
+        {
+            builder.UseOrleans(silo =>
+            {
+                silo.UseLocalhostClustering(
+                    host.SiloPort, host.GatewayPort, primary ?? new IPEndPoint(IPAddress.Loopback, host.SiloPort), host.ServiceId, host.ClusterId);
+                // Same directory as LocalCluster (see there): a leaving silo must not restart replicas elsewhere.
+                LocalCluster.UseStronglyConsistentDirectory(silo);
+                silo.AddMinBft(builder.Configuration, options =>
+                {
+                    if (arguments.FaultDomain is { } domain) options.FaultDomain = domain;
+                    if (arguments.Manifest is { } manifest) options.ManifestPath = manifest;
+                    if (arguments.Keys is { } keys) options.KeyDirectory = keys;
+                    if (arguments.Data is { } data) options.DataDirectory = data;
+                    effective = options;
+                });
+                silo.Configure<SiloOptions>(o => o.SiloName = effective?.FaultDomain is { } d
+                    ? string.Create(CultureInfo.InvariantCulture, $"domain-{d}")
+                    : "gateway");
+            });
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException or InvalidOperationException)
+        {
+            // Bad options or manifest: say what is wrong, not a stack trace.
+            await Console.Error.WriteLineAsync("silo: " + e.Message).ConfigureAwait(false);
+            return 2;
+        }
+
+        using var app = builder.Build();
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("MinBft.Silo");
+        logger.LogInformation(
+            "Starting silo {Role}: silo port {SiloPort}, gateway port {GatewayPort}, primary silo {Primary}, manifest {Manifest}, data {Data}",
+            effective?.FaultDomain is { } fd ? $"for fault domain {fd}" : "without fault domain (gateway/membership)",
+            host.SiloPort, host.GatewayPort, primary?.ToString() ?? "this silo", effective?.ManifestPath ?? "(in code)", effective?.DataDirectory);
+        try
+        {
+            await app.RunAsync(cancellationToken).ConfigureAwait(false);
+            return 0;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return 0;
+        }
+    }
+
+    private static async Task<int> RunLocalAsync(LocalClusterOptions options, TimeSpan interval, CancellationToken cancellationToken)
+    {
+        await using var cluster = new LocalCluster(options);
+        var output = Console.Out;
+        try
+        {
+            await cluster.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return 130;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException or InvalidOperationException)
+        {
+            await Console.Error.WriteLineAsync("local cluster: " + e.Message).ConfigureAwait(false);
+            return 2;
+        }
+
+        await output.WriteLineAsync(
+            $"local cluster: f={cluster.F} n={cluster.N} gateway={cluster.GatewayEndpoint} manifest={cluster.ManifestPath} data={cluster.DataDirectory}")
+            .ConfigureAwait(false);
+        await output.WriteLineAsync("Press Ctrl+C to stop.").ConfigureAwait(false);
+        try
+        {
+            using var timer = new PeriodicTimer(interval);
+            do
+            {
+                var statuses = await cluster.GetStatusesAsync(TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
+                await output.WriteLineAsync(FormatStatusLine(statuses)).ConfigureAwait(false);
+            }
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false));
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        await output.WriteLineAsync("stopping local cluster").ConfigureAwait(false);
+        return 0;
+    }
+
+    /// <summary>One line: each replica's view, primary, executed batches and digest prefix, or "down".</summary>
+    public static string FormatStatusLine(IReadOnlyList<ReplicaStatus?> statuses)
+    {
+        var parts = statuses.Select((s, i) => s is null
+            ? string.Create(CultureInfo.InvariantCulture, $"r{i} down")
+            : string.Create(CultureInfo.InvariantCulture,
+                $"r{i} view={s.View} primary={s.Primary} executed={s.ExecutedSequence} digest={Prefix(s.StateDigest)}{(s.Halted is null ? "" : " HALTED")}"));
+        return string.Create(CultureInfo.InvariantCulture, $"{DateTime.Now:HH:mm:ss} status: ") + string.Join(" | ", parts);
+    }
+
+    private static string Prefix(string digest) => digest.Length > 8 ? digest[..8] : digest;
+
+    private static void ConfigureConsoleLogging(ILoggingBuilder logging)
+    {
+        logging.ClearProviders();
+        logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss ";
+        });
+        // Orleans is chatty at Information; MinBFT's own messages are the interesting ones.
+        logging.SetMinimumLevel(LogLevel.Information);
+        logging.AddFilter("Orleans", LogLevel.Warning);
+        logging.AddFilter("Microsoft", LogLevel.Warning);
+        logging.AddFilter("Polly", LogLevel.Warning);
+        // Several silos in one process trip the watchdog's start-up check; not actionable.
+        logging.AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error);
+    }
+
+    private static Option<int?> PortOption(string name, string description, bool allowZero = false)
+    {
+        var option = new Option<int?>(name) { Description = description };
+        option.Validators.Add(result =>
+        {
+            var value = result.GetValueOrDefault<int?>();
+            if (value is { } port && (port > 65535 || port < (allowZero ? 0 : 1))) result.AddError($"{name} must be a port number");
+        });
+        return option;
+    }
+
+    private static IPEndPoint? ParseEndpoint(string text, System.CommandLine.Parsing.ArgumentResult result)
+    {
+        if (Endpoints.TryParse(text, out var endpoint)) return endpoint;
+        result.AddError($"'{text}' is not host:port (an IP address or localhost)");
+        return null;
     }
 }

@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using System.Globalization;
+using MinBft.Application;
+
+namespace MinBft.Client.Cli;
+
+/// <summary>
+/// <c>bench</c>: <see cref="Clients"/> concurrent closed-loop writers put <see cref="PayloadBytes"/>-byte
+/// values for <see cref="Duration"/> through MinBFT (every result verified), then report
+/// throughput and latency. With <see cref="Baseline"/> the same workload runs against one plain,
+/// unreplicated key-value grain in the same cluster, for comparison.
+/// The last line is exactly <c>bench: ops/s=X p50_ms=Y p99_ms=Z</c>, followed with --baseline
+/// by <c> baseline_ops/s=B ratio=R</c> (R = X/B).
+/// </summary>
+public sealed record BenchCommand(ConnectionSettings Connection, int Clients, TimeSpan Duration, int PayloadBytes, bool Baseline) : ICliCommand
+{
+    public const string BaselineGrainKey = "bench-baseline";
+
+    // Each writer cycles over a few keys of its own: the state stays small however long the run.
+    private const int KeysPerClient = 16;
+
+    public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken) =>
+        await CliErrors.GuardAsync(console, async () =>
+        {
+            await using var cluster = await ClusterConnection.ConnectAsync(Connection, console, cancellationToken).ConfigureAwait(false);
+            using var client = cluster.CreateClient(Clients);
+            var kv = new KeyValueClient(client);
+            // One request first: activates proxies and replicas, so start-up is not measured.
+            await kv.PutAsync("bench-warmup", [1], cancellationToken).ConfigureAwait(false);
+
+            var minbft = await RunPhaseAsync("minbft", console,
+                op => client.ExecuteAsync(op, cancellationToken), cancellationToken).ConfigureAwait(false);
+            var line = FormatLine(minbft);
+            if (Baseline)
+            {
+                var grain = cluster.Client.GetGrain<IPlainKeyValueGrain>(BaselineGrainKey);
+                await grain.Execute(KeyValueOperation.EncodePut("bench-warmup", [1])).WaitAsync(cancellationToken).ConfigureAwait(false);
+                var plain = await RunPhaseAsync("baseline", console, op => grain.Execute(op), cancellationToken).ConfigureAwait(false);
+                line += FormatBaseline(minbft, plain);
+                if (plain.Errors > 0) minbft = minbft with { Errors = minbft.Errors + plain.Errors };
+            }
+            if (minbft.Errors > 0)
+            {
+                await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                    $"bench: {minbft.Errors} operations failed; first error: {minbft.FirstError}")).ConfigureAwait(false);
+            }
+            await console.Out.WriteLineAsync(line).ConfigureAwait(false);
+            return minbft.Errors == 0 && minbft.Operations > 0 ? ExitCodes.Ok : ExitCodes.Failed;
+        }, cancellationToken).ConfigureAwait(false);
+
+    public static string FormatLine(BenchResult result) => string.Create(CultureInfo.InvariantCulture,
+        $"bench: ops/s={result.OpsPerSecond:F1} p50_ms={result.P50Ms:F2} p99_ms={result.P99Ms:F2}");
+
+    public static string FormatBaseline(BenchResult minbft, BenchResult baseline) => string.Create(CultureInfo.InvariantCulture,
+        $" baseline_ops/s={baseline.OpsPerSecond:F1} ratio={(baseline.OpsPerSecond > 0 ? minbft.OpsPerSecond / baseline.OpsPerSecond : 0):F3}");
+
+    private async Task<BenchResult> RunPhaseAsync(
+        string name, CliConsole console, Func<byte[], Task<byte[]>> execute, CancellationToken cancellationToken)
+    {
+        var latencies = new List<double>[Clients];
+        var completed = 0L;
+        var errors = 0L;
+        string? firstError = null;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var watch = Stopwatch.StartNew();
+        stop.CancelAfter(Duration);
+
+        var workers = Enumerable.Range(0, Clients).Select(worker => Task.Run(async () =>
+        {
+            var mine = latencies[worker] = new List<double>(1024);
+            var value = new byte[PayloadBytes];
+            Random.Shared.NextBytes(value);
+            var keys = Enumerable.Range(0, KeysPerClient)
+                .Select(k => KeyValueOperation.EncodePut(string.Create(CultureInfo.InvariantCulture, $"bench-{worker}-{k}"), value))
+                .ToArray();
+            for (var i = 0; !stop.IsCancellationRequested; i++)
+            {
+                var started = Stopwatch.GetTimestamp();
+                try
+                {
+                    await execute(keys[i % KeysPerClient]).ConfigureAwait(false);
+                    mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                    Interlocked.Increment(ref completed);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    Interlocked.Increment(ref errors);
+                    Interlocked.CompareExchange(ref firstError, $"{e.GetType().Name}: {e.Message}", null);
+                }
+            }
+        }, CancellationToken.None)).ToArray();
+
+        var all = Task.WhenAll(workers);
+        using (var progress = new PeriodicTimer(TimeSpan.FromSeconds(1)))
+        {
+            while (!all.IsCompleted)
+            {
+                var tick = progress.WaitForNextTickAsync(CancellationToken.None).AsTask();
+                await Task.WhenAny(all, tick).ConfigureAwait(false);
+                if (all.IsCompleted) break;
+                var seconds = watch.Elapsed.TotalSeconds;
+                await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                    $"bench {name}: {seconds:F0}/{Duration.TotalSeconds:F0} s ops={Interlocked.Read(ref completed)} ops/s={Interlocked.Read(ref completed) / seconds:F1} errors={Interlocked.Read(ref errors)}"))
+                    .ConfigureAwait(false);
+            }
+        }
+        await all.ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        var elapsed = watch.Elapsed;
+
+        var sorted = latencies.SelectMany(l => l).Order().ToArray();
+        return new BenchResult(
+            sorted.Length,
+            errors,
+            elapsed,
+            sorted.Length / elapsed.TotalSeconds,
+            Percentile(sorted, 0.50),
+            Percentile(sorted, 0.99),
+            firstError);
+    }
+
+    /// <summary>Nearest-rank percentile of sorted values; 0 for none.</summary>
+    public static double Percentile(IReadOnlyList<double> sorted, double fraction)
+    {
+        if (sorted.Count == 0) return 0;
+        var rank = (int)Math.Ceiling(fraction * sorted.Count);
+        return sorted[Math.Clamp(rank - 1, 0, sorted.Count - 1)];
+    }
+}
+
+/// <summary>One bench phase: completed operations, failures, throughput and latency percentiles.</summary>
+public sealed record BenchResult(long Operations, long Errors, TimeSpan Elapsed, double OpsPerSecond, double P50Ms, double P99Ms, string? FirstError);

@@ -1,0 +1,271 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using MinBft.Application;
+using MinBft.Hosting;
+
+namespace MinBft.Client.Cli;
+
+/// <summary>
+/// The command line of the MinBFT client tool. Parsing (<see cref="Parse"/>) and binding
+/// (<see cref="Bind"/>) are separate from running, so the whole grammar is testable without a
+/// cluster: a parse result binds to one <see cref="ICliCommand"/> record.
+/// </summary>
+public sealed class ClientCli
+{
+    public const int MaxF = 10;
+
+    private readonly Dictionary<Command, Func<ParseResult, ICliCommand>> _binders = [];
+    private readonly CliConsole? _console;
+    private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Show the cluster's and client's log messages", Recursive = true };
+
+    /// <param name="console">Where commands write; null: the process's console.</param>
+    public ClientCli(CliConsole? console = null)
+    {
+        _console = console;
+        Root = BuildRootCommand();
+    }
+
+    public RootCommand Root { get; }
+
+    public ParseResult Parse(params string[] args) => Root.Parse(args);
+
+    /// <summary>The command a successful parse describes; null when it has errors or names no command.</summary>
+    public ICliCommand? Bind(ParseResult parse)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        if (parse.Errors.Count > 0) return null;
+        return _binders.TryGetValue(parse.CommandResult.Command, out var bind) ? bind(parse) : null;
+    }
+
+    /// <summary>Parses, binds and runs <paramref name="args"/>; returns the exit code.</summary>
+    public Task<int> InvokeAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var configuration = new InvocationConfiguration
+        {
+            // Program.Main cancels the token on Ctrl+C / SIGTERM; commands shut down themselves.
+            ProcessTerminationTimeout = null,
+        };
+        if (_console is not null)
+        {
+            configuration.Output = _console.Out;
+            configuration.Error = _console.Error;
+        }
+        return Parse(args).InvokeAsync(configuration, cancellationToken);
+    }
+
+    private RootCommand BuildRootCommand()
+    {
+        var root = new RootCommand("MinBFT client: key-value operations with verified replies, status, key generation, benchmark and demo")
+        {
+            _verbose,
+        };
+
+        void Add(Command command, Func<ParseResult, ICliCommand> bind)
+        {
+            _binders[command] = bind;
+            command.SetAction((parse, cancellationToken) =>
+            {
+                var console = (_console ?? CliConsole.System()) with { Verbose = parse.GetValue(_verbose) };
+                return bind(parse).RunAsync(console, cancellationToken);
+            });
+            root.Add(command);
+        }
+
+        // put / get / delete / status
+        {
+            var connection = new ConnectionOptions();
+            var key = KeyArgument();
+            var value = new Argument<string>("VALUE") { Description = "The value (UTF-8 text)" };
+            value.Validators.Add(result =>
+            {
+                var text = result.GetValueOrDefault<string>();
+                if (text is not null && System.Text.Encoding.UTF8.GetByteCount(text) > KeyValueOperation.MaxValueLength)
+                    result.AddError($"VALUE is longer than {KeyValueOperation.MaxValueLength} bytes");
+            });
+            var put = connection.AddTo(new Command("put", "Set KEY to VALUE") { key, value });
+            Add(put, p => new PutCommand(connection.Bind(p), p.GetValue(key)!, p.GetValue(value)!));
+        }
+        {
+            var connection = new ConnectionOptions();
+            var key = KeyArgument();
+            var get = connection.AddTo(new Command("get", "Print the value of KEY (exit code 3 if absent)") { key });
+            Add(get, p => new GetCommand(connection.Bind(p), p.GetValue(key)!));
+        }
+        {
+            var connection = new ConnectionOptions();
+            var key = KeyArgument();
+            var delete = connection.AddTo(new Command("delete", "Remove KEY") { key });
+            Add(delete, p => new DeleteCommand(connection.Bind(p), p.GetValue(key)!));
+        }
+        {
+            var connection = new ConnectionOptions();
+            var status = connection.AddTo(new Command("status", "Each replica's view, last executed batch and state digest"));
+            Add(status, p => new StatusCommand(connection.Bind(p)));
+        }
+
+        // keygen
+        {
+            var f = IntOption("--f", "Faults tolerated (n = 2f+1 replicas)", null, 0, MaxF);
+            f.Required = true;
+            var output = new Option<string>("--out", "-o") { Description = "Directory to write manifest.json and domain-i/ key directories into", Required = true };
+            var scheme = new Option<string>("--scheme") { Description = "USIG certificate scheme", DefaultValueFactory = _ => "ed25519" };
+            scheme.AcceptOnlyFromAmong("ed25519", "hmac");
+            var keygen = new Command("keygen", "Generate a deployment's keys: a public manifest and each fault domain's private keys") { f, output, scheme };
+            Add(keygen, p =>
+            {
+                ClusterManifest.TryParseScheme(p.GetValue(scheme), out var parsed);
+                return new KeygenCommand(p.GetValue(f), p.GetValue(output)!, parsed);
+            });
+        }
+
+        // bench
+        {
+            var connection = new ConnectionOptions();
+            var clients = PositiveInt("--clients", "Concurrent clients (each one request at a time)", 16, max: 4096);
+            var seconds = PositiveInt("--seconds", "Duration of each phase, in seconds", 10, max: 24 * 3600);
+            var payload = IntOption("--payload", "Value size in bytes", 64, 0, KeyValueOperation.MaxValueLength);
+            var baseline = new Option<bool>("--baseline") { Description = "Also run the workload against one plain unreplicated grain and report the ratio" };
+            var bench = connection.AddTo(new Command("bench", "Measure throughput and latency of verified writes") { clients, seconds, payload, baseline });
+            Add(bench, p => new BenchCommand(
+                connection.Bind(p), p.GetValue(clients), TimeSpan.FromSeconds(p.GetValue(seconds)), p.GetValue(payload), p.GetValue(baseline)));
+        }
+
+        // demo
+        {
+            var f = FOption();
+            var requests = PositiveInt("--requests", "Key-value operations to run", 200, max: 10_000_000);
+            var clients = PositiveInt("--clients", "Concurrent clients", 4, max: 1024);
+            var demo = new Command("demo", "Start a local cluster, run operations from several clients, check results and replica agreement")
+            {
+                f, requests, clients,
+            };
+            Add(demo, p => new DemoCommand(p.GetValue(f), p.GetValue(requests), p.GetValue(clients)));
+        }
+
+        return root;
+    }
+
+    private static Argument<string> KeyArgument()
+    {
+        var key = new Argument<string>("KEY") { Description = "The key (UTF-8 text)" };
+        key.Validators.Add(result =>
+        {
+            var text = result.GetValueOrDefault<string>();
+            if (text is not null && System.Text.Encoding.UTF8.GetByteCount(text) > KeyValueOperation.MaxKeyLength)
+                result.AddError($"KEY is longer than {KeyValueOperation.MaxKeyLength} bytes");
+        });
+        return key;
+    }
+
+    private static Option<int> FOption() => IntOption("--f", "Faults tolerated (n = 2f+1 replicas)", 1, 0, MaxF);
+
+    private static Option<int> PositiveInt(string name, string description, int defaultValue, int max) =>
+        IntOption(name, description, defaultValue, 1, max);
+
+    /// <summary>An integer option checked against [min, max] while parsing (a bad value is a parse error, never an exception).</summary>
+    private static Option<int> IntOption(string name, string description, int? defaultValue, int min, int max)
+    {
+        var option = new Option<int>(name)
+        {
+            Description = string.Create(CultureInfo.InvariantCulture, $"{description} ({min}..{max})"),
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+                if (int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
+                    return value;
+                result.AddError(string.Create(CultureInfo.InvariantCulture, $"{name} must be an integer between {min} and {max}, got '{text}'"));
+                return 0;
+            },
+        };
+        if (defaultValue is { } d) option.DefaultValueFactory = _ => d;
+        return option;
+    }
+
+    /// <summary>--gateway, --manifest, --cluster-id, --service-id, --timeout: how to reach a running cluster.</summary>
+    private sealed class ConnectionOptions
+    {
+        private readonly Option<IPEndPoint> _gateway = new("--gateway", "-g")
+        {
+            Description = "host:port of a gateway silo",
+            DefaultValueFactory = _ => ConnectionSettings.DefaultGateway,
+            CustomParser = result => ParseEndpoint(result),
+        };
+
+        private readonly Option<string> _manifest = new("--manifest", "-m")
+        {
+            Description = "The cluster manifest (replicas' public keys, to verify replies)",
+            DefaultValueFactory = _ => ConnectionSettings.DefaultManifestPath,
+        };
+
+        private readonly Option<string> _clusterId = new("--cluster-id") { DefaultValueFactory = _ => LocalClusterOptions.DefaultClusterId, Description = "Orleans cluster id" };
+        private readonly Option<string> _serviceId = new("--service-id") { DefaultValueFactory = _ => LocalClusterOptions.DefaultServiceId, Description = "Orleans service id" };
+        private readonly Option<int> _timeout = PositiveInt("--timeout", "Seconds one request may take, retries included", (int)ConnectionSettings.DefaultRequestTimeout.TotalSeconds, max: 3600);
+
+        public Command AddTo(Command command)
+        {
+            command.Add(_gateway);
+            command.Add(_manifest);
+            command.Add(_clusterId);
+            command.Add(_serviceId);
+            command.Add(_timeout);
+            return command;
+        }
+
+        public ConnectionSettings Bind(ParseResult parse) => new(
+            parse.GetValue(_gateway)!,
+            parse.GetValue(_manifest)!,
+            parse.GetValue(_clusterId)!,
+            parse.GetValue(_serviceId)!,
+            TimeSpan.FromSeconds(parse.GetValue(_timeout)));
+    }
+
+    private static IPEndPoint ParseEndpoint(ArgumentResult result)
+    {
+        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        if (TryParseEndpoint(text, out var endpoint)) return endpoint;
+        result.AddError($"'{text}' is not host:port");
+        return ConnectionSettings.DefaultGateway;
+    }
+
+    /// <summary>"ip:port", "[ipv6]:port", or "hostname:port" (resolved now, IPv4 preferred).</summary>
+    public static bool TryParseEndpoint(string? text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IPEndPoint? endpoint)
+    {
+        endpoint = null;
+        if (string.IsNullOrWhiteSpace(text)) return false;
+        if (IPEndPoint.TryParse(text, out var parsed))
+        {
+            if (parsed.Port == 0 || !text.Contains(':', StringComparison.Ordinal) || (parsed.AddressFamily == AddressFamily.InterNetworkV6 && !text.Contains("]:", StringComparison.Ordinal)))
+                return false;
+            endpoint = parsed;
+            return true;
+        }
+        var colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+            return false;
+        var host = text[..colon];
+        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            endpoint = new IPEndPoint(IPAddress.Loopback, port);
+            return true;
+        }
+        try
+        {
+            var addresses = Dns.GetHostAddresses(host);
+            var address = addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ?? addresses.FirstOrDefault();
+            if (address is null) return false;
+            endpoint = new IPEndPoint(address, port);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+}

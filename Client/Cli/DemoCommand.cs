@@ -1,0 +1,239 @@
+using System.Globalization;
+using MinBft.Application;
+using MinBft.Hosting;
+
+namespace MinBft.Client.Cli;
+
+/// <summary>
+/// <c>demo</c>: starts a <see cref="LocalCluster"/> of 2f+1 fault domains in a temporary
+/// directory, runs <see cref="Requests"/> key-value operations from <see cref="Clients"/>
+/// concurrent clients, checks every verified result against a model of what it must be, then
+/// checks that every replica reports the same executed sequence, history and state digest,
+/// and that digest is the digest of the expected state. The last line is
+/// <c>demo ok: requests=N replicas=R view=V digest=HEX</c> (exit 0), or the reason it failed.
+/// </summary>
+public sealed record DemoCommand(int F, int Requests, int Clients) : ICliCommand
+{
+    public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken)
+    {
+        DemoOutcome outcome;
+        try
+        {
+            outcome = await new DemoRunner(this, console).RunAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await console.Error.WriteLineAsync("demo interrupted").ConfigureAwait(false);
+            return ExitCodes.Interrupted;
+        }
+        if (outcome.Ok)
+        {
+            await console.Out.WriteLineAsync(outcome.Summary).ConfigureAwait(false);
+            return ExitCodes.Ok;
+        }
+        await console.Error.WriteLineAsync(outcome.Summary).ConfigureAwait(false);
+        return ExitCodes.Failed;
+    }
+}
+
+/// <summary>The demo's verdict: <see cref="Summary"/> is its last line.</summary>
+public sealed record DemoOutcome(bool Ok, string Summary, long View = 0, string? Digest = null);
+
+/// <summary>The demo's logic, separate from the console so tests can run it against their own ports.</summary>
+public sealed class DemoRunner(DemoCommand settings, CliConsole console)
+{
+    // Few keys per client: operations collide on keys, so gets, CAS and deletes see real state.
+    private const int KeysPerClient = 4;
+
+    /// <summary>Ports of the demo's cluster; null picks free ones.</summary>
+    public (int SiloPort, int GatewayPort)? Ports { get; init; }
+
+    /// <summary>How long to wait for the cluster to come up and for backups to catch up.</summary>
+    public TimeSpan SettleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    public async Task<DemoOutcome> RunAsync(CancellationToken cancellationToken)
+    {
+        var directory = Directory.CreateTempSubdirectory("minbft-demo-").FullName;
+        try
+        {
+            var options = new LocalClusterOptions
+            {
+                F = settings.F,
+                DataDirectory = directory,
+                ConfigureLogging = logging => CliLogging.Configure(logging, console.Verbose),
+            };
+            // Free ports: the demo must not collide with a running 'Silo local' on the defaults.
+            if (Ports is var (siloPort, gatewayPort))
+            {
+                options.SiloPort = siloPort;
+                options.GatewayPort = gatewayPort;
+            }
+            else
+            {
+                options.UseFreePorts();
+            }
+            await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"demo: starting a local cluster, f={settings.F} n={2 * settings.F + 1}, in {directory}")).ConfigureAwait(false);
+            await using var cluster = new LocalCluster(options);
+            await cluster.StartAsync(cancellationToken).ConfigureAwait(false);
+            await cluster.WaitForReplicasAsync(SettleTimeout, cancellationToken).ConfigureAwait(false);
+
+            using var client = new MinBftClient(
+                cluster.Client, cluster.Manifest, new MinBftClientOptions { IdentityPoolSize = settings.Clients });
+            var kv = new KeyValueClient(client);
+            var failure = await RunWorkloadAsync(kv, cancellationToken).ConfigureAwait(false);
+            if (failure is not null) return new DemoOutcome(false, "demo failed: " + failure.Reason);
+
+            return await CheckReplicasAsync(cluster, ExpectedDigest(), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TimeoutException or MinBftException or InvalidOperationException or IOException)
+        {
+            return new DemoOutcome(false, $"demo failed: {e.Message}");
+        }
+        finally
+        {
+            TryDelete(directory);
+        }
+    }
+
+    private readonly Dictionary<string, byte[]>[] _models =
+        Enumerable.Range(0, settings.Clients).Select(_ => new Dictionary<string, byte[]>(StringComparer.Ordinal)).ToArray();
+
+    private sealed record Failure(string Reason);
+
+    /// <summary>Runs the operations; null if every result was what the model predicted.</summary>
+    private async Task<Failure?> RunWorkloadAsync(KeyValueClient kv, CancellationToken cancellationToken)
+    {
+        var done = 0;
+        var progress = new ProgressBar(console, settings.Requests);
+        var seed = Random.Shared.Next();
+        var workers = Enumerable.Range(0, settings.Clients).Select(worker => Task.Run(async () =>
+        {
+            // Each client owns its keys, so its model predicts every result exactly.
+            var model = _models[worker];
+            var random = new Random(seed + worker);
+            var share = settings.Requests / settings.Clients + (worker < settings.Requests % settings.Clients ? 1 : 0);
+            for (var i = 0; i < share; i++)
+            {
+                var key = string.Create(CultureInfo.InvariantCulture, $"c{worker}-k{random.Next(KeysPerClient)}");
+                var value = System.Text.Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"v{worker}.{i}"));
+                model.TryGetValue(key, out var current);
+                var where = string.Create(CultureInfo.InvariantCulture, $"client {worker} operation {i} on {key}");
+                switch (random.Next(10))
+                {
+                    case < 4:
+                        await kv.PutAsync(key, value, cancellationToken).ConfigureAwait(false);
+                        model[key] = value;
+                        break;
+                    case < 7:
+                        var read = await kv.GetAsync(key, cancellationToken).ConfigureAwait(false);
+                        if (!Same(read, current)) return new Failure($"{where}: get returned {Show(read)}, expected {Show(current)}");
+                        break;
+                    case < 9:
+                        // Half the time the expected value is right, half the time deliberately wrong.
+                        var expected = random.Next(2) == 0 ? current : [0xEE];
+                        var cas = await kv.CompareAndSetAsync(key, expected, value, cancellationToken).ConfigureAwait(false);
+                        var shouldSucceed = Same(expected, current);
+                        if (cas.Succeeded != shouldSucceed || (!cas.Succeeded && !Same(cas.Current, current)))
+                            return new Failure($"{where}: compare-and-set returned {(cas.Succeeded ? "success" : "mismatch " + Show(cas.Current))}, expected {(shouldSucceed ? "success" : "mismatch " + Show(current))}");
+                        if (cas.Succeeded) model[key] = value;
+                        break;
+                    default:
+                        var existed = await kv.DeleteAsync(key, cancellationToken).ConfigureAwait(false);
+                        if (existed != (current is not null)) return new Failure($"{where}: delete returned {existed}, expected {current is not null}");
+                        model.Remove(key);
+                        break;
+                }
+                progress.Report(Interlocked.Increment(ref done));
+            }
+            return null;
+        }, CancellationToken.None)).ToArray();
+
+        var results = await Task.WhenAll(workers).ConfigureAwait(false);
+        await progress.CompleteAsync().ConfigureAwait(false);
+        return results.FirstOrDefault(r => r is not null);
+    }
+
+    /// <summary>The digest the replicas must report: that of a state holding exactly the models' entries.</summary>
+    private string ExpectedDigest()
+    {
+        var expected = new KeyValueStateMachine();
+        foreach (var model in _models)
+            foreach (var (key, value) in model)
+                expected.Apply(KeyValueOperation.EncodePut(key, value));
+        return Convert.ToHexString(expected.Digest());
+    }
+
+    /// <summary>Waits until every replica reports the same progress and digest, the expected one.</summary>
+    private async Task<DemoOutcome> CheckReplicasAsync(LocalCluster cluster, string expectedDigest, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(SettleTimeout);
+        ReplicaStatus?[] statuses = [];
+        string? problem = null;
+        try
+        {
+            while (true)
+            {
+                // Backups may still be executing the last batches the client already has f+1 replies for.
+                statuses = await cluster.GetStatusesAsync(TimeSpan.FromSeconds(5), deadline.Token).ConfigureAwait(false);
+                problem = Disagreement(statuses, expectedDigest);
+                if (problem is null) break;
+                await Task.Delay(TimeSpan.FromMilliseconds(100), deadline.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return new DemoOutcome(false, $"demo failed: replicas did not agree within {SettleTimeout}: {problem}");
+        }
+
+        var first = statuses[0]!;
+        return new DemoOutcome(
+            true,
+            string.Create(CultureInfo.InvariantCulture,
+                $"demo ok: requests={settings.Requests} replicas={statuses.Length} view={first.View} digest={first.StateDigest}"),
+            first.View,
+            first.StateDigest);
+    }
+
+    private static string? Disagreement(ReplicaStatus?[] statuses, string expectedDigest)
+    {
+        for (var i = 0; i < statuses.Length; i++)
+        {
+            if (statuses[i] is not { } s) return string.Create(CultureInfo.InvariantCulture, $"replica {i} does not answer");
+            if (s.Halted is not null) return string.Create(CultureInfo.InvariantCulture, $"replica {i} halted: {s.Halted}");
+        }
+        var all = statuses.Select(s => s!).ToArray();
+        var first = all[0];
+        foreach (var s in all)
+        {
+            if (s.ExecutedSequence != first.ExecutedSequence || s.View != first.View || !string.Equals(s.HistoryDigest, first.HistoryDigest, StringComparison.OrdinalIgnoreCase))
+                return "replicas differ: " + string.Join("; ", all.Select(x => string.Create(CultureInfo.InvariantCulture, $"r{x.ReplicaId} view={x.View} executed={x.ExecutedSequence}")));
+        }
+        foreach (var s in all)
+        {
+            if (!string.Equals(s.StateDigest, expectedDigest, StringComparison.OrdinalIgnoreCase))
+                return string.Create(CultureInfo.InvariantCulture, $"replica {s.ReplicaId} state digest {s.StateDigest} is not the expected {expectedDigest}");
+        }
+        return null;
+    }
+
+    private static bool Same(byte[]? a, byte[]? b) => a is null ? b is null : b is not null && a.AsSpan().SequenceEqual(b);
+
+    private static string Show(byte[]? value) => value is null ? "(absent)" : "'" + System.Text.Encoding.UTF8.GetString(value) + "'";
+
+    private static void TryDelete(string directory)
+    {
+        try
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A temp directory left behind is harmless.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}

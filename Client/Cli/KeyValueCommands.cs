@@ -1,0 +1,159 @@
+using System.Globalization;
+using MinBft.Hosting;
+
+namespace MinBft.Client.Cli;
+
+/// <summary><c>put KEY VALUE</c>: sets a key (the value is UTF-8 text).</summary>
+public sealed record PutCommand(ConnectionSettings Connection, string Key, string Value) : ICliCommand
+{
+    public Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken) =>
+        KeyValueCommand.RunAsync(Connection, console, cancellationToken, async kv =>
+        {
+            await kv.PutAsync(Key, System.Text.Encoding.UTF8.GetBytes(Value), cancellationToken).ConfigureAwait(false);
+            await console.Out.WriteLineAsync("ok").ConfigureAwait(false);
+            return ExitCodes.Ok;
+        });
+}
+
+/// <summary><c>get KEY</c>: prints the value (as UTF-8 text), or exits with <see cref="ExitCodes.NotFound"/>.</summary>
+public sealed record GetCommand(ConnectionSettings Connection, string Key) : ICliCommand
+{
+    public Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken) =>
+        KeyValueCommand.RunAsync(Connection, console, cancellationToken, async kv =>
+        {
+            var value = await kv.GetAsync(Key, cancellationToken).ConfigureAwait(false);
+            if (value is null)
+            {
+                await console.Error.WriteLineAsync($"get: key '{Key}' not found").ConfigureAwait(false);
+                return ExitCodes.NotFound;
+            }
+            await console.Out.WriteLineAsync(System.Text.Encoding.UTF8.GetString(value)).ConfigureAwait(false);
+            return ExitCodes.Ok;
+        });
+}
+
+/// <summary><c>delete KEY</c>: removes a key; prints whether it existed.</summary>
+public sealed record DeleteCommand(ConnectionSettings Connection, string Key) : ICliCommand
+{
+    public Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken) =>
+        KeyValueCommand.RunAsync(Connection, console, cancellationToken, async kv =>
+        {
+            var existed = await kv.DeleteAsync(Key, cancellationToken).ConfigureAwait(false);
+            await console.Out.WriteLineAsync(existed ? "deleted" : "not found").ConfigureAwait(false);
+            return ExitCodes.Ok;
+        });
+}
+
+internal static class KeyValueCommand
+{
+    /// <summary>Connects, runs one verified key-value operation, and turns failures into messages and exit codes.</summary>
+    public static async Task<int> RunAsync(
+        ConnectionSettings connection, CliConsole console, CancellationToken cancellationToken, Func<KeyValueClient, Task<int>> operation)
+    {
+        return await CliErrors.GuardAsync(console, async () =>
+        {
+            await using var cluster = await ClusterConnection.ConnectAsync(connection, console, cancellationToken).ConfigureAwait(false);
+            using var client = cluster.CreateClient(identities: 1);
+            return await operation(new KeyValueClient(client)).ConfigureAwait(false);
+        }, cancellationToken).ConfigureAwait(false);
+    }
+}
+
+/// <summary><c>status</c>: each replica's view, executed batches and state digest, as it reports them.</summary>
+public sealed record StatusCommand(ConnectionSettings Connection) : ICliCommand
+{
+    public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken) =>
+        await CliErrors.GuardAsync(console, async () =>
+        {
+            await using var cluster = await ClusterConnection.ConnectAsync(Connection, console, cancellationToken).ConfigureAwait(false);
+            var n = cluster.Manifest.N;
+            var statuses = await Task.WhenAll(Enumerable.Range(0, n).Select(async i =>
+            {
+                try
+                {
+                    var status = await cluster.Client.GetGrain<IReplicaGrain>(i).GetStatus()
+                        .WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+                    return (Status: status, Error: (string?)null);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    return (Status: (ReplicaStatus?)null, Error: e is TimeoutException ? "no answer within 5 s" : e.Message);
+                }
+            })).ConfigureAwait(false);
+
+            await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"cluster: n={n} f={cluster.Manifest.F} usig={ClusterManifest.SchemeName(cluster.Manifest.UsigScheme)} gateway={Connection.Gateway}")).ConfigureAwait(false);
+            for (var i = 0; i < n; i++)
+            {
+                var (status, error) = statuses[i];
+                await console.Out.WriteLineAsync(status is null
+                    ? string.Create(CultureInfo.InvariantCulture, $"replica {i}: unreachable ({error})")
+                    : Format(status)).ConfigureAwait(false);
+            }
+            // Replicas report about themselves (a Byzantine one may lie): this is an operator's view, not a proof.
+            return statuses.All(s => s.Status is not null) ? ExitCodes.Ok : ExitCodes.Failed;
+        }, cancellationToken).ConfigureAwait(false);
+
+    public static string Format(ReplicaStatus s) => string.Create(CultureInfo.InvariantCulture,
+        $"replica {s.ReplicaId}: view={s.View} primary={s.Primary} executed={s.ExecutedSequence} checkpoint={s.StableCheckpoint} digest={s.StateDigest} pending={s.PendingRequests} buffered={s.BufferedMessages} sent-log={s.SentLogCount}{(s.Halted is null ? "" : " HALTED: " + s.Halted)}");
+}
+
+/// <summary><c>keygen</c>: a new deployment's manifest and per-domain private keys.</summary>
+public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Scheme) : ICliCommand
+{
+    public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken)
+    {
+        ClusterManifest manifest;
+        try
+        {
+            manifest = DeploymentKeys.Generate(F, OutputDirectory, Scheme);
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+        {
+            await console.Error.WriteLineAsync("keygen: " + e.Message).ConfigureAwait(false);
+            return ExitCodes.Usage;
+        }
+        var directory = Path.GetFullPath(OutputDirectory);
+        await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+            $"keygen: n={manifest.N} f={manifest.F} usig={ClusterManifest.SchemeName(manifest.UsigScheme)}")).ConfigureAwait(false);
+        await console.Out.WriteLineAsync($"manifest (public, for every silo and client): {Path.Combine(directory, DeploymentKeys.ManifestFileName)}").ConfigureAwait(false);
+        for (var i = 0; i < manifest.N; i++)
+        {
+            await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"fault domain {i} private keys (copy only to domain {i}'s machines): {DeploymentKeys.DomainDirectory(directory, i)}")).ConfigureAwait(false);
+        }
+        return ExitCodes.Ok;
+    }
+}
+
+internal static class CliErrors
+{
+    /// <summary>Runs a command body, turning the failures a user can act on into one line on stderr and an exit code.</summary>
+    public static async Task<int> GuardAsync(CliConsole console, Func<Task<int>> body, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await body().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await console.Error.WriteLineAsync("interrupted").ConfigureAwait(false);
+            return ExitCodes.Interrupted;
+        }
+        catch (CliUsageException e)
+        {
+            await console.Error.WriteLineAsync(e.Message).ConfigureAwait(false);
+            return ExitCodes.Usage;
+        }
+        catch (MinBftReplyVerificationException e)
+        {
+            await console.Error.WriteLineAsync("the cluster's replies could not be verified: " + e.Message).ConfigureAwait(false);
+            return ExitCodes.Failed;
+        }
+        catch (Exception e) when (e is MinBftException or TimeoutException)
+        {
+            await console.Error.WriteLineAsync(e.Message).ConfigureAwait(false);
+            return ExitCodes.Failed;
+        }
+    }
+}

@@ -1,0 +1,229 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using MinBft.Hosting;
+
+namespace MinBft.Client;
+
+/// <summary>
+/// Submits operations to a MinBFT cluster and returns results it has verified itself.
+/// <para>
+/// Each request is signed with a client identity leased from a pool, handed to that
+/// identity's <see cref="IClientProxyGrain"/>, and its result is accepted only when f+1
+/// replicas' signed replies prove it (<see cref="ReplyVerifier"/>): the proxy, the silos it
+/// runs on and the network are not trusted. Failed attempts are retried with the same signed
+/// request, which replicas answer from their reply cache, so an operation executes at most once.
+/// </para>
+/// Thread-safe; meant to be a singleton. Concurrency is bounded by the identity pool size.
+/// </summary>
+public sealed partial class MinBftClient : IDisposable
+{
+    private readonly Func<string, IClientProxyGrain> _proxyFor;
+    private readonly ReplyVerifier _verifier;
+    private readonly MinBftClientOptions _options;
+    private readonly ClientIdentityPool _pool;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+
+    /// <param name="grainFactory">Reaches the cluster: an <c>IClusterClient</c>, or a silo's grain factory.</param>
+    /// <param name="manifest">The cluster manifest: n, f and the replicas' public keys.</param>
+    /// <param name="options">Pool, keys and timeouts; validated here.</param>
+    public MinBftClient(
+        IGrainFactory grainFactory,
+        ClusterManifest manifest,
+        MinBftClientOptions options,
+        ILogger<MinBftClient>? logger = null,
+        TimeProvider? timeProvider = null)
+        : this(ProxiesFrom(grainFactory), ReplyVerifier.FromManifest(manifest), options, logger, timeProvider)
+    {
+    }
+
+    /// <summary>For dependency injection: the manifest is read from <see cref="MinBftClientOptions.ManifestPath"/>.</summary>
+    public MinBftClient(IGrainFactory grainFactory, IOptions<MinBftClientOptions> options, ILogger<MinBftClient> logger)
+        : this(grainFactory, LoadManifest(options), options.Value, logger)
+    {
+    }
+
+    /// <param name="grainFactory">Reaches the cluster: an <c>IClusterClient</c>, or a silo's grain factory.</param>
+    /// <param name="verifier">The cluster's n, f and replica keys (from its manifest).</param>
+    /// <param name="options">Pool, keys and timeouts; validated here.</param>
+    public MinBftClient(
+        IGrainFactory grainFactory,
+        ReplyVerifier verifier,
+        MinBftClientOptions options,
+        ILogger<MinBftClient>? logger = null,
+        TimeProvider? timeProvider = null)
+        : this(ProxiesFrom(grainFactory), verifier, options, logger, timeProvider)
+    {
+    }
+
+    /// <summary>The seam tests use to stand in for the cluster: client id to its proxy.</summary>
+    internal MinBftClient(
+        Func<string, IClientProxyGrain> proxyFor,
+        ReplyVerifier verifier,
+        MinBftClientOptions options,
+        ILogger<MinBftClient>? logger = null,
+        TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(proxyFor);
+        ArgumentNullException.ThrowIfNull(verifier);
+        ArgumentNullException.ThrowIfNull(options);
+        // A snapshot: changing the options object later must not change a running client.
+        options = options.Clone();
+        options.Validate();
+        _proxyFor = proxyFor;
+        _verifier = verifier;
+        _options = options;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _time = timeProvider ?? TimeProvider.System;
+        _pool = options.KeyDirectory is { Length: > 0 } directory
+            ? ClientIdentityPool.LoadOrCreate(directory, options.IdentityPoolSize, _time.GetUtcNow())
+            : ClientIdentityPool.CreateEphemeral(options.IdentityPoolSize);
+    }
+
+    /// <summary>Number of replicas.</summary>
+    public int N => _verifier.N;
+
+    /// <summary>Number of faulty replicas tolerated.</summary>
+    public int F => _verifier.F;
+
+    /// <summary>The client ids of the identity pool (hex SHA-256 of each public key).</summary>
+    public IReadOnlyList<string> ClientIds => _pool.Identities.Select(i => i.ClientId).ToArray();
+
+    /// <summary>
+    /// Executes <paramref name="operation"/> on the replicated state machine and returns its
+    /// result once f+1 replicas proved it.
+    /// </summary>
+    /// <exception cref="MinBftReplyVerificationException">The last attempt's replies proved no result.</exception>
+    /// <exception cref="TimeoutException"><see cref="MinBftClientOptions.RequestTimeout"/> elapsed.</exception>
+    /// <exception cref="MinBftException">Every attempt failed otherwise (the inner exception is the last failure).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled. The operation may still execute.</exception>
+    public async Task<byte[]> ExecuteAsync(byte[] operation, CancellationToken cancellationToken = default) =>
+        (await ExecuteVerifiedAsync(operation, cancellationToken).ConfigureAwait(false)).Result;
+
+    /// <summary>Like <see cref="ExecuteAsync"/>, and also returns the replies that prove the result.</summary>
+    public async Task<VerifiedResult> ExecuteVerifiedAsync(byte[] operation, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(operation);
+        var started = _time.GetTimestamp();
+        using var timeout = new CancellationTokenSource(_options.RequestTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        ClientIdentityPool.Lease lease;
+        try
+        {
+            lease = await _pool.LeaseAsync(linked.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException(
+                $"No client identity became free within {_options.RequestTimeout} (pool size {_options.IdentityPoolSize}; raise {nameof(MinBftClientOptions.IdentityPoolSize)} for more concurrent requests).");
+        }
+
+        using (lease)
+        {
+            // Signed once: every retry sends the very same request, so it executes at most once.
+            var identity = lease.Identity;
+            var request = identity.Signer.CreateRequest(identity.TakeSeq(), operation);
+            var proxy = _proxyFor(identity.ClientId);
+            Exception? lastFailure = null;
+            // The request timeout's token is the one clock deciding when to stop; elapsed time
+            // only sizes each attempt.
+            for (var attempt = 1; attempt <= _options.MaxAttempts && !timeout.IsCancellationRequested; attempt++)
+            {
+                var remaining = _options.RequestTimeout - _time.GetElapsedTime(started);
+                var attemptTimeout = Min(_options.AttemptTimeout, remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout);
+                try
+                {
+                    var replies = await proxy.Execute(request, attemptTimeout)
+                        // The proxy is untrusted and may never answer: bound the wait locally too.
+                        .WaitAsync(attemptTimeout + LocalGrace, _time, linked.Token)
+                        .ConfigureAwait(false);
+                    return _verifier.Verify(request, replies);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    throw;
+                }
+                catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+                {
+                    lastFailure ??= new TimeoutException($"no answer from the client proxy within {_options.RequestTimeout}");
+                    break;
+                }
+                catch (MinBftReplyVerificationException e)
+                {
+                    lastFailure = e;
+                    LogVerificationFailed(_logger, request.Seq, Short(identity.ClientId), attempt, e.Message);
+                }
+                catch (Exception e)
+                {
+                    // Timeouts, unavailable silos or fault domains, proxy errors: all worth
+                    // another try with the same request while time remains.
+                    lastFailure = e;
+                    LogAttemptFailed(_logger, request.Seq, Short(identity.ClientId), attempt, e.GetType().Name, e.Message);
+                }
+
+                if (attempt < _options.MaxAttempts)
+                {
+                    var delay = Min(_options.RetryDelay * Math.Pow(2, attempt - 1), _options.RequestTimeout - _time.GetElapsedTime(started));
+                    if (delay > TimeSpan.Zero)
+                    {
+                        try
+                        {
+                            await Task.Delay(delay, _time, linked.Token).ConfigureAwait(false);
+                        }
+                        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                        {
+                            break; // the request timeout: report below
+                        }
+                    }
+                }
+            }
+
+            var elapsed = _time.GetElapsedTime(started);
+            if (lastFailure is MinBftReplyVerificationException verification) throw verification;
+            if (lastFailure is null or TimeoutException || timeout.IsCancellationRequested || elapsed >= _options.RequestTimeout)
+            {
+                throw new TimeoutException(
+                    $"Request {request.Seq} of client {Short(identity.ClientId)} did not complete within {_options.RequestTimeout} "
+                    + $"({lastFailure?.GetType().Name ?? "no attempt"}: {lastFailure?.Message})",
+                    lastFailure);
+            }
+            throw new MinBftException(
+                $"Request {request.Seq} of client {Short(identity.ClientId)} failed after {_options.MaxAttempts} attempts: {lastFailure.Message}",
+                lastFailure);
+        }
+    }
+
+    public void Dispose() => _pool.Dispose();
+
+    // How much longer than the proxy's own timeout the client waits for the proxy's answer.
+    private static readonly TimeSpan LocalGrace = TimeSpan.FromSeconds(1);
+
+    // The shortest timeout handed to the proxy: less could not even reach a replica.
+    private static readonly TimeSpan MinAttemptTimeout = TimeSpan.FromMilliseconds(10);
+
+    private static ClusterManifest LoadManifest(IOptions<MinBftClientOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var path = options.Value.ManifestPath;
+        if (string.IsNullOrWhiteSpace(path))
+            throw new ArgumentException($"{MinBftClientOptions.SectionName}:{nameof(MinBftClientOptions.ManifestPath)} is required (the cluster manifest)");
+        return ClusterManifest.Load(path);
+    }
+
+    private static Func<string, IClientProxyGrain> ProxiesFrom(IGrainFactory grainFactory)
+    {
+        ArgumentNullException.ThrowIfNull(grainFactory);
+        return clientId => grainFactory.GetGrain<IClientProxyGrain>(clientId);
+    }
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a <= b ? a : b;
+
+    private static string Short(string clientId) => clientId.Length > 12 ? clientId[..12] : clientId;
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Request {Seq} of client {ClientId}: attempt {Attempt} returned unverifiable replies: {Reason}")]
+    private static partial void LogVerificationFailed(ILogger logger, ulong seq, string clientId, int attempt, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Request {Seq} of client {ClientId}: attempt {Attempt} failed: {ErrorType}: {Reason}")]
+    private static partial void LogAttemptFailed(ILogger logger, ulong seq, string clientId, int attempt, string errorType, string reason);
+}

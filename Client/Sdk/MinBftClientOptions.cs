@@ -1,0 +1,49 @@
+namespace MinBft.Client;
+
+/// <summary>Options of <see cref="MinBftClient"/>, bound from the configuration section <see cref="SectionName"/>.</summary>
+public sealed class MinBftClientOptions
+{
+    public const string SectionName = "MinBft:Client";
+
+    /// <summary>The cluster manifest (n, f, replicas' public keys). Required when the client is built by DI.</summary>
+    public string? ManifestPath { get; set; }
+
+    /// <summary>
+    /// Client identities (signing keys) in the pool. A replica keeps only the last executed
+    /// request of each client, so one identity has at most one request outstanding; this is
+    /// therefore the number of requests the client runs concurrently. Further calls wait for
+    /// an identity to be free.
+    /// </summary>
+    public int IdentityPoolSize { get; set; } = 16;
+
+    /// <summary>
+    /// Directory of the pool's private keys (client-0.key, client-1.key, ...), created and
+    /// filled on first use. Null: fresh keys per process (ephemeral identities), which is
+    /// right for most applications because replicas need no client registry.
+    /// </summary>
+    public string? KeyDirectory { get; set; }
+
+    /// <summary>Time one <see cref="MinBftClient.ExecuteAsync"/> may take, retries included.</summary>
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Time the client proxy is given per attempt to collect f+1 replies.</summary>
+    public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Attempts per request. A retry resends the same signed request: replicas answer it from their reply cache, never execute it twice.</summary>
+    public int MaxAttempts { get; set; } = 3;
+
+    /// <summary>Pause before the first retry; doubled for each further one.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    internal MinBftClientOptions Clone() => (MinBftClientOptions)MemberwiseClone();
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
+    public void Validate()
+    {
+        if (IdentityPoolSize < 1) throw new ArgumentException($"{nameof(IdentityPoolSize)} must be at least 1, got {IdentityPoolSize}");
+        if (RequestTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(RequestTimeout)} must be positive, got {RequestTimeout}");
+        if (AttemptTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(AttemptTimeout)} must be positive, got {AttemptTimeout}");
+        if (MaxAttempts < 1) throw new ArgumentException($"{nameof(MaxAttempts)} must be at least 1, got {MaxAttempts}");
+        if (RetryDelay < TimeSpan.Zero) throw new ArgumentException($"{nameof(RetryDelay)} must not be negative, got {RetryDelay}");
+    }
+}

@@ -1,0 +1,40 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Hosting;
+
+namespace MinBft.Client;
+
+/// <summary>Registers <see cref="MinBftClient"/> and <see cref="KeyValueClient"/>.</summary>
+public static class MinBftClientServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the MinBFT client to an Orleans client. Options come from the configuration
+    /// section <see cref="MinBftClientOptions.SectionName"/> ("MinBft:Client"), then
+    /// <paramref name="configure"/>. The manifest is read when the client is first resolved.
+    /// </summary>
+    public static IClientBuilder AddMinBftClient(this IClientBuilder builder, Action<MinBftClientOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.AddMinBftClient(configure);
+        return builder;
+    }
+
+    /// <summary>
+    /// Adds the MinBFT client to any container that has an <see cref="IGrainFactory"/> (an
+    /// Orleans client, or a silo whose grains or services call the replicated service).
+    /// </summary>
+    public static IServiceCollection AddMinBftClient(this IServiceCollection services, Action<MinBftClientOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        var options = services.AddOptions<MinBftClientOptions>().BindConfiguration(MinBftClientOptions.SectionName);
+        if (configure is not null) options.Configure(configure);
+        services.TryAddSingleton(sp => new MinBftClient(
+            sp.GetRequiredService<IGrainFactory>(),
+            sp.GetRequiredService<IOptions<MinBftClientOptions>>(),
+            sp.GetRequiredService<ILogger<MinBftClient>>()));
+        services.TryAddSingleton(sp => new KeyValueClient(sp.GetRequiredService<MinBftClient>()));
+        return services;
+    }
+}

@@ -1,0 +1,141 @@
+using System.Globalization;
+using MinBft.Crypto;
+using MinBft.Encoding;
+using MinBft.Hosting;
+using MinBft.Messages;
+
+namespace MinBft.Client;
+
+/// <summary>
+/// Decides whether a set of REPLYs proves the result of one request (PROTOCOL.md 4.6): f+1
+/// replies from distinct replicas, each within bounds, each for this client id and sequence
+/// number, each signed by its replica's key from the cluster manifest, all with the same
+/// result. At most f replicas are faulty, so f+1 such replies include one from a correct
+/// replica, and a correct replica only replies with the result of executing the request in the
+/// agreed order.
+/// </summary>
+/// <remarks>
+/// Replies that fail a check are discarded rather than failing the whole set: a faulty replica
+/// or proxy could otherwise veto a result that f+1 correct replicas proved. A replica that
+/// signed two different results for one request is faulty and counts for neither. Views may
+/// differ between replies (a reply cached before a view change is still a valid reply).
+/// </remarks>
+public sealed class ReplyVerifier
+{
+    private readonly ReplicaKeyRing _keys;
+
+    /// <param name="n">Number of replicas, 2f+1.</param>
+    /// <param name="f">Number of faults tolerated.</param>
+    /// <param name="replicaKeys">Replica i's REPLY signing key, for i in 0..n-1.</param>
+    public ReplyVerifier(int n, int f, ReplicaKeyRing replicaKeys)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(f);
+        ArgumentNullException.ThrowIfNull(replicaKeys);
+        if (n != 2 * f + 1) throw new ArgumentException($"MinBFT needs n = 2f+1 replicas; got n={n}, f={f}", nameof(n));
+        for (var i = 0; i < n; i++)
+        {
+            if (!replicaKeys.Contains(i)) throw new ArgumentException($"no signing key for replica {i}", nameof(replicaKeys));
+        }
+        N = n;
+        F = f;
+        _keys = replicaKeys;
+    }
+
+    /// <summary>The verifier for the cluster described by <paramref name="manifest"/>.</summary>
+    public static ReplyVerifier FromManifest(ClusterManifest manifest)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        return new ReplyVerifier(manifest.N, manifest.F, manifest.CreateReplicaKeyRing());
+    }
+
+    public int N { get; }
+
+    public int F { get; }
+
+    /// <summary>Matching replies needed: f+1.</summary>
+    public int Required => F + 1;
+
+    /// <summary>
+    /// The result that <paramref name="replies"/> prove for <paramref name="request"/>, or a
+    /// <see cref="MinBftReplyVerificationException"/> listing why they do not.
+    /// </summary>
+    public VerifiedResult Verify(Request request, IReadOnlyList<Reply?>? replies)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var problems = new List<string>();
+        if (replies is null)
+        {
+            throw new MinBftReplyVerificationException(request.ClientId, request.Seq, Required, ["the proxy returned no reply list"]);
+        }
+
+        // Valid replies by replica; null marks a replica that signed conflicting results.
+        var byReplica = new Dictionary<int, Reply?>();
+        for (var index = 0; index < replies.Count; index++)
+        {
+            var reply = replies[index];
+            if (Check(request, reply) is { } why)
+            {
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"reply #{index}: {why}"));
+                continue;
+            }
+            var id = reply!.ReplicaId;
+            if (!byReplica.TryGetValue(id, out var earlier))
+            {
+                byReplica[id] = reply;
+            }
+            else if (earlier is null)
+            {
+                // Already known to equivocate.
+            }
+            else if (earlier.Result.AsSpan().SequenceEqual(reply.Result))
+            {
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"reply #{index}: replica {id} counted once only"));
+            }
+            else
+            {
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"reply #{index}: replica {id} signed two different results; ignoring it"));
+                byReplica[id] = null;
+            }
+        }
+
+        var valid = byReplica.Values.OfType<Reply>().ToList();
+        foreach (var group in valid.GroupBy(r => Convert.ToHexString(r.Result), StringComparer.Ordinal))
+        {
+            if (group.Count() >= Required)
+            {
+                var proof = group.OrderBy(r => r.ReplicaId).ToArray();
+                return new VerifiedResult(request.ClientId, request.Seq, proof[0].Result, proof);
+            }
+        }
+
+        problems.Add(valid.Count switch
+        {
+            0 => "no valid reply",
+            _ when valid.Select(r => Convert.ToHexString(r.Result)).Distinct().Count() > 1 =>
+                string.Create(CultureInfo.InvariantCulture, $"{valid.Count} valid replies disagree on the result"),
+            _ => string.Create(CultureInfo.InvariantCulture, $"only {valid.Count} valid matching replies"),
+        });
+        throw new MinBftReplyVerificationException(request.ClientId, request.Seq, Required, problems);
+    }
+
+    /// <summary>Null when <paramref name="reply"/> is a valid REPLY to <paramref name="request"/>, else why not.</summary>
+    private string? Check(Request request, Reply? reply)
+    {
+        // Bounds before anything is hashed or verified.
+        if (MessageLimits.CheckReply(reply) is { } malformed) return malformed;
+        var r = reply!;
+        if (r.ReplicaId < 0 || r.ReplicaId >= N) return string.Create(CultureInfo.InvariantCulture, $"unknown replica {r.ReplicaId}");
+        if (!string.Equals(r.ClientId, request.ClientId, StringComparison.Ordinal)) return "for another client";
+        if (r.Seq != request.Seq) return string.Create(CultureInfo.InvariantCulture, $"for seq {r.Seq}, not {request.Seq}");
+        if (!_keys.Verify(r.ReplicaId, MessageEncoding.Reply(r), r.Signature))
+            return string.Create(CultureInfo.InvariantCulture, $"bad signature for replica {r.ReplicaId}");
+        return null;
+    }
+}
+
+/// <summary>A result proven by <see cref="Replies"/>: f+1 valid, matching replies from distinct replicas.</summary>
+public sealed record VerifiedResult(string ClientId, ulong Seq, byte[] Result, IReadOnlyList<Reply> Replies)
+{
+    /// <summary>The highest view among the proving replies.</summary>
+    public long View => Replies.Max(r => r.View);
+}

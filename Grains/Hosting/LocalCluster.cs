@@ -1,0 +1,322 @@
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Orleans.Hosting;
+
+namespace MinBft.Hosting;
+
+/// <summary>
+/// A whole MinBFT cluster in one process, for development, demos and tests:
+/// <list type="bullet">
+/// <item>a membership/gateway silo without a fault domain: the primary silo of localhost
+/// clustering (it holds the membership table) and the clients' gateway. It hosts client
+/// proxies only, so any fault-domain silo can stop and restart without breaking the cluster;</item>
+/// <item>2f+1 fault-domain silos, each its own <see cref="IHost"/> with
+/// <c>AddMinBft(fault domain i)</c> and its own SQLite store under <c>DataDirectory/domain-i</c>.</item>
+/// </list>
+/// The deployment's keys are generated under <c>DataDirectory/keys</c> on first start and
+/// reused afterwards, together with the stores: a restarted cluster continues where it was.
+/// </summary>
+public sealed class LocalCluster : IAsyncDisposable
+{
+    public const string KeysDirectoryName = "keys";
+
+    private readonly LocalClusterOptions _options;
+    private readonly IHost?[] _domainSilos;
+    private readonly SemaphoreSlim _lifecycle = new(1, 1);
+    private IHost? _gatewaySilo;
+    private ClusterManifest? _manifest;
+
+    public LocalCluster(LocalClusterOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        N = 2 * options.F + 1;
+        _domainSilos = new IHost?[N];
+        DataDirectory = Path.GetFullPath(options.DataDirectory);
+    }
+
+    /// <summary>Number of replicas (and fault-domain silos).</summary>
+    public int N { get; }
+
+    public int F => _options.F;
+
+    /// <summary>Absolute path of the cluster's data directory.</summary>
+    public string DataDirectory { get; }
+
+    /// <summary>Where the manifest and the domains' private keys are.</summary>
+    public string KeysDirectory => Path.Combine(DataDirectory, KeysDirectoryName);
+
+    public string ManifestPath => Path.Combine(KeysDirectory, DeploymentKeys.ManifestFileName);
+
+    /// <summary>The cluster manifest (after <see cref="StartAsync"/>).</summary>
+    public ClusterManifest Manifest => _manifest ?? throw new InvalidOperationException("the cluster is not started");
+
+    /// <summary>The gateway clients connect to.</summary>
+    public IPEndPoint GatewayEndpoint => new(IPAddress.Loopback, _options.GatewayPort);
+
+    /// <summary>A client of the cluster, hosted by the gateway silo (always up while the cluster runs).</summary>
+    public IClusterClient Client =>
+        (_gatewaySilo ?? throw new InvalidOperationException("the cluster is not started")).Services.GetRequiredService<IClusterClient>();
+
+    public IGrainFactory GrainFactory => Client;
+
+    /// <summary>True while fault domain <paramref name="faultDomain"/>'s silo runs.</summary>
+    public bool IsSiloRunning(int faultDomain) => _domainSilos[CheckDomain(faultDomain)] is not null;
+
+    /// <summary>Creates keys if needed, then starts the gateway silo and every fault-domain silo.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        await _lifecycle.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_gatewaySilo is not null) throw new InvalidOperationException("the cluster is already started");
+            _manifest = LoadOrCreateKeys();
+            var gateway = BuildSilo(faultDomain: null);
+            try
+            {
+                await gateway.StartAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                gateway.Dispose();
+                throw;
+            }
+            _gatewaySilo = gateway;
+            await Task.WhenAll(Enumerable.Range(0, N).Select(i => StartDomainSiloAsync(i, cancellationToken))).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    /// <summary>Stops fault domain <paramref name="faultDomain"/>'s silo (gracefully): replica i is down until restarted.</summary>
+    public async Task StopSiloAsync(int faultDomain, CancellationToken cancellationToken = default)
+    {
+        CheckDomain(faultDomain);
+        await _lifecycle.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var silo = _domainSilos[faultDomain] ?? throw new InvalidOperationException($"fault domain {faultDomain}'s silo is not running");
+            _domainSilos[faultDomain] = null;
+            await StopAndDisposeAsync(silo, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    /// <summary>Starts fault domain <paramref name="faultDomain"/>'s silo again, on the same ports, keys and store.</summary>
+    public async Task StartSiloAsync(int faultDomain, CancellationToken cancellationToken = default)
+    {
+        CheckDomain(faultDomain);
+        await _lifecycle.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_gatewaySilo is null) throw new InvalidOperationException("the cluster is not started");
+            if (_domainSilos[faultDomain] is not null) throw new InvalidOperationException($"fault domain {faultDomain}'s silo is already running");
+            await StartDomainSiloAsync(faultDomain, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    /// <summary>
+    /// Each replica's status, or null for a replica that did not answer within
+    /// <paramref name="timeout"/> (its silo is down, or it is still activating).
+    /// </summary>
+    public async Task<ReplicaStatus?[]> GetStatusesAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        var client = Client;
+        return await Task.WhenAll(Enumerable.Range(0, N).Select(async i =>
+        {
+            try
+            {
+                return await client.GetGrain<IReplicaGrain>(i).GetStatus().WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                return null;
+            }
+        })).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Waits until every replica answers (placement needs each silo's fault domain in the
+    /// gateway's metadata cache, which can lag a silo's start by a moment).
+    /// </summary>
+    public async Task<ReplicaStatus[]> WaitForReplicasAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        ReplicaStatus?[] statuses = [];
+        try
+        {
+            while (true)
+            {
+                statuses = await GetStatusesAsync(TimeSpan.FromSeconds(2), deadline.Token).ConfigureAwait(false);
+                if (statuses.All(s => s is not null)) return statuses!;
+                await Task.Delay(TimeSpan.FromMilliseconds(100), deadline.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            var missing = string.Join(", ", statuses.Select((s, i) => (s, i)).Where(x => x.s is null).Select(x => x.i));
+            throw new TimeoutException($"replicas [{missing}] did not answer within {timeout}");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _lifecycle.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            // Fault-domain silos first (the gateway silo holds the membership table), one at a
+            // time: silos leaving together fail to gossip their departure to each other.
+            for (var i = N - 1; i >= 0; i--)
+            {
+                if (_domainSilos[i] is { } silo)
+                {
+                    _domainSilos[i] = null;
+                    await StopAndDisposeAsync(silo, CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+            if (_gatewaySilo is { } gateway)
+            {
+                _gatewaySilo = null;
+                await StopAndDisposeAsync(gateway, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    private async Task StartDomainSiloAsync(int faultDomain, CancellationToken cancellationToken)
+    {
+        var silo = BuildSilo(faultDomain);
+        try
+        {
+            await silo.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            silo.Dispose();
+            throw;
+        }
+        _domainSilos[faultDomain] = silo;
+    }
+
+    private ClusterManifest LoadOrCreateKeys()
+    {
+        ClusterManifest manifest;
+        if (File.Exists(ManifestPath))
+        {
+            manifest = ClusterManifest.Load(ManifestPath);
+        }
+        else
+        {
+            Directory.CreateDirectory(DataDirectory);
+            manifest = DeploymentKeys.Generate(_options.F, KeysDirectory, _options.UsigScheme);
+        }
+        if (manifest.F != _options.F)
+        {
+            throw new InvalidOperationException(
+                $"{DataDirectory} holds a cluster with f={manifest.F}, not f={_options.F}; use another data directory or f={manifest.F}");
+        }
+        return manifest;
+    }
+
+    private IHost BuildSilo(int? faultDomain)
+    {
+        var manifest = Manifest;
+        // No defaults: the dev cluster must not pick up the host process's appsettings,
+        // environment or command line (the CLI and test runners have their own).
+        var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        _options.ConfigureLogging?.Invoke(builder.Logging);
+        // The cluster, not Ctrl+C handlers of each silo, decides when a silo stops.
+        builder.Services.AddSingleton<IHostLifetime, ManualLifetime>();
+        builder.UseOrleans(silo =>
+        {
+            var primary = new IPEndPoint(IPAddress.Loopback, _options.SiloPort);
+            if (faultDomain is { } domain)
+            {
+                silo.UseLocalhostClustering(
+                    _options.SiloPort + 1 + domain, _options.GatewayPort + 1 + domain, primary, _options.ServiceId, _options.ClusterId);
+                silo.AddMinBft(options =>
+                {
+                    options.FaultDomain = domain;
+                    options.Manifest = manifest;
+                    options.ManifestPath = ManifestPath;
+                    options.KeyDirectory = DeploymentKeys.DomainDirectory(KeysDirectory, domain);
+                    options.DataDirectory = Path.Combine(DataDirectory, string.Create(CultureInfo.InvariantCulture, $"domain-{domain}"));
+                    _options.ConfigureMinBft?.Invoke(options);
+                });
+            }
+            else
+            {
+                silo.UseLocalhostClustering(_options.SiloPort, _options.GatewayPort, primary, _options.ServiceId, _options.ClusterId);
+                silo.AddMinBftGateway(manifest, _options.ConfigureMinBft);
+            }
+            UseStronglyConsistentDirectory(silo);
+            silo.Configure<SiloOptions>(o => o.SiloName = faultDomain is { } d
+                ? string.Create(CultureInfo.InvariantCulture, $"domain-{d}")
+                : "gateway");
+            _options.ConfigureSilo?.Invoke(faultDomain, silo);
+        });
+        return builder.Build();
+    }
+
+    /// <summary>
+    /// Orleans' default grain directory is eventually consistent: when a silo leaves, the
+    /// registrations it held are rebuilt, and meanwhile a call may create a second activation
+    /// of a grain elsewhere and one of the two is then dropped. For a replica that means a
+    /// restart, and a restarted primary replays its log and may halt; with the default
+    /// directory, stopping one fault domain's silo sometimes took down the primary of another
+    /// domain as well (two faults with f = 1). The strongly consistent directory hands ranges
+    /// over on membership changes without duplicate activations. Every silo of a cluster must
+    /// use the same directory. (Experimental in Orleans 10, hence the suppression.)
+    /// </summary>
+    public static void UseStronglyConsistentDirectory(ISiloBuilder silo)
+    {
+        ArgumentNullException.ThrowIfNull(silo);
+#pragma warning disable ORLEANSEXP003
+        silo.AddDistributedGrainDirectory();
+#pragma warning restore ORLEANSEXP003
+    }
+
+    private static async Task StopAndDisposeAsync(IHost silo, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await silo.StopAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            silo.Dispose();
+        }
+    }
+
+    private int CheckDomain(int faultDomain) =>
+        faultDomain >= 0 && faultDomain < N
+            ? faultDomain
+            : throw new ArgumentOutOfRangeException(nameof(faultDomain), $"fault domains are 0..{N - 1}");
+}
+
+/// <summary>A host lifetime that starts at once and never stops the host by itself.</summary>
+internal sealed class ManualLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

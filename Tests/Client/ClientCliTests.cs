@@ -1,0 +1,231 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using MinBft.Client.Cli;
+using MinBft.Hosting;
+
+namespace MinBft.Tests.Client;
+
+/// <summary>The client tool's grammar: each command line binds to the command record it means, or is rejected.</summary>
+public sealed class ClientCliTests
+{
+    private static readonly ConnectionSettings Defaults = new(
+        new IPEndPoint(IPAddress.Loopback, 30000),
+        Path.Combine("data", "keys", "manifest.json"),
+        LocalClusterOptions.DefaultClusterId,
+        LocalClusterOptions.DefaultServiceId,
+        TimeSpan.FromSeconds(30));
+
+    private static ICliCommand? Bind(params string[] args)
+    {
+        var cli = new ClientCli();
+        return cli.Bind(cli.Parse(args));
+    }
+
+    private static void AssertRejected(params string[] args)
+    {
+        var cli = new ClientCli();
+        var parse = cli.Parse(args);
+        Assert.NotEmpty(parse.Errors);
+        Assert.Null(cli.Bind(parse));
+    }
+
+    [Fact]
+    public void Put_WithDefaults() =>
+        Assert.Equal(new PutCommand(Defaults, "k", "hello world"), Bind("put", "k", "hello world"));
+
+    [Fact]
+    public void Get_WithConnectionOptions()
+    {
+        var command = Bind("get", "k", "--gateway", "10.1.2.3:4000", "--manifest", "m.json", "--cluster-id", "c", "--service-id", "s", "--timeout", "5");
+
+        Assert.Equal(
+            new GetCommand(new ConnectionSettings(new IPEndPoint(IPAddress.Parse("10.1.2.3"), 4000), "m.json", "c", "s", TimeSpan.FromSeconds(5)), "k"),
+            command);
+    }
+
+    [Fact]
+    public void ShortAliases_AndLocalhost() =>
+        Assert.Equal(
+            new DeleteCommand(Defaults with { Gateway = new IPEndPoint(IPAddress.Loopback, 31000), ManifestPath = "x.json" }, "k"),
+            Bind("delete", "k", "-g", "localhost:31000", "-m", "x.json"));
+
+    [Fact]
+    public void Status() => Assert.Equal(new StatusCommand(Defaults), Bind("status"));
+
+    [Fact]
+    public void Keygen()
+    {
+        Assert.Equal(new KeygenCommand(2, "out", UsigScheme.Hmac), Bind("keygen", "--f", "2", "--out", "out", "--scheme", "hmac"));
+        Assert.Equal(new KeygenCommand(1, "k", UsigScheme.Ed25519), Bind("keygen", "--f", "1", "-o", "k"));
+    }
+
+    [Fact]
+    public void Bench_DefaultsAndOptions()
+    {
+        Assert.Equal(new BenchCommand(Defaults, 16, TimeSpan.FromSeconds(10), 64, false), Bind("bench"));
+        Assert.Equal(
+            new BenchCommand(Defaults, 4, TimeSpan.FromSeconds(2), 0, true),
+            Bind("bench", "--clients", "4", "--seconds", "2", "--payload", "0", "--baseline"));
+    }
+
+    [Fact]
+    public void Demo_DefaultsAndOptions()
+    {
+        Assert.Equal(new DemoCommand(1, 200, 4), Bind("demo"));
+        Assert.Equal(new DemoCommand(2, 50, 8), Bind("demo", "--f", "2", "--requests", "50", "--clients", "8"));
+        Assert.Equal(new DemoCommand(0, 1, 1), Bind("demo", "--f", "0", "--requests", "1", "--clients", "1", "--verbose"));
+    }
+
+    [Theory]
+    [InlineData("put", "k")]
+    [InlineData("get")]
+    [InlineData("get", "a", "b")]
+    [InlineData("frobnicate")]
+    [InlineData("get", "k", "--gateway", "nonsense")]
+    [InlineData("get", "k", "--gateway", "1.2.3.4")]
+    [InlineData("get", "k", "--gateway", "1.2.3.4:0")]
+    [InlineData("get", "k", "--gateway", "1.2.3.4:70000")]
+    [InlineData("get", "k", "--timeout", "0")]
+    [InlineData("keygen", "--out", "x")]
+    [InlineData("keygen", "--f", "1")]
+    [InlineData("keygen", "--f", "1", "--out", "x", "--scheme", "rsa")]
+    [InlineData("keygen", "--f", "-1", "--out", "x")]
+    [InlineData("bench", "--clients", "0")]
+    [InlineData("bench", "--seconds", "-3")]
+    [InlineData("bench", "--payload", "-1")]
+    [InlineData("bench", "--payload", "1000000")]
+    [InlineData("bench", "--clients", "many")]
+    [InlineData("demo", "--f", "11")]
+    [InlineData("demo", "--requests", "0")]
+    public void InvalidCommandLines_AreRejected(params string[] args) => AssertRejected(args);
+
+    [Fact]
+    public void OversizedKey_IsRejected() => AssertRejected("get", new string('k', 2000));
+
+    [Fact]
+    public async Task Help_ListsTheCommands()
+    {
+        var output = new StringWriter();
+        var cli = new ClientCli(new CliConsole(output, new StringWriter(), ErrorIsTerminal: false));
+
+        var exit = await cli.InvokeAsync(["--help"], CancellationToken.None);
+
+        Assert.Equal(0, exit);
+        foreach (var command in new[] { "put", "get", "delete", "status", "keygen", "bench", "demo" })
+            Assert.Contains(command, output.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task InvalidArguments_ExitNonZero_WithAMessage()
+    {
+        var error = new StringWriter();
+        var cli = new ClientCli(new CliConsole(new StringWriter(), error, ErrorIsTerminal: false));
+
+        var exit = await cli.InvokeAsync(["bench", "--clients", "0"], CancellationToken.None);
+
+        Assert.NotEqual(0, exit);
+        Assert.Contains("--clients", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Keygen_WritesADeployment_AndRefusesToOverwriteIt()
+    {
+        var directory = Path.Combine(Path.GetTempPath(), "minbft-keygen-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var output = new StringWriter();
+            var error = new StringWriter();
+            var cli = new ClientCli(new CliConsole(output, error, ErrorIsTerminal: false));
+
+            Assert.Equal(ExitCodes.Ok, await cli.InvokeAsync(["keygen", "--f", "1", "--out", directory], CancellationToken.None));
+            var manifest = ClusterManifest.Load(Path.Combine(directory, DeploymentKeys.ManifestFileName));
+            Assert.Equal(3, manifest.N);
+            Assert.All(Enumerable.Range(0, 3), i => Assert.True(File.Exists(Path.Combine(DeploymentKeys.DomainDirectory(directory, i), DeploymentKeys.SigningKeyFileName))));
+
+            Assert.Equal(ExitCodes.Usage, await cli.InvokeAsync(["keygen", "--f", "1", "--out", directory], CancellationToken.None));
+            Assert.Contains("already exists", error.ToString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task ClusterCommand_WithMissingManifest_ExitsWithUsageError()
+    {
+        var error = new StringWriter();
+        var cli = new ClientCli(new CliConsole(new StringWriter(), error, ErrorIsTerminal: false));
+
+        var exit = await cli.InvokeAsync(["get", "k", "--manifest", "/nonexistent/manifest.json"], CancellationToken.None);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("manifest", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ClusterCommand_WithUnreachableGateway_ExitsWithUsageErrorAfterTheConnectTimeout()
+    {
+        var directory = Directory.CreateTempSubdirectory("minbft-cli-").FullName;
+        try
+        {
+            var manifest = Path.Combine(directory, "manifest.json");
+            new FakeReplicas(f: 1).Manifest.Save(manifest);
+            var nobody = new LocalClusterOptions().UseFreePorts().GatewayPort;
+            var error = new StringWriter();
+            var cli = new ClientCli(new CliConsole(new StringWriter(), error, ErrorIsTerminal: false));
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+
+            var exit = await cli.InvokeAsync(["get", "k", "--manifest", manifest, "--gateway", $"127.0.0.1:{nobody}"], CancellationToken.None);
+
+            Assert.Equal(ExitCodes.Usage, exit);
+            Assert.Contains("cannot connect to the cluster gateway", error.ToString(), StringComparison.Ordinal);
+            Assert.InRange(watch.Elapsed, TimeSpan.Zero, ClusterConnection.ConnectTimeout + TimeSpan.FromSeconds(20));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1:30000", "127.0.0.1", 30000)]
+    [InlineData("localhost:1", "127.0.0.1", 1)]
+    [InlineData("[::1]:5000", "::1", 5000)]
+    public void Endpoints_Parse(string text, string address, int port)
+    {
+        Assert.True(ClientCli.TryParseEndpoint(text, out var endpoint));
+        Assert.Equal(new IPEndPoint(IPAddress.Parse(address), port), endpoint);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("127.0.0.1")]
+    [InlineData("::1")]
+    [InlineData("host:")]
+    [InlineData(":80")]
+    [InlineData("127.0.0.1:99999")]
+    public void Endpoints_Rejected(string text) => Assert.False(ClientCli.TryParseEndpoint(text, out _));
+
+    [Fact]
+    public void BenchLine_HasTheDocumentedShape()
+    {
+        var minbft = new BenchResult(100, 0, TimeSpan.FromSeconds(2), 50, 12.345, 99.5, null);
+        var plain = new BenchResult(1000, 0, TimeSpan.FromSeconds(2), 500, 1, 2, null);
+
+        var line = BenchCommand.FormatLine(minbft) + BenchCommand.FormatBaseline(minbft, plain);
+
+        Assert.Equal("bench: ops/s=50.0 p50_ms=12.35 p99_ms=99.50 baseline_ops/s=500.0 ratio=0.100", line);
+        Assert.Matches(new Regex(@"^bench: ops/s=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+$"), BenchCommand.FormatLine(minbft));
+    }
+
+    [Fact]
+    public void Percentile_IsNearestRank()
+    {
+        double[] values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        Assert.Equal(5, BenchCommand.Percentile(values, 0.50));
+        Assert.Equal(10, BenchCommand.Percentile(values, 0.99));
+        Assert.Equal(0, BenchCommand.Percentile([], 0.5));
+        Assert.Equal(7, BenchCommand.Percentile([7], 0.99));
+    }
+}

@@ -1,0 +1,23 @@
+using System.Text.RegularExpressions;
+using MinBft.Client.Cli;
+
+namespace MinBft.Tests.Client;
+
+/// <summary>The demo's logic end to end: its own LocalCluster (f=1, free ports), several clients, all checks.</summary>
+public sealed class DemoEndToEndTests
+{
+    [Fact]
+    public async Task Demo_CompletesRequests_AndReplicasAgreeOnTheExpectedState()
+    {
+        var output = new StringWriter();
+        var progress = new StringWriter();
+        var console = new CliConsole(output, progress, ErrorIsTerminal: false);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+
+        var outcome = await new DemoRunner(new DemoCommand(F: 1, Requests: 40, Clients: 3), console).RunAsync(timeout.Token);
+
+        Assert.True(outcome.Ok, outcome.Summary + "\n" + progress);
+        Assert.Matches(new Regex("^demo ok: requests=40 replicas=3 view=[0-9]+ digest=[0-9A-F]{64}$"), outcome.Summary);
+        Assert.Contains("40/40 requests", progress.ToString(), StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,180 @@
+using System.Collections.Concurrent;
+using MinBft.Application;
+using MinBft.Client;
+using MinBft.Crypto;
+using MinBft.Encoding;
+using MinBft.Hosting;
+using MinBft.Messages;
+using Org.BouncyCastle.Security;
+
+namespace MinBft.Tests.Client;
+
+/// <summary>
+/// Replica signing keys and a correct reply factory for n = 2f+1 replicas, without any protocol:
+/// enough to test what the client accepts and rejects.
+/// </summary>
+internal sealed class FakeReplicas
+{
+    private static readonly SecureRandom Random = new();
+
+    public FakeReplicas(int f)
+    {
+        F = f;
+        Keys = Enumerable.Range(0, N).Select(_ => Ed25519KeyPair.Generate(Random)).ToArray();
+        KeyRing = new ReplicaKeyRing(Keys.Select(k => k.PublicKey).ToArray());
+        Verifier = new ReplyVerifier(N, f, KeyRing);
+        Manifest = ClusterManifest.Create(f, UsigScheme.Ed25519, Keys.Select((k, i) =>
+            new ReplicaIdentity(i, k.PublicKey, Ed25519KeyPair.Generate(Random).PublicKey, DeploymentKeys.InitialEpoch)));
+    }
+
+    /// <summary>A manifest listing these replicas' signing keys (and unused USIG keys).</summary>
+    public ClusterManifest Manifest { get; }
+
+    public int F { get; }
+    public int N => 2 * F + 1;
+    public Ed25519KeyPair[] Keys { get; }
+    public ReplicaKeyRing KeyRing { get; }
+    public ReplyVerifier Verifier { get; }
+
+    public static ClientSigner NewClient() => new(Ed25519KeyPair.Generate(Random));
+
+    /// <summary>Replica <paramref name="replica"/>'s correctly signed reply.</summary>
+    public Reply Reply(int replica, string clientId, ulong seq, byte[] result, long view = 0) =>
+        SignAs(Keys[replica], replica, clientId, seq, result, view);
+
+    public Reply Reply(int replica, Request request, byte[] result, long view = 0) =>
+        Reply(replica, request.ClientId, request.Seq, result, view);
+
+    /// <summary>A reply claiming to be from <paramref name="claimedReplica"/>, signed with <paramref name="key"/>.</summary>
+    public static Reply SignAs(Ed25519KeyPair key, int claimedReplica, string clientId, ulong seq, byte[] result, long view = 0)
+    {
+        var unsigned = new Reply(view, claimedReplica, clientId, seq, result, []);
+        return unsigned with { Signature = key.Sign(MessageEncoding.Reply(unsigned)) };
+    }
+}
+
+/// <summary>
+/// A client proxy that "replicates" a key-value state machine in memory and answers with the
+/// replies <see cref="Respond"/> builds (by default: every replica's correct reply). Records
+/// the requests it saw and checks the one-outstanding-request-per-client rule.
+/// </summary>
+internal sealed class FakeProxy : IClientProxyGrain
+{
+    private readonly FakeClusterProxies _owner;
+
+    public FakeProxy(FakeClusterProxies owner, string clientId)
+    {
+        _owner = owner;
+        ClientId = clientId;
+    }
+
+    public string ClientId { get; }
+
+    public async Task<Reply[]> Execute(Request request, TimeSpan timeout)
+    {
+        _owner.Requests.Enqueue(request);
+        if (Interlocked.Increment(ref _owner.Outstanding[ClientId].Value) > 1) _owner.Violations.Enqueue($"two outstanding requests for {ClientId}");
+        try
+        {
+            var attempt = _owner.Attempts.AddOrUpdate(request.Seq + ":" + request.ClientId, 1, (_, n) => n + 1);
+            if (_owner.Delay is { } delay) await Task.Delay(delay);
+            return await _owner.Respond(request, attempt);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _owner.Outstanding[ClientId].Value);
+        }
+    }
+
+    public Task DeliverReply(Reply reply) => Task.CompletedTask;
+
+    public Task<ClientProxyStatus> GetStatus() => Task.FromResult(new ClientProxyStatus(0, 0, 0, []));
+}
+
+internal sealed class FakeClusterProxies
+{
+    private readonly KeyValueStateMachine _state = new();
+    private readonly Dictionary<string, (ulong Seq, byte[] Result)> _executed = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, FakeProxy> _proxies = new(StringComparer.Ordinal);
+
+    public FakeClusterProxies(FakeReplicas replicas)
+    {
+        Replicas = replicas;
+        Respond = (request, _) => Task.FromResult(AllCorrect(request));
+    }
+
+    public FakeReplicas Replicas { get; }
+    public ConcurrentQueue<Request> Requests { get; } = new();
+    public ConcurrentQueue<string> Violations { get; } = new();
+    public ConcurrentDictionary<string, IntBox> Outstanding { get; } = new(StringComparer.Ordinal);
+    public ConcurrentDictionary<string, int> Attempts { get; } = new(StringComparer.Ordinal);
+    public TimeSpan? Delay { get; set; }
+
+    /// <summary>The proxy's answer to (request, attempt number).</summary>
+    public Func<Request, int, Task<Reply[]>> Respond { get; set; }
+
+    public IClientProxyGrain ProxyFor(string clientId)
+    {
+        Outstanding.GetOrAdd(clientId, _ => new IntBox());
+        return _proxies.GetOrAdd(clientId, id => new FakeProxy(this, id));
+    }
+
+    /// <summary>Executes the request once (exactly-once per client and seq) and returns its result.</summary>
+    public byte[] Execute(Request request)
+    {
+        Assert.Null(RequestVerifier.Explain(request));
+        lock (_state)
+        {
+            if (_executed.TryGetValue(request.ClientId, out var last))
+            {
+                if (request.Seq == last.Seq) return last.Result;
+                Assert.True(request.Seq > last.Seq, "client reused an old seq");
+            }
+            var result = _state.Apply(request.Operation);
+            _executed[request.ClientId] = (request.Seq, result);
+            return result;
+        }
+    }
+
+    public Reply[] AllCorrect(Request request)
+    {
+        var result = Execute(request);
+        return Enumerable.Range(0, Replicas.N).Select(i => Replicas.Reply(i, request, result)).ToArray();
+    }
+
+    public MinBftClient CreateClient(MinBftClientOptions? options = null) =>
+        new(ProxyFor, Replicas.Verifier, options ?? new MinBftClientOptions { IdentityPoolSize = 4 });
+}
+
+internal sealed class IntBox
+{
+    public int Value;
+}
+
+/// <summary>
+/// An <see cref="IGrainFactory"/> that only knows client proxies, served by a
+/// <see cref="FakeClusterProxies"/>: lets the SDK's public, grain-factory-based surface run
+/// without a cluster.
+/// </summary>
+internal class FakeGrainFactory : System.Reflection.DispatchProxy
+{
+    private FakeClusterProxies? _cluster;
+
+    public static IGrainFactory Create(FakeClusterProxies cluster)
+    {
+        var factory = Create<IGrainFactory, FakeGrainFactory>();
+        ((FakeGrainFactory)(object)factory)._cluster = cluster;
+        return factory;
+    }
+
+    protected override object? Invoke(System.Reflection.MethodInfo? targetMethod, object?[]? args)
+    {
+        if (targetMethod is { Name: nameof(IGrainFactory.GetGrain), IsGenericMethod: true }
+            && targetMethod.GetGenericArguments()[0] == typeof(IClientProxyGrain)
+            && args is [string clientId, ..])
+        {
+            return _cluster!.ProxyFor(clientId);
+        }
+        throw new NotSupportedException($"fake grain factory: {targetMethod}");
+    }
+}

