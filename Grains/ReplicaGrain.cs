@@ -33,12 +33,18 @@ namespace MinBft;
 /// <remarks>
 /// Crash recovery: the core cannot yet be restored from durable state, so a reactivated
 /// replica starts a fresh core and catches up by asking peers to retransmit their streams from
-/// counter 1 (nothing is garbage-collected before checkpoints exist). Its own messages are
-/// regenerated deterministically as it replays; each UI request is answered from the durable
-/// sent log when it asks to certify exactly the message logged under the next counter, so the
-/// replica never certifies a second message for a counter it already used. A request that
-/// differs from the log (a primary re-batching requests after a crash) halts the replica: it
-/// stays down (one of the f tolerated faults) rather than equivocate.
+/// counter 1. Its own messages are regenerated deterministically as it replays; each UI request
+/// is answered from the durable sent log when it asks to certify exactly the message logged
+/// under the next counter, so the replica never certifies a second message for a counter it
+/// already used. Whenever that cannot work it halts and stays down (one of the f tolerated
+/// faults) rather than equivocate:
+/// <list type="bullet">
+/// <item>the replay asks to certify something else than the log holds (a primary re-batching
+/// requests, a view change timed differently): the replica halts at that point;</item>
+/// <item>the history was already garbage-collected after stable checkpoints (its log no longer
+/// starts at counter 1, nor do its peers'): it halts at activation, since rejoining needs state
+/// transfer.</item>
+/// </list>
 /// </remarks>
 [FaultDomainPlacement]
 [Reentrant]
@@ -49,6 +55,10 @@ public sealed partial class ReplicaGrain(
     IServiceProvider services,
     ILogger<ReplicaGrain> logger) : Grain, IReplicaGrain
 {
+    // Effects held back while the sent log is not durable (or UI requests while the USIG fails);
+    // beyond this many, storage or USIG is considered down.
+    private const int MaxOutbox = 100_000;
+
     private readonly Queue<RequestUi> _uiRequests = new();
     private readonly Queue<(ulong DurableNeeded, Effect Effect)> _outbox = new();
     // This replica's certified messages from counter _sentLogFirst on: the durable ones and
@@ -200,6 +210,11 @@ public sealed partial class ReplicaGrain(
             {
                 case RequestUi request:
                     _uiRequests.Enqueue(request);
+                    if (_uiRequests.Count > MaxOutbox)
+                    {
+                        Halt(null, $"{_uiRequests.Count} messages waiting for a UI; the USIG keeps failing");
+                        return;
+                    }
                     break;
                 case PersistSent persist:
                     AppendSent(persist.Message);
@@ -207,6 +222,13 @@ public sealed partial class ReplicaGrain(
                 case Send or ForwardRequest or SendReply:
                     // Released once every message persisted before it in this order is durable.
                     _outbox.Enqueue((LastSent, effect));
+                    if (_outbox.Count > MaxOutbox)
+                    {
+                        // Storage has been failing for long while the core goes on: stop (and
+                        // reload from storage later) rather than grow without bound.
+                        Halt(null, $"{_outbox.Count} messages waiting for the sent log to become durable; storage keeps failing");
+                        return;
+                    }
                     break;
                 case Executed executed:
                     OnExecuted(executed);

@@ -53,6 +53,9 @@ public sealed class MinBftOptions
     public TimeSpan RetransmitInterval { get; set; } = TimeSpan.FromMilliseconds(200);
     public int MaxRetransmitBatch { get; set; } = 128;
     public int VerifiedRequestCacheSize { get; set; } = 64 * 1024;
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(2);
+    public TimeSpan ViewChangeTimeout { get; set; } = TimeSpan.FromSeconds(2);
+    public int MaxViewLookahead { get; set; } = 64;
 
     // ----- grain hosting -----
 
@@ -66,6 +69,15 @@ public sealed class MinBftOptions
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(50);
 
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Use Orleans' strongly consistent (distributed) grain directory. With the default, eventually
+    /// consistent directory, a silo leaving can make a call create a second activation of a
+    /// replica in its (healthy) domain while the first still runs: for the replica a restart,
+    /// which a primary cannot recover from without view change. Every silo of a cluster must
+    /// make the same choice.
+    /// </summary>
+    public bool UseStronglyConsistentDirectory { get; set; } = true;
 
     /// <summary>
     /// Messages per stored segment of a replica's durable sent log: a write rewrites at most one
@@ -120,6 +132,9 @@ public sealed class MinBftOptions
             RetransmitInterval = RetransmitInterval,
             MaxRetransmitBatch = MaxRetransmitBatch,
             VerifiedRequestCacheSize = VerifiedRequestCacheSize,
+            RequestTimeout = RequestTimeout,
+            ViewChangeTimeout = ViewChangeTimeout,
+            MaxViewLookahead = MaxViewLookahead,
         };
         settings.Validate();
         return settings;

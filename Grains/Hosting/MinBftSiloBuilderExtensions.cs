@@ -37,6 +37,8 @@ public static class MinBftSiloBuilderExtensions
     /// against the manifest when the silo starts;</item>
     /// <item>without one: a silo that hosts client proxies only (it still runs the placement
     /// director, since placement is decided on the silo that routes the first call);</item>
+    /// <item>Orleans' strongly consistent grain directory (see
+    /// <see cref="MinBftOptions.UseStronglyConsistentDirectory"/>);</item>
     /// <item>singletons: the options, the <see cref="ClusterManifest"/>, <see cref="MinBftSilo"/>
     /// (keys and crypto of this domain), an <see cref="IStateMachineFactory"/> (default: the
     /// key-value sample; register your own to replace it) and the MinBFT clock (a
@@ -76,6 +78,14 @@ public static class MinBftSiloBuilderExtensions
             // replica), but the director must exist here for calls routed through this silo.
             builder.UseSiloMetadata(new Dictionary<string, string>());
             builder.AddPlacementDirector<FaultDomainPlacement, FaultDomainPlacementDirector>();
+        }
+
+        if (options.UseStronglyConsistentDirectory)
+        {
+            // See MinBftOptions.UseStronglyConsistentDirectory. Experimental in Orleans 10.
+#pragma warning disable ORLEANSEXP003
+            builder.AddDistributedGrainDirectory();
+#pragma warning restore ORLEANSEXP003
         }
 
         var services = builder.Services;

@@ -52,8 +52,7 @@ public sealed class BadInputTests(ITestOutputHelper output)
             ["Malformed"] = 4,
             ["InvalidUi"] = 1,
             ["UnknownSender"] = 2,
-            ["InvalidSignature"] = 3,
-            ["Unsupported"] = 1,
+            ["InvalidSignature"] = 4,
         };
 
         // Network input is one-way: nothing comes back to the sender, the replica counts it.
@@ -63,7 +62,7 @@ public sealed class BadInputTests(ITestOutputHelper output)
         await replica.Deliver(new Commit(0, Backup, new Prepare(0, 0, 1, [valid], ui), ui));         // UnknownSender: claims to be the receiver
         await replica.Deliver(new Prepare(0, 7, 1, [valid], ui));                                     // UnknownSender: no replica 7
         await replica.Deliver(signedRetransmit);                                                   // InvalidSignature: unsigned
-        await replica.Deliver(new ReqViewChange(0, 0, 1, new byte[64]));                           // Unsupported (no view change yet)
+        await replica.Deliver(new ReqViewChange(0, 0, 1, new byte[64]));                           // InvalidSignature: a forged suspicion
         await replica.Submit(null!);                                                               // Malformed
         await replica.Submit(valid with { Operation = new byte[MessageLimits.MaxOperationLength + 1] }); // Malformed: oversized
         await replica.Submit(valid with { Signature = new byte[64] });                             // InvalidSignature: unsigned

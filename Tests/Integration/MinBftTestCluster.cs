@@ -36,6 +36,9 @@ internal sealed record ClusterSetup
     public int Watermark { get; init; } = ClusterManifest.DefaultWatermark;
     public int SentLogSegmentSize { get; init; } = 64;
 
+    /// <summary>How long a backup waits for a known request before suspecting the primary (null: default).</summary>
+    public TimeSpan? RequestTimeout { get; init; }
+
     /// <summary>Extra per-silo configuration: (fault domain or null, silo builder).</summary>
     public Action<int?, ISiloBuilder>? ConfigureSilo { get; init; }
 }
@@ -106,6 +109,11 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
             options.UseEmbeddedStorage = Setup.Sqlite;
             options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
             options.SentLogSegmentSize = Setup.SentLogSegmentSize;
+            if (Setup.RequestTimeout is { } suspicion)
+            {
+                options.RequestTimeout = suspicion;
+                options.ViewChangeTimeout = suspicion * 2;
+            }
             // Short intervals: a dropped message is asked for again quickly.
             options.RetransmitInterval = TimeSpan.FromMilliseconds(100);
             options.ClientRetransmitInterval = TimeSpan.FromMilliseconds(500);
@@ -159,6 +167,10 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                 IssuedUis.Enqueue((KeyOf(context.TargetId), ui.Counter, Convert.ToHexString((byte[])context.Request.GetArgument(0)!)));
             }
         });
+        // A second registration (a host that also opts in itself) must be harmless.
+#pragma warning disable ORLEANSEXP003
+        if (domain == 1) silo.AddDistributedGrainDirectory();
+#pragma warning restore ORLEANSEXP003
         Setup.ConfigureSilo?.Invoke(domain, silo);
     }
 
@@ -303,7 +315,10 @@ internal sealed class TestClient(MinBftTestCluster cluster, string name, IGrainF
             try
             {
                 var proxy = (via ?? cluster.Grains).GetGrain<IClientProxyGrain>(ClientId);
-                var replies = await proxy.Execute(request, MinBftTestCluster.AttemptTimeout);
+                // Bounded here as well: a response lost with a stopping silo would otherwise be
+                // waited for until Orleans' response timeout (30 s).
+                var replies = await proxy.Execute(request, MinBftTestCluster.AttemptTimeout)
+                    .WaitAsync(MinBftTestCluster.AttemptTimeout + TimeSpan.FromSeconds(1));
                 return CheckReplies(request, replies);
             }
             catch (Exception e) when (e is TimeoutException or OrleansException && clock.Elapsed < MinBftTestCluster.RequestTimeout)

@@ -26,6 +26,27 @@ public sealed class ReplicationTests(ITestOutputHelper output)
         await RunScenarioAsync(cluster, clients: 4, operations: 8, stopDomain: 3);
     }
 
+    [Fact]
+    public async Task When_the_primarys_domain_goes_down_the_others_change_view_and_go_on()
+    {
+        await using var cluster = await MinBftTestCluster.StartAsync(
+            new ClusterSetup { F = 1, RequestTimeout = TimeSpan.FromMilliseconds(500) }, output);
+        var clients = Enumerable.Range(0, 3).Select(c => new TestClient(cluster, "v" + c)).ToArray();
+        await Task.WhenAll(clients.Select(c => c.RunAsync(6)));
+        var before = await cluster.WaitForAgreementAsync([0, 1, 2]);
+        Assert.All(before, s => Assert.Equal((0L, 0), (s.View, s.Primary)));
+
+        await cluster.StopDomainAsync(0);
+        // The backups know the requests, see none executed, suspect the primary, and move to
+        // view 1 (primary 1) with the history carried over; then requests complete again, with
+        // every result still what a single correct server would return.
+        await Task.WhenAll(clients.Select(c => c.RunAsync(6)));
+        var after = await cluster.WaitForAgreementAsync([1, 2], before[0].ExecutedSequence + 1);
+        foreach (var s in after) output.WriteLine(MinBftTestCluster.Describe(s));
+        Assert.All(after, s => Assert.True(s.View >= 1 && s.Primary != 0, MinBftTestCluster.Describe(s)));
+        Assert.All(cluster.Activations, a => Assert.Equal((long?)a.Key, a.Domain));
+    }
+
     private static async Task RunScenarioAsync(MinBftTestCluster cluster, int clients, int operations, int stopDomain)
     {
         var n = cluster.N;
