@@ -126,8 +126,6 @@ public static class Program
             {
                 silo.UseLocalhostClustering(
                     host.SiloPort, host.GatewayPort, primary ?? new IPEndPoint(IPAddress.Loopback, host.SiloPort), host.ServiceId, host.ClusterId);
-                // Same directory as LocalCluster (see there): a leaving silo must not restart replicas elsewhere.
-                LocalCluster.UseStronglyConsistentDirectory(silo);
                 silo.AddMinBft(builder.Configuration, options =>
                 {
                     if (arguments.FaultDomain is { } domain) options.FaultDomain = domain;
