@@ -42,7 +42,10 @@ public static class Program
             stop.Cancel();
         });
         var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null };
-        return await BuildRootCommand().Parse(args).InvokeAsync(configuration, stop.Token).ConfigureAwait(false);
+        var parse = BuildRootCommand().Parse(args);
+        var exit = await parse.InvokeAsync(configuration, stop.Token).ConfigureAwait(false);
+        // Errors are printed with the usage by the invocation; 2 means "bad usage", as elsewhere.
+        return parse.Errors.Count > 0 ? 2 : exit;
     }
 
     public static RootCommand BuildRootCommand()
