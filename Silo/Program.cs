@@ -42,7 +42,10 @@ public static class Program
             stop.Cancel();
         });
         var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null };
-        return await BuildRootCommand().Parse(args).InvokeAsync(configuration, stop.Token).ConfigureAwait(false);
+        var parse = BuildRootCommand().Parse(args);
+        var exit = await parse.InvokeAsync(configuration, stop.Token).ConfigureAwait(false);
+        // Errors are printed with the usage by the invocation; 2 means "bad usage", as elsewhere.
+        return parse.Errors.Count > 0 ? 2 : exit;
     }
 
     public static RootCommand BuildRootCommand()
@@ -126,8 +129,6 @@ public static class Program
             {
                 silo.UseLocalhostClustering(
                     host.SiloPort, host.GatewayPort, primary ?? new IPEndPoint(IPAddress.Loopback, host.SiloPort), host.ServiceId, host.ClusterId);
-                // Same directory as LocalCluster (see there): a leaving silo must not restart replicas elsewhere.
-                LocalCluster.UseStronglyConsistentDirectory(silo);
                 silo.AddMinBft(builder.Configuration, options =>
                 {
                     if (arguments.FaultDomain is { } domain) options.FaultDomain = domain;

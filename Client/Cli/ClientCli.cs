@@ -53,7 +53,14 @@ public sealed class ClientCli
             configuration.Output = _console.Out;
             configuration.Error = _console.Error;
         }
-        return Parse(args).InvokeAsync(configuration, cancellationToken);
+        return RunAsync(Parse(args), configuration, cancellationToken);
+    }
+
+    private static async Task<int> RunAsync(ParseResult parse, InvocationConfiguration configuration, CancellationToken cancellationToken)
+    {
+        // Invoking a result with errors prints them with the usage; the exit code says "usage".
+        var exit = await parse.InvokeAsync(configuration, cancellationToken).ConfigureAwait(false);
+        return parse.Errors.Count > 0 ? ExitCodes.Usage : exit;
     }
 
     private RootCommand BuildRootCommand()

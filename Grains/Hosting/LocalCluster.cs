@@ -268,31 +268,12 @@ public sealed class LocalCluster : IAsyncDisposable
                 silo.UseLocalhostClustering(_options.SiloPort, _options.GatewayPort, primary, _options.ServiceId, _options.ClusterId);
                 silo.AddMinBftGateway(manifest, _options.ConfigureMinBft);
             }
-            UseStronglyConsistentDirectory(silo);
             silo.Configure<SiloOptions>(o => o.SiloName = faultDomain is { } d
                 ? string.Create(CultureInfo.InvariantCulture, $"domain-{d}")
                 : "gateway");
             _options.ConfigureSilo?.Invoke(faultDomain, silo);
         });
         return builder.Build();
-    }
-
-    /// <summary>
-    /// Orleans' default grain directory is eventually consistent: when a silo leaves, the
-    /// registrations it held are rebuilt, and meanwhile a call may create a second activation
-    /// of a grain elsewhere and one of the two is then dropped. For a replica that means a
-    /// restart, and a restarted primary replays its log and may halt; with the default
-    /// directory, stopping one fault domain's silo sometimes took down the primary of another
-    /// domain as well (two faults with f = 1). The strongly consistent directory hands ranges
-    /// over on membership changes without duplicate activations. Every silo of a cluster must
-    /// use the same directory. (Experimental in Orleans 10, hence the suppression.)
-    /// </summary>
-    public static void UseStronglyConsistentDirectory(ISiloBuilder silo)
-    {
-        ArgumentNullException.ThrowIfNull(silo);
-#pragma warning disable ORLEANSEXP003
-        silo.AddDistributedGrainDirectory();
-#pragma warning restore ORLEANSEXP003
     }
 
     private static async Task StopAndDisposeAsync(IHost silo, CancellationToken cancellationToken)

@@ -123,7 +123,7 @@ public sealed class ClientCliTests
 
         var exit = await cli.InvokeAsync(["bench", "--clients", "0"], CancellationToken.None);
 
-        Assert.NotEqual(0, exit);
+        Assert.Equal(ExitCodes.Usage, exit);
         Assert.Contains("--clients", error.ToString(), StringComparison.Ordinal);
     }
 
