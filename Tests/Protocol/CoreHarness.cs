@@ -76,17 +76,19 @@ internal sealed class CoreHarness
     public List<T> Sent<T>(int i) where T : ReplicaMessage =>
         Outbox[i].OfType<Send>().Select(s => s.Message).OfType<T>().Distinct().ToList();
 
-    /// <summary>Deliver every message sent so far to every addressee, repeatedly, until quiet.</summary>
-    public void Flush()
+    /// <summary>Deliver every message sent so far among <paramref name="live"/> replicas (all when
+    /// empty; the others are down), repeatedly, until quiet.</summary>
+    public void Flush(params int[] live)
     {
+        if (live.Length == 0) live = Enumerable.Range(0, N).ToArray();
         var delivered = new HashSet<(int, ReplicaMessage)>(DeliveryComparer.Instance);
         bool moved;
         do
         {
             moved = false;
-            for (var from = 0; from < N; from++)
+            foreach (var from in live)
                 foreach (var send in Outbox[from].OfType<Send>().ToList())
-                    for (var to = 0; to < N; to++)
+                    foreach (var to in live)
                     {
                         if (to == from || (send.To is { } only && only != to)) continue;
                         if (!delivered.Add((to, send.Message))) continue;

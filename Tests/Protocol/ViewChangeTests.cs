@@ -97,7 +97,7 @@ public sealed class ViewChangeTests
 
         // VIEW-CHANGEs reach the new primary (1), whose NEW-VIEW reaches 2; VS forms; the
         // pending request is proposed in view 1 and executes at position 2.
-        FlushAmong(h, 1, 2);
+        h.Flush(1, 2);
         Assert.All(new[] { 1, 2 }, i => Assert.False(h.Cores[i].ViewChanging));
         Assert.All(new[] { 1, 2 }, i => Assert.Equal(2UL, h.Cores[i].ExecutedSequence));
         Assert.Equal(Convert.ToHexString(h.Cores[1].StateDigest()), Convert.ToHexString(h.Cores[2].StateDigest()));
@@ -122,25 +122,5 @@ public sealed class ViewChangeTests
         var bare = h.Certify(1, new Prepare(1, 1, 1, [request], UniqueIdentifier.None));
         var effects = h.Deliver(2, bare);
         Assert.Equal(RejectReason.InvalidBatch, Assert.Single(effects.OfType<Rejected>()).Reason);
-    }
-
-    /// <summary>Deliver everything sent among the given replicas (the others are down).</summary>
-    private static void FlushAmong(CoreHarness h, params int[] live)
-    {
-        var delivered = new HashSet<(int, ReplicaMessage)>();
-        bool moved;
-        do
-        {
-            moved = false;
-            foreach (var from in live)
-                foreach (var send in h.Outbox[from].OfType<Send>().ToList())
-                    foreach (var to in live)
-                    {
-                        if (to == from || (send.To is { } only && only != to)) continue;
-                        if (!delivered.Add((to, send.Message))) continue;
-                        h.Deliver(to, send.Message);
-                        moved = true;
-                    }
-        } while (moved);
     }
 }
