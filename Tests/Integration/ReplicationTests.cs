@@ -34,16 +34,18 @@ public sealed class ReplicationTests(ITestOutputHelper output)
         var clients = Enumerable.Range(0, 3).Select(c => new TestClient(cluster, "v" + c)).ToArray();
         await Task.WhenAll(clients.Select(c => c.RunAsync(6)));
         var before = await cluster.WaitForAgreementAsync([0, 1, 2]);
-        Assert.All(before, s => Assert.Equal((0L, 0), (s.View, s.Primary)));
+        // Normally view 0; on a slow machine a backup may already have suspected the primary.
+        var primary = before[0].Primary;
 
-        await cluster.StopDomainAsync(0);
+        await cluster.StopDomainAsync(primary);
         // The backups know the requests, see none executed, suspect the primary, and move to
-        // view 1 (primary 1) with the history carried over; then requests complete again, with
+        // the next view with the history carried over; then requests complete again, with
         // every result still what a single correct server would return.
         await Task.WhenAll(clients.Select(c => c.RunAsync(6)));
-        var after = await cluster.WaitForAgreementAsync([1, 2], before[0].ExecutedSequence + 1);
+        var alive = Enumerable.Range(0, cluster.N).Where(i => i != primary).ToArray();
+        var after = await cluster.WaitForAgreementAsync(alive, before[0].ExecutedSequence + 1);
         foreach (var s in after) output.WriteLine(MinBftTestCluster.Describe(s));
-        Assert.All(after, s => Assert.True(s.View >= 1 && s.Primary != 0, MinBftTestCluster.Describe(s)));
+        Assert.All(after, s => Assert.True(s.View > before[0].View && s.Primary != primary, MinBftTestCluster.Describe(s)));
         Assert.All(cluster.Activations, a => Assert.Equal((long?)a.Key, a.Domain));
     }
 
