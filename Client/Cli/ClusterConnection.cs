@@ -77,11 +77,13 @@ public sealed class ClusterConnection : IAsyncDisposable
     }
 
     /// <summary>A verified-reply client over this connection.</summary>
-    public MinBftClient CreateClient(int identities) => new(
-        Client,
-        Manifest,
-        new MinBftClientOptions { IdentityPoolSize = identities, RequestTimeout = Settings.RequestTimeout },
-        LoggerFactory.CreateLogger<MinBftClient>());
+    public MinBftClient CreateClient(int identities)
+    {
+        var options = new MinBftClientOptions { IdentityPoolSize = identities, RequestTimeout = Settings.RequestTimeout };
+        // Keep retrying for as long as --timeout allows, not only the default number of attempts.
+        options.MaxAttempts = Math.Max(options.MaxAttempts, (int)Math.Ceiling(options.RequestTimeout / options.AttemptTimeout));
+        return new MinBftClient(Client, Manifest, options, LoggerFactory.CreateLogger<MinBftClient>());
+    }
 
     public async ValueTask DisposeAsync()
     {

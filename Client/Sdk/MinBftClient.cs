@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -128,8 +129,10 @@ public sealed partial class MinBftClient : IDisposable
             Exception? lastFailure = null;
             // The request timeout's token is the one clock deciding when to stop; elapsed time
             // only sizes each attempt.
+            var attempts = 0;
             for (var attempt = 1; attempt <= _options.MaxAttempts && !timeout.IsCancellationRequested; attempt++)
             {
+                attempts = attempt;
                 var remaining = _options.RequestTimeout - _time.GetElapsedTime(started);
                 var attemptTimeout = Min(_options.AttemptTimeout, remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout);
                 try
@@ -181,16 +184,13 @@ public sealed partial class MinBftClient : IDisposable
 
             var elapsed = _time.GetElapsedTime(started);
             if (lastFailure is MinBftReplyVerificationException verification) throw verification;
-            if (lastFailure is null or TimeoutException || timeout.IsCancellationRequested || elapsed >= _options.RequestTimeout)
-            {
-                throw new TimeoutException(
-                    $"Request {request.Seq} of client {Short(identity.ClientId)} did not complete within {_options.RequestTimeout} "
-                    + $"({lastFailure?.GetType().Name ?? "no attempt"}: {lastFailure?.Message})",
-                    lastFailure);
-            }
-            throw new MinBftException(
-                $"Request {request.Seq} of client {Short(identity.ClientId)} failed after {_options.MaxAttempts} attempts: {lastFailure.Message}",
-                lastFailure);
+            var outOfTime = timeout.IsCancellationRequested || elapsed >= _options.RequestTimeout;
+            var what = string.Create(CultureInfo.InvariantCulture,
+                $"Request {request.Seq} of client {Short(identity.ClientId)} ")
+                + (outOfTime ? $"did not complete within {_options.RequestTimeout}" : $"failed {attempts} attempts in {elapsed.TotalSeconds:F1} s");
+            var cause = lastFailure is null ? "no attempt was made" : $"{lastFailure.GetType().Name}: {lastFailure.Message}";
+            if (lastFailure is null or TimeoutException || outOfTime) throw new TimeoutException($"{what} (last: {cause})", lastFailure);
+            throw new MinBftException($"{what} (last: {cause})", lastFailure);
         }
     }
 

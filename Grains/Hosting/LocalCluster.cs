@@ -65,6 +65,12 @@ public sealed class LocalCluster : IAsyncDisposable
 
     public IGrainFactory GrainFactory => Client;
 
+    /// <summary>
+    /// True if <see cref="DataDirectory"/> holds replica stores from an earlier run, which
+    /// <see cref="StartAsync"/> continues from (unless <see cref="LocalClusterOptions.FreshStart"/>).
+    /// </summary>
+    public bool HasExistingState => StoreDirectories().Any(d => Directory.EnumerateFiles(d).Any());
+
     /// <summary>True while fault domain <paramref name="faultDomain"/>'s silo runs.</summary>
     public bool IsSiloRunning(int faultDomain) => _domainSilos[CheckDomain(faultDomain)] is not null;
 
@@ -75,6 +81,7 @@ public sealed class LocalCluster : IAsyncDisposable
         try
         {
             if (_gatewaySilo is not null) throw new InvalidOperationException("the cluster is already started");
+            if (_options.FreshStart) DeleteState();
             _manifest = LoadOrCreateKeys();
             var gateway = BuildSilo(faultDomain: null);
             try
@@ -214,6 +221,16 @@ public sealed class LocalCluster : IAsyncDisposable
             throw;
         }
         _domainSilos[faultDomain] = silo;
+    }
+
+    private IEnumerable<string> StoreDirectories() =>
+        Directory.Exists(DataDirectory) ? Directory.EnumerateDirectories(DataDirectory, "domain-*") : [];
+
+    private void DeleteState()
+    {
+        // Only what this class creates: a mistyped --data must not wipe someone's directory.
+        foreach (var store in StoreDirectories().ToArray()) Directory.Delete(store, recursive: true);
+        if (Directory.Exists(KeysDirectory)) Directory.Delete(KeysDirectory, recursive: true);
     }
 
     private ClusterManifest LoadOrCreateKeys()

@@ -22,6 +22,12 @@ public sealed class LocalClusterOptions
     /// </summary>
     public string DataDirectory { get; set; } = "data";
 
+    /// <summary>
+    /// Delete the keys and stores a previous run left in <see cref="DataDirectory"/> before
+    /// starting (only <c>keys/</c> and <c>domain-i/</c>; nothing else in the directory).
+    /// </summary>
+    public bool FreshStart { get; set; }
+
     /// <summary>USIG scheme of newly generated keys (existing keys keep theirs).</summary>
     public UsigScheme UsigScheme { get; set; } = UsigScheme.Ed25519;
 
