@@ -145,11 +145,12 @@ public sealed class ClientCli
             var f = FOption();
             var requests = PositiveInt("--requests", "Key-value operations to run", 200, max: 10_000_000);
             var clients = PositiveInt("--clients", "Concurrent clients", 4, max: 1024);
+            var crashPrimary = new Option<bool>("--crash-primary") { Description = "Stop the primary's silo halfway through; the others change view and go on" };
             var demo = new Command("demo", "Start a local cluster, run operations from several clients, check results and replica agreement")
             {
-                f, requests, clients,
+                f, requests, clients, crashPrimary,
             };
-            Add(demo, p => new DemoCommand(p.GetValue(f), p.GetValue(requests), p.GetValue(clients)));
+            Add(demo, p => new DemoCommand(p.GetValue(f), p.GetValue(requests), p.GetValue(clients), p.GetValue(crashPrimary)));
         }
 
         return root;

@@ -9,10 +9,13 @@ namespace MinBft.Client.Cli;
 /// directory, runs <see cref="Requests"/> key-value operations from <see cref="Clients"/>
 /// concurrent clients, checks every verified result against a model of what it must be, then
 /// checks that every replica reports the same executed sequence, history and state digest,
-/// and that digest is the digest of the expected state. The last line is
+/// and that digest is the digest of the expected state. With <see cref="CrashPrimary"/> the
+/// primary's silo (fault domain 0) is stopped halfway through: the other replicas must change
+/// view and finish the run, and the demo reports how long the first request issued after the
+/// crash took. The last line is
 /// <c>demo ok: requests=N replicas=R view=V digest=HEX</c> (exit 0), or the reason it failed.
 /// </summary>
-public sealed record DemoCommand(int F, int Requests, int Clients) : ICliCommand
+public sealed record DemoCommand(int F, int Requests, int Clients, bool CrashPrimary = false) : ICliCommand
 {
     public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken)
     {
@@ -60,7 +63,15 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
             {
                 F = settings.F,
                 DataDirectory = directory,
-                ConfigureLogging = logging => CliLogging.Configure(logging, console.Verbose),
+                ConfigureLogging = logging =>
+                {
+                    CliLogging.Configure(logging, console.Verbose);
+                    // A deliberate crash makes Orleans log every message addressed to the stopped
+                    // silo; that is the point of the run, not an error worth a screenful.
+                    if (settings.CrashPrimary && !console.Verbose)
+                        foreach (var category in new[] { "Orleans.Messaging", "Polly" })
+                            Microsoft.Extensions.Logging.FilterLoggingBuilderExtensions.AddFilter(logging, category, Microsoft.Extensions.Logging.LogLevel.None);
+                },
             };
             // Free ports: the demo must not collide with a running 'Silo local' on the defaults.
             if (Ports is var (siloPort, gatewayPort))
@@ -81,8 +92,14 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
             using var client = new MinBftClient(
                 cluster.Client, cluster.Manifest, new MinBftClientOptions { IdentityPoolSize = settings.Clients });
             var kv = new KeyValueClient(client);
-            var failure = await RunWorkloadAsync(kv, cancellationToken).ConfigureAwait(false);
+            var failure = await RunWorkloadAsync(kv, cluster, cancellationToken).ConfigureAwait(false);
             if (failure is not null) return new DemoOutcome(false, "demo failed: " + failure.Reason);
+            if (_crash is { } crash)
+            {
+                await crash.ConfigureAwait(false);
+                await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                    $"demo: primary's silo (fault domain 0) stopped after {settings.Requests / 2} requests; longest pause between completed requests after the crash (the view change): {LongestPauseAfterCrash()?.TotalMilliseconds:F0} ms")).ConfigureAwait(false);
+            }
 
             return await CheckReplicasAsync(cluster, ExpectedDigest(), cancellationToken).ConfigureAwait(false);
         }
@@ -96,13 +113,33 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
         }
     }
 
+    // --crash-primary: the stop of domain 0's silo, when it began, and when requests completed.
+    // A graceful stop lets the old primary finish some requests, so the figure that measures the
+    // view change is the longest pause between completions after the crash began.
+    private Task? _crash;
+    private long _crashStarted;
+    private readonly List<long> _completions = [];
+
+    /// <summary>Longest pause between completed requests after the crash began (null: no crash).</summary>
+    public TimeSpan? LongestPauseAfterCrash()
+    {
+        if (_crashStarted == 0) return null;
+        lock (_completions)
+        {
+            var after = _completions.Where(t => t >= _crashStarted).Order().Prepend(_crashStarted).ToList();
+            var longest = 0L;
+            for (var i = 1; i < after.Count; i++) longest = Math.Max(longest, after[i] - after[i - 1]);
+            return TimeSpan.FromSeconds(longest / (double)System.Diagnostics.Stopwatch.Frequency);
+        }
+    }
+
     private readonly Dictionary<string, byte[]>[] _models =
         Enumerable.Range(0, settings.Clients).Select(_ => new Dictionary<string, byte[]>(StringComparer.Ordinal)).ToArray();
 
     private sealed record Failure(string Reason);
 
     /// <summary>Runs the operations; null if every result was what the model predicted.</summary>
-    private async Task<Failure?> RunWorkloadAsync(KeyValueClient kv, CancellationToken cancellationToken)
+    private async Task<Failure?> RunWorkloadAsync(KeyValueClient kv, LocalCluster cluster, CancellationToken cancellationToken)
     {
         var done = 0;
         var progress = new ProgressBar(console, settings.Requests);
@@ -144,7 +181,14 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
                         model.Remove(key);
                         break;
                 }
-                progress.Report(Interlocked.Increment(ref done));
+                var completed = Interlocked.Increment(ref done);
+                progress.Report(completed);
+                lock (_completions) _completions.Add(System.Diagnostics.Stopwatch.GetTimestamp());
+                if (settings.CrashPrimary && completed == settings.Requests / 2)
+                {
+                    Interlocked.Exchange(ref _crashStarted, System.Diagnostics.Stopwatch.GetTimestamp());
+                    _crash = cluster.StopSiloAsync(0, CancellationToken.None);
+                }
             }
             return null;
         }, CancellationToken.None)).ToArray();
@@ -177,7 +221,7 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
             {
                 // Backups may still be executing the last batches the client already has f+1 replies for.
                 statuses = await cluster.GetStatusesAsync(TimeSpan.FromSeconds(5), deadline.Token).ConfigureAwait(false);
-                problem = Disagreement(statuses, expectedDigest);
+                problem = Disagreement(settings.CrashPrimary ? statuses.Skip(1).ToArray() : statuses, expectedDigest);
                 if (problem is null) break;
                 await Task.Delay(TimeSpan.FromMilliseconds(100), deadline.Token).ConfigureAwait(false);
             }
@@ -187,11 +231,14 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
             return new DemoOutcome(false, $"demo failed: replicas did not agree within {SettleTimeout}: {problem}");
         }
 
-        var first = statuses[0]!;
+        var live = settings.CrashPrimary ? statuses.Skip(1).ToArray() : statuses;
+        var first = live[0]!;
+        if (settings.CrashPrimary && first.View < 1)
+            return new DemoOutcome(false, "demo failed: the primary crashed but the live replicas are still in view 0");
         return new DemoOutcome(
             true,
             string.Create(CultureInfo.InvariantCulture,
-                $"demo ok: requests={settings.Requests} replicas={statuses.Length} view={first.View} digest={first.StateDigest}"),
+                $"demo ok: requests={settings.Requests} replicas={live.Length} view={first.View} digest={first.StateDigest}"),
             first.View,
             first.StateDigest);
     }

@@ -74,6 +74,7 @@ public sealed class ClientCliTests
         Assert.Equal(new DemoCommand(1, 200, 4), Bind("demo"));
         Assert.Equal(new DemoCommand(2, 50, 8), Bind("demo", "--f", "2", "--requests", "50", "--clients", "8"));
         Assert.Equal(new DemoCommand(0, 1, 1), Bind("demo", "--f", "0", "--requests", "1", "--clients", "1", "--verbose"));
+        Assert.Equal(new DemoCommand(1, 200, 4, CrashPrimary: true), Bind("demo", "--crash-primary"));
     }
 
     [Theory]
