@@ -110,6 +110,16 @@ public sealed partial class ReplicaCore
         && _inFlightBatches < _settings.MaxInFlightBatches
         && _lastProposedSequence + 1 <= ExecutedSequence + (ulong)_settings.Watermark;
 
+    private bool PrepareAwaitingUi
+    {
+        get
+        {
+            foreach (var (message, _) in _awaitingUi)
+                if (message is Prepare) return true;
+            return false;
+        }
+    }
+
     /// <summary>The primary cuts batches: full ones at once, otherwise when nothing is in flight
     /// or the oldest request has waited <see cref="ProtocolSettings.MaxBatchWait"/>.</summary>
     private void TryPropose()
@@ -119,6 +129,10 @@ public sealed partial class ReplicaCore
             var full = _pending.Count >= _settings.MaxBatchSize;
             var waited = _now - _pending.First!.Value.Arrived >= _settings.MaxBatchWait;
             if (!full && !waited && _inFlightBatches > 0) return;
+            // Adaptive batching: while a PREPARE waits for its UI (a durable USIG write), a
+            // non-full batch keeps filling; the UI's arrival proposes it. One durable counter
+            // write then covers everything that arrived during the previous one.
+            if (!full && PrepareAwaitingUi) return;
             var batch = new List<Request>(Math.Min(_pending.Count, _settings.MaxBatchSize));
             while (batch.Count < _settings.MaxBatchSize && _pending.First is { } first)
             {

@@ -58,7 +58,7 @@ public sealed partial class ReplicaCore
     private TimeSpan? NextTick()
     {
         TimeSpan? next = null;
-        if (_pending.Count > 0 && CanPropose)
+        if (_pending.Count > 0 && CanPropose && !PrepareAwaitingUi)
             next = _pending.First!.Value.Arrived + _settings.MaxBatchWait;
         if (HasOutstandingWork)
         {
