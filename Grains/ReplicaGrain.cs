@@ -31,20 +31,12 @@ namespace MinBft;
 /// because every core step runs to completion within one turn.
 /// </summary>
 /// <remarks>
-/// Crash recovery: the core cannot yet be restored from durable state, so a reactivated
-/// replica starts a fresh core and catches up by asking peers to retransmit their streams from
-/// counter 1. Its own messages are regenerated deterministically as it replays; each UI request
-/// is answered from the durable sent log when it asks to certify exactly the message logged
-/// under the next counter, so the replica never certifies a second message for a counter it
-/// already used. Whenever that cannot work it halts and stays down (one of the f tolerated
-/// faults) rather than equivocate:
-/// <list type="bullet">
-/// <item>the replay asks to certify something else than the log holds (a primary re-batching
-/// requests, a view change timed differently): the replica halts at that point;</item>
-/// <item>the history was already garbage-collected after stable checkpoints (its log no longer
-/// starts at counter 1, nor do its peers'): it halts at activation, since rejoining needs state
-/// transfer.</item>
-/// </list>
+/// Crash recovery: a reactivated replica hands the core what it kept durably (its latest stable
+/// checkpoint with snapshot, its view, its sent log, and the USIG's counter) and the core resumes
+/// from there (<see cref="ReplicaCore.Restore"/>): peers' streams are picked up at their
+/// CHECKPOINT anchors and a newer snapshot is fetched from peers when they have moved on. The
+/// durable stable checkpoint is written off the send path (a certified checkpoint can always be
+/// fetched again), and the sent log is trimmed only below what that stored checkpoint covers.
 /// </remarks>
 [FaultDomainPlacement]
 [Reentrant]
@@ -64,7 +56,6 @@ public sealed partial class ReplicaGrain(
     // This replica's certified messages from counter _sentLogFirst on: the durable ones and
     // those waiting for the persist pump (dropped once durable and garbage-collected by the core).
     private readonly List<CertifiedMessage> _sentLog = [];
-    private readonly Queue<CertifiedMessage> _recovered = new();
     private readonly Dictionary<string, long> _grainRejections = new(StringComparer.Ordinal);
 
     private int _id;
@@ -82,6 +73,11 @@ public sealed partial class ReplicaGrain(
     private IUsigGrain _usig = null!;
     private IReplicaGrain[] _peers = [];
     private ReplicaLogStore _log = null!;
+    private ReplicaCheckpointStore _checkpoints = null!;
+    // The newest stable checkpoint waiting to be stored, and the position of the stored one.
+    private CheckpointStable? _checkpointToStore;
+    private ulong _storedCheckpoint;
+    private bool _checkpointPumpRunning;
 
     private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
 
@@ -97,29 +93,33 @@ public sealed partial class ReplicaGrain(
         _peers = Enumerable.Range(0, silo.Manifest.N).Select(i => GrainFactory.GetGrain<IReplicaGrain>(i)).ToArray();
 
         // Fault domain i's own store ("minbft" is bound per silo to the domain's storage).
-        _log = new ReplicaLogStore(
-            services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName),
-            this.GetGrainId(),
-            silo.Options.SentLogSegmentSize);
-        var (_, first, log) = await _log.LoadAsync();
-        for (var i = 0; i < log.Count; i++)
+        var storage = services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
+        _log = new ReplicaLogStore(storage, this.GetGrainId(), silo.Options.SentLogSegmentSize);
+        _checkpoints = new ReplicaCheckpointStore(storage, this.GetGrainId());
+        var (view, first, log) = await _log.LoadAsync();
+        var checkpoint = await _checkpoints.LoadAsync();
+        _storedCheckpoint = checkpoint.Certificate?.Sequence ?? 0;
+        // The USIG's counter tells whether messages were certified but never made durable.
+        var usig = await _usig.GetIdentity();
+        var ready = _core.Restore(
+            new RecoveredState(view, checkpoint.Certificate, checkpoint.Snapshot, checkpoint.ViewStarts, log, usig.LastCounter),
+            Now);
+        if (_core.RestartedAfterCounterGap)
         {
-            if (log[i] is null || log[i].Sender != _id || log[i].Ui.Counter != first + (ulong)i)
-                throw new InvalidDataException($"replica {_id}: stored sent log is not this replica's gap-free stream at counter {first + (ulong)i}");
+            // Those counters were never sent (persist before send) and cannot be filled: the
+            // stored log resumes after them.
+            await _log.ResetAsync(usig.LastCounter + 1);
+            _sentLogFirst = usig.LastCounter + 1;
+            _durable = usig.LastCounter;
+            LogCounterGap(logger, _id, first + (ulong)log.Count - 1, usig.LastCounter);
         }
-        _sentLog.AddRange(log);
-        _sentLogFirst = first;
-        _durable = first + (ulong)log.Count - 1;
-        foreach (var message in log) _recovered.Enqueue(message);
-        if (first > 1)
+        else
         {
-            // The start of the history was garbage-collected here and at the peers after stable
-            // checkpoints: the core cannot re-derive its messages without state transfer, and a
-            // fresh core would ask the USIG for counters it used long ago. Stay down (no input
-            // taken, nothing sent) rather than equivocate; an operator sees why in the status.
-            _halted = $"restarted with a sent log garbage-collected below counter {first}: rejoining needs state transfer, which the core does not have yet";
-            LogHalted(logger, null, _id, _halted);
+            _sentLog.AddRange(log);
+            _sentLogFirst = log.Count > 0 ? first : usig.LastCounter + 1;
+            _durable = _sentLogFirst + (ulong)log.Count - 1;
         }
+        if (_storedCheckpoint > 0) _history = SHA256.HashData(checkpoint.Certificate!.StateDigest);
 
         _tickTimer = this.RegisterGrainTimer(OnTickTimer, new GrainTimerCreationOptions(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan)
         {
@@ -127,7 +127,8 @@ public sealed partial class ReplicaGrain(
         });
         var safety = silo.Options.SafetyTickInterval;
         this.RegisterGrainTimer(OnSafetyTick, new GrainTimerCreationOptions(safety, safety) { Interleave = true, KeepAlive = true });
-        LogActivated(logger, _id, silo.Manifest.N, log.Count);
+        LogActivated(logger, _id, silo.Manifest.N, log.Count, _storedCheckpoint, _core.View);
+        Apply(ready);
     }
 
     // ----- inputs: network input never throws; the core authenticates, rejects and counts -----
@@ -236,10 +237,19 @@ public sealed partial class ReplicaGrain(
                 case Rejected rejected:
                     LogRejected(logger, _id, rejected.From, rejected.Reason, rejected.Detail);
                     break;
+                case CheckpointStable stable:
+                    _checkpointToStore = stable;
+                    break;
+                case StateInstalled installed:
+                    // The history chain restarts at the installed state (batches before it were not executed here).
+                    _history = SHA256.HashData(_core.StableCheckpoint.StateDigest);
+                    LogStateInstalled(logger, _id, installed.Sequence, installed.From);
+                    break;
             }
         }
         if (_uiRequests.Count > 0 && !_usigPumpRunning) _ = RunUsigPump();
         if (_durable < LastSent && !_persistPumpRunning) _ = RunPersistPump();
+        if (_checkpointToStore is not null && !_checkpointPumpRunning) _ = RunCheckpointPump();
         FlushOutbox();
         ScheduleTick(ready.NextTick);
     }
@@ -339,37 +349,22 @@ public sealed partial class ReplicaGrain(
             while (_halted is null && _uiRequests.TryPeek(out var request))
             {
                 CertifiedMessage certified;
-                if (_recovered.TryPeek(out var logged))
+                try
                 {
-                    // Replaying after a restart: the counter already belongs to the logged message.
-                    if (!MessageEncoding.CertifiedDigest(logged).AsSpan().SequenceEqual(request.CertifiedDigest))
-                    {
-                        Halt(null, $"recovery diverged at counter {logged.Ui.Counter}: the core asked to certify a different " +
-                            $"{request.Message.GetType().Name} than the logged {logged.GetType().Name}; staying down rather than equivocate");
-                        return;
-                    }
-                    _recovered.Dequeue();
-                    certified = logged;
+                    // Awaited: the UI is needed before the message can exist. The USIG is in
+                    // this fault domain (same silo), so the call is local.
+                    var ui = await _usig.CreateUi(request.CertifiedDigest);
+                    certified = request.Message.WithUi(ui);
+                    delay = silo.Options.RetryDelay;
                 }
-                else
+                catch (Exception e) when (_halted is null)
                 {
-                    try
-                    {
-                        // Awaited: the UI is needed before the message can exist. The USIG is in
-                        // this fault domain (same silo), so the call is local.
-                        var ui = await _usig.CreateUi(request.CertifiedDigest);
-                        certified = request.Message.WithUi(ui);
-                        delay = silo.Options.RetryDelay;
-                    }
-                    catch (Exception e) when (_halted is null)
-                    {
-                        LogUsigRetry(logger, e, _id, delay);
-                        await Task.Delay(delay, silo.Clock);
-                        delay = Min(delay * 2, silo.Options.MaxRetryDelay);
-                        continue;
-                    }
-                    if (_halted is not null) return;
+                    LogUsigRetry(logger, e, _id, delay);
+                    await Task.Delay(delay, silo.Clock);
+                    delay = Min(delay * 2, silo.Options.MaxRetryDelay);
+                    continue;
                 }
+                if (_halted is not null) return;
                 _uiRequests.Dequeue();
                 Step(static (core, m, now) => core.OnUiIssued(m, now), certified);
             }
@@ -430,12 +425,59 @@ public sealed partial class ReplicaGrain(
     /// </summary>
     private async Task TrimAsync()
     {
+        // Never drop messages the stored checkpoint does not cover yet: after a restart, they
+        // say what this replica committed above it.
+        if (_storedCheckpoint < _core.StableCheckpoint.Sequence) return;
         var keepFrom = Math.Min(_core.SentLogFirstCounter, _durable + 1);
         if (keepFrom < _sentLogFirst + (ulong)_log.SegmentSize) return;
         var first = await _log.TrimAsync(keepFrom);
         if (first <= _sentLogFirst) return;
         _sentLog.RemoveRange(0, (int)(first - _sentLogFirst));
         _sentLogFirst = first;
+    }
+
+    /// <summary>
+    /// Stores the newest stable checkpoint (snapshot included), latest wins. Off the send path:
+    /// nothing waits for it, since peers can serve a certified checkpoint again.
+    /// </summary>
+    private async Task RunCheckpointPump()
+    {
+        _checkpointPumpRunning = true;
+        try
+        {
+            var delay = silo.Options.RetryDelay;
+            while (_halted is null && _checkpointToStore is { } next)
+            {
+                try
+                {
+                    await _checkpoints.WriteAsync(new ReplicaCheckpointRecord
+                    {
+                        Certificate = next.Certificate,
+                        Snapshot = next.Snapshot,
+                        View = next.View,
+                        ViewStarts = next.ViewStarts.ToArray(),
+                    });
+                    _storedCheckpoint = next.Certificate.Sequence;
+                    if (ReferenceEquals(_checkpointToStore, next)) _checkpointToStore = null;
+                    delay = silo.Options.RetryDelay;
+                }
+                catch (InconsistentStateException e)
+                {
+                    Halt(e, "another activation of this replica wrote its checkpoint");
+                    return;
+                }
+                catch (Exception e) when (_halted is null)
+                {
+                    LogCheckpointRetry(logger, e, _id, delay);
+                    await Task.Delay(delay, silo.Clock);
+                    delay = Min(delay * 2, silo.Options.MaxRetryDelay);
+                }
+            }
+        }
+        finally
+        {
+            _checkpointPumpRunning = false;
+        }
     }
 
     // ----- timers -----
@@ -465,8 +507,17 @@ public sealed partial class ReplicaGrain(
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} of {N} activated; {Logged} sent messages in its durable log")]
-    private static partial void LogActivated(ILogger logger, int replicaId, int n, int logged);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} of {N} activated: {Logged} sent messages in its durable log, stored checkpoint {Checkpoint}, view {View}")]
+    private static partial void LogActivated(ILogger logger, int replicaId, int n, int logged, ulong checkpoint, long view);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: the USIG issued counters {Logged}+1..{Usig} for messages that never became durable; its stream resumes after them")]
+    private static partial void LogCounterGap(ILogger logger, int replicaId, ulong logged, ulong usig);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} installed the snapshot at {Sequence} from replica {From}")]
+    private static partial void LogStateInstalled(ILogger logger, int replicaId, ulong sequence, int from);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: storing the stable checkpoint failed; retrying in {Delay}")]
+    private static partial void LogCheckpointRetry(ILogger logger, Exception exception, int replicaId, TimeSpan delay);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Replica {ReplicaId} rejected input from {From}: {Reason} ({Detail})")]
     private static partial void LogRejected(ILogger logger, int replicaId, int? from, RejectReason reason, string detail);

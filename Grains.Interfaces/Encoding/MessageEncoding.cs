@@ -71,6 +71,9 @@ public static class MessageEncoding
     public static byte[] RetransmitRequest(RetransmitRequest r) =>
         new CanonicalWriter(48).Tag(MessageTag.RetransmitRequest).I32(r.ReplicaId).I32(r.TargetId).U64(r.FromCounter).ToArray();
 
+    public static byte[] StateRequest(StateRequest r) =>
+        new CanonicalWriter(48).Tag(MessageTag.StateRequest).I32(r.ReplicaId).U64(r.MinSequence).U64(r.Sequence).I32(r.Chunk).ToArray();
+
     /// <summary>The bytes a USIG certifies for a UI-certified message (its UI excluded).</summary>
     public static byte[] Certified(CertifiedMessage m) => m switch
     {

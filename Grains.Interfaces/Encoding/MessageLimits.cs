@@ -20,6 +20,8 @@ public static class MessageLimits
     public const int MaxCheckpointsInCertificate = 64;
     public const int MaxViewChangesInNewView = 64;
     public const int MaxViewStartsInViewChange = 64;
+    public const int MaxStateChunkLength = 1024 * 1024;   // one STATE-CHUNK's data
+    public const int MaxStateChunks = 64 * 1024;          // chunks per snapshot (64 GiB at the largest chunk)
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
     public static string? Check(ReplicaMessage? m) => m switch
@@ -30,6 +32,8 @@ public static class MessageLimits
         Checkpoint c => CheckUi(c.CheckpointUi) ?? CheckCheckpoint(c),
         ReqViewChange r => CheckSignature(r.Signature),
         RetransmitRequest r => CheckSignature(r.Signature),
+        StateRequest r => r.Chunk < 0 || r.Chunk >= MaxStateChunks ? "chunk index" : CheckSignature(r.Signature),
+        StateChunk c => CheckStateChunk(c),
         ViewChange v => CheckViewChange(v),
         CertifiedStub s => CheckUi(s.StubUi) ?? (s.CertifiedDigest is { Length: DigestLength } ? null : "stub digest length"),
         NewView n => CheckNewView(n),
@@ -72,6 +76,15 @@ public static class MessageLimits
         foreach (var cp in c.Checkpoints)
             if ((cp is null ? "null checkpoint" : CheckUi(cp.CheckpointUi) ?? CheckCheckpoint(cp)) is { } why) return why;
         return null;
+    }
+
+    private static string? CheckStateChunk(StateChunk c)
+    {
+        if (c.Count < 1 || c.Count > MaxStateChunks || c.Index < 0 || c.Index >= c.Count) return "chunk index or count";
+        if (c.Data is null) return "null chunk data";
+        if (c.Data.Length > MaxStateChunkLength) return "chunk too large";
+        if (c.ViewStart is { } start && CheckCheckpointCertificate(start) is { } badStart) return badStart;
+        return CheckCheckpointCertificate(c.Certificate);
     }
 
     private static string? CheckSignature(byte[]? signature) =>

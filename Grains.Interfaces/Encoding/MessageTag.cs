@@ -12,6 +12,8 @@ public enum MessageTag : byte
     ViewChange = 7,
     NewView = 8,
     RetransmitRequest = 9,
+    StateRequest = 10,
+    StateSnapshot = 11,
     UsigCertificate = 16,
     ClientId = 17,
 }

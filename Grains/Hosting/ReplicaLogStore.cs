@@ -22,6 +22,11 @@ public sealed class ReplicaLogHead
 {
     [Id(0)]
     public int FirstSegment { get; set; }
+
+    /// <summary>The first counter kept when it is not the first segment's start: after a restart
+    /// the log resumes past counters the USIG issued for messages that never became durable.</summary>
+    [Id(1)]
+    public ulong FirstCounter { get; set; }
 }
 
 /// <summary>
@@ -56,22 +61,48 @@ internal sealed class ReplicaLogStore(IGrainStorage storage, GrainId grainId, in
         _segments.Clear();
         var log = new List<CertifiedMessage>();
         long view = 0;
+        var first = FirstCounter;
         while (true)
         {
             var segment = new GrainState<ReplicaLogSegment>(new ReplicaLogSegment());
             var index = _head.State.FirstSegment + _segments.Count;
             await storage.ReadStateAsync(Name(index), grainId, segment);
             if (!segment.RecordExists) break;
-            if (log.Count % segmentSize != 0)
-                throw new InvalidDataException($"{grainId}: stored log segment {index - 1} is not full but segment {index} exists");
             var messages = segment.State?.Messages ?? [];
-            if (messages.Length == 0 || messages.Length > segmentSize)
+            if (messages.Length > segmentSize)
                 throw new InvalidDataException($"{grainId}: stored log segment {index} holds {messages.Length} messages");
             _segments.Add(segment);
-            log.AddRange(messages);
+            // The first segment may still hold counters from before a reset (crash before its rewrite).
+            log.AddRange(messages.Where(m => m?.Ui is null || m.Ui.Counter >= first));
             view = segment.State!.View;
         }
-        return (view, (ulong)_head.State.FirstSegment * (ulong)segmentSize + 1, log);
+        for (var i = 0; i < log.Count; i++)
+            if (log[i]?.Ui is null || log[i].Ui.Counter != first + (ulong)i)
+                throw new InvalidDataException($"{grainId}: stored sent log has a gap or a foreign entry at counter {first + (ulong)i}");
+        return (view, first, log);
+    }
+
+    private ulong FirstCounter => Math.Max((ulong)_head.State!.FirstSegment * (ulong)segmentSize + 1, _head.State.FirstCounter);
+
+    /// <summary>
+    /// Starts the log afresh at <paramref name="firstCounter"/> (above everything stored), after
+    /// a restart found USIG counters that never reached the log. The head moves first; the old
+    /// segments are then dropped, except the one the new start falls in (rewritten on next write).
+    /// </summary>
+    public async Task ResetAsync(ulong firstCounter)
+    {
+        var newFirst = (int)((firstCounter - 1) / (ulong)segmentSize);
+        var oldFirst = _head.State!.FirstSegment;
+        _head.State = new ReplicaLogHead { FirstSegment = newFirst, FirstCounter = firstCounter };
+        await storage.WriteStateAsync(HeadName, grainId, _head);
+        var kept = new List<GrainState<ReplicaLogSegment>>();
+        for (var i = 0; i < _segments.Count; i++)
+        {
+            if (oldFirst + i == newFirst) kept.Add(_segments[i]);
+            else if (oldFirst + i < newFirst) await storage.ClearStateAsync(Name(oldFirst + i), grainId, _segments[i]);
+        }
+        _segments.Clear();
+        _segments.AddRange(kept);
     }
 
     /// <summary>
@@ -86,7 +117,7 @@ internal sealed class ReplicaLogStore(IGrainStorage storage, GrainId grainId, in
         var writes = new List<(int Index, CertifiedMessage[] Messages)>();
         for (var k = (int)(durable / (ulong)segmentSize); k <= (int)((last - 1) / (ulong)segmentSize); k++)
         {
-            var start = (ulong)k * (ulong)segmentSize + 1;
+            var start = Math.Max((ulong)k * (ulong)segmentSize + 1, FirstCounter);
             if (start < firstCounter) throw new InvalidOperationException($"segment {k} is no longer held in memory");
             var offset = (int)(start - firstCounter);
             writes.Add((k, log.GetRange(offset, (int)Math.Min((ulong)segmentSize, last - start + 1)).ToArray()));
@@ -116,12 +147,12 @@ internal sealed class ReplicaLogStore(IGrainStorage storage, GrainId grainId, in
         {
             var dropped = _segments.GetRange(0, newFirst - head.FirstSegment);
             var oldFirst = head.FirstSegment;
-            _head.State = new ReplicaLogHead { FirstSegment = newFirst };
+            _head.State = new ReplicaLogHead { FirstSegment = newFirst, FirstCounter = head.FirstCounter };
             await storage.WriteStateAsync(HeadName, grainId, _head);
             _segments.RemoveRange(0, dropped.Count);
             for (var i = 0; i < dropped.Count; i++) await storage.ClearStateAsync(Name(oldFirst + i), grainId, dropped[i]);
         }
-        return (ulong)_head.State!.FirstSegment * (ulong)segmentSize + 1;
+        return FirstCounter;
     }
 
     private static string Name(int index) => string.Create(CultureInfo.InvariantCulture, $"log-{index}");

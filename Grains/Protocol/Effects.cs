@@ -27,6 +27,15 @@ public sealed record SendReply(Reply Reply) : Effect;
 /// <summary>A batch was executed as number <see cref="Sequence"/> of this replica's history.</summary>
 public sealed record Executed(ulong Sequence, long View, ulong PrimaryCounter, byte[] BatchDigest, IReadOnlyList<Request> Requests) : Effect;
 
+/// <summary>The stable checkpoint advanced to one whose snapshot this replica holds: the host keeps
+/// it durably (with the view-start certificates the replica knows), so a restart resumes from it.
+/// Not on the send path: a certified checkpoint can always be fetched from f+1 replicas again.</summary>
+public sealed record CheckpointStable(CheckpointCertificate Certificate, byte[] Snapshot, long View, IReadOnlyList<CheckpointCertificate> ViewStarts) : Effect;
+
+/// <summary>A snapshot fetched from replica <see cref="From"/> matched its certificate and replaced
+/// this replica's state at <see cref="Sequence"/> (state transfer).</summary>
+public sealed record StateInstalled(ulong Sequence, int From) : Effect;
+
 /// <summary>An input was rejected; the core counted it and nothing replicated changed.</summary>
 public sealed record Rejected(int? From, RejectReason Reason, string Detail) : Effect;
 

@@ -59,6 +59,12 @@ public sealed record ProtocolSettings
     /// <summary>REQ-VIEW-CHANGE votes are kept only for views this far ahead (bounded memory).</summary>
     public int MaxViewLookahead { get; init; } = 64;
 
+    /// <summary>Snapshot bytes per STATE-CHUNK (state transfer ships large states in pieces).</summary>
+    public int StateChunkSize { get; init; } = 128 * 1024;
+
+    /// <summary>Most STATE-CHUNKs served to one requester per retransmit interval.</summary>
+    public int MaxStateChunksPerInterval { get; init; } = 64;
+
     public int F => (N - 1) / 2;
 
     /// <summary>Matching commitments (the PREPARE counts as the primary's) that commit a batch.</summary>
@@ -78,6 +84,8 @@ public sealed record ProtocolSettings
         if (RetransmitInterval <= TimeSpan.Zero) throw new ArgumentException("retransmit interval must be positive");
         if (RequestTimeout <= RetransmitInterval) throw new ArgumentException("the request timeout must exceed the retransmit interval");
         if (ViewChangeTimeout <= TimeSpan.Zero || MaxViewLookahead < 1) throw new ArgumentException("view-change settings must be positive");
+        if (StateChunkSize < 1 || StateChunkSize > Encoding.MessageLimits.MaxStateChunkLength || MaxStateChunksPerInterval < 1)
+            throw new ArgumentException($"state chunks must be 1..{Encoding.MessageLimits.MaxStateChunkLength} bytes, served at least one per interval");
         if (MaxRetransmitBatch < 1 || MaxPendingRequests < 1 || VerifiedRequestCacheSize < 1)
             throw new ArgumentException("limits must be positive");
     }

@@ -33,4 +33,6 @@ public enum RejectReason
     Overloaded,
     /// <summary>A message this replica does not handle in its current role or version.</summary>
     Unsupported,
+    /// <summary>A snapshot from state transfer that is malformed or whose digest is not the certified one.</summary>
+    InvalidSnapshot,
 }

@@ -29,11 +29,14 @@ public sealed partial class ReplicaCore
 
     /// <summary>Digest of everything a checkpoint covers: the application and the reply cache
     /// (what exactly-once needs), independent of which replica computes it.</summary>
-    public byte[] StateDigest()
+    public byte[] StateDigest() =>
+        DigestOf(_app.Digest(), _clients.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.Result)).ToList());
+
+    /// <summary>The checkpoint digest of an application digest and a reply cache sorted by client id.</summary>
+    private static byte[] DigestOf(byte[] appDigest, IReadOnlyList<(string ClientId, ulong Seq, byte[] Result)> clients)
     {
-        var w = new CanonicalWriter(64 + _clients.Count * 120).Tag(MessageTag.Checkpoint).Raw(_app.Digest()).I32(_clients.Count);
-        foreach (var (client, record) in _clients.OrderBy(p => p.Key, StringComparer.Ordinal))
-            w.Text(client).U64(record.LastExecutedSeq).Raw(SHA256.HashData(record.LastReply.Result));
+        var w = new CanonicalWriter(64 + clients.Count * 120).Tag(MessageTag.Checkpoint).Raw(appDigest).I32(clients.Count);
+        foreach (var (client, seq, result) in clients) w.Text(client).U64(seq).Raw(SHA256.HashData(result));
         return SHA256.HashData(w.WrittenSpan);
     }
 
@@ -48,8 +51,12 @@ public sealed partial class ReplicaCore
 
     private void SendCheckpoint()
     {
+        // After a restart, a CHECKPOINT this replica already sent (it is in its durable log)
+        // is not sent again under a new counter.
+        if (_restoredOwnCheckpoints.Remove(ExecutedSequence)) return;
         var digest = StateDigest();
         _ownCheckpointDigests[ExecutedSequence] = Sha256Digest.From(digest);
+        TakeSnapshot();
         RequestUiFor(new Checkpoint(Id, View, ExecutedSequence, digest, UniqueIdentifier.None));
     }
 
@@ -79,7 +86,10 @@ public sealed partial class ReplicaCore
                 $"this replica's state at position {sequence} matches the f+1 that certified it");
         var proof = votes.OrderBy(c => c.ReplicaId).Take(_settings.CommitQuorum).ToArray();
         StableCheckpoint = new CheckpointCertificate(sequence, digest, proof);
+        // Certified beyond what this replica executed: it is behind (state transfer if stuck).
+        if (sequence > ExecutedSequence) NoteBehind(sequence);
         CollectGarbage();
+        AnnounceStable();
     }
 
     /// <summary>Forget what the stable checkpoint makes unnecessary; memory stays bounded.</summary>
@@ -88,6 +98,8 @@ public sealed partial class ReplicaCore
         var stable = StableCheckpoint.Sequence;
         foreach (var position in _checkpointVotes.Keys.Where(p => p <= stable).ToList()) _checkpointVotes.Remove(position);
         foreach (var position in _ownCheckpointDigests.Keys.Where(p => p < stable).ToList()) _ownCheckpointDigests.Remove(position);
+        foreach (var position in _ownSnapshots.Keys.Where(p => p < stable).ToList()) _ownSnapshots.Remove(position);
+        foreach (var position in _restoredOwnCheckpoints.Where(p => p <= stable).ToList()) _restoredOwnCheckpoints.Remove(position);
         foreach (var (counter, batch) in _prepares.Where(p => p.Value.Executed && p.Value.Prepare.Sequence <= stable).ToList())
             _prepares.Remove(counter);
 

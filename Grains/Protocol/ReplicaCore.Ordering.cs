@@ -33,6 +33,12 @@ public sealed partial class ReplicaCore
     /// <summary>Messages handed to the USIG and not yet certified.</summary>
     public int AwaitingUiCount => _awaitingUi.Count;
 
+    // Set after a restart or state transfer left this primary unsure of what it proposed.
+    private bool _proposalsSuspended;
+    // PREPARE counters this backup already sent a COMMIT for before a restart (in its durable log):
+    // committing again under a new counter would break its consecutive-commit chain at peers.
+    private readonly HashSet<ulong> _restoredOwnCommits = [];
+
     private ulong HighestOrderedSeq(string clientId) => _highestOrderedSeq.GetValueOrDefault(clientId);
 
     private void NoteOrdered(Request request)
@@ -46,6 +52,13 @@ public sealed partial class ReplicaCore
     {
         if (prepare.View < View) return Outcome.Accepted; // authentic but stale: part of the stream, no effect
         if (prepare.View > View || _viewChanging) return Outcome.Blocked;  // wait until this replica is in that view
+        if (SettledByInstall(prepare))
+        {
+            // At or below an installed snapshot: nothing to execute, only the chain to rebuild.
+            if (prepare.PrimaryId != Primary) return RejectOutcome(prepare.PrimaryId, RejectReason.NotPrimary, "settled PREPARE not from the primary");
+            _lastPrepareCounter = Math.Max(_lastPrepareCounter, prepare.PrepareUi.Counter);
+            return Outcome.Accepted;
+        }
         if (ValidatePrepare(prepare) is { } invalid) return RejectOutcome(prepare.PrimaryId, invalid.Reason, invalid.Detail);
         if (BeyondWatermark(prepare)) return Outcome.Blocked;
         AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
@@ -85,6 +98,10 @@ public sealed partial class ReplicaCore
         return null;
     }
 
+    /// <summary>A PREPARE of this view for a position an installed snapshot already covers.</summary>
+    private bool SettledByInstall(Prepare prepare) =>
+        prepare.View == View && !_viewChanging && prepare.Sequence > _viewBase && prepare.Sequence <= _installedThrough;
+
     /// <summary>A backup that executed less than the primary waits rather than run ahead.</summary>
     private bool BeyondWatermark(Prepare prepare) => prepare.Sequence > ExecutedSequence + (ulong)_settings.Watermark;
 
@@ -103,7 +120,11 @@ public sealed partial class ReplicaCore
         foreach (var request in prepare.Batch) NoteOrdered(request);
         // The PREPARE is the primary's own commitment.
         RecordCommitment(batch, prepare.PrimaryId);
-        if (!IsPrimary) RequestUiFor(new Commit(View, Id, prepare, UniqueIdentifier.None));
+        if (!IsPrimary)
+        {
+            if (_restoredOwnCommits.Remove(counter)) RecordCommitment(batch, Id); // sent before a restart
+            else RequestUiFor(new Commit(View, Id, prepare, UniqueIdentifier.None));
+        }
         TryExecute();
     }
 
@@ -159,6 +180,15 @@ public sealed partial class ReplicaCore
             BufferMessage(primary, prepare);
             AskRetransmission(primary, force: false);
             return Outcome.Blocked;
+        }
+        if (SettledByInstall(prepare))
+        {
+            // Settled by an installed snapshot: the PREPARE takes its place in the primary's
+            // stream and the sender's commit chain moves on; nothing executes.
+            _lastPrepareCounter = Math.Max(_lastPrepareCounter, counter);
+            Advance(primary, prepare);
+            _lastCommitted[sender] = counter;
+            return Outcome.Accepted;
         }
         if (ValidatePrepare(prepare) is { } invalid)
             return RejectOutcome(sender, invalid.Reason, "embedded: " + invalid.Detail);

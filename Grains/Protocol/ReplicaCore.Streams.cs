@@ -44,16 +44,28 @@ public sealed partial class ReplicaCore
             Reject(sender, RejectReason.Duplicate, $"counter {counter}");
             return;
         }
-        if (counter - stream.LastAccepted > (ulong)_settings.ReorderWindow)
+        var anchor = message is Checkpoint cp && IsAnchor(cp);
+        if (counter - stream.LastAccepted > (ulong)_settings.ReorderWindow && !anchor)
         {
             Reject(sender, RejectReason.ReorderBufferFull, $"counter {counter} beyond window");
             AskRetransmission(sender, force: false);
+            // Far behind a peer's stream: perhaps behind its checkpoints too.
+            NoteBehind(ExecutedSequence + 1);
             return;
         }
         if (!_crypto.Ui.Verify(sender, message.Ui, MessageEncoding.CertifiedDigest(message)))
         {
             Reject(sender, RejectReason.InvalidUi, $"{message.GetType().Name} counter {counter}");
             return;
+        }
+        if (anchor && counter > stream.NextExpected)
+        {
+            // The sender's CHECKPOINT at least W below our stable checkpoint: everything it sent
+            // before is settled history (see TryReanchor), so its stream may resume here. This
+            // is how a restarted or state-transferred replica picks up each peer's stream.
+            foreach (var early in stream.Buffer.Keys.Where(c => c < counter).ToList()) stream.Buffer.Remove(early);
+            stream.LastAccepted = counter - 1;
+            ReanchoredStreams++;
         }
 
         if (counter == stream.NextExpected)
@@ -171,16 +183,18 @@ public sealed partial class ReplicaCore
     private bool TryReanchor(int sender)
     {
         var stream = _streams[sender];
-        var settled = StableCheckpoint.Sequence;
         ulong anchor = 0;
         foreach (var (counter, message) in stream.Buffer)
-            if (message is Checkpoint cp && cp.Sequence + (ulong)_settings.Watermark <= settled) anchor = counter;
+            if (message is Checkpoint cp && IsAnchor(cp)) anchor = counter;
         if (anchor <= stream.NextExpected) return false;
         foreach (var counter in stream.Buffer.Keys.Where(c => c < anchor).ToList()) stream.Buffer.Remove(counter);
         stream.LastAccepted = anchor - 1;
         ReanchoredStreams++;
         return true;
     }
+
+    /// <summary>A sender's CHECKPOINT that may anchor its stream: W or more below our stable checkpoint.</summary>
+    private bool IsAnchor(Checkpoint cp) => cp.Sequence + (ulong)_settings.Watermark <= StableCheckpoint.Sequence;
 
     /// <summary>Times a peer's stream was re-anchored at its CHECKPOINT past an unfillable gap.</summary>
     public long ReanchoredStreams { get; private set; }

@@ -11,9 +11,12 @@ public sealed partial class ReplicaCore
     private void HandleTick()
     {
         ViewChangeTimers();
+        StateTransferTimers();
         var interval = _settings.RetransmitInterval;
         if (IsStalled())
         {
+            // Stuck with work outstanding: perhaps behind the peers' checkpoints (cheap to ask).
+            NoteBehind(ExecutedSequence + 1);
             for (var peer = 0; peer < N; peer++)
                 if (peer != Id) AskRetransmission(peer, force: false, relays: true);
         }
@@ -47,7 +50,8 @@ public sealed partial class ReplicaCore
     private TimeSpan? _busySince;
 
     private bool HasOutstandingWork =>
-        _viewChanging || _executionQueue.Count > 0 || _known.Count > 0 || _awaitingUi.Count > 0 || _pending.Count > 0 || BufferedMessages > 0;
+        _viewChanging || _executionQueue.Count > 0 || _known.Count > 0 || _awaitingUi.Count > 0 || _pending.Count > 0 || BufferedMessages > 0
+        || _transfer is not null || _behindSince is not null;
 
     private void TrackBusy()
     {

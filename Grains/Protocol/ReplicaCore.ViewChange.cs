@@ -132,6 +132,9 @@ public sealed partial class ReplicaCore
     /// <summary>Forget the ordering state of the view being left; executed history stays.</summary>
     private void ResetViewState()
     {
+        _installedThrough = 0;
+        _proposalsSuspended = false;
+        _restoredOwnCommits.Clear();
         _prepares.Clear();
         _executionQueue.Clear();
         _lastPrepareCounter = 0;
@@ -257,7 +260,11 @@ public sealed partial class ReplicaCore
         var (checkpoint, history) = ComputeCarryOver(newView.ViewChanges);
         // A replica behind the carried history's start needs a snapshot (state transfer).
         var start = history.Count > 0 ? history[0].Sequence : checkpoint.Sequence + 1;
-        if (ExecutedSequence + 1 < start && ExecutedSequence < checkpoint.Sequence) return Outcome.Blocked;
+        if (ExecutedSequence + 1 < start && ExecutedSequence < checkpoint.Sequence)
+        {
+            NoteBehind(checkpoint.Sequence);
+            return Outcome.Blocked;
+        }
         if (newView.View > View)
         {
             // f+1 VIEW-CHANGEs prove the view change is legitimate: join it directly.
@@ -320,7 +327,12 @@ public sealed partial class ReplicaCore
                     // The chain may start mid-way only inside settled history.
                     if (prepare.Sequence != viewBase + 1 && prepare.Sequence > checkpoint.Sequence + 1) break;
                 }
-                else if (prepare.Sequence != last + 1) break; // where correct backups got stuck
+                else if (prepare.Sequence != last + 1)
+                {
+                    // Where correct backups got stuck; but a gap at or below the checkpoint is
+                    // only a lagging sender's log reaching into settled history.
+                    if (prepare.Sequence > checkpoint.Sequence + 1) break;
+                }
                 last = prepare.Sequence;
                 if (!candidates.TryGetValue(prepare.Sequence, out var existing) || existing.View < view)
                     candidates[prepare.Sequence] = (view, prepare);
@@ -371,6 +383,7 @@ public sealed partial class ReplicaCore
         // Announce where this view starts; f+1 of these (VS) let the primary propose.
         var digest = StateDigest();
         _ownCheckpointDigests[ExecutedSequence] = Sha256Digest.From(digest);
+        TakeSnapshot(); // the view start becomes a stable checkpoint that peers may fetch
         RequestUiFor(new Checkpoint(Id, View, ExecutedSequence, digest, UniqueIdentifier.None, IsViewStart: true));
         if (IsPrimary)
             foreach (var known in _known.Values.ToList()) AddPending(known.Request);

@@ -94,6 +94,12 @@ public sealed partial class ReplicaCore
             case ReqViewChange reqViewChange:
                 HandleReqViewChange(reqViewChange);
                 break;
+            case StateRequest stateRequest:
+                HandleStateRequest(stateRequest);
+                break;
+            case StateChunk stateChunk:
+                HandleStateChunk(stateChunk);
+                break;
             default:
                 Reject(SafeSender(message), RejectReason.Unsupported, message.GetType().Name);
                 break;

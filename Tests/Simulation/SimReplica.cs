@@ -8,7 +8,7 @@ namespace MinBft.Tests.Simulation;
 /// USIG that certifies requested messages one at a time, and schedules the next tick. A
 /// tampering replica runs the same core but corrupts, drops and replays what it sends.
 /// </summary>
-internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUsig usig, bool tampering)
+internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUsig usig, bool tampering, bool badSnapshots = false)
 {
     private readonly Queue<CertifiedMessage> _uiRequests = new();
     private readonly List<ReplicaMessage> _seen = [];
@@ -17,6 +17,15 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
 
     public ReplicaCore Core { get; } = core;
     public bool Tampering { get; } = tampering;
+    public bool BadSnapshots { get; } = badSnapshots;
+    public SimUsig Usig => usig;
+
+    /// <summary>Replaced by a restarted incarnation: its pending events do nothing.</summary>
+    public bool Retired { get; set; }
+
+    /// <summary>What survives a crash: the sent log (durable before send) and the stored checkpoint.</summary>
+    public List<CertifiedMessage> DurableLog { get; init; } = [];
+    public CheckpointStable? StoredCheckpoint { get; set; }
 
     public string Describe()
     {
@@ -39,8 +48,15 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
                     _usigFreeAt = (_usigFreeAt > sim.Now ? _usigFreeAt : sim.Now) + TimeSpan.FromTicks(sim.Rng.Next(1, 5000));
                     sim.Events.At(_usigFreeAt, IssueNextUi);
                     break;
-                case PersistSent:
-                    break; // durability is the grain's concern; crash recovery is simulated later
+                case PersistSent persist:
+                    DurableLog.Add(persist.Message);
+                    break;
+                case CheckpointStable stable:
+                    StoredCheckpoint = stable;
+                    break;
+                case StateInstalled installed:
+                    sim.OnInstalled(id, installed);
+                    break;
                 case Send send:
                     for (var to = 0; to < sim.N; to++)
                         if (to != id && (send.To is null || send.To == to)) Send(to, send.Message);
@@ -64,7 +80,7 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
             _tickAt = next;
             sim.Events.At(next, () =>
             {
-                if (_tickAt != next) return; // superseded by an earlier tick
+                if (_tickAt != next || Retired) return; // superseded by an earlier tick, or a restart
                 _tickAt = null;
                 sim.Step(id, c => c.OnTick(sim.Now));
             });
@@ -73,6 +89,7 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
 
     private void IssueNextUi()
     {
+        if (Retired) return; // the crash lost the request; the restarted core asks anew
         var message = _uiRequests.Dequeue();
         var ui = usig.CreateUi(MinBft.Encoding.MessageEncoding.CertifiedDigest(message));
         sim.Step(id, c => c.OnUiIssued(message.WithUi(ui), sim.Now));
@@ -80,6 +97,11 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
 
     private void Send(int to, ReplicaMessage message)
     {
+        if (BadSnapshots && message is StateChunk chunk)
+        {
+            sim.Transmit(id, to, Tamper.CorruptChunk(chunk, sim.Rng));
+            return;
+        }
         if (!Tampering)
         {
             sim.Transmit(id, to, message);

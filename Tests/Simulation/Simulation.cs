@@ -24,7 +24,9 @@ public sealed class Simulation
     private readonly Queue<string> _trace = new();
     private readonly Dictionary<ulong, (int Replica, byte[] Digest)> _agreed = [];
     private readonly List<(int Replica, IReadOnlyList<Request> Requests)> _longestHistory = [];
-    private readonly Dictionary<int, List<IReadOnlyList<Request>>> _histories = [];
+    // Per replica, what it executed at each position (null: covered by an installed snapshot).
+    private readonly Dictionary<int, List<IReadOnlyList<Request>?>> _histories = [];
+    private readonly ProtocolSettings?[] _settings;
     private readonly HashSet<Sha256Digest> _issuedRequests = [];
     private readonly Dictionary<int, HashSet<(string, ulong)>> _executedPairs = [];
 
@@ -36,6 +38,7 @@ public sealed class Simulation
         _keys = ClusterKeys.Create(options.N, _rng, options.HmacUsig);
         _replicas = new SimReplica?[options.N];
         _rogues = new RogueReplica?[options.N];
+        _settings = new ProtocolSettings?[options.N];
         for (var i = 0; i < options.N; i++)
         {
             if (options.RogueReplicas.Contains(i))
@@ -58,8 +61,9 @@ public sealed class Simulation
                 RequestTimeout = TimeSpan.FromMilliseconds(500),
                 ViewChangeTimeout = TimeSpan.FromMilliseconds(400),
             };
+            _settings[i] = settings;
             var core = new ReplicaCore(settings, _keys.CryptoFor(i), new KeyValueStateMachine());
-            _replicas[i] = new SimReplica(this, i, core, _keys.UsigFor(i), options.TamperingReplicas.Contains(i));
+            _replicas[i] = new SimReplica(this, i, core, _keys.UsigFor(i), options.TamperingReplicas.Contains(i), options.BadSnapshotServers.Contains(i));
             _histories[i] = [];
             _executedPairs[i] = [];
         }
@@ -96,7 +100,17 @@ public sealed class Simulation
     public ulong MaxExecuted => _replicas.Where(r => r is { Tampering: false }).Max(r => r!.Core.ExecutedSequence);
 
     private bool IsCorrect(int replica) => _replicas[replica] is { Tampering: false };
-    private bool IsCrashed(int replica) => _options.Crashes.Any(c => c.Replica == replica && Now >= c.At);
+    private bool IsCrashed(int replica) =>
+        _options.Crashes.Any(c => c.Replica == replica && Now >= c.At)
+        || _options.Restarts.Any(r => r.Replica == replica && Now >= r.Down && Now < r.Up);
+
+    private bool IsIsolated(int replica) => _options.Isolations.Any(i => i.Replica == replica && Now >= i.From && Now < i.To);
+
+    /// <summary>Snapshots installed by state transfer, over all correct replicas.</summary>
+    public long StateTransfers => _replicas.Where(r => r is { Tampering: false }).Sum(r => r!.Core.StateTransfersCompleted);
+
+    /// <summary>One replica's core (tests look at its counters).</summary>
+    internal ReplicaCore CoreOf(int replica) => _replicas[replica]!.Core;
 
     /// <summary>The highest view a correct, running replica reached.</summary>
     public long MaxView => Enumerable.Range(0, N).Where(i => IsCorrect(i) && !IsCrashed(i)).Max(i => _replicas[i]!.Core.View);
@@ -150,6 +164,7 @@ public sealed class Simulation
     private void DeliverToReplica(int from, int to, ReplicaMessage message)
     {
         if (IsCrashed(to)) return;
+        if (IsIsolated(to) || IsIsolated(from)) return;
         Trace($"{from}->{to} {Describe(message)}");
         if (_rogues[to] is { } rogue) { rogue.OnMessage(message); return; }
         Step(to, core => core.OnMessage(message, Now));
@@ -157,6 +172,7 @@ public sealed class Simulation
 
     private void DeliverRequest(int to, Request request)
     {
+        if (IsIsolated(to)) return;
         Trace($"client->{to} request {request.ClientId[..6]}#{request.Seq}");
         if (_rogues[to] is { } rogue) { rogue.OnRequest(request); return; }
         Step(to, core => core.OnRequest(request, Now));
@@ -171,7 +187,16 @@ public sealed class Simulation
         // stream advanced) and only rejected, the replicated state must be exactly as before.
         var before = IsCorrect(replica) ? node.Core.StateFingerprint() : null;
         var acceptedBefore = AcceptedCount(node.Core);
-        var ready = input(node.Core);
+        Ready ready;
+        try
+        {
+            ready = input(node.Core);
+        }
+        catch (ProtocolInvariantException e)
+        {
+            Fail($"INVARIANT at replica {replica}: {e.Message}");
+            throw;
+        }
         if (before is not null && ready.Effects.Count > 0 && ready.Effects.All(e => e is Rejected)
             && AcceptedCount(node.Core) == acceptedBefore)
         {
@@ -239,6 +264,59 @@ public sealed class Simulation
         }
     }
 
+    internal void OnInstalled(int replica, StateInstalled installed)
+    {
+        Trace($"  replica {replica} installed the snapshot at {installed.Sequence} from {installed.From}");
+        if (!IsCorrect(replica)) return;
+        var history = _histories[replica];
+        if ((ulong)history.Count >= installed.Sequence)
+            Fail($"replica {replica} installed a snapshot at {installed.Sequence}, not beyond what it executed ({history.Count})");
+        while ((ulong)history.Count < installed.Sequence) history.Add(null);
+    }
+
+    /// <summary>
+    /// A crashed replica comes back: a fresh core restored from what it kept durably (sent log,
+    /// stored checkpoint, view) and its USIG's counter. Sometimes the USIG had certified a few
+    /// messages that never became durable, so were never sent: their counters are burned.
+    /// </summary>
+    private void Restart(int replica)
+    {
+        var old = _replicas[replica]!;
+        old.Retired = true;
+        var usig = old.Usig;
+        var burned = _rng.Next(3);
+        for (var k = 0; k < burned; k++)
+        {
+            var digest = new byte[32];
+            _rng.NextBytes(digest);
+            usig.CreateUi(digest);
+        }
+        var counter = usig.Core.LoadAsync(CancellationToken.None).GetAwaiter().GetResult().Counter;
+        // The grain trims its stored log below the core's anchor once the checkpoint is stored.
+        var log = old.DurableLog.Where(m => m.Ui.Counter >= old.Core.SentLogFirstCounter).ToList();
+        var stored = old.StoredCheckpoint;
+        var state = new RecoveredState(old.Core.View, stored?.Certificate, stored?.Snapshot, stored?.ViewStarts ?? [], log, counter);
+        var core = new ReplicaCore(_settings[replica]!, _keys.CryptoFor(replica), new KeyValueStateMachine());
+        var fresh = new SimReplica(this, replica, core, usig, tampering: false)
+        {
+            DurableLog = counter == (log.Count == 0 ? 0 : log[^1].Ui.Counter) ? log : [],
+            StoredCheckpoint = stored,
+        };
+        _replicas[replica] = fresh;
+        Trace($"replica {replica} restarts: stored checkpoint {stored?.Certificate.Sequence ?? 0}, {log.Count} logged, USIG at {counter} ({burned} burned)");
+        Step(replica, c => c.Restore(state, Now));
+        // Its history restarts at the restored checkpoint; what it executes next must agree again.
+        var history = _histories[replica];
+        var restored = (int)core.ExecutedSequence;
+        if (history.Count < restored) Fail($"replica {replica} restored position {restored} beyond what it executed ({history.Count})");
+        history.RemoveRange(restored, history.Count - restored);
+        _executedPairs[replica] = history.Where(b => b is not null).SelectMany(b => b!).Select(r => (r.ClientId, r.Seq)).ToHashSet();
+        RestartsDone++;
+    }
+
+    /// <summary>Restarts that happened in this run.</summary>
+    public int RestartsDone { get; private set; }
+
     internal void OnClientIssued(Request request) =>
         _issuedRequests.Add(Sha256Digest.From(MessageEncoding.RequestDigest(request)));
 
@@ -254,6 +332,7 @@ public sealed class Simulation
         foreach (var client in _clients) client.Start();
         for (var i = 0; i < N; i++)
             if (_rogues[i] is { } rogue) rogue.Start();
+        foreach (var (replica, _, up) in _options.Restarts) _events.At(up, () => Restart(replica));
 
         var deadline = _options.FaultyPeriod + _options.LivenessBound;
         const long maxEvents = 2_000_000;
@@ -264,6 +343,7 @@ public sealed class Simulation
             if (_events.Processed > maxEvents) Fail($"more than {maxEvents} events: the run does not settle");
         }
 
+        if (_options.RequireCatchUp) CatchUp(deadline + _options.LivenessBound);
         CheckClientResults();
         if (_options.ExpectLiveness)
         {
@@ -274,6 +354,28 @@ public sealed class Simulation
                      string.Join("\n", _replicas.Where(r => r is not null).Select(r => r!.Describe())));
         }
     }
+
+    /// <summary>Runs on until every running correct replica reached the highest executed position.</summary>
+    private void CatchUp(TimeSpan deadline)
+    {
+        bool CaughtUp()
+        {
+            var live = Enumerable.Range(0, N).Where(i => IsCorrect(i) && !IsCrashed(i)).Select(i => _replicas[i]!.Core).ToList();
+            var max = live.Max(c => c.ExecutedSequence);
+            return live.All(c => c.ExecutedSequence == max && c.StateDigest().AsSpan().SequenceEqual(live[0].StateDigest()));
+        }
+        while (!CaughtUp())
+        {
+            if (_events.NextTime is not { } next || next > deadline)
+                Fail("CATCH-UP: not every running replica reached the highest executed position in time\n" +
+                     string.Join("\n", _replicas.Where(r => r is not null).Select(r => r!.Describe())));
+            _events.RunNext();
+        }
+        CaughtUpAt = Now;
+    }
+
+    /// <summary>When every running correct replica had caught up (RequireCatchUp runs).</summary>
+    public TimeSpan CaughtUpAt { get; private set; }
 
     /// <summary>
     /// Every result a client accepted equals what the agreed history gives when replayed on a
@@ -316,6 +418,8 @@ public sealed class Simulation
         ReqViewChange r => $"REQ-VIEW-CHANGE from {r.ReplicaId} {r.CurrentView}->{r.NewView}",
         ViewChange v => $"VIEW-CHANGE from {v.ReplicaId} to v{v.NewView} c{v.ViewChangeUi.Counter} log={v.Log.Length} cp={v.CheckpointCertificate.Sequence}",
         NewView n => $"NEW-VIEW v{n.View} from {n.PrimaryId} c{n.NewViewUi.Counter}",
+        StateRequest r => $"STATE-REQUEST from {r.ReplicaId} min s{r.MinSequence} s{r.Sequence} chunk {r.Chunk}",
+        StateChunk c => $"STATE-CHUNK from {c.ReplicaId} s{c.Certificate.Sequence} {c.Index + 1}/{c.Count} view {c.View}",
         Checkpoint c => $"CHECKPOINT from {c.ReplicaId} v{c.View} s{c.Sequence}{(c.IsViewStart ? " start" : "")} c{c.CheckpointUi.Counter}",
         _ => message.GetType().Name,
     };

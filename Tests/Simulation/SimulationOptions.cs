@@ -36,10 +36,23 @@ public sealed record SimulationOptions
     /// <summary>Replicas that crash (stop for good) at the given simulated time.</summary>
     public (int Replica, TimeSpan At)[] Crashes { get; init; } = [];
 
-    /// <summary>With view changes, every run with at most f faulty replicas must stay live.</summary>
-    public bool ExpectLiveness => Faulty.Distinct().Count() + Crashes.Length <= F;
+    /// <summary>Replicas that crash at <c>Down</c> and restart from their durable state at <c>Up</c>.</summary>
+    public (int Replica, TimeSpan Down, TimeSpan Up)[] Restarts { get; init; } = [];
 
-    public IEnumerable<int> Faulty => TamperingReplicas.Concat(RogueReplicas);
+    /// <summary>Replicas cut off from every peer (both directions) and from clients for a while.</summary>
+    public (int Replica, TimeSpan From, TimeSpan To)[] Isolations { get; init; } = [];
+
+    /// <summary>Replicas that run the real core but corrupt every snapshot chunk they serve.</summary>
+    public int[] BadSnapshotServers { get; init; } = [];
+
+    /// <summary>At the end, every running correct replica must reach the highest executed position.</summary>
+    public bool RequireCatchUp { get; init; }
+
+    /// <summary>With view changes, every run with at most f faulty replicas must stay live.</summary>
+    public bool ExpectLiveness =>
+        Faulty.Concat(Crashes.Select(c => c.Replica)).Concat(Restarts.Select(r => r.Replica)).Concat(Isolations.Select(i => i.Replica)).Distinct().Count() <= F;
+
+    public IEnumerable<int> Faulty => TamperingReplicas.Concat(RogueReplicas).Concat(BadSnapshotServers);
 
     /// <summary>Draw a hostile configuration for one seed.</summary>
     /// <summary>A hostile configuration whose view-0 primary is rogue, tampering or crashes.</summary>
@@ -58,6 +71,28 @@ public sealed record SimulationOptions
                 TamperingReplicas = others.Where(drawn.TamperingReplicas.Contains).ToArray(),
                 Crashes = [(0, TimeSpan.FromMilliseconds(rng.Next(5, 400)))],
             },
+        };
+    }
+
+    /// <summary>A hostile configuration where one correct replica (often the primary) crashes
+    /// and restarts from its durable state, with f-1 other faulty replicas at most.</summary>
+    public static SimulationOptions WithRestart(int seed, int f)
+    {
+        var drawn = ForSeed(seed, f);
+        var rng = new Random(seed ^ 0x7e57);
+        var rogue = drawn.RogueReplicas.Take(f - 1).ToArray();
+        var tampering = drawn.TamperingReplicas.Take(f - 1 - rogue.Length).ToArray();
+        var correct = Enumerable.Range(0, drawn.N).Except(rogue).Except(tampering).ToArray();
+        var replica = rng.NextDouble() < 0.4 && correct.Contains(0) ? 0 : correct[rng.Next(correct.Length)];
+        var down = TimeSpan.FromMilliseconds(rng.Next(20, 1500));
+        return drawn with
+        {
+            RogueReplicas = rogue,
+            TamperingReplicas = tampering,
+            Crashes = [],
+            RequestsPerClient = rng.Next(8, 30),
+            Restarts = [(replica, down, down + TimeSpan.FromMilliseconds(rng.Next(50, 2500)))],
+            RequireCatchUp = true,
         };
     }
 
@@ -96,5 +131,8 @@ public sealed record SimulationOptions
         $"f={F} clients={Clients}x{RequestsPerClient} drop={DropRate:F2} dup={DuplicateRate:F2} delay<={MaxDelay.TotalMilliseconds}ms " +
         $"faulty-for={FaultyPeriod.TotalMilliseconds}ms tampering=[{string.Join(',', TamperingReplicas)}] rogue=[{string.Join(',', RogueReplicas)}] " +
         $"usig={(HmacUsig ? "hmac" : "ed25519")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
-        $"crashes=[{string.Join(',', Crashes.Select(c => $"{c.Replica}@{c.At.TotalMilliseconds}ms"))}]";
+        $"crashes=[{string.Join(',', Crashes.Select(c => $"{c.Replica}@{c.At.TotalMilliseconds}ms"))}]" +
+        $" restarts=[{string.Join(',', Restarts.Select(r => $"{r.Replica}@{r.Down.TotalMilliseconds}-{r.Up.TotalMilliseconds}ms"))}]" +
+        $" isolations=[{string.Join(',', Isolations.Select(r => $"{r.Replica}@{r.From.TotalMilliseconds}-{r.To.TotalMilliseconds}ms"))}]" +
+        $" bad-snapshots=[{string.Join(',', BadSnapshotServers)}]";
 }

@@ -108,6 +108,78 @@ public sealed class SimulationTests(ITestOutputHelper output)
         Assert.True(sim.MinView >= 1);
     }
 
+    [Fact]
+    public void State_transfer_a_replica_isolated_for_long_rejoins_by_state_transfer()
+    {
+        var seed = SeedOr(4711);
+        // K = 4, W = 8: while replica 2 is cut off, the others run hundreds of positions and
+        // forget that history, so retransmission cannot help: only a snapshot can.
+        var sim = new Simulation(seed, new SimulationOptions
+        {
+            F = 1, Clients = 4, RequestsPerClient = 60, MaxBatchSize = 2, CheckpointInterval = 4, Watermark = 8,
+            FaultyPeriod = TimeSpan.FromSeconds(4), Isolations = [(2, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(4))],
+            RequireCatchUp = true, MemoryBound = 64,
+        });
+        sim.Run();
+        var isolated = sim.CoreOf(2);
+        output.WriteLine($"seed={seed}: {sim.RequestsCompleted} requests, executed {sim.MaxExecuted}, replica 2 installed {isolated.StateTransfersCompleted} snapshot(s), " +
+                         $"re-anchored {isolated.ReanchoredStreams} streams, caught up at {sim.CaughtUpAt.TotalMilliseconds:F0} ms");
+        Assert.Equal(240, sim.RequestsCompleted);
+        Assert.True(isolated.StateTransfersCompleted >= 1, "the isolated replica fetched a snapshot");
+        Assert.Equal(sim.MaxExecuted, isolated.ExecutedSequence);
+    }
+
+    [Fact]
+    public void State_transfer_a_snapshot_that_does_not_match_its_certificate_is_rejected_and_another_peer_serves()
+    {
+        var seed = SeedOr(808);
+        // Replicas 1, 2 and 3 serve corrupted snapshots (they are otherwise correct, so ordering
+        // goes on); replica 4 is isolated and must end with the certified state from replica 0.
+        var sim = new Simulation(seed, new SimulationOptions
+        {
+            F = 2, Clients = 3, RequestsPerClient = 40, MaxBatchSize = 2, CheckpointInterval = 4, Watermark = 8,
+            FaultyPeriod = TimeSpan.FromSeconds(3), BadSnapshotServers = [1, 2, 3],
+            Isolations = [(4, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(3))], RequireCatchUp = true,
+        });
+        sim.Run();
+        var isolated = sim.CoreOf(4);
+        output.WriteLine($"seed={seed}: {sim.RequestsCompleted} requests, replica 4 installed {isolated.StateTransfersCompleted}, " +
+                         $"rejected {isolated.RejectionCount(RejectReason.InvalidSnapshot)} bad snapshot(s)");
+        Assert.Equal(120, sim.RequestsCompleted);
+        Assert.True(isolated.StateTransfersCompleted >= 1);
+        Assert.True(isolated.RejectionCount(RejectReason.InvalidSnapshot) >= 1, "a corrupted snapshot was offered and rejected");
+        Assert.Equal(sim.MaxExecuted, isolated.ExecutedSequence);
+    }
+
+    [Theory]
+    [InlineData(1)] // a backup
+    [InlineData(0)] // the primary: it hands over to the next view
+    public void Crash_recovery_a_replica_restarts_from_its_durable_state_and_catches_up(int replica)
+    {
+        var seed = SeedOr(600 + replica);
+        var sim = new Simulation(seed, new SimulationOptions
+        {
+            F = 1, Clients = 3, RequestsPerClient = 50, MaxBatchSize = 2, CheckpointInterval = 4, Watermark = 8,
+            DropRate = 0.02, FaultyPeriod = TimeSpan.FromSeconds(3),
+            Restarts = [(replica, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(1500))], RequireCatchUp = true,
+        });
+        sim.Run();
+        var restarted = sim.CoreOf(replica);
+        output.WriteLine($"seed={seed}: {sim.RequestsCompleted} requests, view {sim.MinView}..{sim.MaxView}, executed {sim.MaxExecuted}, " +
+                         $"restarted replica: transfers {restarted.StateTransfersCompleted}, counter gap {restarted.RestartedAfterCounterGap}, caught up at {sim.CaughtUpAt.TotalMilliseconds:F0} ms");
+        Assert.Equal(1, sim.RestartsDone);
+        Assert.Equal(150, sim.RequestsCompleted);
+        Assert.Equal(sim.MaxExecuted, restarted.ExecutedSequence);
+    }
+
+    [Fact]
+    public void Crash_recovery_campaign_one_replica_restarts_in_hostile_runs_f1() =>
+        RunSeeds(f: 1, count: 100, firstSeed: 40_000, restart: true);
+
+    [Fact]
+    public void Crash_recovery_campaign_one_replica_restarts_in_hostile_runs_f2() =>
+        RunSeeds(f: 2, count: 40, firstSeed: 50_000, restart: true);
+
     private static int SeedOr(int fallback) =>
         Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay ? int.Parse(replay) : fallback;
 
@@ -126,18 +198,19 @@ public sealed class SimulationTests(ITestOutputHelper output)
         }
     }
 
-    private void RunSeeds(int f, int count, int firstSeed, bool hostile = true, bool faultyPrimary = false)
+    private void RunSeeds(int f, int count, int firstSeed, bool hostile = true, bool faultyPrimary = false, bool restart = false)
     {
         var seeds = Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay
             ? [int.Parse(replay)]
             : Enumerable.Range(firstSeed, int.TryParse(Environment.GetEnvironmentVariable("MINBFT_SEEDS"), out var n) ? n : count);
         var clock = Stopwatch.StartNew();
         var rejections = new Dictionary<RejectReason, long>();
-        long events = 0, requests = 0, viewChanged = 0, maxView = 0;
+        long events = 0, requests = 0, viewChanged = 0, maxView = 0, transfers = 0;
         var runs = 0;
         foreach (var seed in seeds)
         {
-            var options = faultyPrimary ? SimulationOptions.WithFaultyPrimary(seed, f)
+            var options = restart ? SimulationOptions.WithRestart(seed, f)
+                : faultyPrimary ? SimulationOptions.WithFaultyPrimary(seed, f)
                 : hostile ? SimulationOptions.ForSeed(seed, f)
                 : new SimulationOptions { F = f, Clients = 3, RequestsPerClient = 5 };
             var sim = new Simulation(seed, options);
@@ -154,11 +227,12 @@ public sealed class SimulationTests(ITestOutputHelper output)
             events += sim.EventsProcessed;
             requests += sim.RequestsCompleted;
             if (sim.MaxView > 0) viewChanged++;
+            transfers += sim.StateTransfers;
             maxView = Math.Max(maxView, sim.MaxView);
             foreach (var (reason, c) in sim.Rejections) rejections[reason] = rejections.GetValueOrDefault(reason) + c;
         }
         output.WriteLine($"f={f}: {runs} seeds, {requests} requests completed, {events} events, {clock.Elapsed.TotalSeconds:F1}s; " +
-                         $"view changed in {viewChanged} seeds (highest view {maxView})");
+                         $"view changed in {viewChanged} seeds (highest view {maxView}); {transfers} snapshots installed");
         output.WriteLine("rejections by reason: " + string.Join(", ", rejections.OrderBy(r => r.Key).Select(r => $"{r.Key}={r.Value}")));
         Assert.True(runs > 0);
         Assert.True(requests > 0, "the runs completed client requests");

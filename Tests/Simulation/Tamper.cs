@@ -35,9 +35,20 @@ internal static class Tamper
                 };
             case RetransmitRequest r:
                 return r with { FromCounter = r.FromCounter + 1 };
+            case StateChunk c:
+                return CorruptChunk(c, rng);
             default:
                 return message;
         }
+    }
+
+    /// <summary>A snapshot chunk with one byte changed: its digest no longer matches the certificate.</summary>
+    public static StateChunk CorruptChunk(StateChunk chunk, Random rng)
+    {
+        var data = (byte[])chunk.Data.Clone();
+        if (data.Length == 0) return chunk with { Data = [0x42] };
+        data[rng.Next(data.Length)] ^= (byte)(1 << rng.Next(8));
+        return chunk with { Data = data };
     }
 
     public static UniqueIdentifier ShiftCounter(UniqueIdentifier ui, Random rng) =>

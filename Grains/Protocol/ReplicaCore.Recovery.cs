@@ -1,0 +1,126 @@
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>What a replica kept durably, handed to a fresh core after a restart.</summary>
+/// <param name="View">The view stored with the sent log (the replica may have been changing to it).</param>
+/// <param name="Certificate">The latest stable checkpoint the replica stored (null: none yet).</param>
+/// <param name="Snapshot">The encoded <see cref="StateSnapshot"/> at that checkpoint.</param>
+/// <param name="ViewStarts">View-start certificates the replica knew when it stored the checkpoint.</param>
+/// <param name="SentLog">The durable sent log, gap-free, oldest first (may be empty).</param>
+/// <param name="UsigCounter">The USIG's last issued counter, read after the restart.</param>
+public sealed record RecoveredState(
+    long View,
+    CheckpointCertificate? Certificate,
+    byte[]? Snapshot,
+    IReadOnlyList<CheckpointCertificate> ViewStarts,
+    IReadOnlyList<CertifiedMessage> SentLog,
+    ulong UsigCounter);
+
+/// <summary>
+/// Crash recovery (PROTOCOL.md section 8). A restarted replica resumes from its own durable
+/// state: the stored stable checkpoint (snapshot and certificate), its view, and its sent log.
+/// It does not replay history: positions up to the checkpoint are settled, and what follows
+/// comes from the peers' streams (anchored at their CHECKPOINTs) or, if they have moved past
+/// what it can catch up on, from a newer snapshot by state transfer.
+/// Its own stream continues at the USIG's counter. Counters the USIG issued for messages that
+/// never became durable (so were never sent) leave a gap that peers cannot fill; the replica's
+/// first message after such a gap is a CHECKPOINT, at which peers re-anchor its stream once it
+/// is W below their stable checkpoint.
+/// </summary>
+public sealed partial class ReplicaCore
+{
+    /// <summary>True when the restart found USIG counters that never reached the sent log.</summary>
+    public bool RestartedAfterCounterGap { get; private set; }
+
+    /// <summary>Restore a fresh core from durable state; the first input after construction.</summary>
+    public Ready Restore(RecoveredState state, TimeSpan now)
+    {
+        Begin(now);
+        ProtocolInvariantException.Check(ExecutedSequence == 0 && _streams[Id].LastAccepted == 0 && _sentLog.Count == 0,
+            "only a fresh core is restored");
+        var log = state.SentLog;
+        for (var i = 1; i < log.Count; i++)
+            if (log[i].Sender != Id || log[i].Ui.Counter != log[0].Ui.Counter + (ulong)i)
+                throw new InvalidDataException($"replica {Id}: the stored sent log is not this replica's gap-free stream");
+        var lastLogged = log.Count == 0 ? 0 : log[^1].Ui.Counter;
+        if (state.UsigCounter < lastLogged)
+            throw new InvalidDataException($"replica {Id}: the USIG is at counter {state.UsigCounter}, behind the sent log ({lastLogged}): wrong USIG or store");
+
+        // 1. The application and reply cache at the stored checkpoint (certified by f+1).
+        foreach (var start in state.ViewStarts)
+            if (start.Checkpoints.Length > 0 && ValidCertificate(start, viewStart: start.Checkpoints[0].View))
+                _viewStartsKnown[start.Checkpoints[0].View] = start;
+        if (state.Certificate is { Sequence: > 0 } certificate)
+        {
+            if (!ValidCertificate(certificate, viewStart: null) || state.Snapshot is null
+                || StateSnapshot.TryDecode(state.Snapshot) is not { } snapshot || snapshot.Sequence != certificate.Sequence)
+                throw new InvalidDataException($"replica {Id}: the stored checkpoint at {certificate.Sequence} is not valid");
+            // The view to resume in: the highest one proven to start at or below the checkpoint.
+            var proven = _viewStartsKnown.Where(p => p.Value.Sequence <= certificate.Sequence).Select(p => ((long, CheckpointCertificate?))(p.Key, p.Value))
+                .DefaultIfEmpty((0L, null)).MaxBy(p => p.Item1);
+            _offeredView = proven.Item1;
+            _offeredViewStart = proven.Item2;
+            if (!TryInstall(snapshot, state.Snapshot, certificate))
+                throw new InvalidDataException($"replica {Id}: the stored snapshot at {certificate.Sequence} does not match its certificate");
+        }
+
+        // 2. Our own stream resumes after the USIG's last counter.
+        _streams[Id].LastAccepted = state.UsigCounter;
+        RestartedAfterCounterGap = state.UsigCounter != lastLogged;
+        if (!RestartedAfterCounterGap && log.Count > 0)
+        {
+            _sentLog.AddRange(log);
+            _sentLogFirstCounter = log[0].Ui.Counter;
+        }
+        else _sentLogFirstCounter = state.UsigCounter + 1;
+
+        // 3. What we already said above the checkpoint is not said again under new counters.
+        foreach (var message in log)
+        {
+            switch (message)
+            {
+                case Checkpoint cp when !cp.IsViewStart:
+                    if (!RestartedAfterCounterGap) _ownCheckpointCounters[cp.Sequence] = cp.Ui.Counter;
+                    if (cp.Sequence > ExecutedSequence)
+                    {
+                        _ownCheckpointDigests[cp.Sequence] = Sha256Digest.From(cp.StateDigest);
+                        _restoredOwnCheckpoints.Add(cp.Sequence);
+                    }
+                    break;
+                case Commit commit when commit.View == View && !_viewChanging && commit.Prepare.Sequence > ExecutedSequence:
+                    _restoredOwnCommits.Add(commit.Prepare.PrepareUi.Counter);
+                    break;
+                case Prepare prepare when prepare.View == View && !_viewChanging && prepare.PrimaryId == Id:
+                    // Our own PREPAREs: peers commit to them and will send those COMMITs again,
+                    // so the batches are ours to execute (we never receive our own messages).
+                    if (prepare.Sequence <= ExecutedSequence)
+                    {
+                        if (prepare.Sequence > _viewBase) _lastPrepareCounter = Math.Max(_lastPrepareCounter, prepare.PrepareUi.Counter);
+                    }
+                    else if (prepare.Sequence == _lastPreparedSequence + 1 && prepare.PrepareUi.Counter > _lastPrepareCounter)
+                    {
+                        _inFlightBatches++;
+                        _lastProposedSequence = prepare.Sequence;
+                        AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
+                    }
+                    break;
+            }
+        }
+
+        // 4. Announce ourselves and catch up.
+        if (!_viewChanging && IsPrimary) SuspendProposals(); // what it proposed before is not known here
+        if (RestartedAfterCounterGap)
+        {
+            var digest = StateDigest();
+            _ownCheckpointDigests[ExecutedSequence] = Sha256Digest.From(digest);
+            RequestUiFor(new Checkpoint(Id, View, ExecutedSequence, digest, UniqueIdentifier.None));
+        }
+        if (state.View > View) StartViewChange(state.View); // we had joined a view change before the crash
+        NoteBehind(ExecutedSequence + 1);
+        for (var peer = 0; peer < N; peer++)
+            if (peer != Id) AskRetransmission(peer, force: true, relays: true);
+        return End();
+    }
+}

@@ -1,0 +1,362 @@
+using MinBft.Encoding;
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>
+/// State transfer (PROTOCOL.md section 8). A replica that is behind a stable checkpoint and
+/// cannot close the gap by retransmission (its peers forgot that history) fetches the snapshot
+/// at a stable checkpoint, in bounded chunks, from one peer at a time. Nothing the peer sends is
+/// trusted: the snapshot is installed only if its digest is the one f+1 replicas certified, and
+/// a peer that serves anything else is rejected, counted and not asked again for that checkpoint.
+/// After installing, positions up to the checkpoint are settled: the replica rebuilds its view of
+/// each peer's stream from that peer's CHECKPOINT anchors and asks for what follows.
+/// </summary>
+public sealed partial class ReplicaCore
+{
+    // Snapshots of this replica's own state at its checkpoints (served to peers once stable).
+    private readonly SortedDictionary<ulong, byte[]> _ownSnapshots = [];
+    // Positions above the restored state whose CHECKPOINT this replica already sent before a restart.
+    private readonly HashSet<ulong> _restoredOwnCheckpoints = [];
+    // Peers that served a snapshot not matching its certificate, with that certificate's position.
+    private readonly HashSet<(int Server, ulong Sequence)> _badServers = [];
+    // Per requester: when the current serving window started and how many chunks went out in it.
+    private readonly Dictionary<int, (TimeSpan Since, int Served)> _stateServed = [];
+    private Transfer? _transfer;
+    // Since when this replica has had evidence that it is behind, and how far it must get.
+    private TimeSpan? _behindSince;
+    private ulong _behindTarget;
+    private TimeSpan? _stateProbeAt;
+    private int _probesUnanswered;
+    // The highest view a state offer proved (f+1 view-start CHECKPOINTs), adopted on install.
+    private long _offeredView;
+    private CheckpointCertificate? _offeredViewStart;
+    // Positions up to here in the current view were settled by an installed snapshot: their
+    // PREPAREs and COMMITs only rebuild the counter chains, nothing executes again.
+    private ulong _installedThrough;
+
+    private sealed class Transfer(int server, CheckpointCertificate certificate, int count, TimeSpan now)
+    {
+        public int Server { get; } = server;
+        public CheckpointCertificate Certificate { get; } = certificate;
+        public byte[]?[] Chunks { get; } = new byte[]?[count];
+        public int Received { get; set; }
+        public TimeSpan LastProgress { get; set; } = now;
+        public int Retries { get; set; }
+    }
+
+    /// <summary>Snapshots installed from peers since this core started.</summary>
+    public long StateTransfersCompleted { get; private set; }
+
+    /// <summary>True while a snapshot is being fetched.</summary>
+    public bool StateTransferInProgress => _transfer is not null;
+
+    /// <summary>Snapshots held for serving (bounded: only at and above the stable checkpoint).</summary>
+    public int SnapshotsHeld => _ownSnapshots.Count;
+
+    private void TakeSnapshot()
+    {
+        var clients = _clients.OrderBy(p => p.Key, StringComparer.Ordinal)
+            .Select(p => new SnapshotClient(p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.View, p.Value.LastReply.Result))
+            .ToList();
+        _ownSnapshots[ExecutedSequence] = new StateSnapshot(ExecutedSequence, _app.Snapshot(), clients).Encode();
+    }
+
+    /// <summary>Tell the host about a stable checkpoint whose snapshot we hold (it keeps it durably).</summary>
+    private void AnnounceStable()
+    {
+        var stable = StableCheckpoint;
+        if (stable.Sequence == 0 || !_ownSnapshots.TryGetValue(stable.Sequence, out var snapshot)) return;
+        Emit(new CheckpointStable(stable, snapshot, View, _viewStartsKnown.Values.ToArray()));
+    }
+
+    /// <summary>Evidence that this replica is behind (<paramref name="target"/>: a position known to exist).</summary>
+    private void NoteBehind(ulong target)
+    {
+        if (_behindSince is null) _probesUnanswered = 0;
+        _behindSince ??= _now;
+        if (target > _behindTarget) _behindTarget = target;
+    }
+
+    /// <summary>The highest view this replica can prove started, with its proof (null for view 0).</summary>
+    private (long View, CheckpointCertificate? Start) ProvenView()
+    {
+        if (!_viewChanging && (View == 0 || _viewStartCertificate is not null)) return (View, _viewStartCertificate);
+        foreach (var (view, start) in _viewStartsKnown.Reverse())
+            if (view <= View) return (view, start);
+        return (0, null);
+    }
+
+    // ----- serving -----
+
+    private void HandleStateRequest(StateRequest request)
+    {
+        if (MessageLimits.Check(request) is { } malformed)
+        {
+            Reject(SafeSender(request), RejectReason.Malformed, malformed);
+            return;
+        }
+        var from = request.ReplicaId;
+        if (!IsReplica(from) || from == Id)
+        {
+            Reject(from, RejectReason.UnknownSender, $"state request from {from}");
+            return;
+        }
+        if (!_crypto.Replicas.Verify(from, MessageEncoding.StateRequest(request), request.Signature))
+        {
+            Reject(from, RejectReason.InvalidSignature, "state request");
+            return;
+        }
+        var stable = StableCheckpoint;
+        if (stable.Sequence == 0 || stable.Sequence < request.MinSequence || !_ownSnapshots.TryGetValue(stable.Sequence, out var snapshot))
+            return; // nothing newer than what the requester has: no answer is the answer
+        // Bounded work per requester: a faulty replica cannot make us stream snapshots endlessly.
+        var window = _stateServed.GetValueOrDefault(from);
+        if (_now - window.Since >= _settings.RetransmitInterval) window = (_now, 0);
+        if (window.Served >= _settings.MaxStateChunksPerInterval) return;
+        _stateServed[from] = (window.Since, window.Served + 1);
+
+        var size = _settings.StateChunkSize;
+        var count = Math.Max(1, (snapshot.Length + size - 1) / size);
+        // A request for an older checkpoint gets this one's first chunk: a new offer.
+        var index = request.Sequence == stable.Sequence && request.Chunk < count ? request.Chunk : 0;
+        var data = snapshot.AsSpan(index * size, Math.Min(size, snapshot.Length - index * size)).ToArray();
+        var (view, start) = ProvenView();
+        Emit(new Send(from, new StateChunk(Id, stable, view, start, index, count, data)));
+    }
+
+    // ----- fetching -----
+
+    private void StateTransferTimers()
+    {
+        var interval = _settings.RetransmitInterval;
+        if (_transfer is { } t)
+        {
+            if (_now - t.LastProgress < 2 * interval) return;
+            if (++t.Retries > 3)
+            {
+                // The server went quiet: give up on it for now; the next probe finds another.
+                _transfer = null;
+                return;
+            }
+            t.LastProgress = _now;
+            RequestChunk(t.Server, t.Certificate.Sequence, Array.FindIndex(t.Chunks, c => c is null));
+            return;
+        }
+        if (_behindSince is not { } since) return;
+        if (ExecutedSequence >= _behindTarget && !IsStalled())
+        {
+            _behindSince = null; // caught up by ordinary means
+            return;
+        }
+        // Ordinary retransmission gets a chance first; then probe every other interval.
+        if (_now - since < interval || (_stateProbeAt is { } probed && _now - probed < 2 * interval)) return;
+        if (_probesUnanswered >= 5)
+        {
+            // No peer has a newer stable checkpoint: retransmission does the rest.
+            _behindSince = null;
+            return;
+        }
+        _probesUnanswered++;
+        _stateProbeAt = _now;
+        RequestChunk(null, 0, 0);
+    }
+
+    private void RequestChunk(int? server, ulong sequence, int chunk)
+    {
+        var unsigned = new StateRequest(Id, ExecutedSequence + 1, sequence, chunk, []);
+        var signed = unsigned with { Signature = _crypto.Signer.Sign(MessageEncoding.StateRequest(unsigned)) };
+        Emit(new Send(server, signed));
+    }
+
+    private void HandleStateChunk(StateChunk chunk)
+    {
+        if (MessageLimits.Check(chunk) is { } malformed)
+        {
+            Reject(SafeSender(chunk), RejectReason.Malformed, malformed);
+            return;
+        }
+        var server = chunk.ReplicaId;
+        if (!IsReplica(server) || server == Id)
+        {
+            Reject(server, RejectReason.UnknownSender, $"state chunk from {server}");
+            return;
+        }
+        var certificate = chunk.Certificate;
+        // Unsolicited or stale offers change nothing.
+        if (_behindSince is null && _transfer is null) return;
+        if (certificate.Sequence <= ExecutedSequence || _badServers.Contains((server, certificate.Sequence))) return;
+        _probesUnanswered = 0;
+        NoteOfferedView(chunk);
+
+        var t = _transfer;
+        if (t is null || certificate.Sequence > t.Certificate.Sequence)
+        {
+            // A new offer: the certificate must hold (f+1 matching CHECKPOINTs with valid UIs).
+            if (!ValidCertificate(certificate, viewStart: null))
+            {
+                Reject(server, RejectReason.InvalidUi, $"state offer at {certificate.Sequence}: certificate");
+                return;
+            }
+            _transfer = t = new Transfer(server, certificate, chunk.Count, _now);
+        }
+        else
+        {
+            if (server != t.Server || certificate.Sequence != t.Certificate.Sequence) return;
+            // One server, one certificate: a change of either mid-way is a faulty server.
+            if (chunk.Count != t.Chunks.Length || !certificate.StateDigest.AsSpan().SequenceEqual(t.Certificate.StateDigest))
+            {
+                FailTransfer(t, "chunk count or certificate changed mid-transfer");
+                return;
+            }
+        }
+        if (t.Chunks[chunk.Index] is null)
+        {
+            t.Chunks[chunk.Index] = chunk.Data;
+            t.Received++;
+            t.LastProgress = _now;
+            t.Retries = 0;
+        }
+        if (t.Received < t.Chunks.Length)
+        {
+            RequestChunk(t.Server, t.Certificate.Sequence, Array.FindIndex(t.Chunks, c => c is null));
+            return;
+        }
+        CompleteTransfer(t);
+    }
+
+    private void NoteOfferedView(StateChunk chunk)
+    {
+        // The view travels unsigned; only a view-start certificate at or below the offered
+        // checkpoint makes it count (any f+1 view-start CHECKPOINTs prove the view began).
+        if (chunk.View <= _offeredView || chunk.ViewStart is not { } start) return;
+        if (start.Sequence > chunk.Certificate.Sequence || !ValidCertificate(start, viewStart: chunk.View)) return;
+        _offeredView = chunk.View;
+        _offeredViewStart = start;
+    }
+
+    private void FailTransfer(Transfer t, string why)
+    {
+        Reject(t.Server, RejectReason.InvalidSnapshot, $"snapshot at {t.Certificate.Sequence}: {why}");
+        _badServers.Add((t.Server, t.Certificate.Sequence));
+        _transfer = null;
+        _stateProbeAt = null; // ask the others right away
+    }
+
+    private void CompleteTransfer(Transfer t)
+    {
+        var bytes = new byte[t.Chunks.Sum(c => (long)c!.Length)];
+        var at = 0;
+        foreach (var c in t.Chunks)
+        {
+            c!.CopyTo(bytes, at);
+            at += c.Length;
+        }
+        if (StateSnapshot.TryDecode(bytes) is not { } snapshot || snapshot.Sequence != t.Certificate.Sequence)
+        {
+            FailTransfer(t, "malformed");
+            return;
+        }
+        if (!TryInstall(snapshot, bytes, t.Certificate))
+        {
+            FailTransfer(t, "digest differs from the certified one");
+            return;
+        }
+        _transfer = null;
+        StateTransfersCompleted++;
+        Emit(new StateInstalled(snapshot.Sequence, t.Server));
+        AnnounceStable();
+        // Keep ticking until the positions after the checkpoint arrive by retransmission.
+        NoteBehind(ExecutedSequence + 1);
+        // Rebuild every peer's stream from its anchors: ask the peer and the relays.
+        for (var peer = 0; peer < N; peer++)
+            if (peer != Id) AskRetransmission(peer, force: true, relays: true);
+    }
+
+    /// <summary>
+    /// Replaces the application and reply cache with the snapshot if, and only if, its digest is
+    /// the certified one; otherwise nothing changes. Ordering state above the checkpoint stays.
+    /// </summary>
+    private bool TryInstall(StateSnapshot snapshot, byte[] encoded, CheckpointCertificate certificate)
+    {
+        ProtocolInvariantException.Check(snapshot.Sequence == certificate.Sequence, "a snapshot is installed at its certificate's position");
+        ProtocolInvariantException.Check(snapshot.Sequence > ExecutedSequence, "state transfer only moves forward");
+        var previous = _app.Snapshot();
+        if (!_app.TryRestore(snapshot.Application)
+            || !DigestOf(_app.Digest(), snapshot.Clients.Select(c => (c.ClientId, c.Seq, c.Result)).ToList()).AsSpan().SequenceEqual(certificate.StateDigest))
+        {
+            ProtocolInvariantException.Check(_app.TryRestore(previous), "the application restores its own snapshot");
+            return false;
+        }
+
+        // The reply cache, re-signed by this replica: a client counts replies per replica.
+        _clients.Clear();
+        foreach (var c in snapshot.Clients)
+        {
+            var unsigned = new Reply(c.View, Id, c.ClientId, c.Seq, c.Result, []);
+            _clients[c.ClientId] = new ClientRecord(c.Seq, unsigned with { Signature = _crypto.Signer.Sign(MessageEncoding.Reply(unsigned)) });
+            if (c.Seq > HighestOrderedSeq(c.ClientId)) _highestOrderedSeq[c.ClientId] = c.Seq;
+            if (_known.TryGetValue(c.ClientId, out var known) && known.Request.Seq <= c.Seq) _known.Remove(c.ClientId);
+        }
+        ExecutedSequence = snapshot.Sequence;
+        _lastExecutionAt = _now;
+        _ownCheckpointDigests[snapshot.Sequence] = Sha256Digest.From(certificate.StateDigest);
+        _ownSnapshots[snapshot.Sequence] = encoded;
+        if (certificate.Sequence > StableCheckpoint.Sequence)
+        {
+            StableCheckpoint = certificate;
+            CollectGarbage();
+        }
+
+        // Ordering state: batches at or below the checkpoint are settled; those above it stay
+        // (they are consecutive from the checkpoint on, as every accepted PREPARE is).
+        foreach (var (counter, batch) in _prepares.Where(p => p.Value.Prepare.Sequence <= snapshot.Sequence).ToList()) _prepares.Remove(counter);
+        var waiting = _executionQueue.Where(b => b.Prepare.Sequence > snapshot.Sequence).ToList();
+        _executionQueue.Clear();
+        foreach (var batch in waiting) _executionQueue.Enqueue(batch);
+        _inFlightBatches = waiting.Count(b => b.Prepare.PrimaryId == Id);
+
+        // The view: the highest proven one offered, if it is not older than ours.
+        if ((_offeredView > View || (_offeredView == View && _viewChanging && _offeredViewStart is not null))
+            && (_offeredViewStart?.Sequence ?? 0) <= snapshot.Sequence)
+            AdoptView(_offeredView, _offeredViewStart);
+        if (!_viewChanging)
+        {
+            _lastPreparedSequence = Math.Max(_lastPreparedSequence, snapshot.Sequence);
+            _lastProposedSequence = Math.Max(_lastProposedSequence, snapshot.Sequence);
+            _installedThrough = snapshot.Sequence;
+            // A primary that needed a snapshot has lost track of what it proposed: it must not
+            // propose again in this view (a position could get two batches); it hands over.
+            if (IsPrimary && _lastProposedSequence <= snapshot.Sequence && _executionQueue.Count == 0) SuspendProposals();
+        }
+        _behindSince = null;
+        _behindTarget = 0;
+        _stateProbeAt = null;
+        return true;
+    }
+
+    /// <summary>Join a view that f+1 view-start CHECKPOINTs prove started at <paramref name="start"/>.</summary>
+    private void AdoptView(long view, CheckpointCertificate? start)
+    {
+        ProtocolInvariantException.Check(view >= View, "views only move forward");
+        ProtocolInvariantException.Check(view == 0 || start is not null, "a view other than 0 is adopted only with its start proven");
+        View = view;
+        ResetViewState();
+        _viewChanging = false;
+        _viewChangeDeferred = false;
+        _viewChangeDeadline = null;
+        _viewBase = start?.Sequence ?? 0;
+        _viewStartCertificate = start;
+        if (start is not null) _viewStartsKnown[view] = start;
+        _lastPreparedSequence = _viewBase;
+        _lastProposedSequence = _viewBase;
+        foreach (var v in _viewChanges.Keys.Where(v => v <= View).ToList()) _viewChanges.Remove(v);
+        _validViewChanges.Clear();
+    }
+
+    private void SuspendProposals()
+    {
+        _proposalsSuspended = true;
+        SuspectPrimary(View + 1);
+    }
+}

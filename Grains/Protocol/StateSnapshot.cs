@@ -1,0 +1,75 @@
+using System.Buffers.Binary;
+using MinBft.Encoding;
+
+namespace MinBft.Protocol;
+
+/// <summary>One client's exactly-once record inside a snapshot: its last executed request and result.</summary>
+public readonly record struct SnapshotClient(string ClientId, ulong Seq, long View, byte[] Result);
+
+/// <summary>
+/// Everything a checkpoint covers (PROTOCOL.md section 8): the application's snapshot and the
+/// reply cache, at position <see cref="Sequence"/>. Encoded as plain length-prefixed bytes so it
+/// can travel in bounded chunks; decoding checks every length, since the bytes come from a peer
+/// that may be Byzantine (the digest is checked only after a successful decode).
+/// </summary>
+public sealed record StateSnapshot(ulong Sequence, byte[] Application, IReadOnlyList<SnapshotClient> Clients)
+{
+    private static ReadOnlySpan<byte> Magic => "MBSNAP1\0"u8;
+
+    public byte[] Encode()
+    {
+        var size = Magic.Length + 8 + 4 + Application.Length + 4;
+        foreach (var c in Clients) size += 1 + System.Text.Encoding.ASCII.GetByteCount(c.ClientId) + 8 + 8 + 4 + c.Result.Length;
+        var bytes = new byte[size];
+        var span = bytes.AsSpan();
+        Magic.CopyTo(span);
+        var at = Magic.Length;
+        BinaryPrimitives.WriteUInt64BigEndian(span[at..], Sequence); at += 8;
+        BinaryPrimitives.WriteInt32BigEndian(span[at..], Application.Length); at += 4;
+        Application.CopyTo(span[at..]); at += Application.Length;
+        BinaryPrimitives.WriteInt32BigEndian(span[at..], Clients.Count); at += 4;
+        foreach (var c in Clients)
+        {
+            var id = System.Text.Encoding.ASCII.GetBytes(c.ClientId);
+            span[at++] = checked((byte)id.Length);
+            id.CopyTo(span[at..]); at += id.Length;
+            BinaryPrimitives.WriteUInt64BigEndian(span[at..], c.Seq); at += 8;
+            BinaryPrimitives.WriteInt64BigEndian(span[at..], c.View); at += 8;
+            BinaryPrimitives.WriteInt32BigEndian(span[at..], c.Result.Length); at += 4;
+            c.Result.CopyTo(span[at..]); at += c.Result.Length;
+        }
+        return bytes;
+    }
+
+    /// <summary>Null when the bytes are not a well-formed snapshot.</summary>
+    public static StateSnapshot? TryDecode(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length < Magic.Length + 16 || !bytes[..Magic.Length].SequenceEqual(Magic)) return null;
+        var at = Magic.Length;
+        var sequence = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
+        var appLength = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
+        if (appLength < 0 || appLength > bytes.Length - at - 4) return null;
+        var app = bytes.Slice(at, appLength).ToArray(); at += appLength;
+        var count = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
+        // Each client takes at least 21 bytes: a count beyond that is a lie, not an allocation.
+        if (count < 0 || count > (bytes.Length - at) / 21) return null;
+        var clients = new List<SnapshotClient>(count);
+        string? previous = null;
+        for (var i = 0; i < count; i++)
+        {
+            if (bytes.Length - at < 1) return null;
+            int idLength = bytes[at++];
+            if (idLength != MessageLimits.ClientIdLength || bytes.Length - at < idLength + 20) return null;
+            var id = System.Text.Encoding.ASCII.GetString(bytes.Slice(at, idLength)); at += idLength;
+            // Sorted and unique: one encoding per state, as the digest assumes.
+            if (previous is not null && string.CompareOrdinal(previous, id) >= 0) return null;
+            previous = id;
+            var seq = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
+            var view = BinaryPrimitives.ReadInt64BigEndian(bytes[at..]); at += 8;
+            var resultLength = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
+            if (resultLength < 0 || resultLength > MessageLimits.MaxResultLength || resultLength > bytes.Length - at) return null;
+            clients.Add(new SnapshotClient(id, seq, view, bytes.Slice(at, resultLength).ToArray())); at += resultLength;
+        }
+        return at == bytes.Length ? new StateSnapshot(sequence, app, clients) : null;
+    }
+}
