@@ -69,7 +69,6 @@ public sealed partial class ReplicaGrain(
     private string? _halted;
     private IGrainTimer? _tickTimer;
     private TimeSpan? _tickAt;
-    private byte[] _history = new byte[32];
     private IUsigGrain _usig = null!;
     private IReplicaGrain[] _peers = [];
     private ReplicaLogStore _log = null!;
@@ -119,7 +118,6 @@ public sealed partial class ReplicaGrain(
             _sentLogFirst = log.Count > 0 ? first : usig.LastCounter + 1;
             _durable = _sentLogFirst + (ulong)log.Count - 1;
         }
-        if (_storedCheckpoint > 0) _history = SHA256.HashData(checkpoint.Certificate!.StateDigest);
 
         _tickTimer = this.RegisterGrainTimer(OnTickTimer, new GrainTimerCreationOptions(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan)
         {
@@ -163,7 +161,7 @@ public sealed partial class ReplicaGrain(
             _core.AwaitingUiCount,
             (int)Math.Min(int.MaxValue, _durable - Math.Min(_durable, _core.SentLogFirstCounter - 1)),
             _halted,
-            Convert.ToHexString(_history),
+            Convert.ToHexString(_core.HistoryDigest),
             _core.StableCheckpoint.Sequence));
     }
 
@@ -241,8 +239,6 @@ public sealed partial class ReplicaGrain(
                     _checkpointToStore = stable;
                     break;
                 case StateInstalled installed:
-                    // The history chain restarts at the installed state (batches before it were not executed here).
-                    _history = SHA256.HashData(_core.StableCheckpoint.StateDigest);
                     LogStateInstalled(logger, _id, installed.Sequence, installed.From);
                     break;
             }
@@ -274,12 +270,6 @@ public sealed partial class ReplicaGrain(
 
     private void OnExecuted(Executed executed)
     {
-        // A hash chain over the executed batches: equal chains mean equal histories.
-        var input = new byte[_history.Length + executed.BatchDigest.Length + 8];
-        _history.CopyTo(input, 0);
-        executed.BatchDigest.CopyTo(input, _history.Length);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(input.AsSpan(input.Length - 8), executed.Sequence);
-        _history = SHA256.HashData(input);
         LogExecuted(logger, _id, executed.Sequence, executed.View, executed.PrimaryCounter, executed.Requests.Count);
     }
 

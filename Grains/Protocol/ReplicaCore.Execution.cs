@@ -13,6 +13,11 @@ public sealed partial class ReplicaCore
     private readonly Queue<PreparedBatch> _executionQueue = new();
     private readonly Dictionary<string, ClientRecord> _clients = new(StringComparer.Ordinal);
     private TimeSpan _lastExecutionAt;
+    private byte[] _historyDigest = new byte[32];
+
+    /// <summary>A hash chain over the executed batches (digest and position): equal chains mean
+    /// equal histories. Checkpoints cover it, so it survives state transfer.</summary>
+    public ReadOnlySpan<byte> HistoryDigest => _historyDigest;
 
     /// <summary>Accepted batches waiting for their commit quorum or for an earlier batch.</summary>
     public int UnexecutedBatches => _executionQueue.Count;
@@ -56,7 +61,13 @@ public sealed partial class ReplicaCore
             NoteOrdered(request);
             Emit(new SendReply(reply));
         }
-        Emit(new Executed(ExecutedSequence, view, batch.Counter, BatchDigest(batch), batch.Prepare.Batch));
+        var batchDigest = BatchDigest(batch);
+        var link = new byte[32 + 32 + 8];
+        _historyDigest.CopyTo(link, 0);
+        batchDigest.CopyTo(link, 32);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(link.AsSpan(64), ExecutedSequence);
+        _historyDigest = System.Security.Cryptography.SHA256.HashData(link);
+        Emit(new Executed(ExecutedSequence, view, batch.Counter, batchDigest, batch.Prepare.Batch));
         MaybeCheckpoint();
     }
 

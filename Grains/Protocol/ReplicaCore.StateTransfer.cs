@@ -59,7 +59,7 @@ public sealed partial class ReplicaCore
         var clients = _clients.OrderBy(p => p.Key, StringComparer.Ordinal)
             .Select(p => new SnapshotClient(p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.View, p.Value.LastReply.Result))
             .ToList();
-        _ownSnapshots[ExecutedSequence] = new StateSnapshot(ExecutedSequence, _app.Snapshot(), clients).Encode();
+        _ownSnapshots[ExecutedSequence] = new StateSnapshot(ExecutedSequence, _historyDigest, _app.Snapshot(), clients).Encode();
     }
 
     /// <summary>Tell the host about a stable checkpoint whose snapshot we hold (it keeps it durably).</summary>
@@ -283,7 +283,7 @@ public sealed partial class ReplicaCore
         ProtocolInvariantException.Check(snapshot.Sequence > ExecutedSequence, "state transfer only moves forward");
         var previous = _app.Snapshot();
         if (!_app.TryRestore(snapshot.Application)
-            || !DigestOf(_app.Digest(), snapshot.Clients.Select(c => (c.ClientId, c.Seq, c.Result)).ToList()).AsSpan().SequenceEqual(certificate.StateDigest))
+            || !DigestOf(_app.Digest(), snapshot.History, snapshot.Clients.Select(c => (c.ClientId, c.Seq, c.Result)).ToList()).AsSpan().SequenceEqual(certificate.StateDigest))
         {
             ProtocolInvariantException.Check(_app.TryRestore(previous), "the application restores its own snapshot");
             return false;
@@ -299,6 +299,7 @@ public sealed partial class ReplicaCore
             if (_known.TryGetValue(c.ClientId, out var known) && known.Request.Seq <= c.Seq) _known.Remove(c.ClientId);
         }
         ExecutedSequence = snapshot.Sequence;
+        _historyDigest = snapshot.History;
         _lastExecutionAt = _now;
         _ownCheckpointDigests[snapshot.Sequence] = Sha256Digest.From(certificate.StateDigest);
         _ownSnapshots[snapshot.Sequence] = encoded;

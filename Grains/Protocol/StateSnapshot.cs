@@ -7,24 +7,26 @@ namespace MinBft.Protocol;
 public readonly record struct SnapshotClient(string ClientId, ulong Seq, long View, byte[] Result);
 
 /// <summary>
-/// Everything a checkpoint covers (PROTOCOL.md section 8): the application's snapshot and the
-/// reply cache, at position <see cref="Sequence"/>. Encoded as plain length-prefixed bytes so it
+/// Everything a checkpoint covers (PROTOCOL.md section 8): the application's snapshot, the
+/// reply cache and the digest chain of the executed batches, at position <see cref="Sequence"/>. Encoded as plain length-prefixed bytes so it
 /// can travel in bounded chunks; decoding checks every length, since the bytes come from a peer
 /// that may be Byzantine (the digest is checked only after a successful decode).
 /// </summary>
-public sealed record StateSnapshot(ulong Sequence, byte[] Application, IReadOnlyList<SnapshotClient> Clients)
+public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Application, IReadOnlyList<SnapshotClient> Clients)
 {
-    private static ReadOnlySpan<byte> Magic => "MBSNAP1\0"u8;
+    private static ReadOnlySpan<byte> Magic => "MBSNAP2\0"u8;
 
     public byte[] Encode()
     {
-        var size = Magic.Length + 8 + 4 + Application.Length + 4;
+        if (History.Length != MessageLimits.DigestLength) throw new ArgumentException("history digest length");
+        var size = Magic.Length + 8 + MessageLimits.DigestLength + 4 + Application.Length + 4;
         foreach (var c in Clients) size += 1 + System.Text.Encoding.ASCII.GetByteCount(c.ClientId) + 8 + 8 + 4 + c.Result.Length;
         var bytes = new byte[size];
         var span = bytes.AsSpan();
         Magic.CopyTo(span);
         var at = Magic.Length;
         BinaryPrimitives.WriteUInt64BigEndian(span[at..], Sequence); at += 8;
+        History.CopyTo(span[at..]); at += History.Length;
         BinaryPrimitives.WriteInt32BigEndian(span[at..], Application.Length); at += 4;
         Application.CopyTo(span[at..]); at += Application.Length;
         BinaryPrimitives.WriteInt32BigEndian(span[at..], Clients.Count); at += 4;
@@ -44,9 +46,10 @@ public sealed record StateSnapshot(ulong Sequence, byte[] Application, IReadOnly
     /// <summary>Null when the bytes are not a well-formed snapshot.</summary>
     public static StateSnapshot? TryDecode(ReadOnlySpan<byte> bytes)
     {
-        if (bytes.Length < Magic.Length + 16 || !bytes[..Magic.Length].SequenceEqual(Magic)) return null;
+        if (bytes.Length < Magic.Length + 16 + MessageLimits.DigestLength || !bytes[..Magic.Length].SequenceEqual(Magic)) return null;
         var at = Magic.Length;
         var sequence = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
+        var history = bytes.Slice(at, MessageLimits.DigestLength).ToArray(); at += MessageLimits.DigestLength;
         var appLength = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
         if (appLength < 0 || appLength > bytes.Length - at - 4) return null;
         var app = bytes.Slice(at, appLength).ToArray(); at += appLength;
@@ -70,6 +73,6 @@ public sealed record StateSnapshot(ulong Sequence, byte[] Application, IReadOnly
             if (resultLength < 0 || resultLength > MessageLimits.MaxResultLength || resultLength > bytes.Length - at) return null;
             clients.Add(new SnapshotClient(id, seq, view, bytes.Slice(at, resultLength).ToArray())); at += resultLength;
         }
-        return at == bytes.Length ? new StateSnapshot(sequence, app, clients) : null;
+        return at == bytes.Length ? new StateSnapshot(sequence, history, app, clients) : null;
     }
 }

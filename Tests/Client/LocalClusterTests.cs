@@ -155,7 +155,7 @@ public sealed class LocalClusterRestartTests : IDisposable
         Assert.True(File.Exists(unrelated));
     }
 
-    [Fact(Skip = "Grains: after a whole-cluster restart the primary halts with 'recovery diverged at counter 1' (a new request is proposed at a logged counter); enable once replay handles it")]
+    [Fact]
     public async Task SecondStart_KeepsTheState()
     {
         await using (var first = await StartAsync(f: 1))
