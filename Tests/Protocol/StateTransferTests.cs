@@ -1,0 +1,119 @@
+using MinBft.Application;
+using MinBft.Messages;
+using MinBft.Protocol;
+using MinBft.Tests.Simulation;
+
+namespace MinBft.Tests.Protocol;
+
+/// <summary>State transfer, PROTOCOL.md section 8, driven by hand on real cores.</summary>
+public sealed class StateTransferTests
+{
+    private static byte[] Put(string key, string value) => KeyValueOperation.EncodePut(key, System.Text.Encoding.UTF8.GetBytes(value));
+
+    /// <summary>Replicas 0 and 1 run 12 requests without replica 2 (K = 2, so they checkpoint
+    /// and forget), then replica 2 learns of a request, stalls and probes its peers.</summary>
+    private static (CoreHarness H, StateRequest Probe) LaggingReplica(int chunkSize)
+    {
+        var h = new CoreHarness(tune: s => s with
+        {
+            CheckpointInterval = 2, Watermark = 2, MaxInFlightBatches = 1, MaxBatchSize = 1, StateChunkSize = chunkSize,
+        });
+        var client = h.NewClient();
+        for (ulong seq = 1; seq <= 12; seq++)
+        {
+            var request = client.CreateRequest(seq, Put("k" + seq, new string('v', 40)));
+            h.Request(0, request);
+            h.Request(1, request);
+            h.Flush(0, 1);
+        }
+        Assert.All(h.Cores.Take(2), c => Assert.True(c.StableCheckpoint.Sequence >= 10, $"stable {c.StableCheckpoint.Sequence}"));
+        Assert.Equal(0UL, h.Cores[2].ExecutedSequence);
+
+        h.Request(2, h.NewClient().CreateRequest(1, Put("late", "x")));
+        for (var i = 0; i < 3 && h.Sent<StateRequest>(2).Count == 0; i++)
+        {
+            h.Now += TimeSpan.FromSeconds(1);
+            h.Tick(2);
+        }
+        return (h, Assert.Single(h.Sent<StateRequest>(2)));
+    }
+
+    private static StateChunk Answer(CoreHarness h, int server, StateRequest request) =>
+        Assert.Single(h.Deliver(server, request).OfType<Send>().Where(s => s.To == 2).Select(s => s.Message).OfType<StateChunk>());
+
+    [Fact]
+    public void Rule_8_a_lagging_replica_fetches_a_chunked_snapshot_checks_it_and_installs_it()
+    {
+        var (h, probe) = LaggingReplica(chunkSize: 100);
+        var lagging = h.Cores[2];
+        var chunk = Answer(h, 1, probe);
+        Assert.True(chunk.Count > 1, "the snapshot travels in several bounded chunks");
+        Assert.All([chunk], c => Assert.True(c.Data.Length <= 100));
+        var certificate = chunk.Certificate;
+
+        var effects = h.Deliver(2, chunk);
+        for (var round = 0; round < 100 && !effects.OfType<StateInstalled>().Any(); round++)
+        {
+            var next = Assert.Single(effects.OfType<Send>().Select(s => s.Message).OfType<StateRequest>());
+            Assert.Equal(certificate.Sequence, next.Sequence);
+            effects = h.Deliver(2, Answer(h, 1, next));
+        }
+        var installed = Assert.Single(effects.OfType<StateInstalled>());
+        Assert.Equal(1, installed.From);
+        Assert.Equal(certificate.Sequence, lagging.ExecutedSequence);
+        Assert.Equal(certificate.StateDigest, lagging.StateDigest());
+        Assert.Equal(1, lagging.StateTransfersCompleted);
+        // Afterwards it asks every peer for the streams that follow (relays included).
+        Assert.Contains(effects.OfType<Send>(), s => s.Message is RetransmitRequest { TargetId: 0 });
+        Assert.Contains(effects.OfType<Send>(), s => s.Message is RetransmitRequest { TargetId: 1 });
+    }
+
+    [Fact]
+    public void Rule_8_a_snapshot_that_does_not_match_its_certificate_is_rejected_counted_and_changes_nothing()
+    {
+        var (h, probe) = LaggingReplica(chunkSize: 64 * 1024);
+        var lagging = h.Cores[2];
+        var honest = Answer(h, 0, probe);
+        Assert.Equal(1, honest.Count);
+        var before = lagging.StateFingerprint();
+
+        var effects = h.Deliver(2, Tamper.CorruptChunk(honest, new Random(5)));
+        Assert.Contains(effects.OfType<Rejected>(), r => r.Reason == RejectReason.InvalidSnapshot && r.From == 0);
+        Assert.Equal(1, lagging.RejectionCount(RejectReason.InvalidSnapshot));
+        Assert.Equal(before, lagging.StateFingerprint());
+        Assert.Equal(0UL, lagging.ExecutedSequence);
+
+        // The same (now correct) offer from the server that lied is not taken again...
+        Assert.DoesNotContain(h.Deliver(2, honest), e => e is StateInstalled);
+        // ...but another peer's is.
+        Assert.Contains(h.Deliver(2, Answer(h, 1, probe)), e => e is StateInstalled);
+        Assert.Equal(honest.Certificate.Sequence, lagging.ExecutedSequence);
+    }
+
+    [Fact]
+    public void Rule_8_an_offer_whose_certificate_does_not_verify_is_rejected()
+    {
+        var (h, probe) = LaggingReplica(chunkSize: 64 * 1024);
+        var honest = Answer(h, 0, probe);
+        var forgedDigest = (byte[])honest.Certificate.StateDigest.Clone();
+        forgedDigest[0] ^= 1;
+        // A certificate whose CHECKPOINTs do not match its digest (or whose UIs do not verify).
+        var forged = honest with { Certificate = honest.Certificate with { StateDigest = forgedDigest } };
+        var effects = h.Deliver(2, forged);
+        Assert.Contains(effects.OfType<Rejected>(), r => r.Reason == RejectReason.InvalidUi);
+        Assert.Equal(0UL, h.Cores[2].ExecutedSequence);
+        Assert.False(h.Cores[2].StateTransferInProgress);
+    }
+
+    [Fact]
+    public void Rule_8_only_replicas_can_ask_for_state_and_peers_answer_only_when_they_have_something_newer()
+    {
+        var (h, probe) = LaggingReplica(chunkSize: 64 * 1024);
+        var unsigned = probe with { Signature = new byte[64] };
+        Assert.Contains(h.Deliver(0, unsigned).OfType<Rejected>(), r => r.Reason == RejectReason.InvalidSignature);
+        // Asking for more than the server has: no answer.
+        var ahead = probe with { MinSequence = 1000 };
+        ahead = ahead with { Signature = h.Signer(2).Sign(Encoding.MessageEncoding.StateRequest(ahead)) };
+        Assert.DoesNotContain(h.Deliver(0, ahead).OfType<Send>(), s => s.Message is StateChunk);
+    }
+}
