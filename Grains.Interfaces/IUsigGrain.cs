@@ -12,6 +12,11 @@ public interface IUsigGrain : IGrainWithIntegerKey
     /// equals the last one certified: a retried call must not burn a counter).</summary>
     Task<UniqueIdentifier> CreateUi(byte[] certifiedDigest);
 
+    /// <summary>The UI of one of the last few counters again, only for the digest it was issued
+    /// for (null otherwise): a replica that logged a message before asking for its UI and
+    /// crashed before logging the UI recovers it instead of leaving a gap. Issues nothing new.</summary>
+    Task<UniqueIdentifier?> ReissueUi(ulong counter, byte[] certifiedDigest);
+
     /// <summary>The USIG's public identity: epoch and verification key.</summary>
     Task<UsigIdentity> GetIdentity();
 }

@@ -18,12 +18,16 @@ namespace MinBft;
 /// messages, client requests, timer ticks, UIs from the USIG) go into the core synchronously,
 /// one at a time; the effects it returns are applied in order:
 /// <list type="bullet">
-/// <item>RequestUi: queued for the USIG pump, which asks USIG i for one UI at a time, in order;</item>
-/// <item>PersistSent: appended to the sent log, made durable by the persist pump (several
-/// messages coalesce into one write, which rewrites only the log's last segment, see
-/// <see cref="ReplicaLogStore"/>);</item>
-/// <item>Send, ForwardRequest, SendReply: queued behind every PersistSent emitted before them and
-/// released only once those are durable (persist before send);</item>
+/// <item>RequestUi: the message is appended to the sent log without its UI (an intent) and made
+/// durable by the persist pump (several coalesce into one write, which rewrites only the
+/// segments touched, see <see cref="ReplicaLogStore"/>); the USIG pump asks USIG i for one UI
+/// at a time, in order, each only once its intent is durable;</item>
+/// <item>PersistSent: the certified message replaces its intent; the persist pump writes its UI
+/// lazily. Until then the USIG can re-issue that UI (it keeps the digests of its last
+/// <see cref="Usig.UsigCore.RecentWindow"/> issues, and the pump never runs further ahead), so
+/// after a crash every counter the USIG issued is recovered from the log: no gap;</item>
+/// <item>Send, ForwardRequest, SendReply: released in order; a certified message's body is
+/// already durable and its UI recoverable (persist before send);</item>
 /// <item>Executed, Rejected: counted and logged.</item>
 /// </list>
 /// Only the two pumps await, so the grain is reentrant: it keeps taking messages while its USIG
@@ -63,7 +67,11 @@ public sealed partial class ReplicaGrain(
     private IStateMachine _app = null!;
     private long _started;
     private ulong _sentLogFirst = 1;
+    // Counters whose entry (intent or certified) is durable; whose UI is in memory; whose UI is durable.
     private ulong _durable;
+    private ulong _certified;
+    private ulong _uiDurable;
+    private TaskCompletionSource _persisted = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _usigPumpRunning;
     private bool _persistPumpRunning;
     private string? _halted;
@@ -98,8 +106,21 @@ public sealed partial class ReplicaGrain(
         var (view, first, log) = await _log.LoadAsync();
         var checkpoint = await _checkpoints.LoadAsync();
         _storedCheckpoint = checkpoint.Certificate?.Sequence ?? 0;
-        // The USIG's counter tells whether messages were certified but never made durable.
+        // The USIG's counter tells which logged intents it certified: their UIs are re-issued;
+        // the others were never certified, so never sent, and are dropped.
         var usig = await _usig.GetIdentity();
+        var storedUis = log.TakeWhile(m => !m.Ui.IsNone).Count();
+        for (var i = storedUis; i < log.Count; i++)
+        {
+            var counter = first + (ulong)i;
+            var ui = counter <= usig.LastCounter ? await _usig.ReissueUi(counter, MessageEncoding.CertifiedDigest(log[i])) : null;
+            if (ui is null)
+            {
+                log.RemoveRange(i, log.Count - i);
+                break;
+            }
+            log[i] = log[i].WithUi(ui);
+        }
         var ready = _core.Restore(
             new RecoveredState(view, checkpoint.Certificate, checkpoint.Snapshot, checkpoint.ViewStarts, log, usig.LastCounter),
             Now);
@@ -109,14 +130,15 @@ public sealed partial class ReplicaGrain(
             // stored log resumes after them.
             await _log.ResetAsync(usig.LastCounter + 1);
             _sentLogFirst = usig.LastCounter + 1;
-            _durable = usig.LastCounter;
+            _durable = _certified = _uiDurable = usig.LastCounter;
             LogCounterGap(logger, _id, first + (ulong)log.Count - 1, usig.LastCounter);
         }
         else
         {
             _sentLog.AddRange(log);
             _sentLogFirst = log.Count > 0 ? first : usig.LastCounter + 1;
-            _durable = _sentLogFirst + (ulong)log.Count - 1;
+            _durable = _certified = _sentLogFirst + (ulong)log.Count - 1;
+            _uiDurable = Math.Min(_durable, _sentLogFirst + (ulong)storedUis - 1); // re-issued UIs get written
         }
 
         _tickTimer = this.RegisterGrainTimer(OnTickTimer, new GrainTimerCreationOptions(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan)
@@ -159,7 +181,7 @@ public sealed partial class ReplicaGrain(
             _core.PendingRequests,
             _core.LastAccepted(_id),
             _core.AwaitingUiCount,
-            (int)Math.Min(int.MaxValue, _durable - Math.Min(_durable, _core.SentLogFirstCounter - 1)),
+            (int)Math.Min(int.MaxValue, _uiDurable - Math.Min(_uiDurable, _core.SentLogFirstCounter - 1)),
             _halted,
             Convert.ToHexString(_core.HistoryDigest),
             _core.StableCheckpoint.Sequence));
@@ -208,6 +230,9 @@ public sealed partial class ReplicaGrain(
             switch (effect)
             {
                 case RequestUi request:
+                    // Logged before it is certified (an intent), so a crash cannot lose a certified message.
+                    ProtocolInvariantException.Check(request.Message.Ui.IsNone, "an intent has no UI yet");
+                    _sentLog.Add(request.Message);
                     _uiRequests.Enqueue(request);
                     if (_uiRequests.Count > MaxOutbox)
                     {
@@ -220,7 +245,7 @@ public sealed partial class ReplicaGrain(
                     break;
                 case Send or ForwardRequest or SendReply:
                     // Released once every message persisted before it in this order is durable.
-                    _outbox.Enqueue((LastSent, effect));
+                    _outbox.Enqueue((_certified, effect));
                     if (_outbox.Count > MaxOutbox)
                     {
                         // Storage has been failing for long while the core goes on: stop (and
@@ -244,7 +269,7 @@ public sealed partial class ReplicaGrain(
             }
         }
         if (_uiRequests.Count > 0 && !_usigPumpRunning) _ = RunUsigPump();
-        if (_durable < LastSent && !_persistPumpRunning) _ = RunPersistPump();
+        if ((_durable < LastSent || _uiDurable < _certified) && !_persistPumpRunning) _ = RunPersistPump();
         if (_checkpointToStore is not null && !_checkpointPumpRunning) _ = RunCheckpointPump();
         FlushOutbox();
         ScheduleTick(ready.NextTick);
@@ -254,18 +279,10 @@ public sealed partial class ReplicaGrain(
 
     private void AppendSent(CertifiedMessage message)
     {
+        // The USIG pump already put the certified message in place of its intent.
         var counter = message.Ui.Counter;
-        // A message replayed from the durable log after a restart is already in it.
-        if (counter <= LastSent)
-        {
-            ProtocolInvariantException.Check(
-                counter >= _sentLogFirst && MessageEncoding.CertifiedDigest(_sentLog[(int)(counter - _sentLogFirst)]).AsSpan()
-                    .SequenceEqual(MessageEncoding.CertifiedDigest(message)),
-                "a counter is used for one message only");
-            return;
-        }
-        ProtocolInvariantException.Check(counter == LastSent + 1, "the sent log has no gap");
-        _sentLog.Add(message);
+        ProtocolInvariantException.Check(counter >= _sentLogFirst && counter <= _certified
+            && ReferenceEquals(_sentLog[(int)(counter - _sentLogFirst)], message), "a counter is used for one message only, logged as its intent first");
     }
 
     private void OnExecuted(Executed executed)
@@ -338,6 +355,17 @@ public sealed partial class ReplicaGrain(
             var delay = silo.Options.RetryDelay;
             while (_halted is null && _uiRequests.TryPeek(out var request))
             {
+                var counter = _certified + 1;
+                // Persist before certify: the intent is durable, and the USIG's re-issue window
+                // still covers every UI not yet durable in the log.
+                while (_halted is null && (_durable < counter || counter - _uiDurable >= (ulong)Usig.UsigCore.RecentWindow))
+                {
+                    // Taken before the pump starts: a write that completes synchronously signals it.
+                    var written = _persisted.Task;
+                    if (!_persistPumpRunning) _ = RunPersistPump();
+                    await written;
+                }
+                if (_halted is not null) return;
                 CertifiedMessage certified;
                 try
                 {
@@ -355,6 +383,13 @@ public sealed partial class ReplicaGrain(
                     continue;
                 }
                 if (_halted is not null) return;
+                if (certified.Ui.Counter != counter)
+                {
+                    Halt(null, $"USIG issued counter {certified.Ui.Counter} where {counter} was logged: another caller used it");
+                    return;
+                }
+                _sentLog[(int)(counter - _sentLogFirst)] = certified;
+                _certified = counter;
                 _uiRequests.Dequeue();
                 Step(static (core, m, now) => core.OnUiIssued(m, now), certified);
             }
@@ -375,15 +410,20 @@ public sealed partial class ReplicaGrain(
         try
         {
             var delay = silo.Options.RetryDelay;
-            while (_halted is null && _durable < LastSent)
+            while (_halted is null && (_durable < LastSent || _uiDurable < _certified))
             {
                 var target = LastSent;
+                var certifiedTarget = _certified;
                 try
                 {
-                    // Awaited: a message may leave only once it is durable (persist before send).
-                    // The store copies what it writes before yielding; other turns keep appending.
-                    await _log.WriteAsync(_core.View, _sentLog, _sentLogFirst, _durable);
+                    // Awaited: a message is certified only once its intent is durable. The store
+                    // copies what it writes before yielding; other turns keep appending.
+                    await _log.WriteAsync(_core.View, _sentLog, _sentLogFirst, _durable, _uiDurable, certifiedTarget);
                     _durable = target;
+                    _uiDurable = certifiedTarget;
+                    var persisted = _persisted;
+                    _persisted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    persisted.TrySetResult();
                     delay = silo.Options.RetryDelay;
                     FlushOutbox();
                     await TrimAsync();
@@ -418,7 +458,7 @@ public sealed partial class ReplicaGrain(
         // Never drop messages the stored checkpoint does not cover yet: after a restart, they
         // say what this replica committed above it.
         if (_storedCheckpoint < _core.StableCheckpoint.Sequence) return;
-        var keepFrom = Math.Min(_core.SentLogFirstCounter, _durable + 1);
+        var keepFrom = Math.Min(_core.SentLogFirstCounter, _uiDurable + 1);
         if (keepFrom < _sentLogFirst + (ulong)_log.SegmentSize) return;
         var first = await _log.TrimAsync(keepFrom);
         if (first <= _sentLogFirst) return;
@@ -488,6 +528,7 @@ public sealed partial class ReplicaGrain(
         if (_halted is not null) return;
         _halted = reason;
         _outbox.Clear();
+        _persisted.TrySetResult(); // a pump waiting for a write gives up
         LogHalted(logger, exception, _id, reason);
         // The next message reactivates the replica from its durable state.
         DeactivateOnIdle();

@@ -51,13 +51,20 @@ public sealed partial class UsigGrain(
     public Task Invoke(IIncomingGrainCallContext context)
     {
         if (silo.Options.UsigServesOnlyItsReplica
-            && context.MethodName == nameof(CreateUi)
+            && context.MethodName is nameof(CreateUi) or nameof(ReissueUi)
             && context.SourceId != GrainFactory.GetGrain<IReplicaGrain>(this.GetPrimaryKeyLong()).GetGrainId())
         {
             LogRefusedCaller(logger, this.GetPrimaryKeyLong(), context.SourceId?.ToString() ?? "unknown");
             throw new UnauthorizedAccessException($"USIG {this.GetPrimaryKeyLong()} issues UIs only to replica {this.GetPrimaryKeyLong()}");
         }
         return context.Invoke();
+    }
+
+    public Task<UniqueIdentifier?> ReissueUi(ulong counter, byte[] certifiedDigest)
+    {
+        ArgumentNullException.ThrowIfNull(certifiedDigest);
+        var core = _core ?? throw new InvalidOperationException("USIG not activated");
+        return core.ReissueUiAsync(counter, certifiedDigest, CancellationToken.None);
     }
 
     public async Task<UniqueIdentifier> CreateUi(byte[] certifiedDigest)

@@ -72,13 +72,22 @@ internal sealed class ReplicaLogStore(IGrainStorage storage, GrainId grainId, in
             if (messages.Length > segmentSize)
                 throw new InvalidDataException($"{grainId}: stored log segment {index} holds {messages.Length} messages");
             _segments.Add(segment);
-            // The first segment may still hold counters from before a reset (crash before its rewrite).
-            log.AddRange(messages.Where(m => m?.Ui is null || m.Ui.Counter >= first));
+            log.AddRange(messages);
             view = segment.State!.View;
         }
+        // The first segment may still hold counters from before a reset (crash before its rewrite).
+        var skip = (int)Math.Min((ulong)log.Count, first - ((ulong)_head.State.FirstSegment * (ulong)segmentSize + 1));
+        log.RemoveRange(0, skip);
+        // Certified messages, then possibly messages logged before their UI was issued (intents).
+        var intents = false;
         for (var i = 0; i < log.Count; i++)
-            if (log[i]?.Ui is null || log[i].Ui.Counter != first + (ulong)i)
-                throw new InvalidDataException($"{grainId}: stored sent log has a gap or a foreign entry at counter {first + (ulong)i}");
+        {
+            var counter = first + (ulong)i;
+            if (log[i]?.Ui is not { } ui) throw new InvalidDataException($"{grainId}: stored sent log has an empty entry at counter {counter}");
+            if (ui.IsNone) intents = true;
+            else if (intents || ui.Counter != counter)
+                throw new InvalidDataException($"{grainId}: stored sent log has a gap or a foreign entry at counter {counter}");
+        }
         return (view, first, log);
     }
 
@@ -106,21 +115,28 @@ internal sealed class ReplicaLogStore(IGrainStorage storage, GrainId grainId, in
     }
 
     /// <summary>
-    /// Makes the messages with counters <c>durable+1 .. last</c> durable, rewriting only the
-    /// segments they fall in. <paramref name="log"/> holds counters from
+    /// Makes the entries with counters <c>durable+1 .. last</c> durable, and rewrites the ones in
+    /// <c>rewriteFrom+1 .. rewriteTo</c> (entries that gained their UI since they were written),
+    /// touching only the segments those fall in. <paramref name="log"/> holds counters from
     /// <paramref name="firstCounter"/> on and must hold every counter of those segments. The
-    /// segments are cut before the first await: the caller's list keeps growing meanwhile.
+    /// segments are cut before the first await: the caller's list keeps changing meanwhile.
     /// </summary>
-    public async Task WriteAsync(long view, List<CertifiedMessage> log, ulong firstCounter, ulong durable)
+    public async Task WriteAsync(long view, List<CertifiedMessage> log, ulong firstCounter, ulong durable, ulong rewriteFrom = ulong.MaxValue, ulong rewriteTo = 0)
     {
         var last = firstCounter + (ulong)log.Count - 1;
+        var indexes = new SortedSet<int>();
+        if (durable < last)
+            for (var k = (int)(durable / (ulong)segmentSize); k <= (int)((last - 1) / (ulong)segmentSize); k++) indexes.Add(k);
+        if (rewriteTo > rewriteFrom)
+            for (var k = (int)(rewriteFrom / (ulong)segmentSize); k <= (int)((rewriteTo - 1) / (ulong)segmentSize); k++) indexes.Add(k);
         var writes = new List<(int Index, CertifiedMessage[] Messages)>();
-        for (var k = (int)(durable / (ulong)segmentSize); k <= (int)((last - 1) / (ulong)segmentSize); k++)
+        foreach (var k in indexes)
         {
             var start = Math.Max((ulong)k * (ulong)segmentSize + 1, FirstCounter);
             if (start < firstCounter) throw new InvalidOperationException($"segment {k} is no longer held in memory");
             var offset = (int)(start - firstCounter);
-            writes.Add((k, log.GetRange(offset, (int)Math.Min((ulong)segmentSize, last - start + 1)).ToArray()));
+            var end = Math.Min((ulong)(k + 1) * (ulong)segmentSize, last); // a segment never holds the next one's counters
+            writes.Add((k, log.GetRange(offset, (int)(end - start + 1)).ToArray()));
         }
         foreach (var (index, messages) in writes)
         {

@@ -18,6 +18,8 @@ public sealed partial class ReplicaCore
     private ulong _lastPreparedSequence;
     // Per replica: counter of the last PREPARE it committed to in this view (consecutive check).
     private readonly ulong[] _lastCommitted;
+    // ... and the position of that PREPARE.
+    private readonly ulong[] _lastCommittedPosition;
     // Per client: highest seq ordered in this view or executed. A PREPARE may only carry newer
     // seqs. It depends only on the primary's stream, so correct replicas judge a PREPARE alike.
     private readonly Dictionary<string, ulong> _highestOrderedSeq = new(StringComparer.Ordinal);
@@ -155,14 +157,14 @@ public sealed partial class ReplicaCore
             {
                 // A late COMMIT for a batch below the stable checkpoint, forgotten here: settled
                 // history. Keep the sender's commit chain moving; nothing else can change.
-                _lastCommitted[sender] = counter;
+                NoteCommitted(sender, counter, prepare.Sequence);
                 return Outcome.Accepted;
             }
             if (known is null)
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"no PREPARE {counter} in view {View}");
             if (known.Digest != Sha256Digest.From(digest))
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"PREPARE {counter} differs");
-            if (known.PreviousPrepareCounter != _lastCommitted[sender])
+            if (!ChainsOn(sender, known.PreviousPrepareCounter, known.Prepare.Sequence))
                 return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
             RecordCommitment(known, sender);
             TryExecute();
@@ -187,13 +189,13 @@ public sealed partial class ReplicaCore
             // stream and the sender's commit chain moves on; nothing executes.
             _lastPrepareCounter = Math.Max(_lastPrepareCounter, counter);
             Advance(primary, prepare);
-            _lastCommitted[sender] = counter;
+            NoteCommitted(sender, counter, prepare.Sequence);
             return Outcome.Accepted;
         }
         if (ValidatePrepare(prepare) is { } invalid)
             return RejectOutcome(sender, invalid.Reason, "embedded: " + invalid.Detail);
         if (BeyondWatermark(prepare)) return Outcome.Blocked;
-        if (_lastPrepareCounter != _lastCommitted[sender])
+        if (!ChainsOn(sender, _lastPrepareCounter, prepare.Sequence))
             return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
         AcceptPrepare(prepare, digest);
         Advance(primary, prepare);
@@ -205,8 +207,24 @@ public sealed partial class ReplicaCore
     private void RecordCommitment(PreparedBatch batch, int replica)
     {
         ProtocolInvariantException.Check(batch.Committers.Add(replica), "a replica commits to a PREPARE once");
-        _lastCommitted[replica] = batch.Counter;
+        NoteCommitted(replica, batch.Counter, batch.Prepare.Sequence);
     }
+
+    private void NoteCommitted(int replica, ulong counter, ulong position)
+    {
+        _lastCommitted[replica] = counter;
+        _lastCommittedPosition[replica] = position;
+    }
+
+    /// <summary>
+    /// The consecutive-commit rule: a backup's COMMIT must follow the PREPARE it committed to
+    /// last. One exception: a replica that installed a snapshot never committed to the batches
+    /// it skipped; skipping is accepted when every skipped position is at or below the stable
+    /// checkpoint (settled history, where a commitment changes nothing).
+    /// </summary>
+    private bool ChainsOn(int sender, ulong previousPrepareCounter, ulong position) =>
+        previousPrepareCounter == _lastCommitted[sender]
+        || (position > _lastCommittedPosition[sender] + 1 && position - 1 <= StableCheckpoint.Sequence);
 
     // ----- this replica's own USIG stream -----
 

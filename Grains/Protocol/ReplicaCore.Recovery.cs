@@ -48,6 +48,9 @@ public sealed partial class ReplicaCore
         if (state.UsigCounter < lastLogged)
             throw new InvalidDataException($"replica {Id}: the USIG is at counter {state.UsigCounter}, behind the sent log ({lastLogged}): wrong USIG or store");
 
+        // A replica that never used its USIG and stored nothing starts fresh: nothing to resume.
+        if (state.UsigCounter == 0 && log.Count == 0 && state.Certificate is not { Sequence: > 0 } && state.View == 0) return End();
+
         // 1. The application and reply cache at the stored checkpoint (certified by f+1).
         foreach (var start in state.ViewStarts)
             if (start.Checkpoints.Length > 0 && ValidCertificate(start, viewStart: start.Checkpoints[0].View))

@@ -139,6 +139,7 @@ public sealed partial class ReplicaCore
         _executionQueue.Clear();
         _lastPrepareCounter = 0;
         Array.Clear(_lastCommitted);
+        Array.Clear(_lastCommittedPosition);
         _inFlightBatches = 0;
         _viewStartCertificate = null;
         // Orderings of the old view that did not execute are void; executed ones stay ordered.

@@ -32,6 +32,7 @@ public sealed partial class ReplicaCore
         _streams = new PeerStream[settings.N];
         for (var i = 0; i < settings.N; i++) _streams[i] = new PeerStream();
         _lastCommitted = new ulong[settings.N];
+        _lastCommittedPosition = new ulong[settings.N];
         _verifiedRequests = new VerifiedRequestCache(settings.VerifiedRequestCacheSize);
     }
 

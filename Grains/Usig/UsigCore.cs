@@ -14,7 +14,11 @@ namespace MinBft.Usig;
 /// crash can never make the USIG issue that counter value again;</item>
 /// <item>idempotence: CreateUI for the digest of the last issued UI returns that same UI, so a
 /// retried call (after a timeout or a crash) does not burn a counter value and leave a
-/// permanent gap that peers would stall on.</item>
+/// permanent gap that peers would stall on;</item>
+/// <item>re-issue: for one of its last <see cref="RecentWindow"/> counters, ReissueUI returns a
+/// UI only for the very digest that counter was certified for. It certifies nothing new, so it
+/// cannot break uniqueness; it lets a replica that logged a message before asking for its UI,
+/// and crashed before logging the UI, recover the UI instead of leaving a gap.</item>
 /// </list>
 /// Named UsigCore rather than Usig so it does not share its name with its namespace; the
 /// UsigGrain is a thin adapter around it.
@@ -41,6 +45,9 @@ public sealed class UsigCore
         _certifier = certifier ?? throw new ArgumentNullException(nameof(certifier));
         _store = store ?? throw new ArgumentNullException(nameof(store));
     }
+
+    /// <summary>How many of the last issues can be re-issued (their digests are kept durably).</summary>
+    public const int RecentWindow = 32;
 
     public int ReplicaId { get; }
 
@@ -93,7 +100,7 @@ public sealed class UsigCore
             var counter = state.Counter + 1;
             var certificate = _certifier.Certify(UsigCertificateInput.Encode(ReplicaId, Epoch, counter, d));
             var ui = new UniqueIdentifier(Epoch, counter, certificate);
-            var next = new UsigState(Epoch, counter, d, ui);
+            var next = new UsigState(Epoch, counter, d, ui, Remember(state));
 
             try
             {
@@ -114,6 +121,43 @@ public sealed class UsigCore
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// The UI of counter <paramref name="counter"/> again, if it is one of the last
+    /// <see cref="RecentWindow"/> issued and was issued for <paramref name="digest"/>; null
+    /// otherwise (never a UI for a digest that counter was not certified for). Writes nothing.
+    /// </summary>
+    public async Task<UniqueIdentifier?> ReissueUiAsync(ulong counter, ReadOnlyMemory<byte> digest, CancellationToken cancellationToken)
+    {
+        if (digest.Length != UsigCertificateInput.DigestLength)
+            throw new ArgumentException($"digest must be {UsigCertificateInput.DigestLength} bytes, got {digest.Length}", nameof(digest));
+        var d = digest.ToArray();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var state = await EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+            var issued = state.DigestAt(counter);
+            if (issued.IsEmpty || !issued.SequenceEqual(d)) return null;
+            if (counter == state.Counter) return state.LastUi;
+            return new UniqueIdentifier(Epoch, counter, _certifier.Certify(UsigCertificateInput.Encode(ReplicaId, Epoch, counter, d)));
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>The digests to keep after one more issue: the last one joins, the oldest may leave.</summary>
+    private static byte[]? Remember(UsigState state)
+    {
+        if (state.Counter == 0) return null;
+        var recent = state.Recent ?? [];
+        var keep = Math.Min(recent.Length, (RecentWindow - 2) * UsigCertificateInput.DigestLength);
+        var next = new byte[keep + UsigCertificateInput.DigestLength];
+        recent.AsSpan(recent.Length - keep).CopyTo(next);
+        state.LastDigest.CopyTo(next, keep);
+        return next;
     }
 
     private async Task<UsigState> EnsureLoadedAsync(CancellationToken cancellationToken)

@@ -117,3 +117,58 @@ public sealed class StateTransferTests
         Assert.DoesNotContain(h.Deliver(0, ahead).OfType<Send>(), s => s.Message is StateChunk);
     }
 }
+
+/// <summary>Crash recovery, PROTOCOL.md section 8: what a restarted core does with its durable state.</summary>
+public sealed class RecoveryTests
+{
+    private static byte[] Put(string key) => KeyValueOperation.EncodePut(key, [1, 2, 3]);
+
+    [Fact]
+    public void A_replica_that_stored_nothing_starts_fresh_and_a_fresh_primary_proposes()
+    {
+        var h = new CoreHarness();
+        var effects = h.Step(0, c => c.Restore(new RecoveredState(0, null, null, [], [], 0), h.Now));
+        Assert.DoesNotContain(effects, e => e is Send);
+        var proposed = h.Request(0, h.NewClient().CreateRequest(1, Put("a")));
+        Assert.Contains(proposed.OfType<RequestUi>(), r => r.Message is Prepare);
+    }
+
+    [Fact]
+    public void A_restarted_primary_does_not_propose_again_in_its_view_and_asks_for_a_view_change()
+    {
+        var h = new CoreHarness();
+        var client = h.NewClient();
+        var request = client.CreateRequest(1, Put("a"));
+        for (var i = 0; i < h.N; i++) h.Request(i, request);
+        h.Flush();
+        Assert.All(h.Cores, c => Assert.Equal(1UL, c.ExecutedSequence));
+
+        // Replica 0 (the primary) restarts from its durable sent log and its USIG counter.
+        var log = h.Sent<CertifiedMessage>(0).OrderBy(m => m.Ui.Counter).ToList();
+        var restarted = new CoreHarness(seed: 7).Cores[0]; // same keys (same seed), fresh state
+        var ready = restarted.Restore(new RecoveredState(0, null, null, [], log, log[^1].Ui.Counter), h.Now);
+        Assert.Contains(ready.Effects.OfType<Send>(), s => s.Message is ReqViewChange { NewView: 1 });
+        var after = restarted.OnRequest(client.CreateRequest(2, Put("b")), h.Now);
+        Assert.DoesNotContain(after.Effects.OfType<RequestUi>(), r => r.Message is Prepare);
+        // Its own PREPARE is known again: peers' COMMITs for it are not rejected as unknown.
+        Assert.Equal(1, restarted.UnexecutedBatches);
+    }
+
+    [Fact]
+    public void A_restart_after_counters_the_log_never_got_announces_itself_with_a_checkpoint()
+    {
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a"));
+        for (var i = 0; i < h.N; i++) h.Request(i, request);
+        h.Flush();
+        var log = h.Sent<CertifiedMessage>(1).OrderBy(m => m.Ui.Counter).ToList();
+        var restarted = new CoreHarness(seed: 7).Cores[1];
+        // The USIG issued two more counters whose messages never became durable.
+        var ready = restarted.Restore(new RecoveredState(0, null, null, [], log, log[^1].Ui.Counter + 2), h.Now);
+        Assert.True(restarted.RestartedAfterCounterGap);
+        var first = Assert.Single(ready.Effects.OfType<RequestUi>());
+        Assert.IsType<Checkpoint>(first.Message);
+        Assert.Equal(log[^1].Ui.Counter + 2, restarted.LastAccepted(1));
+        Assert.Equal(0, restarted.SentLogCount);
+    }
+}
