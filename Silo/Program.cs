@@ -259,6 +259,10 @@ public static class Program
                         host.SiloPort, host.GatewayPort, primary ?? new IPEndPoint(advertised ?? IPAddress.Loopback, host.SiloPort), host.ServiceId, host.ClusterId);
                     if (advertised is not null) silo.Configure<EndpointOptions>(o => o.AdvertisedIPAddress = advertised);
                 }
+                // Failure detection (probe timeouts, votes), e.g. MinBft__Host__Membership__ProbeTimeout=00:00:01.
+                silo.Services.Configure<ClusterMembershipOptions>(builder.Configuration.GetSection(SiloHostOptions.MembershipSectionName));
+                // The directory's safety lease after a crash, e.g. MinBft__Host__GrainDirectory__RangeLeaseDuration=00:00:05.
+                silo.Services.Configure<GrainDirectoryOptions>(builder.Configuration.GetSection(SiloHostOptions.GrainDirectorySectionName));
                 silo.AddMinBft(builder.Configuration, options =>
                 {
                     arguments.ApplyTo(options);

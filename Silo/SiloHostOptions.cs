@@ -21,6 +21,22 @@ public sealed class SiloHostOptions
 {
     public const string SectionName = "MinBft:Host";
 
+    /// <summary>
+    /// Orleans' <c>ClusterMembershipOptions</c> (how fast a silo that stopped answering is
+    /// declared dead: ProbeTimeout, NumMissedProbesLimit, NumVotesForDeathDeclaration, ...),
+    /// bound from this section when present; Orleans' defaults otherwise.
+    /// </summary>
+    public const string MembershipSectionName = SectionName + ":Membership";
+
+    /// <summary>
+    /// Orleans' <c>GrainDirectoryOptions</c>, bound from this section when present. Its
+    /// <c>RangeLeaseDuration</c> is how long, after a silo crashed (not after a graceful stop),
+    /// grains registered on it cannot be activated again anywhere: the strongly consistent
+    /// directory's guard against a crashed-but-still-running silo. A restarted fault domain's
+    /// replica and USIG come back only after it.
+    /// </summary>
+    public const string GrainDirectorySectionName = SectionName + ":GrainDirectory";
+
     /// <summary>Silo-to-silo port.</summary>
     public int SiloPort { get; set; } = EndpointOptions.DEFAULT_SILO_PORT;
 

@@ -93,6 +93,7 @@ internal sealed class RedisTestServer : IDisposable
     private RedisTestServer(Process process, int port, string directory)
     {
         _process = process;
+        ProcessId = process.Id;
         Port = port;
         Directory = directory;
     }
@@ -101,7 +102,7 @@ internal sealed class RedisTestServer : IDisposable
 
     public string Directory { get; }
 
-    public int ProcessId => _process.Id;
+    public int ProcessId { get; }
 
     /// <summary>"127.0.0.1:port".</summary>
     public string ConnectionString => string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{Port}");
