@@ -12,12 +12,17 @@ using Xunit.Abstractions;
 
 namespace MinBft.Tests.Integration;
 
+/// <summary>Runs alone: four processes and a time budget do not mix with the rest of the suite running in parallel.</summary>
+[CollectionDefinition(nameof(SeparateProcessCollection), DisableParallelization = true)]
+public sealed class SeparateProcessCollection;
+
 /// <summary>
 /// A cluster of separate processes, as deployed: one silo host process per fault domain
 /// (f=1: three), Redis clustering (no primary silo) and each domain's state in its own Redis
 /// server, all on 127.0.0.1 with free ports. A client in the test process runs load through
 /// the SDK; one backup's process is killed with SIGKILL under load and started again.
 /// </summary>
+[Collection(nameof(SeparateProcessCollection))]
 public sealed class RedisProcessClusterTests(ITestOutputHelper output)
 {
     /// <summary>The whole test, start to finish, including start-up and clean-up.</summary>
