@@ -25,8 +25,8 @@ public sealed class SeparateProcessCollection;
 [Collection(nameof(SeparateProcessCollection))]
 public sealed class RedisProcessClusterTests(ITestOutputHelper output)
 {
-    /// <summary>The whole test, start to finish, including start-up and clean-up.</summary>
-    private static readonly TimeSpan TestBudget = TimeSpan.FromSeconds(85);
+    /// <summary>Start-up, load, kill, restart and checks; clean-up (killing the processes) comes on top, within seconds.</summary>
+    private static readonly TimeSpan TestBudget = TimeSpan.FromSeconds(80);
 
     /// <summary>
     /// Kill -9 of a backup under load: requests keep completing while it is down and after it
@@ -38,7 +38,7 @@ public sealed class RedisProcessClusterTests(ITestOutputHelper output)
     /// during the test: a replica restarted after that halts until state transfer exists
     /// (see Grains/Hosting/HOSTING.md, "Restarts").
     /// </remarks>
-    [RedisFact(ownServers: true)]
+    [RedisFact(ownServers: true, Timeout = 90_000)]
     public async Task Redis_processes_kill_9_of_a_backup_under_load_it_restarts_and_catches_up_without_losing_writes()
     {
         using var budget = new CancellationTokenSource(TestBudget);
@@ -263,7 +263,7 @@ internal sealed class ProcessDeployment : IDisposable
         finally
         {
             await stopLoad.CancelAsync();
-            await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(40), CancellationToken.None);
+            await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
         }
         Assert.True(failures.IsEmpty, "requests failed: " + string.Join("; ", failures.Take(5)));
         Log($"load stopped: {acknowledged.Count} acknowledged writes");
