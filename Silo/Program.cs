@@ -19,11 +19,13 @@ namespace MinBft.Silo;
 /// Silo local [--f 1] [--data ./data]                 a whole dev cluster in this process
 /// Silo --fault-domain i --manifest m.json --data d   one fault domain's silo
 ///      [--keys dir] [--primary-silo host:port] [--silo-port p] [--gateway-port g]
+///      [--clustering development|redis] [--redis-clustering host:port] [--advertised-ip ip]
+///      [--storage sqlite|redis] [--redis-storage host:port] [--cluster-id c] [--service-id s]
 /// Silo --manifest m.json                             a silo without fault domain (gateway, membership)
 /// </code>
 /// Every setting can also come from appsettings.json or the environment: section "MinBft"
-/// (MinBftOptions, e.g. MinBft__FaultDomain=0) and "MinBft:Host" (ports, primary silo, ids).
-/// Flags win over configuration.
+/// (MinBftOptions, e.g. MinBft__FaultDomain=0, MinBft__Storage=Redis, MinBft__RedisStorage=...)
+/// and "MinBft:Host" (ports, clustering, primary silo, ids). Flags win over configuration.
 /// </summary>
 public static class Program
 {
@@ -61,15 +63,49 @@ public static class Program
         };
         var siloPort = PortOption("--silo-port", "Silo-to-silo port (default 11111)");
         var gatewayPort = PortOption("--gateway-port", "Client gateway port (default 30000; 0 for none)", allowZero: true);
+        var clustering = new Option<string?>("--clustering")
+        {
+            Description = "How silos find each other: development (a primary silo) or redis (membership table in Redis; default when --redis-clustering is given)",
+        };
+        clustering.AcceptOnlyFromAmong("development", "redis");
+        var redisClustering = new Option<string?>("--redis-clustering") { Description = "Redis connection string (host:port[,password=...]) of the membership table; the same for every silo and client" };
+        var storage = new Option<string?>("--storage")
+        {
+            Description = "This domain's grain storage: sqlite (embedded, default) or redis (default when --redis-storage is given)",
+        };
+        storage.AcceptOnlyFromAmong("sqlite", "redis");
+        var redisStorage = new Option<string?>("--redis-storage") { Description = "Redis connection string (host:port[,password=...]) of this fault domain's own Redis server" };
+        var advertisedIp = new Option<IPAddress?>("--advertised-ip")
+        {
+            Description = "IP address this silo advertises and listens on (default: loopback with development clustering, this host's address with redis)",
+            CustomParser = result =>
+            {
+                if (IPAddress.TryParse(result.Tokens[0].Value, out var address)) return address;
+                result.AddError($"--advertised-ip: '{result.Tokens[0].Value}' is not an IP address");
+                return null;
+            },
+        };
+        var clusterId = new Option<string?>("--cluster-id") { Description = $"Orleans cluster id (default {LocalClusterOptions.DefaultClusterId})" };
+        var serviceId = new Option<string?>("--service-id") { Description = $"Orleans service id (default {LocalClusterOptions.DefaultServiceId})" };
 
         var root = new RootCommand("MinBFT silo host: one fault domain's silo, or a local development cluster")
         {
             faultDomain, manifest, keys, data, primarySilo, siloPort, gatewayPort,
+            clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId,
         };
         root.SetAction((parse, cancellationToken) => RunSiloAsync(
             new SiloArguments(
                 parse.GetValue(faultDomain), parse.GetValue(manifest), parse.GetValue(keys), parse.GetValue(data),
-                parse.GetValue(primarySilo), parse.GetValue(siloPort), parse.GetValue(gatewayPort)),
+                parse.GetValue(primarySilo), parse.GetValue(siloPort), parse.GetValue(gatewayPort))
+            {
+                Clustering = parse.GetValue(clustering) is { } c ? Enum.Parse<SiloClustering>(c, ignoreCase: true) : null,
+                RedisClustering = parse.GetValue(redisClustering),
+                Storage = parse.GetValue(storage) is { } s ? Enum.Parse<MinBftStorageKind>(s, ignoreCase: true) : null,
+                RedisStorage = parse.GetValue(redisStorage),
+                AdvertisedIp = parse.GetValue(advertisedIp),
+                ClusterId = parse.GetValue(clusterId),
+                ServiceId = parse.GetValue(serviceId),
+            },
             cancellationToken));
 
         var f = new Option<int>("--f") { Description = "Faults tolerated; runs 2f+1 fault-domain silos", DefaultValueFactory = _ => 1 };
@@ -106,37 +142,130 @@ public static class Program
         return root;
     }
 
-    private sealed record SiloArguments(
-        int? FaultDomain, string? Manifest, string? Keys, string? Data, IPEndPoint? PrimarySilo, int? SiloPort, int? GatewayPort);
+    /// <summary>The flags of the per-domain / gateway mode; null: not given (configuration or default applies).</summary>
+    public sealed record SiloArguments(
+        int? FaultDomain, string? Manifest, string? Keys, string? Data, IPEndPoint? PrimarySilo, int? SiloPort, int? GatewayPort)
+    {
+        public SiloClustering? Clustering { get; init; }
+        public string? RedisClustering { get; init; }
+        public MinBftStorageKind? Storage { get; init; }
+        public string? RedisStorage { get; init; }
+        public IPAddress? AdvertisedIp { get; init; }
+        public string? ClusterId { get; init; }
+        public string? ServiceId { get; init; }
+
+        /// <summary>Puts the MinBFT flags on top of the options bound from configuration.</summary>
+        public void ApplyTo(MinBftOptions options)
+        {
+            ArgumentNullException.ThrowIfNull(options);
+            if (FaultDomain is { } domain) options.FaultDomain = domain;
+            if (Manifest is { } manifest) options.ManifestPath = manifest;
+            if (Keys is { } keys) options.KeyDirectory = keys;
+            if (Data is { } data) options.DataDirectory = data;
+            if (RedisStorage is { } redis)
+            {
+                options.RedisStorage = redis;
+                // --redis-storage alone means Redis storage.
+                options.Storage = Storage ?? MinBftStorageKind.Redis;
+            }
+            if (Storage is { } storage) options.Storage = storage;
+        }
+    }
+
+    /// <summary>
+    /// The host settings: configuration section "MinBft:Host", then the flags. Throws
+    /// <see cref="ArgumentException"/> for a combination that cannot work.
+    /// </summary>
+    public static (SiloHostOptions Host, IPEndPoint? PrimarySilo, IPAddress? AdvertisedIp) ResolveHost(IConfiguration configuration, SiloArguments arguments)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        ArgumentNullException.ThrowIfNull(arguments);
+        var host = configuration.GetSection(SiloHostOptions.SectionName).Get<SiloHostOptions>() ?? new SiloHostOptions();
+        if (arguments.SiloPort is { } siloPort) host.SiloPort = siloPort;
+        if (arguments.GatewayPort is { } gatewayPort) host.GatewayPort = gatewayPort;
+        if (arguments.ClusterId is { } clusterId) host.ClusterId = clusterId;
+        if (arguments.ServiceId is { } serviceId) host.ServiceId = serviceId;
+        if (arguments.RedisClustering is { } redis)
+        {
+            host.RedisClustering = redis;
+            // --redis-clustering alone means Redis clustering.
+            host.Clustering = arguments.Clustering ?? SiloClustering.Redis;
+        }
+        if (arguments.Clustering is { } clustering) host.Clustering = clustering;
+
+        if (string.IsNullOrWhiteSpace(host.ClusterId)) throw new ArgumentException($"{SiloHostOptions.SectionName}:ClusterId must not be empty");
+        if (string.IsNullOrWhiteSpace(host.ServiceId)) throw new ArgumentException($"{SiloHostOptions.SectionName}:ServiceId must not be empty");
+
+        IPAddress? advertised = arguments.AdvertisedIp;
+        if (advertised is null && host.AdvertisedIp is { Length: > 0 } configuredIp && !IPAddress.TryParse(configuredIp, out advertised))
+            throw new ArgumentException($"{SiloHostOptions.SectionName}:AdvertisedIp '{configuredIp}' is not an IP address");
+
+        IPEndPoint? primary = arguments.PrimarySilo;
+        switch (host.Clustering)
+        {
+            case SiloClustering.Development:
+                if (primary is null && host.PrimarySilo is { Length: > 0 } configured && !Endpoints.TryParse(configured, out primary))
+                    throw new ArgumentException($"{SiloHostOptions.SectionName}:PrimarySilo '{configured}' is not host:port");
+                if (!string.IsNullOrWhiteSpace(host.RedisClustering))
+                    throw new ArgumentException($"a Redis clustering connection string is set but clustering is development: use --clustering redis (or {SiloHostOptions.SectionName}:Clustering=Redis), or drop it");
+                break;
+            case SiloClustering.Redis:
+                if (primary is not null)
+                    throw new ArgumentException("--primary-silo is for development clustering; with Redis clustering the membership table is in Redis and there is no primary silo");
+                if (string.IsNullOrWhiteSpace(host.RedisClustering))
+                    throw new ArgumentException($"Redis clustering needs the Redis connection string of the membership table: --redis-clustering host:port (or {SiloHostOptions.SectionName}:RedisClustering)");
+                RedisConnection.Parse(host.RedisClustering, "--redis-clustering");
+                primary = null;
+                break;
+            default:
+                throw new ArgumentException($"{SiloHostOptions.SectionName}:Clustering must be Development or Redis, got {host.Clustering}");
+        }
+        return (host, primary, advertised);
+    }
 
     private static async Task<int> RunSiloAsync(SiloArguments arguments, CancellationToken cancellationToken)
     {
         // Configuration first (appsettings.json in the working directory, environment), flags on top.
         var builder = Host.CreateApplicationBuilder();
         ConfigureConsoleLogging(builder.Logging);
-        var host = builder.Configuration.GetSection(SiloHostOptions.SectionName).Get<SiloHostOptions>() ?? new SiloHostOptions();
-        if (arguments.SiloPort is { } siloPort) host.SiloPort = siloPort;
-        if (arguments.GatewayPort is { } gatewayPort) host.GatewayPort = gatewayPort;
-        IPEndPoint? primary = arguments.PrimarySilo;
-        if (primary is null && host.PrimarySilo is { Length: > 0 } configured && !Endpoints.TryParse(configured, out primary))
-        {
-            await Console.Error.WriteLineAsync($"{SiloHostOptions.SectionName}:PrimarySilo '{configured}' is not host:port").ConfigureAwait(false);
-            return 2;
-        }
 
+        SiloHostOptions host;
+        IPEndPoint? primary;
+        IPAddress? advertised;
         MinBftOptions? effective = null;
         try
         {
+            (host, primary, advertised) = ResolveHost(builder.Configuration, arguments);
             builder.UseOrleans(silo =>
             {
-                silo.UseLocalhostClustering(
-                    host.SiloPort, host.GatewayPort, primary ?? new IPEndPoint(IPAddress.Loopback, host.SiloPort), host.ServiceId, host.ClusterId);
+                if (host.Clustering == SiloClustering.Redis)
+                {
+                    silo.UseMinBftRedisClustering(host.RedisClustering!);
+                    silo.Configure<ClusterOptions>(o =>
+                    {
+                        o.ClusterId = host.ClusterId;
+                        o.ServiceId = host.ServiceId;
+                    });
+                    silo.Configure<EndpointOptions>(o =>
+                    {
+                        o.SiloPort = host.SiloPort;
+                        o.GatewayPort = host.GatewayPort;
+                        if (advertised is not null) o.AdvertisedIPAddress = advertised;
+                    });
+                }
+                else
+                {
+                    silo.UseLocalhostClustering(
+                        host.SiloPort, host.GatewayPort, primary ?? new IPEndPoint(advertised ?? IPAddress.Loopback, host.SiloPort), host.ServiceId, host.ClusterId);
+                    if (advertised is not null) silo.Configure<EndpointOptions>(o => o.AdvertisedIPAddress = advertised);
+                }
+                // Failure detection (probe timeouts, votes), e.g. MinBft__Host__Membership__ProbeTimeout=00:00:01.
+                silo.Services.Configure<ClusterMembershipOptions>(builder.Configuration.GetSection(SiloHostOptions.MembershipSectionName));
+                // The directory's safety lease after a crash, e.g. MinBft__Host__GrainDirectory__RangeLeaseDuration=00:00:05.
+                silo.Services.Configure<GrainDirectoryOptions>(builder.Configuration.GetSection(SiloHostOptions.GrainDirectorySectionName));
                 silo.AddMinBft(builder.Configuration, options =>
                 {
-                    if (arguments.FaultDomain is { } domain) options.FaultDomain = domain;
-                    if (arguments.Manifest is { } manifest) options.ManifestPath = manifest;
-                    if (arguments.Keys is { } keys) options.KeyDirectory = keys;
-                    if (arguments.Data is { } data) options.DataDirectory = data;
+                    arguments.ApplyTo(options);
                     effective = options;
                 });
                 silo.Configure<SiloOptions>(o => o.SiloName = effective?.FaultDomain is { } d
@@ -153,10 +282,19 @@ public static class Program
 
         using var app = builder.Build();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("MinBft.Silo");
+        var storageDescription = effective?.FaultDomain is null
+            ? "none"
+            : effective.UseEmbeddedStorage
+                ? effective.Storage == MinBftStorageKind.Redis ? "redis " + Redacted(effective.RedisStorage) : "sqlite in " + effective.DataDirectory
+                : "registered by the host";
         logger.LogInformation(
-            "Starting silo {Role}: silo port {SiloPort}, gateway port {GatewayPort}, primary silo {Primary}, manifest {Manifest}, data {Data}",
+            "Starting silo {Role}: silo port {SiloPort}, gateway port {GatewayPort}, {Clustering}, cluster {ClusterId}/{ServiceId}, manifest {Manifest}, storage {Storage}",
             effective?.FaultDomain is { } fd ? $"for fault domain {fd}" : "without fault domain (gateway/membership)",
-            host.SiloPort, host.GatewayPort, primary?.ToString() ?? "this silo", effective?.ManifestPath ?? "(in code)", effective?.DataDirectory);
+            host.SiloPort, host.GatewayPort,
+            host.Clustering == SiloClustering.Redis
+                ? "redis clustering " + Redacted(host.RedisClustering)
+                : "development clustering, primary silo " + (primary?.ToString() ?? "this silo"),
+            host.ClusterId, host.ServiceId, effective?.ManifestPath ?? "(in code)", storageDescription);
         try
         {
             await app.RunAsync(cancellationToken).ConfigureAwait(false);
@@ -165,6 +303,19 @@ public static class Program
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             return 0;
+        }
+    }
+
+    /// <summary>A Redis connection string without its password, for logs.</summary>
+    private static string Redacted(string? connectionString)
+    {
+        try
+        {
+            return StackExchange.Redis.ConfigurationOptions.Parse(connectionString ?? "").ToString(includePassword: false);
+        }
+        catch (ArgumentException)
+        {
+            return "(invalid)";
         }
     }
 

@@ -20,6 +20,9 @@ public interface ICliCommand
 /// <param name="ManifestPath">The cluster manifest (replica keys for reply verification).</param>
 public sealed record ConnectionSettings(IPEndPoint Gateway, string ManifestPath, string ClusterId, string ServiceId, TimeSpan RequestTimeout)
 {
+    /// <summary>Redis connection string of the cluster's membership table; null: connect to <see cref="Gateway"/>.</summary>
+    public string? RedisClustering { get; init; }
+
     public static IPEndPoint DefaultGateway { get; } = new(IPAddress.Loopback, LocalClusterOptions.DefaultGatewayPort);
 
     /// <summary>Where <c>Silo local</c> (default data directory ./data) writes the manifest.</summary>

@@ -192,7 +192,7 @@ public sealed class ClientCli
         return option;
     }
 
-    /// <summary>--gateway, --manifest, --cluster-id, --service-id, --timeout: how to reach a running cluster.</summary>
+    /// <summary>--gateway or --redis-clustering, --manifest, --cluster-id, --service-id, --timeout: how to reach a running cluster.</summary>
     private sealed class ConnectionOptions
     {
         private readonly Option<IPEndPoint> _gateway = new("--gateway", "-g")
@@ -212,6 +212,23 @@ public sealed class ClientCli
         private readonly Option<string> _serviceId = new("--service-id") { DefaultValueFactory = _ => LocalClusterOptions.DefaultServiceId, Description = "Orleans service id" };
         private readonly Option<int> _timeout = PositiveInt("--timeout", "Seconds one request may take, retries included", (int)ConnectionSettings.DefaultRequestTimeout.TotalSeconds, max: 3600);
 
+        private readonly Option<string?> _clustering = CreateClusteringOption();
+
+        private readonly Option<string?> _redisClustering = new("--redis-clustering")
+        {
+            Description = "Redis connection string (host:port[,password=...]) of the cluster's membership table: find the gateways there instead of --gateway",
+        };
+
+        private static Option<string?> CreateClusteringOption()
+        {
+            var option = new Option<string?>("--clustering")
+            {
+                Description = "How to find the cluster: gateway (--gateway, the default) or redis (--redis-clustering; the default when that is given)",
+            };
+            option.AcceptOnlyFromAmong("gateway", "redis");
+            return option;
+        }
+
         public Command AddTo(Command command)
         {
             command.Add(_gateway);
@@ -219,6 +236,31 @@ public sealed class ClientCli
             command.Add(_clusterId);
             command.Add(_serviceId);
             command.Add(_timeout);
+            command.Add(_clustering);
+            command.Add(_redisClustering);
+            command.Validators.Add(result =>
+            {
+                var clustering = result.GetValue(_clustering);
+                var redis = result.GetValue(_redisClustering);
+                var gatewayGiven = result.GetResult(_gateway) is { Implicit: false };
+                if (clustering == "redis" && string.IsNullOrWhiteSpace(redis))
+                    result.AddError("--clustering redis needs --redis-clustering host:port (the Redis server of the membership table)");
+                else if (clustering == "gateway" && redis is not null)
+                    result.AddError("--redis-clustering is for --clustering redis; with --clustering gateway give --gateway");
+                else if (redis is not null && gatewayGiven)
+                    result.AddError("--gateway and --redis-clustering exclude each other: with Redis clustering the client finds the gateways in the membership table");
+                else if (redis is not null)
+                {
+                    try
+                    {
+                        RedisConnection.Parse(redis, "--redis-clustering");
+                    }
+                    catch (ArgumentException e)
+                    {
+                        result.AddError(e.Message);
+                    }
+                }
+            });
             return command;
         }
 
@@ -227,7 +269,10 @@ public sealed class ClientCli
             parse.GetValue(_manifest)!,
             parse.GetValue(_clusterId)!,
             parse.GetValue(_serviceId)!,
-            TimeSpan.FromSeconds(parse.GetValue(_timeout)));
+            TimeSpan.FromSeconds(parse.GetValue(_timeout)))
+        {
+            RedisClustering = parse.GetValue(_redisClustering),
+        };
     }
 
     private static IPEndPoint ParseEndpoint(ArgumentResult result)

@@ -50,7 +50,8 @@ public sealed class ClusterConnection : IAsyncDisposable
         CliLogging.Configure(builder.Logging, console.Verbose);
         builder.UseOrleansClient(client =>
         {
-            client.UseStaticClustering(settings.Gateway);
+            if (settings.RedisClustering is { } redis) client.UseMinBftRedisClustering(redis);
+            else client.UseStaticClustering(settings.Gateway);
             client.Configure<ClusterOptions>(o =>
             {
                 o.ClusterId = settings.ClusterId;
@@ -71,7 +72,10 @@ public sealed class ClusterConnection : IAsyncDisposable
             host.Dispose();
             var reason = e is OperationCanceledException ? $"no answer within {ConnectTimeout.TotalSeconds:F0} s." : e.Message;
             throw new CliUsageException(
-                $"cannot connect to the cluster gateway {settings.Gateway} (cluster id '{settings.ClusterId}'): {reason} Is the cluster running? (use --gateway)", e);
+                settings.RedisClustering is null
+                    ? $"cannot connect to the cluster gateway {settings.Gateway} (cluster id '{settings.ClusterId}'): {reason} Is the cluster running? (use --gateway)"
+                    : $"cannot connect to the cluster through the Redis membership table (cluster id '{settings.ClusterId}', service id '{settings.ServiceId}'): {reason} Is the cluster running, and are --redis-clustering, --cluster-id and --service-id the silos'?",
+                e);
         }
         return new ClusterConnection(host, manifest, settings);
     }

@@ -82,7 +82,7 @@ public sealed record StatusCommand(ConnectionSettings Connection) : ICliCommand
             })).ConfigureAwait(false);
 
             await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"cluster: n={n} f={cluster.Manifest.F} usig={ClusterManifest.SchemeName(cluster.Manifest.UsigScheme)} gateway={Connection.Gateway}")).ConfigureAwait(false);
+                $"cluster: n={n} f={cluster.Manifest.F} usig={ClusterManifest.SchemeName(cluster.Manifest.UsigScheme)} {(Connection.RedisClustering is null ? $"gateway={Connection.Gateway}" : "clustering=redis")}")).ConfigureAwait(false);
             for (var i = 0; i < n; i++)
             {
                 var (status, error) = statuses[i];

@@ -35,6 +35,16 @@ public sealed class MinBftClientOptions
     /// <summary>Pause before the first retry; doubled for each further one.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Redis connection string of the cluster's membership table (silos started with Redis
+    /// clustering). When set, <c>IClientBuilder.AddMinBftClient</c> configures Orleans' Redis
+    /// clustering for the client, which then finds the gateways there; the client's
+    /// <c>ClusterOptions</c> (cluster and service id) must be the silos'. Null: the application
+    /// configures clustering itself (e.g. <c>UseStaticClustering</c>). Read when
+    /// <c>AddMinBftClient</c> runs, from the configuration section and the configure delegate.
+    /// </summary>
+    public string? RedisClustering { get; set; }
+
     internal MinBftClientOptions Clone() => (MinBftClientOptions)MemberwiseClone();
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>

@@ -1,7 +1,9 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using MinBft.Hosting;
 using Orleans.Hosting;
 
 namespace MinBft.Client;
@@ -13,11 +15,19 @@ public static class MinBftClientServiceCollectionExtensions
     /// Adds the MinBFT client to an Orleans client. Options come from the configuration
     /// section <see cref="MinBftClientOptions.SectionName"/> ("MinBft:Client"), then
     /// <paramref name="configure"/>. The manifest is read when the client is first resolved.
+    /// With <see cref="MinBftClientOptions.RedisClustering"/> set, the client also uses Orleans'
+    /// Redis clustering (an invalid connection string throws <see cref="ArgumentException"/> now).
     /// </summary>
     public static IClientBuilder AddMinBftClient(this IClientBuilder builder, Action<MinBftClientOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddMinBftClient(configure);
+        // Clustering is decided while the client is built, so this one option is read now.
+        var options = new MinBftClientOptions();
+        builder.Configuration.GetSection(MinBftClientOptions.SectionName).Bind(options);
+        configure?.Invoke(options);
+        if (!string.IsNullOrWhiteSpace(options.RedisClustering))
+            builder.UseMinBftRedisClustering(options.RedisClustering, $"{MinBftClientOptions.SectionName}:{nameof(MinBftClientOptions.RedisClustering)}");
         return builder;
     }
 

@@ -33,12 +33,29 @@ public sealed class MinBftOptions
     /// </summary>
     public string? KeyDirectory { get; set; }
 
-    /// <summary>Directory of the embedded SQLite store (one file per fault domain).</summary>
+    /// <summary>Directory of the embedded SQLite store (one file per fault domain); used with <see cref="MinBftStorageKind.Sqlite"/>.</summary>
     public string DataDirectory { get; set; } = "minbft-data";
 
     /// <summary>
-    /// Register the embedded SQLite grain storage as provider "minbft". Set false to register
-    /// another provider under that name yourself (Redis, ADO.NET; memory storage in tests).
+    /// Which store backs this fault domain's grain storage provider "minbft": an embedded SQLite
+    /// file in <see cref="DataDirectory"/> (default), or the domain's own Redis server
+    /// (<see cref="RedisStorage"/>). Only read on a silo with a <see cref="FaultDomain"/>.
+    /// </summary>
+    public MinBftStorageKind Storage { get; set; } = MinBftStorageKind.Sqlite;
+
+    /// <summary>
+    /// With <see cref="MinBftStorageKind.Redis"/>: the StackExchange.Redis connection string of
+    /// this fault domain's own Redis server ("host:port[,password=...]"). One Redis per fault
+    /// domain: a server shared by two domains would be a single point of failure for both. The
+    /// USIG's counter is only as durable as that server (run it with <c>appendonly yes</c> and
+    /// <c>appendfsync always</c>).
+    /// </summary>
+    public string? RedisStorage { get; set; }
+
+    /// <summary>
+    /// Register the grain storage provider "minbft" selected by <see cref="Storage"/> (SQLite or
+    /// Redis). Set false to register a provider under that name yourself (memory storage in
+    /// tests, ADO.NET); <see cref="Storage"/> must then stay at its default.
     /// </summary>
     public bool UseEmbeddedStorage { get; set; } = true;
 
@@ -157,8 +174,7 @@ public sealed class MinBftOptions
         if (FaultDomain is < 0) throw new ArgumentException($"{SectionName}:{nameof(FaultDomain)} must be >= 0, got {FaultDomain}");
         if (Manifest is null && string.IsNullOrWhiteSpace(ManifestPath))
             throw new ArgumentException($"{SectionName}:{nameof(ManifestPath)} is required (the cluster manifest)");
-        if (UseEmbeddedStorage && FaultDomain is not null && string.IsNullOrWhiteSpace(DataDirectory))
-            throw new ArgumentException($"{SectionName}:{nameof(DataDirectory)} is required with embedded storage");
+        ValidateStorage();
         Positive(SafetyTickInterval, nameof(SafetyTickInterval));
         Positive(RetryDelay, nameof(RetryDelay));
         Positive(MaxRetryDelay, nameof(MaxRetryDelay));
@@ -167,6 +183,42 @@ public sealed class MinBftOptions
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
         // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).
         ToProtocolSettings(1, 0);
+    }
+
+    private void ValidateStorage()
+    {
+        if (!Enum.IsDefined(Storage))
+            throw new ArgumentException($"{SectionName}:{nameof(Storage)} must be {nameof(MinBftStorageKind.Sqlite)} or {nameof(MinBftStorageKind.Redis)}, got {Storage}");
+        if (Storage != MinBftStorageKind.Redis && !string.IsNullOrWhiteSpace(RedisStorage))
+        {
+            throw new ArgumentException(
+                $"{SectionName}:{nameof(RedisStorage)} is set but {SectionName}:{nameof(Storage)} is {Storage}: "
+                + $"set {SectionName}:{nameof(Storage)}={nameof(MinBftStorageKind.Redis)} to use it, or remove it");
+        }
+        if (!UseEmbeddedStorage)
+        {
+            if (Storage != MinBftStorageKind.Sqlite)
+            {
+                throw new ArgumentException(
+                    $"{SectionName}:{nameof(Storage)}={Storage} registers grain storage 'minbft', but {SectionName}:{nameof(UseEmbeddedStorage)}=false "
+                    + "says the host registers its own: choose one");
+            }
+            return;
+        }
+        // A silo without a fault domain opens no store, whatever a shared configuration says.
+        if (FaultDomain is null) return;
+        switch (Storage)
+        {
+            case MinBftStorageKind.Sqlite when string.IsNullOrWhiteSpace(DataDirectory):
+                throw new ArgumentException($"{SectionName}:{nameof(DataDirectory)} is required with SQLite storage");
+            case MinBftStorageKind.Redis when string.IsNullOrWhiteSpace(RedisStorage):
+                throw new ArgumentException(
+                    $"{SectionName}:{nameof(Storage)} is {nameof(MinBftStorageKind.Redis)} but {SectionName}:{nameof(RedisStorage)} is not set: "
+                    + string.Create(CultureInfo.InvariantCulture, $"give the connection string of fault domain {FaultDomain}'s own Redis server (host:port)"));
+            case MinBftStorageKind.Redis:
+                RedisConnection.Parse(RedisStorage, $"{SectionName}:{nameof(RedisStorage)}");
+                break;
+        }
     }
 
     private static void Positive(TimeSpan value, string name)

@@ -32,9 +32,10 @@ public static class MinBftSiloBuilderExtensions
     /// <list type="bullet">
     /// <item>with a <see cref="MinBftOptions.FaultDomain"/>: declares the silo's fault domain
     /// (fault-domain placement of replica and USIG i), and unless
-    /// <see cref="MinBftOptions.UseEmbeddedStorage"/> is false, the SQLite grain storage
-    /// "minbft" in <see cref="MinBftOptions.DataDirectory"/>; checks this domain's key files
-    /// against the manifest when the silo starts;</item>
+    /// <see cref="MinBftOptions.UseEmbeddedStorage"/> is false, the grain storage "minbft" of
+    /// <see cref="MinBftOptions.Storage"/>: SQLite in <see cref="MinBftOptions.DataDirectory"/>
+    /// or the domain's Redis server <see cref="MinBftOptions.RedisStorage"/>; checks this
+    /// domain's key files against the manifest when the silo starts;</item>
     /// <item>without one: a silo that hosts client proxies only (it still runs the placement
     /// director, since placement is decided on the silo that routes the first call);</item>
     /// <item>Orleans' strongly consistent grain directory (see
@@ -65,7 +66,11 @@ public static class MinBftSiloBuilderExtensions
         if (options.FaultDomain is { } faultDomain)
         {
             builder.AddMinBftFaultDomain(faultDomain);
-            if (options.UseEmbeddedStorage)
+            if (options.UseEmbeddedStorage && options.Storage == MinBftStorageKind.Redis)
+            {
+                builder.AddMinBftRedisStorage(options.RedisStorage!);
+            }
+            else if (options.UseEmbeddedStorage)
             {
                 builder.AddMinBftSqliteStorage(
                     SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName,

@@ -30,6 +30,12 @@ internal sealed record ClusterSetup
     /// <summary>SQLite in a temp directory (survives silo restarts); false: memory storage named "minbft".</summary>
     public bool Sqlite { get; init; } = true;
 
+    /// <summary>
+    /// Redis storage instead of SQLite: fault domain i's connection string is element i (one
+    /// Redis server per domain, or one shared; the cluster's service id keeps runs apart).
+    /// </summary>
+    public IReadOnlyList<string>? RedisStorage { get; init; }
+
     public bool UsigServesOnlyItsReplica { get; init; } = true;
 
     public int CheckpointInterval { get; init; } = ClusterManifest.DefaultCheckpointInterval;
@@ -90,6 +96,8 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     {
         var cluster = new MinBftTestCluster(setup, output);
         var builder = new InProcessTestClusterBuilder((short)(cluster.N + setup.GatewaySilos));
+        // Redis keys start with the service id: every cluster its own, on a server other runs share.
+        if (setup.RedisStorage is not null) builder.Options.ServiceId = "minbft-it-" + Guid.NewGuid().ToString("N");
         builder.ConfigureSilo((options, silo) => cluster.ConfigureSilo(cluster.DomainOf(options.SiloName), silo));
         cluster.Cluster = builder.Build();
         await cluster.Cluster.DeployAsync();
@@ -110,7 +118,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     {
         void Tune(MinBftOptions options)
         {
-            options.UseEmbeddedStorage = Setup.Sqlite;
+            options.UseEmbeddedStorage = Setup.Sqlite || Setup.RedisStorage is not null;
             options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
             options.SentLogSegmentSize = Setup.SentLogSegmentSize;
             options.RequestTimeout = Setup.RequestTimeout;
@@ -125,20 +133,26 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         {
             // A fault domain's silo is configured the way a real one is: from configuration, with
             // the manifest on disk and the keys in domain-{i} next to it.
-            var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+            var settings = new Dictionary<string, string?>
             {
                 ["MinBft:FaultDomain"] = d.ToString(CultureInfo.InvariantCulture),
                 ["MinBft:ManifestPath"] = Path.Combine(Directory, DeploymentKeys.ManifestFileName),
                 ["MinBft:DataDirectory"] = Path.Combine(Directory, "data"),
                 ["MinBft:MaxBatchWait"] = "00:00:00.002",
-            }).Build();
+            };
+            if (Setup.RedisStorage is { } redis)
+            {
+                settings["MinBft:Storage"] = "Redis";
+                settings["MinBft:RedisStorage"] = redis[d];
+            }
+            var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
             silo.AddMinBft(configuration, Tune);
         }
         else
         {
             silo.AddMinBftGateway(Manifest, Tune);
         }
-        if (!Setup.Sqlite) silo.AddMemoryGrainStorage(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
+        if (!Setup.Sqlite && Setup.RedisStorage is null) silo.AddMemoryGrainStorage(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
         silo.Configure<ClusterMembershipOptions>(membership =>
         {
             // Declare a stopped silo dead within a second or two instead of the default minute.

@@ -1,0 +1,388 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using MinBft.Client;
+using MinBft.Hosting;
+using Orleans.Configuration;
+using Orleans.Hosting;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Integration;
+
+/// <summary>Runs alone: four processes and a time budget do not mix with the rest of the suite running in parallel.</summary>
+[CollectionDefinition(nameof(SeparateProcessCollection), DisableParallelization = true)]
+public sealed class SeparateProcessCollection;
+
+/// <summary>
+/// A cluster of separate processes, as deployed: one silo host process per fault domain
+/// (f=1: three), Redis clustering (no primary silo) and each domain's state in its own Redis
+/// server, all on 127.0.0.1 with free ports. A client in the test process runs load through
+/// the SDK; one backup's process is killed with SIGKILL under load and started again.
+/// </summary>
+[Collection(nameof(SeparateProcessCollection))]
+public sealed class RedisProcessClusterTests(ITestOutputHelper output)
+{
+    /// <summary>Start-up, load, kill, restart and checks; clean-up (killing the processes) comes on top, within seconds.</summary>
+    private static readonly TimeSpan TestBudget = TimeSpan.FromSeconds(80);
+
+    /// <summary>
+    /// Kill -9 of a backup under load: requests keep completing while it is down and after it
+    /// is back, the restarted replica catches up (same executed position, history and state
+    /// digest as the others) and no acknowledged write is lost.
+    /// </summary>
+    /// <remarks>
+    /// Checkpoints every 8 batches (watermark 16): the peers garbage-collect the history the
+    /// killed replica missed, so it rejoins from its stored checkpoint and by state transfer.
+    /// </remarks>
+    [RedisFact(ownServers: true, Timeout = 90_000)]
+    public async Task Redis_processes_kill_9_of_a_backup_under_load_it_restarts_and_catches_up_without_losing_writes()
+    {
+        using var budget = new CancellationTokenSource(TestBudget);
+        using var deployment = await ProcessDeployment.StartAsync(output, checkpointInterval: 8, watermark: 16, budget.Token);
+        await deployment.RunKillAndRestartAsync(budget.Token);
+    }
+}
+
+/// <summary>
+/// The processes of one deployment: Redis servers (membership, one per fault domain), silo
+/// processes, and the client host. Dispose stops all of them by process id, whatever happened.
+/// </summary>
+internal sealed class ProcessDeployment : IDisposable
+{
+    private const int F = 1;
+    private const int N = 2 * F + 1;
+
+    private readonly ITestOutputHelper _output;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly List<RedisTestServer> _redis = [];
+    private readonly List<SiloProcess> _silos = [];
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "minbft-proc-" + Guid.NewGuid().ToString("N"));
+    private readonly string _clusterId = "minbft-proc-" + Guid.NewGuid().ToString("N")[..8];
+    private string _membership = "";
+    private IHost? _client;
+    private bool _failed = true;
+
+    private ProcessDeployment(ITestOutputHelper output) => _output = output;
+
+    private string ManifestPath => Path.Combine(_directory, "keys", DeploymentKeys.ManifestFileName);
+
+    private IClusterClient Cluster => _client!.Services.GetRequiredService<IClusterClient>();
+
+    public static async Task<ProcessDeployment> StartAsync(ITestOutputHelper output, int checkpointInterval, int watermark, CancellationToken cancellationToken)
+    {
+        var deployment = new ProcessDeployment(output);
+        try
+        {
+            await deployment.StartAllAsync(checkpointInterval, watermark, cancellationToken);
+            return deployment;
+        }
+        catch
+        {
+            deployment.Dispose();
+            throw;
+        }
+    }
+
+    private void Log(string message) => _output.WriteLine($"[{_clock.Elapsed.TotalSeconds:F1}s] {message}");
+
+    private async Task StartAllAsync(int checkpointInterval, int watermark, CancellationToken cancellationToken)
+    {
+        DeploymentKeys.Generate(F, Path.Combine(_directory, "keys"), UsigScheme.Ed25519, checkpointInterval, watermark);
+
+        // The membership table: MINBFT_REDIS (keyed by this run's cluster id) or a server of its own.
+        _membership = RedisTestEnvironment.SharedServer(out var ownMembership);
+        if (ownMembership is not null) _redis.Add(ownMembership);
+        var storage = RedisTestServer.StartMany(N);
+        _redis.AddRange(storage);
+        Log($"redis: membership {_membership}, storage {string.Join(", ", storage.Select(s => $"{s.ConnectionString} (pid {s.ProcessId})"))}");
+
+        for (var domain = 0; domain < N; domain++)
+        {
+            var silo = new SiloProcess(
+                $"domain-{domain}",
+                [
+                    "--fault-domain", domain.ToString(CultureInfo.InvariantCulture),
+                    "--manifest", ManifestPath,
+                    "--clustering", "redis", "--redis-clustering", _membership,
+                    "--storage", "redis", "--redis-storage", storage[domain].ConnectionString,
+                    "--silo-port", FreePorts.Next().ToString(CultureInfo.InvariantCulture),
+                    "--gateway-port", FreePorts.Next().ToString(CultureInfo.InvariantCulture),
+                    "--advertised-ip", "127.0.0.1",
+                    "--cluster-id", _clusterId, "--service-id", _clusterId,
+                ],
+                new Dictionary<string, string>
+                {
+                    // Configuration through the environment, as a deployment may do it.
+                    ["MinBft__RequestTimeout"] = "00:00:20", // no view change from a loaded machine's pauses
+                    ["MinBft__ViewChangeTimeout"] = "00:00:20",
+                    ["MinBft__RetransmitInterval"] = "00:00:00.100",
+                    ["MinBft__ClientRetransmitInterval"] = "00:00:00.500",
+                    ["MinBft__SafetyTickInterval"] = "00:00:00.250",
+                    ["MinBft__Host__Membership__ProbeTimeout"] = "00:00:01",
+                    ["MinBft__Host__Membership__NumMissedProbesLimit"] = "2",
+                    ["MinBft__Host__Membership__NumVotesForDeathDeclaration"] = "1",
+                    ["MinBft__Host__Membership__TableRefreshTimeout"] = "00:00:01",
+                    ["MinBft__Host__Membership__IAmAliveTablePublishTimeout"] = "00:00:02",
+                    // The directory's guard after a crash (default about 20 s): a killed process is gone for sure here.
+                    ["MinBft__Host__GrainDirectory__RangeLeaseDuration"] = "00:00:02",
+                    // Three silos and the tests share two cores: workstation GC keeps each small.
+                    ["DOTNET_gcServer"] = "0",
+                    ["DOTNET_ENVIRONMENT"] = "Production",
+                },
+                Path.Combine(_directory, $"domain-{domain}"));
+            _silos.Add(silo);
+            silo.Start();
+        }
+        Log("silo processes: " + string.Join(", ", _silos));
+
+        _client = await ConnectClientAsync(cancellationToken);
+        Log("client connected through the Redis membership table");
+        await WaitUntilAsync(async () =>
+        {
+            var statuses = await StatusesAsync();
+            return (statuses.All(s => s is not null), Describe(statuses));
+        }, "every replica answers", cancellationToken);
+        Log("all replicas answer");
+    }
+
+    private async Task<IHost> ConnectClientAsync(CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        Exception? last = null;
+        while (clock.Elapsed < TimeSpan.FromSeconds(40))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            builder.Logging.ClearProviders();
+            builder.UseOrleansClient(client =>
+            {
+                client.Configure<ClusterOptions>(o =>
+                {
+                    o.ClusterId = _clusterId;
+                    o.ServiceId = _clusterId;
+                });
+                client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(1));
+                client.AddMinBftClient(o =>
+                {
+                    o.ManifestPath = ManifestPath;
+                    o.RedisClustering = _membership;
+                    o.IdentityPoolSize = 8;
+                    o.RequestTimeout = TimeSpan.FromSeconds(30);
+                    o.AttemptTimeout = TimeSpan.FromSeconds(4);
+                    o.MaxAttempts = 20;
+                });
+            });
+            var host = builder.Build();
+            try
+            {
+                using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                attempt.CancelAfter(TimeSpan.FromSeconds(4));
+                await host.StartAsync(attempt.Token);
+                return host;
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                // No silo has published its gateway yet.
+                last = e;
+                Log($"client: {e.GetType().Name}: {e.Message}");
+                host.Dispose();
+                await Task.Delay(200, cancellationToken);
+            }
+        }
+        throw new TimeoutException("the client found no gateway in the Redis membership table: " + last?.Message + "\n" + SiloLogs(), last);
+    }
+
+    public async Task RunKillAndRestartAsync(CancellationToken cancellationToken)
+    {
+        var statuses = (await StatusesAsync())!;
+        var primary = statuses[0]!.Primary;
+        var victim = Enumerable.Range(0, N).Last(i => i != primary);
+        Log($"view {statuses[0]!.View}, primary {primary}; the backup to kill: replica {victim}");
+
+        var kv = _client!.Services.GetRequiredService<KeyValueClient>();
+        var acknowledged = new ConcurrentDictionary<string, string>();
+        var completions = 0;
+        var failures = new ConcurrentQueue<string>();
+        using var stopLoad = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var workers = Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        {
+            for (var i = 0; !stopLoad.IsCancellationRequested; i++)
+            {
+                var key = string.Create(CultureInfo.InvariantCulture, $"w{w}-{i}");
+                var value = string.Create(CultureInfo.InvariantCulture, $"value-{w}-{i}");
+                try
+                {
+                    await kv.PutAsync(key, System.Text.Encoding.UTF8.GetBytes(value), stopLoad.Token);
+                    acknowledged[key] = value;
+                    Interlocked.Increment(ref completions);
+                }
+                catch (OperationCanceledException) when (stopLoad.IsCancellationRequested)
+                {
+                    return; // outcome unknown, never acknowledged
+                }
+                catch (Exception e)
+                {
+                    failures.Enqueue($"{key}: {e.GetType().Name}: {e.Message}");
+                    return;
+                }
+            }
+        }, CancellationToken.None)).ToArray();
+
+        try
+        {
+            await WaitForCompletionsAsync(() => completions, 40, "before the kill", failures, cancellationToken);
+
+            var victimProcess = _silos[victim];
+            victimProcess.Kill();
+            var atKill = completions;
+            var killedAt = _clock.Elapsed;
+            Log($"SIGKILL {victimProcess} at {atKill} acknowledged writes");
+
+            await WaitForCompletionsAsync(() => completions, atKill + 40, "while the backup is down", failures, cancellationToken);
+            // Down for a few seconds at least: long enough for its peers to move well ahead.
+            await WaitUntilAsync(
+                () => Task.FromResult((_clock.Elapsed - killedAt >= TimeSpan.FromSeconds(4), $"{completions} writes acknowledged")),
+                "a few seconds of load without the backup", cancellationToken);
+            var whileDown = completions - atKill;
+
+            victimProcess.Start();
+            var atRestart = completions;
+            Log($"restarted {victimProcess} after {(_clock.Elapsed - killedAt).TotalSeconds:F1} s down, {whileDown} writes acknowledged meanwhile");
+            await WaitUntilAsync(async () =>
+            {
+                var s = await StatusAsync(victim);
+                return (s is not null, s is null ? "no answer" : MinBftTestCluster.Describe(s));
+            }, $"restarted replica {victim} answers", cancellationToken);
+            Log("restarted replica answers");
+            await WaitForCompletionsAsync(() => completions, atRestart + 40, "after the restart", failures, cancellationToken);
+        }
+        finally
+        {
+            await stopLoad.CancelAsync();
+            await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+        }
+        Assert.True(failures.IsEmpty, "requests failed: " + string.Join("; ", failures.Take(5)));
+        Log($"load stopped: {acknowledged.Count} acknowledged writes");
+
+        // Agreement: all three at the same position with equal history and state.
+        ReplicaStatus?[] final = [];
+        await WaitUntilAsync(async () =>
+        {
+            final = await StatusesAsync();
+            var ok = final.All(s => s is not null && s.Halted is null
+                && s.ExecutedSequence == final[0]!.ExecutedSequence
+                && s.HistoryDigest == final[0]!.HistoryDigest
+                && s.StateDigest == final[0]!.StateDigest
+                && s.AwaitingUi == 0 && s.DurableSentCount == s.SentLogCount);
+            return (ok, Describe(final));
+        }, "the three replicas agree (restarted one included)", cancellationToken);
+        foreach (var s in final) Log(MinBftTestCluster.Describe(s!));
+        Assert.True(final[victim]!.ExecutedSequence > 0);
+
+        // No acknowledged write is lost: every one reads back (an ordered, f+1-verified read).
+        var reads = acknowledged.ToArray();
+        var checkedCount = 0;
+        await Parallel.ForEachAsync(reads, new ParallelOptions { MaxDegreeOfParallelism = 8, CancellationToken = cancellationToken }, async (entry, token) =>
+        {
+            var stored = await kv.GetAsync(entry.Key, token);
+            Assert.True(stored is not null, $"acknowledged write {entry.Key} is lost");
+            Assert.Equal(entry.Value, System.Text.Encoding.UTF8.GetString(stored));
+            Interlocked.Increment(ref checkedCount);
+        });
+        Log($"all {checkedCount} acknowledged writes read back");
+        _failed = false;
+    }
+
+    private async Task WaitForCompletionsAsync(Func<int> completions, int target, string phase, ConcurrentQueue<string> failures, CancellationToken cancellationToken) =>
+        await WaitUntilAsync(() =>
+        {
+            if (!failures.IsEmpty) Assert.Fail($"requests failed {phase}: " + string.Join("; ", failures.Take(5)));
+            return Task.FromResult((completions() >= target, $"{completions()} of {target} writes acknowledged"));
+        }, $"{target} acknowledged writes {phase}", cancellationToken);
+
+    private async Task<ReplicaStatus?> StatusAsync(int replica)
+    {
+        try
+        {
+            return await Cluster.GetGrain<IReplicaGrain>(replica).GetStatus().WaitAsync(TimeSpan.FromSeconds(3));
+        }
+        catch (Exception)
+        {
+            return null; // down, or still activating
+        }
+    }
+
+    private async Task<ReplicaStatus?[]> StatusesAsync() => await Task.WhenAll(Enumerable.Range(0, N).Select(StatusAsync));
+
+    private static string Describe(ReplicaStatus?[] statuses) =>
+        string.Join("; ", statuses.Select((s, i) => s is null ? $"r{i}: no answer" : MinBftTestCluster.Describe(s)));
+
+    private async Task WaitUntilAsync(Func<Task<(bool Holds, string Observed)>> condition, string what, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        var observed = "(not evaluated)";
+        while (clock.Elapsed < ProcessDeploymentTimeouts.Phase)
+        {
+            if (cancellationToken.IsCancellationRequested) break;
+            bool holds;
+            (holds, observed) = await condition();
+            if (holds) return;
+            try
+            {
+                await Task.Delay(100, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+        Assert.Fail($"not within {ProcessDeploymentTimeouts.Phase.TotalSeconds:F0} s (or the test's budget): {what}; last observed: {observed}\n{SiloLogs()}");
+    }
+
+    private string SiloLogs() => string.Join("\n", _silos.Select(s => $"--- {s} ---\n{s.Tail()}"));
+
+    public void Dispose()
+    {
+        if (_failed)
+        {
+            _output.WriteLine(SiloLogs());
+            // Keep the logs of a failed run.
+            var kept = Path.Combine(Path.GetTempPath(), "minbft-proc-failed-logs");
+            Directory.CreateDirectory(kept);
+            foreach (var silo in _silos)
+            {
+                var log = Path.Combine(silo.WorkingDirectory, silo.Name + ".log");
+                if (File.Exists(log)) File.Copy(log, Path.Combine(kept, silo.Name + ".log"), overwrite: true);
+            }
+        }
+        if (_client is { } client)
+        {
+            try
+            {
+                client.StopAsync().Wait(TimeSpan.FromSeconds(5));
+            }
+            catch (AggregateException)
+            {
+            }
+            client.Dispose();
+        }
+        foreach (var silo in _silos) silo.Dispose();
+        foreach (var redis in _redis) redis.Dispose();
+        Log("stopped: " + string.Join(", ", _silos) + "; redis pids " + string.Join(",", _redis.Select(r => r.ProcessId)));
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+internal static class ProcessDeploymentTimeouts
+{
+    public static readonly TimeSpan Phase = TimeSpan.FromSeconds(25);
+}
