@@ -123,4 +123,46 @@ public sealed class ViewChangeTests
         var effects = h.Deliver(2, bare);
         Assert.Equal(RejectReason.InvalidBatch, Assert.Single(effects.OfType<Rejected>()).Reason);
     }
+
+    [Theory]
+    [InlineData("one VIEW-CHANGE only")]
+    [InlineData("a forged VIEW-CHANGE")]
+    [InlineData("a VIEW-CHANGE with a truncated log")]
+    public void Rule_7_4_a_new_view_that_would_omit_a_committed_batch_is_rejected(string how)
+    {
+        // Batch 1 commits at replicas 0 and 1 (replica 2 saw nothing); then 0 crashes and the
+        // new primary, replica 1, is Byzantine: to drop batch 1 from view 1 it must leave out
+        // its own VIEW-CHANGE (which carries its COMMIT) or replace it with one without it.
+        var h = Harness();
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        h.Request(0, request);
+        h.Request(1, request);
+        h.Flush(0, 1);
+        Assert.Equal(1UL, h.Cores[1].ExecutedSequence);
+        var commit = Assert.Single(h.Sent<Commit>(1));
+
+        h.Deliver(2, Suspicion(h, 0, 1));
+        h.Deliver(2, Suspicion(h, 1, 1));
+        Assert.True(h.Cores[2].ViewChanging);
+        var vc2 = Assert.Single(h.Sent<ViewChange>(2));
+
+        ViewChange[] chosen = how switch
+        {
+            "one VIEW-CHANGE only" => [vc2],
+            "a forged VIEW-CHANGE" => [vc2, new ViewChange(1, 1, CheckpointCertificate.Genesis, [], commit.CommitUi, [])],
+            _ => [vc2, h.Certify(1, new ViewChange(1, 1, CheckpointCertificate.Genesis, [], UniqueIdentifier.None, []))],
+        };
+        var newView = h.Certify(1, new NewView(1, 1, chosen, UniqueIdentifier.None));
+        h.Deliver(2, commit); // replica 1's stream, in order (a view-0 COMMIT: no effect in view 1)
+        var before = h.Cores[2].StateFingerprint();
+        var effects = new List<Effect>();
+        // A certified VIEW-CHANGE is itself in replica 1's stream, before the NEW-VIEW: rejected
+        // there, it also leaves the NEW-VIEW behind it unprocessed.
+        if (chosen.Length == 2 && !chosen[1].Ui.IsNone && chosen[1].Ui.Counter > commit.CommitUi.Counter) effects.AddRange(h.Deliver(2, chosen[1]));
+        effects.AddRange(h.Deliver(2, newView));
+        Assert.Contains(effects.OfType<Rejected>(), r => r.From == 1 && r.Reason is RejectReason.Inconsistent or RejectReason.InvalidUi);
+        Assert.Equal(before, h.Cores[2].StateFingerprint());
+        Assert.True(h.Cores[2].ViewChanging, "no view entered without the committed batch");
+        Assert.Equal(0UL, h.Cores[2].ExecutedSequence);
+    }
 }
