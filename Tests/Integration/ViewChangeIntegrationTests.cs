@@ -60,6 +60,12 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
         // Phase 1: backup 2 hears the primary's PREPAREs only through backup 1.
         await load.WaitForMoreAsync(30, "requests complete while backup 2 is starved");
         Assert.True(attack.StarvedCount > 0, "PREPAREs to backup 2 were withheld");
+        // Replies of replicas 0 and 1 alone would complete requests (f + 1 = 2), so check that the
+        // starved backup itself keeps up: it executes what the primary executed, from COMMITs.
+        var executed = (await cluster.StatusesAsync([attack.Byzantine]))[0].ExecutedSequence;
+        await MinBftTestCluster.UntilAsync(
+            async () => (await cluster.StatusesAsync([attack.Starved]))[0].ExecutedSequence >= executed,
+            $"starved backup {attack.Starved} reaches batch {executed}");
 
         // Phase 2: the primary withholds all its PREPAREs. Normally it is still replica 0; if the
         // loaded machine already made the backups suspect it, the attack moves to whoever leads.
@@ -133,6 +139,11 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
         var statuses = await cluster.WaitForAgreementAsync(correct);
         foreach (var s in statuses) output.WriteLine(MinBftTestCluster.Describe(s));
         Assert.All(statuses, s => Assert.True(s.View > view && s.Primary != primary, MinBftTestCluster.Describe(s)));
+        // The victim processed P' (validly certified, next in the primary's stream) and refused it
+        // for a position P already took. It does so as soon as backup 1's COMMIT gives it P, long
+        // before the 2 s suspicion timeout could move it to view 1, where P' would merely be stale.
+        var victim = statuses.Single(s => s.ReplicaId == attack.Victim);
+        Assert.True(victim.Rejections.GetValueOrDefault("InvalidBatch") >= 1, MinBftTestCluster.Describe(victim));
         await load.VerifyAcknowledgedAsync();
 
         // The conflicting batch's request reached replicas only inside P', so if P' had executed
