@@ -14,12 +14,21 @@ using Xunit.Abstractions;
 namespace MinBft.Tests.Integration;
 
 /// <summary>
+/// Runs its tests alone, after the parallel collections: they rely on a 2 s suspicion timeout, and
+/// next to the CPU-heavy simulation tests on a 2-core machine correct primaries looked slow enough
+/// for the backups to change view again and again (the request timeout never backs off).
+/// </summary>
+[CollectionDefinition(nameof(ViewChangeCollection), DisableParallelization = true)]
+public sealed class ViewChangeCollection;
+
+/// <summary>
 /// View changes on TestingHost clusters with the real grains, under a continuous client load:
 /// a primary that withholds its PREPAREs, a primary that equivocates with its real USIG, and
 /// (f = 2) two consecutive primaries whose fault domains go down. In each case the correct
 /// replicas must move to a later view, requests must keep completing, the correct replicas must
 /// end with one history, and every write a client saw acknowledged must still be there.
 /// </summary>
+[Collection(nameof(ViewChangeCollection))]
 public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
 {
     // Short, so that suspicion fires about two seconds after the fault. Not shorter: the request
