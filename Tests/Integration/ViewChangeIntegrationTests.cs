@@ -144,6 +144,8 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
         await WaitForViewAboveAsync(cluster, correct, view, primary);
         await load.WaitForMoreAsync(20, "requests complete in the new view");
         await load.StopAsync();
+        cluster.Log($"after equivocating: {Volatile.Read(ref attack.Withheld)} PREPAREs withheld from the victim, " +
+            $"{Volatile.Read(ref attack.RefusedUis)} UI requests of the primary's core refused");
 
         var statuses = await cluster.WaitForAgreementAsync(correct);
         foreach (var s in statuses) output.WriteLine(MinBftTestCluster.Describe(s));
