@@ -31,6 +31,13 @@ public sealed partial class ReplicaCore
     // VS certificates of the views whose messages are still in the sent log (VIEW-CHANGE needs them).
     private readonly SortedDictionary<long, CheckpointCertificate> _viewStartsKnown = [];
 
+    // The request timer backs off like PBFT's: it doubles with each view change (up to 8x) and
+    // resets once a request executes in the new view, so a network slower than the timeout
+    // does not make correct replicas change view over and over.
+    private int _requestTimeoutBackoff;
+
+    private TimeSpan RequestTimeout => _settings.RequestTimeout * (1 << _requestTimeoutBackoff);
+
     /// <summary>True between joining a view change and accepting its NEW-VIEW.</summary>
     public bool ViewChanging => _viewChanging;
 
@@ -100,6 +107,7 @@ public sealed partial class ReplicaCore
         ProtocolInvariantException.Check(view > View, "views only move forward");
         View = view;
         _viewChanging = true;
+        _requestTimeoutBackoff = Math.Min(3, _requestTimeoutBackoff + 1);
         _newViewSent = false;
         if (_viewChangeTimeout == TimeSpan.Zero) _viewChangeTimeout = _settings.ViewChangeTimeout;
         _viewChangeDeadline = _now + _viewChangeTimeout;
@@ -437,7 +445,7 @@ public sealed partial class ReplicaCore
         if (IsPrimary) return;
         foreach (var known in _known.Values)
         {
-            if (_now - known.FirstSeen < _settings.RequestTimeout) continue;
+            if (_now - known.FirstSeen < RequestTimeout) continue;
             SuspectPrimary(View + 1);
             return;
         }
