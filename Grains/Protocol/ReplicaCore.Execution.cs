@@ -72,13 +72,13 @@ public sealed partial class ReplicaCore
         MaybeCheckpoint();
     }
 
+    /// <summary>What was executed at a position: the requests, in order. Not the PREPARE's digest:
+    /// a batch carried into a new view is proposed again there under another view and counter,
+    /// and must count as the same history.</summary>
     private static byte[] BatchDigest(PreparedBatch batch)
     {
-        var bytes = new byte[32];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes, batch.Digest.A);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(8), batch.Digest.B);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(16), batch.Digest.C);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(24), batch.Digest.D);
-        return bytes;
+        var w = new CanonicalWriter(16 + batch.Prepare.Batch.Length * 32).Tag(MessageTag.Prepare).I32(batch.Prepare.Batch.Length);
+        foreach (var request in batch.Prepare.Batch) w.Raw(MessageEncoding.RequestDigest(request));
+        return System.Security.Cryptography.SHA256.HashData(w.WrittenSpan);
     }
 }

@@ -87,6 +87,16 @@ public sealed partial class ReplicaCore
         }
         else if (prepare.ViewStart is not null)
             return (RejectReason.InvalidBatch, "view-start certificate on a PREPARE that does not start a view");
+        if (_carried.TryGetValue(prepare.Sequence, out var carried))
+        {
+            // A carried position: exactly the batch the NEW-VIEW carries there (validated then).
+            if (carried.Length != prepare.Batch.Length)
+                return (RejectReason.InvalidBatch, $"position {prepare.Sequence} must carry the NEW-VIEW's batch");
+            for (var i = 0; i < carried.Length; i++)
+                if (!MessageEncoding.RequestDigest(carried[i]).AsSpan().SequenceEqual(MessageEncoding.RequestDigest(prepare.Batch[i])))
+                    return (RejectReason.InvalidBatch, $"position {prepare.Sequence} must carry the NEW-VIEW's batch");
+            return null;
+        }
         var clients = new HashSet<string>(StringComparer.Ordinal);
         foreach (var request in prepare.Batch)
         {
@@ -115,7 +125,14 @@ public sealed partial class ReplicaCore
         ProtocolInvariantException.Check(prepare.View == View, "only PREPAREs of the current view are recorded");
         var batch = new PreparedBatch(prepare, Sha256Digest.From(digest), _lastPrepareCounter);
         _prepares.Add(counter, batch);
-        _executionQueue.Enqueue(batch);
+        if (prepare.Sequence <= ExecutedSequence)
+        {
+            // A carried batch this replica already executed: it commits to it again in this view
+            // (others may need the quorum) but does not execute it twice.
+            batch.Executed = true;
+            if (prepare.PrimaryId == Id) _inFlightBatches--;
+        }
+        else _executionQueue.Enqueue(batch);
         _lastPrepareCounter = counter;
         _lastPreparedSequence = prepare.Sequence;
         if (prepare.ViewStart is { } viewStart) _viewStartsKnown[prepare.View] = viewStart;
@@ -266,7 +283,11 @@ public sealed partial class ReplicaCore
                 TryExecute();
                 break;
             case Checkpoint checkpoint:
-                _ownCheckpointCounters[checkpoint.Sequence] = checkpoint.Ui.Counter;
+                // Only regular CHECKPOINTs anchor the log: one is sent right after executing its
+                // position, so what came before refers to positions at most W above it. A
+                // view-start CHECKPOINT names the view's base, which may lie below what the
+                // replica had executed and committed to when it sent it.
+                if (!checkpoint.IsViewStart) _ownCheckpointCounters[checkpoint.Sequence] = checkpoint.Ui.Counter;
                 ProcessCheckpoint(checkpoint);
                 break;
             case ViewChange viewChange:

@@ -84,7 +84,7 @@ public sealed partial class ReplicaCore
         {
             switch (message)
             {
-                case Checkpoint cp when !cp.IsViewStart:
+                case Checkpoint cp when !cp.IsViewStart: // regular ones only anchor the log (see HandleOwnCertified)
                     if (!RestartedAfterCounterGap) _ownCheckpointCounters[cp.Sequence] = cp.Ui.Counter;
                     if (cp.Sequence > ExecutedSequence)
                     {

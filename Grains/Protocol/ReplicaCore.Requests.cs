@@ -124,6 +124,16 @@ public sealed partial class ReplicaCore
     /// or the oldest request has waited <see cref="ProtocolSettings.MaxBatchWait"/>.</summary>
     private void TryPropose()
     {
+        // First, the batches the NEW-VIEW carries, again, in order (see EnterView).
+        while (CanPropose && _carried.TryGetValue(_lastProposedSequence + 1, out var carried))
+        {
+            foreach (var request in carried) NoteOrdered(request);
+            _inFlightBatches++;
+            _lastProposedSequence++;
+            var start = _lastProposedSequence == _viewBase + 1 ? _viewStartCertificate : null;
+            RequestUiFor(new Prepare(View, Id, _lastProposedSequence, carried, UniqueIdentifier.None, start));
+        }
+        if (_carried.Count > 0 && _carried.Keys.Last() > _lastProposedSequence) return;
         while (_pending.Count > 0 && CanPropose)
         {
             var full = _pending.Count >= _settings.MaxBatchSize;

@@ -115,7 +115,7 @@ public sealed partial class ReplicaCore
         // Only a contiguous run can be relayed; a re-anchored stream starts a new run.
         if (stream.Accepted.Count > 0 && stream.Accepted[^1].Ui.Counter + 1 != message.Ui.Counter) stream.Accepted.Clear();
         stream.Accepted.Add(message);
-        if (message is Checkpoint cp) stream.CheckpointCounters[cp.Sequence] = cp.Ui.Counter;
+        if (message is Checkpoint { IsViewStart: false } cp) stream.CheckpointCounters[cp.Sequence] = cp.Ui.Counter;
     }
 
     private void BufferMessage(int sender, CertifiedMessage message)
@@ -194,7 +194,7 @@ public sealed partial class ReplicaCore
     }
 
     /// <summary>A sender's CHECKPOINT that may anchor its stream: W or more below our stable checkpoint.</summary>
-    private bool IsAnchor(Checkpoint cp) => cp.Sequence + (ulong)_settings.Watermark <= StableCheckpoint.Sequence;
+    private bool IsAnchor(Checkpoint cp) => !cp.IsViewStart && cp.Sequence + (ulong)_settings.Watermark <= StableCheckpoint.Sequence;
 
     /// <summary>Times a peer's stream was re-anchored at its CHECKPOINT past an unfillable gap.</summary>
     public long ReanchoredStreams { get; private set; }

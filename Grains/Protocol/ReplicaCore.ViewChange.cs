@@ -23,6 +23,10 @@ public sealed partial class ReplicaCore
     private TimeSpan? _reqViewChangeSentAt;
     private long _reqViewChangeTarget;
     private bool _carryingOver;
+    // Carried batches above the NEW-VIEW's checkpoint, by position: the new primary proposes
+    // exactly these first, and backups accept nothing else at those positions.
+    private readonly SortedDictionary<ulong, Request[]> _carried = [];
+    private byte[] _genesisDigest = [];
     // Position the current view starts after (its carried history ends there); 0 in view 0.
     private ulong _viewBase;
     // VS(View) once f+1 view-start CHECKPOINTs at _viewBase arrived; the primary proposes after.
@@ -140,6 +144,7 @@ public sealed partial class ReplicaCore
     /// <summary>Forget the ordering state of the view being left; executed history stays.</summary>
     private void ResetViewState()
     {
+        _carried.Clear();
         _installedThrough = 0;
         _proposalsSuspended = false;
         _restoredOwnCommits.Clear();
@@ -206,7 +211,7 @@ public sealed partial class ReplicaCore
         {
             var first = log[0].Ui.Counter;
             var anchored = first == 1 ||
-                (log[0] is Checkpoint anchor && anchor.Sequence + (ulong)_settings.Watermark <= vc.CheckpointCertificate.Sequence);
+                (log[0] is Checkpoint { IsViewStart: false } anchor && anchor.Sequence + (ulong)_settings.Watermark <= vc.CheckpointCertificate.Sequence);
             if (!anchored) return (RejectReason.Inconsistent, "VIEW-CHANGE log does not start at a valid anchor");
             for (var i = 0; i < log.Length; i++)
                 if (log[i].Ui.Counter != first + (ulong)i) return (RejectReason.Inconsistent, "VIEW-CHANGE log has a gap");
@@ -355,7 +360,14 @@ public sealed partial class ReplicaCore
         return (checkpoint, history);
     }
 
-    /// <summary>Execute the carried history this replica misses, then announce the view's start.</summary>
+    /// <summary>
+    /// Enter the view. Carried batches at or below the NEW-VIEW's checkpoint are settled (f+1
+    /// replicas certified that state) and execute at once; those above it are NOT executed
+    /// here: the new primary proposes them again, in order, as PREPAREs of this view, and they
+    /// execute only once committed in this view by f+1 replicas, like any batch (PBFT's
+    /// re-proposal). Executing them on the NEW-VIEW alone would be unsafe: a later view change
+    /// among replicas that never processed this NEW-VIEW could carry another batch there.
+    /// </summary>
     private void EnterView(CheckpointCertificate checkpoint, List<Prepare> history)
     {
         // Safety, asserted: every batch this replica executed was committed by f+1 replicas, so
@@ -368,43 +380,63 @@ public sealed partial class ReplicaCore
         _viewChangeDeadline = null;
         _viewChangeTimeout = _settings.ViewChangeTimeout; // reset after a successful view change
         ViewChangesCompleted++;
+        var start = checkpoint.Sequence;
         _carryingOver = true;
         foreach (var prepare in history)
         {
             if (prepare.Sequence <= ExecutedSequence) continue;
-            if (prepare.Sequence != ExecutedSequence + 1) break;
-            // Checked as a correct backup would: a batch that fails was never executed anywhere.
-            if (!CarriedBatchValid(prepare)) break;
+            if (prepare.Sequence > start || prepare.Sequence != ExecutedSequence + 1) break;
             var batch = new PreparedBatch(prepare, Sha256Digest.From(MessageEncoding.CertifiedDigest(prepare)), 0);
             foreach (var replica in Enumerable.Range(0, _settings.CommitQuorum)) batch.Committers.Add(replica);
             Execute(batch);
-            if (ExecutedSequence == checkpoint.Sequence && checkpoint.Sequence > 0)
+            if (ExecutedSequence == start && start > 0)
                 ProtocolInvariantException.Check(Sha256Digest.From(StateDigest()) == Sha256Digest.From(checkpoint.StateDigest),
                     "the carried history reproduces the certified checkpoint state");
         }
         _carryingOver = false;
-        _viewBase = ExecutedSequence;
+        ProtocolInvariantException.Check(ExecutedSequence >= start, "a replica enters a view only from its checkpoint on");
+
+        // The batches the new primary must propose again, cut at the first one a correct backup
+        // would refuse (judged against the state it would have there: deterministic).
+        _carried.Clear();
+        var ordered = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        foreach (var (client, record) in _clients) ordered[client] = record.LastExecutedSeq;
+        foreach (var prepare in history)
+        {
+            if (prepare.Sequence <= start) continue;
+            if (prepare.Sequence > ExecutedSequence)
+            {
+                if (!CarriedBatchValid(prepare, ordered)) break;
+                foreach (var request in prepare.Batch) ordered[request.ClientId] = request.Seq;
+            }
+            _carried[prepare.Sequence] = prepare.Batch;
+        }
+
+        _viewBase = start;
         _lastPreparedSequence = _viewBase;
         _lastProposedSequence = _viewBase;
         foreach (var view in _viewChanges.Keys.Where(v => v <= View).ToList()) _viewChanges.Remove(view);
         _validViewChanges.Clear();
         foreach (var key in _viewStartVotes.Keys.Where(k => k.View < View).ToList()) _viewStartVotes.Remove(key);
-        // Announce where this view starts; f+1 of these (VS) let the primary propose.
-        var digest = StateDigest();
-        _ownCheckpointDigests[ExecutedSequence] = Sha256Digest.From(digest);
-        TakeSnapshot(); // the view start becomes a stable checkpoint that peers may fetch
-        RequestUiFor(new Checkpoint(Id, View, ExecutedSequence, digest, UniqueIdentifier.None, IsViewStart: true));
+        // Announce where this view starts: f+1 of these (VS) let the primary propose. The digest
+        // is the certified one (this replica may already be past that position).
+        var digest = start == 0 ? _genesisDigest : checkpoint.StateDigest;
+        _ownCheckpointDigests[start] = Sha256Digest.From(digest);
+        if (ExecutedSequence == start) TakeSnapshot(); // the view start becomes a stable checkpoint peers may fetch
+        RequestUiFor(new Checkpoint(Id, View, start, digest, UniqueIdentifier.None, IsViewStart: true));
         if (IsPrimary)
             foreach (var known in _known.Values.ToList()) AddPending(known.Request);
     }
 
-    private bool CarriedBatchValid(Prepare prepare)
+    /// <summary>Checked as a correct backup would, against the per-client sequence numbers the
+    /// state would have before this batch: a batch that fails was never executed anywhere.</summary>
+    private bool CarriedBatchValid(Prepare prepare, Dictionary<string, ulong> ordered)
     {
         var clients = new HashSet<string>(StringComparer.Ordinal);
         foreach (var request in prepare.Batch)
         {
             if (!clients.Add(request.ClientId) || !VerifyRequest(request)) return false;
-            if (request.Seq <= LastExecutedSeq(request.ClientId)) return false;
+            if (request.Seq <= ordered.GetValueOrDefault(request.ClientId)) return false;
         }
         return true;
     }

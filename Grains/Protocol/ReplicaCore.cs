@@ -34,6 +34,7 @@ public sealed partial class ReplicaCore
         _lastCommitted = new ulong[settings.N];
         _lastCommittedPosition = new ulong[settings.N];
         _verifiedRequests = new VerifiedRequestCache(settings.VerifiedRequestCacheSize);
+        _genesisDigest = StateDigest(); // where view starts at position 0 begin
     }
 
     public ProtocolSettings Settings => _settings;

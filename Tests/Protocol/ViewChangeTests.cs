@@ -95,16 +95,19 @@ public sealed class ViewChangeTests
         h.Deliver(1, h.Sent<ReqViewChange>(2).Single());
         Assert.All(new[] { 1, 2 }, i => Assert.Equal(1, h.Cores[i].View));
 
-        // VIEW-CHANGEs reach the new primary (1), whose NEW-VIEW reaches 2; VS forms; the
-        // pending request is proposed in view 1 and executes at position 2.
+        // VIEW-CHANGEs reach the new primary (1), whose NEW-VIEW reaches 2; VS forms; the new
+        // primary first proposes the carried batch again (position 1, already executed
+        // everywhere: committed again, not executed twice), then the pending request at 2.
         h.Flush(1, 2);
         Assert.All(new[] { 1, 2 }, i => Assert.False(h.Cores[i].ViewChanging));
         Assert.All(new[] { 1, 2 }, i => Assert.Equal(2UL, h.Cores[i].ExecutedSequence));
         Assert.Equal(Convert.ToHexString(h.Cores[1].StateDigest()), Convert.ToHexString(h.Cores[2].StateDigest()));
-        var prepare = h.Sent<Prepare>(1).Single();
-        Assert.Equal(1, prepare.View);
-        Assert.Equal(2UL, prepare.Sequence);
-        Assert.NotNull(prepare.ViewStart); // the first PREPARE of view 1 proves where it starts
+        var prepares = h.Sent<Prepare>(1).OrderBy(p => p.Sequence).ToList();
+        Assert.All(prepares, p => Assert.Equal(1, p.View));
+        Assert.Equal([1UL, 2UL], prepares.Select(p => p.Sequence));
+        Assert.Equal(first, Assert.Single(prepares[0].Batch));
+        Assert.NotNull(prepares[0].ViewStart); // the first PREPARE of view 1 proves where it starts
+        Assert.Equal(second, Assert.Single(prepares[1].Batch));
     }
 
     [Fact]

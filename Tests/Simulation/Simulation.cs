@@ -239,6 +239,7 @@ public sealed class Simulation
     internal void OnExecuted(int replica, Executed executed)
     {
         if (!IsCorrect(replica)) return;
+        Trace($"  replica {replica} executes #{executed.Sequence} (view {executed.View}, primary counter {executed.PrimaryCounter})");
         var history = _histories[replica];
         if ((ulong)history.Count + 1 != executed.Sequence)
             Fail($"replica {replica} executed sequence {executed.Sequence} after {history.Count}");
