@@ -352,7 +352,7 @@ public sealed partial class ReplicaGrain(
         _usigPumpRunning = true;
         try
         {
-            var delay = silo.Options.RetryDelay;
+            var backoff = new Backoff(silo.Options.RetryDelay, silo.Options.MaxRetryDelay, silo.Clock);
             while (_halted is null && _uiRequests.TryPeek(out var request))
             {
                 var counter = _certified + 1;
@@ -373,13 +373,12 @@ public sealed partial class ReplicaGrain(
                     // this fault domain (same silo), so the call is local.
                     var ui = await _usig.CreateUi(request.CertifiedDigest);
                     certified = request.Message.WithUi(ui);
-                    delay = silo.Options.RetryDelay;
+                    backoff.Reset();
                 }
                 catch (Exception e) when (_halted is null)
                 {
-                    LogUsigRetry(logger, e, _id, delay);
-                    await Task.Delay(delay, silo.Clock);
-                    delay = Min(delay * 2, silo.Options.MaxRetryDelay);
+                    LogUsigRetry(logger, e, _id, backoff.Delay);
+                    await backoff.WaitAsync();
                     continue;
                 }
                 if (_halted is not null) return;
@@ -409,7 +408,7 @@ public sealed partial class ReplicaGrain(
         _persistPumpRunning = true;
         try
         {
-            var delay = silo.Options.RetryDelay;
+            var backoff = new Backoff(silo.Options.RetryDelay, silo.Options.MaxRetryDelay, silo.Clock);
             while (_halted is null && (_durable < LastSent || _uiDurable < _certified))
             {
                 var target = LastSent;
@@ -424,7 +423,7 @@ public sealed partial class ReplicaGrain(
                     var persisted = _persisted;
                     _persisted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     persisted.TrySetResult();
-                    delay = silo.Options.RetryDelay;
+                    backoff.Reset();
                     FlushOutbox();
                     await TrimAsync();
                 }
@@ -436,9 +435,8 @@ public sealed partial class ReplicaGrain(
                 }
                 catch (Exception e) when (_halted is null)
                 {
-                    LogPersistRetry(logger, e, _id, delay);
-                    await Task.Delay(delay, silo.Clock);
-                    delay = Min(delay * 2, silo.Options.MaxRetryDelay);
+                    LogPersistRetry(logger, e, _id, backoff.Delay);
+                    await backoff.WaitAsync();
                 }
             }
         }
@@ -475,7 +473,7 @@ public sealed partial class ReplicaGrain(
         _checkpointPumpRunning = true;
         try
         {
-            var delay = silo.Options.RetryDelay;
+            var backoff = new Backoff(silo.Options.RetryDelay, silo.Options.MaxRetryDelay, silo.Clock);
             while (_halted is null && _checkpointToStore is { } next)
             {
                 try
@@ -489,7 +487,7 @@ public sealed partial class ReplicaGrain(
                     });
                     _storedCheckpoint = next.Certificate.Sequence;
                     if (ReferenceEquals(_checkpointToStore, next)) _checkpointToStore = null;
-                    delay = silo.Options.RetryDelay;
+                    backoff.Reset();
                 }
                 catch (InconsistentStateException e)
                 {
@@ -498,9 +496,8 @@ public sealed partial class ReplicaGrain(
                 }
                 catch (Exception e) when (_halted is null)
                 {
-                    LogCheckpointRetry(logger, e, _id, delay);
-                    await Task.Delay(delay, silo.Clock);
-                    delay = Min(delay * 2, silo.Options.MaxRetryDelay);
+                    LogCheckpointRetry(logger, e, _id, backoff.Delay);
+                    await backoff.WaitAsync();
                 }
             }
         }
@@ -536,7 +533,21 @@ public sealed partial class ReplicaGrain(
 
     private void Count(string reason) => _grainRejections[reason] = _grainRejections.GetValueOrDefault(reason) + 1;
 
-    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
+    /// <summary>Retry delays for the pumps: start small, double on each failure up to a cap.</summary>
+    private sealed class Backoff(TimeSpan initial, TimeSpan max, TimeProvider clock)
+    {
+        private readonly TimeSpan _initial = initial;
+
+        public TimeSpan Delay { get; private set; } = initial;
+
+        public void Reset() => Delay = _initial;
+
+        public async Task WaitAsync()
+        {
+            await Task.Delay(Delay, clock);
+            Delay = Delay * 2 < max ? Delay * 2 : max;
+        }
+    }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} of {N} activated: {Logged} sent messages in its durable log, stored checkpoint {Checkpoint}, view {View}")]
     private static partial void LogActivated(ILogger logger, int replicaId, int n, int logged, ulong checkpoint, long view);
