@@ -64,20 +64,31 @@ public sealed partial class ReplicaCore
     /// <summary>A CHECKPOINT, ours once certified or a peer's in stream order.</summary>
     private Outcome ProcessCheckpoint(Checkpoint checkpoint)
     {
+        CountCheckpointVote(checkpoint);
+        return Outcome.Accepted;
+    }
+
+    /// <summary>
+    /// A CHECKPOINT's vote toward a stable certificate. Also counted for a verified CHECKPOINT
+    /// still waiting behind a gap in its sender's stream: a vote depends on nothing before it in
+    /// the stream, and the gap may be one the sender already garbage-collected, which only a
+    /// newer stable checkpoint lets this replica skip (re-anchoring, TryReanchor).
+    /// </summary>
+    private void CountCheckpointVote(Checkpoint checkpoint)
+    {
         RecordViewStartVote(checkpoint);
         // Positions at or below the stable checkpoint are settled: nothing to learn. Votes far
         // beyond what this replica executed are not kept (a faulty replica could otherwise fill
         // memory with votes for positions that never become stable); the message still counts
         // as accepted in its sender's stream.
-        if (checkpoint.Sequence <= StableCheckpoint.Sequence) return Outcome.Accepted;
-        if (checkpoint.Sequence > ExecutedSequence + 16 * (ulong)(_settings.CheckpointInterval + _settings.Watermark)) return Outcome.Accepted;
+        if (checkpoint.Sequence <= StableCheckpoint.Sequence) return;
+        if (checkpoint.Sequence > ExecutedSequence + 16 * (ulong)(_settings.CheckpointInterval + _settings.Watermark)) return;
         var digest = Sha256Digest.From(checkpoint.StateDigest);
         if (!_checkpointVotes.TryGetValue(checkpoint.Sequence, out var byDigest))
             _checkpointVotes[checkpoint.Sequence] = byDigest = [];
         if (!byDigest.TryGetValue(digest, out var votes)) byDigest[digest] = votes = [];
         votes[checkpoint.ReplicaId] = checkpoint;
         if (votes.Count >= _settings.CommitQuorum) MakeStable(checkpoint.Sequence, checkpoint.StateDigest, votes.Values);
-        return Outcome.Accepted;
     }
 
     private void MakeStable(ulong sequence, byte[] digest, IEnumerable<Checkpoint> votes)

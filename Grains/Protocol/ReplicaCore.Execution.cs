@@ -42,9 +42,7 @@ public sealed partial class ReplicaCore
         batch.Executed = true;
         ExecutedSequence++;
         _lastExecutionAt = _now;
-        if (batch.Prepare.PrimaryId == Id && !_carryingOver) _inFlightBatches--;
         if (!_carryingOver) _requestTimeoutBackoff = 0; // the view works: back to the configured timeout
-        ProtocolInvariantException.Check(_inFlightBatches >= 0, "in-flight batch count is never negative");
 
         var view = batch.Prepare.View;
         foreach (var request in batch.Prepare.Batch)

@@ -130,7 +130,6 @@ public sealed partial class ReplicaCore
             // A carried batch this replica already executed: it commits to it again in this view
             // (others may need the quorum) but does not execute it twice.
             batch.Executed = true;
-            if (prepare.PrimaryId == Id) _inFlightBatches--;
         }
         else _executionQueue.Enqueue(batch);
         _lastPrepareCounter = counter;
@@ -275,8 +274,11 @@ public sealed partial class ReplicaCore
         switch (certified)
         {
             case Prepare prepare when prepare.View == View:
-                // Our own PREPARE: its requests were checked when they entered the batch.
-                AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
+                // Our own PREPARE: its requests were checked when they entered the batch. A
+                // snapshot installed while its UI was pending may already cover its position:
+                // then, as for a peer's settled PREPARE, only the counter chain moves on.
+                if (SettledByInstall(prepare)) _lastPrepareCounter = Math.Max(_lastPrepareCounter, prepare.PrepareUi.Counter);
+                else AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
                 break;
             case Commit commit when commit.View == View && _prepares.TryGetValue(commit.Prepare.PrepareUi.Counter, out var batch):
                 RecordCommitment(batch, Id);

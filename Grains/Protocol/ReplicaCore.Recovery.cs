@@ -104,7 +104,6 @@ public sealed partial class ReplicaCore
                     }
                     else if (prepare.Sequence == _lastPreparedSequence + 1 && prepare.PrepareUi.Counter > _lastPrepareCounter)
                     {
-                        _inFlightBatches++;
                         _lastProposedSequence = prepare.Sequence;
                         AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
                     }

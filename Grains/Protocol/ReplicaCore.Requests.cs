@@ -14,9 +14,13 @@ public sealed partial class ReplicaCore
     // Primary: requests waiting for a batch, oldest first, at most one per client.
     private readonly LinkedList<(Request Request, TimeSpan Arrived)> _pending = new();
     private readonly Dictionary<string, LinkedListNode<(Request Request, TimeSpan Arrived)>> _pendingByClient = new(StringComparer.Ordinal);
-    private int _inFlightBatches;
     // Primary: the position of the last batch it proposed (UI requested) in this view.
     private ulong _lastProposedSequence;
+
+    /// <summary>The primary's proposed batches not executed here yet. Derived from positions, not
+    /// counted up and down: a snapshot installed mid-pipeline (state transfer) or a carried batch
+    /// executed in an older view would otherwise leave a count that no longer matches.</summary>
+    private int InFlightBatches => IsPrimary && _lastProposedSequence > ExecutedSequence ? (int)(_lastProposedSequence - ExecutedSequence) : 0;
     // Backup: requests known and not executed, by client (sorted: deterministic iteration).
     private readonly SortedDictionary<string, KnownRequest> _known = new(StringComparer.Ordinal);
 
@@ -107,7 +111,7 @@ public sealed partial class ReplicaCore
     /// view 0), pipeline and watermark not full.</summary>
     private bool CanPropose =>
         IsPrimary && !_viewChanging && !_proposalsSuspended && (View == 0 || _viewStartCertificate is not null)
-        && _inFlightBatches < _settings.MaxInFlightBatches
+        && InFlightBatches < _settings.MaxInFlightBatches
         && _lastProposedSequence + 1 <= ExecutedSequence + (ulong)_settings.Watermark;
 
     private bool PrepareAwaitingUi
@@ -128,7 +132,6 @@ public sealed partial class ReplicaCore
         while (CanPropose && _carried.TryGetValue(_lastProposedSequence + 1, out var carried))
         {
             foreach (var request in carried) NoteOrdered(request);
-            _inFlightBatches++;
             _lastProposedSequence++;
             var start = _lastProposedSequence == _viewBase + 1 ? _viewStartCertificate : null;
             RequestUiFor(new Prepare(View, Id, _lastProposedSequence, carried, UniqueIdentifier.None, start));
@@ -138,7 +141,7 @@ public sealed partial class ReplicaCore
         {
             var full = _pending.Count >= _settings.MaxBatchSize;
             var waited = _now - _pending.First!.Value.Arrived >= _settings.MaxBatchWait;
-            if (!full && !waited && _inFlightBatches > 0) return;
+            if (!full && !waited && InFlightBatches > 0) return;
             // Adaptive batching: while a PREPARE waits for its UI (a durable USIG write), a
             // non-full batch keeps filling; the UI's arrival proposes it. One durable counter
             // write then covers everything that arrived during the previous one.
@@ -154,7 +157,6 @@ public sealed partial class ReplicaCore
             }
             if (batch.Count == 0) continue;
             foreach (var request in batch) NoteOrdered(request);
-            _inFlightBatches++;
             _lastProposedSequence++;
             var viewStart = View > 0 && _lastProposedSequence == _viewBase + 1 ? _viewStartCertificate : null;
             RequestUiFor(new Prepare(View, Id, _lastProposedSequence, batch.ToArray(), UniqueIdentifier.None, viewStart));

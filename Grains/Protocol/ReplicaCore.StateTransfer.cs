@@ -315,7 +315,6 @@ public sealed partial class ReplicaCore
         var waiting = _executionQueue.Where(b => b.Prepare.Sequence > snapshot.Sequence).ToList();
         _executionQueue.Clear();
         foreach (var batch in waiting) _executionQueue.Enqueue(batch);
-        _inFlightBatches = waiting.Count(b => b.Prepare.PrimaryId == Id);
 
         // The view: the highest proven one offered, if it is not older than ours.
         if ((_offeredView > View || (_offeredView == View && _viewChanging && _offeredViewStart is not null))

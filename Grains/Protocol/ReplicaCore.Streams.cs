@@ -79,6 +79,8 @@ public sealed partial class ReplicaCore
         {
             BufferMessage(sender, message);
             AskRetransmission(sender, force: false);
+            // Its vote may be what lets this replica skip a gap the sender garbage-collected.
+            if (message is Checkpoint early) CountCheckpointVote(early);
         }
         Drain();
     }

@@ -153,7 +153,6 @@ public sealed partial class ReplicaCore
         _lastPrepareCounter = 0;
         Array.Clear(_lastCommitted);
         Array.Clear(_lastCommittedPosition);
-        _inFlightBatches = 0;
         _viewStartCertificate = null;
         // Orderings of the old view that did not execute are void; executed ones stay ordered.
         _highestOrderedSeq.Clear();

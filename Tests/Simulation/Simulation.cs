@@ -406,10 +406,16 @@ public sealed class Simulation
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    internal void Fail(string what) =>
+    internal void Fail(string what)
+    {
+        // The whole trace goes to a file (it can be long); the message keeps the last events.
+        var traceFile = Path.Combine(Path.GetTempPath(), $"minbft-seed-{Seed}.trace");
+        try { File.WriteAllLines(traceFile, _trace); }
+        catch (IOException) { traceFile = "(trace file not written)"; }
         throw new SimulationFailure(
             $"{what}\nseed={Seed} ({_options})\nreplay: MINBFT_SEED={Seed} dotnet test --filter <the failing test>\n" +
-            $"last events:\n  {string.Join("\n  ", _trace)}");
+            $"full trace: {traceFile}\nlast events:\n  {string.Join("\n  ", _trace.Skip(Math.Max(0, _trace.Count - 300)))}");
+    }
 
     internal static string Describe(ReplicaMessage message) => message switch
     {

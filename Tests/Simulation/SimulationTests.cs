@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using MinBft.Protocol;
 using Xunit.Abstractions;
 
@@ -180,8 +179,7 @@ public sealed class SimulationTests(ITestOutputHelper output)
     public void Crash_recovery_campaign_one_replica_restarts_in_hostile_runs_f2() =>
         RunSeeds(f: 2, count: 40, firstSeed: 50_000, restart: true);
 
-    private static int SeedOr(int fallback) =>
-        Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay ? int.Parse(replay) : fallback;
+    private static int SeedOr(int fallback) => SeedCampaign.ReplaySeed ?? fallback;
 
     [Fact]
     public void A_seed_replays_exactly_the_same_run()
@@ -198,43 +196,11 @@ public sealed class SimulationTests(ITestOutputHelper output)
         }
     }
 
-    private void RunSeeds(int f, int count, int firstSeed, bool hostile = true, bool faultyPrimary = false, bool restart = false)
-    {
-        var seeds = Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay
-            ? [int.Parse(replay)]
-            : Enumerable.Range(firstSeed, int.TryParse(Environment.GetEnvironmentVariable("MINBFT_SEEDS"), out var n) ? n : count);
-        var clock = Stopwatch.StartNew();
-        var rejections = new Dictionary<RejectReason, long>();
-        long events = 0, requests = 0, viewChanged = 0, maxView = 0, transfers = 0;
-        var runs = 0;
-        foreach (var seed in seeds)
-        {
-            var options = restart ? SimulationOptions.WithRestart(seed, f)
-                : faultyPrimary ? SimulationOptions.WithFaultyPrimary(seed, f)
-                : hostile ? SimulationOptions.ForSeed(seed, f)
-                : new SimulationOptions { F = f, Clients = 3, RequestsPerClient = 5 };
-            var sim = new Simulation(seed, options);
-            try
-            {
-                sim.Run();
-            }
-            catch (Exception e)
-            {
-                output.WriteLine($"FAILED seed={seed}: replay with MINBFT_SEED={seed}");
-                throw new Xunit.Sdk.XunitException($"seed {seed} failed (replay: MINBFT_SEED={seed}):\n{e}");
-            }
-            runs++;
-            events += sim.EventsProcessed;
-            requests += sim.RequestsCompleted;
-            if (sim.MaxView > 0) viewChanged++;
-            transfers += sim.StateTransfers;
-            maxView = Math.Max(maxView, sim.MaxView);
-            foreach (var (reason, c) in sim.Rejections) rejections[reason] = rejections.GetValueOrDefault(reason) + c;
-        }
-        output.WriteLine($"f={f}: {runs} seeds, {requests} requests completed, {events} events, {clock.Elapsed.TotalSeconds:F1}s; " +
-                         $"view changed in {viewChanged} seeds (highest view {maxView}); {transfers} snapshots installed");
-        output.WriteLine("rejections by reason: " + string.Join(", ", rejections.OrderBy(r => r.Key).Select(r => $"{r.Key}={r.Value}")));
-        Assert.True(runs > 0);
-        Assert.True(requests > 0, "the runs completed client requests");
-    }
+    private void RunSeeds(int f, int count, int firstSeed, bool hostile = true, bool faultyPrimary = false, bool restart = false,
+        [System.Runtime.CompilerServices.CallerMemberName] string name = "") =>
+        new SeedCampaign(name, output).Run(firstSeed, count, seed =>
+            restart ? SimulationOptions.WithRestart(seed, f)
+            : faultyPrimary ? SimulationOptions.WithFaultyPrimary(seed, f)
+            : hostile ? SimulationOptions.ForSeed(seed, f)
+            : new SimulationOptions { F = f, Clients = 3, RequestsPerClient = 5 });
 }

@@ -1,0 +1,81 @@
+using System.Diagnostics;
+using MinBft.Protocol;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Simulation;
+
+/// <summary>
+/// Runs one seeded scenario over a block of seeds. CI runs each scenario's fixed block; the
+/// environment widens it for a long campaign (Tests/campaign.sh):
+/// <list type="bullet">
+/// <item><c>MINBFT_SEED=s</c> replays exactly seed s;</item>
+/// <item><c>MINBFT_SEEDS=N</c> runs N seeds from the scenario's first seed;</item>
+/// <item><c>MINBFT_KEEP_GOING=1</c> runs every seed even after a failure and reports all failing
+/// seeds at the end (the default stops at the first, with its trace).</item>
+/// </list>
+/// Every run prints a summary line starting with "campaign" (seeds, seeds per second, failures)
+/// that the campaign script collects.
+/// </summary>
+internal sealed class SeedCampaign(string name, ITestOutputHelper output)
+{
+    private readonly Dictionary<RejectReason, long> _rejections = [];
+    private long _events, _requests, _viewChanged, _maxView, _transfers, _restarts;
+
+    public static int? ReplaySeed =>
+        Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay ? int.Parse(replay) : null;
+
+    public static int SeedCount(int fallback) =>
+        int.TryParse(Environment.GetEnvironmentVariable("MINBFT_SEEDS"), out var n) && n > 0 ? n : fallback;
+
+    private static bool KeepGoing => Environment.GetEnvironmentVariable("MINBFT_KEEP_GOING") is "1" or "true";
+
+    /// <summary>Runs <paramref name="count"/> seeds from <paramref name="firstSeed"/> (or the
+    /// environment's choice); <paramref name="check"/> may assert more about each finished run.</summary>
+    public void Run(int firstSeed, int count, Func<int, SimulationOptions> optionsFor, Action<Simulation>? check = null)
+    {
+        var seeds = ReplaySeed is { } replay ? [replay] : Enumerable.Range(firstSeed, SeedCount(count));
+        var clock = Stopwatch.StartNew();
+        var failures = new List<string>();
+        var runs = 0;
+        foreach (var seed in seeds)
+        {
+            var sim = new Simulation(seed, optionsFor(seed));
+            try
+            {
+                sim.Run();
+                check?.Invoke(sim);
+            }
+            catch (Exception e)
+            {
+                var first = e.Message.Split('\n', 2)[0];
+                output.WriteLine($"FAILED {name} seed={seed}: {first}\n  replay: MINBFT_SEED={seed} dotnet test Tests/Tests.csproj -c Release --filter \"FullyQualifiedName~{name}\"");
+                if (!KeepGoing) throw new Xunit.Sdk.XunitException($"seed {seed} failed (replay: MINBFT_SEED={seed}):\n{e}");
+                failures.Add($"{seed} ({first})");
+                continue;
+            }
+            runs++;
+            Observe(sim);
+        }
+        var total = runs + failures.Count;
+        var seconds = clock.Elapsed.TotalSeconds;
+        output.WriteLine($"campaign {name}: {total} seeds in {seconds:F1}s ({total / Math.Max(seconds, 1e-9):F1} seeds/s), {failures.Count} failed; " +
+                         $"{_requests} requests completed, {_events} events, view changed in {_viewChanged} seeds (highest view {_maxView}), " +
+                         $"{_transfers} snapshots installed, {_restarts} restarts");
+        output.WriteLine("rejections by reason: " + string.Join(", ", _rejections.OrderBy(r => r.Key).Select(r => $"{r.Key}={r.Value}")));
+        if (failures.Count > 0)
+            throw new Xunit.Sdk.XunitException($"{failures.Count} of {total} seeds failed: {string.Join("; ", failures)}");
+        Assert.True(runs > 0);
+        Assert.True(_requests > 0, "the runs completed client requests");
+    }
+
+    private void Observe(Simulation sim)
+    {
+        _events += sim.EventsProcessed;
+        _requests += sim.RequestsCompleted;
+        if (sim.MaxView > 0) _viewChanged++;
+        _transfers += sim.StateTransfers;
+        _restarts += sim.RestartsDone;
+        _maxView = Math.Max(_maxView, sim.MaxView);
+        foreach (var (reason, c) in sim.Rejections) _rejections[reason] = _rejections.GetValueOrDefault(reason) + c;
+    }
+}

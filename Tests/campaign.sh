@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# A long seeded simulator campaign: every seeded scenario for N seeds (f=2 scenarios for N2,
+# default N/5 because an f=2 run costs several times an f=1 run), all failing seeds kept, not
+# only the first. Prints seeds per second per scenario and every failing seed with its replay line.
+# Usage, from the project root:  Tests/campaign.sh N [N2] [JOBS]
+#   JOBS: scenarios run in parallel (default: the number of cores).
+set -u
+cd "$(dirname "$0")/.."
+n=${1:?usage: Tests/campaign.sh N [N_f2] [JOBS]}
+n2=${2:-$(( n / 5 > 0 ? n / 5 : 1 ))}
+jobs=${3:-$(nproc)}
+
+dotnet build Tests/Tests.csproj -c Release -v q -nologo >/dev/null || { echo "build failed"; exit 2; }
+
+# scenario (test method name) and its seed count
+scenarios=(
+  "Agreement_integrity_and_liveness_hold_for_500_hostile_seeds_with_f1 $n"
+  "View_change_campaign_faulty_or_crashed_primary_150_seeds_with_f1 $n"
+  "Crash_recovery_campaign_one_replica_restarts_in_hostile_runs_f1 $n"
+  "Campaign_20_seeds_f1_on_a_slow_network $n"
+  "Agreement_integrity_and_liveness_hold_for_200_hostile_seeds_with_f2 $n2"
+  "View_change_campaign_faulty_or_crashed_primary_60_seeds_with_f2 $n2"
+  "Crash_recovery_campaign_one_replica_restarts_in_hostile_runs_f2 $n2"
+  "Campaign_5_seeds_f2_on_a_slow_network $n2"
+  "Agreement_and_liveness_hold_with_no_faults_f3 $n2"
+)
+
+out=$(mktemp -d)
+echo "campaign: $n seeds per f=1 scenario, $n2 per f=2/f=3 scenario, $jobs at a time; logs in $out"
+start=$(date +%s)
+run_one() {
+  local name=$1 seeds=$2 out=$3
+  MINBFT_SEEDS=$seeds MINBFT_KEEP_GOING=1 dotnet test Tests/Tests.csproj -c Release --no-build \
+    --filter "FullyQualifiedName~.$name" --logger "console;verbosity=detailed" >"$out/$name.log" 2>&1
+  echo "$name exit=$?" >>"$out/status"
+}
+export -f run_one
+printf '%s\n' "${scenarios[@]}" | xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" '"$out"
+
+echo
+printf '%-75s %s\n' "scenario" "result"
+status=0
+for entry in "${scenarios[@]}"; do
+  name=${entry%% *}
+  line=$(grep -h "campaign $name:" "$out/$name.log" | tail -1 | sed 's/^ *//')
+  [ -n "$line" ] || { line="no summary (see $out/$name.log)"; status=1; }
+  grep -q "$name exit=0" "$out/status" || status=1
+  printf '%-75s %s\n' "$name" "${line#campaign $name: }"
+done
+echo
+if grep -qh "^ *FAILED " "$out"/*.log; then
+  echo "failing seeds:"
+  grep -h -A1 "^ *FAILED " "$out"/*.log | sed 's/^ */  /' | grep -v '^  --$'
+  status=1
+else
+  echo "no failing seed"
+fi
+echo "wall time: $(( $(date +%s) - start )) s"
+exit $status
