@@ -8,22 +8,29 @@ namespace MinBft;
 /// </summary>
 public interface IUsigGrain : IGrainWithIntegerKey
 {
-    /// <summary>Certify the digest with the next counter (or return the same UI if the digest
-    /// equals the last one certified: a retried call must not burn a counter).</summary>
-    Task<UniqueIdentifier> CreateUi(byte[] certifiedDigest);
+    /// <summary>Certify the digests, in order, at counters from <paramref name="firstCounter"/> (the
+    /// next ones), with one durable write. For counters already issued for exactly these digests,
+    /// the same UIs again (a retried call must not burn counters); anything else is refused. At
+    /// most <see cref="UsigIdentity.MaxBatch"/> digests.</summary>
+    Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests);
 
     /// <summary>The UI of one of the last few counters again, only for the digest it was issued
     /// for (null otherwise): a replica that logged a message before asking for its UI and
     /// crashed before logging the UI recovers it instead of leaving a gap. Issues nothing new.</summary>
     Task<UniqueIdentifier?> ReissueUi(ulong counter, byte[] certifiedDigest);
 
-    /// <summary>The USIG's public identity: epoch and verification key.</summary>
+    /// <summary>The USIG's public identity (epoch, verification key), its last counter and limits.</summary>
     Task<UsigIdentity> GetIdentity();
 }
 
+/// <param name="ReissueWindow">How many of its last UIs the USIG can re-issue (a replica keeps at
+/// most this many issued UIs not yet durable in its log).</param>
+/// <param name="MaxBatch">Most digests one CreateUis certifies.</param>
 [GenerateSerializer, Immutable, Alias("minbft.UsigIdentity")]
 public sealed record UsigIdentity(
     [property: Id(0)] int ReplicaId,
     [property: Id(1)] ulong Epoch,
     [property: Id(2)] byte[] PublicKey,
-    [property: Id(3)] ulong LastCounter);
+    [property: Id(3)] ulong LastCounter,
+    [property: Id(4)] int ReissueWindow,
+    [property: Id(5)] int MaxBatch);

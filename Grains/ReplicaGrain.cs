@@ -1,9 +1,8 @@
-using System.Security.Cryptography;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using MinBft.Application;
-using MinBft.Encoding;
 using MinBft.Hosting;
+using MinBft.Hosting.Journal;
 using MinBft.Messages;
 using MinBft.Protocol;
 using Orleans.Concurrency;
@@ -14,77 +13,35 @@ using Request = MinBft.Messages.Request;
 namespace MinBft;
 
 /// <summary>
-/// Replica i (key = i): a thin adapter that hosts a <see cref="ReplicaCore"/>. Inputs (peer
-/// messages, client requests, timer ticks, UIs from the USIG) go into the core synchronously,
-/// one at a time; the effects it returns are applied in order:
-/// <list type="bullet">
-/// <item>RequestUi: the message is appended to the sent log without its UI (an intent) and made
-/// durable by the persist pump (several coalesce into one write, which rewrites only the
-/// segments touched, see <see cref="ReplicaLogStore"/>); the USIG pump asks USIG i for one UI
-/// at a time, in order, each only once its intent is durable;</item>
-/// <item>PersistSent: the certified message replaces its intent; the persist pump writes its UI
-/// lazily. Until then the USIG can re-issue that UI (it keeps the digests of its last
-/// <see cref="Usig.UsigCore.RecentWindow"/> issues, and the pump never runs further ahead), so
-/// after a crash every counter the USIG issued is recovered from the log: no gap;</item>
-/// <item>Send, ForwardRequest, SendReply: released in order; a certified message's body is
-/// already durable and its UI recoverable (persist before send);</item>
-/// <item>Executed, Rejected: counted and logged.</item>
-/// </list>
-/// Only the two pumps await, so the grain is reentrant: it keeps taking messages while its USIG
-/// or its storage is busy, which is what lets the primary pipeline batches. Interleaving is safe
-/// because every core step runs to completion within one turn.
+/// Replica i (key = i): I/O around a <see cref="ReplicaCore"/>, which decides everything (see
+/// Grains/Hosting/HOSTING.md, "The replica grain"). Inputs go into the core one at a time; its
+/// effects are applied as they come: sends go out at once, and each of the three durable
+/// operations (log write, USIG batch, checkpoint store) runs in the background, one of each kind
+/// at a time, and reports its completion back to the core. Reentrant, so the replica keeps taking
+/// messages while its store or USIG is busy; every core step runs to completion within one turn.
 /// </summary>
-/// <remarks>
-/// Crash recovery: a reactivated replica hands the core what it kept durably (its latest stable
-/// checkpoint with snapshot, its view, its sent log, and the USIG's counter) and the core resumes
-/// from there (<see cref="ReplicaCore.Restore"/>): peers' streams are picked up at their
-/// CHECKPOINT anchors and a newer snapshot is fetched from peers when they have moved on. The
-/// durable stable checkpoint is written off the send path (a certified checkpoint can always be
-/// fetched again), and the sent log is trimmed only below what that stored checkpoint covers.
-/// </remarks>
 [FaultDomainPlacement]
 [Reentrant]
 [KeepAlive] // The core's state lives in memory: idle collection would throw it away.
 public sealed partial class ReplicaGrain(
     MinBftSilo silo,
     IStateMachineFactory stateMachines,
+    IReplicaJournalFactory journals,
     IServiceProvider services,
     ILogger<ReplicaGrain> logger) : Grain, IReplicaGrain
 {
-    // Effects held back while the sent log is not durable (or UI requests while the USIG fails);
-    // beyond this many, storage or USIG is considered down.
-    private const int MaxOutbox = 100_000;
-
-    private readonly Queue<RequestUi> _uiRequests = new();
-    private readonly Queue<(ulong DurableNeeded, Effect Effect)> _outbox = new();
-    // This replica's certified messages from counter _sentLogFirst on: the durable ones and
-    // those waiting for the persist pump (dropped once durable and garbage-collected by the core).
-    private readonly List<CertifiedMessage> _sentLog = [];
     private readonly Dictionary<string, long> _grainRejections = new(StringComparer.Ordinal);
-
     private int _id;
     private ReplicaCore _core = null!;
     private IStateMachine _app = null!;
     private long _started;
-    private ulong _sentLogFirst = 1;
-    // Counters whose entry (intent or certified) is durable; whose UI is in memory; whose UI is durable.
-    private ulong _durable;
-    private ulong _certified;
-    private ulong _uiDurable;
-    private TaskCompletionSource _persisted = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private bool _usigPumpRunning;
-    private bool _persistPumpRunning;
     private string? _halted;
     private IGrainTimer? _tickTimer;
     private TimeSpan? _tickAt;
     private IUsigGrain _usig = null!;
     private IReplicaGrain[] _peers = [];
-    private ReplicaLogStore _log = null!;
+    private IReplicaJournal _journal = null!;
     private ReplicaCheckpointStore _checkpoints = null!;
-    // The newest stable checkpoint waiting to be stored, and the position of the stored one.
-    private CheckpointStable? _checkpointToStore;
-    private ulong _storedCheckpoint;
-    private bool _checkpointPumpRunning;
 
     private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
 
@@ -94,52 +51,29 @@ public sealed partial class ReplicaGrain(
         // Refuse outside fault domain i: there it would hold another domain's keys and store.
         silo.EnsureLocal(_id, "replica");
         _app = stateMachines.Create(_id);
-        _core = new ReplicaCore(silo.ProtocolSettings(_id), silo.CreateProtocolCrypto(_id), _app);
-        _started = silo.Clock.GetTimestamp();
         _usig = GrainFactory.GetGrain<IUsigGrain>(_id);
+        // The USIG's limits are its own: the core reads them, it does not copy them.
+        var usig = await _usig.GetIdentity();
+        var settings = silo.ProtocolSettings(_id) with { UsigReissueWindow = usig.ReissueWindow, UsigMaxBatch = usig.MaxBatch };
+        _core = new ReplicaCore(settings, silo.CreateProtocolCrypto(_id), _app);
+        _started = silo.Clock.GetTimestamp();
         _peers = Enumerable.Range(0, silo.Manifest.N).Select(i => GrainFactory.GetGrain<IReplicaGrain>(i)).ToArray();
 
-        // Fault domain i's own store ("minbft" is bound per silo to the domain's storage).
+        // Fault domain i's own store: the journal of its stream, the checkpoint in grain storage.
+        _journal = journals.Create(this.GetGrainId());
         var storage = services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
-        _log = new ReplicaLogStore(storage, this.GetGrainId(), silo.Options.SentLogSegmentSize);
         _checkpoints = new ReplicaCheckpointStore(storage, this.GetGrainId());
-        var (view, first, log) = await _log.LoadAsync();
+        var log = await _journal.OpenAsync(cancellationToken);
         var checkpoint = await _checkpoints.LoadAsync();
-        _storedCheckpoint = checkpoint.Certificate?.Sequence ?? 0;
-        // The USIG's counter tells which logged intents it certified: their UIs are re-issued;
-        // the others were never certified, so never sent, and are dropped.
-        var usig = await _usig.GetIdentity();
-        var storedUis = log.TakeWhile(m => !m.Ui.IsNone).Count();
-        for (var i = storedUis; i < log.Count; i++)
-        {
-            var counter = first + (ulong)i;
-            var ui = counter <= usig.LastCounter ? await _usig.ReissueUi(counter, MessageEncoding.CertifiedDigest(log[i])) : null;
-            if (ui is null)
-            {
-                log.RemoveRange(i, log.Count - i);
-                break;
-            }
-            log[i] = log[i].WithUi(ui);
-        }
-        var ready = _core.Restore(
-            new RecoveredState(view, checkpoint.Certificate, checkpoint.Snapshot, checkpoint.ViewStarts, log, usig.LastCounter),
-            Now);
-        if (_core.RestartedAfterCounterGap)
-        {
-            // Those counters were never sent (persist before send) and cannot be filled: the
-            // stored log resumes after them.
-            await _log.ResetAsync(usig.LastCounter + 1);
-            _sentLogFirst = usig.LastCounter + 1;
-            _durable = _certified = _uiDurable = usig.LastCounter;
-            LogCounterGap(logger, _id, first + (ulong)log.Count - 1, usig.LastCounter);
-        }
-        else
-        {
-            _sentLog.AddRange(log);
-            _sentLogFirst = log.Count > 0 ? first : usig.LastCounter + 1;
-            _durable = _certified = _sentLogFirst + (ulong)log.Count - 1;
-            _uiDurable = Math.Min(_durable, _sentLogFirst + (ulong)storedUis - 1); // re-issued UIs get written
-        }
+        var state = new RecoveredState(log.View, checkpoint.Certificate, checkpoint.Snapshot, checkpoint.ViewStarts,
+            log.FirstCounter, log.Entries, usig.LastCounter);
+        // UIs the USIG issued for logged intents but that never became durable: it re-issues them
+        // for exactly those digests, so the restarted replica's stream has no gap.
+        var reissue = state.UisToReissue();
+        var reissued = new List<UniqueIdentifier?>(reissue.Count);
+        foreach (var (counter, digest) in reissue) reissued.Add(await _usig.ReissueUi(counter, digest));
+        var ready = _core.Restore(state.WithReissued(reissued), Now);
+        if (_core.RestartedAfterCounterGap) LogCounterGap(logger, _id, usig.LastCounter);
 
         _tickTimer = this.RegisterGrainTimer(OnTickTimer, new GrainTimerCreationOptions(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan)
         {
@@ -147,7 +81,7 @@ public sealed partial class ReplicaGrain(
         });
         var safety = silo.Options.SafetyTickInterval;
         this.RegisterGrainTimer(OnSafetyTick, new GrainTimerCreationOptions(safety, safety) { Interleave = true, KeepAlive = true });
-        LogActivated(logger, _id, silo.Manifest.N, log.Count, _storedCheckpoint, _core.View);
+        LogActivated(logger, _id, silo.Manifest.N, log.Entries.Count, reissue.Count, checkpoint.Certificate?.Sequence ?? 0, _core.View);
         Apply(ready);
     }
 
@@ -169,6 +103,7 @@ public sealed partial class ReplicaGrain(
     {
         var rejections = new Dictionary<string, long>(_grainRejections, StringComparer.Ordinal);
         foreach (var (reason, count) in _core.Rejections) rejections[reason.ToString()] = count;
+        var own = _core.OwnLogPositions;
         return Task.FromResult(new ReplicaStatus(
             _id,
             _core.View,
@@ -181,7 +116,7 @@ public sealed partial class ReplicaGrain(
             _core.PendingRequests,
             _core.LastAccepted(_id),
             _core.AwaitingUiCount,
-            (int)Math.Min(int.MaxValue, _uiDurable - Math.Min(_uiDurable, _core.SentLogFirstCounter - 1)),
+            (int)Math.Min(int.MaxValue, own.UiDurable + 1 - Math.Min(own.UiDurable + 1, _core.SentLogFirstCounter)),
             _halted,
             Convert.ToHexString(_core.HistoryDigest),
             _core.StableCheckpoint.Sequence));
@@ -229,74 +164,31 @@ public sealed partial class ReplicaGrain(
         {
             switch (effect)
             {
-                case RequestUi request:
-                    // Logged before it is certified (an intent), so a crash cannot lose a certified message.
-                    ProtocolInvariantException.Check(request.Message.Ui.IsNone, "an intent has no UI yet");
-                    _sentLog.Add(request.Message);
-                    _uiRequests.Enqueue(request);
-                    if (_uiRequests.Count > MaxOutbox)
-                    {
-                        Halt(null, $"{_uiRequests.Count} messages waiting for a UI; the USIG keeps failing");
-                        return;
-                    }
+                case WriteLog write:
+                    _ = WriteLogAsync(write.Write);
                     break;
-                case PersistSent persist:
-                    AppendSent(persist.Message);
+                case CertifyUis certify:
+                    _ = Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray()),
+                        static (core, uis, now) => core.OnUisIssued(uis, now));
+                    break;
+                case StoreCheckpoint store:
+                    _ = Durably("checkpoint", () => StoreCheckpointAsync(store), static (core, _, now) => core.OnCheckpointStored(now));
                     break;
                 case Send or ForwardRequest or SendReply:
-                    // Released once every message persisted before it in this order is durable.
-                    _outbox.Enqueue((_certified, effect));
-                    if (_outbox.Count > MaxOutbox)
-                    {
-                        // Storage has been failing for long while the core goes on: stop (and
-                        // reload from storage later) rather than grow without bound.
-                        Halt(null, $"{_outbox.Count} messages waiting for the sent log to become durable; storage keeps failing");
-                        return;
-                    }
+                    Dispatch(effect);
                     break;
                 case Executed executed:
-                    OnExecuted(executed);
+                    LogExecuted(logger, _id, executed.Sequence, executed.View, executed.PrimaryCounter, executed.Requests.Count);
                     break;
                 case Rejected rejected:
                     LogRejected(logger, _id, rejected.From, rejected.Reason, rejected.Detail);
-                    break;
-                case CheckpointStable stable:
-                    _checkpointToStore = stable;
                     break;
                 case StateInstalled installed:
                     LogStateInstalled(logger, _id, installed.Sequence, installed.From);
                     break;
             }
         }
-        if (_uiRequests.Count > 0 && !_usigPumpRunning) _ = RunUsigPump();
-        if ((_durable < LastSent || _uiDurable < _certified) && !_persistPumpRunning) _ = RunPersistPump();
-        if (_checkpointToStore is not null && !_checkpointPumpRunning) _ = RunCheckpointPump();
-        FlushOutbox();
         ScheduleTick(ready.NextTick);
-    }
-
-    private ulong LastSent => _sentLogFirst + (ulong)_sentLog.Count - 1;
-
-    private void AppendSent(CertifiedMessage message)
-    {
-        // The USIG pump already put the certified message in place of its intent.
-        var counter = message.Ui.Counter;
-        ProtocolInvariantException.Check(counter >= _sentLogFirst && counter <= _certified
-            && ReferenceEquals(_sentLog[(int)(counter - _sentLogFirst)], message), "a counter is used for one message only, logged as its intent first");
-    }
-
-    private void OnExecuted(Executed executed)
-    {
-        LogExecuted(logger, _id, executed.Sequence, executed.View, executed.PrimaryCounter, executed.Requests.Count);
-    }
-
-    private void FlushOutbox()
-    {
-        while (_halted is null && _outbox.TryPeek(out var next) && next.DurableNeeded <= _durable)
-        {
-            _outbox.Dequeue();
-            Dispatch(next.Effect);
-        }
     }
 
     private void Dispatch(Effect effect)
@@ -310,7 +202,6 @@ public sealed partial class ReplicaGrain(
                     if (peer != _id) OneWay(_peers[peer].Deliver(send.Message), "Deliver", peer);
                 break;
             case Send { To: { } to } send:
-                // One-way, as above.
                 if (to != _id && to >= 0 && to < _peers.Length) OneWay(_peers[to].Deliver(send.Message), "Deliver", to);
                 break;
             case ForwardRequest forward:
@@ -340,172 +231,74 @@ public sealed partial class ReplicaGrain(
             TaskScheduler.Default);
     }
 
-    // ----- pumps: the only places that await -----
+    // ----- durable operations: the only places that await -----
 
     /// <summary>
-    /// Asks the USIG for one UI at a time, in the order the core requested them. A failed call
-    /// is retried with the same digest: the USIG returns the same UI if the failed call had in
-    /// fact issued it, so a retry never burns a counter and never leaves a gap.
+    /// A log write, then its completion. Not retried: whether a failed write landed is unknown,
+    /// so the replica halts and its next activation resumes from what is durable (the USIG
+    /// re-issues what the log lacks). An ETag conflict means another activation took over.
     /// </summary>
-    private async Task RunUsigPump()
+    private async Task WriteLogAsync(LogWrite write)
     {
-        _usigPumpRunning = true;
         try
         {
-            var backoff = new Backoff(silo.Options.RetryDelay, silo.Options.MaxRetryDelay, silo.Clock);
-            while (_halted is null && _uiRequests.TryPeek(out var request))
+            if (write.Truncation is { } cut)
             {
-                var counter = _certified + 1;
-                // Persist before certify: the intent is durable, and the USIG's re-issue window
-                // still covers every UI not yet durable in the log.
-                while (_halted is null && (_durable < counter || counter - _uiDurable >= (ulong)Usig.UsigCore.RecentWindow))
-                {
-                    // Taken before the pump starts: a write that completes synchronously signals it.
-                    var written = _persisted.Task;
-                    if (!_persistPumpRunning) _ = RunPersistPump();
-                    await written;
-                }
-                if (_halted is not null) return;
-                CertifiedMessage certified;
-                try
-                {
-                    // Awaited: the UI is needed before the message can exist. The USIG is in
-                    // this fault domain (same silo), so the call is local.
-                    var ui = await _usig.CreateUi(request.CertifiedDigest);
-                    certified = request.Message.WithUi(ui);
-                    backoff.Reset();
-                }
-                catch (Exception e) when (_halted is null)
-                {
-                    LogUsigRetry(logger, e, _id, backoff.Delay);
-                    await backoff.WaitAsync();
-                    continue;
-                }
-                if (_halted is not null) return;
-                if (certified.Ui.Counter != counter)
-                {
-                    Halt(null, $"USIG issued counter {certified.Ui.Counter} where {counter} was logged: another caller used it");
-                    return;
-                }
-                _sentLog[(int)(counter - _sentLogFirst)] = certified;
-                _certified = counter;
-                _uiRequests.Dequeue();
-                Step(static (core, m, now) => core.OnUiIssued(m, now), certified);
+                if (cut.Gap) await _journal.RestartAtAsync(cut.From, CancellationToken.None);
+                else await _journal.DropFromAsync(cut.From, CancellationToken.None);
             }
+            await _journal.AppendAsync(new JournalAppend(write.View, write.FirstIntentCounter, write.Intents, write.Uis, write.KeepFrom), CancellationToken.None);
         }
-        finally
+        catch (Exception e) when (_halted is null)
         {
-            _usigPumpRunning = false;
+            Halt(e, e is InconsistentStateException ? "another activation of this replica wrote its log" : "writing the log failed: " + e.Message);
+            return;
+        }
+        Step(static (core, _, now) => core.OnLogWritten(now), 0);
+    }
+
+    private Task StoreCheckpointAsync(StoreCheckpoint store) =>
+        _checkpoints.WriteAsync(new ReplicaCheckpointRecord
+        {
+            Certificate = store.Certificate,
+            Snapshot = store.Snapshot,
+            View = store.View,
+            ViewStarts = store.ViewStarts.ToArray(),
+        });
+
+    /// <summary>
+    /// Runs an idempotent durable operation until it succeeds (a USIG batch returns the same UIs
+    /// when retried; a checkpoint store overwrites), then hands its result to the core.
+    /// </summary>
+    private async Task Durably<T>(string what, Func<Task<T>> operation, Func<ReplicaCore, T, TimeSpan, Ready> completed)
+    {
+        var delay = silo.Options.RetryDelay;
+        while (_halted is null)
+        {
+            T result;
+            try
+            {
+                result = await operation();
+            }
+            catch (InconsistentStateException e)
+            {
+                Halt(e, $"another activation of this replica wrote its {what}");
+                return;
+            }
+            catch (Exception e) when (_halted is null)
+            {
+                LogRetry(logger, e, _id, what, delay);
+                await Task.Delay(delay, silo.Clock);
+                delay = delay * 2 < silo.Options.MaxRetryDelay ? delay * 2 : silo.Options.MaxRetryDelay;
+                continue;
+            }
+            Step(completed, result);
+            return;
         }
     }
 
-    /// <summary>
-    /// Makes the sent log durable. Everything appended while a write is in flight goes into the
-    /// next write, so a burst of messages costs one or two writes, not one each.
-    /// </summary>
-    private async Task RunPersistPump()
-    {
-        _persistPumpRunning = true;
-        try
-        {
-            var backoff = new Backoff(silo.Options.RetryDelay, silo.Options.MaxRetryDelay, silo.Clock);
-            while (_halted is null && (_durable < LastSent || _uiDurable < _certified))
-            {
-                var target = LastSent;
-                var certifiedTarget = _certified;
-                try
-                {
-                    // Awaited: a message is certified only once its intent is durable. The store
-                    // copies what it writes before yielding; other turns keep appending.
-                    await _log.WriteAsync(_core.View, _sentLog, _sentLogFirst, _durable, _uiDurable, certifiedTarget);
-                    _durable = target;
-                    _uiDurable = certifiedTarget;
-                    var persisted = _persisted;
-                    _persisted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    persisted.TrySetResult();
-                    backoff.Reset();
-                    FlushOutbox();
-                    await TrimAsync();
-                }
-                catch (InconsistentStateException e)
-                {
-                    // Another activation of this replica wrote its state: this one is stale.
-                    Halt(e, "another activation of this replica wrote its state");
-                    return;
-                }
-                catch (Exception e) when (_halted is null)
-                {
-                    LogPersistRetry(logger, e, _id, backoff.Delay);
-                    await backoff.WaitAsync();
-                }
-            }
-        }
-        finally
-        {
-            _persistPumpRunning = false;
-        }
-    }
-
-    /// <summary>
-    /// Drops, in storage and in memory, the whole segments the core no longer keeps (below its
-    /// sent-log anchor after a stable checkpoint): storage and memory stay bounded. Only durable
-    /// messages are dropped, and never the segment still being written.
-    /// </summary>
-    private async Task TrimAsync()
-    {
-        // Never drop messages the stored checkpoint does not cover yet: after a restart, they
-        // say what this replica committed above it.
-        if (_storedCheckpoint < _core.StableCheckpoint.Sequence) return;
-        var keepFrom = Math.Min(_core.SentLogFirstCounter, _uiDurable + 1);
-        if (keepFrom < _sentLogFirst + (ulong)_log.SegmentSize) return;
-        var first = await _log.TrimAsync(keepFrom);
-        if (first <= _sentLogFirst) return;
-        _sentLog.RemoveRange(0, (int)(first - _sentLogFirst));
-        _sentLogFirst = first;
-    }
-
-    /// <summary>
-    /// Stores the newest stable checkpoint (snapshot included), latest wins. Off the send path:
-    /// nothing waits for it, since peers can serve a certified checkpoint again.
-    /// </summary>
-    private async Task RunCheckpointPump()
-    {
-        _checkpointPumpRunning = true;
-        try
-        {
-            var backoff = new Backoff(silo.Options.RetryDelay, silo.Options.MaxRetryDelay, silo.Clock);
-            while (_halted is null && _checkpointToStore is { } next)
-            {
-                try
-                {
-                    await _checkpoints.WriteAsync(new ReplicaCheckpointRecord
-                    {
-                        Certificate = next.Certificate,
-                        Snapshot = next.Snapshot,
-                        View = next.View,
-                        ViewStarts = next.ViewStarts.ToArray(),
-                    });
-                    _storedCheckpoint = next.Certificate.Sequence;
-                    if (ReferenceEquals(_checkpointToStore, next)) _checkpointToStore = null;
-                    backoff.Reset();
-                }
-                catch (InconsistentStateException e)
-                {
-                    Halt(e, "another activation of this replica wrote its checkpoint");
-                    return;
-                }
-                catch (Exception e) when (_halted is null)
-                {
-                    LogCheckpointRetry(logger, e, _id, backoff.Delay);
-                    await backoff.WaitAsync();
-                }
-            }
-        }
-        finally
-        {
-            _checkpointPumpRunning = false;
-        }
-    }
+    private async Task Durably(string what, Func<Task> operation, Func<ReplicaCore, int, TimeSpan, Ready> completed) =>
+        await Durably(what, async () => { await operation(); return 0; }, completed);
 
     // ----- timers -----
 
@@ -524,8 +317,6 @@ public sealed partial class ReplicaGrain(
     {
         if (_halted is not null) return;
         _halted = reason;
-        _outbox.Clear();
-        _persisted.TrySetResult(); // a pump waiting for a write gives up
         LogHalted(logger, exception, _id, reason);
         // The next message reactivates the replica from its durable state.
         DeactivateOnIdle();
@@ -533,33 +324,14 @@ public sealed partial class ReplicaGrain(
 
     private void Count(string reason) => _grainRejections[reason] = _grainRejections.GetValueOrDefault(reason) + 1;
 
-    /// <summary>Retry delays for the pumps: start small, double on each failure up to a cap.</summary>
-    private sealed class Backoff(TimeSpan initial, TimeSpan max, TimeProvider clock)
-    {
-        private readonly TimeSpan _initial = initial;
+    [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} of {N} activated: {Logged} messages in its durable log ({Reissued} UIs re-issued), stored checkpoint {Checkpoint}, view {View}")]
+    private static partial void LogActivated(ILogger logger, int replicaId, int n, int logged, int reissued, ulong checkpoint, long view);
 
-        public TimeSpan Delay { get; private set; } = initial;
-
-        public void Reset() => Delay = _initial;
-
-        public async Task WaitAsync()
-        {
-            await Task.Delay(Delay, clock);
-            Delay = Delay * 2 < max ? Delay * 2 : max;
-        }
-    }
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} of {N} activated: {Logged} sent messages in its durable log, stored checkpoint {Checkpoint}, view {View}")]
-    private static partial void LogActivated(ILogger logger, int replicaId, int n, int logged, ulong checkpoint, long view);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: the USIG issued counters {Logged}+1..{Usig} for messages that never became durable; its stream resumes after them")]
-    private static partial void LogCounterGap(ILogger logger, int replicaId, ulong logged, ulong usig);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: the USIG (at {Usig}) issued counters whose messages are not in the log; its stream resumes after them")]
+    private static partial void LogCounterGap(ILogger logger, int replicaId, ulong usig);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} installed the snapshot at {Sequence} from replica {From}")]
     private static partial void LogStateInstalled(ILogger logger, int replicaId, ulong sequence, int from);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: storing the stable checkpoint failed; retrying in {Delay}")]
-    private static partial void LogCheckpointRetry(ILogger logger, Exception exception, int replicaId, TimeSpan delay);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Replica {ReplicaId} rejected input from {From}: {Reason} ({Detail})")]
     private static partial void LogRejected(ILogger logger, int replicaId, int? from, RejectReason reason, string detail);
@@ -570,11 +342,8 @@ public sealed partial class ReplicaGrain(
     [LoggerMessage(Level = LogLevel.Debug, Message = "Replica {ReplicaId}: one-way {Method} to {Target} failed")]
     private static partial void LogSendFailed(ILogger logger, Exception exception, int replicaId, string method, int target);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: USIG call failed; retrying the same digest in {Delay}")]
-    private static partial void LogUsigRetry(ILogger logger, Exception exception, int replicaId, TimeSpan delay);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: writing the sent log failed; retrying in {Delay}")]
-    private static partial void LogPersistRetry(ILogger logger, Exception exception, int replicaId, TimeSpan delay);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: {What} failed; retrying the same in {Delay}")]
+    private static partial void LogRetry(ILogger logger, Exception exception, int replicaId, string what, TimeSpan delay);
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "Replica {ReplicaId} halted: {Reason}")]
     private static partial void LogHalted(ILogger logger, Exception? exception, int replicaId, string reason);

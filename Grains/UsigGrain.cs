@@ -51,7 +51,7 @@ public sealed partial class UsigGrain(
     public Task Invoke(IIncomingGrainCallContext context)
     {
         if (silo.Options.UsigServesOnlyItsReplica
-            && context.MethodName is nameof(CreateUi) or nameof(ReissueUi)
+            && context.MethodName is nameof(CreateUis) or nameof(ReissueUi)
             && context.SourceId != GrainFactory.GetGrain<IReplicaGrain>(this.GetPrimaryKeyLong()).GetGrainId())
         {
             LogRefusedCaller(logger, this.GetPrimaryKeyLong(), context.SourceId?.ToString() ?? "unknown");
@@ -67,14 +67,16 @@ public sealed partial class UsigGrain(
         return core.ReissueUiAsync(counter, certifiedDigest, CancellationToken.None);
     }
 
-    public async Task<UniqueIdentifier> CreateUi(byte[] certifiedDigest)
+    public async Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests)
     {
-        // ArgumentException for a null or wrong-length digest, from the core, before any state is touched.
-        ArgumentNullException.ThrowIfNull(certifiedDigest);
+        // ArgumentException for a null, empty, oversized or wrong-length batch, from the core,
+        // before any state is touched.
+        ArgumentNullException.ThrowIfNull(certifiedDigests);
+        if (certifiedDigests.Any(d => d is null)) throw new ArgumentException("a digest is null", nameof(certifiedDigests));
         var core = _core ?? throw new InvalidOperationException("USIG not activated");
         try
         {
-            return await core.CreateUiAsync(certifiedDigest, CancellationToken.None);
+            return [.. await core.CreateUisAsync(firstCounter, certifiedDigests.Select(d => (ReadOnlyMemory<byte>)d).ToArray(), CancellationToken.None)];
         }
         catch (InconsistentStateException e)
         {
@@ -91,13 +93,13 @@ public sealed partial class UsigGrain(
     {
         var core = _core ?? throw new InvalidOperationException("USIG not activated");
         var current = await core.LoadAsync(CancellationToken.None);
-        return new UsigIdentity(core.ReplicaId, core.Epoch, (byte[])_publicKey.Clone(), current.Counter);
+        return new UsigIdentity(core.ReplicaId, core.Epoch, (byte[])_publicKey.Clone(), current.Counter, UsigCore.RecentWindow, UsigCore.MaxBatch);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "USIG {ReplicaId} activated: epoch {Epoch}, last counter {Counter}")]
     private static partial void LogActivated(ILogger logger, int replicaId, ulong epoch, ulong counter);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "USIG {ReplicaId} refused CreateUi from {Caller}: only its replica may ask")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "USIG {ReplicaId} refused a call from {Caller}: only its replica may ask")]
     private static partial void LogRefusedCaller(ILogger logger, long replicaId, string caller);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "USIG {ReplicaId}: another activation wrote the counter; deactivating without issuing")]

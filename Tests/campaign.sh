@@ -18,10 +18,12 @@ scenarios=(
   "View_change_campaign_faulty_or_crashed_primary_150_seeds_with_f1 $n"
   "Crash_recovery_campaign_one_replica_restarts_in_hostile_runs_f1 $n"
   "Campaign_20_seeds_f1_on_a_slow_network $n"
+  "Crash_between_writes_campaign_a_replica_crashes_right_after_a_durable_write_f1 $n"
   "Agreement_integrity_and_liveness_hold_for_200_hostile_seeds_with_f2 $n2"
   "View_change_campaign_faulty_or_crashed_primary_60_seeds_with_f2 $n2"
   "Crash_recovery_campaign_one_replica_restarts_in_hostile_runs_f2 $n2"
   "Campaign_5_seeds_f2_on_a_slow_network $n2"
+  "Crash_between_writes_campaign_a_replica_crashes_right_after_a_durable_write_f2 $n2"
   "Agreement_and_liveness_hold_with_no_faults_f3 $n2"
 )
 

@@ -22,6 +22,7 @@ public static class MessageLimits
     public const int MaxViewStartsInViewChange = 64;
     public const int MaxStateChunkLength = 1024 * 1024;   // one STATE-CHUNK's data
     public const int MaxStateChunks = 64 * 1024;          // chunks per snapshot (64 GiB at the largest chunk)
+    public const int MaxMessagesPerDelivery = 1024;       // messages one replica hands another in one call
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
     public static string? Check(ReplicaMessage? m) => m switch

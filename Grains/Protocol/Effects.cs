@@ -3,17 +3,24 @@ using MinBft.Messages;
 namespace MinBft.Protocol;
 
 /// <summary>
-/// What the core asks its host to do. The host applies a Ready's effects in order: the core
-/// emits them so that "persist, then send, then execute and reply" holds.
+/// What the core asks its host to do. Every effect can be applied as soon as it is emitted: the
+/// core emits a certified message's Send only once its intent is durable and its UI issued
+/// (persist before send), so the host keeps no ordering of its own. The three durable operations
+/// are at most one in flight each; the host reports each completion back to the core, retrying
+/// a failed one unchanged.
 /// </summary>
 public abstract record Effect;
 
-/// <summary>Obtain a UI from this replica's USIG for the message, then call OnUiIssued. UIs must
-/// be requested from the USIG in the order these effects are emitted.</summary>
-public sealed record RequestUi(CertifiedMessage Message, byte[] CertifiedDigest) : Effect;
+/// <summary>Apply this write to the replica's durable log (atomically), then call
+/// <see cref="ReplicaCore.OnLogWritten"/>. Never more than one in flight.</summary>
+public sealed record WriteLog(LogWrite Write) : Effect;
 
-/// <summary>Make this UI-certified message durable in the sent log before any Send of it.</summary>
-public sealed record PersistSent(CertifiedMessage Message) : Effect;
+/// <summary>Have this replica's USIG certify these digests with the counters from
+/// <see cref="FirstCounter"/> on (one durable USIG write), then call
+/// <see cref="ReplicaCore.OnUisIssued"/> with the UIs in order. Never more than one in flight;
+/// a failed call is retried with the same digests (the USIG returns the same UIs if it had in
+/// fact issued them).</summary>
+public sealed record CertifyUis(ulong FirstCounter, IReadOnlyList<byte[]> Digests) : Effect;
 
 /// <summary>Send to one replica, or to every other replica when <see cref="To"/> is null.</summary>
 public sealed record Send(int? To, ReplicaMessage Message) : Effect;
@@ -27,10 +34,12 @@ public sealed record SendReply(Reply Reply) : Effect;
 /// <summary>A batch was executed as number <see cref="Sequence"/> of this replica's history.</summary>
 public sealed record Executed(ulong Sequence, long View, ulong PrimaryCounter, byte[] BatchDigest, IReadOnlyList<Request> Requests) : Effect;
 
-/// <summary>The stable checkpoint advanced to one whose snapshot this replica holds: the host keeps
-/// it durably (with the view-start certificates the replica knows), so a restart resumes from it.
-/// Not on the send path: a certified checkpoint can always be fetched from f+1 replicas again.</summary>
-public sealed record CheckpointStable(CheckpointCertificate Certificate, byte[] Snapshot, long View, IReadOnlyList<CheckpointCertificate> ViewStarts) : Effect;
+/// <summary>Keep this stable checkpoint durably (snapshot, view and the view-start certificates
+/// the replica knows), replacing the stored one, then call <see cref="ReplicaCore.OnCheckpointStored"/>.
+/// A restart resumes from it. Not on the send path (a certified checkpoint can always be fetched
+/// from f+1 replicas again); the durable log is trimmed only below what it covers. Never more than
+/// one in flight; only the newest waiting one is asked for next.</summary>
+public sealed record StoreCheckpoint(CheckpointCertificate Certificate, byte[] Snapshot, long View, IReadOnlyList<CheckpointCertificate> ViewStarts) : Effect;
 
 /// <summary>A snapshot fetched from replica <see cref="From"/> matched its certificate and replaced
 /// this replica's state at <see cref="Sequence"/> (state transfer).</summary>

@@ -65,6 +65,15 @@ public sealed record ProtocolSettings
     /// <summary>Most STATE-CHUNKs served to one requester per retransmit interval.</summary>
     public int MaxStateChunksPerInterval { get; init; } = 64;
 
+    /// <summary>How many of its last UIs this replica's USIG can re-issue. Owned by the USIG (the
+    /// host reads it from the USIG's identity): the replica never has more UIs issued and not yet
+    /// durable in its log than this, so a crash loses none.</summary>
+    public int UsigReissueWindow { get; init; }
+
+    /// <summary>Most digests this replica's USIG certifies in one call (one durable write). Owned by
+    /// the USIG, read from its identity like <see cref="UsigReissueWindow"/>.</summary>
+    public int UsigMaxBatch { get; init; }
+
     public int F => (N - 1) / 2;
 
     /// <summary>Matching commitments (the PREPARE counts as the primary's) that commit a batch.</summary>
@@ -86,6 +95,8 @@ public sealed record ProtocolSettings
         if (ViewChangeTimeout <= TimeSpan.Zero || MaxViewLookahead < 1) throw new ArgumentException("view-change settings must be positive");
         if (StateChunkSize < 1 || StateChunkSize > Encoding.MessageLimits.MaxStateChunkLength || MaxStateChunksPerInterval < 1)
             throw new ArgumentException($"state chunks must be 1..{Encoding.MessageLimits.MaxStateChunkLength} bytes, served at least one per interval");
+        if (UsigReissueWindow < 1 || UsigMaxBatch < 1)
+            throw new ArgumentException("the USIG's re-issue window and largest batch must be read from the USIG (both at least 1)");
         if (MaxRetransmitBatch < 1 || MaxPendingRequests < 1 || VerifiedRequestCacheSize < 1)
             throw new ArgumentException("limits must be positive");
     }

@@ -131,16 +131,38 @@ public sealed partial class ReplicaCore
         // at most W above it, so at most `stable`).
         if (stable < (ulong)_settings.Watermark) return;
         var anchor = _ownCheckpointCounters.LastOrDefault(p => p.Key <= stable - (ulong)_settings.Watermark);
-        if (anchor.Value == 0) return;
-        var drop = (int)Math.Min((ulong)_sentLog.Count, anchor.Value - _sentLogFirstCounter);
-        if (drop <= 0) return;
-        _sentLog.RemoveRange(0, drop);
-        _sentLogFirstCounter += (ulong)drop;
+        if (anchor.Value == 0 || anchor.Value <= _own.First) return;
+        _own.KeepInMemoryFrom(anchor.Value);
+        // The durable log keeps what a restart from the stored checkpoint needs: it is cut at the
+        // same anchor once the stored checkpoint covers this stable one (TrimDurableLog).
+        _durableLogAnchors[stable] = anchor.Value;
+        TrimDurableLog();
         foreach (var position in _ownCheckpointCounters.Keys.Where(p => p < anchor.Key).ToList()) _ownCheckpointCounters.Remove(position);
-        var logged = LoggedViews(_sentLog);
+        var logged = LoggedViews(_own.CertifiedMessages());
         foreach (var view in _viewStartsKnown.Keys.Where(v => v != View && !logged.Contains(v)).ToList()) _viewStartsKnown.Remove(view);
     }
 
+    /// <summary>Where the durable log may start, by the stable checkpoint that made it so.</summary>
+    private readonly SortedDictionary<ulong, ulong> _durableLogAnchors = [];
+
+    private void TrimDurableLog()
+    {
+        ulong keepFrom = 0;
+        foreach (var (stable, counter) in _durableLogAnchors.Where(p => p.Key <= StoredCheckpoint).ToList())
+        {
+            keepFrom = Math.Max(keepFrom, counter);
+            _durableLogAnchors.Remove(stable);
+        }
+        if (keepFrom > 0) _own.KeepDurableFrom(keepFrom);
+    }
+
+    /// <summary>Position of the stable checkpoint the host has stored durably (0: none).</summary>
+    public ulong StoredCheckpoint { get; private set; }
+
     /// <summary>Where this replica's VIEW-CHANGE log would start (its first kept message).</summary>
-    public ulong SentLogFirstCounter => _sentLogFirstCounter;
+    public ulong SentLogFirstCounter => _own.First;
+
+    /// <summary>This replica's own stream positions (counters): appended, durable, certified, UIs durable.</summary>
+    public (ulong Appended, ulong Durable, ulong Certified, ulong UiDurable) OwnLogPositions =>
+        (_own.Appended, _own.Durable, _own.Certified, _own.UiDurable);
 }

@@ -24,16 +24,12 @@ public sealed partial class ReplicaCore
     // seqs. It depends only on the primary's stream, so correct replicas judge a PREPARE alike.
     private readonly Dictionary<string, ulong> _highestOrderedSeq = new(StringComparer.Ordinal);
 
-    // This replica's own stream: messages waiting for a UI, in request order, and the sent log.
-    private readonly Queue<(CertifiedMessage Message, Sha256Digest Digest)> _awaitingUi = new();
-    private readonly List<CertifiedMessage> _sentLog = [];
-    private ulong _sentLogFirstCounter = 1;
+    /// <summary>Messages of this replica's own stream kept in memory (certified ones are kept for
+    /// retransmission and VIEW-CHANGE; the rest wait to become durable and certified).</summary>
+    public int SentLogCount => _own.Count;
 
-    /// <summary>UI-certified messages this replica sent and still keeps for retransmission.</summary>
-    public int SentLogCount => _sentLog.Count;
-
-    /// <summary>Messages handed to the USIG and not yet certified.</summary>
-    public int AwaitingUiCount => _awaitingUi.Count;
+    /// <summary>Messages created and not certified yet (waiting for the durable log or the USIG).</summary>
+    public int AwaitingUiCount => _own.Uncertified;
 
     // Set after a restart or state transfer left this primary unsure of what it proposed.
     private bool _proposalsSuspended;
@@ -244,31 +240,20 @@ public sealed partial class ReplicaCore
 
     // ----- this replica's own USIG stream -----
 
-    private void RequestUiFor(CertifiedMessage message)
-    {
-        ProtocolInvariantException.Check(message.Ui.IsNone, "a message is certified once");
-        var digest = MessageEncoding.CertifiedDigest(message);
-        _awaitingUi.Enqueue((message, Sha256Digest.From(digest)));
-        Emit(new RequestUi(message, digest));
-    }
+    /// <summary>A new message of ours: it takes the next counter now (an intent), and is sent once
+    /// it is durable and certified (see <see cref="OwnLog"/>).</summary>
+    private void RequestUiFor(CertifiedMessage message) =>
+        _own.Append(message, Sha256Digest.From(MessageEncoding.CertifiedDigest(message)));
 
     private void HandleOwnCertified(CertifiedMessage certified)
     {
-        ProtocolInvariantException.Check(_awaitingUi.Count > 0, "a UI arrives only for a requested message");
-        var (expected, digest) = _awaitingUi.Dequeue();
-        ProtocolInvariantException.Check(
-            Sha256Digest.From(MessageEncoding.CertifiedDigest(certified)) == digest && certified.GetType() == expected.GetType(),
-            "the USIG certified the message it was asked to, in order");
         var own = _streams[Id];
         ProtocolInvariantException.Check(certified.Ui.Counter == own.LastAccepted + 1,
             $"own USIG counters are sequential (expected {own.LastAccepted + 1}, got {certified.Ui.Counter})");
         own.LastAccepted = certified.Ui.Counter;
-        if (_sentLog.Count == 0) _sentLogFirstCounter = certified.Ui.Counter;
-        _sentLog.Add(certified);
 
-        // Persist before send: a message whose UI is not durable here would leave a permanent
-        // gap in our stream at every peer if we crashed after sending it.
-        Emit(new PersistSent(certified));
+        // Persist before send holds by construction: its intent is durable (the USIG certifies
+        // only durable intents) and its UI can be re-issued until it is durable too.
         Emit(new Send(null, certified));
 
         switch (certified)
@@ -299,15 +284,8 @@ public sealed partial class ReplicaCore
                 ProcessNewView(newView, own: true);
                 break;
         }
-        if (_viewChangeDeferred && _awaitingUi.Count == 0) SendViewChange();
-        Drain();
     }
 
     /// <summary>This replica's sent messages with counters from <paramref name="from"/> on.</summary>
-    private IEnumerable<CertifiedMessage> SentFrom(ulong from, int max)
-    {
-        if (_sentLog.Count == 0) yield break;
-        var start = from <= _sentLogFirstCounter ? 0 : (long)(from - _sentLogFirstCounter);
-        for (var i = start; i < _sentLog.Count && i < start + max; i++) yield return _sentLog[(int)i];
-    }
+    private IEnumerable<CertifiedMessage> SentFrom(ulong from, int max) => _own.CertifiedFrom(from, max);
 }

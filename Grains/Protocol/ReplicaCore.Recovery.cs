@@ -4,19 +4,55 @@ using MinBft.Messages;
 namespace MinBft.Protocol;
 
 /// <summary>What a replica kept durably, handed to a fresh core after a restart.</summary>
-/// <param name="View">The view stored with the sent log (the replica may have been changing to it).</param>
+/// <param name="View">The view stored with the log (the replica may have been changing to it).</param>
 /// <param name="Certificate">The latest stable checkpoint the replica stored (null: none yet).</param>
 /// <param name="Snapshot">The encoded <see cref="StateSnapshot"/> at that checkpoint.</param>
 /// <param name="ViewStarts">View-start certificates the replica knew when it stored the checkpoint.</param>
-/// <param name="SentLog">The durable sent log, gap-free, oldest first (may be empty).</param>
+/// <param name="LogFirstCounter">Counter of the first entry of the durable log.</param>
+/// <param name="Log">The durable log, gap-free from <paramref name="LogFirstCounter"/>: messages whose UI
+/// is durable, then perhaps intents whose UI is not (<c>Ui.IsNone</c>).</param>
 /// <param name="UsigCounter">The USIG's last issued counter, read after the restart.</param>
 public sealed record RecoveredState(
     long View,
     CheckpointCertificate? Certificate,
     byte[]? Snapshot,
     IReadOnlyList<CheckpointCertificate> ViewStarts,
-    IReadOnlyList<CertifiedMessage> SentLog,
-    ulong UsigCounter);
+    ulong LogFirstCounter,
+    IReadOnlyList<CertifiedMessage> Log,
+    ulong UsigCounter)
+{
+    /// <summary>
+    /// Intents the USIG certified (their counter is at most the USIG's) whose UI never became
+    /// durable: the host asks the USIG to re-issue each (it does only for the very digest it
+    /// certified, within its window), then hands the UIs back with <see cref="WithReissued"/>.
+    /// </summary>
+    public IReadOnlyList<(ulong Counter, byte[] Digest)> UisToReissue()
+    {
+        var reissue = new List<(ulong, byte[])>();
+        for (var i = 0; i < Log.Count; i++)
+        {
+            var counter = LogFirstCounter + (ulong)i;
+            if (counter > UsigCounter) break;
+            if (Log[i].Ui.IsNone) reissue.Add((counter, MessageEncoding.CertifiedDigest(Log[i])));
+        }
+        return reissue;
+    }
+
+    /// <summary>The log with the re-issued UIs in place, in the order of <see cref="UisToReissue"/>;
+    /// a null (the USIG refused) ends the recovered part there.</summary>
+    public RecoveredState WithReissued(IReadOnlyList<UniqueIdentifier?> uis)
+    {
+        var log = Log.ToList();
+        var next = 0;
+        for (var i = 0; i < log.Count && next < uis.Count; i++)
+        {
+            if (!log[i].Ui.IsNone) continue;
+            if (uis[next++] is not { } ui) break;
+            log[i] = log[i].WithUi(ui);
+        }
+        return this with { Log = log };
+    }
+}
 
 /// <summary>
 /// Crash recovery (PROTOCOL.md section 8). A restarted replica resumes from its own durable
@@ -38,15 +74,25 @@ public sealed partial class ReplicaCore
     public Ready Restore(RecoveredState state, TimeSpan now)
     {
         Begin(now);
-        ProtocolInvariantException.Check(ExecutedSequence == 0 && _streams[Id].LastAccepted == 0 && _sentLog.Count == 0,
+        ProtocolInvariantException.Check(ExecutedSequence == 0 && _streams[Id].LastAccepted == 0 && _own.Count == 0,
             "only a fresh core is restored");
-        var log = state.SentLog;
-        for (var i = 1; i < log.Count; i++)
-            if (log[i].Sender != Id || log[i].Ui.Counter != log[0].Ui.Counter + (ulong)i)
-                throw new InvalidDataException($"replica {Id}: the stored sent log is not this replica's gap-free stream");
-        var lastLogged = log.Count == 0 ? 0 : log[^1].Ui.Counter;
+        // The durable log: a certified prefix, then intents; each of ours, at consecutive counters.
+        var log = state.Log;
+        if (state.LogFirstCounter < 1) throw new InvalidDataException($"replica {Id}: the stored log starts at counter 0");
+        var certified = 0;
+        for (var i = 0; i < log.Count; i++)
+        {
+            var counter = state.LogFirstCounter + (ulong)i;
+            if (log[i].Sender != Id || (!log[i].Ui.IsNone && log[i].Ui.Counter != counter))
+                throw new InvalidDataException($"replica {Id}: the stored log is not this replica's gap-free stream (entry {counter})");
+            if (log[i].Ui.IsNone) continue;
+            if (certified != i) throw new InvalidDataException($"replica {Id}: the stored log has a UI at {counter} after an intent without one");
+            certified++;
+        }
+        var lastLogged = state.LogFirstCounter + (ulong)certified - 1;
         if (state.UsigCounter < lastLogged)
-            throw new InvalidDataException($"replica {Id}: the USIG is at counter {state.UsigCounter}, behind the sent log ({lastLogged}): wrong USIG or store");
+            throw new InvalidDataException($"replica {Id}: the USIG is at counter {state.UsigCounter}, behind the stored log ({lastLogged}): wrong USIG or store");
+        var prefix = log.Take(certified).ToList();
 
         // A replica that never used its USIG and stored nothing starts fresh: nothing to resume.
         if (state.UsigCounter == 0 && log.Count == 0 && state.Certificate is not { Sequence: > 0 } && state.View == 0) return End();
@@ -69,18 +115,17 @@ public sealed partial class ReplicaCore
                 throw new InvalidDataException($"replica {Id}: the stored snapshot at {certificate.Sequence} does not match its certificate");
         }
 
-        // 2. Our own stream resumes after the USIG's last counter.
+        // 2. Our own stream resumes after the USIG's last counter. Intents it never certified were
+        // never sent: they go. Counters it certified whose UIs are lost (never re-issuable) are a
+        // gap nobody can fill: the stored log starts over after them.
         _streams[Id].LastAccepted = state.UsigCounter;
         RestartedAfterCounterGap = state.UsigCounter != lastLogged;
-        if (!RestartedAfterCounterGap && log.Count > 0)
-        {
-            _sentLog.AddRange(log);
-            _sentLogFirstCounter = log[0].Ui.Counter;
-        }
-        else _sentLogFirstCounter = state.UsigCounter + 1;
+        if (RestartedAfterCounterGap) _own.Restore(state.UsigCounter + 1, [], [], new LogTruncation(state.UsigCounter + 1, Gap: true));
+        else _own.Restore(state.LogFirstCounter, prefix, prefix.Select(m => Sha256Digest.From(MessageEncoding.CertifiedDigest(m))).ToList(),
+            certified < log.Count ? new LogTruncation(lastLogged + 1, Gap: false) : null);
 
         // 3. What we already said above the checkpoint is not said again under new counters.
-        foreach (var message in log)
+        foreach (var message in prefix)
         {
             switch (message)
             {

@@ -114,15 +114,7 @@ public sealed partial class ReplicaCore
         && InFlightBatches < _settings.MaxInFlightBatches
         && _lastProposedSequence + 1 <= ExecutedSequence + (ulong)_settings.Watermark;
 
-    private bool PrepareAwaitingUi
-    {
-        get
-        {
-            foreach (var (message, _) in _awaitingUi)
-                if (message is Prepare) return true;
-            return false;
-        }
-    }
+    private bool PrepareAwaitingUi => _own.HasUncertified<Prepare>();
 
     /// <summary>The primary cuts batches: full ones at once, otherwise when nothing is in flight
     /// or the oldest request has waited <see cref="ProtocolSettings.MaxBatchWait"/>.</summary>

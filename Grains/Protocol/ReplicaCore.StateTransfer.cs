@@ -16,6 +16,9 @@ public sealed partial class ReplicaCore
 {
     // Snapshots of this replica's own state at its checkpoints (served to peers once stable).
     private readonly SortedDictionary<ulong, byte[]> _ownSnapshots = [];
+    // The newest stable checkpoint waiting to be stored, and the one the host is storing.
+    private StoreCheckpoint? _checkpointToStore;
+    private StoreCheckpoint? _checkpointStoring;
     // Positions above the restored state whose CHECKPOINT this replica already sent before a restart.
     private readonly HashSet<ulong> _restoredOwnCheckpoints = [];
     // Peers that served a snapshot not matching its certificate, with that certificate's position.
@@ -62,12 +65,23 @@ public sealed partial class ReplicaCore
         _ownSnapshots[ExecutedSequence] = new StateSnapshot(ExecutedSequence, _historyDigest, _app.Snapshot(), clients).Encode();
     }
 
-    /// <summary>Tell the host about a stable checkpoint whose snapshot we hold (it keeps it durably).</summary>
+    /// <summary>Have the host keep a stable checkpoint whose snapshot we hold (the newest one waiting
+    /// replaces an older one that was not handed out yet).</summary>
     private void AnnounceStable()
     {
         var stable = StableCheckpoint;
         if (stable.Sequence == 0 || !_ownSnapshots.TryGetValue(stable.Sequence, out var snapshot)) return;
-        Emit(new CheckpointStable(stable, snapshot, View, _viewStartsKnown.Values.ToArray()));
+        _checkpointToStore = new StoreCheckpoint(stable, snapshot, View, _viewStartsKnown.Values.ToArray());
+    }
+
+    /// <summary>The checkpoint handed to the host is durable: the durable log may now drop what it
+    /// covers (see CollectGarbage).</summary>
+    private void CheckpointStored()
+    {
+        var stored = _checkpointStoring ?? throw new ProtocolInvariantException("a checkpoint is stored only after it was handed out");
+        _checkpointStoring = null;
+        if (stored.Certificate.Sequence > StoredCheckpoint) StoredCheckpoint = stored.Certificate.Sequence;
+        TrimDurableLog();
     }
 
     /// <summary>Evidence that this replica is behind (<paramref name="target"/>: a position known to exist).</summary>

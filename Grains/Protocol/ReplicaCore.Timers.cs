@@ -50,7 +50,7 @@ public sealed partial class ReplicaCore
     private TimeSpan? _busySince;
 
     private bool HasOutstandingWork =>
-        _viewChanging || _executionQueue.Count > 0 || _known.Count > 0 || _awaitingUi.Count > 0 || _pending.Count > 0 || BufferedMessages > 0
+        _viewChanging || _executionQueue.Count > 0 || _known.Count > 0 || _own.Uncertified > 0 || _pending.Count > 0 || BufferedMessages > 0
         || _transfer is not null || _behindSince is not null;
 
     private void TrackBusy()

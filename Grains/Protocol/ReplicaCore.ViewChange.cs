@@ -117,14 +117,15 @@ public sealed partial class ReplicaCore
         _viewChangeDeadline = _now + _viewChangeTimeout;
         ResetViewState();
         // The log must end right before the VIEW-CHANGE's counter: wait for pending UIs.
-        if (_awaitingUi.Count > 0) _viewChangeDeferred = true;
+        if (_own.Uncertified > 0) _viewChangeDeferred = true;
         else SendViewChange();
     }
 
     private void SendViewChange()
     {
         _viewChangeDeferred = false;
-        var log = _sentLog.Select(MessageEncoding.ForLog).ToArray();
+        ProtocolInvariantException.Check(_own.Uncertified == 0, "a VIEW-CHANGE's log ends right before its own counter");
+        var log = _own.CertifiedMessages().Select(MessageEncoding.ForLog).ToArray();
         var views = LoggedViews(log);
         var starts = _viewStartsKnown.Where(p => views.Contains(p.Key)).Select(p => p.Value).ToArray();
         RequestUiFor(new ViewChange(Id, View, StableCheckpoint, log, UniqueIdentifier.None, starts));

@@ -21,6 +21,7 @@ public sealed partial class ReplicaCore
     private readonly List<Effect> _effects = [];
     private readonly PeerStream[] _streams;
     private readonly Dictionary<RejectReason, long> _rejections = [];
+    private readonly OwnLog _own;
     private TimeSpan _now;
 
     public ReplicaCore(ProtocolSettings settings, ProtocolCrypto crypto, IStateMachine app)
@@ -29,6 +30,7 @@ public sealed partial class ReplicaCore
         _settings = settings;
         _crypto = crypto;
         _app = app;
+        _own = new OwnLog(settings.UsigReissueWindow, settings.UsigMaxBatch);
         _streams = new PeerStream[settings.N];
         for (var i = 0; i < settings.N; i++) _streams[i] = new PeerStream();
         _lastCommitted = new ulong[settings.N];
@@ -82,6 +84,24 @@ public sealed partial class ReplicaCore
     public Ready OnMessage(ReplicaMessage message, TimeSpan now)
     {
         Begin(now);
+        HandleMessage(message);
+        return End();
+    }
+
+    /// <summary>Several messages from other replicas, in the order they arrived, as one step: what
+    /// they cause is persisted, certified and sent together.</summary>
+    public Ready OnMessages(IReadOnlyList<ReplicaMessage> messages, TimeSpan now)
+    {
+        Begin(now);
+        if (messages is null) Reject(null, RejectReason.Malformed, "null message list");
+        else if (messages.Count > Encoding.MessageLimits.MaxMessagesPerDelivery)
+            Reject(null, RejectReason.Malformed, $"{messages.Count} messages in one delivery (at most {Encoding.MessageLimits.MaxMessagesPerDelivery})");
+        else foreach (var message in messages) HandleMessage(message);
+        return End();
+    }
+
+    private void HandleMessage(ReplicaMessage message)
+    {
         switch (message)
         {
             case null:
@@ -106,14 +126,32 @@ public sealed partial class ReplicaCore
                 Reject(SafeSender(message), RejectReason.Unsupported, message.GetType().Name);
                 break;
         }
+    }
+
+    /// <summary>This replica's USIG certified the batch of the last <see cref="CertifyUis"/>: the UIs,
+    /// in counter order. The messages are now complete: they are sent and take effect here.</summary>
+    public Ready OnUisIssued(IReadOnlyList<UniqueIdentifier> uis, TimeSpan now)
+    {
+        Begin(now);
+        foreach (var certified in _own.OnCertified(uis)) HandleOwnCertified(certified);
+        // The VIEW-CHANGE's log must end right before its own counter: it waited for these.
+        if (_viewChangeDeferred && _own.Uncertified == 0) SendViewChange();
         return End();
     }
 
-    /// <summary>This replica's USIG certified the oldest message it was asked to (RequestUi).</summary>
-    public Ready OnUiIssued(CertifiedMessage certified, TimeSpan now)
+    /// <summary>The last <see cref="WriteLog"/> is durable.</summary>
+    public Ready OnLogWritten(TimeSpan now)
     {
         Begin(now);
-        HandleOwnCertified(certified);
+        _own.OnWritten();
+        return End();
+    }
+
+    /// <summary>The last <see cref="StoreCheckpoint"/> is durable.</summary>
+    public Ready OnCheckpointStored(TimeSpan now)
+    {
+        Begin(now);
+        CheckpointStored();
         return End();
     }
 
@@ -140,12 +178,28 @@ public sealed partial class ReplicaCore
         Drain();
         TryPropose();
         TrackBusy();
+        ScheduleDurableWork();
         var effects = _effects.ToArray();
         _effects.Clear();
         return new Ready(effects, NextTick());
     }
 
     private void Emit(Effect effect) => _effects.Add(effect);
+
+    /// <summary>The host's durable work, at most one of each kind in flight: everything produced
+    /// while one is in flight goes into the next (group commit), and the USIG certifies durable
+    /// intents in batches.</summary>
+    private void ScheduleDurableWork()
+    {
+        if (_own.TakeWrite(View) is { } write) Emit(new WriteLog(write));
+        if (_own.TakeCertifyBatch() is { } batch) Emit(new CertifyUis(batch.FirstCounter, batch.Digests));
+        if (_checkpointStoring is null && _checkpointToStore is { } store)
+        {
+            _checkpointStoring = store;
+            _checkpointToStore = null;
+            Emit(store);
+        }
+    }
 
     private void Reject(int? from, RejectReason reason, string detail)
     {

@@ -15,5 +15,15 @@ public readonly record struct Sha256Digest(ulong A, ulong B, ulong C, ulong D)
             BinaryPrimitives.ReadUInt64BigEndian(digest[24..]));
     }
 
+    public byte[] ToArray()
+    {
+        var bytes = new byte[32];
+        BinaryPrimitives.WriteUInt64BigEndian(bytes, A);
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(8), B);
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(16), C);
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(24), D);
+        return bytes;
+    }
+
     public override string ToString() => $"{A:x16}{B:x16}{C:x16}{D:x16}";
 }

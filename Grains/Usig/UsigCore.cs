@@ -12,9 +12,12 @@ namespace MinBft.Usig;
 /// successful issue, so a receiver that sees a gap knows it missed a message;</item>
 /// <item>durability: a UI is returned only after its counter is durable in the store, so a
 /// crash can never make the USIG issue that counter value again;</item>
-/// <item>idempotence: CreateUI for the digest of the last issued UI returns that same UI, so a
-/// retried call (after a timeout or a crash) does not burn a counter value and leave a
-/// permanent gap that peers would stall on;</item>
+/// <item>batching: CreateUIs certifies several digests at consecutive counters with one durable
+/// write;</item>
+/// <item>idempotence: the caller names the counters it means, and a call for counters already
+/// issued for exactly those digests returns the same UIs, so a retried call (after a timeout or a
+/// crash) does not burn counter values and leave a permanent gap that peers would stall on, while
+/// a new message that repeats an old one's digest gets a new counter, never the old UI;</item>
 /// <item>re-issue: for one of its last <see cref="RecentWindow"/> counters, ReissueUI returns a
 /// UI only for the very digest that counter was certified for. It certifies nothing new, so it
 /// cannot break uniqueness; it lets a replica that logged a message before asking for its UI,
@@ -46,15 +49,19 @@ public sealed class UsigCore
         _store = store ?? throw new ArgumentNullException(nameof(store));
     }
 
-    /// <summary>How many of the last issues can be re-issued (their digests are kept durably).</summary>
-    public const int RecentWindow = 32;
+    /// <summary>How many of the last issues can be re-issued (their digests are kept durably). The
+    /// replica reads it (it never lets more UIs than this wait to become durable in its log).</summary>
+    public const int RecentWindow = 64;
+
+    /// <summary>Most digests one <see cref="CreateUisAsync"/> certifies (one durable write).</summary>
+    public const int MaxBatch = 32;
 
     public int ReplicaId { get; }
 
     public ulong Epoch { get; }
 
     /// <summary>
-    /// Loads the state from the store if it is not loaded yet. Optional (CreateUiAsync loads
+    /// Loads the state from the store if it is not loaded yet. Optional (CreateUisAsync loads
     /// lazily); call it on activation to fail fast on a wrong epoch or a corrupted store.
     /// </summary>
     /// <exception cref="UsigEpochMismatchException">The store belongs to another epoch.</exception>
@@ -73,34 +80,60 @@ public sealed class UsigCore
     }
 
     /// <summary>
-    /// The UI for a message whose canonical bytes hash to <paramref name="digest"/> (32 bytes,
-    /// SHA-256). Returns only after the new counter is durable. If the store write fails, the
-    /// exception propagates, no UI exists for the caller, and the next call reloads from the
-    /// store first; the caller must then retry with the same digest, which returns the stored UI
-    /// if the failed write had in fact landed (a different digest would get the next counter and
-    /// leave the landed one as a gap).
+    /// UIs for a batch of message digests (32 bytes each, SHA-256 of the messages' canonical bytes),
+    /// in order, at consecutive counters from <paramref name="firstCounter"/>, with one durable
+    /// write: all of them are durable when this returns, or none is issued.
+    /// <paramref name="firstCounter"/> says which counters the caller means, so a retry is never
+    /// mistaken for new messages that happen to repeat the last digests:
+    /// <list type="bullet">
+    /// <item>the next counter: the batch is certified;</item>
+    /// <item>counters already issued for exactly these digests: the same UIs again (a retried call,
+    /// after a timeout or a crash, burns no counter);</item>
+    /// <item>anything else: refused, nothing issued.</item>
+    /// </list>
+    /// If the store write fails, the exception propagates, no UI exists for the caller, and the next
+    /// call reloads from the store first; the caller must then retry the same batch, which returns
+    /// the stored UIs if the failed write had in fact landed.
     /// </summary>
-    /// <exception cref="ArgumentException">The digest is not 32 bytes.</exception>
-    public async Task<UniqueIdentifier> CreateUiAsync(ReadOnlyMemory<byte> digest, CancellationToken cancellationToken)
+    /// <exception cref="ArgumentException">No digest, more than <see cref="MaxBatch"/>, one not 32 bytes,
+    /// or counters that are neither the next ones nor issued for exactly these digests.</exception>
+    public async Task<IReadOnlyList<UniqueIdentifier>> CreateUisAsync(ulong firstCounter, IReadOnlyList<ReadOnlyMemory<byte>> digests, CancellationToken cancellationToken)
     {
-        if (digest.Length != UsigCertificateInput.DigestLength)
-            throw new ArgumentException($"digest must be {UsigCertificateInput.DigestLength} bytes, got {digest.Length}", nameof(digest));
-        // Copied before waiting: the caller's buffer may change while this call is queued.
-        var d = digest.ToArray();
+        ArgumentNullException.ThrowIfNull(digests);
+        if (digests.Count < 1 || digests.Count > MaxBatch)
+            throw new ArgumentException($"a batch holds 1..{MaxBatch} digests, got {digests.Count}", nameof(digests));
+        // Copied before waiting: the caller's buffers may change while this call is queued.
+        var batch = new byte[digests.Count][];
+        for (var i = 0; i < batch.Length; i++)
+        {
+            if (digests[i].Length != UsigCertificateInput.DigestLength)
+                throw new ArgumentException($"digest {i} must be {UsigCertificateInput.DigestLength} bytes, got {digests[i].Length}", nameof(digests));
+            batch[i] = digests[i].ToArray();
+        }
+        if (firstCounter == 0) throw new ArgumentException("counters start at 1", nameof(firstCounter));
 
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var state = await EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
 
-            // Retried call: same digest as the last issue, so same UI, no new counter value.
-            if (state.LastUi is { } last && d.AsSpan().SequenceEqual(state.LastDigest)) return last;
-
-            if (state.Counter == ulong.MaxValue) throw new InvalidOperationException("USIG counter exhausted; a new epoch is needed");
-            var counter = state.Counter + 1;
-            var certificate = _certifier.Certify(UsigCertificateInput.Encode(ReplicaId, Epoch, counter, d));
-            var ui = new UniqueIdentifier(Epoch, counter, certificate);
-            var next = new UsigState(Epoch, counter, d, ui, Remember(state));
+            if (firstCounter <= state.Counter)
+            {
+                // A retried call: the same UIs, if those counters went to exactly these digests.
+                if (IssuedAt(state, firstCounter, batch)) return Recertify(firstCounter, batch, state);
+                throw new ArgumentException($"counters {firstCounter}..{firstCounter + (ulong)batch.Length - 1} were not issued for these digests " +
+                                            $"(the USIG is at {state.Counter}); nothing issued", nameof(firstCounter));
+            }
+            if (firstCounter != state.Counter + 1)
+                throw new ArgumentException($"the next counter is {state.Counter + 1}, not {firstCounter}: a USIG never skips one", nameof(firstCounter));
+            if (state.Counter > ulong.MaxValue - (ulong)batch.Length) throw new InvalidOperationException("USIG counter exhausted; a new epoch is needed");
+            var uis = new UniqueIdentifier[batch.Length];
+            for (var i = 0; i < batch.Length; i++)
+            {
+                var counter = firstCounter + (ulong)i;
+                uis[i] = new UniqueIdentifier(Epoch, counter, _certifier.Certify(UsigCertificateInput.Encode(ReplicaId, Epoch, counter, batch[i])));
+            }
+            var next = new UsigState(Epoch, state.Counter + (ulong)batch.Length, batch[^1], uis[^1], Remember(state, batch));
 
             try
             {
@@ -115,12 +148,37 @@ public sealed class UsigCore
             }
 
             _state = next;
-            return ui;
+            return uis;
         }
         finally
         {
             _gate.Release();
         }
+    }
+
+    private static bool IssuedAt(UsigState state, ulong first, byte[][] batch)
+    {
+        if (first + (ulong)batch.Length - 1 > state.Counter) return false;
+        for (var i = 0; i < batch.Length; i++)
+        {
+            var issued = state.DigestAt(first + (ulong)i);
+            if (issued.IsEmpty || !issued.SequenceEqual(batch[i])) return false;
+        }
+        return true;
+    }
+
+    /// <summary>The UIs of counters already issued for exactly these digests (certifies nothing new).</summary>
+    private IReadOnlyList<UniqueIdentifier> Recertify(ulong first, byte[][] batch, UsigState state)
+    {
+        var uis = new UniqueIdentifier[batch.Length];
+        for (var i = 0; i < batch.Length; i++)
+        {
+            var counter = first + (ulong)i;
+            uis[i] = counter == state.Counter && state.LastUi is { } last
+                ? last
+                : new UniqueIdentifier(Epoch, counter, _certifier.Certify(UsigCertificateInput.Encode(ReplicaId, Epoch, counter, batch[i])));
+        }
+        return uis;
     }
 
     /// <summary>
@@ -148,15 +206,22 @@ public sealed class UsigCore
         }
     }
 
-    /// <summary>The digests to keep after one more issue: the last one joins, the oldest may leave.</summary>
-    private static byte[]? Remember(UsigState state)
+    /// <summary>The digests to keep before the new last one after a batch: the previous last and all
+    /// but the last of the batch join, the oldest leave (at most <see cref="RecentWindow"/> - 1).</summary>
+    private static byte[]? Remember(UsigState state, byte[][] batch)
     {
-        if (state.Counter == 0) return null;
+        const int size = UsigCertificateInput.DigestLength;
+        var joining = new List<byte[]>(batch.Length);
+        if (state.Counter > 0) joining.Add(state.LastDigest);
+        joining.AddRange(batch.Take(batch.Length - 1));
         var recent = state.Recent ?? [];
-        var keep = Math.Min(recent.Length, (RecentWindow - 2) * UsigCertificateInput.DigestLength);
-        var next = new byte[keep + UsigCertificateInput.DigestLength];
-        recent.AsSpan(recent.Length - keep).CopyTo(next);
-        state.LastDigest.CopyTo(next, keep);
+        var total = Math.Min(RecentWindow - 1, recent.Length / size + joining.Count);
+        if (total == 0) return null;
+        var next = new byte[total * size];
+        var fromJoining = Math.Min(joining.Count, total);
+        var fromRecent = total - fromJoining;
+        recent.AsSpan(recent.Length - fromRecent * size).CopyTo(next);
+        for (var i = 0; i < fromJoining; i++) joining[joining.Count - fromJoining + i].CopyTo(next, (fromRecent + i) * size);
         return next;
     }
 

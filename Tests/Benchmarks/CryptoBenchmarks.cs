@@ -33,6 +33,8 @@ public class CryptoBenchmarks
     private UniqueIdentifier _hmacUi = null!;
     private ClientSigner _client = null!;
     private RequestVerifier _requestVerifier = null!;
+    private ulong _ed25519Counter;
+    private ulong _hmacCounter;
     private Request _request = null!;
 
     [GlobalSetup]
@@ -50,8 +52,8 @@ public class CryptoBenchmarks
         _hmacUsig = new UsigCore(ReplicaId, Epoch, new HmacUsigCertifier(hmacKey), new InMemoryUsigCounterStore());
         _ed25519Verifier = new UsigVerifier(new Dictionary<int, UsigVerificationKey> { [ReplicaId] = UsigVerificationKey.Ed25519(Epoch, usigKeys.PublicKey) });
         _hmacVerifier = new UsigVerifier(new Dictionary<int, UsigVerificationKey> { [ReplicaId] = UsigVerificationKey.Hmac(Epoch, hmacKey) });
-        _ed25519Ui = _ed25519Usig.CreateUiAsync(_digest, CancellationToken.None).GetAwaiter().GetResult();
-        _hmacUi = _hmacUsig.CreateUiAsync(_digest, CancellationToken.None).GetAwaiter().GetResult();
+        _ed25519Ui = _ed25519Usig.CreateUisAsync(++_ed25519Counter, [_digest], CancellationToken.None).GetAwaiter().GetResult()[0];
+        _hmacUi = _hmacUsig.CreateUisAsync(++_hmacCounter, [_digest], CancellationToken.None).GetAwaiter().GetResult()[0];
 
         _client = new ClientSigner(Ed25519KeyPair.Generate(random));
         _requestVerifier = new RequestVerifier();
@@ -62,10 +64,10 @@ public class CryptoBenchmarks
     public byte[] Sha256Baseline() => SHA256.HashData(_certificateInput);
 
     [Benchmark(Description = "USIG CreateUI, Ed25519 (in-memory store)")]
-    public Task<UniqueIdentifier> CreateUiEd25519() => _ed25519Usig.CreateUiAsync(NextDigest(), CancellationToken.None);
+    public Task<IReadOnlyList<UniqueIdentifier>> CreateUiEd25519() => _ed25519Usig.CreateUisAsync(++_ed25519Counter, [NextDigest()], CancellationToken.None);
 
     [Benchmark(Description = "USIG CreateUI, HMAC-SHA256 (in-memory store)")]
-    public Task<UniqueIdentifier> CreateUiHmac() => _hmacUsig.CreateUiAsync(NextDigest(), CancellationToken.None);
+    public Task<IReadOnlyList<UniqueIdentifier>> CreateUiHmac() => _hmacUsig.CreateUisAsync(++_hmacCounter, [NextDigest()], CancellationToken.None);
 
     [Benchmark(Description = "USIG VerifyUI, Ed25519")]
     public bool VerifyUiEd25519() => _ed25519Verifier.Verify(ReplicaId, _ed25519Ui, _digest);

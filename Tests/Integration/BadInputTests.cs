@@ -101,11 +101,19 @@ public sealed class BadInputTests(ITestOutputHelper output)
         Assert.Equal(cluster.Manifest.Replicas[Backup].UsigPublicKey, identity.PublicKey);
         Assert.Equal(cluster.Manifest.Replicas[Backup].UsigEpoch, identity.Epoch);
 
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUi(null!));
-        var shortDigest = await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUi(new byte[31]));
+        var next = identity.LastCounter + 1;
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, null!));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [null!]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, []));
+        var shortDigest = await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[31]]));
         Assert.Contains("32 bytes", shortDigest.Message, StringComparison.Ordinal);
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUi(new byte[33]));
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUi(new byte[1 << 20]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32], new byte[33]]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[1 << 20]]));
+        var tooMany = await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, Enumerable.Range(0, identity.MaxBatch + 1).Select(_ => new byte[32]).ToArray()));
+        Assert.Contains($"1..{identity.MaxBatch}", tooMany.Message, StringComparison.Ordinal);
+        // Counters that are not the next ones: a skip, or reuse for another digest.
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next + 1, [new byte[32]]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(0, [new byte[32]]));
 
         // No counter was used, and the USIG still answers (its replica uses it again below).
         Assert.Equal(identity.LastCounter, (await usig.GetIdentity()).LastCounter);

@@ -177,9 +177,10 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                     break;
             }
             await context.Invoke();
-            if (context.Grain is UsigGrain && context.MethodName == nameof(IUsigGrain.CreateUi) && context.Result is UniqueIdentifier ui)
+            if (context.Grain is UsigGrain && context.MethodName == nameof(IUsigGrain.CreateUis) && context.Result is UniqueIdentifier[] uis)
             {
-                IssuedUis.Enqueue((KeyOf(context.TargetId), ui.Counter, Convert.ToHexString((byte[])context.Request.GetArgument(0)!)));
+                var digests = (byte[][])context.Request.GetArgument(1)!;
+                for (var i = 0; i < uis.Length; i++) IssuedUis.Enqueue((KeyOf(context.TargetId), uis[i].Counter, Convert.ToHexString(digests[i])));
             }
         });
         // A second registration (a host that also opts in itself) must be harmless.

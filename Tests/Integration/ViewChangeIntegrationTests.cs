@@ -436,10 +436,10 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
                 await context.Invoke();
                 return;
             }
-            var argument = context.Request.GetArgumentCount() > 0 ? context.Request.GetArgument(0) : null;
+            var argument = context.Request.GetArgumentCount() > 0 ? context.Request.GetArgument(context.Request.GetArgumentCount() - 1) : null;
             // By content: Orleans copies a byte[] argument even for a local call.
-            if (context.MethodName == nameof(IUsigGrain.CreateUi) && attack.Equivocating
-                && !(argument is byte[] requested && attack.InjectedDigest is { } injected && requested.AsSpan().SequenceEqual(injected)))
+            if (context.MethodName == nameof(IUsigGrain.CreateUis) && attack.Equivocating
+                && !(argument is byte[][] { Length: 1 } requested && attack.InjectedDigest is { } injected && requested[0].AsSpan().SequenceEqual(injected)))
             {
                 // After equivocating the primary certifies nothing more (its core's USIG pump keeps
                 // retrying): without this its core would halt at the next UI, whose counter it did
@@ -466,7 +466,8 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
                     UniqueIdentifier ui;
                     try
                     {
-                        ui = await grains.GetGrain<IUsigGrain>(byzantine).CreateUi(digest);
+                        var usig = grains.GetGrain<IUsigGrain>(byzantine);
+                        ui = (await usig.CreateUis((await usig.GetIdentity()).LastCounter + 1, [digest]))[0];
                     }
                     catch (Exception e)
                     {

@@ -8,7 +8,8 @@ namespace MinBft.Tests.Protocol;
 
 /// <summary>
 /// n real cores with real crypto, driven by hand: the test decides which message reaches whom
-/// and when. UIs are issued at once unless a test holds them back.
+/// and when. The host's durable work (log writes, USIG batches, checkpoint stores) completes at
+/// once unless a test holds it back (<see cref="AutoIssueUi"/> false) and completes it itself.
 /// </summary>
 internal sealed class CoreHarness
 {
@@ -26,7 +27,11 @@ internal sealed class CoreHarness
         Outbox = new List<Effect>[N];
         for (var i = 0; i < N; i++)
         {
-            var settings = new ProtocolSettings { N = N, ReplicaId = i, MaxBatchWait = TimeSpan.FromMilliseconds(5) };
+            var settings = new ProtocolSettings
+            {
+                N = N, ReplicaId = i, MaxBatchWait = TimeSpan.FromMilliseconds(5),
+                UsigReissueWindow = SimUsig.ReissueWindow, UsigMaxBatch = SimUsig.MaxBatch,
+            };
             Cores[i] = new ReplicaCore(tune?.Invoke(settings) ?? settings, _keys.CryptoFor(i), new KeyValueStateMachine());
             _usigs[i] = _keys.UsigFor(i);
             Outbox[i] = [];
@@ -50,23 +55,31 @@ internal sealed class CoreHarness
 
     public IReplicaSigner Signer(int replica) => _keys.SignerFor(replica);
 
-    /// <summary>Run one input at replica <paramref name="i"/>; issue requested UIs at once.</summary>
+    /// <summary>Run one input at replica <paramref name="i"/>; complete its durable work at once
+    /// (unless held back), returning every effect in order.</summary>
     public IReadOnlyList<Effect> Step(int i, Func<ReplicaCore, Ready> input)
     {
         var ready = input(Cores[i]);
         var all = new List<Effect>(ready.Effects);
         Outbox[i].AddRange(ready.Effects);
         if (AutoIssueUi)
-            foreach (var request in ready.Effects.OfType<RequestUi>().ToList())
-                all.AddRange(IssueUi(i, request));
+            foreach (var effect in ready.Effects.ToList())
+                all.AddRange(Complete(i, effect));
         return all;
     }
 
-    public IReadOnlyList<Effect> IssueUi(int i, RequestUi request)
+    /// <summary>Completes one durable effect the way a host would (no-op for other effects).</summary>
+    public IReadOnlyList<Effect> Complete(int i, Effect effect) => effect switch
     {
-        var ui = _usigs[i].CreateUi(request.CertifiedDigest);
-        return Step(i, c => c.OnUiIssued(request.Message.WithUi(ui), Now));
-    }
+        WriteLog => Step(i, c => c.OnLogWritten(Now)),
+        CertifyUis certify => Step(i, c => c.OnUisIssued(_usigs[i].CreateUis(certify.FirstCounter, certify.Digests), Now)),
+        StoreCheckpoint => Step(i, c => c.OnCheckpointStored(Now)),
+        _ => [],
+    };
+
+    /// <summary>The messages a replica created in these effects (intents written to its log).</summary>
+    public static List<CertifiedMessage> Intents(IEnumerable<Effect> effects) =>
+        effects.OfType<WriteLog>().SelectMany(w => w.Write.Intents).ToList();
 
     public IReadOnlyList<Effect> Request(int i, Request request) => Step(i, c => c.OnRequest(request, Now));
     public IReadOnlyList<Effect> Deliver(int i, ReplicaMessage message) => Step(i, c => c.OnMessage(message, Now));

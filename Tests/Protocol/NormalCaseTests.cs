@@ -16,8 +16,7 @@ public sealed class NormalCaseTests
         var request = h.NewClient().CreateRequest(1, Put("a", "1"));
         var effects = h.Request(0, request);
 
-        var requestUi = Assert.Single(effects.OfType<RequestUi>());
-        var prepare = Assert.IsType<Prepare>(requestUi.Message);
+        var prepare = Assert.IsType<Prepare>(Assert.Single(CoreHarness.Intents(effects)));
         Assert.Equal([request], prepare.Batch);
         var sent = Assert.Single(h.Sent<Prepare>(0));
         Assert.Equal(1UL, sent.PrepareUi.Counter);
@@ -93,7 +92,7 @@ public sealed class NormalCaseTests
         var effects = h.Deliver(1, prepare);
         Assert.Equal(RejectReason.InvalidBatch, Assert.Single(effects.OfType<Rejected>()).Reason);
         Assert.Equal(before, h.Cores[1].StateFingerprint());
-        Assert.Empty(effects.OfType<RequestUi>()); // no COMMIT for it
+        Assert.Empty(CoreHarness.Intents(effects)); // no COMMIT for it
     }
 
     [Fact]
@@ -266,25 +265,54 @@ public sealed class NormalCaseTests
     }
 
     [Fact]
-    public void Persist_before_send_a_certified_message_is_made_durable_before_it_is_sent()
+    public void Persist_before_send_a_message_is_logged_then_certified_then_sent()
     {
         var h = new CoreHarness { AutoIssueUi = false };
-        var effects = h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
-        var ready = h.IssueUi(0, Assert.Single(effects.OfType<RequestUi>())).ToList();
-        var persist = ready.FindIndex(e => e is PersistSent);
-        var send = ready.FindIndex(e => e is Send { Message: Prepare });
-        Assert.True(persist >= 0 && send > persist, "PersistSent precedes the Send of the same message");
+        // 1. The PREPARE is created as an intent in a log write: nothing certified, nothing sent.
+        var created = h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var write = Assert.Single(created.OfType<WriteLog>()).Write;
+        var intent = Assert.IsType<Prepare>(Assert.Single(write.Intents));
+        Assert.True(intent.Ui.IsNone);
+        Assert.Empty(created.OfType<CertifyUis>());
+        Assert.DoesNotContain(created.OfType<Send>(), s => s.Message is CertifiedMessage);
+        // 2. Once the intent is durable, the USIG is asked to certify it; still nothing sent.
+        var logged = h.Complete(0, created.OfType<WriteLog>().Single());
+        var certify = Assert.Single(logged.OfType<CertifyUis>());
+        Assert.Equal(1UL, certify.FirstCounter);
+        Assert.DoesNotContain(logged.OfType<Send>(), s => s.Message is CertifiedMessage);
+        // 3. Certified: sent, and its UI goes into the next log write.
+        var issued = h.Complete(0, certify);
+        var sent = Assert.IsType<Prepare>(Assert.Single(issued.OfType<Send>()).Message);
+        Assert.Equal(1UL, sent.PrepareUi.Counter);
+        var next = Assert.Single(issued.OfType<WriteLog>()).Write;
+        Assert.Equal(1UL, Assert.Single(next.Uis).Counter);
+    }
+
+    [Fact]
+    public void Group_commit_what_is_created_while_a_log_write_is_in_flight_goes_into_the_next_write()
+    {
+        var h = new CoreHarness(tune: s => s with { MaxBatchSize = 1 }) { AutoIssueUi = false };
+        var clients = Enumerable.Range(0, 3).Select(_ => h.NewClient()).ToList();
+        var first = h.Request(0, clients[0].CreateRequest(1, Put("k", "v")));
+        Assert.Single(first.OfType<WriteLog>());
+        // Two more PREPAREs while the first write is in flight: no second write yet.
+        var more = clients.Skip(1).SelectMany(c => h.Request(0, c.CreateRequest(1, Put("k", "v")))).ToList();
+        Assert.Empty(more.OfType<WriteLog>());
+        var next = h.Complete(0, first.OfType<WriteLog>().Single());
+        var write = Assert.Single(next.OfType<WriteLog>()).Write;
+        Assert.Equal(2, write.Intents.Count);
+        Assert.Equal(2UL, write.FirstIntentCounter);
     }
 
     [Fact]
     public void Own_usig_counters_out_of_order_are_an_invariant_violation()
     {
         var h = new CoreHarness { AutoIssueUi = false };
-        var effects = h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
-        var request = Assert.Single(effects.OfType<RequestUi>());
+        var created = h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var certify = Assert.Single(h.Complete(0, created.OfType<WriteLog>().Single()).OfType<CertifyUis>());
         h.Usig(0).CreateUi(new byte[32]); // counter 1 burned elsewhere: the host broke the order
-        var ui = h.Usig(0).CreateUi(request.CertifiedDigest);
-        Assert.Throws<ProtocolInvariantException>(() => h.Cores[0].OnUiIssued(request.Message.WithUi(ui), h.Now));
+        var uis = h.Usig(0).CreateUis(certify.FirstCounter + 1, certify.Digests);
+        Assert.Throws<ProtocolInvariantException>(() => h.Cores[0].OnUisIssued(uis, h.Now));
     }
 
     [Fact]
@@ -293,10 +321,12 @@ public sealed class NormalCaseTests
         var h = new CoreHarness(tune: s => s with { MaxBatchSize = 3, MaxBatchWait = TimeSpan.FromSeconds(1) }) { AutoIssueUi = false };
         var clients = Enumerable.Range(0, 7).Select(_ => h.NewClient()).ToList();
         var first = h.Request(0, clients[0].CreateRequest(1, Put("k", "v")));
-        Assert.Single(first.OfType<RequestUi>()); // nothing in flight: proposed at once
-        var later = clients.Skip(1).SelectMany(c => h.Request(0, c.CreateRequest(1, Put("k", "v")))).OfType<RequestUi>().ToList();
-        Assert.Equal(2, later.Count); // six more: two full batches of three
-        Assert.All(later, r => Assert.Equal(3, ((Prepare)r.Message).Batch.Length));
+        Assert.Single(CoreHarness.Intents(first)); // nothing in flight: proposed at once
+        // Six more while the first is in flight: two full batches of three, in the next log write.
+        foreach (var c in clients.Skip(1)) h.Request(0, c.CreateRequest(1, Put("k", "v")));
+        var later = CoreHarness.Intents(h.Complete(0, first.OfType<WriteLog>().Single()));
+        Assert.Equal(2, later.Count);
+        Assert.All(later, m => Assert.Equal(3, ((Prepare)m).Batch.Length));
     }
 
     [Fact]

@@ -127,10 +127,10 @@ public sealed class RecoveryTests
     public void A_replica_that_stored_nothing_starts_fresh_and_a_fresh_primary_proposes()
     {
         var h = new CoreHarness();
-        var effects = h.Step(0, c => c.Restore(new RecoveredState(0, null, null, [], [], 0), h.Now));
+        var effects = h.Step(0, c => c.Restore(new RecoveredState(0, null, null, [], 1, [], 0), h.Now));
         Assert.DoesNotContain(effects, e => e is Send);
         var proposed = h.Request(0, h.NewClient().CreateRequest(1, Put("a")));
-        Assert.Contains(proposed.OfType<RequestUi>(), r => r.Message is Prepare);
+        Assert.Contains(CoreHarness.Intents(proposed), m => m is Prepare);
     }
 
     [Fact]
@@ -146,10 +146,10 @@ public sealed class RecoveryTests
         // Replica 0 (the primary) restarts from its durable sent log and its USIG counter.
         var log = h.Sent<CertifiedMessage>(0).OrderBy(m => m.Ui.Counter).ToList();
         var restarted = new CoreHarness(seed: 7).Cores[0]; // same keys (same seed), fresh state
-        var ready = restarted.Restore(new RecoveredState(0, null, null, [], log, log[^1].Ui.Counter), h.Now);
+        var ready = restarted.Restore(new RecoveredState(0, null, null, [], 1, log, log[^1].Ui.Counter), h.Now);
         Assert.Contains(ready.Effects.OfType<Send>(), s => s.Message is ReqViewChange { NewView: 1 });
         var after = restarted.OnRequest(client.CreateRequest(2, Put("b")), h.Now);
-        Assert.DoesNotContain(after.Effects.OfType<RequestUi>(), r => r.Message is Prepare);
+        Assert.DoesNotContain(CoreHarness.Intents(after.Effects), m => m is Prepare);
         // Its own PREPARE is known again: peers' COMMITs for it are not rejected as unknown.
         Assert.Equal(1, restarted.UnexecutedBatches);
     }
@@ -164,11 +164,48 @@ public sealed class RecoveryTests
         var log = h.Sent<CertifiedMessage>(1).OrderBy(m => m.Ui.Counter).ToList();
         var restarted = new CoreHarness(seed: 7).Cores[1];
         // The USIG issued two more counters whose messages never became durable.
-        var ready = restarted.Restore(new RecoveredState(0, null, null, [], log, log[^1].Ui.Counter + 2), h.Now);
+        var ready = restarted.Restore(new RecoveredState(0, null, null, [], 1, log, log[^1].Ui.Counter + 2), h.Now);
         Assert.True(restarted.RestartedAfterCounterGap);
-        var first = Assert.Single(ready.Effects.OfType<RequestUi>());
-        Assert.IsType<Checkpoint>(first.Message);
+        // The stored log starts over after the gap, and its first new message is a CHECKPOINT.
+        var write = Assert.Single(ready.Effects.OfType<WriteLog>()).Write;
+        Assert.Equal(new LogTruncation(log[^1].Ui.Counter + 3, Gap: true), write.Truncation);
+        Assert.IsType<Checkpoint>(Assert.Single(write.Intents));
+        Assert.Equal(log[^1].Ui.Counter + 3, write.FirstIntentCounter);
         Assert.Equal(log[^1].Ui.Counter + 2, restarted.LastAccepted(1));
-        Assert.Equal(0, restarted.SentLogCount);
+        Assert.Equal(1, restarted.SentLogCount); // the CHECKPOINT, waiting to be certified
+    }
+
+    [Fact]
+    public void A_restart_re_issues_the_uis_of_logged_intents_and_drops_intents_never_certified()
+    {
+        var h = new CoreHarness();
+        foreach (var seq in new ulong[] { 1, 2 })
+        {
+            var request = h.NewClient().CreateRequest(seq, Put("a"));
+            for (var i = 0; i < h.N; i++) h.Request(i, request);
+            h.Flush();
+        }
+        // Replica 1's log: its messages, the last two with their UIs not yet durable (intents), plus
+        // one intent the USIG never certified (logged just before the crash).
+        var sent = h.Sent<CertifiedMessage>(1).OrderBy(m => m.Ui.Counter).ToList();
+        Assert.True(sent.Count >= 2, "replica 1 sent a COMMIT for each batch");
+        var usigCounter = sent[^1].Ui.Counter;
+        var never = new Checkpoint(1, 0, 99, new byte[32], UniqueIdentifier.None);
+        var log = sent.Take(sent.Count - 2).Concat(sent.TakeLast(2).Select(m => m.WithUi(UniqueIdentifier.None))).Append(never).ToList();
+        var state = new RecoveredState(0, null, null, [], 1, log, usigCounter);
+
+        var reissue = state.UisToReissue();
+        Assert.Equal(new[] { usigCounter - 1, usigCounter }, reissue.Select(r => r.Counter));
+        var reissued = reissue.Select(r => h.Usig(1).ReissueUi(r.Counter, r.Digest)).ToList();
+        Assert.All(reissued, ui => Assert.NotNull(ui));
+
+        var restarted = new CoreHarness(seed: 7).Cores[1];
+        var ready = restarted.Restore(state.WithReissued(reissued), h.Now);
+        Assert.False(restarted.RestartedAfterCounterGap);
+        Assert.Equal(usigCounter, restarted.LastAccepted(1));
+        // The intent never certified is cut from the stored log; the re-issued UIs are written.
+        var write = Assert.Single(ready.Effects.OfType<WriteLog>()).Write;
+        Assert.Equal(new LogTruncation(usigCounter + 1, Gap: false), write.Truncation);
+        Assert.Equal(sent.Count, restarted.SentLogCount);
     }
 }

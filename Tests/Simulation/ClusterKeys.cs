@@ -75,11 +75,25 @@ public sealed class ClusterKeys
 /// <summary>The real USIG over an in-memory store, whose writes complete at once.</summary>
 public sealed class SimUsig(UsigCore usig)
 {
+    /// <summary>The USIG's own limits, as a replica reads them.</summary>
+    public const int ReissueWindow = UsigCore.RecentWindow;
+    public const int MaxBatch = UsigCore.MaxBatch;
+
     public UsigCore Core => usig;
 
-    public UniqueIdentifier CreateUi(byte[] certifiedDigest)
+    /// <summary>The last counter issued (durable).</summary>
+    public ulong Counter => Sync(usig.LoadAsync(CancellationToken.None)).Counter;
+
+    /// <summary>Certifies at the next counter (a caller outside the protocol: a test or a rogue replica).</summary>
+    public UniqueIdentifier CreateUi(byte[] certifiedDigest) => CreateUis(Counter + 1, [certifiedDigest])[0];
+
+    public IReadOnlyList<UniqueIdentifier> CreateUis(ulong firstCounter, IReadOnlyList<byte[]> digests) =>
+        Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None));
+
+    public UniqueIdentifier? ReissueUi(ulong counter, byte[] digest) => Sync(usig.ReissueUiAsync(counter, digest, CancellationToken.None));
+
+    private static T Sync<T>(Task<T> task)
     {
-        var task = usig.CreateUiAsync(certifiedDigest, CancellationToken.None);
         if (!task.IsCompleted) throw new InvalidOperationException("the in-memory USIG store completes synchronously");
         return task.GetAwaiter().GetResult();
     }

@@ -4,15 +4,16 @@ using MinBft.Protocol;
 namespace MinBft.Tests.Simulation;
 
 /// <summary>
-/// Hosts one real core the way a grain would: applies each Ready's effects in order, runs a
-/// USIG that certifies requested messages one at a time, and schedules the next tick. A
-/// tampering replica runs the same core but corrupts, drops and replays what it sends.
+/// Hosts one real core the way the replica grain does: applies each Ready's effects as they come,
+/// runs the three durable operations (log write, USIG batch, checkpoint store) one of each kind at
+/// a time with seeded latencies, and reports each completion back to the core. What is durable
+/// lives in <see cref="Journal"/>, <see cref="StoredCheckpoint"/> and the USIG's store, so a crash
+/// at any moment, between any two of those writes, keeps exactly what the real host would keep.
+/// A tampering replica runs the same core but corrupts, drops and replays what it sends.
 /// </summary>
 internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUsig usig, bool tampering, bool badSnapshots = false)
 {
-    private readonly Queue<CertifiedMessage> _uiRequests = new();
     private readonly List<ReplicaMessage> _seen = [];
-    private TimeSpan _usigFreeAt;
     private TimeSpan? _tickAt;
 
     public ReplicaCore Core { get; } = core;
@@ -23,15 +24,17 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
     /// <summary>Replaced by a restarted incarnation: its pending events do nothing.</summary>
     public bool Retired { get; set; }
 
-    /// <summary>What survives a crash: the sent log (durable before send) and the stored checkpoint.</summary>
-    public List<CertifiedMessage> DurableLog { get; init; } = [];
-    public CheckpointStable? StoredCheckpoint { get; set; }
+    /// <summary>What survives a crash: the durable log and the stored checkpoint (and the USIG's store).</summary>
+    public SimJournal Journal { get; init; } = new();
+    public StoreCheckpoint? StoredCheckpoint { get; set; }
 
     public string Describe()
     {
         var c = Core;
+        var own = c.OwnLogPositions;
         return $"replica {id}: view {c.View}{(c.ViewChanging ? " (changing)" : "")} executed {c.ExecutedSequence} stable {c.StableCheckpoint.Sequence} " +
-               $"awaiting-ui {c.AwaitingUiCount} pending {c.PendingRequests} unexecuted {c.UnexecutedBatches} streams " +
+               $"own appended {own.Appended} durable {own.Durable} certified {own.Certified} ui-durable {own.UiDurable} " +
+               $"pending {c.PendingRequests} unexecuted {c.UnexecutedBatches} streams " +
                string.Join(" ", Enumerable.Range(0, sim.N).Select(j => $"{j}:{c.LastAccepted(j)}+{c.BufferedFrom(j)}"));
     }
 
@@ -41,18 +44,35 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
         {
             switch (effect)
             {
-                case RequestUi request:
-                    _uiRequests.Enqueue(request.Message);
-                    // The USIG serves requests one at a time, in order, each after a short delay
-                    // (the durable counter write).
-                    _usigFreeAt = (_usigFreeAt > sim.Now ? _usigFreeAt : sim.Now) + TimeSpan.FromTicks(sim.Rng.Next(1, 5000));
-                    sim.Events.At(_usigFreeAt, IssueNextUi);
+                case WriteLog write:
+                    // Durable only if the replica is still up when the write completes.
+                    sim.Events.After(Latency(), () =>
+                    {
+                        if (!Alive) return;
+                        Journal.Apply(write.Write);
+                        if (sim.AfterDurableWrite(id)) sim.Step(id, c => c.OnLogWritten(sim.Now));
+                    });
                     break;
-                case PersistSent persist:
-                    DurableLog.Add(persist.Message);
+                case CertifyUis certify:
+                    sim.Events.After(Latency(), () =>
+                    {
+                        if (!Alive) return;
+                        var uis = usig.CreateUis(certify.FirstCounter, certify.Digests); // durable in the USIG from here on
+                        if (!sim.AfterDurableWrite(id)) return;
+                        // The UIs travel back to the replica: a crash before they arrive loses them in memory.
+                        sim.Events.After(TimeSpan.FromTicks(sim.Rng.Next(1, 500)), () =>
+                        {
+                            if (Alive) sim.Step(id, c => c.OnUisIssued(uis, sim.Now));
+                        });
+                    });
                     break;
-                case CheckpointStable stable:
-                    StoredCheckpoint = stable;
+                case StoreCheckpoint store:
+                    sim.Events.After(Latency(), () =>
+                    {
+                        if (!Alive) return;
+                        StoredCheckpoint = store;
+                        if (sim.AfterDurableWrite(id)) sim.Step(id, c => c.OnCheckpointStored(sim.Now));
+                    });
                     break;
                 case StateInstalled installed:
                     sim.OnInstalled(id, installed);
@@ -87,13 +107,10 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
         }
     }
 
-    private void IssueNextUi()
-    {
-        if (Retired) return; // the crash lost the request; the restarted core asks anew
-        var message = _uiRequests.Dequeue();
-        var ui = usig.CreateUi(MinBft.Encoding.MessageEncoding.CertifiedDigest(message));
-        sim.Step(id, c => c.OnUiIssued(message.WithUi(ui), sim.Now));
-    }
+    private bool Alive => !Retired && !sim.IsDown(id);
+
+    /// <summary>A durable write's latency: up to half a millisecond.</summary>
+    private TimeSpan Latency() => TimeSpan.FromTicks(sim.Rng.Next(1, 5000));
 
     private void Send(int to, ReplicaMessage message)
     {

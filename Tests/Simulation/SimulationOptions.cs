@@ -39,6 +39,10 @@ public sealed record SimulationOptions
     /// <summary>Replicas that crash at <c>Down</c> and restart from their durable state at <c>Up</c>.</summary>
     public (int Replica, TimeSpan Down, TimeSpan Up)[] Restarts { get; init; } = [];
 
+    /// <summary>One replica crashes right after its <c>Write</c>-th durable write (log, USIG batch or
+    /// checkpoint, counted together) and restarts from its durable state after <c>Downtime</c>.</summary>
+    public (int Replica, int Write, TimeSpan Downtime)? CrashAfterWrite { get; init; }
+
     /// <summary>Replicas cut off from every peer (both directions) and from clients for a while.</summary>
     public (int Replica, TimeSpan From, TimeSpan To)[] Isolations { get; init; } = [];
 
@@ -50,7 +54,8 @@ public sealed record SimulationOptions
 
     /// <summary>With view changes, every run with at most f faulty replicas must stay live.</summary>
     public bool ExpectLiveness =>
-        Faulty.Concat(Crashes.Select(c => c.Replica)).Concat(Restarts.Select(r => r.Replica)).Concat(Isolations.Select(i => i.Replica)).Distinct().Count() <= F;
+        Faulty.Concat(Crashes.Select(c => c.Replica)).Concat(Restarts.Select(r => r.Replica)).Concat(Isolations.Select(i => i.Replica))
+            .Concat(CrashAfterWrite is { } c ? [c.Replica] : []).Distinct().Count() <= F;
 
     public IEnumerable<int> Faulty => TamperingReplicas.Concat(RogueReplicas).Concat(BadSnapshotServers);
 
@@ -96,6 +101,21 @@ public sealed record SimulationOptions
         };
     }
 
+    /// <summary>A hostile configuration where one correct replica (often the primary) crashes right
+    /// after one of its durable writes, drawn anywhere in the run (between any two of its log, USIG
+    /// and checkpoint writes), and restarts from what it kept, with f-1 other faulty replicas at most.</summary>
+    public static SimulationOptions WithCrashAfterWrite(int seed, int f)
+    {
+        var drawn = WithRestart(seed, f);
+        var rng = new Random(seed ^ 0xc4a5);
+        var replica = drawn.Restarts[0].Replica;
+        return drawn with
+        {
+            Restarts = [],
+            CrashAfterWrite = (replica, rng.Next(1, 120), TimeSpan.FromMilliseconds(rng.Next(1, 1500))),
+        };
+    }
+
     public static SimulationOptions ForSeed(int seed, int f)
     {
         var rng = new Random(seed);
@@ -134,5 +154,6 @@ public sealed record SimulationOptions
         $"crashes=[{string.Join(',', Crashes.Select(c => $"{c.Replica}@{c.At.TotalMilliseconds}ms"))}]" +
         $" restarts=[{string.Join(',', Restarts.Select(r => $"{r.Replica}@{r.Down.TotalMilliseconds}-{r.Up.TotalMilliseconds}ms"))}]" +
         $" isolations=[{string.Join(',', Isolations.Select(r => $"{r.Replica}@{r.From.TotalMilliseconds}-{r.To.TotalMilliseconds}ms"))}]" +
+        (CrashAfterWrite is { } w ? $" crash-after-write={w.Replica}#{w.Write}+{w.Downtime.TotalMilliseconds}ms" : "") +
         $" bad-snapshots=[{string.Join(',', BadSnapshotServers)}]";
 }

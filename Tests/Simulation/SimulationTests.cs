@@ -179,6 +179,16 @@ public sealed class SimulationTests(ITestOutputHelper output)
     public void Crash_recovery_campaign_one_replica_restarts_in_hostile_runs_f2() =>
         RunSeeds(f: 2, count: 40, firstSeed: 50_000, restart: true);
 
+    [Fact]
+    public void Crash_between_writes_campaign_a_replica_crashes_right_after_a_durable_write_f1() =>
+        new SeedCampaign(nameof(Crash_between_writes_campaign_a_replica_crashes_right_after_a_durable_write_f1), output)
+            .Run(60_000, 150, seed => SimulationOptions.WithCrashAfterWrite(seed, 1));
+
+    [Fact]
+    public void Crash_between_writes_campaign_a_replica_crashes_right_after_a_durable_write_f2() =>
+        new SeedCampaign(nameof(Crash_between_writes_campaign_a_replica_crashes_right_after_a_durable_write_f2), output)
+            .Run(70_000, 40, seed => SimulationOptions.WithCrashAfterWrite(seed, 2));
+
     private static int SeedOr(int fallback) => SeedCampaign.ReplaySeed ?? fallback;
 
     [Fact]

@@ -34,14 +34,14 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var digest = random.Bytes(32);
 
-        var pending = usig.CreateUiAsync(digest, CancellationToken.None);
+        var pending = usig.CreateAt(1, digest);
         var beingWritten = await writeStarted.Task.WaitAsync(Deadline);
         Assert.Equal(1UL, beingWritten.Counter);
         Assert.False(pending.IsCompleted);
         Assert.Null(store.State);
 
         // A retry of the same digest must not overtake the blocked write either.
-        var retry = usig.CreateUiAsync(digest, CancellationToken.None);
+        var retry = usig.CreateAt(1, digest);
         Assert.False(retry.IsCompleted);
 
         releaseWrite.SetResult();
@@ -62,7 +62,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var digest = random.Bytes(32);
 
-        await Assert.ThrowsAsync<IOException>(() => usig.CreateUiAsync(digest, CancellationToken.None));
+        await Assert.ThrowsAsync<IOException>(() => usig.CreateAt(1, digest));
         Assert.Null(store.State);
 
         store.Fault = UsigStoreFault.None;
@@ -83,12 +83,12 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var digest = random.Bytes(32);
 
-        await Assert.ThrowsAsync<IOException>(() => usig.CreateUiAsync(digest, CancellationToken.None));
+        await Assert.ThrowsAsync<IOException>(() => usig.CreateAt(1, digest));
         var landed = store.State!.LastUi!;
         Assert.Equal(1UL, landed.Counter);
 
         store.Fault = UsigStoreFault.None;
-        var retried = await usig.Create(digest);
+        var retried = await usig.CreateAt(1, digest);
         Assert.Equal(landed, retried);
         Assert.Equal(1, store.Writes); // the retry wrote nothing new
         Assert.Equal(2UL, (await usig.Create(random.Bytes(32))).Counter);
@@ -104,9 +104,11 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var store = new InMemoryUsigCounterStore { Fault = UsigStoreFault.FailAfterWriting };
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
 
-        await Assert.ThrowsAsync<IOException>(() => usig.CreateUiAsync(random.Bytes(32), CancellationToken.None));
+        await Assert.ThrowsAsync<IOException>(() => usig.CreateAt(1, random.Bytes(32)));
         store.Fault = UsigStoreFault.None;
-        Assert.Equal(2UL, (await usig.Create(random.Bytes(32))).Counter);
+        // Counter 1 for another digest is refused; the next one is 2.
+        await Assert.ThrowsAsync<ArgumentException>(() => usig.CreateAt(1, random.Bytes(32)));
+        Assert.Equal(2UL, (await usig.CreateAt(2, random.Bytes(32))).Counter);
     }
 
     [Fact]
@@ -127,14 +129,14 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         using var cts = new CancellationTokenSource();
         var digest = random.Bytes(32);
 
-        var pending = usig.CreateUiAsync(digest, cts.Token);
+        var pending = usig.CreateAt(1, digest, cts.Token);
         await writeStarted.Task.WaitAsync(Deadline);
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending.WaitAsync(Deadline));
 
         store.BeforeWrite = null;
         var reads = store.Reads;
-        Assert.Equal(1UL, (await usig.Create(digest)).Counter);
+        Assert.Equal(1UL, (await usig.CreateAt(1, digest)).Counter);
         Assert.Equal(reads + 1, store.Reads);
     }
 
@@ -144,7 +146,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var setup = Scheme(HmacScheme, new Random(1), Epoch);
         var store = new InMemoryUsigCounterStore { FailReads = true };
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
-        await Assert.ThrowsAsync<IOException>(() => usig.CreateUiAsync(new byte[32], CancellationToken.None));
+        await Assert.ThrowsAsync<IOException>(() => usig.CreateAt(1, new byte[32]));
         Assert.Equal(0, store.Writes);
         store.FailReads = false;
         Assert.Equal(1UL, (await usig.Create(new byte[32])).Counter);
@@ -174,8 +176,9 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         for (var message = 0; message < 200; message++)
         {
             var digest = random.Bytes(32);
-            // A correct replica retries the same digest until it has a UI (persist before send);
-            // the USIG must stay safe even for a caller that gives up and moves on.
+            ulong? counter = null;
+            // A correct replica retries the same counter and digest until it has a UI (persist
+            // before send); the USIG must stay safe even for a caller that gives up and moves on.
             while (true)
             {
                 store.Fault = random.Next(4) switch
@@ -187,7 +190,8 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
                 if (random.Next(10) == 0) usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store); // crash and restart
                 try
                 {
-                    var ui = await usig.Create(digest);
+                    counter ??= (await usig.LoadAsync(CancellationToken.None)).Counter + 1;
+                    var ui = await usig.CreateAt(counter.Value, digest);
                     Record(ui, digest);
                     // Sequential: retries never leave a gap; only an abandoned landed write can.
                     if (abandonedSinceLastReturn) Assert.True(ui.Counter > lastReturned);
@@ -228,7 +232,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
                 store.Fault = (UsigStoreFault)random.Next(3);
                 try
                 {
-                    Assert.Equal(expected, (await usig.Create(digest)).Counter);
+                    Assert.Equal(expected, (await usig.CreateAt(expected, digest)).Counter);
                     break;
                 }
                 catch (IOException)

@@ -44,7 +44,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Schemes), MemberType = typeof(UsigTestKit))]
-    public async Task RepeatedLastDigest_ReturnsTheSameUi_WithoutBurningACounter_ThenANewDigestGetsTheNext(string scheme)
+    public async Task RetriedCounterAndDigest_ReturnsTheSameUi_WithoutBurningACounter_ThenANewDigestGetsTheNext(string scheme)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
@@ -53,18 +53,53 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         var a = random.Bytes(32);
         var b = random.Bytes(32);
 
-        var first = await usig.Create(a);
-        var retry = await usig.Create(a);
-        var retryAgain = await usig.Create((byte[])a.Clone());
+        var first = await usig.CreateAt(1, a);
+        var retry = await usig.CreateAt(1, a);
+        var retryAgain = await usig.CreateAt(1, (byte[])a.Clone());
         Assert.Equal(1UL, first.Counter);
         Assert.Same(first, retry);
         Assert.Same(first, retryAgain);
         Assert.Equal(1, store.Writes);
 
-        var second = await usig.Create(b);
+        var second = await usig.CreateAt(2, b);
         Assert.Equal(2UL, second.Counter);
-        Assert.Same(second, await usig.Create(b));
+        Assert.Same(second, await usig.CreateAt(2, b));
         Assert.Equal(2, store.Writes);
+        // An older counter retried for its digest gets its UI again (re-certified, nothing written).
+        var reissued = await usig.CreateAt(1, a);
+        Assert.Equal(first.Counter, reissued.Counter);
+        Assert.Equal(first.Certificate, reissued.Certificate);
+        Assert.Equal(2, store.Writes);
+    }
+
+    [Fact]
+    public async Task ANewMessageRepeatingTheLastDigest_GetsTheNextCounter_NotTheOldUi()
+    {
+        // A replica may certify the same content twice (after a restart, a CHECKPOINT it had sent
+        // before). It asks for the next counter: the USIG must not mistake that for a retry.
+        var random = TestRandom.Create(output);
+        var setup = Scheme(Ed25519Scheme, random, Epoch);
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore());
+        var a = random.Bytes(32);
+        Assert.Equal(1UL, (await usig.CreateAt(1, a)).Counter);
+        var again = await usig.CreateAt(2, a);
+        Assert.Equal(2UL, again.Counter);
+        Assert.True(VerifierFor(ReplicaId, setup.Key).Verify(ReplicaId, again, a));
+    }
+
+    [Fact]
+    public async Task CountersThatAreNeitherNextNorIssuedForTheseDigests_AreRefused_AndNothingIsIssued()
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(HmacScheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore();
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        await usig.CreateAt(1, random.Bytes(32));
+        await Assert.ThrowsAsync<ArgumentException>(() => usig.CreateAt(1, random.Bytes(32))); // reuse for another digest
+        await Assert.ThrowsAsync<ArgumentException>(() => usig.CreateAt(3, random.Bytes(32))); // skip
+        await Assert.ThrowsAsync<ArgumentException>(() => usig.CreateAt(0, random.Bytes(32)));
+        Assert.Equal(1, store.Writes);
+        Assert.Equal(1UL, store.State!.Counter);
     }
 
     [Fact]
@@ -104,9 +139,9 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var digests = Enumerable.Range(0, 50).Select(_ => random.Bytes(32)).ToArray();
 
-        var first = usig.CreateUiAsync(digests[0], CancellationToken.None);
+        var first = usig.CreateAt(1, digests[0]);
         await firstWriteStarted.Task.WaitAsync(Deadline);
-        var rest = digests.Skip(1).Select(d => usig.CreateUiAsync(d, CancellationToken.None)).ToArray();
+        var rest = digests.Skip(1).Select((d, i) => usig.CreateAt((ulong)i + 2, d)).ToArray();
         Assert.All(rest, t => Assert.False(t.IsCompleted));
         releaseFirstWrite.SetResult();
 
@@ -126,10 +161,20 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         var setup = Scheme(HmacScheme, random, Epoch);
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore());
         var digests = Enumerable.Range(0, 400).Select(_ => random.Bytes(32)).ToArray();
-        var uis = await Task.WhenAll(digests.Select(d => Task.Run(() => usig.CreateUiAsync(d, CancellationToken.None)))).WaitAsync(Deadline);
-        Assert.Equal(Enumerable.Range(1, digests.Length).Select(i => (ulong)i), uis.Select(u => u.Counter).Order());
+        // Every thread claims counters 1..40 in turn, each for its own digest: per counter exactly
+        // one claim wins, the others are refused, and nothing is issued twice.
+        var claims = await Task.WhenAll(digests.Select((d, i) => Task.Run(async () =>
+        {
+            var counter = (ulong)(i % 40) + 1;
+            try { return (Counter: counter, Digest: d, Ui: (UniqueIdentifier?)await usig.CreateAt(counter, d)); }
+            catch (ArgumentException) { return (Counter: counter, Digest: d, Ui: null); }
+        }))).WaitAsync(Deadline);
+        var won = claims.Where(c => c.Ui is not null).ToList();
+        Assert.Equal(won.Count, won.Select(c => c.Ui!.Counter).Distinct().Count());
+        Assert.All(won, c => Assert.Equal(c.Counter, c.Ui!.Counter));
+        Assert.Equal((ulong)won.Count, (await usig.LoadAsync(CancellationToken.None)).Counter);
         var verifier = VerifierFor(ReplicaId, setup.Key);
-        for (var i = 0; i < digests.Length; i++) Assert.True(verifier.Verify(ReplicaId, uis[i], digests[i]));
+        Assert.All(won, c => Assert.True(verifier.Verify(ReplicaId, c.Ui!, c.Digest)));
     }
 
     [Theory]
@@ -141,7 +186,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
     {
         var store = new InMemoryUsigCounterStore();
         var usig = new UsigCore(ReplicaId, Epoch, Scheme(HmacScheme, new Random(1), Epoch).Certifier, store);
-        await Assert.ThrowsAsync<ArgumentException>(() => usig.CreateUiAsync(new byte[length], CancellationToken.None));
+        await Assert.ThrowsAsync<ArgumentException>(() => usig.CreateAt(1, new byte[length]));
         Assert.Equal(0, store.Writes);
         Assert.Equal(1UL, (await usig.Create(new byte[32])).Counter);
     }
@@ -159,7 +204,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         for (var i = 0; i < 5; i++) lastUi = await before.Create(last = random.Bytes(32));
 
         var after = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
-        Assert.Equal(lastUi, await after.Create(last));
+        Assert.Equal(lastUi, await after.CreateAt(5, last));
         Assert.Equal(6UL, (await after.Create(random.Bytes(32))).Counter);
     }
 
@@ -175,7 +220,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         Assert.Equal(2UL, error.ConfiguredEpoch);
         Assert.Equal(1UL, error.StoredEpoch);
         Assert.Contains("new epoch", error.Message);
-        await Assert.ThrowsAsync<UsigEpochMismatchException>(() => wrongEpoch.CreateUiAsync(new byte[32], CancellationToken.None));
+        await Assert.ThrowsAsync<UsigEpochMismatchException>(() => wrongEpoch.CreateAt(2, new byte[32]));
         Assert.Equal(1UL, store.State!.Counter);
     }
 
@@ -185,7 +230,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         var setup = Scheme(HmacScheme, new Random(1), Epoch);
         var corrupt = new UsigState(Epoch, 5, new byte[32], new UniqueIdentifier(Epoch, 4, new byte[32]));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore(corrupt));
-        await Assert.ThrowsAsync<InvalidDataException>(() => usig.CreateUiAsync(new byte[32], CancellationToken.None));
+        await Assert.ThrowsAsync<InvalidDataException>(() => usig.CreateAt(6, new byte[32]));
     }
 
     [Fact]

@@ -34,6 +34,15 @@ internal static class UsigTestKit
     public static UsigVerifier VerifierFor(int replicaId, UsigVerificationKey key) =>
         new(new Dictionary<int, UsigVerificationKey> { [replicaId] = key });
 
-    public static Task<UniqueIdentifier> Create(this UsigCore usig, byte[] digest) =>
-        usig.CreateUiAsync(digest, CancellationToken.None).WaitAsync(Deadline);
+    /// <summary>Certifies <paramref name="digest"/> at the USIG's next counter.</summary>
+    public static async Task<UniqueIdentifier> Create(this UsigCore usig, byte[] digest)
+    {
+        var next = (await usig.LoadAsync(CancellationToken.None).WaitAsync(Deadline)).Counter + 1;
+        return await usig.CreateAt(next, digest);
+    }
+
+    /// <summary>Certifies <paramref name="digest"/> at <paramref name="counter"/> (or gets the UI again
+    /// if that counter went to that digest).</summary>
+    public static async Task<UniqueIdentifier> CreateAt(this UsigCore usig, ulong counter, byte[] digest, CancellationToken cancellationToken = default) =>
+        (await usig.CreateUisAsync(counter, [digest], cancellationToken))[0];
 }

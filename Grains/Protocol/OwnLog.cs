@@ -1,0 +1,263 @@
+using MinBft.Messages;
+
+namespace MinBft.Protocol;
+
+/// <summary>
+/// This replica's own USIG stream, with one owner. A message gets its counter when it is created
+/// (an intent, <see cref="Append"/>); the host makes intents durable (<see cref="TakeWrite"/>,
+/// <see cref="OnWritten"/>), then the USIG certifies durable intents in batches
+/// (<see cref="TakeCertifyBatch"/>, <see cref="OnCertified"/>), and only then is a message sent.
+/// UIs become durable lazily, in a later write: until then the USIG can re-issue them, so the
+/// log never runs further ahead of its durable UIs than the USIG's re-issue window.
+/// Positions (counters), asserted at every change:
+/// <c>First - 1 &lt;= UiDurable &lt;= Certified &lt;= Requested &lt;= Durable &lt;= Appended</c> and
+/// <c>Requested - UiDurable &lt;= ReissueWindow</c>. Persist before send follows: a message is
+/// certified only once its intent is durable, and is sent only once certified. After a crash
+/// every counter the USIG issued is recovered: its intent is durable, and its UI is either
+/// durable or within the window.
+/// </summary>
+internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
+{
+    private readonly List<Entry> _entries = []; // counters First .. Appended
+    private Write? _writing;
+    private bool _certifying;
+    private long _writtenView = -1;
+    // Where the durable log may start (entries below are settled and may be dropped from storage).
+    private ulong _keepFrom;
+    private ulong _writtenKeepFrom;
+    // Where memory may start (entries below are no longer needed for retransmission or VIEW-CHANGE).
+    private ulong _memoryKeepFrom;
+    // A truncation of the durable log found by a restart, written before anything else.
+    private LogTruncation? _truncation;
+
+    private sealed class Entry(CertifiedMessage message, Sha256Digest digest)
+    {
+        public CertifiedMessage Message { get; set; } = message;
+        public Sha256Digest Digest { get; } = digest;
+    }
+
+    private sealed record Write(ulong IntentsThrough, ulong UisThrough, ulong KeepFrom, long View);
+
+    /// <summary>Counter of the first entry kept in memory (the next counter when none is).</summary>
+    public ulong First { get; private set; } = 1;
+
+    /// <summary>The last counter given to a message (an intent, certified or not).</summary>
+    public ulong Appended => First + (ulong)_entries.Count - 1;
+
+    /// <summary>Intents durable through here.</summary>
+    public ulong Durable { get; private set; }
+
+    /// <summary>Digests handed to the USIG through here.</summary>
+    public ulong Requested { get; private set; }
+
+    /// <summary>UIs received through here: these messages are complete and sent.</summary>
+    public ulong Certified { get; private set; }
+
+    /// <summary>UIs durable in the log through here.</summary>
+    public ulong UiDurable { get; private set; }
+
+    public int ReissueWindow => reissueWindow;
+
+    /// <summary>Messages kept in memory (for retransmission and VIEW-CHANGE), certified or not.</summary>
+    public int Count => _entries.Count;
+
+    /// <summary>Messages created and not certified yet.</summary>
+    public int Uncertified => (int)(Appended - Certified);
+
+    public bool WriteInFlight => _writing is not null;
+
+    public bool CertifyInFlight => _certifying;
+
+    /// <summary>Gives <paramref name="message"/> (no UI yet) the next counter; returns it.</summary>
+    public ulong Append(CertifiedMessage message, Sha256Digest digest)
+    {
+        ProtocolInvariantException.Check(message.Ui.IsNone, "a message is certified once");
+        _entries.Add(new Entry(message, digest));
+        CheckPositions();
+        return Appended;
+    }
+
+    /// <summary>
+    /// The next durable write, if none is in flight and there is something to write: the intents
+    /// appended since the last write, the UIs certified since, the view and the trim point.
+    /// Everything produced while a write is in flight goes into the next one (group commit).
+    /// </summary>
+    public LogWrite? TakeWrite(long view)
+    {
+        if (_writing is not null) return null;
+        var truncation = _truncation;
+        if (truncation is null && Appended == Durable && Certified == UiDurable && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
+        var intents = new List<CertifiedMessage>((int)(Appended - Durable));
+        for (var c = Durable + 1; c <= Appended; c++) intents.Add(EntryAt(c).Message);
+        var uis = new List<UniqueIdentifier>((int)(Certified - UiDurable));
+        for (var c = UiDurable + 1; c <= Certified; c++) uis.Add(EntryAt(c).Message.Ui);
+        // The UIs in this write are durable with it; nothing after them is ever settled yet.
+        ProtocolInvariantException.Check(_keepFrom <= Certified + 1, "the durable log keeps every message not settled");
+        var keepFrom = _keepFrom;
+        _writing = new Write(Appended, Certified, keepFrom, view);
+        _truncation = null;
+        return new LogWrite(view, Durable + 1, intents, uis, keepFrom, truncation);
+    }
+
+    /// <summary>The write handed out by <see cref="TakeWrite"/> is durable.</summary>
+    public void OnWritten()
+    {
+        var write = _writing ?? throw new ProtocolInvariantException("a write completes only after it was handed out");
+        _writing = null;
+        Durable = write.IntentsThrough;
+        UiDurable = write.UisThrough;
+        _writtenKeepFrom = write.KeepFrom;
+        _writtenView = write.View;
+        TrimMemory();
+        CheckPositions();
+    }
+
+    /// <summary>The next batch of durable intents for the USIG, if none is in flight: at most
+    /// <c>maxCertifyBatch</c> digests, and never further ahead of the durable UIs than the window.</summary>
+    public (ulong FirstCounter, byte[][] Digests)? TakeCertifyBatch()
+    {
+        if (_certifying) return null;
+        var limit = Math.Min(Durable, UiDurable + (ulong)reissueWindow);
+        if (limit <= Requested) return null;
+        var count = (int)Math.Min(limit - Requested, (ulong)maxCertifyBatch);
+        var digests = new byte[count][];
+        for (var i = 0; i < count; i++) digests[i] = EntryAt(Requested + 1 + (ulong)i).Digest.ToArray();
+        var first = Requested + 1;
+        Requested += (ulong)count;
+        _certifying = true;
+        CheckPositions();
+        return (first, digests);
+    }
+
+    /// <summary>The USIG certified the batch handed out by <see cref="TakeCertifyBatch"/>; returns
+    /// the messages now complete, in counter order.</summary>
+    public IReadOnlyList<CertifiedMessage> OnCertified(IReadOnlyList<UniqueIdentifier> uis)
+    {
+        ProtocolInvariantException.Check(_certifying, "UIs arrive only for a batch handed to the USIG");
+        ProtocolInvariantException.Check(uis.Count == (int)(Requested - Certified),
+            $"the USIG certifies the whole batch (asked {Requested - Certified}, got {uis.Count})");
+        var certified = new List<CertifiedMessage>(uis.Count);
+        foreach (var ui in uis)
+        {
+            // A counter out of sequence means another caller used this USIG, or it broke its promise.
+            ProtocolInvariantException.Check(ui.Counter == Certified + 1,
+                $"own USIG counters are sequential (expected {Certified + 1}, got {ui.Counter})");
+            var entry = EntryAt(ui.Counter);
+            entry.Message = entry.Message.WithUi(ui);
+            Certified = ui.Counter;
+            certified.Add(entry.Message);
+        }
+        _certifying = false;
+        CheckPositions();
+        return certified;
+    }
+
+    /// <summary>Whether a message of type <typeparamref name="T"/> waits to be certified.</summary>
+    public bool HasUncertified<T>() where T : CertifiedMessage
+    {
+        for (var c = Certified + 1; c <= Appended; c++)
+            if (EntryAt(c).Message is T) return true;
+        return false;
+    }
+
+    /// <summary>Certified messages from <paramref name="from"/> on, at most <paramref name="max"/>
+    /// (retransmission; a counter below the first kept gets the log from its start).</summary>
+    public IEnumerable<CertifiedMessage> CertifiedFrom(ulong from, int max)
+    {
+        var start = from <= First ? First : from;
+        for (var c = start; c <= Certified && c < start + (ulong)max; c++) yield return EntryAt(c).Message;
+    }
+
+    /// <summary>Every certified message kept in memory, oldest first (a VIEW-CHANGE's log).</summary>
+    public IReadOnlyList<CertifiedMessage> CertifiedMessages()
+    {
+        var messages = new List<CertifiedMessage>((int)(Certified + 1 - First));
+        for (var c = First; c <= Certified; c++) messages.Add(EntryAt(c).Message);
+        return messages;
+    }
+
+    /// <summary>Memory may drop entries below <paramref name="counter"/> (a VIEW-CHANGE anchor); done
+    /// once their UIs are durable, since the next write needs them until then.</summary>
+    public void KeepInMemoryFrom(ulong counter)
+    {
+        if (counter > _memoryKeepFrom) _memoryKeepFrom = counter;
+        TrimMemory();
+    }
+
+    /// <summary>The durable log may drop entries below <paramref name="counter"/> (in the next write).</summary>
+    public void KeepDurableFrom(ulong counter)
+    {
+        if (counter > _keepFrom) _keepFrom = counter;
+    }
+
+    /// <summary>
+    /// Resumes from the durable log after a restart: <paramref name="entries"/> are certified and
+    /// durable, from <paramref name="first"/> on, gap-free; <paramref name="truncation"/> says what
+    /// of the stored log must go first (intents never certified, or all of it after a gap).
+    /// </summary>
+    public void Restore(ulong first, IReadOnlyList<CertifiedMessage> entries, IReadOnlyList<Sha256Digest> digests, LogTruncation? truncation)
+    {
+        ProtocolInvariantException.Check(_entries.Count == 0 && Certified == 0 && First == 1, "only a fresh log is restored");
+        ProtocolInvariantException.Check(truncation is not { Gap: true } || entries.Count == 0, "a log reset after a gap resumes empty");
+        First = truncation is { Gap: true } gap ? gap.From : first;
+        for (var i = 0; i < entries.Count; i++)
+        {
+            ProtocolInvariantException.Check(!entries[i].Ui.IsNone && entries[i].Ui.Counter == first + (ulong)i, "a restored log is certified and gap-free");
+            _entries.Add(new Entry(entries[i], digests[i]));
+        }
+        ProtocolInvariantException.Check(truncation is null || truncation.From == Appended + 1, "the stored log is cut right after what is kept");
+        _truncation = truncation;
+        Durable = Requested = Certified = UiDurable = Appended;
+        _keepFrom = _writtenKeepFrom = _memoryKeepFrom = First;
+        CheckPositions();
+    }
+
+    private void TrimMemory()
+    {
+        // Exactly at the anchor asked for (a VIEW-CHANGE log must start at one), and only once the
+        // UIs below it are durable (until then the next write needs them).
+        var keep = _memoryKeepFrom;
+        if (keep <= First || keep > UiDurable + 1) return;
+        var drop = (int)Math.Min((ulong)_entries.Count, keep - First);
+        _entries.RemoveRange(0, drop);
+        First += (ulong)drop;
+        CheckPositions();
+    }
+
+    private Entry EntryAt(ulong counter)
+    {
+        ProtocolInvariantException.Check(counter >= First && counter <= Appended, $"counter {counter} is in the kept log ({First}..{Appended})");
+        return _entries[(int)(counter - First)];
+    }
+
+    private void CheckPositions()
+    {
+        ProtocolInvariantException.Check(First - 1 <= UiDurable && UiDurable <= Certified && Certified <= Requested
+            && Requested <= Durable && Durable <= Appended,
+            $"own log positions in order: first {First}, ui-durable {UiDurable}, certified {Certified}, requested {Requested}, durable {Durable}, appended {Appended}");
+        ProtocolInvariantException.Check(Requested - UiDurable <= (ulong)reissueWindow,
+            $"the USIG can re-issue every UI not yet durable (requested {Requested}, ui-durable {UiDurable}, window {reissueWindow})");
+    }
+}
+
+/// <summary>
+/// One durable write of this replica's own log, as the core asks for it: the intents appended
+/// since the last write (consecutive counters from <see cref="FirstIntentCounter"/>, some may
+/// already carry their UI), the UIs certified since for intents written before, the view, and
+/// where the durable log may start. <see cref="Truncation"/>, the first write after a restart only:
+/// what of the stored log goes before anything is appended. The host applies a write atomically,
+/// then reports <see cref="ReplicaCore.OnLogWritten"/>.
+/// </summary>
+public sealed record LogWrite(
+    long View,
+    ulong FirstIntentCounter,
+    IReadOnlyList<CertifiedMessage> Intents,
+    IReadOnlyList<UniqueIdentifier> Uis,
+    ulong KeepFrom,
+    LogTruncation? Truncation = null);
+
+/// <summary>What a restart cuts from the stored log before appending: entries from
+/// <see cref="From"/> on (intents the USIG never certified), or, with <see cref="Gap"/>, every
+/// entry, the log resuming at <see cref="From"/> (the USIG issued counters whose messages were
+/// never logged, so never sent: a gap peers skip at this replica's next CHECKPOINT).</summary>
+public sealed record LogTruncation(ulong From, bool Gap);
