@@ -68,12 +68,4 @@ public static class MinBftRedisExtensions
         var configuration = RedisConnection.Parse(connectionString, setting);
         return builder.UseRedisClustering(options => options.ConfigurationOptions = configuration.Clone());
     }
-
-    /// <summary>Redis clustering for a client: it finds the cluster's gateways in the membership table.</summary>
-    public static IClientBuilder UseMinBftRedisClustering(this IClientBuilder builder, string connectionString, string setting = "--redis-clustering")
-    {
-        ArgumentNullException.ThrowIfNull(builder);
-        var configuration = RedisConnection.Parse(connectionString, setting);
-        return builder.UseRedisClustering(options => options.ConfigurationOptions = configuration.Clone());
-    }
 }

@@ -3,10 +3,10 @@ namespace MinBft.Messages;
 /// <summary>REQ-VIEW-CHANGE: the sender suspects the primary of <see cref="CurrentView"/>.</summary>
 [GenerateSerializer, Immutable, Alias("minbft.ReqViewChange")]
 public sealed record ReqViewChange(
-    [property: Id(0)] int ReplicaId,
-    [property: Id(1)] long CurrentView,
-    [property: Id(2)] long NewView,
-    [property: Id(3)] byte[] Signature) : ReplicaMessage
+    [Id(0)] int ReplicaId,
+    [Id(1)] long CurrentView,
+    [Id(2)] long NewView,
+    [Id(3)] byte[] Signature) : ReplicaMessage
 {
     public override int Sender => ReplicaId;
 }
@@ -19,12 +19,12 @@ public sealed record ReqViewChange(
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.ViewChange")]
 public sealed record ViewChange(
-    [property: Id(0)] int ReplicaId,
-    [property: Id(1)] long NewView,
-    [property: Id(2)] CheckpointCertificate CheckpointCertificate,
-    [property: Id(3)] CertifiedMessage[] Log,
-    [property: Id(4)] UniqueIdentifier ViewChangeUi,
-    [property: Id(5)] CheckpointCertificate[] ViewStarts) : CertifiedMessage
+    [Id(0)] int ReplicaId,
+    [Id(1)] long NewView,
+    [Id(2)] CheckpointCertificate CheckpointCertificate,
+    [Id(3)] CertifiedMessage[] Log,
+    [Id(4)] UniqueIdentifier ViewChangeUi,
+    [Id(5)] CheckpointCertificate[] ViewStarts) : CertifiedMessage
 {
     public override int Sender => ReplicaId;
     public override UniqueIdentifier Ui => ViewChangeUi;
@@ -34,10 +34,10 @@ public sealed record ViewChange(
 /// <summary>NEW-VIEW: the new primary's proof (f+1 VIEW-CHANGEs) that the view may start.</summary>
 [GenerateSerializer, Immutable, Alias("minbft.NewView")]
 public sealed record NewView(
-    [property: Id(0)] int PrimaryId,
-    [property: Id(1)] long View,
-    [property: Id(2)] ViewChange[] ViewChanges,
-    [property: Id(3)] UniqueIdentifier NewViewUi) : CertifiedMessage
+    [Id(0)] int PrimaryId,
+    [Id(1)] long View,
+    [Id(2)] ViewChange[] ViewChanges,
+    [Id(3)] UniqueIdentifier NewViewUi) : CertifiedMessage
 {
     public override int Sender => PrimaryId;
     public override UniqueIdentifier Ui => NewViewUi;

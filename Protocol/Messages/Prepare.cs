@@ -8,12 +8,12 @@ namespace MinBft.Messages;
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Prepare")]
 public sealed record Prepare(
-    [property: Id(0)] long View,
-    [property: Id(1)] int PrimaryId,
-    [property: Id(4)] ulong Sequence,
-    [property: Id(2)] Request[] Batch,
-    [property: Id(3)] UniqueIdentifier PrepareUi,
-    [property: Id(5)] CheckpointCertificate? ViewStart = null) : CertifiedMessage
+    [Id(0)] long View,
+    [Id(1)] int PrimaryId,
+    [Id(4)] ulong Sequence,
+    [Id(2)] Request[] Batch,
+    [Id(3)] UniqueIdentifier PrepareUi,
+    [Id(5)] CheckpointCertificate? ViewStart = null) : CertifiedMessage
 {
     public override int Sender => PrimaryId;
     public override UniqueIdentifier Ui => PrepareUi;

@@ -8,9 +8,9 @@ namespace MinBft.Messages;
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.CertifiedStub")]
 public sealed record CertifiedStub(
-    [property: Id(0)] int ReplicaId,
-    [property: Id(1)] byte[] CertifiedDigest,
-    [property: Id(2)] UniqueIdentifier StubUi) : CertifiedMessage
+    [Id(0)] int ReplicaId,
+    [Id(1)] byte[] CertifiedDigest,
+    [Id(2)] UniqueIdentifier StubUi) : CertifiedMessage
 {
     public override int Sender => ReplicaId;
     public override UniqueIdentifier Ui => StubUi;

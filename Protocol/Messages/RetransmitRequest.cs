@@ -6,10 +6,10 @@ namespace MinBft.Messages;
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.RetransmitRequest")]
 public sealed record RetransmitRequest(
-    [property: Id(0)] int ReplicaId,
-    [property: Id(1)] int TargetId,
-    [property: Id(2)] ulong FromCounter,
-    [property: Id(3)] byte[] Signature) : ReplicaMessage
+    [Id(0)] int ReplicaId,
+    [Id(1)] int TargetId,
+    [Id(2)] ulong FromCounter,
+    [Id(3)] byte[] Signature) : ReplicaMessage
 {
     public override int Sender => ReplicaId;
 }

@@ -7,9 +7,9 @@ namespace MinBft.Messages;
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.UniqueIdentifier")]
 public sealed record UniqueIdentifier(
-    [property: Id(0)] ulong Epoch,
-    [property: Id(1)] ulong Counter,
-    [property: Id(2)] byte[] Certificate)
+    [Id(0)] ulong Epoch,
+    [Id(1)] ulong Counter,
+    [Id(2)] byte[] Certificate)
 {
     /// <summary>Placeholder carried by a message before its USIG has certified it.</summary>
     public static UniqueIdentifier None { get; } = new(0, 0, []);

@@ -8,11 +8,11 @@ namespace MinBft.Messages;
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.StateRequest")]
 public sealed record StateRequest(
-    [property: Id(0)] int ReplicaId,
-    [property: Id(1)] ulong MinSequence,
-    [property: Id(2)] ulong Sequence,
-    [property: Id(3)] int Chunk,
-    [property: Id(4)] byte[] Signature) : ReplicaMessage
+    [Id(0)] int ReplicaId,
+    [Id(1)] ulong MinSequence,
+    [Id(2)] ulong Sequence,
+    [Id(3)] int Chunk,
+    [Id(4)] byte[] Signature) : ReplicaMessage
 {
     public override int Sender => ReplicaId;
 }
@@ -26,13 +26,13 @@ public sealed record StateRequest(
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.StateChunk")]
 public sealed record StateChunk(
-    [property: Id(0)] int ReplicaId,
-    [property: Id(1)] CheckpointCertificate Certificate,
-    [property: Id(2)] long View,
-    [property: Id(3)] CheckpointCertificate? ViewStart,
-    [property: Id(4)] int Index,
-    [property: Id(5)] int Count,
-    [property: Id(6)] byte[] Data) : ReplicaMessage
+    [Id(0)] int ReplicaId,
+    [Id(1)] CheckpointCertificate Certificate,
+    [Id(2)] long View,
+    [Id(3)] CheckpointCertificate? ViewStart,
+    [Id(4)] int Index,
+    [Id(5)] int Count,
+    [Id(6)] byte[] Data) : ReplicaMessage
 {
     public override int Sender => ReplicaId;
 }

@@ -9,12 +9,12 @@ namespace MinBft.Messages;
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Checkpoint")]
 public sealed record Checkpoint(
-    [property: Id(0)] int ReplicaId,
-    [property: Id(4)] long View,
-    [property: Id(1)] ulong Sequence,
-    [property: Id(2)] byte[] StateDigest,
-    [property: Id(3)] UniqueIdentifier CheckpointUi,
-    [property: Id(5)] bool IsViewStart = false) : CertifiedMessage
+    [Id(0)] int ReplicaId,
+    [Id(4)] long View,
+    [Id(1)] ulong Sequence,
+    [Id(2)] byte[] StateDigest,
+    [Id(3)] UniqueIdentifier CheckpointUi,
+    [Id(5)] bool IsViewStart = false) : CertifiedMessage
 {
     // IsViewStart: the one checkpoint a replica sends on entering View, at the view's base
     // position. f+1 of them (VS) prove where the view's PREPAREs start.
@@ -26,9 +26,9 @@ public sealed record Checkpoint(
 /// <summary>f+1 matching CHECKPOINTs from distinct replicas: a stable checkpoint.</summary>
 [GenerateSerializer, Immutable, Alias("minbft.CheckpointCertificate")]
 public sealed record CheckpointCertificate(
-    [property: Id(0)] ulong Sequence,
-    [property: Id(1)] byte[] StateDigest,
-    [property: Id(2)] Checkpoint[] Checkpoints)
+    [Id(0)] ulong Sequence,
+    [Id(1)] byte[] StateDigest,
+    [Id(2)] Checkpoint[] Checkpoints)
 {
     /// <summary>The certificate of the initial state: nothing executed yet.</summary>
     public static CheckpointCertificate Genesis { get; } = new(0, [], []);

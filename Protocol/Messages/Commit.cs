@@ -6,10 +6,10 @@ namespace MinBft.Messages;
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Commit")]
 public sealed record Commit(
-    [property: Id(0)] long View,
-    [property: Id(1)] int ReplicaId,
-    [property: Id(2)] Prepare Prepare,
-    [property: Id(3)] UniqueIdentifier CommitUi) : CertifiedMessage
+    [Id(0)] long View,
+    [Id(1)] int ReplicaId,
+    [Id(2)] Prepare Prepare,
+    [Id(3)] UniqueIdentifier CommitUi) : CertifiedMessage
 {
     public override int Sender => ReplicaId;
     public override UniqueIdentifier Ui => CommitUi;

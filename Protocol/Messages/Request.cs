@@ -7,8 +7,8 @@ namespace MinBft.Messages;
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Request")]
 public sealed record Request(
-    [property: Id(0)] string ClientId,
-    [property: Id(1)] byte[] ClientPublicKey,
-    [property: Id(2)] ulong Seq,
-    [property: Id(3)] byte[] Operation,
-    [property: Id(4)] byte[] Signature);
+    [Id(0)] string ClientId,
+    [Id(1)] byte[] ClientPublicKey,
+    [Id(2)] ulong Seq,
+    [Id(3)] byte[] Operation,
+    [Id(4)] byte[] Signature);
