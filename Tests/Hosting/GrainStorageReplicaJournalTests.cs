@@ -80,6 +80,7 @@ public sealed class GrainStorageReplicaJournalTests(RedisStorageFixture redis) :
         }
 
         Assert.True(journal.FirstRecord >= 16, $"the head should have moved well past the first records, is at {journal.FirstRecord}");
+        await journal.WhenDeletedAsync();
         for (long index = 0; index < journal.FirstRecord; index++)
         {
             var record = await store.Storage.ReadRecordAsync(index);
@@ -236,6 +237,7 @@ public sealed class GrainStorageReplicaJournalTests(RedisStorageFixture redis) :
         await journal.AppendAsync(Append(0, 4, Intents(4, 1), [Ui(3)], keepFrom: 4));
 
         Assert.Equal(3, journal.FirstRecord);
+        await journal.WhenDeletedAsync();
         Assert.False((await store.Storage.ReadRecordAsync(1)).RecordExists);
         var contents = await store.ReloadAsync();
         Assert.Equal(4UL, contents.FirstCounter);
@@ -257,6 +259,7 @@ public sealed class GrainStorageReplicaJournalTests(RedisStorageFixture redis) :
         }
         var head = journal.FirstRecord;
         Assert.True(head >= 4);
+        await journal.WhenDeletedAsync();
         Assert.True((await store.Storage.ReadRecordAsync(1)).RecordExists, "deletes failed, so the records are still there");
 
         store.Storage.FailClears = null;
@@ -269,6 +272,7 @@ public sealed class GrainStorageReplicaJournalTests(RedisStorageFixture redis) :
         }
 
         Assert.True(reopened.FirstRecord > head);
+        await reopened.WhenDeletedAsync();
         for (long index = 0; index < reopened.FirstRecord; index++)
         {
             var record = await store.Storage.ReadRecordAsync(index);
@@ -290,6 +294,7 @@ public sealed class GrainStorageReplicaJournalTests(RedisStorageFixture redis) :
             next++;
         }
 
+        await ((GrainStorageReplicaJournal)journal).WhenDeletedAsync();
         // The head, the open record and fewer than two trim batches of live records.
         var keys = await store.KeysAsync();
         Assert.InRange(keys.Count, 3, 2 + (2 * 4));

@@ -44,6 +44,7 @@ public sealed partial class GrainStorageReplicaJournal : ReplicaJournal
     private long _nextRecord;
     private long _garbageFrom;
     private ulong _trimCheckedAt;
+    private Task _deletions = Task.CompletedTask;
 
     /// <summary>Creates the journal of <paramref name="grainId"/> in <paramref name="storage"/>.</summary>
     /// <param name="storage">The store; its ETag rules must refuse a write without ETag over an existing record.</param>
@@ -72,6 +73,7 @@ public sealed partial class GrainStorageReplicaJournal : ReplicaJournal
 
     private protected override async Task<JournalContents> LoadAndClaimAsync(CancellationToken cancellationToken)
     {
+        await _deletions.ConfigureAwait(false);
         _live.Clear();
         _owner = -1;
         _trimCheckedAt = 0;
@@ -135,6 +137,8 @@ public sealed partial class GrainStorageReplicaJournal : ReplicaJournal
         _nextRecord++;
     }
 
+    private protected override ValueTask DisposeCoreAsync() => new(_deletions);
+
     private protected override bool AbsentIsFinal => false; // a write that timed out may still land
 
     private protected override async Task<JournalWrite?> FindLandedAsync(IReadOnlyList<JournalWrite> pending, CancellationToken cancellationToken)
@@ -172,6 +176,7 @@ public sealed partial class GrainStorageReplicaJournal : ReplicaJournal
             if (_live[i].NextAfter <= first) cut = i;
         }
         if (cut + 1 < _trimRecords) return;
+        await _deletions.ConfigureAwait(false);
         var dropped = _live.GetRange(0, cut + 1);
         var oldFirst = _head.State!.FirstRecord;
         var newHead = new JournalHead
@@ -204,17 +209,27 @@ public sealed partial class GrainStorageReplicaJournal : ReplicaJournal
         _head = head;
         _live.RemoveRange(0, dropped.Count);
 
-        // Delete what the head no longer covers, except Open records (they keep fencing).
-        var clean = true;
+        // Delete what the head no longer covers, off the append's path; the next trim waits for it.
+        _deletions = DeleteBelowHeadAsync(oldFirst, dropped, newHead.FirstRecord);
+        LogTrimmed(_logger, _grainId, dropped.Count, newHead.FirstRecord, first);
+    }
+
+    /// <summary>Completes when the deletions of the last trim have finished (they never throw).</summary>
+    internal Task WhenDeletedAsync() => _deletions;
+
+    // Deletes the records below the head, except Open records (they keep fencing): the leftovers
+    // of interrupted trims from _garbageFrom up to the old head, then the records just dropped.
+    private async Task DeleteBelowHeadAsync(long oldFirst, List<LiveRecord> dropped, long newFirst)
+    {
         var deletions = new List<Task<bool>>();
-        for (var index = _garbageFrom; index < oldFirst; index++) deletions.Add(DeleteUnknownAsync(index, cancellationToken));
+        for (var index = _garbageFrom; index < oldFirst; index++) deletions.Add(DeleteUnknownAsync(index));
         foreach (var record in dropped)
         {
-            if (!record.IsOpen) deletions.Add(DeleteAsync(record.Index, record.ETag, cancellationToken));
+            if (!record.IsOpen) deletions.Add(DeleteAsync(record.Index, record.ETag));
         }
+        var clean = true;
         foreach (var deletion in deletions) clean &= await deletion.ConfigureAwait(false);
-        if (clean) _garbageFrom = newHead.FirstRecord;
-        LogTrimmed(_logger, _grainId, dropped.Count, newHead.FirstRecord, first);
+        if (clean) _garbageFrom = newFirst;
     }
 
     private async Task<GrainState<JournalRecord>> ReadRecordAsync(long index, CancellationToken cancellationToken)
@@ -224,12 +239,12 @@ public sealed partial class GrainStorageReplicaJournal : ReplicaJournal
         return state;
     }
 
-    private async Task<bool> DeleteAsync(long index, string? etag, CancellationToken cancellationToken)
+    private async Task<bool> DeleteAsync(long index, string? etag)
     {
         try
         {
             var state = new GrainState<JournalRecord>(new JournalRecord()) { ETag = etag, RecordExists = true };
-            await _storage.ClearStateAsync(RecordName(index), _grainId, state, cancellationToken).ConfigureAwait(false);
+            await _storage.ClearStateAsync(RecordName(index), _grainId, state).ConfigureAwait(false);
             return true;
         }
         catch (Exception e)
@@ -240,13 +255,13 @@ public sealed partial class GrainStorageReplicaJournal : ReplicaJournal
     }
 
     // A record below the head left over from an interrupted trim: read it for its ETag and kind first.
-    private async Task<bool> DeleteUnknownAsync(long index, CancellationToken cancellationToken)
+    private async Task<bool> DeleteUnknownAsync(long index)
     {
         try
         {
-            var read = await ReadRecordAsync(index, cancellationToken).ConfigureAwait(false);
+            var read = await ReadRecordAsync(index, CancellationToken.None).ConfigureAwait(false);
             if (!read.RecordExists || read.State is null || read.State.Kind == JournalRecordKind.Open) return true;
-            return await DeleteAsync(index, read.ETag, cancellationToken).ConfigureAwait(false);
+            return await DeleteAsync(index, read.ETag).ConfigureAwait(false);
         }
         catch (Exception e)
         {

@@ -19,12 +19,7 @@ public sealed record JournalAppend(
     ulong FirstIntentCounter,
     IReadOnlyList<CertifiedMessage> Intents,
     IReadOnlyList<UniqueIdentifier> Uis,
-    ulong KeepFrom)
-{
-    /// <summary>An append of <paramref name="intents"/> only, starting at <paramref name="firstCounter"/>.</summary>
-    public static JournalAppend OfIntents(long view, ulong firstCounter, params CertifiedMessage[] intents) =>
-        new(view, firstCounter, intents, [], 0);
-}
+    ulong KeepFrom);
 
 /// <summary>
 /// What a journal holds: <c>Entries[i]</c> has counter <c>FirstCounter + i</c>, with its UI where
