@@ -74,14 +74,14 @@ internal sealed class JournalIndex
     {
         ArgumentNullException.ThrowIfNull(append);
         if (append.Intents is null || append.Uis is null) throw Invalid("Intents and Uis must not be null");
-        if (append.View < View) throw Invalid($"the view goes back from {View} to {append.View}");
+        if (append.View < View) throw Invalid(Format($"the view goes back from {View} to {append.View}"));
 
         var intents = new CertifiedMessage[append.Intents.Count];
         var next = Next;
         if (intents.Length > 0)
         {
             if (append.FirstIntentCounter != next)
-                throw Invalid($"the first intent has counter {append.FirstIntentCounter}, the journal's next counter is {next}");
+                throw Invalid(Format($"the first intent has counter {append.FirstIntentCounter}, the journal's next counter is {next}"));
             if ((ulong)intents.Length > MaxCounter - next) throw Invalid("counters would overflow");
             for (var i = 0; i < intents.Length; i++)
             {
@@ -117,7 +117,8 @@ internal sealed class JournalIndex
 
         if (append.KeepFrom > next) throw Invalid(Format($"KeepFrom {append.KeepFrom} lies beyond the next counter {next}"));
         var first = Math.Max(First, append.KeepFrom);
-        return new JournalWrite(JournalWriteKind.Append, attempt, append.View, append.FirstIntentCounter, intents, [.. uis], first, next);
+        // FirstIntentCounter is stored as the counter the intents start at, even when there are none.
+        return new JournalWrite(JournalWriteKind.Append, attempt, append.View, Next, intents, [.. uis], first, next);
     }
 
     public JournalWrite PlanDropFrom(ulong counter, long attempt)
