@@ -125,6 +125,8 @@ public sealed class GrainStorageReplicaJournalTests(RedisStorageFixture redis) :
         var append = Append(0, 1, Intents(1, 2), [Ui(1)]);
         store.Storage.FailNextWrite(WriteFailure.Before, IsRecord);
         await Assert.ThrowsAsync<IOException>(() => journal.AppendAsync(append));
+        // Nothing of it is stored: the append is one record, and the record is not there.
+        Assert.False((await store.Storage.ReadRecordAsync(journal.NextRecord)).RecordExists);
 
         await journal.AppendAsync(append);
 
