@@ -165,7 +165,7 @@ public sealed partial class ReplicaGrain(
             switch (effect)
             {
                 case WriteLog write:
-                    _ = WriteLogAsync(write.Write);
+                    _ = Durably("log", () => WriteLogAsync(write.Write), static (core, _, now) => core.OnLogWritten(now));
                     break;
                 case CertifyUis certify:
                     _ = Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray()),
@@ -233,28 +233,16 @@ public sealed partial class ReplicaGrain(
 
     // ----- durable operations: the only places that await -----
 
-    /// <summary>
-    /// A log write, then its completion. Not retried: whether a failed write landed is unknown,
-    /// so the replica halts and its next activation resumes from what is durable (the USIG
-    /// re-issues what the log lacks). An ETag conflict means another activation took over.
-    /// </summary>
+    /// <summary>A log write: the truncation a restart asks for first, then the append. Retried
+    /// unchanged after a failure (the journal finds out whether a failed append landed).</summary>
     private async Task WriteLogAsync(LogWrite write)
     {
-        try
+        if (write.Truncation is { } cut)
         {
-            if (write.Truncation is { } cut)
-            {
-                if (cut.Gap) await _journal.RestartAtAsync(cut.From, CancellationToken.None);
-                else await _journal.DropFromAsync(cut.From, CancellationToken.None);
-            }
-            await _journal.AppendAsync(new JournalAppend(write.View, write.FirstIntentCounter, write.Intents, write.Uis, write.KeepFrom), CancellationToken.None);
+            if (cut.Gap) await _journal.RestartAtAsync(cut.From, CancellationToken.None);
+            else await _journal.DropFromAsync(cut.From, CancellationToken.None);
         }
-        catch (Exception e) when (_halted is null)
-        {
-            Halt(e, e is InconsistentStateException ? "another activation of this replica wrote its log" : "writing the log failed: " + e.Message);
-            return;
-        }
-        Step(static (core, _, now) => core.OnLogWritten(now), 0);
+        await _journal.AppendAsync(new JournalAppend(write.View, write.FirstIntentCounter, write.Intents, write.Uis, write.KeepFrom), CancellationToken.None);
     }
 
     private Task StoreCheckpointAsync(StoreCheckpoint store) =>
@@ -299,6 +287,12 @@ public sealed partial class ReplicaGrain(
 
     private async Task Durably(string what, Func<Task> operation, Func<ReplicaCore, int, TimeSpan, Ready> completed) =>
         await Durably(what, async () => { await operation(); return 0; }, completed);
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        // The SQLite journal holds a connection of its own.
+        if (_journal is not null) await _journal.DisposeAsync();
+    }
 
     // ----- timers -----
 

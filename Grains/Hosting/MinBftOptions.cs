@@ -97,13 +97,6 @@ public sealed class MinBftOptions
     public bool UseStronglyConsistentDirectory { get; set; } = true;
 
     /// <summary>
-    /// Messages per stored segment of a replica's durable sent log: a write rewrites at most one
-    /// partly filled segment, and segments the core garbage-collected after a stable checkpoint
-    /// are dropped whole.
-    /// </summary>
-    public int SentLogSegmentSize { get; set; } = 64;
-
-    /// <summary>
     /// USIG i issues UIs only to replica i's grain. Anyone else able to call it (another grain,
     /// a client of the cluster) could burn counter values, and replica i would then halt on the
     /// gap. Turn off only in tests that drive a USIG directly.
@@ -179,7 +172,6 @@ public sealed class MinBftOptions
         Positive(RetryDelay, nameof(RetryDelay));
         Positive(MaxRetryDelay, nameof(MaxRetryDelay));
         Positive(ClientRetransmitInterval, nameof(ClientRetransmitInterval));
-        if (SentLogSegmentSize < 1) throw new ArgumentException($"{SectionName}:{nameof(SentLogSegmentSize)} must be >= 1");
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
         // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).
         ToProtocolSettings(1, 0);

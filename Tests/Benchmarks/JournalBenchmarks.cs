@@ -23,9 +23,8 @@ using Request = MinBft.Messages.Request;
 namespace MinBft.Benchmarks;
 
 /// <summary>
-/// What one durable write of a replica's own stream costs on the embedded store: the old
-/// segmented <see cref="ReplicaLogStore"/> over the SQLite grain storage against
-/// <see cref="SqliteReplicaJournal"/>, on the stream a backup produces under load (see
+/// What one durable write of a replica's own stream costs on the embedded store
+/// (<see cref="SqliteReplicaJournal"/>), on the stream a backup produces under load (see
 /// <see cref="JournalStream"/>). Every store is durable (WAL, synchronous=FULL).
 /// <see cref="Medium"/> "disk" is the VM's disk; "tmpfs" (/dev/shm) makes fsync nearly free,
 /// which leaves each store's CPU cost. The baseline is the smallest durable write there is:
@@ -37,8 +36,6 @@ public class JournalBenchmarks
     private JournalWorkload _workload = null!;
     private string _directory = "";
     private SqliteGrainStorage _baselineStorage = null!;
-    private SqliteGrainStorage _oldStorage = null!;
-    private OldStore _old = null!;
     private SqliteReplicaJournal _journal = null!;
     private JournalStream _journalStream = null!;
 
@@ -54,8 +51,6 @@ public class JournalBenchmarks
         _workload = new JournalWorkload(RequestsPerBatch);
         _directory = Path.Combine(Medium == "tmpfs" ? "/dev/shm" : Path.GetTempPath(), "minbft-journal-bench-" + Guid.NewGuid().ToString("N"));
         _baselineStorage = Storage("baseline");
-        _oldStorage = Storage("old");
-        _old = new OldStore(_oldStorage, _workload);
         _journal = new SqliteReplicaJournal(
             Path.Combine(_directory, "journal", "journal.db"), JournalWorkload.Replica.ToString(), _workload.Serializer, TimeSpan.FromSeconds(5), NullLogger<SqliteReplicaJournal>.Instance);
         _journal.OpenAsync(CancellationToken.None).GetAwaiter().GetResult();
@@ -67,16 +62,12 @@ public class JournalBenchmarks
     {
         _journal.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _baselineStorage.Dispose();
-        _oldStorage.Dispose();
         _workload.Dispose();
         Directory.Delete(_directory, recursive: true);
     }
 
     [Benchmark(Baseline = true, Description = "one small durable grain-storage write (baseline)")]
     public Task SmallWrite() => _workload.SmallWriteAsync(_baselineStorage);
-
-    [Benchmark(Description = "old: segmented ReplicaLogStore")]
-    public Task OldSegments() => _old.AppendAsync();
 
     [Benchmark(Description = "new: SqliteReplicaJournal")]
     public Task Journal() => _journal.AppendAsync(_journalStream.Next(), CancellationToken.None);
@@ -90,8 +81,8 @@ public class JournalBenchmarks
 }
 
 /// <summary>
-/// The same comparison on the Redis deployment: old segments and the new record journal, each
-/// over the Orleans Redis grain storage as MinBFT configures it, on a <c>redis-server</c> this
+/// The same on the Redis deployment: the record journal over the Orleans Redis grain storage as
+/// MinBFT configures it, on a <c>redis-server</c> this
 /// benchmark starts with <c>appendonly yes, appendfsync always</c> (durable like the SQLite
 /// stores) and stops by process id. Skipped (throws at setup) without <c>redis-server</c>.
 /// </summary>
@@ -104,7 +95,6 @@ public class RedisJournalBenchmarks
     private readonly List<ILifecycleObserver> _started = [];
     private IGrainStorage _storage = null!;
     private IGrainStorage _journalStorage = null!;
-    private OldStore _old = null!;
     private GrainStorageReplicaJournal _journal = null!;
     private JournalStream _journalStream = null!;
 
@@ -138,7 +128,6 @@ public class RedisJournalBenchmarks
         JournalSiloBuilderExtensions.ConfigureJournalStorage(journalOptions, RedisConnection.Parse(connection, "bench"), _workload.Serializer);
         _journalStorage = Redis(JournalSiloBuilderExtensions.RedisJournalStorageName, journalOptions);
 
-        _old = new OldStore(_storage, _workload);
         _journal = new GrainStorageReplicaJournal(_journalStorage, JournalWorkload.Replica, NullLogger<GrainStorageReplicaJournal>.Instance);
         _journal.OpenAsync(CancellationToken.None).GetAwaiter().GetResult();
         _journalStream = new JournalStream(_workload);
@@ -161,9 +150,6 @@ public class RedisJournalBenchmarks
 
     [Benchmark(Baseline = true, Description = "one small durable Redis grain-storage write (baseline)")]
     public Task SmallWrite() => _workload.SmallWriteAsync(_storage);
-
-    [Benchmark(Description = "old: segmented ReplicaLogStore on Redis")]
-    public Task OldSegments() => _old.AppendAsync();
 
     [Benchmark(Description = "new: GrainStorageReplicaJournal on Redis")]
     public Task Journal() => _journal.AppendAsync(_journalStream.Next(), CancellationToken.None);
@@ -247,7 +233,6 @@ internal sealed class JournalWorkload : IDisposable
 {
     public const int IntentsPerAppend = 2;
     public const int CheckpointInterval = 64;
-    public const int SegmentSize = 64; // MinBftOptions.SentLogSegmentSize's default
     private const int Ring = 256;
 
     public static readonly GrainId Replica = GrainId.Create("replica", "0");
@@ -334,41 +319,3 @@ internal sealed class JournalStream(JournalWorkload workload)
     }
 }
 
-/// <summary>The old store driven as ReplicaGrain.RunPersistPump drives it: new intents and the UIs of the last ones in one WriteAsync, then a trim.</summary>
-internal sealed class OldStore
-{
-    private readonly ReplicaLogStore _store;
-    private readonly JournalStream _stream;
-    private readonly List<CertifiedMessage> _log = [];
-    private ulong _first = 1;
-
-    public OldStore(IGrainStorage storage, JournalWorkload workload)
-    {
-        _store = new ReplicaLogStore(storage, JournalWorkload.Replica, JournalWorkload.SegmentSize);
-        _store.LoadAsync().GetAwaiter().GetResult();
-        _stream = new JournalStream(workload);
-    }
-
-    public async Task AppendAsync()
-    {
-        var step = _stream.Next();
-        var durable = _first + (ulong)_log.Count - 1;
-        foreach (var ui in step.Uis) _log[(int)(ui.Counter - _first)] = _log[(int)(ui.Counter - _first)].WithUi(ui);
-        _log.AddRange(step.Intents);
-        if (step.Uis.Count == 0)
-        {
-            await _store.WriteAsync(step.View, _log, _first, durable);
-        }
-        else
-        {
-            var certified = step.Uis[^1].Counter;
-            await _store.WriteAsync(step.View, _log, _first, durable, certified - (ulong)step.Uis.Count, certified);
-        }
-        if (step.KeepFrom >= _first + JournalWorkload.SegmentSize)
-        {
-            var first = await _store.TrimAsync(step.KeepFrom);
-            _log.RemoveRange(0, (int)(first - _first));
-            _first = first;
-        }
-    }
-}

@@ -16,7 +16,7 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
 {
     private static ClusterSetup Setup => new()
     {
-        F = 1, CheckpointInterval = 4, Watermark = 8, SentLogSegmentSize = 8,
+        F = 1, CheckpointInterval = 4, Watermark = 8,
         // The primary's restart hands over to the next view: keep that pause short.
         RequestTimeout = TimeSpan.FromSeconds(2),
     };

@@ -40,7 +40,6 @@ internal sealed record ClusterSetup
 
     public int CheckpointInterval { get; init; } = ClusterManifest.DefaultCheckpointInterval;
     public int Watermark { get; init; } = ClusterManifest.DefaultWatermark;
-    public int SentLogSegmentSize { get; init; } = 64;
 
     /// <summary>
     /// How long a backup waits for a known request before suspecting the primary. Long unless a
@@ -120,7 +119,6 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         {
             options.UseEmbeddedStorage = Setup.Sqlite || Setup.RedisStorage is not null;
             options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
-            options.SentLogSegmentSize = Setup.SentLogSegmentSize;
             options.RequestTimeout = Setup.RequestTimeout;
             options.ViewChangeTimeout = Setup.RequestTimeout * 2;
             // Short intervals: a dropped message is asked for again quickly.

@@ -62,7 +62,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
     {
         const int restarted = 2;
         await using var cluster = await MinBftTestCluster.StartAsync(
-            new ClusterSetup { F = 1, CheckpointInterval = 4, Watermark = 8, SentLogSegmentSize = 4 }, output);
+            new ClusterSetup { F = 1, CheckpointInterval = 4, Watermark = 8 }, output);
         var all = Enumerable.Range(0, cluster.N).ToArray();
         var clients = Enumerable.Range(0, 4).Select(c => new TestClient(cluster, "g" + c)).ToArray();
 
@@ -73,15 +73,16 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         // The sent log kept in memory (and durable) is a window, not the whole history.
         Assert.All(statuses, s => Assert.True(s.SentLogCount < (int)s.LastUiCounter / 2, MinBftTestCluster.Describe(s)));
         Assert.All(statuses, s => Assert.Equal(s.SentLogCount, s.DurableSentCount));
-        // In storage too: the oldest segments of every replica's log are gone, and the stable
-        // checkpoint (snapshot and certificate) is there for a restart.
+        // In storage too: the start of every replica's journal is gone (it keeps a window, from
+        // an anchor the stored checkpoint covers), and the stable checkpoint (snapshot and
+        // certificate) is there for a restart.
         for (var domain = 0; domain < cluster.N; domain++)
         {
-            var database = Path.Combine(cluster.Directory, "data", $"minbft-domain-{domain}.db");
-            var segments = StoredStates(database, "log-%");
-            Assert.DoesNotContain("log-0", segments);
-            Assert.True(segments.Count <= 6, string.Join(",", segments));
-            Assert.Contains("checkpoint", StoredStates(database, "checkpoint"));
+            var (first, stored) = StoredJournal(Path.Combine(cluster.Directory, "data", $"minbft-domain-{domain}-journal.db"));
+            var status = statuses[domain];
+            Assert.True(first > 1, $"replica {domain}: journal starts at {first}");
+            Assert.True(stored < (int)status.LastUiCounter / 2, $"replica {domain}: {stored} journal entries of {status.LastUiCounter}");
+            Assert.Contains("checkpoint", StoredStates(Path.Combine(cluster.Directory, "data", $"minbft-domain-{domain}.db"), "checkpoint"));
         }
 
         // Its peers forgot the start of history while it was down: it resumes from its own
@@ -100,12 +101,26 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         Assert.True((await cluster.Usig(restarted).GetIdentity()).LastCounter > usigBefore, "it takes part again with new counters");
     }
 
+    /// <summary>The first counter and the number of entries of the one replica journal in a domain's journal file.</summary>
+    private static (ulong First, int Entries) StoredJournal(string database)
+    {
+        using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = database, Pooling = false }.ToString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT first_counter, next_counter FROM journal";
+        using var reader = command.ExecuteReader();
+        Assert.True(reader.Read(), $"{database} holds a journal");
+        var (first, next) = ((ulong)reader.GetInt64(0), (ulong)reader.GetInt64(1));
+        Assert.False(reader.Read(), $"{database} holds one journal");
+        return (first, (int)(next - first));
+    }
+
     private static List<string> StoredStates(string database, string like)
     {
         using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = database, Pooling = false }.ToString());
         connection.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT state_name FROM grain_state WHERE state_name LIKE $like AND state_name <> 'log-head' AND data IS NOT NULL";
+        command.CommandText = "SELECT state_name FROM grain_state WHERE state_name LIKE $like AND data IS NOT NULL";
         command.Parameters.AddWithValue("$like", like);
         using var reader = command.ExecuteReader();
         var names = new List<string>();
