@@ -111,7 +111,8 @@ public sealed class MinBftOptions
 
     /// <summary>
     /// The settings of replica <paramref name="replicaId"/>'s core: n and the cluster-wide
-    /// protocol constants from the manifest, the local knobs from these options.
+    /// protocol constants from the manifest, the local knobs from these options. The USIG's limits
+    /// (re-issue window, largest batch) are left for the replica to read from its USIG.
     /// </summary>
     public ProtocolSettings ToProtocolSettings(ClusterManifest manifest, int replicaId)
     {
@@ -121,7 +122,7 @@ public sealed class MinBftOptions
             CheckpointInterval = manifest.CheckpointInterval,
             Watermark = manifest.Watermark,
         };
-        settings.Validate();
+        (settings with { UsigReissueWindow = 1, UsigMaxBatch = 1 }).Validate();
         return settings;
     }
 
@@ -146,7 +147,8 @@ public sealed class MinBftOptions
             ViewChangeTimeout = ViewChangeTimeout,
             MaxViewLookahead = MaxViewLookahead,
         };
-        settings.Validate();
+        // The USIG's limits are read from the USIG when the replica activates; the rest is checked here.
+        (settings with { UsigReissueWindow = 1, UsigMaxBatch = 1 }).Validate();
         return settings;
     }
 
