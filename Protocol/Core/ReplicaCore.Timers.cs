@@ -20,12 +20,7 @@ public sealed partial class ReplicaCore
             for (var peer = 0; peer < N; peer++)
                 if (peer != Id) AskRetransmission(peer, force: false, relays: true);
         }
-        else
-        {
-            for (var peer = 0; peer < N; peer++)
-                if (peer != Id && _streams[peer].Buffer.Count > 0) AskRetransmission(peer, force: false);
-        }
-        if (_now - _lastIdleProbe >= _settings.IdleRetransmitInterval)
+        else if (_now - _lastIdleProbe >= _settings.IdleRetransmitInterval)
         {
             // Anti-entropy: the last messages of a burst may have been lost (or sent while this
             // replica was down), and nothing else would tell it so while the system is quiet.
@@ -33,6 +28,11 @@ public sealed partial class ReplicaCore
             _lastIdleProbe = _now;
             for (var peer = 0; peer < N; peer++)
                 if (peer != Id) AskRetransmission(peer, force: true);
+        }
+        else
+        {
+            for (var peer = 0; peer < N; peer++)
+                if (peer != Id && _streams[peer].Buffer.Count > 0) AskRetransmission(peer, force: false);
         }
 
         if (!IsPrimary)
