@@ -70,7 +70,10 @@ for run in $(seq 1 "$runs"); do
     fi
   fi
 
+  # The closing line of .ci/run, or the same sum over dotnet test's summaries for another command.
   tests_line=$(grep -E '^tests: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  [ -n "$tests_line" ] || tests_line=$(awk '/^ *Passed: *[0-9]+ *$/ { p += $2; seen = 1 } /^ *Failed: *[0-9]+ *$/ { f += $2; seen = 1 }
+    END { if (seen) printf "tests: %d passed, %d failed\n", p, f }' "$log")
   # "  Failed MinBft.Tests.X.Y [12 s]" (VSTest console logger, normal verbosity).
   grep -E '^ +Failed [A-Za-z_]' "$log" | sed -E 's/^ +Failed +//; s/ \[[^]]*\]$//' | sort -u \
     | awk -v r="$run" '{ print r "\t" $0 }' >>"$failures"
