@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using MinBft.Application;
 using MinBft.Crypto;
 using MinBft.Hosting;
@@ -73,6 +74,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         _output = output;
         Directory = Path.Combine(Path.GetTempPath(), "minbft-it-" + Guid.NewGuid().ToString("N"));
         Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme, setup.CheckpointInterval, setup.Watermark);
+        Trace = new ClusterTrace(_clock);
         Cluster = null!;
     }
 
@@ -88,6 +90,9 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 
     /// <summary>Every call a client proxy served: (client id, fault domain of its silo or null for a gateway).</summary>
     public ConcurrentQueue<(string ClientId, int? Domain)> ProxyCalls { get; } = new();
+
+    /// <summary>Messages delivered to the replicas and the silos' log lines, written to the output at the end.</summary>
+    public ClusterTrace Trace { get; }
 
     /// <summary>Every UI a USIG returned: (replica, counter, digest hex).</summary>
     public ConcurrentQueue<(long Replica, ulong Counter, string Digest)> IssuedUis { get; } = new();
@@ -107,7 +112,11 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         return cluster;
     }
 
-    public void Log(string message) => _output.WriteLine($"[{_clock.Elapsed.TotalSeconds:F2}s] {message}");
+    public void Log(string message)
+    {
+        _output.WriteLine($"[{_clock.Elapsed.TotalSeconds:F2}s] {message}");
+        Trace.Add("test: " + message);
+    }
 
     private static int SiloIndex(string siloName) =>
         int.Parse(siloName.AsSpan(siloName.LastIndexOf('_') + 1), CultureInfo.InvariantCulture);
@@ -153,6 +162,16 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
             silo.AddMinBftGateway(Manifest, Tune);
         }
         if (!Setup.Sqlite && Setup.RedisStorage is null) silo.AddMemoryGrainStorage(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
+        silo.Services.AddLogging(logging =>
+        {
+            logging.AddProvider(Trace.LoggerProvider(domain));
+            // MinBFT's own lines; of the rest only errors, without the expected noise of a domain
+            // being down (undeliverable messages, placement refused and retried).
+            logging.AddFilter<ClusterTraceLoggerProvider>(null, LogLevel.Error);
+            logging.AddFilter<ClusterTraceLoggerProvider>("MinBft", LogLevel.Debug);
+            foreach (var noise in new[] { "Orleans.Messaging", "Polly", typeof(FaultDomainPlacementDirector).FullName! })
+                logging.AddFilter<ClusterTraceLoggerProvider>(noise, LogLevel.None);
+        });
         silo.Configure<ClusterMembershipOptions>(membership =>
         {
             // Declare a stopped silo dead within a second or two instead of the default minute.
@@ -168,6 +187,8 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
             {
                 case ReplicaGrain:
                     Activations.Enqueue(("replica", KeyOf(context.TargetId), domain));
+                    if (context.MethodName == nameof(IReplicaGrain.Deliver))
+                        Trace.Delivered((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as ReplicaMessage);
                     break;
                 case UsigGrain:
                     Activations.Enqueue(("usig", KeyOf(context.TargetId), domain));
@@ -283,6 +304,19 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // Where every replica stands and what led there: shown by the console logger only when the test failed.
+        foreach (var i in Enumerable.Range(0, N))
+        {
+            try
+            {
+                _output.WriteLine("at the end: " + Describe(await Replica(i).GetStatus().WaitAsync(TimeSpan.FromSeconds(2))));
+            }
+            catch (Exception e)
+            {
+                _output.WriteLine($"at the end: r{i}: {e.GetType().Name}");
+            }
+        }
+        Trace.WriteTo(_output);
         try
         {
             await Cluster.StopAllSilosAsync();

@@ -1,0 +1,88 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using MinBft.Messages;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Integration;
+
+/// <summary>
+/// What a test cluster's replicas did lately: the messages delivered to them and their log lines
+/// (MinBFT at Debug, the rest at Warning), in a bounded ring. A test cluster writes its tail to the
+/// test's output when it is disposed, which the console logger shows only for a failed test: an
+/// intermittent failure then comes with the view changes, retransmissions, state transfers and
+/// rejections that led to it, instead of only the assertion.
+/// </summary>
+internal sealed class ClusterTrace(Stopwatch clock, int capacity = 4000)
+{
+    private readonly ConcurrentQueue<string> _lines = new();
+    private int _count;
+    private long _dropped;
+
+    public void Add(string line)
+    {
+        _lines.Enqueue(string.Create(CultureInfo.InvariantCulture, $"[{clock.Elapsed.TotalSeconds:F2}s] {line}"));
+        if (Interlocked.Increment(ref _count) <= capacity) return;
+        if (_lines.TryDequeue(out _))
+        {
+            Interlocked.Decrement(ref _count);
+            Interlocked.Increment(ref _dropped);
+        }
+    }
+
+    public void Delivered(int target, ReplicaMessage? message) => Add($"r{target} <- {Describe(message)}");
+
+    /// <summary>One line per message: its kind, sender and the fields that tell where the protocol is.</summary>
+    public static string Describe(ReplicaMessage? message) => message switch
+    {
+        null => "null",
+        Prepare p => $"PREPARE from {p.PrimaryId} view {p.View} seq {p.Sequence} ({p.Batch.Length} requests) ui {p.Ui.Counter}{(p.ViewStart is null ? "" : " +view-start")}",
+        Commit c => $"COMMIT from {c.ReplicaId} view {c.View} seq {c.Prepare.Sequence} ui {c.Ui.Counter}",
+        Checkpoint k => $"CHECKPOINT from {k.ReplicaId} view {k.View} seq {k.Sequence}{(k.IsViewStart ? " view-start" : "")} ui {k.Ui.Counter}",
+        ReqViewChange r => $"REQ-VIEW-CHANGE from {r.ReplicaId} {r.CurrentView}->{r.NewView}",
+        ViewChange v => $"VIEW-CHANGE from {v.ReplicaId} to view {v.NewView} stable {v.CheckpointCertificate.Sequence} log {v.Log.Length} " +
+            $"({(v.Log.Length == 0 ? "-" : $"{v.Log[0].Ui.Counter}..{v.Log[^1].Ui.Counter}")}) ui {v.Ui.Counter}",
+        NewView n => $"NEW-VIEW from {n.PrimaryId} view {n.View} ({n.ViewChanges.Length} view-changes) ui {n.Ui.Counter}",
+        RetransmitRequest t => $"RETRANSMIT-REQUEST from {t.ReplicaId} for {t.TargetId}'s stream from {t.FromCounter}",
+        StateRequest s => $"STATE-REQUEST from {s.ReplicaId} min {s.MinSequence} seq {s.Sequence} chunk {s.Chunk}",
+        StateChunk s => $"STATE-CHUNK from {s.ReplicaId} seq {s.Certificate.Sequence} view {s.View} chunk {s.Index + 1}/{s.Count}",
+        CertifiedMessage m => $"{m.GetType().Name} from {m.Sender} ui {m.Ui.Counter}",
+        _ => $"{message.GetType().Name} from {message.Sender}",
+    };
+
+    public void WriteTo(ITestOutputHelper output, int lines = 4000)
+    {
+        var all = _lines.ToArray();
+        var skipped = Math.Max(0, all.Length - lines) + Interlocked.Read(ref _dropped);
+        output.WriteLine($"--- cluster trace: last {Math.Min(lines, all.Length)} lines ({skipped} earlier ones not shown) ---");
+        foreach (var line in all.Skip(Math.Max(0, all.Length - lines))) output.WriteLine(line);
+        output.WriteLine("--- end of cluster trace ---");
+    }
+
+    /// <summary>Log lines of one silo into the trace, prefixed with its fault domain.</summary>
+    public ClusterTraceLoggerProvider LoggerProvider(int? domain) => new(this, domain is { } d ? $"d{d}" : "gw");
+
+    internal sealed class TraceLogger(ClusterTrace trace, string silo, string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel != LogLevel.None;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            var error = exception is null ? "" : $" ({exception.GetType().Name}: {exception.Message})";
+            trace.Add($"{silo} {logLevel.ToString()[..4].ToLowerInvariant()} {category}: {formatter(state, exception)}{error}");
+        }
+    }
+}
+
+/// <summary>A silo's loggers writing into a <see cref="ClusterTrace"/> (a type of its own, so that log filters can name it).</summary>
+internal sealed class ClusterTraceLoggerProvider(ClusterTrace trace, string silo) : ILoggerProvider
+{
+    public ILogger CreateLogger(string categoryName) => new ClusterTrace.TraceLogger(trace, silo, categoryName[(categoryName.LastIndexOf('.') + 1)..]);
+
+    public void Dispose()
+    {
+    }
+}
