@@ -247,10 +247,21 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     public async Task<ReplicaStatus[]> WaitForAgreementAsync(IReadOnlyCollection<int> replicas, ulong atLeast = 0)
     {
         ReplicaStatus[] last = [];
+        Exception? error = null;
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < Deadline)
         {
-            last = await StatusesAsync(replicas);
+            try
+            {
+                last = await StatusesAsync(replicas);
+            }
+            catch (Exception e) when (IsTransient(e))
+            {
+                // A replica being restarted, or slow to answer on a loaded machine: not yet.
+                error = e;
+                await Task.Delay(25);
+                continue;
+            }
             // Quiet as well: nothing waiting for a UI, everything sent also durable.
             if (last.All(s => s.Halted is null && s.ExecutedSequence >= atLeast
                     && s.AwaitingUi == 0 && s.DurableSentCount == s.SentLogCount
@@ -264,8 +275,15 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
             }
             await Task.Delay(25);
         }
-        throw new TimeoutException("replicas did not agree: " + string.Join("; ", last.Select(Describe)));
+        throw new TimeoutException("replicas did not agree: " + string.Join("; ", last.Select(Describe)) +
+            (error is null ? "" : $"; last status error: {error.GetType().Name}: {error.Message}"), error);
     }
+
+    /// <summary>
+    /// A failed call that may succeed when tried again: a timeout, or Orleans refusing it while a
+    /// silo stops, starts or is declared dead. Never a failed assertion.
+    /// </summary>
+    public static bool IsTransient(Exception e) => e is TimeoutException or OrleansException;
 
     public static string Describe(ReplicaStatus s) =>
         $"r{s.ReplicaId}: view {s.View} exec {s.ExecutedSequence} stable {s.StableCheckpoint} hist {s.HistoryDigest[..8]} state {s.StateDigest[..8]} ui {s.LastUiCounter} " +
@@ -292,12 +310,26 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Polls <paramref name="condition"/> until it holds. A transient failure of the condition's
+    /// calls (<see cref="IsTransient"/>) counts as "not yet"; an assertion inside it fails at once.
+    /// </summary>
     public static async Task UntilAsync(Func<Task<bool>> condition, string what)
     {
         var clock = Stopwatch.StartNew();
-        while (!await condition())
+        Exception? error = null;
+        while (true)
         {
-            if (clock.Elapsed > Deadline) throw new TimeoutException($"not within {Deadline}: {what}");
+            try
+            {
+                if (await condition()) return;
+            }
+            catch (Exception e) when (IsTransient(e))
+            {
+                error = e;
+            }
+            if (clock.Elapsed > Deadline)
+                throw new TimeoutException($"not within {Deadline}: {what}" + (error is null ? "" : $" (last error: {error.GetType().Name}: {error.Message})"), error);
             await Task.Delay(25);
         }
     }

@@ -70,7 +70,12 @@ public sealed class ReplicationTests(ITestOutputHelper output)
             Assert.All(cluster.ProxyCalls.Where(p => p.ClientId == gateway.ClientId), p => Assert.Null(p.Domain));
         }
         var statuses = await cluster.WaitForAgreementAsync(all);
-        Assert.All(statuses, s => Assert.Equal(0, s.View));
+        // One view for all (WaitForAgreementAsync checks it): view 0 unless the loaded machine made
+        // a backup suspect the correct primary (a 10 s request timeout makes that rare, not
+        // impossible). The domain stopped below is a backup of that view either way.
+        var primary = statuses[0].Primary;
+        if (stopDomain == primary) stopDomain = (primary + 1) % n;
+        cluster.Log($"view {statuses[0].View}, primary {primary}; the domain to stop: {stopDomain}");
         Assert.All(statuses, s => Assert.True(s.ExecutedSequence >= 1));
         Assert.All(statuses, s => Assert.Equal(s.SentLogCount, s.DurableSentCount));
 
@@ -92,7 +97,7 @@ public sealed class ReplicationTests(ITestOutputHelper output)
         Assert.Equal(stopDomain, down.FaultDomain);
         await Assert.ThrowsAsync<FaultDomainUnavailableException>(() => cluster.Usig(stopDomain).GetIdentity());
 
-        // The other 2f replicas go on (the primary, 0, is among them).
+        // The other 2f replicas go on (the primary is among them).
         var alive = all.Where(i => i != stopDomain).ToArray();
         await Task.WhenAll(team.Select(c => c.RunAsync(4)));
         cluster.Log("requests completed with a domain down");
