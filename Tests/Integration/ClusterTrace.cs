@@ -9,29 +9,26 @@ namespace MinBft.Tests.Integration;
 
 /// <summary>
 /// What a test cluster's replicas did lately: the messages delivered to them and their log lines
-/// (MinBFT at Debug, the rest at Warning), in a bounded ring. A test cluster writes its tail to the
+/// (MinBFT at Debug, the rest at Error), in bounded rings. A test cluster writes them to the
 /// test's output when it is disposed, which the console logger shows only for a failed test: an
 /// intermittent failure then comes with the view changes, retransmissions, state transfers and
 /// rejections that led to it, instead of only the assertion.
 /// </summary>
-internal sealed class ClusterTrace(Stopwatch clock, int capacity = 4000)
+internal sealed class ClusterTrace(Stopwatch clock)
 {
-    private readonly ConcurrentQueue<string> _lines = new();
-    private int _count;
-    private long _dropped;
+    // Two rings: PREPAREs, COMMITs, CHECKPOINTs, retransmission and state requests (a stalled
+    // replica asks every tick) and per-message debug lines come by the thousand and would push
+    // out the rare lines that explain a failure (view changes, state chunks, restarts, warnings),
+    // which keep a ring of their own.
+    private readonly Ring _chatter = new(4000);
+    private readonly Ring _events = new(6000);
 
-    public void Add(string line)
-    {
-        _lines.Enqueue(string.Create(CultureInfo.InvariantCulture, $"[{clock.Elapsed.TotalSeconds:F2}s] {line}"));
-        if (Interlocked.Increment(ref _count) <= capacity) return;
-        if (_lines.TryDequeue(out _))
-        {
-            Interlocked.Decrement(ref _count);
-            Interlocked.Increment(ref _dropped);
-        }
-    }
+    public void Add(string line) => Add(line, chatter: false);
 
-    public void Delivered(int target, ReplicaMessage? message) => Add($"r{target} <- {Describe(message)}");
+    internal void Add(string line, bool chatter) => (chatter ? _chatter : _events).Add(clock.Elapsed, line);
+
+    public void Delivered(int target, ReplicaMessage? message) =>
+        Add($"r{target} <- {Describe(message)}", chatter: message is Prepare or Commit or Checkpoint or RetransmitRequest or StateRequest);
 
     /// <summary>One line per message: its kind, sender and the fields that tell where the protocol is.</summary>
     public static string Describe(ReplicaMessage? message) => message switch
@@ -51,13 +48,34 @@ internal sealed class ClusterTrace(Stopwatch clock, int capacity = 4000)
         _ => $"{message.GetType().Name} from {message.Sender}",
     };
 
-    public void WriteTo(ITestOutputHelper output, int lines = 4000)
+    public void WriteTo(ITestOutputHelper output)
     {
-        var all = _lines.ToArray();
-        var skipped = Math.Max(0, all.Length - lines) + Interlocked.Read(ref _dropped);
-        output.WriteLine($"--- cluster trace: last {Math.Min(lines, all.Length)} lines ({skipped} earlier ones not shown) ---");
-        foreach (var line in all.Skip(Math.Max(0, all.Length - lines))) output.WriteLine(line);
+        var lines = _events.Snapshot().Concat(_chatter.Snapshot()).OrderBy(l => l.At).ToArray();
+        output.WriteLine($"--- cluster trace: {lines.Length} lines; not kept: {_events.Dropped} older events, {_chatter.Dropped} older routine messages ---");
+        foreach (var (at, line) in lines) output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{at.TotalSeconds:F2}s] {line}"));
         output.WriteLine("--- end of cluster trace ---");
+    }
+
+    private sealed class Ring(int capacity)
+    {
+        private readonly ConcurrentQueue<(TimeSpan At, string Line)> _lines = new();
+        private int _count;
+        private long _dropped;
+
+        public long Dropped => Interlocked.Read(ref _dropped);
+
+        public void Add(TimeSpan at, string line)
+        {
+            _lines.Enqueue((at, line));
+            if (Interlocked.Increment(ref _count) <= capacity) return;
+            if (_lines.TryDequeue(out _))
+            {
+                Interlocked.Decrement(ref _count);
+                Interlocked.Increment(ref _dropped);
+            }
+        }
+
+        public (TimeSpan At, string Line)[] Snapshot() => _lines.ToArray();
     }
 
     /// <summary>Log lines of one silo into the trace, prefixed with its fault domain.</summary>
@@ -72,7 +90,7 @@ internal sealed class ClusterTrace(Stopwatch clock, int capacity = 4000)
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
             var error = exception is null ? "" : $" ({exception.GetType().Name}: {exception.Message})";
-            trace.Add($"{silo} {logLevel.ToString()[..4].ToLowerInvariant()} {category}: {formatter(state, exception)}{error}");
+            trace.Add($"{silo} {logLevel.ToString()[..4].ToLowerInvariant()} {category}: {formatter(state, exception)}{error}", chatter: logLevel <= LogLevel.Debug);
         }
     }
 }

@@ -44,11 +44,13 @@ internal sealed record ClusterSetup
     public int SentLogSegmentSize { get; init; } = 64;
 
     /// <summary>
-    /// How long a backup waits for a known request before suspecting the primary. Long unless a
-    /// test needs a view change: on a loaded machine a short one makes backups suspect a correct
-    /// primary, and the tests of restarts assume the view their replica replays stays put.
+    /// How long a backup waits for a known request before suspecting the primary, on the grains'
+    /// <see cref="TestClock"/>. Longer than any test: on a loaded machine any real-time timeout
+    /// short enough to matter made backups suspect correct primaries now and then (views thrashed
+    /// with 500 ms, a spurious view change with 10 s). A test that needs suspicion makes the
+    /// timers expire when it chooses (<see cref="MinBftTestCluster.ExpireRequestTimersAsync"/>).
     /// </summary>
-    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
     /// <summary>Extra per-silo configuration: (fault domain or null, silo builder).</summary>
     public Action<int?, ISiloBuilder>? ConfigureSilo { get; init; }
@@ -75,6 +77,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         Directory = Path.Combine(Path.GetTempPath(), "minbft-it-" + Guid.NewGuid().ToString("N"));
         Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme, setup.CheckpointInterval, setup.Watermark);
         Trace = new ClusterTrace(_clock);
+        Clock = new TestClock();
         Cluster = null!;
     }
 
@@ -90,6 +93,9 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 
     /// <summary>Every call a client proxy served: (client id, fault domain of its silo or null for a gateway).</summary>
     public ConcurrentQueue<(string ClientId, int? Domain)> ProxyCalls { get; } = new();
+
+    /// <summary>The clock of every silo's MinBFT grains (one for all, so they agree on the time).</summary>
+    public TestClock Clock { get; }
 
     /// <summary>Messages delivered to the replicas and the silos' log lines, written to the output at the end.</summary>
     public ClusterTrace Trace { get; }
@@ -125,6 +131,8 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 
     private void ConfigureSilo(int? domain, ISiloBuilder silo)
     {
+        // Before AddMinBft, which registers the system clock only if no clock is there yet.
+        silo.Services.AddKeyedSingleton<TimeProvider>(MinBftSilo.ClockServiceKey, Clock);
         void Tune(MinBftOptions options)
         {
             options.UseEmbeddedStorage = Setup.Sqlite || Setup.RedisStorage is not null;
@@ -284,6 +292,46 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     /// silo stops, starts or is declared dead. Never a failed assertion.
     /// </summary>
     public static bool IsTransient(Exception e) => e is TimeoutException or OrleansException;
+
+    /// <summary>
+    /// Makes the backups suspect the primary now, as if their request timers had run out: moves
+    /// the grains' clock past every request timer (nine request timeouts; a backed-off timer is at
+    /// most eight), and again every few seconds until one of <paramref name="replicas"/> has
+    /// joined a view above <paramref name="view"/> (which takes f + 1 suspicious replicas). A
+    /// backup suspects only for a request it knows and has not seen executed, so the caller keeps
+    /// clients sending. The view change itself runs on its own: its timeout is as long as the
+    /// request timeout, so a stalled view change fails the test instead of being retried.
+    /// </summary>
+    public async Task ExpireRequestTimersAsync(IReadOnlyCollection<int> replicas, long view)
+    {
+        var clock = Stopwatch.StartNew();
+        ReplicaStatus[] last = [];
+        while (true)
+        {
+            Clock.Advance(Setup.RequestTimeout * 9);
+            Log($"clock +{Setup.RequestTimeout * 9} (now {Clock.Offset} ahead): request timers expired, replicas {string.Join(",", replicas)} should leave view {view}");
+            var wait = Stopwatch.StartNew();
+            while (wait.Elapsed < TimeSpan.FromSeconds(3))
+            {
+                try
+                {
+                    last = await StatusesAsync(replicas);
+                    if (last.Any(s => s.View > view))
+                    {
+                        Log($"replicas {string.Join(",", replicas)} left view {view}: " + string.Join("; ", last.Select(s => $"r{s.ReplicaId} view {s.View}")));
+                        return;
+                    }
+                }
+                catch (Exception e) when (IsTransient(e))
+                {
+                    // Not yet.
+                }
+                await Task.Delay(25);
+            }
+            if (clock.Elapsed > Deadline)
+                throw new TimeoutException($"not within {Deadline}: replicas {string.Join(",", replicas)} leave view {view} after their request timers expired; " + string.Join("; ", last.Select(Describe)));
+        }
+    }
 
     public static string Describe(ReplicaStatus s) =>
         $"r{s.ReplicaId}: view {s.View} exec {s.ExecutedSequence} stable {s.StableCheckpoint} hist {s.HistoryDigest[..8]} state {s.StateDigest[..8]} ui {s.LastUiCounter} " +
