@@ -70,7 +70,7 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
         async Task Progress(int requests, string what)
         {
             var target = Volatile.Read(ref completed) + requests;
-            await MinBftTestCluster.UntilAsync(() => Task.FromResult(Volatile.Read(ref completed) >= target || load.Any(t => t.IsFaulted)), what);
+            await MinBftTestCluster.UntilAsync(() => Task.FromResult(Volatile.Read(ref completed) >= target || load.Any(t => t.IsFaulted)), () => Volatile.Read(ref completed), what);
             if (load.FirstOrDefault(t => t.IsFaulted) is { } failed) await failed; // surface the client's failure
         }
 
@@ -91,9 +91,8 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
             // Caught up past where the others were at its restart, and the others' stable
             // checkpoint is far enough beyond that for them to count its stream again.
             var target = before.Max(s => s.ExecutedSequence);
-            await MinBftTestCluster.UntilAsync(async () =>
+            await cluster.WaitForStatusesAsync(all, statuses =>
             {
-                var statuses = await cluster.StatusesAsync(all);
                 Assert.All(statuses, s => Assert.Null(s.Halted));
                 return statuses[domain].ExecutedSequence >= target
                     && statuses.Where(s => s.ReplicaId != domain).All(s => s.StableCheckpoint >= target + 2 * (4 + 8));

@@ -64,6 +64,9 @@ internal sealed record ClusterSetup
 internal sealed class MinBftTestCluster : IAsyncDisposable
 {
     public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+
+    /// <summary>The longest a wait on replica statuses may take while the replicas still make progress.</summary>
+    public static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(120);
     public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(20);
     public static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(5);
 
@@ -254,37 +257,58 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     /// </summary>
     public async Task<ReplicaStatus[]> WaitForAgreementAsync(IReadOnlyCollection<int> replicas, ulong atLeast = 0)
     {
+        // Quiet as well: nothing waiting for a UI, everything sent also durable.
+        var agreed = await WaitForStatusesAsync(replicas, last => last.All(s => s.Halted is null && s.ExecutedSequence >= atLeast
+                && s.AwaitingUi == 0 && s.DurableSentCount == s.SentLogCount
+                && s.View == last[0].View
+                && s.ExecutedSequence == last[0].ExecutedSequence
+                && s.HistoryDigest == last[0].HistoryDigest
+                && s.StateDigest == last[0].StateDigest),
+            atLeast > 0 ? $"replicas agree at batch {atLeast} or later" : "replicas agree");
+        Log($"replicas {string.Join(",", replicas)} agree at batch {agreed[0].ExecutedSequence}");
+        return agreed;
+    }
+
+    /// <summary>
+    /// Polls the given replicas' statuses until <paramref name="condition"/> holds (an assertion
+    /// inside it fails at once). The wait fails when those replicas make no progress for
+    /// <see cref="Deadline"/> (none executes, checkpoints, certifies a message or changes view),
+    /// or after <see cref="MaxWait"/> in all: a stuck cluster fails as soon as with a fixed
+    /// deadline, while a cluster that a loaded machine slows down is not failed for being slow.
+    /// </summary>
+    public async Task<ReplicaStatus[]> WaitForStatusesAsync(IReadOnlyCollection<int> replicas, Func<ReplicaStatus[], bool> condition, string what)
+    {
         ReplicaStatus[] last = [];
         Exception? error = null;
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < Deadline)
+        string? progress = null;
+        var total = Stopwatch.StartNew();
+        var idle = Stopwatch.StartNew();
+        while (true)
         {
             try
             {
                 last = await StatusesAsync(replicas);
+                if (condition(last)) return last;
+                var now = string.Join(",", last.Select(s => $"{s.View}/{s.ExecutedSequence}/{s.StableCheckpoint}/{s.LastUiCounter}"));
+                if (now != progress)
+                {
+                    progress = now;
+                    idle.Restart();
+                }
             }
             catch (Exception e) when (IsTransient(e))
             {
                 // A replica being restarted, or slow to answer on a loaded machine: not yet.
                 error = e;
-                await Task.Delay(25);
-                continue;
             }
-            // Quiet as well: nothing waiting for a UI, everything sent also durable.
-            if (last.All(s => s.Halted is null && s.ExecutedSequence >= atLeast
-                    && s.AwaitingUi == 0 && s.DurableSentCount == s.SentLogCount
-                    && s.View == last[0].View
-                    && s.ExecutedSequence == last[0].ExecutedSequence
-                    && s.HistoryDigest == last[0].HistoryDigest
-                    && s.StateDigest == last[0].StateDigest))
+            if (idle.Elapsed > Deadline || total.Elapsed > MaxWait)
             {
-                Log($"replicas {string.Join(",", replicas)} agree at batch {last[0].ExecutedSequence}");
-                return last;
+                var why = idle.Elapsed > Deadline ? $"no progress for {Deadline}" : $"still progressing after {MaxWait}";
+                throw new TimeoutException($"{what}: {why}; " + string.Join("; ", last.Select(Describe)) +
+                    (error is null ? "" : $"; last status error: {error.GetType().Name}: {error.Message}"), error);
             }
             await Task.Delay(25);
         }
-        throw new TimeoutException("replicas did not agree: " + string.Join("; ", last.Select(Describe)) +
-            (error is null ? "" : $"; last status error: {error.GetType().Name}: {error.Message}"), error);
     }
 
     /// <summary>
@@ -362,9 +386,18 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     /// Polls <paramref name="condition"/> until it holds. A transient failure of the condition's
     /// calls (<see cref="IsTransient"/>) counts as "not yet"; an assertion inside it fails at once.
     /// </summary>
-    public static async Task UntilAsync(Func<Task<bool>> condition, string what)
+    public static Task UntilAsync(Func<Task<bool>> condition, string what) => UntilAsync(condition, progress: null, what);
+
+    /// <summary>
+    /// <see cref="UntilAsync(Func{Task{bool}}, string)"/> for a condition that is approached step
+    /// by step (e.g. a count of acknowledged requests): the wait fails after <see cref="Deadline"/>
+    /// without <paramref name="progress"/> changing, or after <see cref="MaxWait"/> in all.
+    /// </summary>
+    public static async Task UntilAsync(Func<Task<bool>> condition, Func<long>? progress, string what)
     {
-        var clock = Stopwatch.StartNew();
+        var total = Stopwatch.StartNew();
+        var idle = Stopwatch.StartNew();
+        var seen = progress?.Invoke();
         Exception? error = null;
         while (true)
         {
@@ -376,8 +409,16 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
             {
                 error = e;
             }
-            if (clock.Elapsed > Deadline)
-                throw new TimeoutException($"not within {Deadline}: {what}" + (error is null ? "" : $" (last error: {error.GetType().Name}: {error.Message})"), error);
+            if (progress?.Invoke() is { } now && now != seen)
+            {
+                seen = now;
+                idle.Restart();
+            }
+            if (idle.Elapsed > Deadline || (progress is not null && total.Elapsed > MaxWait))
+            {
+                var why = idle.Elapsed > Deadline ? $"not within {Deadline}" + (progress is null ? "" : " without progress") : $"not within {MaxWait}";
+                throw new TimeoutException($"{why}: {what}" + (error is null ? "" : $" (last error: {error.GetType().Name}: {error.Message})"), error);
+            }
             await Task.Delay(25);
         }
     }

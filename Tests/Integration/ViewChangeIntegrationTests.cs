@@ -66,9 +66,7 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
         // Replies of replicas 0 and 1 alone would complete requests (f + 1 = 2), so check that the
         // starved backup itself keeps up: it executes what the primary executed, from COMMITs.
         var executed = (await cluster.StatusesAsync([attack.Byzantine]))[0].ExecutedSequence;
-        await MinBftTestCluster.UntilAsync(
-            async () => (await cluster.StatusesAsync([attack.Starved]))[0].ExecutedSequence >= executed,
-            $"starved backup {attack.Starved} reaches batch {executed}");
+        await cluster.WaitForStatusesAsync([attack.Starved], s => s[0].ExecutedSequence >= executed, $"starved backup {attack.Starved} reaches batch {executed}");
 
         // Phase 2: the primary withholds all its PREPAREs. It is still replica 0 of view 0: backups
         // suspect only when the test makes their request timers run out.
@@ -141,8 +139,7 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
         // backup 1's COMMIT gives it P, and refuses it for a position P already took. Only then
         // do the backups' request timers run out: in a later view P' would merely be stale, and
         // the check below would depend on which came first.
-        await MinBftTestCluster.UntilAsync(
-            async () => (await cluster.StatusesAsync([attack.Victim]))[0].Rejections.GetValueOrDefault("InvalidBatch") >= 1,
+        await cluster.WaitForStatusesAsync([attack.Victim], s => s[0].Rejections.GetValueOrDefault("InvalidBatch") >= 1,
             $"victim {attack.Victim} refuses the conflicting PREPARE");
         await cluster.ExpireRequestTimersAsync(correct, view);
         await WaitForViewAboveAsync(cluster, correct, view, primary);
@@ -222,12 +219,8 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
     private static async Task WaitForViewAboveAsync(MinBftTestCluster cluster, IReadOnlyCollection<int> replicas, long view, int faulty)
     {
         var clock = Stopwatch.StartNew();
-        ReplicaStatus[] last = [];
-        await MinBftTestCluster.UntilAsync(async () =>
-        {
-            last = await cluster.StatusesAsync(replicas);
-            return last.All(s => s.View > view && s.Primary != faulty);
-        }, $"replicas {string.Join(",", replicas)} leave view {view}");
+        var last = await cluster.WaitForStatusesAsync(replicas, statuses => statuses.All(s => s.View > view && s.Primary != faulty),
+            $"replicas {string.Join(",", replicas)} leave view {view}");
         cluster.Log($"replicas {string.Join(",", replicas)} in view {last[0].View} after {clock.Elapsed.TotalSeconds:F1}s");
     }
 
@@ -268,7 +261,9 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
             var target = Acknowledged + more;
             try
             {
-                await MinBftTestCluster.UntilAsync(() => Task.FromResult(Acknowledged >= target || _running.Any(t => t.IsFaulted)), what);
+                // Progress is an acknowledged put: a stalled cluster fails the wait after 30 s
+                // without one, a cluster slowed down by a loaded machine is given longer.
+                await MinBftTestCluster.UntilAsync(() => Task.FromResult(Acknowledged >= target || _running.Any(t => t.IsFaulted)), () => Acknowledged, what);
                 // A client that gave up fails the wait at once, with its own exception.
                 if (_running.FirstOrDefault(t => t.IsFaulted) is { } failed) await failed;
             }
