@@ -34,7 +34,7 @@ internal sealed class ClusterTrace(Stopwatch clock)
     public static string Describe(ReplicaMessage? message) => message switch
     {
         null => "null",
-        Prepare p => $"PREPARE from {p.PrimaryId} view {p.View} seq {p.Sequence} ({p.Batch.Length} requests) ui {p.Ui.Counter}{(p.ViewStart is null ? "" : " +view-start")}",
+        Prepare p => $"PREPARE from {p.PrimaryId} view {p.View} seq {p.Sequence} [{Requests(p.Batch)}] ui {p.Ui.Counter}{(p.ViewStart is null ? "" : " +view-start")}",
         Commit c => $"COMMIT from {c.ReplicaId} view {c.View} seq {c.Prepare.Sequence} ui {c.Ui.Counter}",
         Checkpoint k => $"CHECKPOINT from {k.ReplicaId} view {k.View} seq {k.Sequence}{(k.IsViewStart ? " view-start" : "")} ui {k.Ui.Counter}",
         ReqViewChange r => $"REQ-VIEW-CHANGE from {r.ReplicaId} {r.CurrentView}->{r.NewView}",
@@ -47,6 +47,14 @@ internal sealed class ClusterTrace(Stopwatch clock)
         CertifiedMessage m => $"{m.GetType().Name} from {m.Sender} ui {m.Ui.Counter}",
         _ => $"{message.GetType().Name} from {message.Sender}",
     };
+
+    /// <summary>A client request submitted to a replica (by a client proxy, or forwarded by a backup).</summary>
+    public void Submitted(int target, Request? request) =>
+        Add($"r{target} <- REQUEST {(request is null ? "null" : Requests([request]))}", chatter: true);
+
+    /// <summary>Requests as "client:seq" (the first 8 hex digits of the client id).</summary>
+    private static string Requests(Request[] batch) =>
+        string.Join(" ", batch.Select(r => $"{(r.ClientId.Length > 8 ? r.ClientId[..8] : r.ClientId)}:{r.Seq}"));
 
     public void WriteTo(ITestOutputHelper output)
     {

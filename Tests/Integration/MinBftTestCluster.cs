@@ -200,6 +200,8 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                     Activations.Enqueue(("replica", KeyOf(context.TargetId), domain));
                     if (context.MethodName == nameof(IReplicaGrain.Deliver))
                         Trace.Delivered((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as ReplicaMessage);
+                    else if (context.MethodName == nameof(IReplicaGrain.Submit))
+                        Trace.Submitted((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as Request);
                     break;
                 case UsigGrain:
                     Activations.Enqueue(("usig", KeyOf(context.TargetId), domain));
