@@ -24,7 +24,7 @@ cmd=${FLAKE_HUNT_CMD:-"CI=true bash .ci/run"}
 cd "$(dirname "$0")/.." || exit 2
 dir=${FLAKE_HUNT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/flake-hunt.XXXXXX")}
 mkdir -p "$dir" || exit 2
-summary="$dir/summary.tsv"   # run, result, seconds, tests line
+summary="$dir/summary.tsv"   # run, result, seconds, tests line, load averages
 failures="$dir/failures.tsv" # run, test
 durations="$dir/durations.tsv" # run, test, milliseconds
 : >"$summary"; : >"$failures"; : >"$durations"
@@ -51,6 +51,10 @@ for run in $(seq 1 "$runs"); do
   log="$dir/run-$run.log"
   tag="$$-$run"
   echo "run $run/$runs: started $(date '+%H:%M:%S') (log $log)"
+  # The machine's 1-minute load average, sampled every 30 s: other work slows a run down.
+  ( trap 'kill $! 2>/dev/null; exit 0' TERM
+    while :; do cut -d' ' -f1 /proc/loadavg 2>/dev/null; sleep 30 & wait $!; done ) >"$dir/load-$run.txt" &
+  sampler=$!
   start=$(now_ms)
   FLAKE_HUNT_RUN=$tag timeout --kill-after=30 "$timeout_s" bash -c "$cmd" >"$log" 2>&1 &
   child=$!
@@ -59,6 +63,8 @@ for run in $(seq 1 "$runs"); do
   while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
   child=""
   seconds=$(( ($(now_ms) - start + 500) / 1000 ))
+  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+  load=$(awk '{ s += $1; if ($1 > m) m = $1; n++ } END { if (n) printf "load avg %.1f max %.1f", s / n, m; else printf "load -" }' "$dir/load-$run.txt")
   leftover=$(marker_pids "$tag" | tr '\n' ' ')
   if [ -n "$leftover" ]; then
     # Build servers (MSBuild nodes, the compiler server) outlive a normal run; anything else
@@ -100,15 +106,15 @@ for run in $(seq 1 "$runs"); do
     result="fail (exit $status)"
   fi
   [ "$interrupted" -eq 1 ] && [ "$status" -ne 0 ] && result="fail (interrupted)"
-  printf '%s\t%s\t%s\t%s\n' "$run" "$result" "$seconds" "${tests_line:-"-"}" >>"$summary"
-  echo "  $result in $seconds s  $tests_line"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$result" "$seconds" "${tests_line:-"-"}" "$load" >>"$summary"
+  echo "  $result in $seconds s  $tests_line ($load)"
   [ "$interrupted" -eq 1 ] && { echo "interrupted: stopping after run $run"; break; }
 done
 total=$(( ($(now_ms) - start_all + 500) / 1000 ))
 
 echo
 echo "== runs =="
-awk -F'\t' '{ printf "run %-3s %-50s %6s s  %s\n", $1, $2, $3, $4 }' "$summary"
+awk -F'\t' '{ printf "run %-3s %-40s %6s s  %-30s %s\n", $1, $2, $3, $4, $5 }' "$summary"
 echo
 echo "== tests that failed at least once (failures/runs) =="
 done_runs=$(wc -l <"$summary")
