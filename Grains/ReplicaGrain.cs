@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using MinBft.Application;
@@ -42,6 +43,8 @@ public sealed partial class ReplicaGrain(
     private IReplicaGrain[] _peers = [];
     private IReplicaJournal _journal = null!;
     private ReplicaCheckpointStore _checkpoints = null!;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<Task, byte> _durable = new();
 
     private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
 
@@ -165,14 +168,14 @@ public sealed partial class ReplicaGrain(
             switch (effect)
             {
                 case WriteLog write:
-                    _ = Durably("log", () => WriteLogAsync(write.Write), static (core, _, now) => core.OnLogWritten(now));
+                    Track(Durably("log", () => WriteLogAsync(write.Write), static (core, _, now) => core.OnLogWritten(now)));
                     break;
                 case CertifyUis certify:
-                    _ = Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray()),
-                        static (core, uis, now) => core.OnUisIssued(uis, now));
+                    Track(Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray()),
+                        static (core, uis, now) => core.OnUisIssued(uis, now)));
                     break;
                 case StoreCheckpoint store:
-                    _ = Durably("checkpoint", () => StoreCheckpointAsync(store), static (core, _, now) => core.OnCheckpointStored(now));
+                    Track(Durably("checkpoint", () => StoreCheckpointAsync(store), static (core, _, now) => core.OnCheckpointStored(now)));
                     break;
                 case Send or ForwardRequest or SendReply:
                     Dispatch(effect);
@@ -189,6 +192,16 @@ public sealed partial class ReplicaGrain(
             }
         }
         ScheduleTick(ready.NextTick);
+    }
+
+    /// <summary>Keeps a durable operation until it ends, so deactivation can wait for it.</summary>
+    private void Track(Task operation)
+    {
+        if (operation.IsCompleted) return;
+        _durable.TryAdd(operation, 0);
+        _ = operation.ContinueWith(
+            static (t, s) => ((ConcurrentDictionary<Task, byte>)s!).TryRemove(t, out _),
+            _durable, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private void Dispatch(Effect effect)
@@ -261,7 +274,7 @@ public sealed partial class ReplicaGrain(
     private async Task Durably<T>(string what, Func<Task<T>> operation, Func<ReplicaCore, T, TimeSpan, Ready> completed)
     {
         var delay = silo.Options.RetryDelay;
-        while (_halted is null)
+        while (_halted is null && !_stopping.IsCancellationRequested)
         {
             T result;
             try
@@ -273,13 +286,21 @@ public sealed partial class ReplicaGrain(
                 Halt(e, $"another activation of this replica wrote its {what}");
                 return;
             }
-            catch (Exception e) when (_halted is null)
+            catch (Exception e) when (_halted is null && !_stopping.IsCancellationRequested)
             {
                 LogRetry(logger, e, _id, what, delay);
-                await Task.Delay(delay, silo.Clock);
+                try
+                {
+                    await Task.Delay(delay, silo.Clock, _stopping.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return; // deactivating: the next activation recovers from what is durable
+                }
                 delay = delay * 2 < silo.Options.MaxRetryDelay ? delay * 2 : silo.Options.MaxRetryDelay;
                 continue;
             }
+            if (_stopping.IsCancellationRequested) return;
             Step(completed, result);
             return;
         }
@@ -290,6 +311,21 @@ public sealed partial class ReplicaGrain(
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
+        // Durable operations still retrying stop here: what they had not completed is recovered
+        // by the next activation, exactly as after a crash. Only then is the journal closed.
+        await _stopping.CancelAsync();
+        try
+        {
+            await Task.WhenAll(_durable.Keys).WaitAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException)
+        {
+            // Deactivation is being cut short; the journal refuses writes once disposed.
+        }
+        catch (Exception)
+        {
+            // A failed operation was already logged by its retry loop.
+        }
         // The SQLite journal holds a connection of its own.
         if (_journal is not null) await _journal.DisposeAsync();
     }

@@ -116,7 +116,7 @@ public sealed partial class SqliteReplicaJournal : ReplicaJournal
     private protected override Task<JournalWrite?> FindLandedAsync(IReadOnlyList<JournalWrite> pending, CancellationToken cancellationToken) =>
         Task.Run(() =>
         {
-            using var reader = _probe!.ExecuteReader();
+            using var reader = (_probe ?? throw new InvalidOperationException("The journal is not open.")).ExecuteReader();
             if (!reader.Read()) throw new InvalidDataException($"Journal {_name} lost its row in {_path}.");
             var owner = reader.GetInt64(0);
             if (owner != _owner) throw Fenced(owner);
