@@ -55,4 +55,12 @@ public sealed record ReplicaStatus(
     [property: Id(11)] int DurableSentCount,
     [property: Id(12)] string? Halted,
     [property: Id(13)] string HistoryDigest,
-    [property: Id(14)] ulong StableCheckpoint);
+    [property: Id(14)] ulong StableCheckpoint)
+{
+    /// <summary>The silo process that hosts this replica (machine and process id): replicas of one
+    /// process report the same <see cref="ProcessCpu"/>, which a reader counts once.</summary>
+    [Id(15)] public string Process { get; init; } = "";
+
+    /// <summary>CPU time the hosting process has used since it started (all threads).</summary>
+    [Id(16)] public TimeSpan ProcessCpu { get; init; }
+}

@@ -29,6 +29,7 @@ public sealed partial class ReplicaGrain(
     IStateMachineFactory stateMachines,
     IReplicaJournalFactory journals,
     IServiceProvider services,
+    MinBftMetrics metrics,
     ILogger<ReplicaGrain> logger) : Grain, IReplicaGrain
 {
     private readonly Dictionary<string, long> _grainRejections = new(StringComparer.Ordinal);
@@ -45,6 +46,9 @@ public sealed partial class ReplicaGrain(
     private ReplicaCheckpointStore _checkpoints = null!;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Task, byte> _durable = new();
+    private readonly Dictionary<ulong, long> _prepareSent = []; // sequence -> timestamp, at the primary, for commit latency
+
+    private static readonly string ProcessName = $"{Environment.MachineName}:{Environment.ProcessId}";
 
     private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
 
@@ -122,7 +126,11 @@ public sealed partial class ReplicaGrain(
             (int)Math.Min(int.MaxValue, own.UiDurable + 1 - Math.Min(own.UiDurable + 1, _core.SentLogFirstCounter)),
             _halted,
             Convert.ToHexString(_core.HistoryDigest),
-            _core.StableCheckpoint.Sequence));
+            _core.StableCheckpoint.Sequence)
+        {
+            Process = ProcessName,
+            ProcessCpu = Environment.CpuUsage.TotalTime,
+        });
     }
 
     private Task OnTickTimer()
@@ -151,7 +159,10 @@ public sealed partial class ReplicaGrain(
         }
         try
         {
-            Apply(input(_core, argument, Now));
+            var view = _core.View;
+            var ready = input(_core, argument, Now);
+            if (_core.View > view) metrics.ViewChanged(_id, _core.View - view);
+            Apply(ready);
         }
         catch (Exception e)
         {
@@ -168,29 +179,37 @@ public sealed partial class ReplicaGrain(
             switch (effect)
             {
                 case WriteLog write:
-                    Track(Durably("log", () => WriteLogAsync(write.Write), static (core, _, now) => core.OnLogWritten(now)));
+                    Track(Durably("log", () => Timed(() => WriteLogAsync(write.Write), static (m, id, t) => m.StorageWritten(id, "log", t)), static (core, _, now) => core.OnLogWritten(now)));
                     break;
                 case CertifyUis certify:
-                    Track(Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray()),
+                    Track(Durably("USIG", () => Timed(() => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray()), static (m, id, t) => m.UsigIssued(id, t)),
                         static (core, uis, now) => core.OnUisIssued(uis, now)));
                     break;
                 case StoreCheckpoint store:
-                    Track(Durably("checkpoint", () => StoreCheckpointAsync(store), static (core, _, now) => core.OnCheckpointStored(now)));
+                    Track(Durably("checkpoint", () => Timed(() => StoreCheckpointAsync(store), static (m, id, t) => m.StorageWritten(id, "checkpoint", t)), static (core, _, now) => core.OnCheckpointStored(now)));
                     break;
                 case Send or ForwardRequest or SendReply:
+                    if (effect is Send { Message: Prepare prepare } && prepare.PrimaryId == _id)
+                        _prepareSent.TryAdd(prepare.Sequence, silo.Clock.GetTimestamp());
                     Dispatch(effect);
                     break;
                 case Executed executed:
                     LogExecuted(logger, _id, executed.Sequence, executed.View, executed.PrimaryCounter, executed.Requests.Count);
+                    metrics.Executed(_id, executed.Requests.Count);
+                    if (_prepareSent.Remove(executed.Sequence, out var sent)) metrics.Committed(_id, silo.Clock.GetElapsedTime(sent));
                     break;
                 case Rejected rejected:
                     LogRejected(logger, _id, rejected.From, rejected.Reason, rejected.Detail);
+                    metrics.Rejected(_id, rejected.Reason.ToString());
                     break;
                 case StateInstalled installed:
                     LogStateInstalled(logger, _id, installed.Sequence, installed.From);
                     break;
             }
         }
+        // A batch executed through a snapshot or prepared but abandoned by a view change never
+        // reports its own execution: forget what the executed position has passed.
+        if (_prepareSent.Count > 0) foreach (var sequence in _prepareSent.Keys.Where(s => s <= _core.ExecutedSequence).ToList()) _prepareSent.Remove(sequence);
         ScheduleTick(ready.NextTick);
     }
 
@@ -256,6 +275,22 @@ public sealed partial class ReplicaGrain(
             else await _journal.DropFromAsync(cut.From, CancellationToken.None);
         }
         await _journal.AppendAsync(new JournalAppend(write.View, write.FirstIntentCounter, write.Intents, write.Uis, write.KeepFrom), CancellationToken.None);
+    }
+
+    /// <summary>Times one attempt of a durable operation for the meter.</summary>
+    private async Task<T> Timed<T>(Func<Task<T>> operation, Action<MinBftMetrics, int, TimeSpan> record)
+    {
+        var started = silo.Clock.GetTimestamp();
+        var result = await operation();
+        record(metrics, _id, silo.Clock.GetElapsedTime(started));
+        return result;
+    }
+
+    private async Task Timed(Func<Task> operation, Action<MinBftMetrics, int, TimeSpan> record)
+    {
+        var started = silo.Clock.GetTimestamp();
+        await operation();
+        record(metrics, _id, silo.Clock.GetElapsedTime(started));
     }
 
     private Task StoreCheckpointAsync(StoreCheckpoint store) =>

@@ -10,7 +10,10 @@ namespace MinBft.Client.Cli;
 /// throughput and latency. With <see cref="Baseline"/> the same workload runs against one plain,
 /// unreplicated key-value grain in the same cluster, for comparison.
 /// The last line is exactly <c>bench: ops/s=X p50_ms=Y p99_ms=Z</c>, followed with --baseline
-/// by <c> baseline_ops/s=B ratio=R</c> (R = X/B).
+/// by <c> baseline_ops/s=B ratio=R durable_baseline_ops/s=D</c> (R = X/B), and always by
+/// <c> cpu_ms_per_op=C batch_avg=A</c>: C is the CPU time of every replica's silo process over the
+/// MinBFT phase (read from the replicas' status, each process once) per completed operation, A the
+/// operations per ordered batch. The line before it gives the bench process's own CPU per operation.
 /// </summary>
 public sealed record BenchCommand(ConnectionSettings Connection, int Clients, TimeSpan Duration, int PayloadBytes, bool Baseline) : ICliCommand
 {
@@ -28,8 +31,11 @@ public sealed record BenchCommand(ConnectionSettings Connection, int Clients, Ti
             // One request first: activates proxies and replicas, so start-up is not measured.
             await kv.PutAsync("bench-warmup", [1], cancellationToken).ConfigureAwait(false);
 
+            var before = await ClusterCost.SampleAsync(cluster, cancellationToken).ConfigureAwait(false);
             var minbft = await RunPhaseAsync("minbft", console,
                 op => client.ExecuteAsync(op, cancellationToken), cancellationToken).ConfigureAwait(false);
+            var after = await ClusterCost.SampleAsync(cluster, cancellationToken).ConfigureAwait(false);
+            var cost = ClusterCost.Between(before, after, minbft.Operations);
             var line = FormatLine(minbft);
             if (Baseline)
             {
@@ -37,8 +43,16 @@ public sealed record BenchCommand(ConnectionSettings Connection, int Clients, Ti
                 await grain.Execute(KeyValueOperation.EncodePut("bench-warmup", [1])).WaitAsync(cancellationToken).ConfigureAwait(false);
                 var plain = await RunPhaseAsync("baseline", console, op => grain.Execute(op), cancellationToken).ConfigureAwait(false);
                 line += FormatBaseline(minbft, plain);
-                if (plain.Errors > 0) minbft = minbft with { Errors = minbft.Errors + plain.Errors };
+                // The same workload, each operation durable in fault domain 0's store before it answers.
+                var durableGrain = cluster.Client.GetGrain<IDurableKeyValueGrain>(0);
+                await durableGrain.Execute(KeyValueOperation.EncodePut("bench-warmup", [1])).WaitAsync(cancellationToken).ConfigureAwait(false);
+                var durable = await RunPhaseAsync("durable baseline", console, op => durableGrain.Execute(op), cancellationToken).ConfigureAwait(false);
+                line += string.Create(CultureInfo.InvariantCulture, $" durable_baseline_ops/s={durable.OpsPerSecond:F1}");
+                var baselineErrors = plain.Errors + durable.Errors;
+                if (baselineErrors > 0) minbft = minbft with { Errors = minbft.Errors + baselineErrors, FirstError = minbft.FirstError ?? plain.FirstError ?? durable.FirstError };
             }
+            line += cost.Format();
+            await console.Out.WriteLineAsync(cost.FormatClient()).ConfigureAwait(false);
             if (minbft.Errors > 0)
             {
                 await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,

@@ -110,6 +110,8 @@ public static class MinBftSiloBuilderExtensions
         services.AddSingleton(manifest);
         services.TryAddKeyedSingleton(MinBftSilo.ClockServiceKey, TimeProvider.System);
         services.TryAddSingleton<IStateMachineFactory, KeyValueStateMachineFactory>();
+        services.AddMetrics();
+        services.TryAddSingleton<MinBftMetrics>();
         services.AddSingleton(sp => new MinBftSilo(
             options, manifest, sp.GetRequiredKeyedService<TimeProvider>(MinBftSilo.ClockServiceKey)));
         if (options.FaultDomain is not null)

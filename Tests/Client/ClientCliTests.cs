@@ -221,6 +221,33 @@ public sealed class ClientCliTests
     }
 
     [Fact]
+    public void BenchCost_CountsEachSiloProcessOnce_AndLeavesOutProcessesNotSampledTwice()
+    {
+        var before = new ClusterCost(
+            new Dictionary<string, TimeSpan> { ["m:1"] = TimeSpan.FromSeconds(10), ["m:2"] = TimeSpan.FromSeconds(4) },
+            Executed: 100, ClientCpu: TimeSpan.FromSeconds(1));
+        // m:1 hosts two replicas (one entry); m:3 restarted during the phase (no start sample).
+        var after = new ClusterCost(
+            new Dictionary<string, TimeSpan> { ["m:1"] = TimeSpan.FromSeconds(13), ["m:2"] = TimeSpan.FromSeconds(5), ["m:3"] = TimeSpan.FromSeconds(60) },
+            Executed: 300, ClientCpu: TimeSpan.FromSeconds(2));
+
+        var cost = ClusterCost.Between(before, after, operations: 2000);
+
+        Assert.Equal(TimeSpan.FromSeconds(4), cost.SiloCpu);
+        Assert.Equal(" cpu_ms_per_op=2.000 batch_avg=10.0", cost.Format());
+        Assert.StartsWith("bench client: cpu_ms_per_op=0.500 ", cost.FormatClient());
+    }
+
+    [Fact]
+    public void BenchCost_SaysNotAvailable_WhenNoReplicaAnsweredOrNothingCompleted()
+    {
+        var none = new ClusterCost(new Dictionary<string, TimeSpan>(), 0, TimeSpan.Zero);
+        Assert.Equal(" cpu_ms_per_op=n/a batch_avg=n/a", ClusterCost.Between(none, none, 100).Format());
+        var some = new ClusterCost(new Dictionary<string, TimeSpan> { ["m:1"] = TimeSpan.FromSeconds(1) }, 5, TimeSpan.Zero);
+        Assert.Equal(" cpu_ms_per_op=n/a batch_avg=n/a", ClusterCost.Between(some, some, 0).Format());
+    }
+
+    [Fact]
     public void Percentile_IsNearestRank()
     {
         double[] values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
