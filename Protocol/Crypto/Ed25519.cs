@@ -10,5 +10,5 @@ public static class Ed25519
 {
     /// <summary>True iff <paramref name="signature"/> is a valid signature of <paramref name="message"/> under <paramref name="publicKey"/>.</summary>
     public static bool Verify(ReadOnlySpan<byte> publicKey, ReadOnlySpan<byte> message, ReadOnlySpan<byte> signature) =>
-        Ed25519PublicKey.TryCreate(publicKey, out var key) && key.Verify(message, signature);
+        Ed25519PublicKey.TryImport(publicKey, out var key) && key.Verify(message, signature);
 }

@@ -1,18 +1,22 @@
+using NSec.Cryptography;
 using Org.BouncyCastle.Crypto.Parameters;
-using Rfc8032 = Org.BouncyCastle.Math.EC.Rfc8032.Ed25519;
 
 namespace MinBft.Crypto;
 
 /// <summary>
-/// An Ed25519 public key decoded once. Keys known in advance (replica keys, USIG keys) are held
-/// in this form so each verification skips point decompression.
+/// An Ed25519 public key, checked once. Verification runs in libsodium (through NSec), which
+/// rejects what RFC 8032 requires (S &gt;= L, non-canonical encodings) and also small-order keys
+/// and R values; keys from configuration are also decoded as curve points at creation, so a bad
+/// manifest fails at start, not at the first verification.
 /// </summary>
 public sealed class Ed25519PublicKey
 {
-    private readonly Ed25519PublicKeyParameters _key;
+    private static readonly SignatureAlgorithm Algorithm = SignatureAlgorithm.Ed25519;
+
+    private readonly PublicKey _key;
     private readonly byte[] _encoded;
 
-    private Ed25519PublicKey(Ed25519PublicKeyParameters key, byte[] encoded)
+    private Ed25519PublicKey(PublicKey key, byte[] encoded)
     {
         _key = key;
         _encoded = encoded;
@@ -28,14 +32,29 @@ public sealed class Ed25519PublicKey
         if (publicKey.Length != Ed25519KeyPair.PublicKeyLength) return false;
         try
         {
-            // BouncyCastle decodes and validates the point here and throws on a non-point.
-            key = new Ed25519PublicKey(new Ed25519PublicKeyParameters(publicKey), publicKey.ToArray());
-            return true;
+            // BouncyCastle decodes the point and throws on a non-point; libsodium would only
+            // refuse it when verifying.
+            _ = new Ed25519PublicKeyParameters(publicKey);
+            return TryImport(publicKey, out key);
         }
         catch (ArgumentException)
         {
             return false;
         }
+    }
+
+    /// <summary>
+    /// Without decoding the point first: for keys that arrive in messages (a client's key in its
+    /// request), where libsodium's verification rejects a bad key anyway and decoding would cost
+    /// a field square root per message.
+    /// </summary>
+    internal static bool TryImport(ReadOnlySpan<byte> publicKey, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Ed25519PublicKey? key)
+    {
+        key = null;
+        if (publicKey.Length != Ed25519KeyPair.PublicKeyLength) return false;
+        if (!PublicKey.TryImport(Algorithm, publicKey, KeyBlobFormat.RawPublicKey, out var imported) || imported is null) return false;
+        key = new Ed25519PublicKey(imported, publicKey.ToArray());
+        return true;
     }
 
     /// <summary>For configuration (a manifest's keys): throws <see cref="ArgumentException"/> on an invalid key.</summary>
@@ -50,7 +69,7 @@ public sealed class Ed25519PublicKey
         if (signature.Length != Ed25519KeyPair.SignatureLength) return false;
         try
         {
-            return _key.Verify(Rfc8032.Algorithm.Ed25519, null, message, signature);
+            return Algorithm.Verify(_key, message, signature);
         }
         catch (ArgumentException)
         {

@@ -19,12 +19,13 @@ public sealed class ProjectBoundaryTests
     private static readonly Assembly ClientSdkAssembly = typeof(MinBftClient).Assembly;
 
     // The only packages the protocol core may use: serialization attributes (no runtime, no code
-    // generator) and the Ed25519 implementation.
-    private static readonly string[] ProtocolPackages = ["Microsoft.Orleans.Serialization.Abstractions", "BouncyCastle.Cryptography"];
-    private static readonly string[] ProtocolPackageAssemblies = ["Orleans.Serialization.Abstractions", "BouncyCastle.Cryptography"];
+    // generator) and the cryptography (Ed25519 in libsodium through NSec; BouncyCastle for key
+    // checks and the rest).
+    private static readonly string[] ProtocolPackages = ["Microsoft.Orleans.Serialization.Abstractions", "BouncyCastle.Cryptography", "NSec.Cryptography"];
+    private static readonly string[] ProtocolPackageAssemblies = ["Orleans.Serialization.Abstractions", "BouncyCastle.Cryptography", "NSec.Cryptography"];
 
     [Fact]
-    public void Protocol_assembly_references_only_the_serialization_attributes_BouncyCastle_and_the_base_library()
+    public void Protocol_assembly_references_only_the_serialization_attributes_the_crypto_libraries_and_the_base_library()
     {
         var references = ProtocolAssembly.GetReferencedAssemblies().Select(a => a.Name!).ToList();
         Assert.Equal("MinBft.Protocol", ProtocolAssembly.GetName().Name);

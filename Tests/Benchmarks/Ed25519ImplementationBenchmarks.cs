@@ -37,6 +37,24 @@ public class Ed25519ImplementationBenchmarks
         if (!_bouncyPublic.Verify(_message, algorithm.Sign(_sodiumKey, _message))) throw new InvalidOperationException("BouncyCastle rejects libsodium's signature");
     }
 
+    private const int ConcurrentOperations = 64;
+
+    /// <summary>How the silo uses it: several threads verifying and signing at once (BouncyCastle
+    /// takes a process-wide lock on every call to check its precomputed tables).</summary>
+    [Benchmark(Description = "BouncyCastle verify+sign, 2 threads", OperationsPerInvoke = ConcurrentOperations)]
+    public void BouncyConcurrent() => Parallel.For(0, ConcurrentOperations, new ParallelOptions { MaxDegreeOfParallelism = 2 }, i =>
+    {
+        if (i % 3 == 0) _bouncyKey.Sign(_message);
+        else _bouncyPublic.Verify(_message, _signature);
+    });
+
+    [Benchmark(Description = "libsodium (NSec) verify+sign, 2 threads", OperationsPerInvoke = ConcurrentOperations)]
+    public void SodiumConcurrent() => Parallel.For(0, ConcurrentOperations, new ParallelOptions { MaxDegreeOfParallelism = 2 }, i =>
+    {
+        if (i % 3 == 0) NSec.Cryptography.SignatureAlgorithm.Ed25519.Sign(_sodiumKey, _message);
+        else NSec.Cryptography.SignatureAlgorithm.Ed25519.Verify(_sodiumPublic, _message, _signature);
+    });
+
     [Benchmark(Baseline = true, Description = "BouncyCastle sign")]
     public byte[] BouncySign() => _bouncyKey.Sign(_message);
 
