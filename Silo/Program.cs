@@ -21,6 +21,7 @@ namespace MinBft.Silo;
 ///      [--keys dir] [--primary-silo host:port] [--silo-port p] [--gateway-port g]
 ///      [--clustering development|redis] [--redis-clustering host:port] [--advertised-ip ip]
 ///      [--storage sqlite|redis] [--redis-storage host:port] [--cluster-id c] [--service-id s]
+///      [--init-usig EPOCH]                           first start of this domain's USIG
 /// Silo --manifest m.json                             a silo without fault domain (gateway, membership)
 /// </code>
 /// Every setting can also come from appsettings.json or the environment: section "MinBft"
@@ -85,13 +86,17 @@ public static class Program
                 return null;
             },
         };
+        var initUsig = new Option<ulong?>("--init-usig")
+        {
+            Description = "First start of this domain's in-process USIG: initialise its store for this epoch (the manifest's). Without it, a USIG with no state refuses to start",
+        };
         var clusterId = new Option<string?>("--cluster-id") { Description = $"Orleans cluster id (default {LocalClusterOptions.DefaultClusterId})" };
         var serviceId = new Option<string?>("--service-id") { Description = $"Orleans service id (default {LocalClusterOptions.DefaultServiceId})" };
 
         var root = new RootCommand("MinBFT silo host: one fault domain's silo, or a local development cluster")
         {
             faultDomain, manifest, keys, data, primarySilo, siloPort, gatewayPort,
-            clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId,
+            clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId, initUsig,
         };
         root.SetAction((parse, cancellationToken) => RunSiloAsync(
             new SiloArguments(
@@ -105,6 +110,7 @@ public static class Program
                 AdvertisedIp = parse.GetValue(advertisedIp),
                 ClusterId = parse.GetValue(clusterId),
                 ServiceId = parse.GetValue(serviceId),
+                InitializeUsigEpoch = parse.GetValue(initUsig),
             },
             cancellationToken));
 
@@ -153,6 +159,7 @@ public static class Program
         public IPAddress? AdvertisedIp { get; init; }
         public string? ClusterId { get; init; }
         public string? ServiceId { get; init; }
+        public ulong? InitializeUsigEpoch { get; init; }
 
         /// <summary>Puts the MinBFT flags on top of the options bound from configuration.</summary>
         public void ApplyTo(MinBftOptions options)
@@ -169,6 +176,7 @@ public static class Program
                 options.Storage = Storage ?? MinBftStorageKind.Redis;
             }
             if (Storage is { } storage) options.Storage = storage;
+            if (InitializeUsigEpoch is { } epoch) options.Usig.InitializeEpoch = epoch;
         }
     }
 

@@ -116,7 +116,7 @@ public static class DeploymentKeys
         var keys = KeyFiles.LoadPrivateKey(path);
         if (!keys.PublicKey.AsSpan().SequenceEqual(identity.UsigPublicKey))
             throw new InvalidDataException($"{path}: this USIG key is not USIG {replicaId}'s key in the cluster manifest");
-        return new Ed25519UsigCertifier(keys);
+        return new Ed25519UsigCertifier(keys.PrivateKey);
     }
 
     /// <summary>The shared HMAC USIG key (HMAC scheme only). Part of the trusted computing base.</summary>

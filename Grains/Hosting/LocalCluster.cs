@@ -30,6 +30,10 @@ public sealed class LocalCluster : IAsyncDisposable
     private IHost? _gatewaySilo;
     private ClusterManifest? _manifest;
 
+    // Domains whose USIG is initialised for the manifest's epoch when their silo next starts: all
+    // of them when this cluster generated its keys, never on a restart (no silent start at counter 1).
+    private readonly bool[] _initializeUsig;
+
     public LocalCluster(LocalClusterOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -37,6 +41,7 @@ public sealed class LocalCluster : IAsyncDisposable
         _options = options;
         N = 2 * options.F + 1;
         _domainSilos = new IHost?[N];
+        _initializeUsig = new bool[N];
         DataDirectory = Path.GetFullPath(options.DataDirectory);
     }
 
@@ -244,6 +249,7 @@ public sealed class LocalCluster : IAsyncDisposable
         {
             Directory.CreateDirectory(DataDirectory);
             manifest = DeploymentKeys.Generate(_options.F, KeysDirectory, _options.UsigScheme);
+            Array.Fill(_initializeUsig, true);
         }
         if (manifest.F != _options.F)
         {
@@ -270,9 +276,12 @@ public sealed class LocalCluster : IAsyncDisposable
             {
                 silo.UseLocalhostClustering(
                     _options.SiloPort + 1 + domain, _options.GatewayPort + 1 + domain, primary, _options.ServiceId, _options.ClusterId);
+                var initialize = _initializeUsig[domain];
+                _initializeUsig[domain] = false;
                 silo.AddMinBft(options =>
                 {
                     options.FaultDomain = domain;
+                    if (initialize) options.Usig.InitializeEpoch = manifest.Replica(domain).UsigEpoch;
                     options.Manifest = manifest;
                     options.ManifestPath = ManifestPath;
                     options.KeyDirectory = DeploymentKeys.DomainDirectory(KeysDirectory, domain);

@@ -110,6 +110,9 @@ public sealed class MinBftOptions
     /// </summary>
     public bool UsigServesOnlyItsReplica { get; set; } = true;
 
+    /// <summary>Where this domain's USIG runs, and its first start (section "MinBft:Usig").</summary>
+    public MinBftUsigOptions Usig { get; set; } = new();
+
     /// <summary>How often a client proxy resends a request to every replica while it lacks f+1 matching replies.</summary>
     public TimeSpan ClientRetransmitInterval { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -226,4 +229,16 @@ public sealed class MinBftOptions
         if (value <= TimeSpan.Zero)
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture, $"{SectionName}:{name} must be positive, got {value}"));
     }
+}
+
+/// <summary>Options of fault domain i's USIG (section "MinBft:Usig").</summary>
+public sealed class MinBftUsigOptions
+{
+    /// <summary>
+    /// In-process mode only: initialise the USIG's store for this epoch, which must be the
+    /// manifest's, if it holds nothing (the first start) or an older epoch (after
+    /// <c>keygen --rotate-usig</c>). Without it a USIG with no state refuses to start: a lost
+    /// store must never make it start over at counter 1. Set it for the first start only.
+    /// </summary>
+    public ulong? InitializeEpoch { get; set; }
 }

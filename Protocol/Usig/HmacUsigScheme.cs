@@ -9,20 +9,9 @@ namespace MinBft.Usig;
 /// (<see cref="HmacUsigCertificateVerifier"/>, and a <see cref="UsigVerifier"/> built from it)
 /// is part of the trusted computing base: it must run inside the receiver's own trusted USIG
 /// component and the key must never be reachable by the untrusted replica code. Replica code
-/// asks the USIG "is this UI valid?" and gets only the boolean.
+/// asks the USIG "is this UI valid?" and gets only the boolean. The certifying half is in the USIG
+/// library (Usig/Core).
 /// </summary>
-public sealed class HmacUsigCertifier : IUsigCertifier
-{
-    private readonly byte[] _key;
-
-    public HmacUsigCertifier(ReadOnlySpan<byte> key) => _key = HmacUsig.CheckKey(key);
-
-    public int CertificateLength => HmacUsig.TagLength;
-
-    public byte[] Certify(ReadOnlySpan<byte> input) => HMACSHA256.HashData(_key, input);
-}
-
-/// <summary>Verifies HMAC-SHA256 USIG certificates. Holds the secret: see <see cref="HmacUsigCertifier"/>.</summary>
 public sealed class HmacUsigCertificateVerifier : IUsigCertificateVerifier
 {
     private readonly byte[] _key;

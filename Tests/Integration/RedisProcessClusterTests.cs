@@ -132,7 +132,10 @@ internal sealed class ProcessDeployment : IDisposable
                     ["DOTNET_gcServer"] = "0",
                     ["DOTNET_ENVIRONMENT"] = "Production",
                 },
-                Path.Combine(_directory, $"domain-{domain}"));
+                Path.Combine(_directory, $"domain-{domain}"))
+            {
+                FirstStartArguments = ["--init-usig", "1"],
+            };
             _silos.Add(silo);
             silo.Start();
         }

@@ -34,6 +34,9 @@ internal sealed class SiloProcess : IDisposable
 
     public string WorkingDirectory { get; }
 
+    /// <summary>Added to <see cref="Arguments"/> on the first start only (e.g. initialising the USIG).</summary>
+    public IReadOnlyList<string> FirstStartArguments { get; init; } = [];
+
     /// <summary>Every process id this silo has had (restarts included).</summary>
     public List<int> ProcessIds { get; } = [];
 
@@ -67,7 +70,7 @@ internal sealed class SiloProcess : IDisposable
             UseShellExecute = false,
         };
         start.ArgumentList.Add(SiloAssembly);
-        foreach (var argument in Arguments) start.ArgumentList.Add(argument);
+        foreach (var argument in ProcessIds.Count == 0 ? Arguments.Concat(FirstStartArguments) : Arguments) start.ArgumentList.Add(argument);
         foreach (var (key, value) in Environment) start.Environment[key] = value;
         var process = Process.Start(start) ?? throw new InvalidOperationException($"{Name} did not start");
         process.OutputDataReceived += (_, e) => Write(e.Data);

@@ -1,6 +1,7 @@
 using MinBft.Crypto;
 using MinBft.Messages;
 using MinBft.Protocol;
+using MinBft.Tests.Usig;
 using MinBft.Usig;
 
 namespace MinBft.Tests.Simulation;
@@ -46,7 +47,7 @@ public sealed class ClusterKeys
             else
             {
                 var usigKey = Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32));
-                certifiers[i] = new Ed25519UsigCertifier(usigKey);
+                certifiers[i] = new Ed25519UsigCertifier(usigKey.PrivateKey);
                 verification[i] = UsigVerificationKey.Ed25519(Epoch, usigKey.PublicKey);
             }
         }
@@ -60,7 +61,7 @@ public sealed class ClusterKeys
 
     /// <summary>Replica <paramref name="replica"/>'s USIG with a fresh in-memory counter store.</summary>
     public SimUsig UsigFor(int replica) =>
-        new(new UsigCore(replica, Epoch, _usigCertifiers[replica], new InMemoryUsigCounterStore()));
+        new(new UsigCore(replica, Epoch, _usigCertifiers[replica], new InMemoryUsigCounterStore(UsigState.Fresh(Epoch))));
 
     internal SimClientSigner NewClient(Random rng) => new(new ClientSigner(Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32))));
 
@@ -88,9 +89,9 @@ public sealed class SimUsig(UsigCore usig)
     public UniqueIdentifier CreateUi(byte[] certifiedDigest) => CreateUis(Counter + 1, [certifiedDigest])[0];
 
     public IReadOnlyList<UniqueIdentifier> CreateUis(ulong firstCounter, IReadOnlyList<byte[]> digests) =>
-        Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None));
+        Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None)).Select(u => u.ToUniqueIdentifier()).ToList();
 
-    public UniqueIdentifier? ReissueUi(ulong counter, byte[] digest) => Sync(usig.ReissueUiAsync(counter, digest, CancellationToken.None));
+    public UniqueIdentifier? ReissueUi(ulong counter, byte[] digest) => Sync(usig.ReissueUiAsync(counter, digest, CancellationToken.None))?.ToUniqueIdentifier();
 
     private static T Sync<T>(Task<T> task)
     {

@@ -26,7 +26,7 @@ internal static class UsigTestKit
     };
 
     private static Setup Ed25519Setup(Ed25519KeyPair keys, ulong epoch) =>
-        new(new Ed25519UsigCertifier(keys), UsigVerificationKey.Ed25519(epoch, keys.PublicKey), e => UsigVerificationKey.Ed25519(e, keys.PublicKey));
+        new(new Ed25519UsigCertifier(keys.PrivateKey), UsigVerificationKey.Ed25519(epoch, keys.PublicKey), e => UsigVerificationKey.Ed25519(e, keys.PublicKey));
 
     private static Setup HmacSetup(byte[] secret, ulong epoch) =>
         new(new HmacUsigCertifier(secret), UsigVerificationKey.Hmac(epoch, secret), e => UsigVerificationKey.Hmac(e, secret));
@@ -44,5 +44,13 @@ internal static class UsigTestKit
     /// <summary>Certifies <paramref name="digest"/> at <paramref name="counter"/> (or gets the UI again
     /// if that counter went to that digest).</summary>
     public static async Task<UniqueIdentifier> CreateAt(this UsigCore usig, ulong counter, byte[] digest, CancellationToken cancellationToken = default) =>
-        (await usig.CreateUisAsync(counter, [digest], cancellationToken))[0];
+        (await usig.CreateUisAsync(counter, [digest], cancellationToken))[0].ToUniqueIdentifier();
+
+    /// <summary>Both certificate schemes are deterministic: a UI issued again is equal byte for byte.</summary>
+    public static void AssertSameUi(UniqueIdentifier expected, UniqueIdentifier? actual)
+    {
+        Assert.NotNull(actual);
+        Assert.Equal((expected.Epoch, expected.Counter), (actual.Epoch, actual.Counter));
+        Assert.Equal(expected.Certificate, actual.Certificate);
+    }
 }
