@@ -119,7 +119,8 @@ public sealed partial class ReplicaGrain(
             (int)Math.Min(int.MaxValue, own.UiDurable + 1 - Math.Min(own.UiDurable + 1, _core.SentLogFirstCounter)),
             _halted,
             Convert.ToHexString(_core.HistoryDigest),
-            _core.StableCheckpoint.Sequence));
+            _core.StableCheckpoint.Sequence,
+            silo.UsigMode));
     }
 
     private Task OnTickTimer()

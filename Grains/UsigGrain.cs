@@ -9,15 +9,21 @@ using Orleans.Storage;
 namespace MinBft;
 
 /// <summary>
-/// The Orleans-facing adapter of USIG i (key = i), placed only in fault domain i. In-process mode:
-/// it runs the USIG library's <see cref="UsigCore"/> in the silo, with USIG i's key from the
-/// domain's key directory and the counter in the domain's grain storage. Not reentrant: one call
-/// at a time, as the core also enforces.
+/// The Orleans-facing adapter of USIG i (key = i), placed only in fault domain i. Not reentrant:
+/// one call at a time, as the USIG itself also enforces.
+/// <list type="bullet">
+/// <item>isolated (<see cref="MinBftUsigOptions.Endpoint"/>): it forwards every call to fault
+/// domain i's USIG program and holds no key;</item>
+/// <item>in-process: it runs the same <see cref="UsigCore"/> from the USIG library in the silo,
+/// with USIG i's key from <c>domain-i/usig/</c> and the counter in the domain's grain storage.
+/// Whoever controls the silo process then controls the USIG: not isolated, and said so.</item>
+/// </list>
 /// </summary>
 [FaultDomainPlacement]
 public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services, ILogger<UsigGrain> logger) : Grain, IUsigGrain, IIncomingGrainCallFilter
 {
     private UsigCore? _core;
+    private UsigClient? _remote;
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -25,6 +31,22 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
         // Refuse outside fault domain i: there it would find another domain's key and store.
         silo.EnsureLocal(id, "USIG");
         var epoch = silo.Manifest.Replica(id).UsigEpoch;
+        if (silo.IsolatedUsig is { } remote)
+        {
+            // The program must be USIG i of this manifest: the identity peers verify its UIs under.
+            var identity = await remote.GetIdentityAsync(cancellationToken);
+            var expectedKey = silo.Manifest.Replica(id).UsigPublicKey ?? [];
+            if (identity.ReplicaId != id || identity.Epoch != epoch || identity.Scheme != ClusterManifest.SchemeName(silo.Manifest.UsigScheme)
+                || !identity.PublicKey.AsSpan().SequenceEqual(expectedKey))
+            {
+                throw new InvalidOperationException(
+                    $"the USIG at {remote.SocketPath} is replica {identity.ReplicaId}'s, epoch {identity.Epoch}, scheme {identity.Scheme}, " +
+                    $"but the manifest expects USIG {id}, epoch {epoch}, scheme {ClusterManifest.SchemeName(silo.Manifest.UsigScheme)} with its key: refusing it");
+            }
+            _remote = remote;
+            LogActivated(logger, id, epoch, identity.LastCounter, MinBftSilo.IsolatedUsigMode + " at " + silo.Options.Usig.Endpoint);
+            return;
+        }
         var store = new GrainStorageCounterStore(
             services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName), this.GetGrainId());
         if (silo.Options.Usig.InitializeEpoch is { } initialize)
@@ -36,7 +58,7 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
         _core = new UsigCore(id, epoch, silo.LoadUsigCertifier(id), store);
         // Fails fast on a missing store (never initialised, or lost), another epoch, or a corrupted state.
         var loaded = await _core.LoadAsync(cancellationToken);
-        LogActivated(logger, id, epoch, loaded.Counter);
+        LogActivated(logger, id, epoch, loaded.Counter, MinBftSilo.InProcessUsigMode);
     }
 
     /// <summary>
@@ -61,7 +83,10 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
     public async Task<UniqueIdentifier?> ReissueUi(ulong counter, byte[] certifiedDigest)
     {
         ArgumentNullException.ThrowIfNull(certifiedDigest);
-        return (await Core.ReissueUiAsync(counter, certifiedDigest, CancellationToken.None))?.ToUniqueIdentifier();
+        var ui = _remote is { } remote
+            ? await remote.ReissueUiAsync(counter, certifiedDigest, CancellationToken.None)
+            : await Core.ReissueUiAsync(counter, certifiedDigest, CancellationToken.None);
+        return ui?.ToUniqueIdentifier();
     }
 
     public async Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests)
@@ -69,6 +94,11 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
         // ArgumentException for a null, empty, oversized or wrong-length batch, before any state is touched.
         ArgumentNullException.ThrowIfNull(certifiedDigests);
         if (certifiedDigests.Any(d => d is null)) throw new ArgumentException("a digest is null", nameof(certifiedDigests));
+        if (_remote is { } remote)
+        {
+            if (certifiedDigests.Length is < 1 or > UsigCore.MaxBatch) throw new ArgumentException($"a batch holds 1..{UsigCore.MaxBatch} digests", nameof(certifiedDigests));
+            return [.. (await remote.CreateUisAsync(firstCounter, certifiedDigests, CancellationToken.None)).Select(u => u.ToUniqueIdentifier())];
+        }
         var core = Core;
         try
         {
@@ -88,6 +118,11 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
 
     public async Task<UsigIdentity> GetIdentity()
     {
+        if (_remote is { } remote)
+        {
+            var identity = await remote.GetIdentityAsync(CancellationToken.None);
+            return new UsigIdentity(identity.ReplicaId, identity.Epoch, identity.PublicKey, identity.LastCounter, identity.ReissueWindow, identity.MaxBatch);
+        }
         var core = Core;
         var current = await core.LoadAsync(CancellationToken.None);
         return new UsigIdentity(core.ReplicaId, core.Epoch, core.Certifier.PublicKey, current.Counter, UsigCore.RecentWindow, UsigCore.MaxBatch);
@@ -95,8 +130,8 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
 
     private UsigCore Core => _core ?? throw new InvalidOperationException("USIG not activated");
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "USIG {ReplicaId} activated: epoch {Epoch}, last counter {Counter}")]
-    private static partial void LogActivated(ILogger logger, int replicaId, ulong epoch, ulong counter);
+    [LoggerMessage(Level = LogLevel.Information, Message = "USIG {ReplicaId} activated: epoch {Epoch}, last counter {Counter}, usig={UsigMode}")]
+    private static partial void LogActivated(ILogger logger, int replicaId, ulong epoch, ulong counter, string usigMode);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "USIG {ReplicaId}: store initialised for epoch {Epoch} (counter 0), as configured")]
     private static partial void LogInitialized(ILogger logger, int replicaId, ulong epoch);

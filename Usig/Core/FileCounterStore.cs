@@ -35,14 +35,9 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
     public static FileCounterStore Open(string path, int replicaId, bool create)
     {
         if (!create && !System.IO.File.Exists(path)) throw new UsigNotInitializedException(replicaId, path);
-        var stream = new FileStream(path, new FileStreamOptions
-        {
-            Mode = create ? FileMode.OpenOrCreate : FileMode.Open,
-            Access = FileAccess.ReadWrite,
-            Share = FileShare.None,
-            BufferSize = 0,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-        });
+        var options = new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.ReadWrite, Share = FileShare.None, BufferSize = 0 };
+        if (create) (options.Mode, options.UnixCreateMode) = (FileMode.OpenOrCreate, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var stream = new FileStream(path, options);
         if (create) SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         return new FileCounterStore(stream, replicaId);
     }
