@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using MinBft.Encoding;
 using MinBft.Hosting;
 using MinBft.Messages;
 using MinBft.Usig;
@@ -126,6 +127,16 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
         var core = Core;
         var current = await core.LoadAsync(CancellationToken.None);
         return new UsigIdentity(core.ReplicaId, core.Epoch, core.Certifier.PublicKey, current.Counter, UsigCore.RecentWindow, UsigCore.MaxBatch);
+    }
+
+    public async Task<bool[]> VerifyUis(UiClaim[] claims)
+    {
+        ArgumentNullException.ThrowIfNull(claims);
+        var converted = claims.Select(c => new UsigClaim(c.ReplicaId, c.Ui.Epoch, c.Ui.Counter, c.Digest, c.Ui.Certificate)).ToArray();
+        if (_remote is not { } remote) return Core.VerifyUis(converted);
+        var valid = new List<bool>(converted.Length);
+        foreach (var chunk in converted.Chunk(UsigWire.MaxVerify)) valid.AddRange(await remote.VerifyUisAsync(chunk, CancellationToken.None));
+        return [.. valid];
     }
 
     private UsigCore Core => _core ?? throw new InvalidOperationException("USIG not activated");

@@ -99,16 +99,16 @@ public sealed class MinBftSilo : IDisposable
     }
 
     /// <summary>
-    /// Everything replica <paramref name="replicaId"/>'s core needs to authenticate messages.
-    /// With the HMAC scheme the UI verifier holds the shared USIG secret: in this
-    /// implementation it runs in the replica's process (the core verifies synchronously), so
-    /// the silo of a fault domain as a whole is trusted with it; see README, HMAC scheme.
+    /// Everything replica <paramref name="replicaId"/>'s core needs to authenticate messages. No
+    /// USIG secret is among it: with the signature scheme UIs verify with the manifest's public
+    /// keys; with the HMAC scheme the replica's own USIG verifies each message's claims before the
+    /// core sees it, and the core gets <paramref name="preverified"/>, which answers from those results.
     /// </summary>
-    public ProtocolCrypto CreateProtocolCrypto(int replicaId)
+    public ProtocolCrypto CreateProtocolCrypto(int replicaId, PreverifiedUiVerifier? preverified = null)
     {
         var signer = new Ed25519ReplicaSigner(LoadSigningKey(replicaId));
-        var uiVerifier = Manifest.UsigScheme == UsigScheme.Hmac
-            ? Manifest.CreateUsigVerifier(KeyFiles.LoadHmacKey(DeploymentKeys.UsigKeyPath(Manifest, Options.ResolveKeyDirectory())))
+        IUiVerifier uiVerifier = Manifest.UsigScheme == UsigScheme.Hmac
+            ? preverified ?? throw new ArgumentNullException(nameof(preverified), "the HMAC scheme verifies UIs through the replica's own USIG")
             : Manifest.CreateUsigVerifier();
         return new ProtocolCrypto(uiVerifier, signer, ReplicaKeys, new RequestVerifier());
     }

@@ -29,7 +29,18 @@ internal static class UsigTestKit
         new(new Ed25519UsigCertifier(keys.PrivateKey), UsigVerificationKey.Ed25519(epoch, keys.PublicKey), e => UsigVerificationKey.Ed25519(e, keys.PublicKey));
 
     private static Setup HmacSetup(byte[] secret, ulong epoch) =>
-        new(new HmacUsigCertifier(secret), UsigVerificationKey.Hmac(epoch, secret), e => UsigVerificationKey.Hmac(e, secret));
+        new(new HmacUsigCertifier(secret), new(epoch, new HmacCheckInsideTheUsig(secret)), e => new(e, new HmacCheckInsideTheUsig(secret)));
+
+    /// <summary>For these tests only: the USIG library's HMAC check behind the verifier interface.
+    /// In a deployment an HMAC check runs inside a USIG only (VerifyUis).</summary>
+    private sealed class HmacCheckInsideTheUsig(byte[] secret) : IUsigCertificateVerifier
+    {
+        private readonly HmacUsigCertifier _usig = new(secret);
+
+        public int CertificateLength => 32;
+
+        public bool Verify(ReadOnlySpan<byte> input, ReadOnlySpan<byte> certificate) => _usig.Verify(input, certificate);
+    }
 
     public static UsigVerifier VerifierFor(int replicaId, UsigVerificationKey key) =>
         new(new Dictionary<int, UsigVerificationKey> { [replicaId] = key });
