@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using MinBft.Application;
@@ -42,6 +43,8 @@ public sealed partial class ReplicaGrain(
     private IReplicaGrain[] _peers = [];
     private IReplicaJournal _journal = null!;
     private ReplicaCheckpointStore _checkpoints = null!;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<Task, byte> _durable = new();
 
     // HMAC scheme: the replica's own USIG verifies the UI claims of what the core is given.
     private UiPreverifier? _preverifier;
@@ -189,14 +192,14 @@ public sealed partial class ReplicaGrain(
             switch (effect)
             {
                 case WriteLog write:
-                    _ = WriteLogAsync(write.Write);
+                    Track(Durably("log", () => WriteLogAsync(write.Write), static (core, _, now) => core.OnLogWritten(now)));
                     break;
                 case CertifyUis certify:
-                    _ = Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray()),
-                        static (core, uis, now) => core.OnUisIssued(uis, now));
+                    Track(Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray()),
+                        static (core, uis, now) => core.OnUisIssued(uis, now)));
                     break;
                 case StoreCheckpoint store:
-                    _ = Durably("checkpoint", () => StoreCheckpointAsync(store), static (core, _, now) => core.OnCheckpointStored(now));
+                    Track(Durably("checkpoint", () => StoreCheckpointAsync(store), static (core, _, now) => core.OnCheckpointStored(now)));
                     break;
                 case Send or ForwardRequest or SendReply:
                     Dispatch(effect);
@@ -213,6 +216,16 @@ public sealed partial class ReplicaGrain(
             }
         }
         ScheduleTick(ready.NextTick);
+    }
+
+    /// <summary>Keeps a durable operation until it ends, so deactivation can wait for it.</summary>
+    private void Track(Task operation)
+    {
+        if (operation.IsCompleted) return;
+        _durable.TryAdd(operation, 0);
+        _ = operation.ContinueWith(
+            static (t, s) => ((ConcurrentDictionary<Task, byte>)s!).TryRemove(t, out _),
+            _durable, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private void Dispatch(Effect effect)
@@ -257,28 +270,16 @@ public sealed partial class ReplicaGrain(
 
     // ----- durable operations: the only places that await -----
 
-    /// <summary>
-    /// A log write, then its completion. Not retried: whether a failed write landed is unknown,
-    /// so the replica halts and its next activation resumes from what is durable (the USIG
-    /// re-issues what the log lacks). An ETag conflict means another activation took over.
-    /// </summary>
+    /// <summary>A log write: the truncation a restart asks for first, then the append. Retried
+    /// unchanged after a failure (the journal finds out whether a failed append landed).</summary>
     private async Task WriteLogAsync(LogWrite write)
     {
-        try
+        if (write.Truncation is { } cut)
         {
-            if (write.Truncation is { } cut)
-            {
-                if (cut.Gap) await _journal.RestartAtAsync(cut.From, CancellationToken.None);
-                else await _journal.DropFromAsync(cut.From, CancellationToken.None);
-            }
-            await _journal.AppendAsync(new JournalAppend(write.View, write.FirstIntentCounter, write.Intents, write.Uis, write.KeepFrom), CancellationToken.None);
+            if (cut.Gap) await _journal.RestartAtAsync(cut.From, CancellationToken.None);
+            else await _journal.DropFromAsync(cut.From, CancellationToken.None);
         }
-        catch (Exception e) when (_halted is null)
-        {
-            Halt(e, e is InconsistentStateException ? "another activation of this replica wrote its log" : "writing the log failed: " + e.Message);
-            return;
-        }
-        Step(static (core, _, now) => core.OnLogWritten(now), 0);
+        await _journal.AppendAsync(new JournalAppend(write.View, write.FirstIntentCounter, write.Intents, write.Uis, write.KeepFrom), CancellationToken.None);
     }
 
     private Task StoreCheckpointAsync(StoreCheckpoint store) =>
@@ -297,7 +298,7 @@ public sealed partial class ReplicaGrain(
     private async Task Durably<T>(string what, Func<Task<T>> operation, Func<ReplicaCore, T, TimeSpan, Ready> completed)
     {
         var delay = silo.Options.RetryDelay;
-        while (_halted is null)
+        while (_halted is null && !_stopping.IsCancellationRequested)
         {
             T result;
             try
@@ -309,13 +310,21 @@ public sealed partial class ReplicaGrain(
                 Halt(e, $"another activation of this replica wrote its {what}");
                 return;
             }
-            catch (Exception e) when (_halted is null)
+            catch (Exception e) when (_halted is null && !_stopping.IsCancellationRequested)
             {
                 LogRetry(logger, e, _id, what, delay);
-                await Task.Delay(delay, silo.Clock);
+                try
+                {
+                    await Task.Delay(delay, silo.Clock, _stopping.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return; // deactivating: the next activation recovers from what is durable
+                }
                 delay = delay * 2 < silo.Options.MaxRetryDelay ? delay * 2 : silo.Options.MaxRetryDelay;
                 continue;
             }
+            if (_stopping.IsCancellationRequested) return;
             Step(completed, result);
             return;
         }
@@ -323,6 +332,27 @@ public sealed partial class ReplicaGrain(
 
     private async Task Durably(string what, Func<Task> operation, Func<ReplicaCore, int, TimeSpan, Ready> completed) =>
         await Durably(what, async () => { await operation(); return 0; }, completed);
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        // Durable operations still retrying stop here: what they had not completed is recovered
+        // by the next activation, exactly as after a crash. Only then is the journal closed.
+        await _stopping.CancelAsync();
+        try
+        {
+            await Task.WhenAll(_durable.Keys).WaitAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException)
+        {
+            // Deactivation is being cut short; the journal refuses writes once disposed.
+        }
+        catch (Exception)
+        {
+            // A failed operation was already logged by its retry loop.
+        }
+        // The SQLite journal holds a connection of its own.
+        if (_journal is not null) await _journal.DisposeAsync();
+    }
 
     // ----- timers -----
 

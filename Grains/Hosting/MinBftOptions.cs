@@ -97,13 +97,6 @@ public sealed class MinBftOptions
     public bool UseStronglyConsistentDirectory { get; set; } = true;
 
     /// <summary>
-    /// Messages per stored segment of a replica's durable sent log: a write rewrites at most one
-    /// partly filled segment, and segments the core garbage-collected after a stable checkpoint
-    /// are dropped whole.
-    /// </summary>
-    public int SentLogSegmentSize { get; set; } = 64;
-
-    /// <summary>
     /// USIG i issues UIs only to replica i's grain. Anyone else able to call it (another grain,
     /// a client of the cluster) could burn counter values, and replica i would then halt on the
     /// gap. Turn off only in tests that drive a USIG directly.
@@ -121,7 +114,8 @@ public sealed class MinBftOptions
 
     /// <summary>
     /// The settings of replica <paramref name="replicaId"/>'s core: n and the cluster-wide
-    /// protocol constants from the manifest, the local knobs from these options.
+    /// protocol constants from the manifest, the local knobs from these options. The USIG's limits
+    /// (re-issue window, largest batch) are left for the replica to read from its USIG.
     /// </summary>
     public ProtocolSettings ToProtocolSettings(ClusterManifest manifest, int replicaId)
     {
@@ -131,7 +125,7 @@ public sealed class MinBftOptions
             CheckpointInterval = manifest.CheckpointInterval,
             Watermark = manifest.Watermark,
         };
-        settings.Validate();
+        (settings with { UsigReissueWindow = 1, UsigMaxBatch = 1 }).Validate();
         return settings;
     }
 
@@ -156,7 +150,8 @@ public sealed class MinBftOptions
             ViewChangeTimeout = ViewChangeTimeout,
             MaxViewLookahead = MaxViewLookahead,
         };
-        settings.Validate();
+        // The USIG's limits are read from the USIG when the replica activates; the rest is checked here.
+        (settings with { UsigReissueWindow = 1, UsigMaxBatch = 1 }).Validate();
         return settings;
     }
 
@@ -182,7 +177,6 @@ public sealed class MinBftOptions
         Positive(RetryDelay, nameof(RetryDelay));
         Positive(MaxRetryDelay, nameof(MaxRetryDelay));
         Positive(ClientRetransmitInterval, nameof(ClientRetransmitInterval));
-        if (SentLogSegmentSize < 1) throw new ArgumentException($"{SectionName}:{nameof(SentLogSegmentSize)} must be >= 1");
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
         (Usig ?? throw new ArgumentException($"{SectionName}:{nameof(Usig)} is null")).Validate();
         // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using MinBft.Hosting.Journal;
 using Orleans;
 using Orleans.Hosting;
 using Orleans.Runtime;
@@ -34,7 +35,10 @@ public static class MinBftSiloBuilderExtensions
     /// (fault-domain placement of replica and USIG i), and unless
     /// <see cref="MinBftOptions.UseEmbeddedStorage"/> is false, the grain storage "minbft" of
     /// <see cref="MinBftOptions.Storage"/>: SQLite in <see cref="MinBftOptions.DataDirectory"/>
-    /// or the domain's Redis server <see cref="MinBftOptions.RedisStorage"/>; checks this
+    /// or the domain's Redis server <see cref="MinBftOptions.RedisStorage"/>, and the replica
+    /// journal factory of the same store (<see cref="IReplicaJournalFactory"/>: a SQLite journal
+    /// file next to the storage file, or records on the Redis server; over grain storage
+    /// "minbft" when the host registers that itself); checks this
     /// domain's key files against the manifest when the silo starts;</item>
     /// <item>without one: a silo that hosts client proxies only (it still runs the placement
     /// director, since placement is decided on the silo that routes the first call);</item>
@@ -69,12 +73,19 @@ public static class MinBftSiloBuilderExtensions
             if (options.UseEmbeddedStorage && options.Storage == MinBftStorageKind.Redis)
             {
                 builder.AddMinBftRedisStorage(options.RedisStorage!);
+                builder.AddMinBftRedisJournal(options.RedisStorage!);
             }
             else if (options.UseEmbeddedStorage)
             {
                 builder.AddMinBftSqliteStorage(
                     SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName,
                     storage => storage.DataDirectory = options.DataDirectory);
+                builder.AddMinBftSqliteJournal(journal => journal.DataDirectory = options.DataDirectory);
+            }
+            else
+            {
+                // The host registers grain storage "minbft" itself (memory storage in tests).
+                builder.AddMinBftGrainStorageJournal();
             }
         }
         else

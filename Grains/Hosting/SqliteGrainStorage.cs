@@ -279,63 +279,12 @@ public sealed partial class SqliteGrainStorage : IGrainStorage, ILifecyclePartic
             return _connection;
         }
 
-        var directory = Path.GetDirectoryName(_databasePath)!;
-        if (OperatingSystem.IsWindows())
-        {
-            Directory.CreateDirectory(directory);
-        }
-        else
-        {
-            // Another fault domain's silos (other users) have no business reading this store.
-            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        }
-
-        var connectionString = new SqliteConnectionStringBuilder
-        {
-            DataSource = _databasePath,
-            Mode = SqliteOpenMode.ReadWriteCreate,
-
-            // The provider holds its one connection for its lifetime; pooling would only keep the
-            // file open after Dispose.
-            Pooling = false,
-            DefaultTimeout = (int)Math.Ceiling(_options.BusyTimeout.TotalSeconds),
-        }.ToString();
-
-        var connection = new SqliteConnection(connectionString);
+        var connection = SqliteDatabase.Open(_databasePath, _options.BusyTimeout);
         try
         {
-            connection.Open();
-            using (var pragma = connection.CreateCommand())
-            {
-                pragma.CommandText = string.Create(
-                    CultureInfo.InvariantCulture,
-                    $"PRAGMA busy_timeout = {(long)_options.BusyTimeout.TotalMilliseconds}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-                pragma.ExecuteNonQuery();
-            }
-
-            using (var check = connection.CreateCommand())
-            {
-                // journal_mode silently stays as it was when WAL is unavailable (e.g. some network
-                // file systems); the durability argument above assumes WAL, so refuse to run without it.
-                check.CommandText = "PRAGMA journal_mode";
-                var mode = check.ExecuteScalar() as string;
-                if (!string.Equals(mode, "wal", StringComparison.OrdinalIgnoreCase))
-                {
-                    throw new InvalidOperationException($"SQLite database {_databasePath} could not switch to WAL mode (mode is '{mode}').");
-                }
-
-                check.CommandText = "PRAGMA synchronous";
-                if (check.ExecuteScalar() is not long synchronous || synchronous != 2)
-                {
-                    throw new InvalidOperationException($"SQLite database {_databasePath} did not accept synchronous=FULL.");
-                }
-            }
-
-            using (var schema = connection.CreateCommand())
-            {
-                schema.CommandText = Schema;
-                schema.ExecuteNonQuery();
-            }
+            using var schema = connection.CreateCommand();
+            schema.CommandText = Schema;
+            schema.ExecuteNonQuery();
         }
         catch
         {

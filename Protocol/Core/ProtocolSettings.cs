@@ -33,6 +33,10 @@ public sealed record ProtocolSettings
     /// <summary>Silence after which a replica asks peers to retransmit, or forwards requests.</summary>
     public TimeSpan RetransmitInterval { get; init; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>Even with no work outstanding, a replica asks each peer this often for anything after
+    /// the last message it accepted from it (anti-entropy after losses in a quiet period).</summary>
+    public TimeSpan IdleRetransmitInterval { get; init; } = TimeSpan.FromSeconds(2);
+
     /// <summary>Most messages sent in answer to one retransmission request.</summary>
     public int MaxRetransmitBatch { get; init; } = 128;
 
@@ -92,6 +96,7 @@ public sealed record ProtocolSettings
             throw new ArgumentException("reorder window must hold the reorder buffer");
         if (RetransmitInterval <= TimeSpan.Zero) throw new ArgumentException("retransmit interval must be positive");
         if (RequestTimeout <= RetransmitInterval) throw new ArgumentException("the request timeout must exceed the retransmit interval");
+        if (IdleRetransmitInterval < RetransmitInterval) throw new ArgumentException("the idle retransmit interval must not be shorter than the retransmit interval");
         if (ViewChangeTimeout <= TimeSpan.Zero || MaxViewLookahead < 1) throw new ArgumentException("view-change settings must be positive");
         if (StateChunkSize < 1 || StateChunkSize > Encoding.MessageLimits.MaxStateChunkLength || MaxStateChunksPerInterval < 1)
             throw new ArgumentException($"state chunks must be 1..{Encoding.MessageLimits.MaxStateChunkLength} bytes, served at least one per interval");

@@ -20,6 +20,15 @@ public sealed partial class ReplicaCore
             for (var peer = 0; peer < N; peer++)
                 if (peer != Id) AskRetransmission(peer, force: false, relays: true);
         }
+        else if (_now - _lastIdleProbe >= _settings.IdleRetransmitInterval)
+        {
+            // Anti-entropy: the last messages of a burst may have been lost (or sent while this
+            // replica was down), and nothing else would tell it so while the system is quiet.
+            // A peer with nothing after our last accepted counter answers nothing.
+            _lastIdleProbe = _now;
+            for (var peer = 0; peer < N; peer++)
+                if (peer != Id) AskRetransmission(peer, force: true);
+        }
         else
         {
             for (var peer = 0; peer < N; peer++)
@@ -48,6 +57,7 @@ public sealed partial class ReplicaCore
 
     // Since when work has been outstanding without a pause (null: idle).
     private TimeSpan? _busySince;
+    private TimeSpan _lastIdleProbe;
 
     private bool HasOutstandingWork =>
         _viewChanging || _executionQueue.Count > 0 || _known.Count > 0 || _own.Uncertified > 0 || _pending.Count > 0 || BufferedMessages > 0
@@ -69,6 +79,8 @@ public sealed partial class ReplicaCore
             var retransmit = _now + _settings.RetransmitInterval / 4;
             if (next is null || retransmit < next) next = retransmit;
         }
+        var probe = _lastIdleProbe + _settings.IdleRetransmitInterval;
+        if (next is null || probe < next) next = probe;
         // Never ask for a tick in the past: the host would spin.
         if (next is { } at && at <= _now) next = _now + TimeSpan.FromMilliseconds(1);
         return next;

@@ -56,16 +56,17 @@ public sealed class MessageSerializationTests
     }
 
     [Fact]
-    public void Stored_sent_log_segment_keeps_every_kind_of_certified_message()
+    public void Stored_journal_record_keeps_every_kind_of_certified_message()
     {
         var builder = new SampleBuilder();
         var messages = ConcreteTypes(typeof(CertifiedMessage)).Select(t => (CertifiedMessage)builder.Build(t, depth: 0)).ToArray();
         Assert.True(messages.Length >= 5, "certified message kinds: " + messages.Length);
-        var segment = new ReplicaLogSegment { View = 7, Messages = messages };
+        var uis = messages.Select(m => m.Ui).ToArray();
+        var record = new MinBft.Hosting.Journal.JournalRecord { View = 7, FirstIntentCounter = 3, Intents = messages, Uis = uis, FirstAfter = 1, NextAfter = 3 + (ulong)messages.Length };
 
-        var copy = Serializer.Deserialize<ReplicaLogSegment>(Serializer.SerializeToArray(segment));
+        var copy = Serializer.Deserialize<MinBft.Hosting.Journal.JournalRecord>(Serializer.SerializeToArray(record));
 
-        AssertDeepEqual(segment, copy, nameof(ReplicaLogSegment));
+        AssertDeepEqual(record, copy, nameof(MinBft.Hosting.Journal.JournalRecord));
     }
 
     [Fact]

@@ -217,52 +217,6 @@ public sealed class RedisGrainStorageTests(RedisStorageFixture fixture) : IClass
         }
     }
 
-    [RedisFact]
-    public async Task The_replicas_segmented_sent_log_round_trips_trims_and_refuses_a_stale_second_writer()
-    {
-        var grain = GrainId.Create("replica", "1");
-        var store = new ReplicaLogStore(await OpenAsync(), grain, segmentSize: 4);
-        Assert.Empty((await store.LoadAsync()).Log);
-        var log = new List<CertifiedMessage>();
-        ulong durable = 0;
-        foreach (var burst in new[] { 1, 2, 4, 1, 7, 3 })
-        {
-            for (var i = 0; i < burst; i++) log.Add(Message(log.Count + 1));
-            await store.WriteAsync(3, log, 1, durable);
-            durable = (ulong)log.Count;
-        }
-
-        var (view, first, loaded) = await new ReplicaLogStore(await OpenAsync(), grain, segmentSize: 4).LoadAsync();
-        Assert.Equal(3, view);
-        Assert.Equal(1UL, first);
-        Assert.Equal(log.Select(m => m.Ui.Counter), loaded.Select(m => m.Ui.Counter));
-        Assert.Equal(log.Select(m => ((Commit)m).Prepare.View), loaded.Select(m => ((Commit)m).Prepare.View));
-
-        // Keep from counter 10: segments 0 and 1 (1-8) go.
-        Assert.Equal(9UL, await store.TrimAsync(10));
-        var (_, firstAfterTrim, kept) = await new ReplicaLogStore(await OpenAsync(), grain, segmentSize: 4).LoadAsync();
-        Assert.Equal(9UL, firstAfterTrim);
-        Assert.Equal(Enumerable.Range(9, 10).Select(c => (ulong)c), kept.Select(m => m.Ui.Counter));
-
-        // Another activation that loaded earlier cannot write (its ETags are stale) ...
-        var stale = new ReplicaLogStore(await OpenAsync(), grain, segmentSize: 4);
-        await stale.LoadAsync();
-        var tail = kept.ToList();
-        tail.Add(Message(19));
-        await store.WriteAsync(3, log.Append(Message(19)).Skip(8).ToList(), 9, 18);
-        tail[^1] = Message(19, digest: 9);
-        await Assert.ThrowsAsync<InconsistentStateException>(() => stale.WriteAsync(3, tail, 9, 18));
-
-        // ... and the log holds the first writer's message 19.
-        var (_, _, final) = await new ReplicaLogStore(await OpenAsync(), grain, segmentSize: 4).LoadAsync();
-        Assert.Equal(19UL, final[^1].Ui.Counter);
-        Assert.Equal(1L, ((Commit)final[^1]).Prepare.View);
-    }
-
-    // The prepare's view tells two versions of one message apart.
-    private static Commit Message(int counter, int digest = 1) =>
-        new(0, 1, new Prepare(digest, 0, 1, [], UniqueIdentifier.None), new UniqueIdentifier(1, (ulong)counter, new byte[64]));
-
     private async Task<GrainState<ProbeState>> ReadAsync(IGrainStorage storage)
     {
         var state = new GrainState<ProbeState>(new ProbeState());

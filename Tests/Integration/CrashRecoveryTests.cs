@@ -14,12 +14,7 @@ namespace MinBft.Tests.Integration;
 /// </summary>
 public sealed class CrashRecoveryTests(ITestOutputHelper output)
 {
-    private static ClusterSetup Setup => new()
-    {
-        F = 1, CheckpointInterval = 4, Watermark = 8, SentLogSegmentSize = 8,
-        // The primary's restart hands over to the next view: keep that pause short.
-        RequestTimeout = TimeSpan.FromSeconds(2),
-    };
+    private static ClusterSetup Setup => new() { F = 1, CheckpointInterval = 4, Watermark = 8 };
 
     [Fact]
     public async Task A_backup_restarted_after_missing_many_requests_catches_up_and_agrees()
@@ -75,14 +70,20 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
         async Task Progress(int requests, string what)
         {
             var target = Volatile.Read(ref completed) + requests;
-            await MinBftTestCluster.UntilAsync(() => Task.FromResult(Volatile.Read(ref completed) >= target || load.Any(t => t.IsFaulted)), what);
+            await MinBftTestCluster.UntilAsync(() => Task.FromResult(Volatile.Read(ref completed) >= target || load.Any(t => t.IsFaulted)), () => Volatile.Read(ref completed), what);
             if (load.FirstOrDefault(t => t.IsFaulted) is { } failed) await failed; // surface the client's failure
         }
 
         await Progress(20, "load started");
         foreach (var domain in all)
         {
+            var atStop = await cluster.StatusesAsync(all);
+            var view = atStop.Max(s => s.View);
+            var primary = atStop.First(s => s.View == view).Primary;
             await cluster.StopDomainAsync(domain);
+            // The primary's stop hands over to the next view: the backups suspect it as soon as
+            // their request timers run out, which the test makes happen now.
+            if (domain == primary) await cluster.ExpireRequestTimersAsync(all.Where(i => i != domain).ToArray(), view);
             await Progress(20, $"requests complete without domain {domain}");
             var before = await cluster.StatusesAsync(all.Where(i => i != domain));
             await cluster.RestartDomainAsync(domain);
@@ -90,9 +91,8 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
             // Caught up past where the others were at its restart, and the others' stable
             // checkpoint is far enough beyond that for them to count its stream again.
             var target = before.Max(s => s.ExecutedSequence);
-            await MinBftTestCluster.UntilAsync(async () =>
+            await cluster.WaitForStatusesAsync(all, statuses =>
             {
-                var statuses = await cluster.StatusesAsync(all);
                 Assert.All(statuses, s => Assert.Null(s.Halted));
                 return statuses[domain].ExecutedSequence >= target
                     && statuses.Where(s => s.ReplicaId != domain).All(s => s.StableCheckpoint >= target + 2 * (4 + 8));

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using MinBft.Application;
 using MinBft.Crypto;
 using MinBft.Hosting;
@@ -44,14 +45,15 @@ internal sealed record ClusterSetup
 
     public int CheckpointInterval { get; init; } = ClusterManifest.DefaultCheckpointInterval;
     public int Watermark { get; init; } = ClusterManifest.DefaultWatermark;
-    public int SentLogSegmentSize { get; init; } = 64;
 
     /// <summary>
-    /// How long a backup waits for a known request before suspecting the primary. Long unless a
-    /// test needs a view change: on a loaded machine a short one makes backups suspect a correct
-    /// primary, and the tests of restarts assume the view their replica replays stays put.
+    /// How long a backup waits for a known request before suspecting the primary, on the grains'
+    /// <see cref="TestClock"/>. Longer than any test: on a loaded machine any real-time timeout
+    /// short enough to matter made backups suspect correct primaries now and then (views thrashed
+    /// with 500 ms, a spurious view change with 10 s). A test that needs suspicion makes the
+    /// timers expire when it chooses (<see cref="MinBftTestCluster.ExpireRequestTimersAsync"/>).
     /// </summary>
-    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
     /// <summary>Extra per-silo configuration: (fault domain or null, silo builder).</summary>
     public Action<int?, ISiloBuilder>? ConfigureSilo { get; init; }
@@ -65,6 +67,9 @@ internal sealed record ClusterSetup
 internal sealed class MinBftTestCluster : IAsyncDisposable
 {
     public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+
+    /// <summary>The longest a wait on replica statuses may take while the replicas still make progress.</summary>
+    public static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(120);
     public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(20);
     public static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(5);
 
@@ -77,6 +82,8 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         _output = output;
         Directory = Path.Combine(Path.GetTempPath(), "minbft-it-" + Guid.NewGuid().ToString("N"));
         Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme, setup.CheckpointInterval, setup.Watermark);
+        Trace = new ClusterTrace(_clock);
+        Clock = new TestClock();
         Cluster = null!;
     }
 
@@ -92,6 +99,12 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 
     /// <summary>Every call a client proxy served: (client id, fault domain of its silo or null for a gateway).</summary>
     public ConcurrentQueue<(string ClientId, int? Domain)> ProxyCalls { get; } = new();
+
+    /// <summary>The clock of every silo's MinBFT grains (one for all, so they agree on the time).</summary>
+    public TestClock Clock { get; }
+
+    /// <summary>Messages delivered to the replicas and the silos' log lines, written to the output at the end.</summary>
+    public ClusterTrace Trace { get; }
 
     /// <summary>Every UI a USIG returned: (replica, counter, digest hex).</summary>
     public ConcurrentQueue<(long Replica, ulong Counter, string Digest)> IssuedUis { get; } = new();
@@ -111,7 +124,11 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         return cluster;
     }
 
-    public void Log(string message) => _output.WriteLine($"[{_clock.Elapsed.TotalSeconds:F2}s] {message}");
+    public void Log(string message)
+    {
+        _output.WriteLine($"[{_clock.Elapsed.TotalSeconds:F2}s] {message}");
+        Trace.Add("test: " + message);
+    }
 
     private static int SiloIndex(string siloName) =>
         int.Parse(siloName.AsSpan(siloName.LastIndexOf('_') + 1), CultureInfo.InvariantCulture);
@@ -120,11 +137,12 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 
     private void ConfigureSilo(int? domain, ISiloBuilder silo)
     {
+        // Before AddMinBft, which registers the system clock only if no clock is there yet.
+        silo.Services.AddKeyedSingleton<TimeProvider>(MinBftSilo.ClockServiceKey, Clock);
         void Tune(MinBftOptions options)
         {
             options.UseEmbeddedStorage = Setup.Sqlite || Setup.RedisStorage is not null;
             options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
-            options.SentLogSegmentSize = Setup.SentLogSegmentSize;
             options.RequestTimeout = Setup.RequestTimeout;
             options.ViewChangeTimeout = Setup.RequestTimeout * 2;
             // Short intervals: a dropped message is asked for again quickly.
@@ -159,6 +177,16 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
             silo.AddMinBftGateway(Manifest, Tune);
         }
         if (!Setup.Sqlite && Setup.RedisStorage is null) silo.AddMemoryGrainStorage(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
+        silo.Services.AddLogging(logging =>
+        {
+            logging.AddProvider(Trace.LoggerProvider(domain));
+            // MinBFT's own lines; of the rest only errors, without the expected noise of a domain
+            // being down (undeliverable messages, placement refused and retried).
+            logging.AddFilter<ClusterTraceLoggerProvider>(null, LogLevel.Error);
+            logging.AddFilter<ClusterTraceLoggerProvider>("MinBft", LogLevel.Debug);
+            foreach (var noise in new[] { "Orleans.Messaging", "Polly", typeof(FaultDomainPlacementDirector).FullName! })
+                logging.AddFilter<ClusterTraceLoggerProvider>(noise, LogLevel.None);
+        });
         silo.Configure<ClusterMembershipOptions>(membership =>
         {
             // Declare a stopped silo dead within a second or two instead of the default minute.
@@ -174,6 +202,10 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
             {
                 case ReplicaGrain:
                     Activations.Enqueue(("replica", KeyOf(context.TargetId), domain));
+                    if (context.MethodName == nameof(IReplicaGrain.Deliver))
+                        Trace.Delivered((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as ReplicaMessage);
+                    else if (context.MethodName == nameof(IReplicaGrain.Submit))
+                        Trace.Submitted((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as Request);
                     break;
                 case UsigGrain:
                     Activations.Enqueue(("usig", KeyOf(context.TargetId), domain));
@@ -232,25 +264,104 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     /// </summary>
     public async Task<ReplicaStatus[]> WaitForAgreementAsync(IReadOnlyCollection<int> replicas, ulong atLeast = 0)
     {
+        // Quiet as well: nothing waiting for a UI, everything sent also durable.
+        var agreed = await WaitForStatusesAsync(replicas, last => last.All(s => s.Halted is null && s.ExecutedSequence >= atLeast
+                && s.AwaitingUi == 0 && s.DurableSentCount == s.SentLogCount
+                && s.View == last[0].View
+                && s.ExecutedSequence == last[0].ExecutedSequence
+                && s.HistoryDigest == last[0].HistoryDigest
+                && s.StateDigest == last[0].StateDigest),
+            atLeast > 0 ? $"replicas agree at batch {atLeast} or later" : "replicas agree");
+        Log($"replicas {string.Join(",", replicas)} agree at batch {agreed[0].ExecutedSequence}");
+        return agreed;
+    }
+
+    /// <summary>
+    /// Polls the given replicas' statuses until <paramref name="condition"/> holds (an assertion
+    /// inside it fails at once). The wait fails when those replicas make no progress for
+    /// <see cref="Deadline"/> (none executes, checkpoints, certifies a message or changes view),
+    /// or after <see cref="MaxWait"/> in all: a stuck cluster fails as soon as with a fixed
+    /// deadline, while a cluster that a loaded machine slows down is not failed for being slow.
+    /// </summary>
+    public async Task<ReplicaStatus[]> WaitForStatusesAsync(IReadOnlyCollection<int> replicas, Func<ReplicaStatus[], bool> condition, string what)
+    {
         ReplicaStatus[] last = [];
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < Deadline)
+        Exception? error = null;
+        string? progress = null;
+        var total = Stopwatch.StartNew();
+        var idle = Stopwatch.StartNew();
+        while (true)
         {
-            last = await StatusesAsync(replicas);
-            // Quiet as well: nothing waiting for a UI, everything sent also durable.
-            if (last.All(s => s.Halted is null && s.ExecutedSequence >= atLeast
-                    && s.AwaitingUi == 0 && s.DurableSentCount == s.SentLogCount
-                    && s.View == last[0].View
-                    && s.ExecutedSequence == last[0].ExecutedSequence
-                    && s.HistoryDigest == last[0].HistoryDigest
-                    && s.StateDigest == last[0].StateDigest))
+            try
             {
-                Log($"replicas {string.Join(",", replicas)} agree at batch {last[0].ExecutedSequence}");
-                return last;
+                last = await StatusesAsync(replicas);
+                if (condition(last)) return last;
+                var now = string.Join(",", last.Select(s => $"{s.View}/{s.ExecutedSequence}/{s.StableCheckpoint}/{s.LastUiCounter}"));
+                if (now != progress)
+                {
+                    progress = now;
+                    idle.Restart();
+                }
+            }
+            catch (Exception e) when (IsTransient(e))
+            {
+                // A replica being restarted, or slow to answer on a loaded machine: not yet.
+                error = e;
+            }
+            if (idle.Elapsed > Deadline || total.Elapsed > MaxWait)
+            {
+                var why = idle.Elapsed > Deadline ? $"no progress for {Deadline}" : $"still progressing after {MaxWait}";
+                throw new TimeoutException($"{what}: {why}; " + string.Join("; ", last.Select(Describe)) +
+                    (error is null ? "" : $"; last status error: {error.GetType().Name}: {error.Message}"), error);
             }
             await Task.Delay(25);
         }
-        throw new TimeoutException("replicas did not agree: " + string.Join("; ", last.Select(Describe)));
+    }
+
+    /// <summary>
+    /// A failed call that may succeed when tried again: a timeout, or Orleans refusing it while a
+    /// silo stops, starts or is declared dead. Never a failed assertion.
+    /// </summary>
+    public static bool IsTransient(Exception e) => e is TimeoutException or OrleansException;
+
+    /// <summary>
+    /// Makes the backups suspect the primary now, as if their request timers had run out: moves
+    /// the grains' clock past every request timer (nine request timeouts; a backed-off timer is at
+    /// most eight), and again every few seconds until one of <paramref name="replicas"/> has
+    /// joined a view above <paramref name="view"/> (which takes f + 1 suspicious replicas). A
+    /// backup suspects only for a request it knows and has not seen executed, so the caller keeps
+    /// clients sending. The view change itself runs on its own: its timeout is as long as the
+    /// request timeout, so a stalled view change fails the test instead of being retried.
+    /// </summary>
+    public async Task ExpireRequestTimersAsync(IReadOnlyCollection<int> replicas, long view)
+    {
+        var clock = Stopwatch.StartNew();
+        ReplicaStatus[] last = [];
+        while (true)
+        {
+            Clock.Advance(Setup.RequestTimeout * 9);
+            Log($"clock +{Setup.RequestTimeout * 9} (now {Clock.Offset} ahead): request timers expired, replicas {string.Join(",", replicas)} should leave view {view}");
+            var wait = Stopwatch.StartNew();
+            while (wait.Elapsed < TimeSpan.FromSeconds(3))
+            {
+                try
+                {
+                    last = await StatusesAsync(replicas);
+                    if (last.Any(s => s.View > view))
+                    {
+                        Log($"replicas {string.Join(",", replicas)} left view {view}: " + string.Join("; ", last.Select(s => $"r{s.ReplicaId} view {s.View}")));
+                        return;
+                    }
+                }
+                catch (Exception e) when (IsTransient(e))
+                {
+                    // Not yet.
+                }
+                await Task.Delay(25);
+            }
+            if (clock.Elapsed > Deadline)
+                throw new TimeoutException($"not within {Deadline}: replicas {string.Join(",", replicas)} leave view {view} after their request timers expired; " + string.Join("; ", last.Select(Describe)));
+        }
     }
 
     public static string Describe(ReplicaStatus s) =>
@@ -278,18 +389,62 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         }
     }
 
-    public static async Task UntilAsync(Func<Task<bool>> condition, string what)
+    /// <summary>
+    /// Polls <paramref name="condition"/> until it holds. A transient failure of the condition's
+    /// calls (<see cref="IsTransient"/>) counts as "not yet"; an assertion inside it fails at once.
+    /// </summary>
+    public static Task UntilAsync(Func<Task<bool>> condition, string what) => UntilAsync(condition, progress: null, what);
+
+    /// <summary>
+    /// <see cref="UntilAsync(Func{Task{bool}}, string)"/> for a condition that is approached step
+    /// by step (e.g. a count of acknowledged requests): the wait fails after <see cref="Deadline"/>
+    /// without <paramref name="progress"/> changing, or after <see cref="MaxWait"/> in all.
+    /// </summary>
+    public static async Task UntilAsync(Func<Task<bool>> condition, Func<long>? progress, string what)
     {
-        var clock = Stopwatch.StartNew();
-        while (!await condition())
+        var total = Stopwatch.StartNew();
+        var idle = Stopwatch.StartNew();
+        var seen = progress?.Invoke();
+        Exception? error = null;
+        while (true)
         {
-            if (clock.Elapsed > Deadline) throw new TimeoutException($"not within {Deadline}: {what}");
+            try
+            {
+                if (await condition()) return;
+            }
+            catch (Exception e) when (IsTransient(e))
+            {
+                error = e;
+            }
+            if (progress?.Invoke() is { } now && now != seen)
+            {
+                seen = now;
+                idle.Restart();
+            }
+            if (idle.Elapsed > Deadline || (progress is not null && total.Elapsed > MaxWait))
+            {
+                var why = idle.Elapsed > Deadline ? $"not within {Deadline}" + (progress is null ? "" : " without progress") : $"not within {MaxWait}";
+                throw new TimeoutException($"{why}: {what}" + (error is null ? "" : $" (last error: {error.GetType().Name}: {error.Message})"), error);
+            }
             await Task.Delay(25);
         }
     }
 
     public async ValueTask DisposeAsync()
     {
+        // Where every replica stands and what led there: shown by the console logger only when the test failed.
+        foreach (var i in Enumerable.Range(0, N))
+        {
+            try
+            {
+                _output.WriteLine("at the end: " + Describe(await Replica(i).GetStatus().WaitAsync(TimeSpan.FromSeconds(2))));
+            }
+            catch (Exception e)
+            {
+                _output.WriteLine($"at the end: r{i}: {e.GetType().Name}");
+            }
+        }
+        Trace.WriteTo(_output);
         try
         {
             await Cluster.StopAllSilosAsync();

@@ -14,6 +14,7 @@ internal sealed class SiloProcess : IDisposable
     private readonly StreamWriter _log;
     private readonly object _logGate = new();
     private Process? _process;
+    private long _linesWritten;
 
     public SiloProcess(string name, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, string workingDirectory)
     {
@@ -36,6 +37,9 @@ internal sealed class SiloProcess : IDisposable
 
     /// <summary>Added to <see cref="Arguments"/> on the first start only (e.g. initialising the USIG).</summary>
     public IReadOnlyList<string> FirstStartArguments { get; init; } = [];
+
+    /// <summary>Lines its processes have written so far (a starting silo's progress).</summary>
+    public long LinesWritten => Interlocked.Read(ref _linesWritten);
 
     /// <summary>Every process id this silo has had (restarts included).</summary>
     public List<int> ProcessIds { get; } = [];
@@ -116,6 +120,7 @@ internal sealed class SiloProcess : IDisposable
     private void Write(string? line)
     {
         if (line is null) return;
+        Interlocked.Increment(ref _linesWritten);
         lock (_logGate)
         {
             try

@@ -8,7 +8,7 @@ namespace MinBft.Tests.Simulation;
 /// </summary>
 public sealed class RegressionSeedTests(ITestOutputHelper output)
 {
-    public enum Scenario { Hostile, FaultyPrimary, CrashRecovery }
+    public enum Scenario { Hostile, FaultyPrimary, CrashRecovery, CrashAfterWrite }
 
     [Theory]
     // View change stalled: the crashed primary's successor had garbage-collected the start of a
@@ -25,12 +25,24 @@ public sealed class RegressionSeedTests(ITestOutputHelper output)
     // Fix: the count is derived from positions (proposed minus executed), and an own PREPARE
     // that an installed snapshot covers only moves the counter chain on.
     [InlineData(Scenario.CrashRecovery, 1, 40477)]
+    // "own USIG counters are sequential": after a restart a replica certified a CHECKPOINT equal
+    // to one it had sent before the crash; the USIG took the repeated digest for a retry and
+    // returned the old UI. Fix: CreateUis names the counters it asks for, so a retry is told
+    // apart from a new message with a repeated digest. (Also 40484, 40819, 41062, 41295, 41796.)
+    [InlineData(Scenario.CrashRecovery, 1, 40275)]
+    // CATCH-UP: a replica that missed the last COMMITs of a burst (lost, or sent while it was
+    // down) had no outstanding work, so nothing made it ask again while the system was quiet.
+    // Fix: an idle replica asks each peer for what follows its last accepted counter every
+    // IdleRetransmitInterval. (Also 40052, 40566, 40703, 40925, 41782 of the crash-recovery campaign.)
+    [InlineData(Scenario.CrashAfterWrite, 1, 60102)]
+    [InlineData(Scenario.CrashRecovery, 1, 40052)]
     public void A_seed_that_failed_a_longer_campaign_passes(Scenario scenario, int f, int seed)
     {
         var options = scenario switch
         {
             Scenario.FaultyPrimary => SimulationOptions.WithFaultyPrimary(seed, f),
             Scenario.CrashRecovery => SimulationOptions.WithRestart(seed, f),
+            Scenario.CrashAfterWrite => SimulationOptions.WithCrashAfterWrite(seed, f),
             _ => SimulationOptions.ForSeed(seed, f),
         };
         var sim = new Simulation(seed, options);

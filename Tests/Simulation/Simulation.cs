@@ -54,6 +54,7 @@ public sealed class Simulation
                 MaxBatchWait = TimeSpan.FromMilliseconds(1),
                 MaxInFlightBatches = 4,
                 RetransmitInterval = TimeSpan.FromMilliseconds(100),
+                IdleRetransmitInterval = TimeSpan.FromMilliseconds(800),
                 ReorderBufferPerSender = 64,
                 ReorderWindow = 1024,
                 CheckpointInterval = options.CheckpointInterval,
