@@ -11,6 +11,9 @@ public sealed record UsigProgramSettings(string Program, int ReplicaId, ulong Ep
 {
     /// <summary>The USIG program built with (and copied next to) the silo host and the CLI.</summary>
     public static string DefaultProgram => Path.Combine(AppContext.BaseDirectory, "MinBft.Usig.dll");
+
+    /// <summary>The only user id the program admits; null: this process's (the silo's, when it starts them).</summary>
+    public uint? AllowedUid { get; init; }
 }
 
 /// <summary>
@@ -23,9 +26,12 @@ public sealed partial class UsigProcess : IDisposable
     private readonly Process _process;
     private readonly ILogger _logger;
 
-    private UsigProcess(Process process, UsigProgramSettings settings, ILogger logger)
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _output;
+
+    private UsigProcess(Process process, UsigProgramSettings settings, ILogger logger, System.Collections.Concurrent.ConcurrentQueue<string> output)
     {
         _process = process;
+        _output = output;
         Settings = settings;
         _logger = logger;
     }
@@ -35,6 +41,9 @@ public sealed partial class UsigProcess : IDisposable
     public int ProcessId => _process.Id;
 
     public bool HasExited => _process.HasExited;
+
+    /// <summary>What the program has written so far (stdout and stderr, in arrival order).</summary>
+    public IReadOnlyCollection<string> Output => _output;
 
     /// <summary><c>MinBft.Usig init</c>: a counter file for the settings' epoch (first start of an epoch).</summary>
     public static async Task InitializeAsync(UsigProgramSettings settings, CancellationToken cancellationToken)
@@ -56,7 +65,7 @@ public sealed partial class UsigProcess : IDisposable
         ArgumentNullException.ThrowIfNull(logger);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(settings.SocketPath))!);
         var process = Start(settings, "serve", "--state", settings.StatePath, "--replica", Invariant(settings.ReplicaId), "--epoch", Invariant(settings.Epoch),
-            "--key", settings.KeyPath, "--socket", settings.SocketPath, "--allowed-uid", Invariant(CurrentUid()));
+            "--key", settings.KeyPath, "--socket", settings.SocketPath, "--allowed-uid", Invariant(settings.AllowedUid ?? CurrentUid()));
         var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var said = new System.Collections.Concurrent.ConcurrentQueue<string>();
         process.OutputDataReceived += (_, e) =>
@@ -74,7 +83,7 @@ public sealed partial class UsigProcess : IDisposable
         };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var usig = new UsigProcess(process, settings, logger);
+        var usig = new UsigProcess(process, settings, logger, said);
         try
         {
             var exited = process.WaitForExitAsync(cancellationToken);
