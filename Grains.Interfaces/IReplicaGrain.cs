@@ -39,6 +39,7 @@ public interface IReplicaGrain : IGrainWithIntegerKey
 /// <param name="HistoryDigest">Hex hash chain over the executed batches (sequence and batch digest):
 /// replicas with equal executed sequences and equal history digests executed the same batches in the same order.</param>
 /// <param name="StableCheckpoint">Position of the latest stable checkpoint (0: none yet).</param>
+/// <param name="UsigMode">Where this replica's USIG runs: "isolated" (the USIG program) or "in-process (not isolated)".</param>
 [GenerateSerializer, Immutable, Alias("minbft.ReplicaStatus")]
 public sealed record ReplicaStatus(
     [property: Id(0)] int ReplicaId,
@@ -55,12 +56,13 @@ public sealed record ReplicaStatus(
     [property: Id(11)] int DurableSentCount,
     [property: Id(12)] string? Halted,
     [property: Id(13)] string HistoryDigest,
-    [property: Id(14)] ulong StableCheckpoint)
+    [property: Id(14)] ulong StableCheckpoint,
+    [property: Id(15)] string? UsigMode = null)
 {
     /// <summary>The silo process that hosts this replica (machine and process id): replicas of one
     /// process report the same <see cref="ProcessCpu"/>, which a reader counts once.</summary>
-    [Id(15)] public string Process { get; init; } = "";
+    [Id(16)] public string Process { get; init; } = "";
 
     /// <summary>CPU time the hosting process has used since it started (all threads).</summary>
-    [Id(16)] public TimeSpan ProcessCpu { get; init; }
+    [Id(17)] public TimeSpan ProcessCpu { get; init; }
 }

@@ -1,3 +1,4 @@
+using MinBft.Encoding;
 using MinBft.Messages;
 
 namespace MinBft;
@@ -21,6 +22,11 @@ public interface IUsigGrain : IGrainWithIntegerKey
 
     /// <summary>The USIG's public identity (epoch, verification key), its last counter and limits.</summary>
     Task<UsigIdentity> GetIdentity();
+
+    /// <summary>HMAC scheme: whether each claim's certificate is valid for its replica, epoch, counter
+    /// and digest (verifying needs the shared secret, so it happens inside the USIG). Issues nothing.</summary>
+    [Orleans.Concurrency.AlwaysInterleave]
+    Task<bool[]> VerifyUis(UiClaim[] claims);
 }
 
 /// <param name="ReissueWindow">How many of its last UIs the USIG can re-issue (a replica keeps at

@@ -50,6 +50,9 @@ public sealed partial class ReplicaGrain(
 
     private static readonly string ProcessName = $"{Environment.MachineName}:{Environment.ProcessId}";
 
+    // HMAC scheme: the replica's own USIG verifies the UI claims of what the core is given.
+    private UiPreverifier? _preverifier;
+
     private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
@@ -62,7 +65,8 @@ public sealed partial class ReplicaGrain(
         // The USIG's limits are its own: the core reads them, it does not copy them.
         var usig = await _usig.GetIdentity();
         var settings = silo.ProtocolSettings(_id) with { UsigReissueWindow = usig.ReissueWindow, UsigMaxBatch = usig.MaxBatch };
-        _core = new ReplicaCore(settings, silo.CreateProtocolCrypto(_id), _app);
+        if (silo.Manifest.UsigScheme == UsigScheme.Hmac) _preverifier = new UiPreverifier(_usig, silo.Manifest.CreatePreverifiedUiVerifier());
+        _core = new ReplicaCore(settings, silo.CreateProtocolCrypto(_id, _preverifier?.Verifier), _app);
         _started = silo.Clock.GetTimestamp();
         _peers = Enumerable.Range(0, silo.Manifest.N).Select(i => GrainFactory.GetGrain<IReplicaGrain>(i)).ToArray();
 
@@ -79,6 +83,7 @@ public sealed partial class ReplicaGrain(
         var reissue = state.UisToReissue();
         var reissued = new List<UniqueIdentifier?>(reissue.Count);
         foreach (var (counter, digest) in reissue) reissued.Add(await _usig.ReissueUi(counter, digest));
+        if (_preverifier is not null) await _preverifier.PrepareAsync(state);
         var ready = _core.Restore(state.WithReissued(reissued), Now);
         if (_core.RestartedAfterCounterGap) LogCounterGap(logger, _id, usig.LastCounter);
 
@@ -96,8 +101,26 @@ public sealed partial class ReplicaGrain(
 
     public Task Deliver(ReplicaMessage message)
     {
+        if (_preverifier is { } preverifier) return DeliverPreverifiedAsync(preverifier, message);
         Step(static (core, m, now) => core.OnMessage(m, now), message);
         return Task.CompletedTask;
+    }
+
+    /// <summary>HMAC scheme: the message's UI claims go to the replica's own USIG first.</summary>
+    private async Task DeliverPreverifiedAsync(UiPreverifier preverifier, ReplicaMessage message)
+    {
+        try
+        {
+            await preverifier.PrepareAsync(message);
+        }
+        catch (Exception e)
+        {
+            // Unverified, so not handed on: the sender retransmits what matters.
+            Count("UsigVerifyFailed");
+            LogVerifyFailed(logger, e, _id);
+            return;
+        }
+        Step(static (core, m, now) => core.OnMessage(m, now), message);
     }
 
     public Task Submit(Request request)
@@ -126,7 +149,8 @@ public sealed partial class ReplicaGrain(
             (int)Math.Min(int.MaxValue, own.UiDurable + 1 - Math.Min(own.UiDurable + 1, _core.SentLogFirstCounter)),
             _halted,
             Convert.ToHexString(_core.HistoryDigest),
-            _core.StableCheckpoint.Sequence)
+            _core.StableCheckpoint.Sequence,
+            silo.UsigMode)
         {
             Process = ProcessName,
             ProcessCpu = Environment.CpuUsage.TotalTime,
@@ -409,6 +433,9 @@ public sealed partial class ReplicaGrain(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: {What} failed; retrying the same in {Delay}")]
     private static partial void LogRetry(ILogger logger, Exception exception, int replicaId, string what, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: its USIG could not verify a message's UIs; the message is dropped")]
+    private static partial void LogVerifyFailed(ILogger logger, Exception exception, int replicaId);
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "Replica {ReplicaId} halted: {Reason}")]
     private static partial void LogHalted(ILogger logger, Exception? exception, int replicaId, string reason);

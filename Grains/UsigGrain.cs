@@ -1,4 +1,6 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using MinBft.Encoding;
 using MinBft.Hosting;
 using MinBft.Messages;
 using MinBft.Usig;
@@ -7,46 +9,65 @@ using Orleans.Storage;
 
 namespace MinBft;
 
-/// <summary>What the USIG grain stores: the USIG's counter state (null until the first issue).</summary>
-[GenerateSerializer, Alias("minbft.UsigGrainState")]
-public sealed class UsigGrainState
-{
-    [Id(0)]
-    public UsigState? Usig { get; set; }
-}
-
 /// <summary>
-/// The trusted USIG of replica i (key = i), a thin adapter around <see cref="UsigCore"/>: it
-/// loads USIG i's private key from fault domain i's key directory and keeps the counter in
-/// fault domain i's storage. Not reentrant: one issue at a time, as the core also enforces.
+/// The Orleans-facing adapter of USIG i (key = i), placed only in fault domain i. Not reentrant:
+/// one call at a time, as the USIG itself also enforces.
+/// <list type="bullet">
+/// <item>isolated (<see cref="MinBftUsigOptions.Endpoint"/>): it forwards every call to fault
+/// domain i's USIG program and holds no key;</item>
+/// <item>in-process: it runs the same <see cref="UsigCore"/> from the USIG library in the silo,
+/// with USIG i's key from <c>domain-i/usig/</c> and the counter in the domain's grain storage.
+/// Whoever controls the silo process then controls the USIG: not isolated, and said so.</item>
+/// </list>
 /// </summary>
 [FaultDomainPlacement]
-public sealed partial class UsigGrain(
-    MinBftSilo silo,
-    [PersistentState("usig", SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName)] IPersistentState<UsigGrainState> state,
-    ILogger<UsigGrain> logger) : Grain, IUsigGrain, IIncomingGrainCallFilter
+public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services, ILogger<UsigGrain> logger) : Grain, IUsigGrain, IIncomingGrainCallFilter
 {
     private UsigCore? _core;
-    private byte[] _publicKey = [];
+    private UsigClient? _remote;
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         var id = checked((int)this.GetPrimaryKeyLong());
         // Refuse outside fault domain i: there it would find another domain's key and store.
         silo.EnsureLocal(id, "USIG");
-        var certifier = silo.LoadUsigCertifier(id);
-        _publicKey = certifier is Ed25519UsigCertifier ed25519 ? ed25519.PublicKey : [];
         var epoch = silo.Manifest.Replica(id).UsigEpoch;
-        _core = new UsigCore(id, epoch, certifier, new GrainStateCounterStore(state));
-        // Fails fast on a store of another epoch or a corrupted state.
+        if (silo.IsolatedUsig is { } remote)
+        {
+            // The program must be USIG i of this manifest: the identity peers verify its UIs under.
+            var identity = await remote.GetIdentityAsync(cancellationToken);
+            var expectedKey = silo.Manifest.Replica(id).UsigPublicKey ?? [];
+            if (identity.ReplicaId != id || identity.Epoch != epoch || identity.Scheme != ClusterManifest.SchemeName(silo.Manifest.UsigScheme)
+                || !identity.PublicKey.AsSpan().SequenceEqual(expectedKey))
+            {
+                throw new InvalidOperationException(
+                    $"the USIG at {remote.SocketPath} is replica {identity.ReplicaId}'s, epoch {identity.Epoch}, scheme {identity.Scheme}, " +
+                    $"but the manifest expects USIG {id}, epoch {epoch}, scheme {ClusterManifest.SchemeName(silo.Manifest.UsigScheme)} with its key: refusing it");
+            }
+            _remote = remote;
+            LogActivated(logger, id, epoch, identity.LastCounter, MinBftSilo.IsolatedUsigMode + " at " + silo.Options.Usig.Endpoint);
+            return;
+        }
+        var store = new GrainStorageCounterStore(
+            services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName), this.GetGrainId());
+        if (silo.Options.Usig.InitializeEpoch is { } initialize)
+        {
+            if (initialize != epoch)
+                throw new InvalidOperationException($"{MinBftOptions.SectionName}:Usig:InitializeEpoch is {initialize} but the manifest gives USIG {id} epoch {epoch}");
+            if (await UsigCore.InitializeAsync(store, epoch, cancellationToken)) LogInitialized(logger, id, epoch);
+        }
+        _core = new UsigCore(id, epoch, silo.LoadUsigCertifier(id), store);
+        // Fails fast on a missing store (never initialised, or lost), another epoch, or a corrupted state.
         var loaded = await _core.LoadAsync(cancellationToken);
-        LogActivated(logger, id, epoch, loaded.Counter);
+        LogActivated(logger, id, epoch, loaded.Counter, MinBftSilo.InProcessUsigMode);
     }
 
     /// <summary>
-    /// Admits CreateUi only from replica i's grain (see
+    /// Admits CreateUis and ReissueUi only from replica i's grain (see
     /// <see cref="MinBftOptions.UsigServesOnlyItsReplica"/>): a UI issued to anyone else would be
-    /// a counter value replica i never certified a message with, a gap its peers stall on.
+    /// a counter value replica i never certified a message with, a gap its peers stall on. The
+    /// caller's id comes from an Orleans message header: this guards against mistakes within the
+    /// silo, not against code running in it (isolation is the USIG program's job).
     /// </summary>
     public Task Invoke(IIncomingGrainCallContext context)
     {
@@ -60,23 +81,30 @@ public sealed partial class UsigGrain(
         return context.Invoke();
     }
 
-    public Task<UniqueIdentifier?> ReissueUi(ulong counter, byte[] certifiedDigest)
+    public async Task<UniqueIdentifier?> ReissueUi(ulong counter, byte[] certifiedDigest)
     {
         ArgumentNullException.ThrowIfNull(certifiedDigest);
-        var core = _core ?? throw new InvalidOperationException("USIG not activated");
-        return core.ReissueUiAsync(counter, certifiedDigest, CancellationToken.None);
+        var ui = _remote is { } remote
+            ? await remote.ReissueUiAsync(counter, certifiedDigest, CancellationToken.None)
+            : await Core.ReissueUiAsync(counter, certifiedDigest, CancellationToken.None);
+        return ui?.ToUniqueIdentifier();
     }
 
     public async Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests)
     {
-        // ArgumentException for a null, empty, oversized or wrong-length batch, from the core,
-        // before any state is touched.
+        // ArgumentException for a null, empty, oversized or wrong-length batch, before any state is touched.
         ArgumentNullException.ThrowIfNull(certifiedDigests);
         if (certifiedDigests.Any(d => d is null)) throw new ArgumentException("a digest is null", nameof(certifiedDigests));
-        var core = _core ?? throw new InvalidOperationException("USIG not activated");
+        if (_remote is { } remote)
+        {
+            if (certifiedDigests.Length is < 1 or > UsigCore.MaxBatch) throw new ArgumentException($"a batch holds 1..{UsigCore.MaxBatch} digests", nameof(certifiedDigests));
+            return [.. (await remote.CreateUisAsync(firstCounter, certifiedDigests, CancellationToken.None)).Select(u => u.ToUniqueIdentifier())];
+        }
+        var core = Core;
         try
         {
-            return [.. await core.CreateUisAsync(firstCounter, certifiedDigests.Select(d => (ReadOnlyMemory<byte>)d).ToArray(), CancellationToken.None)];
+            var uis = await core.CreateUisAsync(firstCounter, certifiedDigests.Select(d => (ReadOnlyMemory<byte>)d).ToArray(), CancellationToken.None);
+            return [.. uis.Select(u => u.ToUniqueIdentifier())];
         }
         catch (InconsistentStateException e)
         {
@@ -91,41 +119,37 @@ public sealed partial class UsigGrain(
 
     public async Task<UsigIdentity> GetIdentity()
     {
-        var core = _core ?? throw new InvalidOperationException("USIG not activated");
+        if (_remote is { } remote)
+        {
+            var identity = await remote.GetIdentityAsync(CancellationToken.None);
+            return new UsigIdentity(identity.ReplicaId, identity.Epoch, identity.PublicKey, identity.LastCounter, identity.ReissueWindow, identity.MaxBatch);
+        }
+        var core = Core;
         var current = await core.LoadAsync(CancellationToken.None);
-        return new UsigIdentity(core.ReplicaId, core.Epoch, (byte[])_publicKey.Clone(), current.Counter, UsigCore.RecentWindow, UsigCore.MaxBatch);
+        return new UsigIdentity(core.ReplicaId, core.Epoch, core.Certifier.PublicKey, current.Counter, UsigCore.RecentWindow, UsigCore.MaxBatch);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "USIG {ReplicaId} activated: epoch {Epoch}, last counter {Counter}")]
-    private static partial void LogActivated(ILogger logger, int replicaId, ulong epoch, ulong counter);
+    public async Task<bool[]> VerifyUis(UiClaim[] claims)
+    {
+        ArgumentNullException.ThrowIfNull(claims);
+        var converted = claims.Select(c => new UsigClaim(c.ReplicaId, c.Ui.Epoch, c.Ui.Counter, c.Digest, c.Ui.Certificate)).ToArray();
+        if (_remote is not { } remote) return Core.VerifyUis(converted);
+        var valid = new List<bool>(converted.Length);
+        foreach (var chunk in converted.Chunk(UsigWire.MaxVerify)) valid.AddRange(await remote.VerifyUisAsync(chunk, CancellationToken.None));
+        return [.. valid];
+    }
+
+    private UsigCore Core => _core ?? throw new InvalidOperationException("USIG not activated");
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "USIG {ReplicaId} activated: epoch {Epoch}, last counter {Counter}, usig={UsigMode}")]
+    private static partial void LogActivated(ILogger logger, int replicaId, ulong epoch, ulong counter, string usigMode);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "USIG {ReplicaId}: store initialised for epoch {Epoch} (counter 0), as configured")]
+    private static partial void LogInitialized(ILogger logger, int replicaId, ulong epoch);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "USIG {ReplicaId} refused a call from {Caller}: only its replica may ask")]
     private static partial void LogRefusedCaller(ILogger logger, long replicaId, string caller);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "USIG {ReplicaId}: another activation wrote the counter; deactivating without issuing")]
     private static partial void LogConflictingActivation(ILogger logger, Exception exception, int replicaId);
-
-    /// <summary>
-    /// The USIG's counter store over the grain's persistent state. Writes go through the
-    /// provider's ETag check, so a write based on a stale read fails instead of forking the
-    /// counter; a read always goes back to storage, because the core only re-reads after a
-    /// write whose outcome is unknown.
-    /// </summary>
-    private sealed class GrainStateCounterStore(IPersistentState<UsigGrainState> state) : IUsigCounterStore
-    {
-        public async Task<UsigState?> ReadAsync(CancellationToken cancellationToken)
-        {
-            // The activation already read the state once; reading again costs a query but also
-            // refreshes the ETag after a failed write, which a retry must write against.
-            await state.ReadStateAsync(cancellationToken);
-            return state.State.Usig;
-        }
-
-        public async Task WriteAsync(UsigState usig, CancellationToken cancellationToken)
-        {
-            // A new object per write: the provider may serialize it after this method yields.
-            state.State = new UsigGrainState { Usig = usig };
-            await state.WriteStateAsync(cancellationToken);
-        }
-    }
 }

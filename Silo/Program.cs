@@ -16,11 +16,13 @@ namespace MinBft.Silo;
 /// <summary>
 /// The silo host.
 /// <code>
-/// Silo local [--f 1] [--data ./data]                 a whole dev cluster in this process
+/// Silo local [--f 1] [--data ./data] [--isolated-usig]  a whole dev cluster in this process (USIG programs as child processes)
 /// Silo --fault-domain i --manifest m.json --data d   one fault domain's silo
 ///      [--keys dir] [--primary-silo host:port] [--silo-port p] [--gateway-port g]
 ///      [--clustering development|redis] [--redis-clustering host:port] [--advertised-ip ip]
 ///      [--storage sqlite|redis] [--redis-storage host:port] [--cluster-id c] [--service-id s]
+///      [--usig unix:PATH]                            the domain's isolated USIG program (default: in-process)
+///      [--init-usig EPOCH]                           first start of this domain's in-process USIG
 /// Silo --manifest m.json                             a silo without fault domain (gateway, membership)
 /// </code>
 /// Every setting can also come from appsettings.json or the environment: section "MinBft"
@@ -85,13 +87,21 @@ public static class Program
                 return null;
             },
         };
+        var usig = new Option<string?>("--usig")
+        {
+            Description = "unix:PATH: this domain's USIG is the USIG program listening there (isolated; the silo holds no USIG key). Default: in-process (not isolated)",
+        };
+        var initUsig = new Option<ulong?>("--init-usig")
+        {
+            Description = "First start of this domain's in-process USIG: initialise its store for this epoch (the manifest's). Without it, a USIG with no state refuses to start",
+        };
         var clusterId = new Option<string?>("--cluster-id") { Description = $"Orleans cluster id (default {LocalClusterOptions.DefaultClusterId})" };
         var serviceId = new Option<string?>("--service-id") { Description = $"Orleans service id (default {LocalClusterOptions.DefaultServiceId})" };
 
         var root = new RootCommand("MinBFT silo host: one fault domain's silo, or a local development cluster")
         {
             faultDomain, manifest, keys, data, primarySilo, siloPort, gatewayPort,
-            clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId,
+            clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId, usig, initUsig,
         };
         root.SetAction((parse, cancellationToken) => RunSiloAsync(
             new SiloArguments(
@@ -105,6 +115,8 @@ public static class Program
                 AdvertisedIp = parse.GetValue(advertisedIp),
                 ClusterId = parse.GetValue(clusterId),
                 ServiceId = parse.GetValue(serviceId),
+                InitializeUsigEpoch = parse.GetValue(initUsig),
+                Usig = parse.GetValue(usig),
             },
             cancellationToken));
 
@@ -122,9 +134,10 @@ public static class Program
             if (result.GetValueOrDefault<int>() < 1) result.AddError("--status-interval must be at least 1");
         });
         var reset = new Option<bool>("--reset") { Description = "Delete the keys and replica stores of an earlier run first (a fresh cluster)" };
+        var isolatedUsig = new Option<bool>("--isolated-usig") { Description = "Run each domain's USIG as a separate USIG program (child processes) instead of inside its silo" };
         var local = new Command("local", "Run a whole development cluster (membership/gateway silo + 2f+1 fault-domain silos) in this process")
         {
-            f, localData, localSiloPort, localGatewayPort, interval, reset,
+            f, localData, localSiloPort, localGatewayPort, interval, reset, isolatedUsig,
         };
         local.SetAction((parse, cancellationToken) => RunLocalAsync(
             new LocalClusterOptions
@@ -134,6 +147,7 @@ public static class Program
                 SiloPort = parse.GetValue(localSiloPort) ?? LocalClusterOptions.DefaultSiloPort,
                 GatewayPort = parse.GetValue(localGatewayPort) ?? LocalClusterOptions.DefaultGatewayPort,
                 FreshStart = parse.GetValue(reset),
+                IsolatedUsig = parse.GetValue(isolatedUsig),
                 ConfigureLogging = ConfigureConsoleLogging,
             },
             TimeSpan.FromSeconds(parse.GetValue(interval)),
@@ -153,6 +167,8 @@ public static class Program
         public IPAddress? AdvertisedIp { get; init; }
         public string? ClusterId { get; init; }
         public string? ServiceId { get; init; }
+        public ulong? InitializeUsigEpoch { get; init; }
+        public string? Usig { get; init; }
 
         /// <summary>Puts the MinBFT flags on top of the options bound from configuration.</summary>
         public void ApplyTo(MinBftOptions options)
@@ -169,6 +185,8 @@ public static class Program
                 options.Storage = Storage ?? MinBftStorageKind.Redis;
             }
             if (Storage is { } storage) options.Storage = storage;
+            if (InitializeUsigEpoch is { } epoch) options.Usig.InitializeEpoch = epoch;
+            if (Usig is { } endpoint) options.Usig.Endpoint = endpoint;
         }
     }
 
@@ -288,13 +306,14 @@ public static class Program
                 ? effective.Storage == MinBftStorageKind.Redis ? "redis " + Redacted(effective.RedisStorage) : "sqlite in " + effective.DataDirectory
                 : "registered by the host";
         logger.LogInformation(
-            "Starting silo {Role}: silo port {SiloPort}, gateway port {GatewayPort}, {Clustering}, cluster {ClusterId}/{ServiceId}, manifest {Manifest}, storage {Storage}",
+            "Starting silo {Role}: silo port {SiloPort}, gateway port {GatewayPort}, {Clustering}, cluster {ClusterId}/{ServiceId}, manifest {Manifest}, storage {Storage}, usig={UsigMode}",
             effective?.FaultDomain is { } fd ? $"for fault domain {fd}" : "without fault domain (gateway/membership)",
             host.SiloPort, host.GatewayPort,
             host.Clustering == SiloClustering.Redis
                 ? "redis clustering " + Redacted(host.RedisClustering)
                 : "development clustering, primary silo " + (primary?.ToString() ?? "this silo"),
-            host.ClusterId, host.ServiceId, effective?.ManifestPath ?? "(in code)", storageDescription);
+            host.ClusterId, host.ServiceId, effective?.ManifestPath ?? "(in code)", storageDescription,
+            effective?.FaultDomain is null ? "none" : effective.Usig.SocketPath is { } socket ? $"{MinBftSilo.IsolatedUsigMode} (unix:{socket})" : MinBftSilo.InProcessUsigMode);
         try
         {
             await app.RunAsync(cancellationToken).ConfigureAwait(false);
@@ -347,7 +366,7 @@ public static class Program
         }
 
         await output.WriteLineAsync(
-            $"local cluster: f={cluster.F} n={cluster.N} gateway={cluster.GatewayEndpoint} manifest={cluster.ManifestPath} data={cluster.DataDirectory}")
+            $"local cluster: f={cluster.F} n={cluster.N} gateway={cluster.GatewayEndpoint} manifest={cluster.ManifestPath} data={cluster.DataDirectory} usig={cluster.UsigMode}")
             .ConfigureAwait(false);
         await output.WriteLineAsync("Press Ctrl+C to stop.").ConfigureAwait(false);
         try
@@ -367,14 +386,17 @@ public static class Program
         return 0;
     }
 
-    /// <summary>One line: each replica's view, primary, executed batches and digest prefix, or "down".</summary>
+    /// <summary>One line: each replica's view, primary, executed batches and digest prefix, or "down";
+    /// then where the USIGs run, as the replicas report it.</summary>
     public static string FormatStatusLine(IReadOnlyList<ReplicaStatus?> statuses)
     {
         var parts = statuses.Select((s, i) => s is null
             ? string.Create(CultureInfo.InvariantCulture, $"r{i} down")
             : string.Create(CultureInfo.InvariantCulture,
                 $"r{i} view={s.View} primary={s.Primary} executed={s.ExecutedSequence} digest={Prefix(s.StateDigest)}{(s.Halted is null ? "" : " HALTED")}"));
-        return string.Create(CultureInfo.InvariantCulture, $"{DateTime.Now:HH:mm:ss} status: ") + string.Join(" | ", parts);
+        var modes = statuses.Where(s => s?.UsigMode is not null).Select(s => s!.UsigMode).Distinct().ToList();
+        return string.Create(CultureInfo.InvariantCulture, $"{DateTime.Now:HH:mm:ss} status: ") + string.Join(" | ", parts)
+            + (modes.Count == 0 ? "" : " | usig=" + string.Join(",", modes));
     }
 
     private static string Prefix(string digest) => digest.Length > 8 ? digest[..8] : digest;

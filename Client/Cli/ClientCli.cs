@@ -116,15 +116,26 @@ public sealed class ClientCli
         // keygen
         {
             var f = IntOption("--f", "Faults tolerated (n = 2f+1 replicas)", null, 0, MaxF);
-            f.Required = true;
             var output = new Option<string>("--out", "-o") { Description = "Directory to write manifest.json and domain-i/ key directories into", Required = true };
             var scheme = new Option<string>("--scheme") { Description = "USIG certificate scheme", DefaultValueFactory = _ => "ed25519" };
             scheme.AcceptOnlyFromAmong("ed25519", "hmac");
-            var keygen = new Command("keygen", "Generate a deployment's keys: a public manifest and each fault domain's private keys") { f, output, scheme };
+            var rotate = IntOption("--rotate-usig", "Give USIG i, which lost its state, a new epoch (and key) in the deployment at --out", null, 0, 2 * MaxF);
+            var keygen = new Command("keygen", "Generate a deployment's keys: a public manifest and each fault domain's private keys (or rotate one USIG's identity)")
+            {
+                f, output, scheme, rotate,
+            };
+            keygen.Validators.Add(result =>
+            {
+                var rotating = result.GetResult(rotate) is { Implicit: false };
+                var sized = result.GetResult(f) is { Implicit: false };
+                if (rotating == sized) result.AddError("keygen needs either --f (a new deployment) or --rotate-usig i (an existing one), not both");
+            });
             Add(keygen, p =>
             {
                 ClusterManifest.TryParseScheme(p.GetValue(scheme), out var parsed);
-                return new KeygenCommand(p.GetValue(f), p.GetValue(output)!, parsed);
+                return p.GetResult(rotate) is { Implicit: false }
+                    ? new KeygenCommand(0, p.GetValue(output)!, parsed, p.GetValue(rotate))
+                    : new KeygenCommand(p.GetValue(f), p.GetValue(output)!, parsed);
             });
         }
 
@@ -146,11 +157,12 @@ public sealed class ClientCli
             var requests = PositiveInt("--requests", "Key-value operations to run", 200, max: 10_000_000);
             var clients = PositiveInt("--clients", "Concurrent clients", 4, max: 1024);
             var crashPrimary = new Option<bool>("--crash-primary") { Description = "Stop the primary's silo halfway through; the others change view and go on" };
+            var isolatedUsig = new Option<bool>("--isolated-usig") { Description = "Run each domain's USIG as a separate USIG program (child processes) instead of inside its silo" };
             var demo = new Command("demo", "Start a local cluster, run operations from several clients, check results and replica agreement")
             {
-                f, requests, clients, crashPrimary,
+                f, requests, clients, crashPrimary, isolatedUsig,
             };
-            Add(demo, p => new DemoCommand(p.GetValue(f), p.GetValue(requests), p.GetValue(clients), p.GetValue(crashPrimary)));
+            Add(demo, p => new DemoCommand(p.GetValue(f), p.GetValue(requests), p.GetValue(clients), p.GetValue(crashPrimary)) { IsolatedUsig = p.GetValue(isolatedUsig) });
         }
 
         return root;

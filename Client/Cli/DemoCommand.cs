@@ -13,10 +13,13 @@ namespace MinBft.Client.Cli;
 /// primary's silo (fault domain 0) is stopped halfway through: the other replicas must change
 /// view and finish the run, and the demo reports how long the first request issued after the
 /// crash took. The last line is
-/// <c>demo ok: requests=N replicas=R view=V digest=HEX</c> (exit 0), or the reason it failed.
+/// <c>demo ok: requests=N replicas=R view=V digest=HEX usig=MODE</c> (exit 0), or the reason it failed.
 /// </summary>
 public sealed record DemoCommand(int F, int Requests, int Clients, bool CrashPrimary = false) : ICliCommand
 {
+    /// <summary>Each domain's USIG as a separate USIG program (child processes) instead of in-process.</summary>
+    public bool IsolatedUsig { get; init; }
+
     public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken)
     {
         DemoOutcome outcome;
@@ -63,6 +66,7 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
             {
                 F = settings.F,
                 DataDirectory = directory,
+                IsolatedUsig = settings.IsolatedUsig,
                 ConfigureLogging = logging =>
                 {
                     CliLogging.Configure(logging, console.Verbose);
@@ -84,7 +88,7 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
                 options.UseFreePorts();
             }
             await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"demo: starting a local cluster, f={settings.F} n={2 * settings.F + 1}, in {directory}")).ConfigureAwait(false);
+                $"demo: starting a local cluster, f={settings.F} n={2 * settings.F + 1}, usig={(settings.IsolatedUsig ? MinBftSilo.IsolatedUsigMode : MinBftSilo.InProcessUsigMode)}, in {directory}")).ConfigureAwait(false);
             await using var cluster = new LocalCluster(options);
             await cluster.StartAsync(cancellationToken).ConfigureAwait(false);
             await cluster.WaitForReplicasAsync(SettleTimeout, cancellationToken).ConfigureAwait(false);
@@ -238,7 +242,7 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
         return new DemoOutcome(
             true,
             string.Create(CultureInfo.InvariantCulture,
-                $"demo ok: requests={settings.Requests} replicas={live.Length} view={first.View} digest={first.StateDigest}"),
+                $"demo ok: requests={settings.Requests} replicas={live.Length} view={first.View} digest={first.StateDigest} usig={first.UsigMode}"),
             first.View,
             first.StateDigest);
     }

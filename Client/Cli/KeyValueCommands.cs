@@ -95,14 +95,16 @@ public sealed record StatusCommand(ConnectionSettings Connection) : ICliCommand
         }, cancellationToken).ConfigureAwait(false);
 
     public static string Format(ReplicaStatus s) => string.Create(CultureInfo.InvariantCulture,
-        $"replica {s.ReplicaId}: view={s.View} primary={s.Primary} executed={s.ExecutedSequence} checkpoint={s.StableCheckpoint} digest={s.StateDigest} pending={s.PendingRequests} buffered={s.BufferedMessages} sent-log={s.SentLogCount}{(s.Halted is null ? "" : " HALTED: " + s.Halted)}");
+        $"replica {s.ReplicaId}: view={s.View} primary={s.Primary} executed={s.ExecutedSequence} checkpoint={s.StableCheckpoint} digest={s.StateDigest} pending={s.PendingRequests} buffered={s.BufferedMessages} sent-log={s.SentLogCount} usig={s.UsigMode ?? "unknown"}{(s.Halted is null ? "" : " HALTED: " + s.Halted)}");
 }
 
-/// <summary><c>keygen</c>: a new deployment's manifest and per-domain private keys.</summary>
-public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Scheme) : ICliCommand
+/// <summary><c>keygen</c>: a new deployment's manifest and per-domain private keys; or, with
+/// <see cref="RotateUsig"/>, a new identity (epoch, and key for ed25519) for one USIG that lost its state.</summary>
+public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Scheme, int? RotateUsig = null) : ICliCommand
 {
     public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken)
     {
+        if (RotateUsig is { } replica) return await RotateAsync(console, replica).ConfigureAwait(false);
         ClusterManifest manifest;
         try
         {
@@ -119,9 +121,34 @@ public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Sch
         await console.Out.WriteLineAsync($"manifest (public, for every silo and client): {Path.Combine(directory, DeploymentKeys.ManifestFileName)}").ConfigureAwait(false);
         for (var i = 0; i < manifest.N; i++)
         {
+            var domain = DeploymentKeys.DomainDirectory(directory, i);
             await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"fault domain {i} private keys (copy only to domain {i}'s machines): {DeploymentKeys.DomainDirectory(directory, i)}")).ConfigureAwait(false);
+                $"fault domain {i} private keys (copy only to domain {i}'s machines): {Path.Combine(domain, DeploymentKeys.ReplicaKeyDirectoryName)} (silo), {Path.Combine(domain, DeploymentKeys.UsigKeyDirectoryName)} (USIG)")).ConfigureAwait(false);
         }
+        return ExitCodes.Ok;
+    }
+
+    private async Task<int> RotateAsync(CliConsole console, int replica)
+    {
+        ClusterManifest manifest;
+        try
+        {
+            manifest = DeploymentKeys.RotateUsig(OutputDirectory, replica);
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException or InvalidDataException)
+        {
+            await console.Error.WriteLineAsync("keygen: " + e.Message).ConfigureAwait(false);
+            return ExitCodes.Usage;
+        }
+        var directory = Path.GetFullPath(OutputDirectory);
+        var epoch = manifest.Replica(replica).UsigEpoch;
+        await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+            $"keygen: USIG {replica} rotated to epoch {epoch}{(manifest.UsigScheme == UsigScheme.Ed25519 ? " with a new key" : " (hmac: the shared key stays)")}")).ConfigureAwait(false);
+        await console.Out.WriteLineAsync($"manifest: {Path.Combine(directory, DeploymentKeys.ManifestFileName)}").ConfigureAwait(false);
+        await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+            $"next: copy the manifest to every silo and client, restart the other domains' silos one at a time, then start domain {replica} " +
+            $"with an empty replica store and its USIG initialised for epoch {epoch} (MinBft.Usig init --epoch {epoch}, or --init-usig {epoch}); see HOSTING.md"))
+            .ConfigureAwait(false);
         return ExitCodes.Ok;
     }
 }

@@ -202,22 +202,19 @@ public sealed class ClusterManifest
     public ReplicaKeyRing CreateReplicaKeyRing() => new(_replicas.Select(r => r.SigningPublicKey).ToArray());
 
     /// <summary>
-    /// Verifier of every replica's UIs. With the HMAC scheme the shared secret must be passed,
-    /// and the verifier then holds it: it belongs to the trusted computing base.
+    /// Verifier of every replica's UIs with the USIGs' public keys (ed25519 scheme). The HMAC
+    /// scheme has none: only a USIG holds its secret, and a replica asks its own USIG
+    /// (<see cref="CreatePreverifiedUiVerifier"/>).
     /// </summary>
-    public UsigVerifier CreateUsigVerifier(byte[]? hmacKey = null)
+    public UsigVerifier CreateUsigVerifier()
     {
-        var keys = new Dictionary<int, UsigVerificationKey>(N);
-        foreach (var r in _replicas)
-        {
-            keys[r.Id] = UsigScheme switch
-            {
-                UsigScheme.Ed25519 => UsigVerificationKey.Ed25519(r.UsigEpoch, r.UsigPublicKey!),
-                _ => UsigVerificationKey.Hmac(r.UsigEpoch, hmacKey ?? throw new ArgumentException("the HMAC USIG scheme needs the shared key to verify", nameof(hmacKey))),
-            };
-        }
-        return new UsigVerifier(keys);
+        if (UsigScheme != UsigScheme.Ed25519)
+            throw new InvalidOperationException("HMAC UIs are verified by the replica's own USIG, never with a key outside it: use CreatePreverifiedUiVerifier");
+        return new UsigVerifier(_replicas.ToDictionary(r => r.Id, r => UsigVerificationKey.Ed25519(r.UsigEpoch, r.UsigPublicKey!)));
     }
+
+    /// <summary>HMAC scheme: a verifier that answers from what the replica's own USIG verified, under each USIG's current epoch.</summary>
+    public PreverifiedUiVerifier CreatePreverifiedUiVerifier() => new(_replicas.ToDictionary(r => r.Id, r => r.UsigEpoch));
 
     public static string SchemeName(UsigScheme scheme) => scheme switch
     {

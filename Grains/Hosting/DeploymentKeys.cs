@@ -7,16 +7,18 @@ namespace MinBft.Hosting;
 
 /// <summary>
 /// A deployment's key material on disk: <c>manifest.json</c> (public, for every silo and client)
-/// and one directory per fault domain holding that domain's private keys, each file mode 600:
+/// and one directory per fault domain, each file mode 600, with the replica's key and the USIG's
+/// key in directories of their own, so that a deployment can give them different owners:
 /// <code>
 /// manifest.json
-/// domain-0/signing.key    replica 0's Ed25519 signing key (REPLY, REQ-VIEW-CHANGE, ...)
-/// domain-0/usig.key       USIG 0's Ed25519 key (ed25519 scheme), or
-/// domain-0/usig-hmac.key  the USIGs' shared HMAC key (hmac scheme, one copy per domain)
+/// domain-0/replica/signing.key   replica 0's Ed25519 signing key (REPLY, REQ-VIEW-CHANGE, ...): the silo
+/// domain-0/usig/usig.key         USIG 0's Ed25519 key (ed25519 scheme), or
+/// domain-0/usig/usig-hmac.key    the USIGs' shared HMAC key (hmac scheme, one copy per domain): the USIG
 /// domain-1/...
 /// </code>
 /// Copy <c>domain-i</c> only to the machines of fault domain i: whoever holds a replica's keys
-/// can act as that replica.
+/// can act as that replica. With an isolated USIG, <c>domain-i/usig/</c> belongs to the USIG
+/// program's user alone, and the silo never reads it.
 /// </summary>
 public static class DeploymentKeys
 {
@@ -24,6 +26,8 @@ public static class DeploymentKeys
     public const string SigningKeyFileName = "signing.key";
     public const string UsigKeyFileName = "usig.key";
     public const string HmacUsigKeyFileName = "usig-hmac.key";
+    public const string ReplicaKeyDirectoryName = "replica";
+    public const string UsigKeyDirectoryName = "usig";
 
     /// <summary>The first epoch of a fresh USIG.</summary>
     public const ulong InitialEpoch = 1;
@@ -34,6 +38,13 @@ public static class DeploymentKeys
         ArgumentNullException.ThrowIfNull(deploymentDirectory);
         ArgumentOutOfRangeException.ThrowIfNegative(faultDomain);
         return Path.Combine(deploymentDirectory, string.Create(CultureInfo.InvariantCulture, $"domain-{faultDomain}"));
+    }
+
+    /// <summary>The file of USIG <paramref name="replicaId"/>'s key inside a domain directory (what the USIG program reads).</summary>
+    public static string UsigKeyPath(ClusterManifest manifest, string domainDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        return Path.Combine(domainDirectory, UsigKeyDirectoryName, manifest.UsigScheme == UsigScheme.Hmac ? HmacUsigKeyFileName : UsigKeyFileName);
     }
 
     /// <summary>
@@ -78,9 +89,11 @@ public static class DeploymentKeys
         {
             var domain = DomainDirectory(directory, i);
             CreatePrivateDirectory(domain);
-            KeyFiles.SavePrivateKey(Path.Combine(domain, SigningKeyFileName), signing[i]);
-            if (usig[i] is { } usigKeys) KeyFiles.SavePrivateKey(Path.Combine(domain, UsigKeyFileName), usigKeys);
-            if (hmacKey is not null) KeyFiles.SaveHmacKey(Path.Combine(domain, HmacUsigKeyFileName), hmacKey);
+            CreatePrivateDirectory(Path.Combine(domain, ReplicaKeyDirectoryName));
+            CreatePrivateDirectory(Path.Combine(domain, UsigKeyDirectoryName));
+            KeyFiles.SavePrivateKey(Path.Combine(domain, ReplicaKeyDirectoryName, SigningKeyFileName), signing[i]);
+            if (usig[i] is { } usigKeys) KeyFiles.SavePrivateKey(Path.Combine(domain, UsigKeyDirectoryName, UsigKeyFileName), usigKeys);
+            if (hmacKey is not null) KeyFiles.SaveHmacKey(Path.Combine(domain, UsigKeyDirectoryName, HmacUsigKeyFileName), hmacKey);
         }
         // Written last: a manifest on disk means the deployment's keys are complete.
         manifest.Save(manifestPath);
@@ -95,7 +108,8 @@ public static class DeploymentKeys
     {
         ArgumentNullException.ThrowIfNull(manifest);
         var expected = manifest.Replica(replicaId).SigningPublicKey;
-        var path = Path.Combine(keyDirectory, SigningKeyFileName);
+        var path = Path.Combine(keyDirectory, ReplicaKeyDirectoryName, SigningKeyFileName);
+        CheckLayout(keyDirectory, path);
         var keys = KeyFiles.LoadPrivateKey(path);
         if (!keys.PublicKey.AsSpan().SequenceEqual(expected))
             throw new InvalidDataException($"{path}: this signing key is not replica {replicaId}'s key in the cluster manifest");
@@ -111,19 +125,58 @@ public static class DeploymentKeys
     {
         ArgumentNullException.ThrowIfNull(manifest);
         var identity = manifest.Replica(replicaId);
-        if (manifest.UsigScheme == UsigScheme.Hmac) return new HmacUsigCertifier(LoadHmacUsigKey(keyDirectory));
-        var path = Path.Combine(keyDirectory, UsigKeyFileName);
-        var keys = KeyFiles.LoadPrivateKey(path);
-        if (!keys.PublicKey.AsSpan().SequenceEqual(identity.UsigPublicKey))
+        var path = UsigKeyPath(manifest, keyDirectory);
+        CheckLayout(keyDirectory, path);
+        // The USIG library's reader: the same code the USIG program loads its key with.
+        var certifier = UsigKeyFile.Load(path);
+        if (certifier.Scheme != ClusterManifest.SchemeName(manifest.UsigScheme))
+            throw new InvalidDataException($"{path}: a {certifier.Scheme} key, but the manifest's USIG scheme is {ClusterManifest.SchemeName(manifest.UsigScheme)}");
+        if (manifest.UsigScheme == UsigScheme.Ed25519 && !certifier.PublicKey.AsSpan().SequenceEqual(identity.UsigPublicKey))
             throw new InvalidDataException($"{path}: this USIG key is not USIG {replicaId}'s key in the cluster manifest");
-        return new Ed25519UsigCertifier(keys);
+        return certifier;
     }
 
-    /// <summary>The shared HMAC USIG key (HMAC scheme only). Part of the trusted computing base.</summary>
-    public static byte[] LoadHmacUsigKey(string keyDirectory)
+    /// <summary>
+    /// <c>keygen --rotate-usig</c>: USIG <paramref name="replicaId"/> lost its state (or its state
+    /// is corrupted), so it must never issue under its old identity again. Writes a new epoch (the
+    /// old one + 1) into the manifest and, for the ed25519 scheme, a new key into
+    /// <c>domain-i/usig/usig.key</c> (the old key is deleted: nothing may certify under it again);
+    /// with the hmac scheme the key is the shared secret and stays, the epoch alone changes the
+    /// identity. The manifest is replaced atomically (written aside, then renamed over).
+    /// Returns the new manifest; it must then be rolled out to every silo (see HOSTING.md).
+    /// </summary>
+    public static ClusterManifest RotateUsig(string directory, int replicaId)
     {
-        ArgumentNullException.ThrowIfNull(keyDirectory);
-        return KeyFiles.LoadHmacKey(Path.Combine(keyDirectory, HmacUsigKeyFileName));
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        var manifestPath = Path.Combine(directory, ManifestFileName);
+        var manifest = ClusterManifest.Load(manifestPath);
+        var old = manifest.Replica(replicaId);
+        var usigDirectory = Path.Combine(DomainDirectory(directory, replicaId), UsigKeyDirectoryName);
+        var identity = old with { UsigEpoch = checked(old.UsigEpoch + 1) };
+        if (manifest.UsigScheme == UsigScheme.Ed25519)
+        {
+            var keys = Ed25519KeyPair.Generate(new SecureRandom());
+            identity = identity with { UsigPublicKey = keys.PublicKey };
+            CreatePrivateDirectory(usigDirectory);
+            KeyFiles.SavePrivateKey(Path.Combine(usigDirectory, UsigKeyFileName), keys, overwrite: true);
+        }
+        var rotated = ClusterManifest.Create(manifest.F, manifest.UsigScheme,
+            manifest.Replicas.Select(r => r.Id == replicaId ? identity : r), manifest.CheckpointInterval, manifest.Watermark);
+        var aside = manifestPath + ".new";
+        rotated.Save(aside, overwrite: true);
+        File.Move(aside, manifestPath, overwrite: true);
+        return rotated;
+    }
+
+    /// <summary>Keys of the layout before replica and USIG keys had directories of their own: say how to move them.</summary>
+    private static void CheckLayout(string keyDirectory, string path)
+    {
+        if (!File.Exists(path) && File.Exists(Path.Combine(keyDirectory, SigningKeyFileName)))
+        {
+            throw new InvalidDataException(
+                $"{path} not found, but {keyDirectory} holds keys in the old flat layout: move {SigningKeyFileName} into {ReplicaKeyDirectoryName}/ " +
+                $"and {UsigKeyFileName} or {HmacUsigKeyFileName} into {UsigKeyDirectoryName}/ (each mode 700), or generate the keys again");
+        }
     }
 
     private static void CreatePrivateDirectory(string path)

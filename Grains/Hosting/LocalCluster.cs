@@ -19,6 +19,8 @@ namespace MinBft.Hosting;
 /// </list>
 /// The deployment's keys are generated under <c>DataDirectory/keys</c> on first start and
 /// reused afterwards, together with the stores: a restarted cluster continues where it was.
+/// With <see cref="LocalClusterOptions.IsolatedUsig"/> each domain's USIG is a USIG program in a
+/// child process (<c>DataDirectory/usig-i/</c>), started before the silos and stopped by process id.
 /// </summary>
 public sealed class LocalCluster : IAsyncDisposable
 {
@@ -30,6 +32,12 @@ public sealed class LocalCluster : IAsyncDisposable
     private IHost? _gatewaySilo;
     private ClusterManifest? _manifest;
 
+    // Domains whose USIG is initialised for the manifest's epoch when their silo next starts: all
+    // of them when this cluster generated its keys, never on a restart (no silent start at counter 1).
+    private readonly bool[] _initializeUsig;
+    private readonly UsigProcess?[] _usigs;
+    private readonly ILoggerFactory _loggerFactory;
+
     public LocalCluster(LocalClusterOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -37,6 +45,9 @@ public sealed class LocalCluster : IAsyncDisposable
         _options = options;
         N = 2 * options.F + 1;
         _domainSilos = new IHost?[N];
+        _initializeUsig = new bool[N];
+        _usigs = new UsigProcess?[N];
+        _loggerFactory = LoggerFactory.Create(logging => options.ConfigureLogging?.Invoke(logging));
         DataDirectory = Path.GetFullPath(options.DataDirectory);
     }
 
@@ -71,6 +82,49 @@ public sealed class LocalCluster : IAsyncDisposable
     /// </summary>
     public bool HasExistingState => StoreDirectories().Any(d => Directory.EnumerateFiles(d).Any());
 
+    /// <summary>What status and logs call this cluster's USIGs: "isolated" or "in-process (not isolated)".</summary>
+    public string UsigMode => _options.IsolatedUsig ? MinBftSilo.IsolatedUsigMode : MinBftSilo.InProcessUsigMode;
+
+    /// <summary>Fault domain i's USIG program (isolated mode; null while it is not running).</summary>
+    public UsigProcess? UsigProcessOf(int faultDomain) => _usigs[CheckDomain(faultDomain)];
+
+    /// <summary>Where fault domain i's USIG program keeps its state and listens.</summary>
+    public UsigProgramSettings UsigSettings(int faultDomain)
+    {
+        var directory = Path.Combine(DataDirectory, string.Create(CultureInfo.InvariantCulture, $"usig-{CheckDomain(faultDomain)}"));
+        return new UsigProgramSettings(_options.UsigProgram, faultDomain, Manifest.Replica(faultDomain).UsigEpoch,
+            Path.Combine(directory, "usig.state"), DeploymentKeys.UsigKeyPath(Manifest, DeploymentKeys.DomainDirectory(KeysDirectory, faultDomain)),
+            Path.Combine(directory, "usig.sock"));
+    }
+
+    /// <summary>Starts fault domain i's USIG program (isolated mode), initialising it first if this
+    /// cluster generated the keys or <see cref="InitializeUsigOnNextStart"/> asked for it.</summary>
+    public async Task StartUsigAsync(int faultDomain, CancellationToken cancellationToken = default)
+    {
+        if (!_options.IsolatedUsig) throw new InvalidOperationException("the USIGs run in-process (LocalClusterOptions.IsolatedUsig is off)");
+        if (_usigs[CheckDomain(faultDomain)] is { HasExited: false }) throw new InvalidOperationException($"USIG {faultDomain} is already running");
+        var settings = UsigSettings(faultDomain);
+        if (_initializeUsig[faultDomain])
+        {
+            await UsigProcess.InitializeAsync(settings, cancellationToken).ConfigureAwait(false);
+            _initializeUsig[faultDomain] = false;
+        }
+        _usigs[faultDomain]?.Dispose();
+        _usigs[faultDomain] = await UsigProcess.StartAsync(settings, _loggerFactory.CreateLogger("MinBft.Usig"), TimeSpan.FromSeconds(60), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>kill -9 of fault domain i's USIG program (isolated mode); its silo's calls fail until it is started again.</summary>
+    public void KillUsig(int faultDomain) => _usigs[CheckDomain(faultDomain)]?.Kill();
+
+    /// <summary>
+    /// The next start of fault domain i's USIG (its silo's in-process one, or its USIG program)
+    /// initialises it for the manifest's epoch: after <c>keygen --rotate-usig</c>, never otherwise.
+    /// </summary>
+    public void InitializeUsigOnNextStart(int faultDomain) => _initializeUsig[CheckDomain(faultDomain)] = true;
+
+    /// <summary>Reads the manifest again (after <c>keygen --rotate-usig</c>): silos started from now on use it.</summary>
+    public void ReloadManifest() => _manifest = ClusterManifest.Load(ManifestPath);
+
     /// <summary>True while fault domain <paramref name="faultDomain"/>'s silo runs.</summary>
     public bool IsSiloRunning(int faultDomain) => _domainSilos[CheckDomain(faultDomain)] is not null;
 
@@ -83,6 +137,8 @@ public sealed class LocalCluster : IAsyncDisposable
             if (_gatewaySilo is not null) throw new InvalidOperationException("the cluster is already started");
             if (_options.FreshStart) DeleteState();
             _manifest = LoadOrCreateKeys();
+            if (_options.IsolatedUsig)
+                await Task.WhenAll(Enumerable.Range(0, N).Select(i => StartUsigAsync(i, cancellationToken))).ConfigureAwait(false);
             var gateway = BuildSilo(faultDomain: null);
             try
             {
@@ -201,6 +257,13 @@ public sealed class LocalCluster : IAsyncDisposable
                 _gatewaySilo = null;
                 await StopAndDisposeAsync(gateway, CancellationToken.None).ConfigureAwait(false);
             }
+            // The USIG programs last: by process id, only the ones this cluster started.
+            for (var i = 0; i < N; i++)
+            {
+                _usigs[i]?.Dispose();
+                _usigs[i] = null;
+            }
+            _loggerFactory.Dispose();
         }
         finally
         {
@@ -224,7 +287,7 @@ public sealed class LocalCluster : IAsyncDisposable
     }
 
     private IEnumerable<string> StoreDirectories() =>
-        Directory.Exists(DataDirectory) ? Directory.EnumerateDirectories(DataDirectory, "domain-*") : [];
+        Directory.Exists(DataDirectory) ? Directory.EnumerateDirectories(DataDirectory, "domain-*").Concat(Directory.EnumerateDirectories(DataDirectory, "usig-*")) : [];
 
     private void DeleteState()
     {
@@ -244,6 +307,7 @@ public sealed class LocalCluster : IAsyncDisposable
         {
             Directory.CreateDirectory(DataDirectory);
             manifest = DeploymentKeys.Generate(_options.F, KeysDirectory, _options.UsigScheme);
+            Array.Fill(_initializeUsig, true);
         }
         if (manifest.F != _options.F)
         {
@@ -270,9 +334,14 @@ public sealed class LocalCluster : IAsyncDisposable
             {
                 silo.UseLocalhostClustering(
                     _options.SiloPort + 1 + domain, _options.GatewayPort + 1 + domain, primary, _options.ServiceId, _options.ClusterId);
+                var initialize = _initializeUsig[domain] && !_options.IsolatedUsig;
+                if (initialize) _initializeUsig[domain] = false;
+                var socket = _options.IsolatedUsig ? UsigSettings(domain).SocketPath : null;
                 silo.AddMinBft(options =>
                 {
                     options.FaultDomain = domain;
+                    if (initialize) options.Usig.InitializeEpoch = manifest.Replica(domain).UsigEpoch;
+                    if (socket is not null) options.Usig.Endpoint = "unix:" + socket;
                     options.Manifest = manifest;
                     options.ManifestPath = ManifestPath;
                     options.KeyDirectory = DeploymentKeys.DomainDirectory(KeysDirectory, domain);

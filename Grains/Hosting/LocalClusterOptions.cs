@@ -31,6 +31,15 @@ public sealed class LocalClusterOptions
     /// <summary>USIG scheme of newly generated keys (existing keys keep theirs).</summary>
     public UsigScheme UsigScheme { get; set; } = UsigScheme.Ed25519;
 
+    /// <summary>
+    /// Run each fault domain's USIG as a separate USIG program (child processes, stopped by their
+    /// process ids; state and socket in <c>DataDirectory/usig-i/</c>) instead of inside its silo.
+    /// </summary>
+    public bool IsolatedUsig { get; set; }
+
+    /// <summary>The USIG program (MinBft.Usig.dll) for <see cref="IsolatedUsig"/>; default: next to this process.</summary>
+    public string UsigProgram { get; set; } = UsigProgramSettings.DefaultProgram;
+
     /// <summary>Silo-to-silo port of the membership/gateway silo; fault domain i uses <c>SiloPort + 1 + i</c>.</summary>
     public int SiloPort { get; set; } = DefaultSiloPort;
 

@@ -103,6 +103,9 @@ public sealed class MinBftOptions
     /// </summary>
     public bool UsigServesOnlyItsReplica { get; set; } = true;
 
+    /// <summary>Where this domain's USIG runs, and its first start (section "MinBft:Usig").</summary>
+    public MinBftUsigOptions Usig { get; set; } = new();
+
     /// <summary>How often a client proxy resends a request to every replica while it lacks f+1 matching replies.</summary>
     public TimeSpan ClientRetransmitInterval { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -175,6 +178,7 @@ public sealed class MinBftOptions
         Positive(MaxRetryDelay, nameof(MaxRetryDelay));
         Positive(ClientRetransmitInterval, nameof(ClientRetransmitInterval));
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
+        (Usig ?? throw new ArgumentException($"{SectionName}:{nameof(Usig)} is null")).Validate();
         // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).
         ToProtocolSettings(1, 0);
     }
@@ -220,4 +224,45 @@ public sealed class MinBftOptions
         if (value <= TimeSpan.Zero)
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture, $"{SectionName}:{name} must be positive, got {value}"));
     }
+}
+
+/// <summary>Options of fault domain i's USIG (section "MinBft:Usig").</summary>
+public sealed class MinBftUsigOptions
+{
+    /// <summary>
+    /// <c>unix:PATH</c>: fault domain i's USIG program (<c>MinBft.Usig serve</c>) listens on that
+    /// Unix domain socket, and the silo holds no USIG key: it never reads <c>domain-i/usig/</c>
+    /// ("usig=isolated"). Unset: the USIG runs inside the silo ("usig=in-process (not isolated)"),
+    /// with its key from <c>domain-i/usig/</c> and its counter in the domain's grain storage.
+    /// </summary>
+    public string? Endpoint { get; set; }
+
+    /// <summary>How long one call to the USIG program may take before the connection is dropped
+    /// and the call fails (the replica retries it; a retried batch gets the same UIs).</summary>
+    public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The socket path of <see cref="Endpoint"/>; null in in-process mode.</summary>
+    public string? SocketPath =>
+        Endpoint is { Length: > 0 } endpoint && endpoint.StartsWith("unix:", StringComparison.Ordinal) ? endpoint["unix:".Length..] : null;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
+    public void Validate()
+    {
+        const string section = MinBftOptions.SectionName + ":Usig";
+        if (!string.IsNullOrEmpty(Endpoint) && string.IsNullOrWhiteSpace(SocketPath))
+            throw new ArgumentException($"{section}:Endpoint must be unix:PATH (the USIG program's socket), got '{Endpoint}'");
+        if (SocketPath is { Length: > 100 } path)
+            throw new ArgumentException($"{section}:Endpoint: a Unix socket path must be shorter than 100 bytes, got {path.Length}: {path}");
+        if (SocketPath is not null && InitializeEpoch is not null)
+            throw new ArgumentException($"{section}:InitializeEpoch is for the in-process USIG; an isolated one is initialised by 'MinBft.Usig init'");
+        if (CallTimeout <= TimeSpan.Zero) throw new ArgumentException($"{section}:CallTimeout must be positive");
+    }
+
+    /// <summary>
+    /// In-process mode only: initialise the USIG's store for this epoch, which must be the
+    /// manifest's, if it holds nothing (the first start) or an older epoch (after
+    /// <c>keygen --rotate-usig</c>). Without it a USIG with no state refuses to start: a lost
+    /// store must never make it start over at counter 1. Set it for the first start only.
+    /// </summary>
+    public ulong? InitializeEpoch { get; set; }
 }

@@ -8,10 +8,19 @@ namespace MinBft.Hosting;
 /// What the MinBFT grains of one silo share: the validated options, the cluster manifest, the
 /// silo's fault domain, and access to that domain's private keys. Registered as a singleton by
 /// <c>AddMinBft</c>. Key files are read on demand and each only by the component that needs it
-/// (the replica its signing key, the USIG its USIG key), never handed around.
+/// (the replica its signing key, the in-process USIG its USIG key), never handed around. With an
+/// isolated USIG (<see cref="MinBftUsigOptions.Endpoint"/>) the silo never reads the USIG's key:
+/// it only talks to the USIG program (<see cref="IsolatedUsig"/>).
 /// </summary>
-public sealed class MinBftSilo
+public sealed class MinBftSilo : IDisposable
 {
+    /// <summary>What status and logs say about an in-process USIG: plainly, it is not isolated.</summary>
+    public const string InProcessUsigMode = "in-process (not isolated)";
+
+    public const string IsolatedUsigMode = "isolated";
+
+    private readonly Lazy<UsigClient?> _isolatedUsig;
+
     /// <summary>Service key of the <see cref="TimeProvider"/> MinBFT grains use (tests register a fake one under it).</summary>
     public const string ClockServiceKey = "minbft";
 
@@ -26,6 +35,21 @@ public sealed class MinBftSilo
         Manifest = manifest;
         Clock = clock;
         ReplicaKeys = manifest.CreateReplicaKeyRing();
+        _isolatedUsig = new(() => options.Usig.SocketPath is { } path ? new UsigClient(path, options.Usig.CallTimeout) : null);
+    }
+
+    /// <summary>True when this domain's USIG is the separate USIG program.</summary>
+    public bool UsigIsolated => Options.Usig.SocketPath is not null;
+
+    /// <summary>"isolated" or "in-process (not isolated)".</summary>
+    public string UsigMode => UsigIsolated ? IsolatedUsigMode : InProcessUsigMode;
+
+    /// <summary>The connection to this domain's USIG program (isolated mode), or null.</summary>
+    public UsigClient? IsolatedUsig => _isolatedUsig.Value;
+
+    public void Dispose()
+    {
+        if (_isolatedUsig.IsValueCreated) _isolatedUsig.Value?.Dispose();
     }
 
     public MinBftOptions Options { get; }
@@ -65,24 +89,26 @@ public sealed class MinBftSilo
         return DeploymentKeys.LoadSigningKey(Manifest, replicaId, Options.ResolveKeyDirectory());
     }
 
-    /// <summary>USIG <paramref name="replicaId"/>'s certifier, checked against the manifest.</summary>
-    public IUsigCertifier LoadUsigCertifier(int replicaId)
+    /// <summary>USIG <paramref name="replicaId"/>'s certifier, checked against the manifest. In-process
+    /// mode only: with an isolated USIG the silo never reads <c>domain-i/usig/</c>.</summary>
+    internal IUsigCertifier LoadUsigCertifier(int replicaId)
     {
         EnsureLocal(replicaId, "USIG");
+        if (UsigIsolated) throw new InvalidOperationException($"USIG {replicaId} is isolated ({Options.Usig.Endpoint}): this silo holds no USIG key");
         return DeploymentKeys.LoadUsigCertifier(Manifest, replicaId, Options.ResolveKeyDirectory());
     }
 
     /// <summary>
-    /// Everything replica <paramref name="replicaId"/>'s core needs to authenticate messages.
-    /// With the HMAC scheme the UI verifier holds the shared USIG secret: in this
-    /// implementation it runs in the replica's process (the core verifies synchronously), so
-    /// the silo of a fault domain as a whole is trusted with it; see README, HMAC scheme.
+    /// Everything replica <paramref name="replicaId"/>'s core needs to authenticate messages. No
+    /// USIG secret is among it: with the signature scheme UIs verify with the manifest's public
+    /// keys; with the HMAC scheme the replica's own USIG verifies each message's claims before the
+    /// core sees it, and the core gets <paramref name="preverified"/>, which answers from those results.
     /// </summary>
-    public ProtocolCrypto CreateProtocolCrypto(int replicaId)
+    public ProtocolCrypto CreateProtocolCrypto(int replicaId, PreverifiedUiVerifier? preverified = null)
     {
         var signer = new Ed25519ReplicaSigner(LoadSigningKey(replicaId));
-        var uiVerifier = Manifest.UsigScheme == UsigScheme.Hmac
-            ? Manifest.CreateUsigVerifier(DeploymentKeys.LoadHmacUsigKey(Options.ResolveKeyDirectory()))
+        IUiVerifier uiVerifier = Manifest.UsigScheme == UsigScheme.Hmac
+            ? preverified ?? throw new ArgumentNullException(nameof(preverified), "the HMAC scheme verifies UIs through the replica's own USIG")
             : Manifest.CreateUsigVerifier();
         return new ProtocolCrypto(uiVerifier, signer, ReplicaKeys, new RequestVerifier());
     }

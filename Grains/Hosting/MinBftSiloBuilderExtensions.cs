@@ -147,11 +147,13 @@ internal sealed partial class MinBftKeyCheck(MinBftSilo silo, ILogger<MinBftKeyC
         {
             var domain = silo.FaultDomain!.Value;
             silo.LoadSigningKey(domain);
-            silo.LoadUsigCertifier(domain);
-            LogKeysChecked(logger, domain, silo.Manifest.N, ClusterManifest.SchemeName(silo.Manifest.UsigScheme));
+            // An isolated USIG's key is the USIG program's alone: the silo does not even look.
+            if (!silo.UsigIsolated) silo.LoadUsigCertifier(domain);
+            LogKeysChecked(logger, domain, silo.Manifest.N, ClusterManifest.SchemeName(silo.Manifest.UsigScheme),
+                silo.UsigMode + (silo.UsigIsolated ? " at " + silo.Options.Usig.Endpoint : ""));
             return Task.CompletedTask;
         });
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "MinBFT fault domain {FaultDomain}: keys match the manifest ({N} replicas, USIG scheme {Scheme})")]
-    private static partial void LogKeysChecked(ILogger logger, int faultDomain, int n, string scheme);
+    [LoggerMessage(Level = LogLevel.Information, Message = "MinBFT fault domain {FaultDomain}: keys match the manifest ({N} replicas, USIG scheme {Scheme}); usig={UsigMode}")]
+    private static partial void LogKeysChecked(ILogger logger, int faultDomain, int n, string scheme, string usigMode);
 }

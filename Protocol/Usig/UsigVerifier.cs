@@ -6,13 +6,10 @@ namespace MinBft.Usig;
 /// <summary>What a receiver knows about one replica's USIG: its current epoch and how to check its certificates.</summary>
 public sealed record UsigVerificationKey(ulong Epoch, IUsigCertificateVerifier Verifier)
 {
-    /// <summary>Signature scheme: the USIG's Ed25519 public key.</summary>
+    /// <summary>Signature scheme: the USIG's Ed25519 public key. (The HMAC scheme has no verification
+    /// key outside the USIGs: see <see cref="PreverifiedUiVerifier"/>.)</summary>
     public static UsigVerificationKey Ed25519(ulong epoch, ReadOnlySpan<byte> publicKey) =>
         new(epoch, new Ed25519UsigCertificateVerifier(publicKey));
-
-    /// <summary>HMAC scheme: the shared secret. The resulting verifier is part of the TCB (see <see cref="HmacUsigCertifier"/>).</summary>
-    public static UsigVerificationKey Hmac(ulong epoch, ReadOnlySpan<byte> key) =>
-        new(epoch, new HmacUsigCertificateVerifier(key));
 }
 
 /// <summary>
@@ -20,8 +17,7 @@ public sealed record UsigVerificationKey(ulong Epoch, IUsigCertificateVerifier V
 /// the network, so this answers false and never throws for anything malformed: an unknown
 /// replica, another epoch (a UI from a USIG identity that is no longer current), counter 0
 /// (never issued), a certificate of the wrong length, or a certificate that does not verify
-/// for (replica, epoch, counter, digest). In HMAC mode this object holds the shared secret and
-/// belongs inside the receiver's trusted USIG component.
+/// for (replica, epoch, counter, digest). Signature scheme: it holds public keys only.
 /// </summary>
 public sealed class UsigVerifier : IUiVerifier
 {

@@ -78,7 +78,7 @@ public sealed class MessageSerializationTests
         AssertDeepEqual(record, Serializer.Deserialize<ReplicaCheckpointRecord>(Serializer.SerializeToArray(record)), nameof(ReplicaCheckpointRecord));
 
         var ui = (UniqueIdentifier)builder.Build(typeof(UniqueIdentifier), depth: 0);
-        var state = new UsigGrainState { Usig = new UsigState(ui.Epoch, ui.Counter, new byte[UsigCertificateInput.DigestLength], ui, new byte[UsigCertificateInput.DigestLength]) };
+        var state = new UsigGrainState { Usig = new StoredUsigState(ui.Epoch, ui.Counter, new byte[UsigCertificateInput.DigestLength], ui, new byte[UsigCertificateInput.DigestLength]) };
         AssertDeepEqual(state, Serializer.Deserialize<UsigGrainState>(Serializer.SerializeToArray(state)), nameof(UsigGrainState));
     }
 

@@ -106,6 +106,46 @@ public sealed class ProjectBoundaryTests
         Assert.Equal(new[] { "MinBft.Protocol" }, reached.Order().ToArray());
     }
 
+    // The USIG's trusted computing base: the USIG library and program reference the base library,
+    // BouncyCastle (its schemes), System.CommandLine (the program's flags) and each other, nothing
+    // else: no Orleans, hosting, logging, storage provider or other MinBft project.
+    private static readonly string[] UsigAllowedAssemblies = ["BouncyCastle.Cryptography", "System.CommandLine", "MinBft.Usig.Core"];
+
+    [Theory]
+    [InlineData("MinBft.Usig.Core.dll", "BouncyCastle.Cryptography")]
+    [InlineData("MinBft.Usig.dll", "MinBft.Usig.Core")]
+    public void Usig_assemblies_reference_no_orleans_hosting_storage_or_other_project(string file, string expected)
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, file);
+        Assert.True(File.Exists(path), $"{path} is missing (the Tests project reaches Usig/Program through Silo)");
+        using var pe = new PEReader(File.OpenRead(path));
+        var metadata = pe.GetMetadataReader();
+        var references = metadata.AssemblyReferences.Select(h => metadata.GetString(metadata.GetAssemblyReference(h).Name)).ToList();
+        Assert.Contains(expected, references);
+        var outside = references.Where(n => !UsigAllowedAssemblies.Contains(n) && !IsBaseLibrary(n)).ToList();
+        Assert.True(outside.Count == 0, file + " references " + string.Join(", ", outside));
+        Assert.DoesNotContain(references, n => n.StartsWith("Orleans", StringComparison.Ordinal) || n.StartsWith("Microsoft.", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Usig_project_files_reference_only_bouncycastle_commandline_and_each_other()
+    {
+        var core = XDocument.Load(Path.Combine(RepositoryRoot(), "Usig", "Core", "Usig.Core.csproj"));
+        Assert.Equal(new[] { "BouncyCastle.Cryptography" }, core.Descendants("PackageReference").Select(p => (string?)p.Attribute("Include")).ToArray());
+        Assert.Empty(core.Descendants("ProjectReference"));
+        Assert.Empty(core.Descendants("Reference"));
+
+        var program = XDocument.Load(Path.Combine(RepositoryRoot(), "Usig", "Program", "Usig.csproj"));
+        Assert.Equal(new[] { "System.CommandLine" }, program.Descendants("PackageReference").Select(p => (string?)p.Attribute("Include")).ToArray());
+        Assert.Equal(new[] { "../Core/Usig.Core.csproj" }, program.Descendants("ProjectReference").Select(p => (string?)p.Attribute("Include")).ToArray());
+        Assert.Empty(program.Descendants("Reference"));
+        // Nothing is compiled in from outside Usig/ (Protocol links the other way round).
+        Assert.Empty(core.Descendants("Compile").Concat(program.Descendants("Compile")));
+    }
+
+    // Any base-library assembly (the USIG program does file and socket I/O: that is its job).
+    private static bool IsBaseLibrary(string name) => name is "System.Runtime" or "netstandard" or "mscorlib" || name.StartsWith("System.", StringComparison.Ordinal) && name != "System.CommandLine";
+
     // Base-library assemblies that do no I/O of their own. System.Runtime is among them, and the
     // I/O types it also holds are checked by type (Protocol_code_does_no_file_network_console_or_process_io).
     private static bool IsPureBaseLibrary(string name) =>

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using BenchmarkDotNet.Attributes;
 using MinBft.Crypto;
 using MinBft.Messages;
+using MinBft.Tests.Usig;
 using MinBft.Usig;
 using Org.BouncyCastle.Security;
 
@@ -28,7 +29,6 @@ public class CryptoBenchmarks
     private UsigCore _ed25519Usig = null!;
     private UsigCore _hmacUsig = null!;
     private UsigVerifier _ed25519Verifier = null!;
-    private UsigVerifier _hmacVerifier = null!;
     private UniqueIdentifier _ed25519Ui = null!;
     private UniqueIdentifier _hmacUi = null!;
     private ClientSigner _client = null!;
@@ -48,12 +48,11 @@ public class CryptoBenchmarks
         random.NextBytes(_operation);
         _certificateInput = UsigCertificateInput.Encode(ReplicaId, Epoch, 1, _digest);
 
-        _ed25519Usig = new UsigCore(ReplicaId, Epoch, new Ed25519UsigCertifier(usigKeys), new InMemoryUsigCounterStore());
-        _hmacUsig = new UsigCore(ReplicaId, Epoch, new HmacUsigCertifier(hmacKey), new InMemoryUsigCounterStore());
+        _ed25519Usig = new UsigCore(ReplicaId, Epoch, new Ed25519UsigCertifier(usigKeys.PrivateKey), new InMemoryUsigCounterStore(UsigState.Fresh(Epoch)));
+        _hmacUsig = new UsigCore(ReplicaId, Epoch, new HmacUsigCertifier(hmacKey), new InMemoryUsigCounterStore(UsigState.Fresh(Epoch)));
         _ed25519Verifier = new UsigVerifier(new Dictionary<int, UsigVerificationKey> { [ReplicaId] = UsigVerificationKey.Ed25519(Epoch, usigKeys.PublicKey) });
-        _hmacVerifier = new UsigVerifier(new Dictionary<int, UsigVerificationKey> { [ReplicaId] = UsigVerificationKey.Hmac(Epoch, hmacKey) });
-        _ed25519Ui = _ed25519Usig.CreateUisAsync(++_ed25519Counter, [_digest], CancellationToken.None).GetAwaiter().GetResult()[0];
-        _hmacUi = _hmacUsig.CreateUisAsync(++_hmacCounter, [_digest], CancellationToken.None).GetAwaiter().GetResult()[0];
+        _ed25519Ui = Ui(_ed25519Usig.CreateUisAsync(++_ed25519Counter, [_digest], CancellationToken.None).GetAwaiter().GetResult()[0]);
+        _hmacUi = Ui(_hmacUsig.CreateUisAsync(++_hmacCounter, [_digest], CancellationToken.None).GetAwaiter().GetResult()[0]);
 
         _client = new ClientSigner(Ed25519KeyPair.Generate(random));
         _requestVerifier = new RequestVerifier();
@@ -64,22 +63,24 @@ public class CryptoBenchmarks
     public byte[] Sha256Baseline() => SHA256.HashData(_certificateInput);
 
     [Benchmark(Description = "USIG CreateUI, Ed25519 (in-memory store)")]
-    public Task<IReadOnlyList<UniqueIdentifier>> CreateUiEd25519() => _ed25519Usig.CreateUisAsync(++_ed25519Counter, [NextDigest()], CancellationToken.None);
+    public Task<IReadOnlyList<UsigUi>> CreateUiEd25519() => _ed25519Usig.CreateUisAsync(++_ed25519Counter, [NextDigest()], CancellationToken.None);
 
     [Benchmark(Description = "USIG CreateUI, HMAC-SHA256 (in-memory store)")]
-    public Task<IReadOnlyList<UniqueIdentifier>> CreateUiHmac() => _hmacUsig.CreateUisAsync(++_hmacCounter, [NextDigest()], CancellationToken.None);
+    public Task<IReadOnlyList<UsigUi>> CreateUiHmac() => _hmacUsig.CreateUisAsync(++_hmacCounter, [NextDigest()], CancellationToken.None);
 
     [Benchmark(Description = "USIG VerifyUI, Ed25519")]
     public bool VerifyUiEd25519() => _ed25519Verifier.Verify(ReplicaId, _ed25519Ui, _digest);
 
-    [Benchmark(Description = "USIG VerifyUI, HMAC-SHA256")]
-    public bool VerifyUiHmac() => _hmacVerifier.Verify(ReplicaId, _hmacUi, _digest);
+    [Benchmark(Description = "USIG VerifyUI, HMAC-SHA256 (inside the USIG)")]
+    public bool VerifyUiHmac() => _hmacUsig.VerifyUis([new UsigClaim(ReplicaId, Epoch, _hmacUi.Counter, _digest, _hmacUi.Certificate)])[0];
 
     [Benchmark(Description = "Client request sign (64-byte op)")]
     public Request CreateRequest() => _client.CreateRequest(_next++, _operation);
 
     [Benchmark(Description = "Client request verify (64-byte op)")]
     public bool VerifyRequest() => _requestVerifier.Verify(_request);
+
+    private static UniqueIdentifier Ui(UsigUi ui) => new(ui.Epoch, ui.Counter, ui.Certificate);
 
     // A fresh digest per call: repeating the last digest would hit the idempotent retry path.
     private byte[] NextDigest()

@@ -57,6 +57,7 @@ public sealed class ClientCliTests
     {
         Assert.Equal(new KeygenCommand(2, "out", UsigScheme.Hmac), Bind("keygen", "--f", "2", "--out", "out", "--scheme", "hmac"));
         Assert.Equal(new KeygenCommand(1, "k", UsigScheme.Ed25519), Bind("keygen", "--f", "1", "-o", "k"));
+        Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519, RotateUsig: 2), Bind("keygen", "--rotate-usig", "2", "-o", "k"));
     }
 
     [Fact]
@@ -75,6 +76,7 @@ public sealed class ClientCliTests
         Assert.Equal(new DemoCommand(2, 50, 8), Bind("demo", "--f", "2", "--requests", "50", "--clients", "8"));
         Assert.Equal(new DemoCommand(0, 1, 1), Bind("demo", "--f", "0", "--requests", "1", "--clients", "1", "--verbose"));
         Assert.Equal(new DemoCommand(1, 200, 4, CrashPrimary: true), Bind("demo", "--crash-primary"));
+        Assert.Equal(new DemoCommand(1, 200, 4) { IsolatedUsig = true }, Bind("demo", "--isolated-usig"));
     }
 
     [Theory]
@@ -91,6 +93,8 @@ public sealed class ClientCliTests
     [InlineData("keygen", "--f", "1")]
     [InlineData("keygen", "--f", "1", "--out", "x", "--scheme", "rsa")]
     [InlineData("keygen", "--f", "-1", "--out", "x")]
+    [InlineData("keygen", "--f", "1", "--rotate-usig", "0", "--out", "x")]
+    [InlineData("keygen", "--rotate-usig", "-1", "--out", "x")]
     [InlineData("bench", "--clients", "0")]
     [InlineData("bench", "--seconds", "-3")]
     [InlineData("bench", "--payload", "-1")]
@@ -141,10 +145,22 @@ public sealed class ClientCliTests
             Assert.Equal(ExitCodes.Ok, await cli.InvokeAsync(["keygen", "--f", "1", "--out", directory], CancellationToken.None));
             var manifest = ClusterManifest.Load(Path.Combine(directory, DeploymentKeys.ManifestFileName));
             Assert.Equal(3, manifest.N);
-            Assert.All(Enumerable.Range(0, 3), i => Assert.True(File.Exists(Path.Combine(DeploymentKeys.DomainDirectory(directory, i), DeploymentKeys.SigningKeyFileName))));
+            Assert.All(Enumerable.Range(0, 3), i => Assert.True(File.Exists(Path.Combine(DeploymentKeys.DomainDirectory(directory, i), DeploymentKeys.ReplicaKeyDirectoryName, DeploymentKeys.SigningKeyFileName))));
 
             Assert.Equal(ExitCodes.Usage, await cli.InvokeAsync(["keygen", "--f", "1", "--out", directory], CancellationToken.None));
             Assert.Contains("already exists", error.ToString(), StringComparison.Ordinal);
+
+            // A USIG that lost its state: a new epoch and key for it, nothing else changes.
+            var oldKey = File.ReadAllText(DeploymentKeys.UsigKeyPath(manifest, DeploymentKeys.DomainDirectory(directory, 1)));
+            Assert.Equal(ExitCodes.Ok, await cli.InvokeAsync(["keygen", "--rotate-usig", "1", "--out", directory], CancellationToken.None));
+            var rotated = ClusterManifest.Load(Path.Combine(directory, DeploymentKeys.ManifestFileName));
+            Assert.Equal(manifest.Replica(1).UsigEpoch + 1, rotated.Replica(1).UsigEpoch);
+            Assert.NotEqual(manifest.Replica(1).UsigPublicKey, rotated.Replica(1).UsigPublicKey);
+            Assert.NotEqual(oldKey, File.ReadAllText(DeploymentKeys.UsigKeyPath(rotated, DeploymentKeys.DomainDirectory(directory, 1))));
+            Assert.Equal(rotated.Replica(1).UsigPublicKey, DeploymentKeys.LoadUsigCertifier(rotated, 1, DeploymentKeys.DomainDirectory(directory, 1)).PublicKey);
+            foreach (var other in new[] { 0, 2 }) Assert.Equal(manifest.Replica(other), rotated.Replica(other), ReplicaIdentityComparer.Instance);
+            Assert.Equal(manifest.Replica(1).SigningPublicKey, rotated.Replica(1).SigningPublicKey);
+            Assert.Contains("epoch 2", output.ToString(), StringComparison.Ordinal);
         }
         finally
         {
@@ -256,4 +272,16 @@ public sealed class ClientCliTests
         Assert.Equal(0, BenchCommand.Percentile([], 0.5));
         Assert.Equal(7, BenchCommand.Percentile([7], 0.99));
     }
+}
+
+/// <summary>Replica identities by value (their keys are arrays).</summary>
+internal sealed class ReplicaIdentityComparer : IEqualityComparer<ReplicaIdentity>
+{
+    public static readonly ReplicaIdentityComparer Instance = new();
+
+    public bool Equals(ReplicaIdentity? x, ReplicaIdentity? y) =>
+        x is not null && y is not null && x.Id == y.Id && x.UsigEpoch == y.UsigEpoch
+        && x.SigningPublicKey.AsSpan().SequenceEqual(y.SigningPublicKey) && (x.UsigPublicKey ?? []).AsSpan().SequenceEqual(y.UsigPublicKey ?? []);
+
+    public int GetHashCode(ReplicaIdentity obj) => obj.Id;
 }

@@ -17,7 +17,7 @@ public sealed class DemoEndToEndTests
         var outcome = await new DemoRunner(new DemoCommand(F: 1, Requests: 40, Clients: 3), console).RunAsync(timeout.Token);
 
         Assert.True(outcome.Ok, outcome.Summary + "\n" + progress);
-        Assert.Matches(new Regex("^demo ok: requests=40 replicas=3 view=[0-9]+ digest=[0-9A-F]{64}$"), outcome.Summary);
+        Assert.Matches(new Regex("^demo ok: requests=40 replicas=3 view=[0-9]+ digest=[0-9A-F]{64} usig=in-process \\(not isolated\\)$"), outcome.Summary);
         Assert.Contains("40/40 requests", progress.ToString(), StringComparison.Ordinal);
     }
 
@@ -33,7 +33,7 @@ public sealed class DemoEndToEndTests
         var outcome = await runner.RunAsync(timeout.Token);
 
         Assert.True(outcome.Ok, outcome.Summary + "\n" + progress);
-        Assert.Matches(new Regex("^demo ok: requests=60 replicas=2 view=[1-9][0-9]* digest=[0-9A-F]{64}$"), outcome.Summary);
+        Assert.Matches(new Regex("^demo ok: requests=60 replicas=2 view=[1-9][0-9]* digest=[0-9A-F]{64} usig=in-process \\(not isolated\\)$"), outcome.Summary);
         Assert.True(outcome.View >= 1, "the live replicas left the crashed primary's view");
         Assert.NotNull(runner.LongestPauseAfterCrash());
     }

@@ -3,6 +3,7 @@ using MinBft.Crypto;
 using MinBft.Hosting;
 using MinBft.Messages;
 using MinBft.Usig;
+using MinBft.Tests.Usig;
 
 namespace MinBft.Tests.Integration;
 
@@ -37,16 +38,31 @@ public sealed class ClusterManifestTests : IDisposable
             var digest = new byte[32];
             digest[0] = (byte)i;
             var ui = new UniqueIdentifier(1, 7, certifier.Certify(UsigCertificateInput.Encode(i, 1, 7, digest)));
-            var hmacKey = scheme == UsigScheme.Hmac ? DeploymentKeys.LoadHmacUsigKey(domain) : null;
-            Assert.True(loaded.CreateUsigVerifier(hmacKey).Verify(i, ui, digest));
-            Assert.False(loaded.CreateUsigVerifier(hmacKey).Verify((i + 1) % 3, ui, digest));
+            if (scheme == UsigScheme.Ed25519)
+            {
+                Assert.True(loaded.CreateUsigVerifier().Verify(i, ui, digest));
+                Assert.False(loaded.CreateUsigVerifier().Verify((i + 1) % 3, ui, digest));
+            }
+            else
+            {
+                // HMAC UIs verify only inside a USIG (the shared secret never reaches a replica).
+                var usig = new UsigCore(i, 1, certifier, new InMemoryUsigCounterStore());
+                Assert.Equal([true, false], usig.VerifyUis([new(i, 1, 7, digest, ui.Certificate), new((i + 1) % 3, 1, 7, digest, ui.Certificate)]));
+            }
+            // Replica and USIG keys in directories of their own (a deployment may give them different owners).
+            var replicaKeys = Path.Combine(domain, DeploymentKeys.ReplicaKeyDirectoryName);
+            var usigKeys = Path.Combine(domain, DeploymentKeys.UsigKeyDirectoryName);
+            Assert.Equal([Path.Combine(replicaKeys, DeploymentKeys.SigningKeyFileName)], Directory.GetFiles(replicaKeys));
+            Assert.Equal([DeploymentKeys.UsigKeyPath(loaded, domain)], Directory.GetFiles(usigKeys));
+            Assert.Empty(Directory.GetFiles(domain));
+            Assert.Equal(scheme == UsigScheme.Hmac ? DeploymentKeys.HmacUsigKeyFileName : DeploymentKeys.UsigKeyFileName, Path.GetFileName(DeploymentKeys.UsigKeyPath(loaded, domain)));
             if (!OperatingSystem.IsWindows())
             {
-                foreach (var file in Directory.GetFiles(domain))
+                foreach (var directory in new[] { domain, replicaKeys, usigKeys })
+                    Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(directory));
+                foreach (var file in Directory.GetFiles(domain, "*", SearchOption.AllDirectories))
                     Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
             }
-            Assert.Equal(scheme == UsigScheme.Hmac, File.Exists(Path.Combine(domain, DeploymentKeys.HmacUsigKeyFileName)));
-            Assert.Equal(scheme == UsigScheme.Ed25519, File.Exists(Path.Combine(domain, DeploymentKeys.UsigKeyFileName)));
         }
         Assert.Contains("\"usigScheme\": \"" + ClusterManifest.SchemeName(scheme) + "\"", manifest.ToJson(), StringComparison.Ordinal);
     }

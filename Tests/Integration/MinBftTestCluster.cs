@@ -39,6 +39,10 @@ internal sealed record ClusterSetup
 
     public bool UsigServesOnlyItsReplica { get; init; } = true;
 
+    /// <summary>Every start of a domain's silo may initialise its USIG for the manifest's epoch
+    /// (MinBft:Usig:InitializeEpoch): a test deployment is always a first start.</summary>
+    public bool InitializeUsig { get; init; } = true;
+
     public int CheckpointInterval { get; init; } = ClusterManifest.DefaultCheckpointInterval;
     public int Watermark { get; init; } = ClusterManifest.DefaultWatermark;
 
@@ -158,6 +162,8 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                 ["MinBft:DataDirectory"] = Path.Combine(Directory, "data"),
                 ["MinBft:MaxBatchWait"] = "00:00:00.002",
             };
+            if (Setup.InitializeUsig)
+                settings["MinBft:Usig:InitializeEpoch"] = Manifest.Replica(d).UsigEpoch.ToString(CultureInfo.InvariantCulture);
             if (Setup.RedisStorage is { } redis)
             {
                 settings["MinBft:Storage"] = "Redis";

@@ -64,6 +64,24 @@ public sealed class RedisProcessClusterTests(ITestOutputHelper output)
         output.WriteLine($"started in {deployment.Startup.TotalSeconds:F1} s; budget for the rest: {(run < MaxRunBudget ? run : MaxRunBudget).TotalSeconds:F0} s");
         await deployment.RunKillAndRestartAsync(budget.Token);
     }
+
+    /// <summary>
+    /// The same deployment with every fault domain's USIG isolated: a USIG program per domain (a
+    /// process of its own, started by the test) holds the domain's USIG key and counter, and its
+    /// silo is given only the socket (<c>--usig unix:PATH</c>) and a key directory without
+    /// <c>usig/</c>. The cluster agrees, and the kill -9 of a backup's silo (its USIG program
+    /// stays up) is survived as in-process: the restarted silo reconnects to its USIG and catches up.
+    /// </summary>
+    [RedisFact(ownServers: true, Timeout = 280_000)]
+    public async Task Redis_processes_with_isolated_usigs_agree_and_survive_kill_9_of_a_backups_silo()
+    {
+        using var budget = new CancellationTokenSource(StartBudget);
+        using var deployment = await ProcessDeployment.StartAsync(output, checkpointInterval: 8, watermark: 16, budget.Token, isolatedUsig: true);
+        var run = RunBudget + deployment.Startup * 2;
+        budget.CancelAfter(run < MaxRunBudget ? run : MaxRunBudget);
+        output.WriteLine($"started in {deployment.Startup.TotalSeconds:F1} s; budget for the rest: {(run < MaxRunBudget ? run : MaxRunBudget).TotalSeconds:F0} s");
+        await deployment.RunKillAndRestartAsync(budget.Token);
+    }
 }
 
 /// <summary>
@@ -84,6 +102,8 @@ internal sealed class ProcessDeployment : IDisposable
     private string _membership = "";
     private IHost? _client;
     private bool _failed = true;
+    private bool _isolatedUsig;
+    private readonly List<UsigProcess> _usigs = [];
 
     private ProcessDeployment(ITestOutputHelper output) => _output = output;
 
@@ -94,9 +114,9 @@ internal sealed class ProcessDeployment : IDisposable
 
     private IClusterClient Cluster => _client!.Services.GetRequiredService<IClusterClient>();
 
-    public static async Task<ProcessDeployment> StartAsync(ITestOutputHelper output, int checkpointInterval, int watermark, CancellationToken cancellationToken)
+    public static async Task<ProcessDeployment> StartAsync(ITestOutputHelper output, int checkpointInterval, int watermark, CancellationToken cancellationToken, bool isolatedUsig = false)
     {
-        var deployment = new ProcessDeployment(output);
+        var deployment = new ProcessDeployment(output) { _isolatedUsig = isolatedUsig };
         try
         {
             await deployment.StartAllAsync(checkpointInterval, watermark, cancellationToken);
@@ -113,7 +133,29 @@ internal sealed class ProcessDeployment : IDisposable
 
     private async Task StartAllAsync(int checkpointInterval, int watermark, CancellationToken cancellationToken)
     {
-        DeploymentKeys.Generate(F, Path.Combine(_directory, "keys"), UsigScheme.Ed25519, checkpointInterval, watermark);
+        var manifest = DeploymentKeys.Generate(F, Path.Combine(_directory, "keys"), UsigScheme.Ed25519, checkpointInterval, watermark);
+        var sockets = new string?[N];
+        if (_isolatedUsig)
+        {
+            // Each domain's USIG key moves out of the silo's key directory into the USIG program's:
+            // a silo that still read domain-i/usig/ would fail to start.
+            for (var domain = 0; domain < N; domain++)
+            {
+                var keys = DeploymentKeys.DomainDirectory(Path.Combine(_directory, "keys"), domain);
+                var usigDirectory = Path.Combine(_directory, $"usig-{domain}");
+                Directory.CreateDirectory(usigDirectory);
+                var key = Path.Combine(usigDirectory, "usig.key");
+                File.Move(DeploymentKeys.UsigKeyPath(manifest, keys), key);
+                Directory.Delete(Path.GetDirectoryName(DeploymentKeys.UsigKeyPath(manifest, keys))!, recursive: true);
+                var settings = new UsigProgramSettings(UsigProgramSettings.DefaultProgram, domain, manifest.Replica(domain).UsigEpoch,
+                    Path.Combine(usigDirectory, "usig.state"), key, Path.Combine(usigDirectory, "usig.sock"));
+                await UsigProcess.InitializeAsync(settings, cancellationToken);
+                var usig = await UsigProcess.StartAsync(settings, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, TimeSpan.FromSeconds(60), cancellationToken);
+                _usigs.Add(usig);
+                sockets[domain] = settings.SocketPath;
+            }
+            Log("usig programs: " + string.Join(", ", _usigs.Select(u => $"usig-{u.Settings.ReplicaId} (pid {u.ProcessId})")));
+        }
 
         // The membership table: MINBFT_REDIS (keyed by this run's cluster id) or a server of its own.
         _membership = RedisTestEnvironment.SharedServer(out var ownMembership);
@@ -136,6 +178,8 @@ internal sealed class ProcessDeployment : IDisposable
                     "--gateway-port", FreePorts.Next().ToString(CultureInfo.InvariantCulture),
                     "--advertised-ip", "127.0.0.1",
                     "--cluster-id", _clusterId, "--service-id", _clusterId,
+                    // Isolated: every start (restarts too) talks to the domain's USIG program.
+                    .. (sockets[domain] is { } socket ? new[] { "--usig", "unix:" + socket } : []),
                 ],
                 new Dictionary<string, string>
                 {
@@ -156,7 +200,10 @@ internal sealed class ProcessDeployment : IDisposable
                     ["DOTNET_gcServer"] = "0",
                     ["DOTNET_ENVIRONMENT"] = "Production",
                 },
-                Path.Combine(_directory, $"domain-{domain}"));
+                Path.Combine(_directory, $"domain-{domain}"))
+            {
+                FirstStartArguments = sockets[domain] is null ? ["--init-usig", "1"] : [],
+            };
             _silos.Add(silo);
             silo.Start();
         }
@@ -306,6 +353,9 @@ internal sealed class ProcessDeployment : IDisposable
         }, "the three replicas agree (restarted one included)", cancellationToken);
         foreach (var s in final) Log(MinBftTestCluster.Describe(s!));
         Assert.True(final[victim]!.ExecutedSequence > 0);
+        var mode = _isolatedUsig ? MinBftSilo.IsolatedUsigMode : MinBftSilo.InProcessUsigMode;
+        Assert.All(final, s => Assert.Equal(mode, s!.UsigMode));
+        Assert.All(_usigs, u => Assert.False(u.HasExited, $"USIG program {u.Settings.ReplicaId} is still up"));
 
         // No acknowledged write is lost: every one reads back (an ordered, f+1-verified read).
         var reads = acknowledged.ToArray();
@@ -407,6 +457,11 @@ internal sealed class ProcessDeployment : IDisposable
             client.Dispose();
         }
         foreach (var silo in _silos) silo.Dispose();
+        foreach (var usig in _usigs)
+        {
+            if (_failed) _output.WriteLine($"--- usig-{usig.Settings.ReplicaId} (pid {usig.ProcessId}) ---\n" + string.Join('\n', usig.Output.TakeLast(15)));
+            usig.Dispose();
+        }
         foreach (var redis in _redis) redis.Dispose();
         Log("stopped: " + string.Join(", ", _silos) + "; redis pids " + string.Join(",", _redis.Select(r => r.ProcessId)));
         try

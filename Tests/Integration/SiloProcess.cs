@@ -35,6 +35,9 @@ internal sealed class SiloProcess : IDisposable
 
     public string WorkingDirectory { get; }
 
+    /// <summary>Added to <see cref="Arguments"/> on the first start only (e.g. initialising the USIG).</summary>
+    public IReadOnlyList<string> FirstStartArguments { get; init; } = [];
+
     /// <summary>Lines its processes have written so far (a starting silo's progress).</summary>
     public long LinesWritten => Interlocked.Read(ref _linesWritten);
 
@@ -71,7 +74,7 @@ internal sealed class SiloProcess : IDisposable
             UseShellExecute = false,
         };
         start.ArgumentList.Add(SiloAssembly);
-        foreach (var argument in Arguments) start.ArgumentList.Add(argument);
+        foreach (var argument in ProcessIds.Count == 0 ? Arguments.Concat(FirstStartArguments) : Arguments) start.ArgumentList.Add(argument);
         foreach (var (key, value) in Environment) start.Environment[key] = value;
         var process = Process.Start(start) ?? throw new InvalidOperationException($"{Name} did not start");
         process.OutputDataReceived += (_, e) => Write(e.Data);

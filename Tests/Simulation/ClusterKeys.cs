@@ -1,6 +1,8 @@
 using MinBft.Crypto;
+using MinBft.Encoding;
 using MinBft.Messages;
 using MinBft.Protocol;
+using MinBft.Tests.Usig;
 using MinBft.Usig;
 
 namespace MinBft.Tests.Simulation;
@@ -13,9 +15,9 @@ public sealed class ClusterKeys
 {
     private readonly Ed25519KeyPair[] _signing;
     private readonly IUsigCertifier[] _usigCertifiers;
-    private readonly UsigVerifier _usigVerifier;
+    private readonly UsigVerifier? _usigVerifier;
 
-    private ClusterKeys(Ed25519KeyPair[] signing, IUsigCertifier[] certifiers, UsigVerifier verifier)
+    private ClusterKeys(Ed25519KeyPair[] signing, IUsigCertifier[] certifiers, UsigVerifier? verifier)
     {
         _signing = signing;
         _usigCertifiers = certifiers;
@@ -26,14 +28,16 @@ public sealed class ClusterKeys
     public const ulong Epoch = 1;
 
     public IReplicaSignatureVerifier ReplicaVerifier { get; }
-    public IUiVerifier UiVerifier => _usigVerifier;
+
+    /// <summary>HMAC: no verifier outside the USIGs; replicas pre-verify through their own (<see cref="SimPreverifier"/>).</summary>
+    public bool Hmac => _usigVerifier is null;
 
     public static ClusterKeys Create(int n, Random rng, bool hmac)
     {
         var signing = new Ed25519KeyPair[n];
         var certifiers = new IUsigCertifier[n];
         var verification = new Dictionary<int, UsigVerificationKey>();
-        // HMAC mode: every USIG shares one secret (it never leaves the trusted components).
+        // HMAC mode: every USIG shares one secret; it never leaves the USIGs, which alone verify.
         var sharedSecret = Bytes(rng, 32);
         for (var i = 0; i < n; i++)
         {
@@ -41,26 +45,28 @@ public sealed class ClusterKeys
             if (hmac)
             {
                 certifiers[i] = new HmacUsigCertifier(sharedSecret);
-                verification[i] = UsigVerificationKey.Hmac(Epoch, sharedSecret);
             }
             else
             {
                 var usigKey = Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32));
-                certifiers[i] = new Ed25519UsigCertifier(usigKey);
+                certifiers[i] = new Ed25519UsigCertifier(usigKey.PrivateKey);
                 verification[i] = UsigVerificationKey.Ed25519(Epoch, usigKey.PublicKey);
             }
         }
-        return new ClusterKeys(signing, certifiers, new UsigVerifier(verification));
+        return new ClusterKeys(signing, certifiers, hmac ? null : new UsigVerifier(verification));
     }
 
-    public ProtocolCrypto CryptoFor(int replica) =>
-        new(_usigVerifier, new Ed25519ReplicaSigner(_signing[replica]), ReplicaVerifier, new RequestVerifier());
+    /// <param name="preverified">HMAC: the verifier the host fills from the replica's own USIG.</param>
+    public ProtocolCrypto CryptoFor(int replica, IUiVerifier? preverified = null) =>
+        new(_usigVerifier ?? preverified ?? throw new ArgumentNullException(nameof(preverified), "HMAC UIs are verified through the replica's own USIG"),
+            new Ed25519ReplicaSigner(_signing[replica]), ReplicaVerifier, new RequestVerifier());
 
     public IReplicaSigner SignerFor(int replica) => new Ed25519ReplicaSigner(_signing[replica]);
 
-    /// <summary>Replica <paramref name="replica"/>'s USIG with a fresh in-memory counter store.</summary>
+    /// <summary>Replica <paramref name="replica"/>'s USIG with a fresh in-memory counter store, initialised for
+    /// <see cref="Epoch"/>. Called twice for one replica, it makes a cloned USIG (same key, epoch and counter).</summary>
     public SimUsig UsigFor(int replica) =>
-        new(new UsigCore(replica, Epoch, _usigCertifiers[replica], new InMemoryUsigCounterStore()));
+        new(new UsigCore(replica, Epoch, _usigCertifiers[replica], new InMemoryUsigCounterStore(UsigState.Fresh(Epoch))));
 
     internal SimClientSigner NewClient(Random rng) => new(new ClientSigner(Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32))));
 
@@ -84,13 +90,17 @@ public sealed class SimUsig(UsigCore usig)
     /// <summary>The last counter issued (durable).</summary>
     public ulong Counter => Sync(usig.LoadAsync(CancellationToken.None)).Counter;
 
+    /// <summary>HMAC: what this USIG says about each claim (the only place the secret verifies).</summary>
+    public bool[] VerifyUis(IReadOnlyList<UiClaim> claims) =>
+        usig.VerifyUis(claims.Select(c => new UsigClaim(c.ReplicaId, c.Ui.Epoch, c.Ui.Counter, c.Digest, c.Ui.Certificate)).ToList());
+
     /// <summary>Certifies at the next counter (a caller outside the protocol: a test or a rogue replica).</summary>
     public UniqueIdentifier CreateUi(byte[] certifiedDigest) => CreateUis(Counter + 1, [certifiedDigest])[0];
 
     public IReadOnlyList<UniqueIdentifier> CreateUis(ulong firstCounter, IReadOnlyList<byte[]> digests) =>
-        Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None));
+        Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None)).Select(u => u.ToUniqueIdentifier()).ToList();
 
-    public UniqueIdentifier? ReissueUi(ulong counter, byte[] digest) => Sync(usig.ReissueUiAsync(counter, digest, CancellationToken.None));
+    public UniqueIdentifier? ReissueUi(ulong counter, byte[] digest) => Sync(usig.ReissueUiAsync(counter, digest, CancellationToken.None))?.ToUniqueIdentifier();
 
     private static T Sync<T>(Task<T> task)
     {

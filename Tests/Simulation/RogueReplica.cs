@@ -10,9 +10,12 @@ namespace MinBft.Tests.Simulation;
 /// views, withholds counters, replays others' messages and forges others' UIs. The USIG still
 /// binds each counter to one message, which is all MinBFT needs.
 /// </summary>
-internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
+internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, bool clonedUsig = false)
 {
     private readonly SimUsig _usig = keys.UsigFor(id);
+
+    // The negative control: a second instance of this replica's USIG (same key, epoch, counter).
+    private readonly SimUsig? _clone = clonedUsig ? keys.UsigFor(id) : null;
     private readonly List<ReplicaMessage> _heard = [];
     private readonly List<Request> _requests = [];
     private readonly List<CertifiedMessage> _sent = [];
@@ -29,6 +32,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
     public void OnMessage(ReplicaMessage message)
     {
         if (_heard.Count < 512) _heard.Add(message);
+        if (_clone is not null) return; // it certifies nothing else: both instances stay at one counter
         var rng = sim.Rng;
         switch (message)
         {
@@ -49,6 +53,12 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
     private void Act()
     {
         var rng = sim.Rng;
+        if (_clone is not null)
+        {
+            if (id == 0) EquivocateWithTheClone(rng);
+            if (sim.Now < TimeSpan.FromSeconds(10)) sim.Events.After(TimeSpan.FromMilliseconds(rng.Next(5, 60)), Act);
+            return;
+        }
         if (id == 0 && _requests.Count > 0) Equivocate(rng);
         if (rng.NextDouble() < 0.4) Impersonate(rng);
         if (rng.NextDouble() < 0.3)
@@ -116,6 +126,27 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys)
                 _ordered.AddRange(pool);
                 break;
         }
+    }
+
+    /// <summary>
+    /// With a cloned USIG: two different PREPAREs for one position under ONE counter, each certified
+    /// by one of the two instances, the first shown to the lower half of the backups, the second to
+    /// the upper half. Each half sees a gap-free stream and commits; nothing a replica can check
+    /// tells the two apart, which is why the USIG must be isolated.
+    /// </summary>
+    private void EquivocateWithTheClone(Random rng)
+    {
+        var pool = _requests.Where(r => !_ordered.Any(o => o.ClientId == r.ClientId && o.Seq >= r.Seq)).DistinctBy(r => r.ClientId).ToList();
+        if (pool.Count < 2) return;
+        _requests.Clear();
+        var counter = _usig.Counter + 1;
+        var first = new Prepare(0, id, _nextPosition, pool.Take(pool.Count / 2).ToArray(), UniqueIdentifier.None);
+        var second = new Prepare(0, id, _nextPosition, pool.Skip(pool.Count / 2).ToArray(), UniqueIdentifier.None);
+        first = (Prepare)first.WithUi(_usig.CreateUis(counter, [MessageEncoding.CertifiedDigest(first)])[0]);
+        second = (Prepare)second.WithUi(_clone!.CreateUis(counter, [MessageEncoding.CertifiedDigest(second)])[0]);
+        _nextPosition++;
+        _ordered.AddRange(pool);
+        for (var to = 1; to < sim.N; to++) sim.Transmit(id, to, to <= sim.N / 2 ? first : second);
     }
 
     /// <summary>

@@ -26,6 +26,9 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
 
     /// <summary>What survives a crash: the durable log and the stored checkpoint (and the USIG's store).</summary>
     public SimJournal Journal { get; init; } = new();
+
+    /// <summary>HMAC runs: what the core verifies UIs with, filled by the replica's own USIG.</summary>
+    public SimPreverifier? Preverifier { get; init; }
     public StoreCheckpoint? StoredCheckpoint { get; set; }
 
     public string Describe()

@@ -43,7 +43,7 @@ public sealed class Simulation
         {
             if (options.RogueReplicas.Contains(i))
             {
-                _rogues[i] = new RogueReplica(this, i, _keys);
+                _rogues[i] = new RogueReplica(this, i, _keys, options.ClonedUsig);
                 continue;
             }
             var settings = new ProtocolSettings
@@ -65,8 +65,13 @@ public sealed class Simulation
                 UsigMaxBatch = SimUsig.MaxBatch,
             };
             _settings[i] = settings;
-            var core = new ReplicaCore(settings, _keys.CryptoFor(i), new KeyValueStateMachine());
-            _replicas[i] = new SimReplica(this, i, core, _keys.UsigFor(i), options.TamperingReplicas.Contains(i), options.BadSnapshotServers.Contains(i));
+            var usig = _keys.UsigFor(i);
+            var preverifier = _keys.Hmac ? new SimPreverifier(this, i, usig, options.N) : null;
+            var core = new ReplicaCore(settings, _keys.CryptoFor(i, preverifier), new KeyValueStateMachine());
+            _replicas[i] = new SimReplica(this, i, core, usig, options.TamperingReplicas.Contains(i), options.BadSnapshotServers.Contains(i))
+            {
+                Preverifier = preverifier,
+            };
             _histories[i] = [];
             _executedPairs[i] = [];
         }
@@ -193,8 +198,13 @@ public sealed class Simulation
         if (IsIsolated(to) || IsIsolated(from)) return;
         Trace($"{from}->{to} {Describe(message)}");
         if (_rogues[to] is { } rogue) { rogue.OnMessage(message); return; }
+        // HMAC: the replica's own USIG verifies the message's UI claims first, as the grain has it do.
+        _replicas[to]!.Preverifier?.Prepare(message);
         Step(to, core => core.OnMessage(message, Now));
     }
+
+    /// <summary>Claims the replicas' USIGs verified for their hosts (HMAC runs).</summary>
+    public long PreverifiedClaims => _replicas.Sum(r => r?.Preverifier?.Asked ?? 0);
 
     private void DeliverRequest(int to, Request request)
     {
@@ -329,8 +339,10 @@ public sealed class Simulation
         var state = new RecoveredState(journal.View, stored?.Certificate, stored?.Snapshot, stored?.ViewStarts ?? [], journal.First, journal.Entries.ToList(), counter);
         var reissue = state.UisToReissue();
         state = state.WithReissued(reissue.Select(r => usig.ReissueUi(r.Counter, r.Digest)).ToList());
-        var core = new ReplicaCore(_settings[replica]!, _keys.CryptoFor(replica), new KeyValueStateMachine());
-        var fresh = new SimReplica(this, replica, core, usig, tampering: false) { Journal = journal, StoredCheckpoint = stored };
+        var preverifier = _keys.Hmac ? new SimPreverifier(this, replica, usig, N) : null;
+        preverifier?.Prepare(UiClaims.Of(state));
+        var core = new ReplicaCore(_settings[replica]!, _keys.CryptoFor(replica, preverifier), new KeyValueStateMachine());
+        var fresh = new SimReplica(this, replica, core, usig, tampering: false) { Journal = journal, StoredCheckpoint = stored, Preverifier = preverifier };
         _replicas[replica] = fresh;
         Trace($"replica {replica} restarts: stored checkpoint {stored?.Certificate.Sequence ?? 0}, log {journal.First}+{journal.Entries.Count}, " +
               $"{reissue.Count} UIs re-issued, USIG at {counter} ({burned} burned)");

@@ -22,6 +22,14 @@ public sealed record SimulationOptions
     public int[] RogueReplicas { get; init; } = [];
 
     public bool HmacUsig { get; init; }
+
+    /// <summary>
+    /// The negative control of USIG isolation: rogue replicas hold a second USIG instance with
+    /// their key, epoch and counter (a cloned USIG), and as primary certify two different
+    /// PREPAREs with one counter, one for each half of the backups. Exactly what an isolated USIG
+    /// prevents; the checkers must report the fork.
+    /// </summary>
+    public bool ClonedUsig { get; init; }
     public int MaxBatchSize { get; init; } = 4;
     public int CheckpointInterval { get; init; } = 4;
     public int Watermark { get; init; } = 8;
@@ -150,7 +158,7 @@ public sealed record SimulationOptions
     public override string ToString() =>
         $"f={F} clients={Clients}x{RequestsPerClient} drop={DropRate:F2} dup={DuplicateRate:F2} delay<={MaxDelay.TotalMilliseconds}ms " +
         $"faulty-for={FaultyPeriod.TotalMilliseconds}ms tampering=[{string.Join(',', TamperingReplicas)}] rogue=[{string.Join(',', RogueReplicas)}] " +
-        $"usig={(HmacUsig ? "hmac" : "ed25519")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
+        $"usig={(HmacUsig ? "hmac" : "ed25519")}{(ClonedUsig ? " CLONED" : "")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
         $"crashes=[{string.Join(',', Crashes.Select(c => $"{c.Replica}@{c.At.TotalMilliseconds}ms"))}]" +
         $" restarts=[{string.Join(',', Restarts.Select(r => $"{r.Replica}@{r.Down.TotalMilliseconds}-{r.Up.TotalMilliseconds}ms"))}]" +
         $" isolations=[{string.Join(',', Isolations.Select(r => $"{r.Replica}@{r.From.TotalMilliseconds}-{r.To.TotalMilliseconds}ms"))}]" +

@@ -15,8 +15,9 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
     private const int ReplicaId = 2;
     private const ulong Epoch = 3;
 
-    private static Task<IReadOnlyList<UniqueIdentifier>> Batch(UsigCore usig, ulong first, IEnumerable<byte[]> digests) =>
-        usig.CreateUisAsync(first, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None).WaitAsync(Deadline);
+    private static async Task<IReadOnlyList<UniqueIdentifier>> Batch(UsigCore usig, ulong first, IEnumerable<byte[]> digests) =>
+        (await usig.CreateUisAsync(first, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None).WaitAsync(Deadline))
+            .Select(u => u.ToUniqueIdentifier()).ToList();
 
     [Theory]
     [MemberData(nameof(Schemes), MemberType = typeof(UsigTestKit))]
@@ -24,7 +25,7 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var verifier = VerifierFor(ReplicaId, setup.Key);
         ulong next = 1;
@@ -53,7 +54,7 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
         var setup = Scheme(Ed25519Scheme, random, Epoch);
         var writeStarted = new TaskCompletionSource<UsigState>(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var store = new InMemoryUsigCounterStore
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch))
         {
             BeforeWrite = (state, _) =>
             {
@@ -66,7 +67,7 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
         var writing = await writeStarted.Task.WaitAsync(Deadline);
         Assert.Equal(4UL, writing.Counter);
         Assert.False(pending.IsCompleted);
-        Assert.Null(store.State);
+        Assert.Equal(0UL, store.State!.Counter);
         release.SetResult();
         Assert.Equal(4, (await pending).Count);
         Assert.Equal(4UL, store.State!.Counter);
@@ -78,7 +79,7 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var digests = Enumerable.Range(0, 6).Select(_ => random.Bytes(32)).ToArray();
         var first = await Batch(usig, 1, digests);
@@ -106,7 +107,7 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(HmacScheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         await Batch(usig, 1, [random.Bytes(32)]);
         var digests = Enumerable.Range(0, 8).Select(_ => random.Bytes(32)).ToArray();
@@ -131,7 +132,7 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(Ed25519Scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var issued = new List<byte[]>();
         while (issued.Count < 3 * UsigCore.RecentWindow)
@@ -147,11 +148,11 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
         {
             var ui = await reloaded.ReissueUiAsync(counter, issued[(int)counter - 1], CancellationToken.None);
             Assert.NotNull(ui);
-            Assert.True(verifier.Verify(ReplicaId, ui, issued[(int)counter - 1]));
+            Assert.True(verifier.Verify(ReplicaId, ui.ToUniqueIdentifier(), issued[(int)counter - 1]));
             Assert.Null(await reloaded.ReissueUiAsync(counter, random.Bytes(32), CancellationToken.None));
         }
         Assert.Null(await reloaded.ReissueUiAsync(last - UsigCore.RecentWindow, issued[(int)(last - UsigCore.RecentWindow) - 1], CancellationToken.None));
-        Assert.True((store.State!.Recent?.Length ?? 0) <= (UsigCore.RecentWindow - 1) * 32);
+        Assert.True(store.State!.Recent.Length <= UsigCore.RecentWindow * 32);
     }
 
     [Theory]
@@ -159,7 +160,7 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
     [InlineData(UsigCore.MaxBatch + 1)]
     public async Task A_batch_of_no_digests_or_too_many_is_refused_and_nothing_is_issued(int size)
     {
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, Scheme(HmacScheme, new Random(1), Epoch).Certifier, store);
         var error = await Assert.ThrowsAsync<ArgumentException>(() => Batch(usig, 1, Enumerable.Range(0, size).Select(_ => new byte[32])));
         Assert.Contains($"1..{UsigCore.MaxBatch}", error.Message, StringComparison.Ordinal);

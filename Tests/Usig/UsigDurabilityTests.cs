@@ -23,7 +23,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var setup = Scheme(scheme, random, Epoch);
         var writeStarted = new TaskCompletionSource<UsigState>(TaskCreationOptions.RunContinuationsAsynchronously);
         var releaseWrite = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var store = new InMemoryUsigCounterStore
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch))
         {
             BeforeWrite = (state, _) =>
             {
@@ -38,7 +38,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var beingWritten = await writeStarted.Task.WaitAsync(Deadline);
         Assert.Equal(1UL, beingWritten.Counter);
         Assert.False(pending.IsCompleted);
-        Assert.Null(store.State);
+        Assert.Equal(0UL, store.State!.Counter);
 
         // A retry of the same digest must not overtake the blocked write either.
         var retry = usig.CreateAt(1, digest);
@@ -47,8 +47,8 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         releaseWrite.SetResult();
         var ui = await pending.WaitAsync(Deadline);
         Assert.Equal(1UL, ui.Counter);
-        Assert.Equal(ui, store.State!.LastUi);
-        Assert.Same(ui, await retry.WaitAsync(Deadline));
+        Assert.Equal(digest, store.State!.DigestAt(1).ToArray());
+        AssertSameUi(ui, await retry.WaitAsync(Deadline));
         Assert.Equal(1, store.Writes);
     }
 
@@ -58,12 +58,12 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore { Fault = UsigStoreFault.FailWithoutWriting };
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch)) { Fault = UsigStoreFault.FailWithoutWriting };
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var digest = random.Bytes(32);
 
         await Assert.ThrowsAsync<IOException>(() => usig.CreateAt(1, digest));
-        Assert.Null(store.State);
+        Assert.Equal(0UL, store.State!.Counter);
 
         store.Fault = UsigStoreFault.None;
         var readsBefore = store.Reads;
@@ -79,17 +79,18 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore { Fault = UsigStoreFault.FailAfterWriting };
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch)) { Fault = UsigStoreFault.FailAfterWriting };
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var digest = random.Bytes(32);
 
         await Assert.ThrowsAsync<IOException>(() => usig.CreateAt(1, digest));
-        var landed = store.State!.LastUi!;
-        Assert.Equal(1UL, landed.Counter);
+        Assert.Equal(1UL, store.State!.Counter);
+        Assert.Equal(digest, store.State.DigestAt(1).ToArray());
 
         store.Fault = UsigStoreFault.None;
         var retried = await usig.CreateAt(1, digest);
-        Assert.Equal(landed, retried);
+        Assert.Equal(1UL, retried.Counter);
+        Assert.True(VerifierFor(ReplicaId, setup.Key).Verify(ReplicaId, retried, digest));
         Assert.Equal(1, store.Writes); // the retry wrote nothing new
         Assert.Equal(2UL, (await usig.Create(random.Bytes(32))).Counter);
     }
@@ -101,7 +102,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         // get counter 1 too: two messages with one counter, exactly what USIG must prevent.
         var random = TestRandom.Create(output);
         var setup = Scheme(Ed25519Scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore { Fault = UsigStoreFault.FailAfterWriting };
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch)) { Fault = UsigStoreFault.FailAfterWriting };
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
 
         await Assert.ThrowsAsync<IOException>(() => usig.CreateAt(1, random.Bytes(32)));
@@ -117,7 +118,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var random = TestRandom.Create(output);
         var setup = Scheme(HmacScheme, random, Epoch);
         var writeStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var store = new InMemoryUsigCounterStore
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch))
         {
             BeforeWrite = async (_, ct) =>
             {
@@ -144,7 +145,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
     public async Task StoreReadFailure_IssuesNothing_UntilTheStoreIsReadable()
     {
         var setup = Scheme(HmacScheme, new Random(1), Epoch);
-        var store = new InMemoryUsigCounterStore { FailReads = true };
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch)) { FailReads = true };
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         await Assert.ThrowsAsync<IOException>(() => usig.CreateAt(1, new byte[32]));
         Assert.Equal(0, store.Writes);
@@ -159,7 +160,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
         var verifier = VerifierFor(ReplicaId, setup.Key);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var digestByCounter = new Dictionary<ulong, byte[]>();
         ulong lastReturned = 0;
@@ -169,8 +170,13 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         void Record(UniqueIdentifier ui, byte[] digest)
         {
             Assert.True(verifier.Verify(ReplicaId, ui, digest));
-            if (digestByCounter.TryGetValue(ui.Counter, out var known)) Assert.Equal(known, digest); // unique
-            else digestByCounter.Add(ui.Counter, digest);
+            RecordDigest(ui.Counter, digest);
+        }
+
+        void RecordDigest(ulong counter, byte[] digest)
+        {
+            if (digestByCounter.TryGetValue(counter, out var known)) Assert.Equal(known, digest); // unique
+            else digestByCounter.Add(counter, digest);
         }
 
         for (var message = 0; message < 200; message++)
@@ -204,7 +210,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
                 catch (IOException)
                 {
                     // Whatever landed is certified as far as the world can tell.
-                    if (store.State?.LastUi is { } landed) Record(landed, store.State.LastDigest);
+                    if (store.State is { Counter: > 0 } landed) RecordDigest(landed.Counter, landed.DigestAt(landed.Counter).ToArray());
                     if (random.Next(3) == 0)
                     {
                         abandonedSinceLastReturn = true;
@@ -222,7 +228,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(HmacScheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         for (ulong expected = 1; expected <= 200; expected++)
         {

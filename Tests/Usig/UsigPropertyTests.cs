@@ -20,7 +20,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var verifier = VerifierFor(ReplicaId, setup.Key);
 
@@ -48,7 +48,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var a = random.Bytes(32);
         var b = random.Bytes(32);
@@ -57,13 +57,13 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         var retry = await usig.CreateAt(1, a);
         var retryAgain = await usig.CreateAt(1, (byte[])a.Clone());
         Assert.Equal(1UL, first.Counter);
-        Assert.Same(first, retry);
-        Assert.Same(first, retryAgain);
+        AssertSameUi(first, retry);
+        AssertSameUi(first, retryAgain);
         Assert.Equal(1, store.Writes);
 
         var second = await usig.CreateAt(2, b);
         Assert.Equal(2UL, second.Counter);
-        Assert.Same(second, await usig.CreateAt(2, b));
+        AssertSameUi(second, await usig.CreateAt(2, b));
         Assert.Equal(2, store.Writes);
         // An older counter retried for its digest gets its UI again (re-certified, nothing written).
         var reissued = await usig.CreateAt(1, a);
@@ -79,7 +79,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         // before). It asks for the next counter: the USIG must not mistake that for a retry.
         var random = TestRandom.Create(output);
         var setup = Scheme(Ed25519Scheme, random, Epoch);
-        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore());
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore(UsigState.Fresh(Epoch)));
         var a = random.Bytes(32);
         Assert.Equal(1UL, (await usig.CreateAt(1, a)).Counter);
         var again = await usig.CreateAt(2, a);
@@ -92,7 +92,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(HmacScheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         await usig.CreateAt(1, random.Bytes(32));
         await Assert.ThrowsAsync<ArgumentException>(() => usig.CreateAt(1, random.Bytes(32))); // reuse for another digest
@@ -109,7 +109,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         // message is legal and costs a counter; what must never happen is a counter reused.
         var random = TestRandom.Create(output);
         var setup = Scheme(Ed25519Scheme, random, Epoch);
-        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore());
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore(UsigState.Fresh(Epoch)));
         var a = random.Bytes(32);
         Assert.Equal(1UL, (await usig.Create(a)).Counter);
         Assert.Equal(2UL, (await usig.Create(random.Bytes(32))).Counter);
@@ -126,7 +126,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         var setup = Scheme(scheme, random, Epoch);
         var firstWriteStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var releaseFirstWrite = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var store = new InMemoryUsigCounterStore
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch))
         {
             // Hold the first write open so all other calls queue up behind it.
             BeforeWrite = (state, _) =>
@@ -159,7 +159,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(HmacScheme, random, Epoch);
-        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore());
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore(UsigState.Fresh(Epoch)));
         var digests = Enumerable.Range(0, 400).Select(_ => random.Bytes(32)).ToArray();
         // Every thread claims counters 1..40 in turn, each for its own digest: per counter exactly
         // one claim wins, the others are refused, and nothing is issued twice.
@@ -184,7 +184,7 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
     [InlineData(64)]
     public async Task DigestOfWrongLength_IsRejected_AndIssuesNothing(int length)
     {
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, Scheme(HmacScheme, new Random(1), Epoch).Certifier, store);
         await Assert.ThrowsAsync<ArgumentException>(() => usig.CreateAt(1, new byte[length]));
         Assert.Equal(0, store.Writes);
@@ -197,14 +197,14 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var before = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         byte[] last = [];
         UniqueIdentifier lastUi = UniqueIdentifier.None;
         for (var i = 0; i < 5; i++) lastUi = await before.Create(last = random.Bytes(32));
 
         var after = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
-        Assert.Equal(lastUi, await after.CreateAt(5, last));
+        AssertSameUi(lastUi, await after.CreateAt(5, last));
         Assert.Equal(6UL, (await after.Create(random.Bytes(32))).Counter);
     }
 
@@ -212,12 +212,11 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
     public async Task StoreOfAnotherEpoch_RefusesToStart()
     {
         var setup = Scheme(Ed25519Scheme, new Random(1), 1);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(1));
         await new UsigCore(ReplicaId, 1, setup.Certifier, store).Create(new byte[32]);
 
         var wrongEpoch = new UsigCore(ReplicaId, 2, setup.Certifier, store);
         var error = await Assert.ThrowsAsync<UsigEpochMismatchException>(() => wrongEpoch.LoadAsync(CancellationToken.None));
-        Assert.Equal(2UL, error.ConfiguredEpoch);
         Assert.Equal(1UL, error.StoredEpoch);
         Assert.Contains("new epoch", error.Message);
         await Assert.ThrowsAsync<UsigEpochMismatchException>(() => wrongEpoch.CreateAt(2, new byte[32]));
@@ -228,26 +227,45 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
     public async Task InconsistentStoredState_RefusesToStart()
     {
         var setup = Scheme(HmacScheme, new Random(1), Epoch);
-        var corrupt = new UsigState(Epoch, 5, new byte[32], new UniqueIdentifier(Epoch, 4, new byte[32]));
+        // Counter 5 issued but no digest remembered: a state no write of the USIG produces.
+        var corrupt = new UsigState(Epoch, 5, []);
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, new InMemoryUsigCounterStore(corrupt));
         await Assert.ThrowsAsync<InvalidDataException>(() => usig.CreateAt(6, new byte[32]));
     }
 
     [Fact]
-    public void UsigState_RoundTripsThroughTheOrleansSerializer()
+    public async Task AStoreThatHoldsNothing_RefusesToIssue_NeverStartsOverAtCounterOne()
+    {
+        // A lost or wiped store looks exactly like this: starting at 1 again would re-issue counters.
+        var store = new InMemoryUsigCounterStore();
+        var usig = new UsigCore(ReplicaId, Epoch, Scheme(HmacScheme, new Random(1), Epoch).Certifier, store);
+        var error = await Assert.ThrowsAsync<UsigNotInitializedException>(() => usig.CreateAt(1, new byte[32]));
+        Assert.Contains("new epoch", error.Message);
+        await Assert.ThrowsAsync<UsigNotInitializedException>(() => usig.LoadAsync(CancellationToken.None));
+        Assert.Equal(0, store.Writes);
+
+        // Explicit initialisation for the epoch is the one way to a first counter.
+        Assert.True(await UsigCore.InitializeAsync(store, Epoch, CancellationToken.None));
+        Assert.Equal(1UL, (await usig.CreateAt(1, new byte[32])).Counter);
+        Assert.False(await UsigCore.InitializeAsync(store, Epoch, CancellationToken.None)); // already: nothing reset
+        Assert.Equal(1UL, store.State!.Counter);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => UsigCore.InitializeAsync(store, Epoch - 1, CancellationToken.None));
+        Assert.Equal(1UL, store.State!.Counter);
+    }
+
+    [Fact]
+    public void StoredUsigState_RoundTripsThroughTheOrleansSerializer_AndBackToTheLibrarysState()
     {
         using var services = new ServiceCollection().AddSerializer().BuildServiceProvider();
         var serializer = services.GetRequiredService<Serializer>();
-        var state = new UsigState(3, 9, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray(), new UniqueIdentifier(3, 9, [1, 2, 3]));
-        var copy = serializer.Deserialize<UsigState>(serializer.SerializeToArray(state));
-        Assert.NotNull(copy);
-        Assert.Equal(state.Epoch, copy.Epoch);
-        Assert.Equal(state.Counter, copy.Counter);
-        Assert.Equal(state.LastDigest, copy.LastDigest);
-        Assert.Equal(state.LastUi!.Certificate, copy.LastUi!.Certificate);
-        Assert.Equal(state.LastUi.Counter, copy.LastUi.Counter);
-        var fresh = serializer.Deserialize<UsigState>(serializer.SerializeToArray(UsigState.Fresh(1)));
-        Assert.NotNull(fresh);
-        Assert.Null(fresh.LastUi);
+        var recent = Enumerable.Range(0, 96).Select(i => (byte)i).ToArray();
+        var state = new UsigState(3, 9, recent);
+        var stored = StoredUsigState.From(state);
+        var copy = serializer.Deserialize<StoredUsigState>(serializer.SerializeToArray(stored))!.ToUsigState();
+        Assert.Equal((state.Epoch, state.Counter), (copy.Epoch, copy.Counter));
+        Assert.Equal(recent, copy.Recent);
+        Assert.Equal(recent[64..], copy.DigestAt(9).ToArray());
+        Assert.Equal(recent[..32], copy.DigestAt(7).ToArray());
+        Assert.Empty(serializer.Deserialize<StoredUsigState>(serializer.SerializeToArray(StoredUsigState.From(UsigState.Fresh(1))))!.ToUsigState().Recent);
     }
 }

@@ -21,7 +21,7 @@ public sealed class UsigReissueTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         var verifier = VerifierFor(ReplicaId, setup.Key);
         var digests = new List<byte[]>();
@@ -40,7 +40,7 @@ public sealed class UsigReissueTests(ITestOutputHelper output)
             var ui = await reloaded.ReissueUiAsync(counter, digest, CancellationToken.None);
             Assert.NotNull(ui);
             Assert.Equal(counter, ui.Counter);
-            Assert.True(verifier.Verify(ReplicaId, ui, digest));
+            Assert.True(verifier.Verify(ReplicaId, ui.ToUniqueIdentifier(), digest));
             // Never for another digest, even one certified at another counter.
             Assert.Null(await reloaded.ReissueUiAsync(counter, digests[(int)counter % digests.Count], CancellationToken.None));
             Assert.Null(await reloaded.ReissueUiAsync(counter, random.Bytes(32), CancellationToken.None));
@@ -59,14 +59,14 @@ public sealed class UsigReissueTests(ITestOutputHelper output)
     {
         var random = TestRandom.Create(output);
         var setup = Scheme(Ed25519Scheme, random, Epoch);
-        var store = new InMemoryUsigCounterStore();
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
         var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
         Assert.Null(await usig.ReissueUiAsync(1, random.Bytes(32), CancellationToken.None));
         for (var i = 0; i < 3 * UsigCore.RecentWindow; i++)
         {
             await usig.Create(random.Bytes(32));
             Assert.Null(store.State!.Inconsistency());
-            Assert.True((store.State.Recent?.Length ?? 0) <= (UsigCore.RecentWindow - 1) * 32);
+            Assert.True(store.State.Recent.Length <= UsigCore.RecentWindow * 32);
         }
         await Assert.ThrowsAsync<ArgumentException>(() => usig.ReissueUiAsync(1, new byte[31], CancellationToken.None));
     }

@@ -26,10 +26,21 @@ internal static class UsigTestKit
     };
 
     private static Setup Ed25519Setup(Ed25519KeyPair keys, ulong epoch) =>
-        new(new Ed25519UsigCertifier(keys), UsigVerificationKey.Ed25519(epoch, keys.PublicKey), e => UsigVerificationKey.Ed25519(e, keys.PublicKey));
+        new(new Ed25519UsigCertifier(keys.PrivateKey), UsigVerificationKey.Ed25519(epoch, keys.PublicKey), e => UsigVerificationKey.Ed25519(e, keys.PublicKey));
 
     private static Setup HmacSetup(byte[] secret, ulong epoch) =>
-        new(new HmacUsigCertifier(secret), UsigVerificationKey.Hmac(epoch, secret), e => UsigVerificationKey.Hmac(e, secret));
+        new(new HmacUsigCertifier(secret), new(epoch, new HmacCheckInsideTheUsig(secret)), e => new(e, new HmacCheckInsideTheUsig(secret)));
+
+    /// <summary>For these tests only: the USIG library's HMAC check behind the verifier interface.
+    /// In a deployment an HMAC check runs inside a USIG only (VerifyUis).</summary>
+    private sealed class HmacCheckInsideTheUsig(byte[] secret) : IUsigCertificateVerifier
+    {
+        private readonly HmacUsigCertifier _usig = new(secret);
+
+        public int CertificateLength => 32;
+
+        public bool Verify(ReadOnlySpan<byte> input, ReadOnlySpan<byte> certificate) => _usig.Verify(input, certificate);
+    }
 
     public static UsigVerifier VerifierFor(int replicaId, UsigVerificationKey key) =>
         new(new Dictionary<int, UsigVerificationKey> { [replicaId] = key });
@@ -44,5 +55,13 @@ internal static class UsigTestKit
     /// <summary>Certifies <paramref name="digest"/> at <paramref name="counter"/> (or gets the UI again
     /// if that counter went to that digest).</summary>
     public static async Task<UniqueIdentifier> CreateAt(this UsigCore usig, ulong counter, byte[] digest, CancellationToken cancellationToken = default) =>
-        (await usig.CreateUisAsync(counter, [digest], cancellationToken))[0];
+        (await usig.CreateUisAsync(counter, [digest], cancellationToken))[0].ToUniqueIdentifier();
+
+    /// <summary>Both certificate schemes are deterministic: a UI issued again is equal byte for byte.</summary>
+    public static void AssertSameUi(UniqueIdentifier expected, UniqueIdentifier? actual)
+    {
+        Assert.NotNull(actual);
+        Assert.Equal((expected.Epoch, expected.Counter), (actual.Epoch, actual.Counter));
+        Assert.Equal(expected.Certificate, actual.Certificate);
+    }
 }

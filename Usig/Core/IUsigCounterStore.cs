@@ -3,10 +3,8 @@ namespace MinBft.Usig;
 /// <summary>
 /// Durable storage of a USIG's <see cref="UsigState"/>. Part of the trusted computing base: a
 /// store that rolls back lets the USIG reissue counters, which nothing outside can detect.
-/// <see cref="WriteAsync"/> must return only once the state is durable, and should throw when
-/// it cannot be sure of that. A grain-storage implementation writes conditionally on the
-/// ETag, so that a second activation of the USIG grain (Orleans may briefly run two) fails its
-/// write instead of forking the counter.
+/// <see cref="WriteAsync"/> returns only once the state is durable, and throws when it cannot be
+/// sure of that.
 /// </summary>
 public interface IUsigCounterStore
 {

@@ -1,4 +1,6 @@
-namespace MinBft.Usig;
+namespace MinBft.Tests.Usig;
+
+using MinBft.Usig;
 
 /// <summary>How <see cref="InMemoryUsigCounterStore"/> fails its writes (for tests).</summary>
 public enum UsigStoreFault

@@ -1,0 +1,70 @@
+using MinBft.Messages;
+using MinBft.Usig;
+using Orleans.Runtime;
+using Orleans.Storage;
+
+namespace MinBft;
+
+/// <summary>What the USIG grain stores in in-process mode (state name <c>usig</c>): its counter state.</summary>
+[GenerateSerializer, Alias("minbft.UsigGrainState")]
+public sealed class UsigGrainState
+{
+    [Id(0)]
+    public StoredUsigState? Usig { get; set; }
+}
+
+/// <summary>
+/// A <see cref="UsigState"/> as grain storage keeps it (the USIG library has no Orleans types).
+/// <see cref="LastDigest"/> is the digest certified at <see cref="Counter"/>, <see cref="Recent"/>
+/// the ones before it; <see cref="LastUi"/> is no longer written (both schemes certify
+/// deterministically, so the USIG certifies again) and ignored when read.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("minbft.UsigState")]
+public sealed record StoredUsigState(
+    [property: Id(0)] ulong Epoch,
+    [property: Id(1)] ulong Counter,
+    [property: Id(2)] byte[] LastDigest,
+    [property: Id(3)] UniqueIdentifier? LastUi,
+    [property: Id(4)] byte[]? Recent = null)
+{
+    public static StoredUsigState From(UsigState state)
+    {
+        var cut = Math.Max(0, state.Recent.Length - 32);
+        return new(state.Epoch, state.Counter, state.Recent[cut..], null, state.Recent[..cut]);
+    }
+
+    public UsigState ToUsigState() => new(Epoch, Counter, [.. Recent ?? [], .. LastDigest ?? []]);
+}
+
+/// <summary>Conversions between the USIG library's records and the protocol's.</summary>
+public static class UsigConversions
+{
+    public static UniqueIdentifier ToUniqueIdentifier(this UsigUi ui) => new(ui.Epoch, ui.Counter, ui.Certificate);
+}
+
+/// <summary>
+/// The in-process USIG's counter store over fault domain i's grain storage. Writes are
+/// conditional on the ETag, so that a second activation of the USIG grain (Orleans may briefly run
+/// two) fails its write instead of forking the counter; a read always goes back to storage and
+/// refreshes the ETag (the core reads again only after a write whose outcome is unknown).
+/// </summary>
+internal sealed class GrainStorageCounterStore(IGrainStorage storage, GrainId grainId) : IUsigCounterStore
+{
+    // The name [PersistentState("usig")] used: stores written by earlier builds read the same.
+    private const string Name = "usig";
+
+    private readonly GrainState<UsigGrainState> _state = new(new UsigGrainState());
+
+    public async Task<UsigState?> ReadAsync(CancellationToken cancellationToken)
+    {
+        await storage.ReadStateAsync(Name, grainId, _state);
+        return _state.State?.Usig?.ToUsigState();
+    }
+
+    public async Task WriteAsync(UsigState state, CancellationToken cancellationToken)
+    {
+        // A new object per write: the provider may serialize it after this method yields.
+        _state.State = new UsigGrainState { Usig = StoredUsigState.From(state) };
+        await storage.WriteStateAsync(Name, grainId, _state);
+    }
+}

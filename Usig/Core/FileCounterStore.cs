@@ -1,0 +1,105 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using Microsoft.Win32.SafeHandles;
+
+namespace MinBft.Usig;
+
+/// <summary>
+/// The USIG program's counter file: two fixed slots, each holding a whole state with a sequence
+/// number and a SHA-256 checksum. A write goes to the slot that does not hold the newest state and
+/// is synced (fsync) before it returns, so a torn write (a crash mid-write) damages only that slot
+/// and the previous state survives in the other; a read takes the valid slot with the higher
+/// sequence. The file is locked (FileShare.None: flock on Linux), so a second USIG process on the
+/// same file fails to open it instead of forking the counter. Rollback protection rests on the
+/// file system and whoever can write the file: a real deployment would keep the counter in a TPM
+/// NV counter or an enclave.
+/// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
+{
+    private const int SlotSize = 4096;
+    private const int HeaderSize = 8 + 8 + 4 + 8 + 8 + 2;
+    private static ReadOnlySpan<byte> Magic => "MBUSIG01"u8;
+
+    private readonly FileStream _stream;
+    private readonly int _replicaId;
+    private ulong _sequence;
+
+    private FileCounterStore(FileStream stream, int replicaId) => (_stream, _replicaId) = (stream, replicaId);
+
+    private SafeFileHandle File => _stream.SafeFileHandle;
+
+    /// <summary>Opens the counter file of USIG <paramref name="replicaId"/>; only <paramref name="create"/>
+    /// (initialisation) creates a missing one.</summary>
+    public static FileCounterStore Open(string path, int replicaId, bool create)
+    {
+        if (!create && !System.IO.File.Exists(path)) throw new UsigNotInitializedException(replicaId, path);
+        var options = new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.ReadWrite, Share = FileShare.None, BufferSize = 0 };
+        if (create) (options.Mode, options.UnixCreateMode) = (FileMode.OpenOrCreate, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var stream = new FileStream(path, options);
+        if (create) SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        return new FileCounterStore(stream, replicaId);
+    }
+
+    public Task<UsigState?> ReadAsync(CancellationToken cancellationToken)
+    {
+        if (RandomAccess.GetLength(File) == 0) return Task.FromResult<UsigState?>(null); // created, never written
+        var slots = new[] { Parse(0), Parse(1) }.Where(s => s is not null).OrderByDescending(s => s!.Value.Sequence).ToArray();
+        if (slots.Length == 0) throw new InvalidDataException("the USIG counter file holds no valid state: if 'init' was interrupted, delete the file and init again; otherwise the state is lost and the USIG needs a new epoch");
+        _sequence = slots[0]!.Value.Sequence;
+        return Task.FromResult<UsigState?>(slots[0]!.Value.State);
+    }
+
+    public Task WriteAsync(UsigState state, CancellationToken cancellationToken)
+    {
+        var n = state.Recent.Length / UsigCertificateInput.DigestLength;
+        var slot = new byte[SlotSize];
+        Magic.CopyTo(slot);
+        BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(8), _sequence + 1);
+        BinaryPrimitives.WriteInt32BigEndian(slot.AsSpan(16), _replicaId);
+        BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(20), state.Epoch);
+        BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(28), state.Counter);
+        BinaryPrimitives.WriteUInt16BigEndian(slot.AsSpan(36), (ushort)n);
+        state.Recent.CopyTo(slot, HeaderSize);
+        SHA256.HashData(slot.AsSpan(0, HeaderSize + state.Recent.Length), slot.AsSpan(HeaderSize + state.Recent.Length));
+        RandomAccess.Write(File, slot, (long)((_sequence + 1) % 2) * SlotSize);
+        RandomAccess.FlushToDisk(File);
+        _sequence++;
+        return Task.CompletedTask;
+    }
+
+    public void Dispose() => _stream.Dispose();
+
+    private (ulong Sequence, UsigState State)? Parse(int index)
+    {
+        var slot = new byte[SlotSize];
+        if (RandomAccess.Read(File, slot, (long)index * SlotSize) < HeaderSize || !slot.AsSpan(0, 8).SequenceEqual(Magic)) return null;
+        var n = BinaryPrimitives.ReadUInt16BigEndian(slot.AsSpan(36));
+        var end = HeaderSize + n * UsigCertificateInput.DigestLength;
+        if (n > UsigCore.RecentWindow || !SHA256.HashData(slot.AsSpan(0, end)).AsSpan().SequenceEqual(slot.AsSpan(end, 32))) return null;
+        if (BinaryPrimitives.ReadInt32BigEndian(slot.AsSpan(16)) is var owner && owner != _replicaId)
+            throw new InvalidDataException($"the USIG counter file belongs to replica {owner}, not {_replicaId}");
+        var state = new UsigState(BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(20)), BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(28)), slot[HeaderSize..end]);
+        return (BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(8)), state);
+    }
+
+    // A new file's directory entry is durable only once the directory itself is synced.
+    private static void SyncDirectory(string directory)
+    {
+        var fd = OpenDirectory(directory, 0x10000 /* O_RDONLY | O_DIRECTORY */);
+        if (fd < 0) throw new IOException($"cannot open {directory} to sync it (errno {Marshal.GetLastPInvokeError()})");
+        var synced = Fsync(fd);
+        Close(fd);
+        if (synced != 0) throw new IOException($"fsync of {directory} failed (errno {Marshal.GetLastPInvokeError()})");
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenDirectory(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int Close(int fd);
+}

@@ -1,0 +1,129 @@
+using System.CommandLine;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Runtime.Versioning;
+
+[assembly: SupportedOSPlatform("linux")] // SO_PEERCRED and the socket's file mode
+
+namespace MinBft.Usig;
+
+/// <summary>
+/// The USIG of one fault domain as a process of its own: the only holder of its key and counter.
+/// <code>
+/// MinBft.Usig init  --state FILE --replica I --epoch E                 first start of an epoch
+/// MinBft.Usig serve --state FILE --replica I --epoch E --key FILE --socket PATH --allowed-uid U
+/// </code>
+/// <c>serve</c> refuses to run without a state initialised for its epoch, listens on a Unix domain
+/// socket (mode 0600), accepts connections only from <c>--allowed-uid</c> (SO_PEERCRED, Linux) and
+/// serves one client at a time: replica i's silo.
+/// </summary>
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        var state = new Option<string>("--state") { Description = "The counter file", Required = true };
+        var replica = new Option<int>("--replica") { Description = "The replica this USIG belongs to", Required = true };
+        var epoch = new Option<ulong>("--epoch") { Description = "The USIG's epoch in the cluster manifest", Required = true };
+        var key = new Option<string>("--key") { Description = "The USIG key file (domain-i/usig/usig.key or usig-hmac.key)", Required = true };
+        var socket = new Option<string>("--socket") { Description = "Unix domain socket path to listen on", Required = true };
+        var uid = new Option<uint>("--allowed-uid") { Description = "The only user id that may connect (the silo's)", Required = true };
+        var init = new Command("init", "Initialise the counter file for an epoch (counter 0); refuses an existing state of that or a newer epoch") { state, replica, epoch };
+        init.SetAction((p, ct) => Run(async () =>
+        {
+            using var store = FileCounterStore.Open(p.GetValue(state)!, p.GetValue(replica), create: true);
+            if (!await UsigCore.InitializeAsync(store, p.GetValue(epoch), ct)) throw new InvalidOperationException("already initialised for this epoch");
+            Console.WriteLine($"usig: initialised replica {p.GetValue(replica)} epoch {p.GetValue(epoch)}");
+        }));
+        var serve = new Command("serve", "Serve replica i's silo over a Unix domain socket") { state, replica, epoch, key, socket, uid };
+        serve.SetAction((p, ct) => Run(() => ServeAsync(p.GetValue(state)!, p.GetValue(replica), p.GetValue(epoch), p.GetValue(key)!, p.GetValue(socket)!, p.GetValue(uid), ct)));
+        var parse = new RootCommand("MinBFT USIG: a trusted counter in a process of its own") { init, serve }.Parse(args);
+        var exit = await parse.InvokeAsync().ConfigureAwait(false);
+        return parse.Errors.Count > 0 ? 2 : exit;
+    }
+
+    private static async Task<int> Run(Func<Task> body)
+    {
+        try
+        {
+            await body().ConfigureAwait(false);
+            return 0;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            await Console.Error.WriteLineAsync("usig: " + e.Message).ConfigureAwait(false);
+            return 1;
+        }
+    }
+
+    private static async Task ServeAsync(string statePath, int replicaId, ulong epoch, string keyPath, string socketPath, uint allowedUid, CancellationToken cancellationToken)
+    {
+        using var store = FileCounterStore.Open(statePath, replicaId, create: false);
+        var core = new UsigCore(replicaId, epoch, UsigKeyFile.Load(keyPath), store);
+        var state = await core.LoadAsync(cancellationToken).ConfigureAwait(false); // refuses a missing, foreign or corrupted state
+        var server = new UsigServer(core);
+        RemoveStaleSocket(socketPath);
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+        File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        listener.Listen(1);
+        Console.WriteLine($"usig: replica {replicaId} epoch {epoch} counter {state.Counter} scheme {core.Certifier.Scheme} listening on {socketPath} for uid {allowedUid}");
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            // One client at a time: the next connection is accepted when this one ends.
+            using var client = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            var peer = PeerUid(client);
+            if (peer != allowedUid)
+            {
+                Console.Error.WriteLine($"usig: refused a connection from uid {peer}");
+                continue;
+            }
+            await using var stream = new NetworkStream(client);
+            try
+            {
+                while (await UsigWire.ReadFrameAsync(stream, cancellationToken).ConfigureAwait(false) is { } request)
+                    await UsigWire.WriteFrameAsync(stream, await server.HandleAsync(request, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or SocketException or InvalidDataException)
+            {
+                // A frame length out of bounds cannot be skipped: say why, then drop the connection.
+                if (e is InvalidDataException) await TrySendAsync(stream, UsigWire.ErrorBody(e.Message)).ConfigureAwait(false);
+                Console.Error.WriteLine($"usig: connection closed: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>A socket left by a killed predecessor. Only a socket is removed: open(2) of a socket fails.</summary>
+    private static void RemoveStaleSocket(string path)
+    {
+        if (!File.Exists(path)) return;
+        try
+        {
+            File.OpenHandle(path).Dispose();
+        }
+        catch (IOException)
+        {
+            File.Delete(path);
+            return;
+        }
+        throw new IOException($"{path} exists and is not a socket; refusing to replace it");
+    }
+
+    private static async Task TrySendAsync(Stream stream, byte[] body)
+    {
+        try
+        {
+            await UsigWire.WriteFrameAsync(stream, body, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    /// <summary>The connecting process's user id: struct ucred { pid_t pid; uid_t uid; gid_t gid; } from SO_PEERCRED.</summary>
+    private static uint PeerUid(Socket socket)
+    {
+        Span<byte> credentials = stackalloc byte[12];
+        socket.GetRawSocketOption(1 /* SOL_SOCKET */, 17 /* SO_PEERCRED */, credentials);
+        return MemoryMarshal.Read<uint>(credentials[4..]);
+    }
+}
