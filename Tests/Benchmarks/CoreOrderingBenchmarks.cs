@@ -49,7 +49,7 @@ public class CoreOrderingBenchmarks
         _usigs = new UsigCore[N];
         for (var i = 0; i < N; i++)
         {
-            _usigs[i] = new UsigCore(i, 1, new Ed25519UsigCertifier(usigKeys[i]), new MemoryCounterStore());
+            _usigs[i] = new UsigCore(i, 1, new Ed25519UsigCertifier(usigKeys[i].PrivateKey), new MemoryCounterStore());
             var settings = new ProtocolSettings { N = N, ReplicaId = i, UsigReissueWindow = UsigCore.RecentWindow, UsigMaxBatch = UsigCore.MaxBatch };
             _cores[i] = new ReplicaCore(settings, new ProtocolCrypto(verifier, new Ed25519ReplicaSigner(signing[i]), ring, new RequestVerifier()), new KeyValueStateMachine());
         }
@@ -125,7 +125,7 @@ public class CoreOrderingBenchmarks
                     break;
                 case CertifyUis certify:
                     var uis = _usigs[replica].CreateUisAsync(certify.FirstCounter, certify.Digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None).GetAwaiter().GetResult();
-                    Drain(replica, _cores[replica].OnUisIssued(uis, _now));
+                    Drain(replica, _cores[replica].OnUisIssued([.. uis.Select(u => u.ToUniqueIdentifier())], _now));
                     break;
                 case StoreCheckpoint:
                     Drain(replica, _cores[replica].OnCheckpointStored(_now));
