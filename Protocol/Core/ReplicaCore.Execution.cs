@@ -22,6 +22,12 @@ public sealed partial class ReplicaCore
     /// <summary>Accepted batches waiting for their commit quorum or for an earlier batch.</summary>
     public int UnexecutedBatches => _executionQueue.Count;
 
+    /// <summary>For failure reports: each batch waiting to execute (position, PREPARE counter,
+    /// committers), and each sender's last COMMIT (PREPARE counter at position).</summary>
+    public string DescribeOrdering() =>
+        "queue [" + string.Join(" ", _executionQueue.Select(b => $"s{b.Prepare.Sequence}/p{b.Counter}:{{{string.Join(",", b.Committers.Order())}}}")) + "] "
+        + "last commits [" + string.Join(" ", Enumerable.Range(0, N).Select(i => $"{i}:p{_lastCommitted[i]}@s{_lastCommittedPosition[i]}")) + "]";
+
     /// <summary>Last executed sequence number of a client (0: none).</summary>
     public ulong LastExecutedSeq(string clientId) => _clients.TryGetValue(clientId, out var r) ? r.LastExecutedSeq : 0;
 

@@ -38,7 +38,8 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
         return $"replica {id}: view {c.View}{(c.ViewChanging ? " (changing)" : "")} executed {c.ExecutedSequence} stable {c.StableCheckpoint.Sequence} " +
                $"own appended {own.Appended} durable {own.Durable} certified {own.Certified} ui-durable {own.UiDurable} " +
                $"pending {c.PendingRequests} unexecuted {c.UnexecutedBatches} streams " +
-               string.Join(" ", Enumerable.Range(0, sim.N).Select(j => $"{j}:{c.LastAccepted(j)}+{c.BufferedFrom(j)}"));
+               string.Join(" ", Enumerable.Range(0, sim.N).Select(j => $"{j}:{c.LastAccepted(j)}+{c.BufferedFrom(j)}")) +
+               $" {c.DescribeOrdering()} rejected [{string.Join(" ", c.Rejections.Select(r => $"{r.Key}:{r.Value}"))}]";
     }
 
     public void Apply(Ready ready)
