@@ -279,6 +279,10 @@ public sealed partial class ReplicaCore
         _transfer = null;
         StateTransfersCompleted++;
         Emit(new StateInstalled(snapshot.Sequence, t.Server));
+        // A batch right above the snapshot may already hold its commit quorum: its COMMITs came
+        // while earlier positions were still missing (seed 40334: a restarted primary got every
+        // COMMIT for its own PREPARE before the snapshot below it, and none would come again).
+        TryExecute();
         AnnounceStable();
         // Keep ticking until the positions after the checkpoint arrive by retransmission.
         NoteBehind(ExecutedSequence + 1);
