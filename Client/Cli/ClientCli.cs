@@ -146,9 +146,13 @@ public sealed class ClientCli
             var seconds = PositiveInt("--seconds", "Duration of each phase, in seconds", 10, max: 24 * 3600);
             var payload = IntOption("--payload", "Value size in bytes", 64, 0, KeyValueOperation.MaxValueLength);
             var baseline = new Option<bool>("--baseline") { Description = "Also run the workload against one plain unreplicated grain and report the ratio" };
-            var bench = connection.AddTo(new Command("bench", "Measure throughput and latency of verified writes") { clients, seconds, payload, baseline });
+            var warmup = IntOption("--warmup", "Seconds of unmeasured load first (a fresh silo is still compiling its hot paths)", 5, 0, 3600);
+            var bench = connection.AddTo(new Command("bench", "Measure throughput and latency of verified writes") { clients, seconds, payload, baseline, warmup });
             Add(bench, p => new BenchCommand(
-                connection.Bind(p), p.GetValue(clients), TimeSpan.FromSeconds(p.GetValue(seconds)), p.GetValue(payload), p.GetValue(baseline)));
+                connection.Bind(p), p.GetValue(clients), TimeSpan.FromSeconds(p.GetValue(seconds)), p.GetValue(payload), p.GetValue(baseline))
+            {
+                Warmup = TimeSpan.FromSeconds(p.GetValue(warmup)),
+            });
         }
 
         // demo

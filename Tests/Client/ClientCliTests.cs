@@ -67,6 +67,8 @@ public sealed class ClientCliTests
         Assert.Equal(
             new BenchCommand(Defaults, 4, TimeSpan.FromSeconds(2), 0, true),
             Bind("bench", "--clients", "4", "--seconds", "2", "--payload", "0", "--baseline"));
+        Assert.Equal(TimeSpan.FromSeconds(5), Assert.IsType<BenchCommand>(Bind("bench")).Warmup);
+        Assert.Equal(TimeSpan.Zero, Assert.IsType<BenchCommand>(Bind("bench", "--warmup", "0")).Warmup);
     }
 
     [Fact]
@@ -98,6 +100,7 @@ public sealed class ClientCliTests
     [InlineData("bench", "--clients", "0")]
     [InlineData("bench", "--seconds", "-3")]
     [InlineData("bench", "--payload", "-1")]
+    [InlineData("bench", "--warmup", "-1")]
     [InlineData("bench", "--payload", "1000000")]
     [InlineData("bench", "--clients", "many")]
     [InlineData("demo", "--f", "11")]
