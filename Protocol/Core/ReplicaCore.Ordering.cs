@@ -168,7 +168,12 @@ public sealed partial class ReplicaCore
             if (!_prepares.TryGetValue(counter, out var known) && prepare.Sequence <= StableCheckpoint.Sequence)
             {
                 // A late COMMIT for a batch below the stable checkpoint, forgotten here: settled
-                // history. Keep the sender's commit chain moving; nothing else can change.
+                // history. Keep the sender's commit chain moving; nothing else can change. A
+                // correct replica commits to ever higher positions within a view: one that goes
+                // back would rewind its chain and could then commit twice to a later PREPARE
+                // (seed 50097: a Byzantine replica's COMMITs p3, p2, p3).
+                if (prepare.Sequence <= _lastCommittedPosition[sender])
+                    return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to position {prepare.Sequence} after {_lastCommittedPosition[sender]}");
                 NoteCommitted(sender, counter, prepare.Sequence);
                 return Outcome.Accepted;
             }
@@ -176,6 +181,8 @@ public sealed partial class ReplicaCore
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"no PREPARE {counter} in view {View}");
             if (known.Digest != Sha256Digest.From(digest))
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"PREPARE {counter} differs");
+            if (known.Committers.Contains(sender))
+                return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"a second commit to {counter}");
             if (!ChainsOn(sender, known.PreviousPrepareCounter, known.Prepare.Sequence))
                 return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
             RecordCommitment(known, sender);

@@ -40,6 +40,11 @@ public sealed class RegressionSeedTests(ITestOutputHelper output)
     // lacked 8..21; the snapshot at 21 filled them, but nothing ran execution again and no COMMIT
     // would come again: execution is now tried right after a snapshot is installed.
     [InlineData(Scenario.CrashRecovery, 1, 40334)]
+    // A Byzantine replica committed to PREPAREs 3, 2 and 3 again: the late COMMIT to settled
+    // position 2 rewound its commit chain, so the second COMMIT to 3 chained on and tripped the
+    // "commits to a PREPARE once" invariant. A COMMIT that goes back, or a second one to the same
+    // PREPARE, is now rejected as non-consecutive.
+    [InlineData(Scenario.CrashRecovery, 2, 50097)]
     public void A_seed_that_failed_a_longer_campaign_passes(Scenario scenario, int f, int seed)
     {
         var options = scenario switch
