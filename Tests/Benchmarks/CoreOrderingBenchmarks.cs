@@ -49,7 +49,7 @@ public class CoreOrderingBenchmarks
         _usigs = new UsigCore[N];
         for (var i = 0; i < N; i++)
         {
-            _usigs[i] = new UsigCore(i, 1, new Ed25519UsigCertifier(usigKeys[i].PrivateKey), new MemoryCounterStore());
+            _usigs[i] = new UsigCore(i, 1, new Ed25519UsigCertifier(usigKeys[i].PrivateKey), new MemoryCounterStore { State = UsigState.Fresh(1) }); // initialised for epoch 1, as on a first start
             var settings = new ProtocolSettings { N = N, ReplicaId = i, UsigReissueWindow = UsigCore.RecentWindow, UsigMaxBatch = UsigCore.MaxBatch };
             _cores[i] = new ReplicaCore(settings, new ProtocolCrypto(verifier, new Ed25519ReplicaSigner(signing[i]), ring, new RequestVerifier()), new KeyValueStateMachine());
         }
@@ -143,11 +143,11 @@ public class CoreOrderingBenchmarks
 
     private sealed class MemoryCounterStore : IUsigCounterStore
     {
-        private UsigState? _state;
-        public Task<UsigState?> ReadAsync(CancellationToken cancellationToken) => Task.FromResult(_state);
+        public UsigState? State { get; set; }
+        public Task<UsigState?> ReadAsync(CancellationToken cancellationToken) => Task.FromResult(State);
         public Task WriteAsync(UsigState state, CancellationToken cancellationToken)
         {
-            _state = state;
+            State = state;
             return Task.CompletedTask;
         }
     }
