@@ -47,6 +47,7 @@ public sealed partial class ReplicaGrain(
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Task, byte> _durable = new();
     private readonly Dictionary<ulong, long> _prepareSent = []; // sequence -> timestamp, at the primary, for commit latency
+    private long _prepareSentView;
 
     private static readonly string ProcessName = $"{Environment.MachineName}:{Environment.ProcessId}";
 
@@ -231,9 +232,16 @@ public sealed partial class ReplicaGrain(
                     break;
             }
         }
-        // A batch executed through a snapshot or prepared but abandoned by a view change never
-        // reports its own execution: forget what the executed position has passed.
-        if (_prepareSent.Count > 0) foreach (var sequence in _prepareSent.Keys.Where(s => s <= _core.ExecutedSequence).ToList()) _prepareSent.Remove(sequence);
+        // A batch executed through a snapshot, or prepared but abandoned by a view change, never
+        // reports its own execution. Only those two events leave such entries, so only they sweep
+        // (not every step: this runs per message).
+        if (_prepareSent.Count > 0)
+        {
+            if (_core.View != _prepareSentView) _prepareSent.Clear();
+            else if (ready.Effects.Any(static e => e is StateInstalled))
+                foreach (var sequence in _prepareSent.Keys.Where(s => s <= _core.ExecutedSequence).ToList()) _prepareSent.Remove(sequence);
+        }
+        _prepareSentView = _core.View;
         ScheduleTick(ready.NextTick);
     }
 
