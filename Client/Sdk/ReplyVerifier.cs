@@ -8,9 +8,9 @@ namespace MinBft.Client;
 
 /// <summary>
 /// Decides whether a set of REPLYs proves the result of one request (PROTOCOL.md 4.6): f+1
-/// replies from distinct replicas, each within bounds, each for this client id and sequence
-/// number, each signed by its replica's key from the cluster manifest, all with the same
-/// result. At most f replicas are faulty, so f+1 such replies include one from a correct
+/// replies from distinct replicas, each within bounds, each for this client id, sequence
+/// number and request digest, each signed by its replica's key from the cluster manifest (one
+/// signature over a batch's Merkle root, checked once per batch), all with the same result. At most f replicas are faulty, so f+1 such replies include one from a correct
 /// replica, and a correct replica only replies with the result of executing the request in the
 /// agreed order.
 /// </summary>
@@ -22,7 +22,7 @@ namespace MinBft.Client;
 /// </remarks>
 public sealed class ReplyVerifier
 {
-    private readonly ReplicaKeyRing _keys;
+    private readonly ReplyAuthenticator _authenticator;
 
     /// <param name="n">Number of replicas, 2f+1.</param>
     /// <param name="f">Number of faults tolerated.</param>
@@ -38,7 +38,7 @@ public sealed class ReplyVerifier
         }
         N = n;
         F = f;
-        _keys = replicaKeys;
+        _authenticator = new ReplyAuthenticator(replicaKeys);
     }
 
     /// <summary>The verifier for the cluster described by <paramref name="manifest"/>.</summary>
@@ -68,12 +68,13 @@ public sealed class ReplyVerifier
             throw new MinBftReplyVerificationException(request.ClientId, request.Seq, Required, ["the proxy returned no reply list"]);
         }
 
+        var digest = MessageEncoding.RequestDigest(request);
         // Valid replies by replica; null marks a replica that signed conflicting results.
         var byReplica = new Dictionary<int, Reply?>();
         for (var index = 0; index < replies.Count; index++)
         {
             var reply = replies[index];
-            if (Check(request, reply) is { } why)
+            if (Check(request, digest, reply) is { } why)
             {
                 problems.Add(string.Create(CultureInfo.InvariantCulture, $"reply #{index}: {why}"));
                 continue;
@@ -119,7 +120,7 @@ public sealed class ReplyVerifier
     }
 
     /// <summary>Null when <paramref name="reply"/> is a valid REPLY to <paramref name="request"/>, else why not.</summary>
-    private string? Check(Request request, Reply? reply)
+    private string? Check(Request request, byte[] requestDigest, Reply? reply)
     {
         // Bounds before anything is hashed or verified.
         if (MessageLimits.CheckReply(reply) is { } malformed) return malformed;
@@ -127,9 +128,9 @@ public sealed class ReplyVerifier
         if (r.ReplicaId < 0 || r.ReplicaId >= N) return string.Create(CultureInfo.InvariantCulture, $"unknown replica {r.ReplicaId}");
         if (!string.Equals(r.ClientId, request.ClientId, StringComparison.Ordinal)) return "for another client";
         if (r.Seq != request.Seq) return string.Create(CultureInfo.InvariantCulture, $"for seq {r.Seq}, not {request.Seq}");
-        if (!_keys.Verify(r.ReplicaId, MessageEncoding.Reply(r), r.Signature))
-            return string.Create(CultureInfo.InvariantCulture, $"bad signature for replica {r.ReplicaId}");
-        return null;
+        // Another operation under the same seq (a client whose seq went back) is not this request.
+        if (!r.RequestDigest.AsSpan().SequenceEqual(requestDigest)) return "for another request with this seq";
+        return _authenticator.Explain(r);
     }
 }
 

@@ -35,6 +35,7 @@ public sealed class MinBftSilo : IDisposable
         Manifest = manifest;
         Clock = clock;
         ReplicaKeys = manifest.CreateReplicaKeyRing();
+        Replies = new ReplyAuthenticator(ReplicaKeys);
         _isolatedUsig = new(() => options.Usig.SocketPath is { } path ? new UsigClient(path, options.Usig.CallTimeout) : null);
     }
 
@@ -64,6 +65,9 @@ public sealed class MinBftSilo : IDisposable
 
     /// <summary>Verifies replica signatures (REPLY etc.) with the manifest's keys.</summary>
     public ReplicaKeyRing ReplicaKeys { get; }
+
+    /// <summary>Checks REPLYs for every client proxy of this silo; a batch's signature is checked once.</summary>
+    public ReplyAuthenticator Replies { get; }
 
     /// <summary>
     /// Throws unless grain <paramref name="replicaId"/> (a replica or USIG) belongs on this

@@ -35,4 +35,6 @@ public enum RejectReason
     Unsupported,
     /// <summary>A snapshot from state transfer that is malformed or whose digest is not the certified one.</summary>
     InvalidSnapshot,
+    /// <summary>A client request that reuses an executed sequence number for another operation.</summary>
+    ReusedSeq,
 }

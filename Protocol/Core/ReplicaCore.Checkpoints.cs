@@ -30,14 +30,14 @@ public sealed partial class ReplicaCore
     /// <summary>Digest of everything a checkpoint covers: the application and the reply cache
     /// (what exactly-once needs), independent of which replica computes it.</summary>
     public byte[] StateDigest() =>
-        DigestOf(_app.Digest(), _historyDigest, _clients.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.Result)).ToList());
+        DigestOf(_app.Digest(), _historyDigest, _clients.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.RequestDigest, p.Value.LastReply.Result)).ToList());
 
     /// <summary>The checkpoint digest of an application digest, a history chain and a reply cache
     /// sorted by client id. Covering the history makes equal checkpoints mean equal histories.</summary>
-    private static byte[] DigestOf(byte[] appDigest, byte[] history, IReadOnlyList<(string ClientId, ulong Seq, byte[] Result)> clients)
+    private static byte[] DigestOf(byte[] appDigest, byte[] history, IReadOnlyList<(string ClientId, ulong Seq, byte[] RequestDigest, byte[] Result)> clients)
     {
         var w = new CanonicalWriter(96 + clients.Count * 120).Tag(MessageTag.Checkpoint).Raw(appDigest).Raw(history).I32(clients.Count);
-        foreach (var (client, seq, result) in clients) w.Text(client).U64(seq).Raw(SHA256.HashData(result));
+        foreach (var (client, seq, requestDigest, result) in clients) w.Text(client).U64(seq).Raw(requestDigest).Raw(SHA256.HashData(result));
         return SHA256.HashData(w.WrittenSpan);
     }
 

@@ -1,3 +1,4 @@
+using MinBft.Crypto;
 using MinBft.Encoding;
 using MinBft.Messages;
 
@@ -51,22 +52,32 @@ public sealed partial class ReplicaCore
         if (!_carryingOver) _requestTimeoutBackoff = 0; // the view works: back to the configured timeout
 
         var view = batch.Prepare.View;
-        foreach (var request in batch.Prepare.Batch)
+        var requestDigests = new byte[batch.Prepare.Batch.Length][];
+        var executed = new List<ReplyContent>(batch.Prepare.Batch.Length);
+        // The reply cache is written once the batch is signed; until then this batch's own
+        // executions count for the exactly-once guard.
+        var executedHere = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        for (var i = 0; i < batch.Prepare.Batch.Length; i++)
         {
-            var last = LastExecutedSeq(request.ClientId);
+            var request = batch.Prepare.Batch[i];
+            requestDigests[i] = MessageEncoding.RequestDigest(request);
+            var last = executedHere.TryGetValue(request.ClientId, out var inBatch) ? inBatch : LastExecutedSeq(request.ClientId);
             // Exactly once: a PREPARE never carries an already-ordered seq (checked on accept),
             // and this second guard keeps execution safe even if that check were bypassed.
             if (request.Seq <= last) continue;
-            var result = _app.Apply(request.Operation);
-            var unsigned = new Reply(view, Id, request.ClientId, request.Seq, result, []);
-            var reply = unsigned with { Signature = _crypto.Signer.Sign(MessageEncoding.Reply(unsigned)) };
-            _clients[request.ClientId] = new ClientRecord(request.Seq, reply);
+            executed.Add(new ReplyContent(view, request.ClientId, request.Seq, requestDigests[i], _app.Apply(request.Operation)));
+            executedHere[request.ClientId] = request.Seq;
             if (_known.TryGetValue(request.ClientId, out var known) && known.Request.Seq <= request.Seq)
                 _known.Remove(request.ClientId);
             NoteOrdered(request);
+        }
+        // One signature for the batch's replies (a Merkle root), not one per reply.
+        foreach (var reply in ReplyBatchSigner.Sign(_crypto.Signer, Id, executed))
+        {
+            _clients[reply.ClientId] = new ClientRecord(reply.Seq, reply);
             Emit(new SendReply(reply));
         }
-        var batchDigest = BatchDigest(batch);
+        var batchDigest = BatchDigest(requestDigests);
         var link = new byte[32 + 32 + 8];
         _historyDigest.CopyTo(link, 0);
         batchDigest.CopyTo(link, 32);
@@ -79,10 +90,10 @@ public sealed partial class ReplicaCore
     /// <summary>What was executed at a position: the requests, in order. Not the PREPARE's digest:
     /// a batch carried into a new view is proposed again there under another view and counter,
     /// and must count as the same history.</summary>
-    private static byte[] BatchDigest(PreparedBatch batch)
+    private static byte[] BatchDigest(byte[][] requestDigests)
     {
-        var w = new CanonicalWriter(16 + batch.Prepare.Batch.Length * 32).Tag(MessageTag.Prepare).I32(batch.Prepare.Batch.Length);
-        foreach (var request in batch.Prepare.Batch) w.Raw(MessageEncoding.RequestDigest(request));
+        var w = new CanonicalWriter(16 + requestDigests.Length * 32).Tag(MessageTag.Prepare).I32(requestDigests.Length);
+        foreach (var digest in requestDigests) w.Raw(digest);
         return System.Security.Cryptography.SHA256.HashData(w.WrittenSpan);
     }
 }

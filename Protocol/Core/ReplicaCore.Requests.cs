@@ -58,6 +58,14 @@ public sealed partial class ReplicaCore
             }
             if (request.Seq == record.LastExecutedSeq)
             {
+                // Another operation under an executed seq is refused, never answered with the
+                // executed one's reply (the reply covers the request digest, so the client would
+                // reject it anyway).
+                if (!MessageEncoding.RequestDigest(request).AsSpan().SequenceEqual(record.LastReply.RequestDigest))
+                {
+                    Reject(null, RejectReason.ReusedSeq, $"seq {request.Seq} was executed for another operation");
+                    return;
+                }
                 // The client missed our reply: resend the cached one, never execute again.
                 Emit(new SendReply(record.LastReply));
                 return;

@@ -1,3 +1,4 @@
+using MinBft.Crypto;
 using MinBft.Encoding;
 using MinBft.Messages;
 
@@ -60,7 +61,7 @@ public sealed partial class ReplicaCore
     private void TakeSnapshot()
     {
         var clients = _clients.OrderBy(p => p.Key, StringComparer.Ordinal)
-            .Select(p => new SnapshotClient(p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.View, p.Value.LastReply.Result))
+            .Select(p => new SnapshotClient(p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.View, p.Value.LastReply.RequestDigest, p.Value.LastReply.Result))
             .ToList();
         _ownSnapshots[ExecutedSequence] = new StateSnapshot(ExecutedSequence, _historyDigest, _app.Snapshot(), clients).Encode();
     }
@@ -301,18 +302,19 @@ public sealed partial class ReplicaCore
         ProtocolInvariantException.Check(snapshot.Sequence > ExecutedSequence, "state transfer only moves forward");
         var previous = _app.Snapshot();
         if (!_app.TryRestore(snapshot.Application)
-            || !DigestOf(_app.Digest(), snapshot.History, snapshot.Clients.Select(c => (c.ClientId, c.Seq, c.Result)).ToList()).AsSpan().SequenceEqual(certificate.StateDigest))
+            || !DigestOf(_app.Digest(), snapshot.History, snapshot.Clients.Select(c => (c.ClientId, c.Seq, c.RequestDigest, c.Result)).ToList()).AsSpan().SequenceEqual(certificate.StateDigest))
         {
             ProtocolInvariantException.Check(_app.TryRestore(previous), "the application restores its own snapshot");
             return false;
         }
 
-        // The reply cache, re-signed by this replica: a client counts replies per replica.
+        // The reply cache, re-signed by this replica (one root over all of it): a client counts
+        // replies per replica.
         _clients.Clear();
-        foreach (var c in snapshot.Clients)
+        var replies = ReplyBatchSigner.Sign(_crypto.Signer, Id, snapshot.Clients.Select(c => new ReplyContent(c.View, c.ClientId, c.Seq, c.RequestDigest, c.Result)).ToList());
+        foreach (var (c, reply) in snapshot.Clients.Zip(replies))
         {
-            var unsigned = new Reply(c.View, Id, c.ClientId, c.Seq, c.Result, []);
-            _clients[c.ClientId] = new ClientRecord(c.Seq, unsigned with { Signature = _crypto.Signer.Sign(MessageEncoding.Reply(unsigned)) });
+            _clients[c.ClientId] = new ClientRecord(c.Seq, reply);
             if (c.Seq > HighestOrderedSeq(c.ClientId)) _highestOrderedSeq[c.ClientId] = c.Seq;
             if (_known.TryGetValue(c.ClientId, out var known) && known.Request.Seq <= c.Seq) _known.Remove(c.ClientId);
         }

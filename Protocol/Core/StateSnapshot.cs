@@ -3,8 +3,9 @@ using MinBft.Encoding;
 
 namespace MinBft.Protocol;
 
-/// <summary>One client's exactly-once record inside a snapshot: its last executed request and result.</summary>
-public readonly record struct SnapshotClient(string ClientId, ulong Seq, long View, byte[] Result);
+/// <summary>One client's exactly-once record inside a snapshot: its last executed request (seq
+/// and digest, which the reply covers) and result.</summary>
+public readonly record struct SnapshotClient(string ClientId, ulong Seq, long View, byte[] RequestDigest, byte[] Result);
 
 /// <summary>
 /// Everything a checkpoint covers (PROTOCOL.md section 8): the application's snapshot, the
@@ -14,13 +15,13 @@ public readonly record struct SnapshotClient(string ClientId, ulong Seq, long Vi
 /// </summary>
 public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Application, IReadOnlyList<SnapshotClient> Clients)
 {
-    private static ReadOnlySpan<byte> Magic => "MBSNAP2\0"u8;
+    private static ReadOnlySpan<byte> Magic => "MBSNAP3\0"u8;
 
     public byte[] Encode()
     {
         if (History.Length != MessageLimits.DigestLength) throw new ArgumentException("history digest length");
         var size = Magic.Length + 8 + MessageLimits.DigestLength + 4 + Application.Length + 4;
-        foreach (var c in Clients) size += 1 + System.Text.Encoding.ASCII.GetByteCount(c.ClientId) + 8 + 8 + 4 + c.Result.Length;
+        foreach (var c in Clients) size += 1 + System.Text.Encoding.ASCII.GetByteCount(c.ClientId) + 8 + 8 + MessageLimits.DigestLength + 4 + c.Result.Length;
         var bytes = new byte[size];
         var span = bytes.AsSpan();
         Magic.CopyTo(span);
@@ -37,6 +38,8 @@ public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Applic
             id.CopyTo(span[at..]); at += id.Length;
             BinaryPrimitives.WriteUInt64BigEndian(span[at..], c.Seq); at += 8;
             BinaryPrimitives.WriteInt64BigEndian(span[at..], c.View); at += 8;
+            if (c.RequestDigest.Length != MessageLimits.DigestLength) throw new ArgumentException("request digest length");
+            c.RequestDigest.CopyTo(span[at..]); at += c.RequestDigest.Length;
             BinaryPrimitives.WriteInt32BigEndian(span[at..], c.Result.Length); at += 4;
             c.Result.CopyTo(span[at..]); at += c.Result.Length;
         }
@@ -54,24 +57,25 @@ public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Applic
         if (appLength < 0 || appLength > bytes.Length - at - 4) return null;
         var app = bytes.Slice(at, appLength).ToArray(); at += appLength;
         var count = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
-        // Each client takes at least 21 bytes: a count beyond that is a lie, not an allocation.
-        if (count < 0 || count > (bytes.Length - at) / 21) return null;
+        // Each client takes at least 53 bytes: a count beyond that is a lie, not an allocation.
+        if (count < 0 || count > (bytes.Length - at) / 53) return null;
         var clients = new List<SnapshotClient>(count);
         string? previous = null;
         for (var i = 0; i < count; i++)
         {
             if (bytes.Length - at < 1) return null;
             int idLength = bytes[at++];
-            if (idLength != MessageLimits.ClientIdLength || bytes.Length - at < idLength + 20) return null;
+            if (idLength != MessageLimits.ClientIdLength || bytes.Length - at < idLength + 20 + MessageLimits.DigestLength) return null;
             var id = System.Text.Encoding.ASCII.GetString(bytes.Slice(at, idLength)); at += idLength;
             // Sorted and unique: one encoding per state, as the digest assumes.
             if (previous is not null && string.CompareOrdinal(previous, id) >= 0) return null;
             previous = id;
             var seq = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
             var view = BinaryPrimitives.ReadInt64BigEndian(bytes[at..]); at += 8;
+            var requestDigest = bytes.Slice(at, MessageLimits.DigestLength).ToArray(); at += MessageLimits.DigestLength;
             var resultLength = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
             if (resultLength < 0 || resultLength > MessageLimits.MaxResultLength || resultLength > bytes.Length - at) return null;
-            clients.Add(new SnapshotClient(id, seq, view, bytes.Slice(at, resultLength).ToArray())); at += resultLength;
+            clients.Add(new SnapshotClient(id, seq, view, requestDigest, bytes.Slice(at, resultLength).ToArray())); at += resultLength;
         }
         return at == bytes.Length ? new StateSnapshot(sequence, history, app, clients) : null;
     }

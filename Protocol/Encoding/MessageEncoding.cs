@@ -34,12 +34,18 @@ public static class MessageEncoding
         return w.ToArray();
     }
 
-    public static byte[] Reply(Reply r) => Reply(r.View, r.ReplicaId, r.ClientId, r.Seq, r.Result);
+    /// <summary>The leaf a REPLY is in its batch's reply tree: everything but the proof.</summary>
+    public static byte[] ReplyLeaf(Reply r) => ReplyLeaf(r.View, r.ReplicaId, r.ClientId, r.Seq, r.RequestDigest, r.Result);
 
-    public static byte[] Reply(long view, int replicaId, string clientId, ulong seq, ReadOnlySpan<byte> result) =>
-        new CanonicalWriter(96 + result.Length)
-            .Tag(MessageTag.Reply).I64(view).I32(replicaId).Text(clientId).U64(seq).Bytes(result)
+    public static byte[] ReplyLeaf(long view, int replicaId, string clientId, ulong seq, ReadOnlySpan<byte> requestDigest, ReadOnlySpan<byte> result) =>
+        new CanonicalWriter(128 + result.Length)
+            .Tag(MessageTag.Reply).I64(view).I32(replicaId).Text(clientId).U64(seq).Bytes(requestDigest).Bytes(result)
             .ToArray();
+
+    /// <summary>What a replica signs for a batch of replies: the tree's root and size. The
+    /// replica id is covered too, so a root signed by one replica never passes for another's.</summary>
+    public static byte[] ReplyBatch(int replicaId, int count, ReadOnlySpan<byte> root) =>
+        new CanonicalWriter(64).Tag(MessageTag.ReplyBatch).I32(replicaId).I32(count).Bytes(root).ToArray();
 
     public static byte[] Checkpoint(Checkpoint c) =>
         new CanonicalWriter(96).Tag(MessageTag.Checkpoint).I32(c.ReplicaId).I64(c.View).U64(c.Sequence).Bytes(c.StateDigest)

@@ -23,6 +23,7 @@ public static class MessageLimits
     public const int MaxStateChunkLength = 1024 * 1024;   // one STATE-CHUNK's data
     public const int MaxStateChunks = 64 * 1024;          // chunks per snapshot (64 GiB at the largest chunk)
     public const int MaxMessagesPerDelivery = 1024;       // messages one replica hands another in one call
+    public const int MaxReplyProofDepth = 32;             // a reply tree of up to 2^32 leaves (a snapshot's whole reply cache)
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
     public static string? Check(ReplicaMessage? m) => m switch
@@ -57,7 +58,14 @@ public static class MessageLimits
         if (r.ClientId is null || r.ClientId.Length != ClientIdLength) return "client id length";
         if (r.Result is null) return "null result";
         if (r.Result.Length > MaxResultLength) return "result too large";
-        return CheckSignature(r.Signature);
+        if (r.RequestDigest is null || r.RequestDigest.Length != DigestLength) return "request digest length";
+        var proof = r.Proof;
+        if (proof is null) return "null reply proof";
+        if (proof.Count < 1 || proof.Index < 0 || proof.Index >= proof.Count) return "reply proof position";
+        if (proof.Path is null || proof.Path.Length > MaxReplyProofDepth) return "reply proof depth";
+        foreach (var sibling in proof.Path)
+            if (sibling is null || sibling.Length != DigestLength) return "reply proof hash length";
+        return CheckSignature(proof.RootSignature);
     }
 
     public static string? CheckUi(UniqueIdentifier? ui)

@@ -14,6 +14,8 @@ public enum MessageTag : byte
     RetransmitRequest = 9,
     StateRequest = 10,
     StateSnapshot = 11,
+    ReplyTreeNode = 12,
+    ReplyBatch = 13,
     UsigCertificate = 16,
     ClientId = 17,
 }

@@ -1,11 +1,29 @@
 namespace MinBft.Messages;
 
-/// <summary>REPLY: a replica's signed result for one client request.</summary>
+/// <summary>
+/// REPLY: a replica's result for one client request. It covers the request's digest, so a
+/// result can never be taken for the answer to another operation under the same seq. A replica
+/// signs one Merkle root per executed batch instead of one signature per request; the
+/// <see cref="Proof"/> links this reply to that root.
+/// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Reply")]
 public sealed record Reply(
     [Id(0)] long View,
     [Id(1)] int ReplicaId,
     [Id(2)] string ClientId,
     [Id(3)] ulong Seq,
-    [Id(4)] byte[] Result,
-    [Id(5)] byte[] Signature);
+    [Id(4)] byte[] RequestDigest,
+    [Id(5)] byte[] Result,
+    [Id(6)] ReplyProof Proof);
+
+/// <summary>
+/// Where a REPLY sits in the batch of replies its replica signed at once: leaf
+/// <see cref="Index"/> of <see cref="Count"/>, the sibling hashes from the leaf up to the root,
+/// and the replica's signature over the root (the same for every reply of the batch).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("minbft.ReplyProof")]
+public sealed record ReplyProof(
+    [Id(0)] int Index,
+    [Id(1)] int Count,
+    [Id(2)] byte[][] Path,
+    [Id(3)] byte[] RootSignature);

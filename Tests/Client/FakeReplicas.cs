@@ -40,17 +40,18 @@ internal sealed class FakeReplicas
 
     /// <summary>Replica <paramref name="replica"/>'s correctly signed reply.</summary>
     public Reply Reply(int replica, string clientId, ulong seq, byte[] result, long view = 0) =>
-        SignAs(Keys[replica], replica, clientId, seq, result, view);
+        SignAs(Keys[replica], replica, clientId, seq, new byte[MessageLimits.DigestLength], result, view);
 
     public Reply Reply(int replica, Request request, byte[] result, long view = 0) =>
-        Reply(replica, request.ClientId, request.Seq, result, view);
+        SignAs(Keys[replica], replica, request, result, view);
 
-    /// <summary>A reply claiming to be from <paramref name="claimedReplica"/>, signed with <paramref name="key"/>.</summary>
-    public static Reply SignAs(Ed25519KeyPair key, int claimedReplica, string clientId, ulong seq, byte[] result, long view = 0)
-    {
-        var unsigned = new Reply(view, claimedReplica, clientId, seq, result, []);
-        return unsigned with { Signature = key.Sign(MessageEncoding.Reply(unsigned)) };
-    }
+    /// <summary>A reply to <paramref name="request"/> claiming to be from <paramref name="claimedReplica"/>, signed with <paramref name="key"/>.</summary>
+    public static Reply SignAs(Ed25519KeyPair key, int claimedReplica, Request request, byte[] result, long view = 0) =>
+        SignAs(key, claimedReplica, request.ClientId, request.Seq, MessageEncoding.RequestDigest(request), result, view);
+
+    /// <summary>A reply claiming to be from <paramref name="claimedReplica"/>, signed with <paramref name="key"/> as a batch of one.</summary>
+    public static Reply SignAs(Ed25519KeyPair key, int claimedReplica, string clientId, ulong seq, byte[] requestDigest, byte[] result, long view = 0) =>
+        ReplyBatchSigner.Sign(new Ed25519ReplicaSigner(key), claimedReplica, [new ReplyContent(view, clientId, seq, requestDigest, result)])[0];
 }
 
 /// <summary>

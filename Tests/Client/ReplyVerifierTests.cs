@@ -48,7 +48,7 @@ public sealed class ReplyVerifierTests
     [Fact]
     public void ForgedSignature_Rejected()
     {
-        var forged = Reply(1, A) with { Signature = Reply(1, B).Signature };
+        var forged = Reply(1, A) with { Proof = Reply(1, B).Proof };
 
         var e = Rejects(Reply(0, A), forged);
         Assert.Contains(e.Problems, p => p.Contains("bad signature", StringComparison.Ordinal));
@@ -64,7 +64,7 @@ public sealed class ReplyVerifierTests
     public void ReplySignedByAnotherReplicasKey_Rejected()
     {
         // Replica 0 (or the proxy holding its reply) pretends to be replica 1 as well.
-        var impostor = FakeReplicas.SignAs(_replicas.Keys[0], 1, _request.ClientId, _request.Seq, A);
+        var impostor = FakeReplicas.SignAs(_replicas.Keys[0], 1, _request, A);
 
         Rejects(Reply(0, A), impostor);
     }
@@ -73,7 +73,7 @@ public sealed class ReplyVerifierTests
     public void SignatureByUnknownKey_Rejected()
     {
         var stranger = Ed25519KeyPair.Generate(new SecureRandom());
-        Rejects(Reply(0, A), FakeReplicas.SignAs(stranger, 1, _request.ClientId, _request.Seq, A));
+        Rejects(Reply(0, A), FakeReplicas.SignAs(stranger, 1, _request, A));
     }
 
     [Fact]
@@ -112,6 +112,44 @@ public sealed class ReplyVerifierTests
     }
 
     [Fact]
+    public void ReplyToAnotherOperationUnderTheSameSeq_Rejected()
+    {
+        // A client whose seq went back (a clock step) sent another operation under an executed
+        // seq: the replies for the old operation must not pass for the new one's result.
+        var client = FakeReplicas.NewClient();
+        var executed = client.CreateRequest(9, [0x02, 0, 1, (byte)'a']);
+        var reused = client.CreateRequest(9, [0x02, 0, 1, (byte)'b']);
+        var old = Enumerable.Range(0, 3).Select(i => _replicas.Reply(i, executed, A)).ToArray();
+        Assert.Equal(A, _replicas.Verifier.Verify(executed, old).Result);
+        var e = Assert.Throws<MinBftReplyVerificationException>(() => _replicas.Verifier.Verify(reused, old));
+        Assert.Contains(e.Problems, p => p.Contains("another request with this seq", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void RepliesOfOneSignedBatch_EachProveOnlyTheirOwnRequest()
+    {
+        // Replica 1 executed three clients' requests in one batch and signed their root once.
+        var requests = Enumerable.Range(0, 3).Select(_ => FakeReplicas.NewClient().CreateRequest(1, [0x02, 0, 1, (byte)'k'])).ToArray();
+        var batch = ReplyBatchSigner.Sign(new Ed25519ReplicaSigner(_replicas.Keys[1]), 1,
+            requests.Select((r, i) => new ReplyContent(0, r.ClientId, r.Seq, MessageEncoding.RequestDigest(r), i == 1 ? B : A)).ToList());
+        for (var i = 0; i < requests.Length; i++)
+        {
+            var result = i == 1 ? B : A;
+            var verified = _replicas.Verifier.Verify(requests[i], [batch[i], _replicas.Reply(2, requests[i], result)]);
+            Assert.Equal(result, verified.Result);
+        }
+        // Leaf 1's result under leaf 0's proof, or leaf 0 moved to position 1, proves nothing.
+        void Refused(Request request, Reply valid, Reply tampered)
+        {
+            var e = Assert.Throws<MinBftReplyVerificationException>(() => _replicas.Verifier.Verify(request, [valid, tampered]));
+            Assert.Contains(e.Problems, p => p.Contains("reply #1", StringComparison.Ordinal));
+        }
+        Refused(requests[0], _replicas.Reply(0, requests[0], B), batch[0] with { Result = B });
+        Refused(_request, Reply(0, A), batch[0] with { ClientId = _request.ClientId, Seq = _request.Seq, RequestDigest = MessageEncoding.RequestDigest(_request), Result = A });
+        Refused(requests[0], _replicas.Reply(0, requests[0], A), batch[0] with { Proof = batch[0].Proof with { Index = 1 } });
+    }
+
+    [Fact]
     public void ReplyForAnotherClient_Rejected()
     {
         var other = FakeReplicas.NewClient();
@@ -123,8 +161,8 @@ public sealed class ReplyVerifierTests
     public void ReplicaIdOutsideCluster_Rejected()
     {
         var outsider = Ed25519KeyPair.Generate(new SecureRandom());
-        Rejects(Reply(0, A), FakeReplicas.SignAs(outsider, 3, _request.ClientId, _request.Seq, A));
-        Rejects(Reply(0, A), FakeReplicas.SignAs(outsider, -1, _request.ClientId, _request.Seq, A));
+        Rejects(Reply(0, A), FakeReplicas.SignAs(outsider, 3, _request, A));
+        Rejects(Reply(0, A), FakeReplicas.SignAs(outsider, -1, _request, A));
     }
 
     [Fact]
@@ -134,8 +172,12 @@ public sealed class ReplyVerifierTests
         Rejects(
             good,
             null,
-            good with { ReplicaId = 1, Signature = null! },
-            good with { ReplicaId = 1, Signature = new byte[3] },
+            good with { ReplicaId = 1, Proof = null! },
+            good with { ReplicaId = 1, Proof = good.Proof with { RootSignature = null! } },
+            good with { ReplicaId = 1, Proof = good.Proof with { RootSignature = new byte[3] } },
+            good with { ReplicaId = 1, Proof = good.Proof with { Path = [new byte[31]] } },
+            good with { ReplicaId = 1, Proof = good.Proof with { Index = 1 } },
+            good with { ReplicaId = 1, RequestDigest = null! },
             good with { ReplicaId = 1, Result = null! },
             good with { ReplicaId = 1, ClientId = null! },
             good with { ReplicaId = 1, Result = new byte[MessageLimits.MaxResultLength + 1] });

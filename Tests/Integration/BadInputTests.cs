@@ -141,7 +141,7 @@ public sealed class BadInputTests(ITestOutputHelper output)
         await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Execute(valid, TimeSpan.Zero));
 
         // Replies nobody asked for, or that do not check out, are ignored and counted.
-        var reply = new Reply(0, 0, client.ClientId, valid.Seq, [1], new byte[64]);
+        var reply = new Reply(0, 0, client.ClientId, valid.Seq, MessageEncoding.RequestDigest(valid), [1], new ReplyProof(0, 1, [], new byte[64]));
         await proxy.DeliverReply(null!);
         await proxy.DeliverReply(reply with { Result = new byte[MessageLimits.MaxResultLength + 1] });
         await proxy.DeliverReply(reply with { ClientId = other.ClientId });

@@ -182,6 +182,7 @@ public sealed class ByzantineTests(ITestOutputHelper output)
             return copy;
         }
 
-        private Reply Sign(Reply reply) => reply with { Signature = signingKey.Sign(MessageEncoding.Reply(reply)) };
+        private Reply Sign(Reply reply) =>
+            ReplyBatchSigner.Sign(new Ed25519ReplicaSigner(signingKey), reply.ReplicaId, [new ReplyContent(reply.View, reply.ClientId, reply.Seq, reply.RequestDigest, reply.Result)])[0];
     }
 }

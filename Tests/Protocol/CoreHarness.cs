@@ -55,6 +55,9 @@ internal sealed class CoreHarness
 
     public IReplicaSigner Signer(int replica) => _keys.SignerFor(replica);
 
+    /// <summary>Checks REPLYs under the replicas' keys, as a client does.</summary>
+    public MinBft.Crypto.ReplyAuthenticator Replies() => new(_keys.ReplicaVerifier);
+
     /// <summary>Run one input at replica <paramref name="i"/>; complete its durable work at once
     /// (unless held back), returning every effect in order.</summary>
     public IReadOnlyList<Effect> Step(int i, Func<ReplicaCore, Ready> input)

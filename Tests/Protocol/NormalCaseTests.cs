@@ -262,6 +262,49 @@ public sealed class NormalCaseTests
         var older = h.Request(1, client.CreateRequest(4, Put("a", "0")));
         Assert.Equal(RejectReason.StaleRequest, Assert.Single(older.OfType<Rejected>()).Reason);
         Assert.Equal(1UL, h.Cores[1].ExecutedSequence);
+
+        // The executed seq reused for another operation: refused, never answered with the
+        // executed operation's reply (a client whose clock stepped back would take it for its own).
+        var reused = h.Request(1, client.CreateRequest(5, Put("a", "2")));
+        Assert.Equal(RejectReason.ReusedSeq, Assert.Single(reused.OfType<Rejected>()).Reason);
+        Assert.Empty(reused.OfType<SendReply>());
+        Assert.Equal(MinBft.Encoding.MessageEncoding.RequestDigest(r1), cached.RequestDigest);
+    }
+
+    [Fact]
+    public void Rule_4_6_a_batch_s_replies_share_one_signature_over_their_root_and_each_proves_its_own_result()
+    {
+        var h = new CoreHarness(tune: s => s with { MaxBatchSize = 5, MaxBatchWait = TimeSpan.FromSeconds(1) }) { AutoIssueUi = false };
+        var clients = Enumerable.Range(0, 6).Select(_ => h.NewClient()).ToList();
+        var requests = clients.Select((c, i) => c.CreateRequest(1, Put("k" + i, "v" + i))).ToList();
+        var first = h.Request(0, requests[0]);
+        // Five more while the first PREPARE waits for its log write: one batch of five.
+        foreach (var r in requests.Skip(1)) h.Request(0, r);
+        h.AutoIssueUi = true;
+        h.Complete(0, first.OfType<WriteLog>().Single());
+        h.Flush();
+        Assert.All(h.Cores, c => Assert.Equal(2UL, c.ExecutedSequence));
+
+        var authenticator = h.Replies();
+        var replies = h.Outbox[1].OfType<SendReply>().Select(s => s.Reply).ToList();
+        Assert.Equal(6, replies.Count);
+        var batch = replies.Where(r => r.Proof.Count == 5).ToList();
+        Assert.Equal(5, batch.Count);
+        Assert.Single(batch.Select(r => Convert.ToHexString(r.Proof.RootSignature)).Distinct());
+        Assert.Equal([0, 1, 2, 3, 4], batch.Select(r => r.Proof.Index).Order());
+        foreach (var reply in replies)
+        {
+            Assert.Null(authenticator.Explain(reply));
+            var request = requests.Single(r => r.ClientId == reply.ClientId);
+            Assert.Equal(MinBft.Encoding.MessageEncoding.RequestDigest(request), reply.RequestDigest);
+        }
+        // A reply's proof does not carry another reply of its batch: each proves only its own result.
+        var (a, b) = (batch[0], batch[1]);
+        Assert.NotNull(authenticator.Explain(a with { Result = [.. a.Result, 1] }));
+        Assert.NotNull(authenticator.Explain(a with { ClientId = b.ClientId }));
+        Assert.NotNull(authenticator.Explain(a with { Proof = b.Proof }));
+        Assert.NotNull(authenticator.Explain(a with { RequestDigest = b.RequestDigest }));
+        Assert.NotNull(authenticator.Explain(a with { ReplicaId = 2 }));
     }
 
     [Fact]

@@ -48,7 +48,8 @@ internal sealed class SimClient(Simulation sim, SimClientSigner signer, int targ
         if (_current is null || reply.ClientId != Id || reply.Seq != _current.Seq) return;
         if (MessageLimits.CheckReply(reply) is not null) return;
         if (reply.ReplicaId < 0 || reply.ReplicaId >= sim.N) return;
-        if (!sim.ReplicaVerifier.Verify(reply.ReplicaId, MessageEncoding.Reply(reply), reply.Signature)) return;
+        if (!reply.RequestDigest.AsSpan().SequenceEqual(MessageEncoding.RequestDigest(_current))) return;
+        if (!sim.Replies.Verify(reply)) return;
         _replies[reply.ReplicaId] = reply; // each replica counts once
         var matching = _replies.Values.Count(r => r.Result.AsSpan().SequenceEqual(reply.Result));
         if (matching < sim.F + 1) return;

@@ -1,3 +1,4 @@
+using MinBft.Crypto;
 using MinBft.Application;
 using MinBft.Encoding;
 using MinBft.Messages;
@@ -90,6 +91,11 @@ public sealed class Simulation
     internal int F => _options.F;
     internal EventQueue Events => _events;
     internal IReplicaSignatureVerifier ReplicaVerifier => _keys.ReplicaVerifier;
+
+    /// <summary>Checks the replies every simulated client gets (one signature check per batch).</summary>
+    internal ReplyAuthenticator Replies => _replies ??= new ReplyAuthenticator(_keys.ReplicaVerifier);
+
+    private ReplyAuthenticator? _replies;
 
     public Dictionary<RejectReason, long> Rejections { get; } = [];
     public long EventsProcessed => _events.Processed;
