@@ -76,7 +76,7 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
             if (firstCounter != state.Counter + 1) throw new ArgumentException($"the next counter is {state.Counter + 1}, not {firstCounter}: a USIG never skips one");
             if (last < firstCounter) throw new InvalidOperationException("USIG counter exhausted; a new epoch is needed");
             var uis = Certify(firstCounter, batch);
-            var recent = state.Recent.Concat(batch.SelectMany(d => d)).TakeLast(RecentWindow * UsigCertificateInput.DigestLength).ToArray();
+            var recent = Recent(state.Recent, batch);
             var next = new UsigState(epoch, last, recent);
             try
             {
@@ -91,6 +91,19 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
             _state = next;
             return uis;
         }).ConfigureAwait(false);
+    }
+
+    // The last RecentWindow digests after this batch, oldest first (plain copies: this runs on every batch).
+    private static byte[] Recent(byte[] held, byte[][] batch)
+    {
+        const int size = UsigCertificateInput.DigestLength;
+        var count = Math.Min(RecentWindow, held.Length / size + batch.Length);
+        var recent = new byte[count * size];
+        var fromBatch = Math.Min(count, batch.Length);
+        var fromHeld = count - fromBatch;
+        held.AsSpan(held.Length - fromHeld * size).CopyTo(recent);
+        for (var i = 0; i < fromBatch; i++) batch[batch.Length - fromBatch + i].CopyTo(recent.AsSpan((fromHeld + i) * size));
+        return recent;
     }
 
     /// <summary>The UI of <paramref name="counter"/> again, if it is one of the last
