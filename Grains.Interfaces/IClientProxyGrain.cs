@@ -21,6 +21,12 @@ public interface IClientProxyGrain : IGrainWithStringKey
     /// </summary>
     Task<Reply[]> Execute(Request request, TimeSpan timeout);
 
+    /// <summary>
+    /// Relays the client's session offer to every replica and returns the accepts that came
+    /// back within <paramref name="timeout"/> (the client checks each replica's signature).
+    /// </summary>
+    Task<ClientSessionAccept[]> OpenSessions(ClientSessionOffer offer, TimeSpan timeout);
+
     /// <summary>A replica's reply to one of this client's requests.</summary>
     [OneWay]
     Task DeliverReply(Reply reply);

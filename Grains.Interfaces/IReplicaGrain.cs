@@ -18,6 +18,13 @@ public interface IReplicaGrain : IGrainWithIntegerKey
     [OneWay]
     Task Submit(Request request);
 
+    /// <summary>
+    /// Opens a MAC session for a client (relayed by its proxy): this replica's signed accept, or
+    /// null for an offer that is malformed, not signed by its client, or older than the
+    /// client's current session. Sessions make request checks cheap; they never decide one.
+    /// </summary>
+    Task<ClientSessionAccept?> OpenClientSession(ClientSessionOffer offer);
+
     /// <summary>View, progress and state digest, for operators and tests.</summary>
     Task<ReplicaStatus> GetStatus();
 }
@@ -65,4 +72,13 @@ public sealed record ReplicaStatus(
 
     /// <summary>CPU time the hosting process has used since it started (all threads).</summary>
     [Id(17)] public TimeSpan ProcessCpu { get; init; }
+
+    /// <summary>Client requests this replica accepted on their session MAC, without checking the signature.</summary>
+    [Id(18)] public long RequestsAuthenticatedByMac { get; init; }
+
+    /// <summary>Client request signatures this replica checked (requests without a valid MAC for it).</summary>
+    [Id(19)] public long RequestSignaturesChecked { get; init; }
+
+    /// <summary>Client MAC sessions this replica holds (in memory; bounded).</summary>
+    [Id(20)] public int ClientSessions { get; init; }
 }

@@ -124,6 +124,29 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         }
     }
 
+    public async Task<ClientSessionAccept[]> OpenSessions(ClientSessionOffer offer, TimeSpan timeout)
+    {
+        if (MessageLimits.CheckSessionOffer(offer) is { } invalid) throw new ArgumentException("invalid session offer: " + invalid, nameof(offer));
+        if (!string.Equals(offer.ClientId, this.GetPrimaryKeyString(), StringComparison.Ordinal))
+            throw new ArgumentException("the offer's client id is not this proxy's client", nameof(offer));
+        if (timeout <= TimeSpan.Zero || timeout > MaxTimeout)
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, $"timeout must be in (0, {MaxTimeout}]");
+        // Each replica on its own: one that is down or slow leaves its MAC slot empty (the
+        // client's requests are then checked by signature there), it does not hold up the rest.
+        var calls = Enumerable.Range(0, silo.Manifest.N)
+            .Select(i => GrainFactory.GetGrain<IReplicaGrain>(i).OpenClientSession(offer).WaitAsync(timeout, silo.Clock))
+            .ToArray();
+        try
+        {
+            await Task.WhenAll(calls);
+        }
+        catch (Exception)
+        {
+            // Some replicas did not answer; the others' accepts are still returned.
+        }
+        return calls.Where(c => c.IsCompletedSuccessfully && c.Result is not null).Select(c => c.Result!).ToArray();
+    }
+
     public Task DeliverReply(Reply reply)
     {
         // Never throws: replies come from replicas, any of which may be Byzantine.

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using MinBft.Crypto;
 using MinBft.Application;
 using MinBft.Hosting;
 using MinBft.Hosting.Journal;
@@ -53,6 +54,7 @@ public sealed partial class ReplicaGrain(
 
     // HMAC scheme: the replica's own USIG verifies the UI claims of what the core is given.
     private UiPreverifier? _preverifier;
+    private ReplicaClientSessions? _sessions;
 
     private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
 
@@ -67,7 +69,8 @@ public sealed partial class ReplicaGrain(
         var usig = await _usig.GetIdentity();
         var settings = silo.ProtocolSettings(_id) with { UsigReissueWindow = usig.ReissueWindow, UsigMaxBatch = usig.MaxBatch };
         if (silo.Manifest.UsigScheme == UsigScheme.Hmac) _preverifier = new UiPreverifier(_usig, silo.Manifest.CreatePreverifiedUiVerifier());
-        _core = new ReplicaCore(settings, silo.CreateProtocolCrypto(_id, _preverifier?.Verifier), _app);
+        _sessions = new ReplicaClientSessions(_id, silo.CreateReplicaSigner(_id), silo.Options.MaxClientSessions);
+        _core = new ReplicaCore(settings, silo.CreateProtocolCrypto(_id, _preverifier?.Verifier, _sessions), _app);
         _started = silo.Clock.GetTimestamp();
         _peers = Enumerable.Range(0, silo.Manifest.N).Select(i => GrainFactory.GetGrain<IReplicaGrain>(i)).ToArray();
 
@@ -130,6 +133,10 @@ public sealed partial class ReplicaGrain(
         return Task.CompletedTask;
     }
 
+    public Task<ClientSessionAccept?> OpenClientSession(ClientSessionOffer offer) =>
+        // Never throws: offers come through untrusted proxies; a bad one gets no session.
+        Task.FromResult(_sessions?.Open(offer));
+
     public Task<ReplicaStatus> GetStatus()
     {
         var rejections = new Dictionary<string, long>(_grainRejections, StringComparer.Ordinal);
@@ -155,6 +162,9 @@ public sealed partial class ReplicaGrain(
         {
             Process = ProcessName,
             ProcessCpu = Environment.CpuUsage.TotalTime,
+            RequestsAuthenticatedByMac = _sessions?.AuthenticatedByMac ?? 0,
+            RequestSignaturesChecked = _sessions?.SignaturesChecked ?? 0,
+            ClientSessions = _sessions?.Count ?? 0,
         });
     }
 
@@ -395,6 +405,7 @@ public sealed partial class ReplicaGrain(
         }
         // The SQLite journal holds a connection of its own.
         if (_journal is not null) await _journal.DisposeAsync();
+        _sessions?.Dispose();
     }
 
     // ----- timers -----

@@ -136,4 +136,9 @@ internal sealed class PooledIdentity(ClientSigner signer, ulong firstSeq)
     /// and replicas treat it as newer.
     /// </summary>
     public ulong TakeSeq() => _nextSeq++;
+
+    /// <summary>The MAC sessions this identity opened last (lease holder only), and when.</summary>
+    public ClientSession? Session { get; set; }
+
+    public long SessionOpenedAt { get; set; }
 }

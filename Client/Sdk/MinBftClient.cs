@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using MinBft.Crypto;
 using MinBft.Hosting;
 
 namespace MinBft.Client;
@@ -126,6 +127,7 @@ public sealed partial class MinBftClient : IDisposable
             var identity = lease.Identity;
             var request = identity.Signer.CreateRequest(identity.TakeSeq(), operation);
             var proxy = _proxyFor(identity.ClientId);
+            if (await SessionAsync(identity, proxy, linked.Token).ConfigureAwait(false) is { } session) request = session.Authenticate(request);
             Exception? lastFailure = null;
             // The request timeout's token is the one clock deciding when to stop; elapsed time
             // only sizes each attempt.
@@ -194,7 +196,49 @@ public sealed partial class MinBftClient : IDisposable
         }
     }
 
-    public void Dispose() => _pool.Dispose();
+    public void Dispose()
+    {
+        foreach (var identity in _pool.Identities) identity.Session?.Dispose();
+        _pool.Dispose();
+    }
+
+    /// <summary>
+    /// The identity's MAC sessions, opened or renewed when due. Failing to open them is not an
+    /// error: the replicas then check the request's signature, as they would without sessions.
+    /// </summary>
+    private async Task<ClientSession?> SessionAsync(PooledIdentity identity, IClientProxyGrain proxy, CancellationToken cancellationToken)
+    {
+        if (_options.SessionRenewal == TimeSpan.Zero) return null;
+        if (identity.Session is { } current && _time.GetElapsedTime(identity.SessionOpenedAt) < _options.SessionRenewal) return current;
+        // Later offers of an identity must carry larger epochs: replicas keep the newest session.
+        long epoch;
+        lock (_epochLock)
+        {
+            epoch = _lastSessionEpoch = Math.Max(_time.GetUtcNow().UtcTicks, _lastSessionEpoch + 1);
+        }
+        var session = new ClientSession(identity.Signer, _verifier.N, epoch);
+        try
+        {
+            var timeout = Min(_options.AttemptTimeout, SessionTimeout);
+            var accepts = await proxy.OpenSessions(session.Offer, timeout).WaitAsync(timeout + LocalGrace, _time, cancellationToken).ConfigureAwait(false);
+            foreach (var accept in accepts ?? []) session.TryAccept(accept, _verifier.ReplicaKeys);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            LogSessionFailed(_logger, Short(identity.ClientId), e.GetType().Name, e.Message);
+        }
+        // Renewed either way: a cluster that cannot open sessions now is asked again next period.
+        identity.Session?.Dispose();
+        identity.Session = session;
+        identity.SessionOpenedAt = _time.GetTimestamp();
+        return session;
+    }
+
+    private readonly Lock _epochLock = new();
+    private long _lastSessionEpoch;
+
+    // Opening sessions is an optimisation: never wait long for it.
+    private static readonly TimeSpan SessionTimeout = TimeSpan.FromSeconds(2);
 
     // How much longer than the proxy's own timeout the client waits for the proxy's answer.
     private static readonly TimeSpan LocalGrace = TimeSpan.FromSeconds(1);
@@ -223,6 +267,9 @@ public sealed partial class MinBftClient : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Request {Seq} of client {ClientId}: attempt {Attempt} returned unverifiable replies: {Reason}")]
     private static partial void LogVerificationFailed(ILogger logger, ulong seq, string clientId, int attempt, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Client {ClientId}: opening MAC sessions failed ({ErrorType}: {Reason}); replicas check request signatures")]
+    private static partial void LogSessionFailed(ILogger logger, string clientId, string errorType, string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Request {Seq} of client {ClientId}: attempt {Attempt} failed: {ErrorType}: {Reason}")]
     private static partial void LogAttemptFailed(ILogger logger, ulong seq, string clientId, int attempt, string errorType, string reason);

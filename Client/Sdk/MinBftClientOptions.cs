@@ -36,6 +36,14 @@ public sealed class MinBftClientOptions
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>
+    /// How often each identity renews its MAC sessions with the replicas (one signed offer, one
+    /// signed accept per replica). A session lets a replica check a request with a MAC instead of
+    /// the Ed25519 signature; a replica that lost it (a restart) checks signatures until the
+    /// renewal. <see cref="TimeSpan.Zero"/> turns sessions off: every replica checks every signature.
+    /// </summary>
+    public TimeSpan SessionRenewal { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
     /// Redis connection string of the cluster's membership table (silos started with Redis
     /// clustering). When set, <c>IClientBuilder.AddMinBftClient</c> configures Orleans' Redis
     /// clustering for the client, which then finds the gateways there; the client's
@@ -54,6 +62,7 @@ public sealed class MinBftClientOptions
         if (RequestTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(RequestTimeout)} must be positive, got {RequestTimeout}");
         if (AttemptTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(AttemptTimeout)} must be positive, got {AttemptTimeout}");
         if (MaxAttempts < 1) throw new ArgumentException($"{nameof(MaxAttempts)} must be at least 1, got {MaxAttempts}");
+        if (SessionRenewal < TimeSpan.Zero) throw new ArgumentException($"{nameof(SessionRenewal)} must not be negative, got {SessionRenewal}");
         if (RetryDelay < TimeSpan.Zero) throw new ArgumentException($"{nameof(RetryDelay)} must not be negative, got {RetryDelay}");
     }
 }

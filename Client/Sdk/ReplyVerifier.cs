@@ -3,6 +3,7 @@ using MinBft.Crypto;
 using MinBft.Encoding;
 using MinBft.Hosting;
 using MinBft.Messages;
+using MinBft.Protocol;
 
 namespace MinBft.Client;
 
@@ -39,6 +40,7 @@ public sealed class ReplyVerifier
         N = n;
         F = f;
         _authenticator = new ReplyAuthenticator(replicaKeys);
+        ReplicaKeys = replicaKeys;
     }
 
     /// <summary>The verifier for the cluster described by <paramref name="manifest"/>.</summary>
@@ -49,6 +51,9 @@ public sealed class ReplyVerifier
     }
 
     public int N { get; }
+
+    /// <summary>The replicas' signing keys (from the manifest).</summary>
+    public IReplicaSignatureVerifier ReplicaKeys { get; }
 
     public int F { get; }
 

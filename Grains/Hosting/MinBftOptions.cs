@@ -112,6 +112,10 @@ public sealed class MinBftOptions
     /// <summary>Requests one client proxy tracks at once; more are refused (bounded state per client).</summary>
     public int MaxRequestsPerClientProxy { get; set; } = 64;
 
+    /// <summary>Client MAC sessions a replica keeps (about 100 bytes each; the oldest go first).
+    /// A client without one still gets through: its requests' signatures are checked instead.</summary>
+    public int MaxClientSessions { get; set; } = 100_000;
+
     /// <summary>
     /// The settings of replica <paramref name="replicaId"/>'s core: n and the cluster-wide
     /// protocol constants from the manifest, the local knobs from these options. The USIG's limits
@@ -177,6 +181,7 @@ public sealed class MinBftOptions
         Positive(RetryDelay, nameof(RetryDelay));
         Positive(MaxRetryDelay, nameof(MaxRetryDelay));
         Positive(ClientRetransmitInterval, nameof(ClientRetransmitInterval));
+        if (MaxClientSessions < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxClientSessions)} must be >= 1");
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
         (Usig ?? throw new ArgumentException($"{SectionName}:{nameof(Usig)} is null")).Validate();
         // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).

@@ -107,15 +107,20 @@ public sealed class MinBftSilo : IDisposable
     /// USIG secret is among it: with the signature scheme UIs verify with the manifest's public
     /// keys; with the HMAC scheme the replica's own USIG verifies each message's claims before the
     /// core sees it, and the core gets <paramref name="preverified"/>, which answers from those results.
+    /// Client requests are checked by <paramref name="requests"/> when given (the replica's MAC
+    /// sessions), else by their signatures alone.
     /// </summary>
-    public ProtocolCrypto CreateProtocolCrypto(int replicaId, PreverifiedUiVerifier? preverified = null)
+    public ProtocolCrypto CreateProtocolCrypto(int replicaId, PreverifiedUiVerifier? preverified = null, IRequestVerifier? requests = null)
     {
-        var signer = new Ed25519ReplicaSigner(LoadSigningKey(replicaId));
+        var signer = CreateReplicaSigner(replicaId);
         IUiVerifier uiVerifier = Manifest.UsigScheme == UsigScheme.Hmac
             ? preverified ?? throw new ArgumentNullException(nameof(preverified), "the HMAC scheme verifies UIs through the replica's own USIG")
             : Manifest.CreateUsigVerifier();
-        return new ProtocolCrypto(uiVerifier, signer, ReplicaKeys, new RequestVerifier());
+        return new ProtocolCrypto(uiVerifier, signer, ReplicaKeys, requests ?? new RequestVerifier());
     }
+
+    /// <summary>Replica <paramref name="replicaId"/>'s signer (REPLY roots, VIEW-CHANGE requests, session accepts).</summary>
+    public IReplicaSigner CreateReplicaSigner(int replicaId) => new Ed25519ReplicaSigner(LoadSigningKey(replicaId));
 
     /// <summary>The core settings of replica <paramref name="replicaId"/>.</summary>
     public ProtocolSettings ProtocolSettings(int replicaId) => Options.ToProtocolSettings(Manifest, replicaId);

@@ -39,4 +39,12 @@ public sealed class ClientSigner
         var signature = _keys.Sign(MessageEncoding.Request(ClientId, publicKey, seq, op));
         return new Request(ClientId, publicKey, seq, op, signature);
     }
+
+    /// <summary>An offer of a MAC session to the replicas (<see cref="ClientSession"/>), signed by this identity.</summary>
+    public ClientSessionOffer CreateSessionOffer(long epoch, byte[] agreementKey)
+    {
+        var publicKey = _keys.PublicKey;
+        return new ClientSessionOffer(ClientId, publicKey, epoch, agreementKey,
+            _keys.Sign(MessageEncoding.ClientSessionOffer(ClientId, publicKey, epoch, agreementKey)));
+    }
 }

@@ -42,6 +42,17 @@ public static class MessageEncoding
             .Tag(MessageTag.Reply).I64(view).I32(replicaId).Text(clientId).U64(seq).Bytes(requestDigest).Bytes(result)
             .ToArray();
 
+    /// <summary>What a client's MAC for replica <paramref name="replicaId"/> covers: the request's digest.</summary>
+    public static byte[] RequestAuthenticator(int replicaId, ReadOnlySpan<byte> requestDigest) =>
+        new CanonicalWriter(64).Tag(MessageTag.RequestAuthenticator).I32(replicaId).Bytes(requestDigest).ToArray();
+
+    public static byte[] ClientSessionOffer(string clientId, ReadOnlySpan<byte> clientPublicKey, long epoch, ReadOnlySpan<byte> agreementKey) =>
+        new CanonicalWriter(160).Tag(MessageTag.ClientSessionOffer).Text(clientId).Bytes(clientPublicKey).I64(epoch).Bytes(agreementKey).ToArray();
+
+    public static byte[] ClientSessionAccept(int replicaId, string clientId, long epoch, ReadOnlySpan<byte> clientAgreementKey, ReadOnlySpan<byte> replicaAgreementKey) =>
+        new CanonicalWriter(192).Tag(MessageTag.ClientSessionAccept).I32(replicaId).Text(clientId).I64(epoch)
+            .Bytes(clientAgreementKey).Bytes(replicaAgreementKey).ToArray();
+
     /// <summary>What a replica signs for a batch of replies: the tree's root and size. The
     /// replica id is covered too, so a root signed by one replica never passes for another's.</summary>
     public static byte[] ReplyBatch(int replicaId, int count, ReadOnlySpan<byte> root) =>

@@ -23,6 +23,9 @@ public static class MessageLimits
     public const int MaxStateChunkLength = 1024 * 1024;   // one STATE-CHUNK's data
     public const int MaxStateChunks = 64 * 1024;          // chunks per snapshot (64 GiB at the largest chunk)
     public const int MaxMessagesPerDelivery = 1024;       // messages one replica hands another in one call
+    public const int RequestMacLength = 16;               // HMAC-SHA256 truncated to 128 bits, one per replica
+    public const int MaxAuthenticatorLength = RequestMacLength * 256;
+    public const int AgreementKeyLength = 32;             // X25519
     public const int MaxReplyProofDepth = 32;             // a reply tree of up to 2^32 leaves (a snapshot's whole reply cache)
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
@@ -49,7 +52,26 @@ public static class MessageLimits
         if (r.ClientPublicKey is null || r.ClientPublicKey.Length != PublicKeyLength) return "client public key length";
         if (r.Operation is null) return "null operation";
         if (r.Operation.Length > MaxOperationLength) return "operation too large";
+        if (r.Authenticator is { } a && (a.Length > MaxAuthenticatorLength || a.Length % RequestMacLength != 0)) return "authenticator length";
         return CheckSignature(r.Signature);
+    }
+
+    public static string? CheckSessionOffer(ClientSessionOffer? o)
+    {
+        if (o is null) return "null session offer";
+        if (o.ClientId is null || o.ClientId.Length != ClientIdLength) return "client id length";
+        if (o.ClientPublicKey is null || o.ClientPublicKey.Length != PublicKeyLength) return "client public key length";
+        if (o.AgreementKey is null || o.AgreementKey.Length != AgreementKeyLength) return "agreement key length";
+        return CheckSignature(o.Signature);
+    }
+
+    public static string? CheckSessionAccept(ClientSessionAccept? a)
+    {
+        if (a is null) return "null session accept";
+        if (a.ClientId is null || a.ClientId.Length != ClientIdLength) return "client id length";
+        if (a.ClientAgreementKey is null || a.ClientAgreementKey.Length != AgreementKeyLength) return "client agreement key length";
+        if (a.ReplicaAgreementKey is null || a.ReplicaAgreementKey.Length != AgreementKeyLength) return "replica agreement key length";
+        return CheckSignature(a.Signature);
     }
 
     public static string? CheckReply(Reply? r)

@@ -16,8 +16,11 @@ public enum MessageTag : byte
     StateSnapshot = 11,
     ReplyTreeNode = 12,
     ReplyBatch = 13,
+    RequestAuthenticator = 14,
+    ClientSessionOffer = 15,
     UsigCertificate = 16,
     ClientId = 17,
+    ClientSessionAccept = 18,
 }
 
 public static class MessageTags

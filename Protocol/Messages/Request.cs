@@ -4,6 +4,11 @@ namespace MinBft.Messages;
 /// REQUEST: a client operation, signed by the client (Ed25519). The client id is the
 /// hex SHA-256 of the client's public key, so a request is self-certifying: nobody can
 /// issue a request in another client's name.
+/// <see cref="Authenticator"/> is a shortcut, not a proof: one MAC per replica under keys from
+/// the client's session with that replica (<see cref="ClientSessionOffer"/>). A replica whose
+/// MAC checks skips the signature; for any other replica the signature decides. It is covered
+/// by neither the signature nor the request's digest, so whoever relays it may damage it, which
+/// only costs a signature check.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Request")]
 public sealed record Request(
@@ -11,4 +16,5 @@ public sealed record Request(
     [Id(1)] byte[] ClientPublicKey,
     [Id(2)] ulong Seq,
     [Id(3)] byte[] Operation,
-    [Id(4)] byte[] Signature);
+    [Id(4)] byte[] Signature,
+    [Id(5)] byte[]? Authenticator = null);

@@ -87,6 +87,12 @@ internal sealed class FakeProxy : IClientProxyGrain
         }
     }
 
+    public Task<ClientSessionAccept[]> OpenSessions(ClientSessionOffer offer, TimeSpan timeout)
+    {
+        lock (_owner.Sessions)
+            return Task.FromResult(_owner.Sessions.Select(s => s.Open(offer)).OfType<ClientSessionAccept>().ToArray());
+    }
+
     public Task DeliverReply(Reply reply) => Task.CompletedTask;
 
     public Task<ClientProxyStatus> GetStatus() => Task.FromResult(new ClientProxyStatus(0, 0, 0, []));
@@ -102,7 +108,11 @@ internal sealed class FakeClusterProxies
     {
         Replicas = replicas;
         Respond = (request, _) => Task.FromResult(AllCorrect(request));
+        Sessions = Enumerable.Range(0, replicas.N).Select(i => new ReplicaClientSessions(i, new Ed25519ReplicaSigner(replicas.Keys[i]))).ToArray();
     }
+
+    /// <summary>Each fake replica's MAC sessions (lock the array to use them).</summary>
+    public ReplicaClientSessions[] Sessions { get; }
 
     public FakeReplicas Replicas { get; }
     public ConcurrentQueue<Request> Requests { get; } = new();
@@ -124,6 +134,9 @@ internal sealed class FakeClusterProxies
     public byte[] Execute(Request request)
     {
         Assert.Null(RequestVerifier.Explain(request));
+        // Every replica that holds a session for the client takes the request on its MAC.
+        lock (Sessions)
+            foreach (var replica in Sessions) Assert.True(replica.Verify(request));
         lock (_state)
         {
             if (_executed.TryGetValue(request.ClientId, out var last))

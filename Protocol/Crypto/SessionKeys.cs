@@ -1,0 +1,47 @@
+using System.Security.Cryptography;
+using MinBft.Encoding;
+using MinBft.Messages;
+using NSec.Cryptography;
+
+namespace MinBft.Crypto;
+
+/// <summary>
+/// What both ends of a client-replica MAC session compute: X25519 agreement, then HKDF-SHA256
+/// salted with the signed accept's bytes (so the key is bound to both public keys, the client,
+/// the replica and the epoch), and the truncated HMAC-SHA256 of a request's digest.
+/// </summary>
+internal static class SessionKeys
+{
+    private static ReadOnlySpan<byte> Info => "MINBFT/1 request mac"u8;
+
+    /// <summary>A fresh X25519 key pair (private key and raw public key).</summary>
+    public static (Key Private, byte[] Public) Create()
+    {
+        var key = Key.Create(KeyAgreementAlgorithm.X25519);
+        return (key, key.PublicKey.Export(KeyBlobFormat.RawPublicKey));
+    }
+
+    /// <summary>The MAC key for the session an accept describes, or null when the other side's key is unusable.</summary>
+    public static byte[]? Derive(Key own, ReadOnlySpan<byte> otherPublic, ClientSessionAccept accept)
+    {
+        if (!PublicKey.TryImport(KeyAgreementAlgorithm.X25519, otherPublic, KeyBlobFormat.RawPublicKey, out var other) || other is null) return null;
+        try
+        {
+            using var shared = KeyAgreementAlgorithm.X25519.Agree(own, other);
+            if (shared is null) return null; // a low-order point: no contributory secret
+            var salt = SHA256.HashData(MessageEncoding.ClientSessionAccept(accept.ReplicaId, accept.ClientId, accept.Epoch, accept.ClientAgreementKey, accept.ReplicaAgreementKey));
+            return KeyDerivationAlgorithm.HkdfSha256.DeriveBytes(shared, salt, Info, 32);
+        }
+        catch (CryptographicException)
+        {
+            return null; // a low-order point: no contributory secret
+        }
+    }
+
+    public static void Mac(byte[] key, int replicaId, ReadOnlySpan<byte> requestDigest, Span<byte> destination)
+    {
+        Span<byte> full = stackalloc byte[32];
+        HMACSHA256.HashData(key, MessageEncoding.RequestAuthenticator(replicaId, requestDigest), full);
+        full[..MessageLimits.RequestMacLength].CopyTo(destination);
+    }
+}
