@@ -56,6 +56,17 @@ public sealed partial class ReplicaGrain(
     private UiPreverifier? _preverifier;
     private ReplicaClientSessions? _sessions;
 
+    // Client proxy references by client id: GetGrain resolves the interface type on every call,
+    // which cost about 3% of the silo's CPU when done per reply. Bounded: cleared when full.
+    private readonly Dictionary<string, IClientProxyGrain> _proxies = new(StringComparer.Ordinal);
+
+    private IClientProxyGrain ProxyOf(string clientId)
+    {
+        if (_proxies.TryGetValue(clientId, out var proxy)) return proxy;
+        if (_proxies.Count >= 16_384) _proxies.Clear();
+        return _proxies[clientId] = GrainFactory.GetGrain<IClientProxyGrain>(clientId);
+    }
+
     private TimeSpan Now => silo.Clock.GetElapsedTime(_started);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
@@ -285,7 +296,7 @@ public sealed partial class ReplicaGrain(
             case SendReply reply:
                 // One-way: the proxy is untrusted and may be gone; the client retransmits and the
                 // core resends the cached reply.
-                OneWay(GrainFactory.GetGrain<IClientProxyGrain>(reply.Reply.ClientId).DeliverReply(reply.Reply), "DeliverReply", -1);
+                OneWay(ProxyOf(reply.Reply.ClientId).DeliverReply(reply.Reply), "DeliverReply", -1);
                 break;
         }
     }

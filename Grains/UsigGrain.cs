@@ -69,11 +69,14 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
     /// caller's id comes from an Orleans message header: this guards against mistakes within the
     /// silo, not against code running in it (isolation is the USIG program's job).
     /// </summary>
+    // Replica i's grain id, made once (GetGrain resolves the interface type on every call).
+    private GrainId? _replica;
+
     public Task Invoke(IIncomingGrainCallContext context)
     {
         if (silo.Options.UsigServesOnlyItsReplica
             && context.MethodName is nameof(CreateUis) or nameof(ReissueUi)
-            && context.SourceId != GrainFactory.GetGrain<IReplicaGrain>(this.GetPrimaryKeyLong()).GetGrainId())
+            && context.SourceId != (_replica ??= GrainFactory.GetGrain<IReplicaGrain>(this.GetPrimaryKeyLong()).GetGrainId()))
         {
             LogRefusedCaller(logger, this.GetPrimaryKeyLong(), context.SourceId?.ToString() ?? "unknown");
             throw new UnauthorizedAccessException($"USIG {this.GetPrimaryKeyLong()} issues UIs only to replica {this.GetPrimaryKeyLong()}");

@@ -126,7 +126,7 @@ public sealed partial class MinBftClient : IDisposable
             // Signed once: every retry sends the very same request, so it executes at most once.
             var identity = lease.Identity;
             var request = identity.Signer.CreateRequest(identity.TakeSeq(), operation);
-            var proxy = _proxyFor(identity.ClientId);
+            var proxy = identity.Proxy ??= _proxyFor(identity.ClientId);
             if (await SessionAsync(identity, proxy, linked.Token).ConfigureAwait(false) is { } session) request = session.Authenticate(request);
             Exception? lastFailure = null;
             // The request timeout's token is the one clock deciding when to stop; elapsed time

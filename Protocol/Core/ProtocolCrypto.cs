@@ -25,6 +25,9 @@ public interface IReplicaSignatureVerifier
 public interface IRequestVerifier
 {
     bool Verify(Request request);
+
+    /// <summary>The same, for a caller that has the request's digest already (saves hashing it again).</summary>
+    bool Verify(Request request, ReadOnlySpan<byte> digest) => Verify(request);
 }
 
 /// <summary>Everything the core needs to authenticate messages; all deterministic.</summary>

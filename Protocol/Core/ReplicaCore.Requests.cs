@@ -29,9 +29,10 @@ public sealed partial class ReplicaCore
 
     private bool VerifyRequest(Request request)
     {
-        var digest = Sha256Digest.From(MessageEncoding.RequestDigest(request));
+        var bytes = MessageEncoding.RequestDigest(request);
+        var digest = Sha256Digest.From(bytes);
         if (_verifiedRequests.Contains(digest)) return true;
-        if (!_crypto.Requests.Verify(request)) return false;
+        if (!_crypto.Requests.Verify(request, bytes)) return false;
         _verifiedRequests.Add(digest);
         return true;
     }

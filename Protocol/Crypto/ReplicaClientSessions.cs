@@ -22,7 +22,7 @@ public sealed class ReplicaClientSessions : IRequestVerifier, IDisposable
     private readonly int _capacity;
     private readonly Key _key;
     private readonly byte[] _publicKey;
-    private readonly Dictionary<string, (long Epoch, byte[] MacKey)> _sessions = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long Epoch, byte[] MacKey, byte[] ClientPublicKey)> _sessions = new(StringComparer.Ordinal);
     private readonly Queue<(string ClientId, long Epoch)> _opened = new();
 
     public ReplicaClientSessions(int replicaId, IReplicaSigner signer, int capacity = 100_000)
@@ -58,7 +58,7 @@ public sealed class ReplicaClientSessions : IRequestVerifier, IDisposable
         var signed = MessageEncoding.ClientSessionAccept(_replicaId, o.ClientId, o.Epoch, o.AgreementKey, _publicKey);
         var accept = new ClientSessionAccept(_replicaId, o.ClientId, o.Epoch, o.AgreementKey, _publicKey, _signer.Sign(signed));
         if (SessionKeys.Derive(_key, o.AgreementKey, accept) is not { } macKey) return null;
-        _sessions[o.ClientId] = (o.Epoch, macKey);
+        _sessions[o.ClientId] = (o.Epoch, macKey, o.ClientPublicKey);
         _opened.Enqueue((o.ClientId, o.Epoch));
         while (_sessions.Count > _capacity && _opened.TryDequeue(out var oldest))
         {
@@ -70,9 +70,11 @@ public sealed class ReplicaClientSessions : IRequestVerifier, IDisposable
         return accept;
     }
 
-    public bool Verify(Request request)
+    public bool Verify(Request request) => Verify(request, MessageEncoding.RequestDigest(request));
+
+    public bool Verify(Request request, ReadOnlySpan<byte> digest)
     {
-        if (HasValidMac(request))
+        if (HasValidMac(request, digest))
         {
             AuthenticatedByMac++;
             return true;
@@ -81,15 +83,16 @@ public sealed class ReplicaClientSessions : IRequestVerifier, IDisposable
         return RequestVerifier.Explain(request) is null;
     }
 
-    private bool HasValidMac(Request request)
+    private bool HasValidMac(Request request, ReadOnlySpan<byte> digest)
     {
         if (request.Authenticator is not { } authenticator || !_sessions.TryGetValue(request.ClientId, out var session)) return false;
         var at = _replicaId * MessageLimits.RequestMacLength;
         if (authenticator.Length < at + MessageLimits.RequestMacLength) return false;
-        // The id-key binding still holds without the signature: the session was opened by the key's owner.
-        if (MessageLimits.CheckRequest(request) is not null || !ClientIdentity.Matches(request.ClientId, request.ClientPublicKey)) return false;
+        // The id-key binding holds without the signature: the session was opened by the owner of
+        // the key its id hashes to, and the request must name that same key.
+        if (MessageLimits.CheckRequest(request) is not null || !request.ClientPublicKey.AsSpan().SequenceEqual(session.ClientPublicKey)) return false;
         Span<byte> expected = stackalloc byte[MessageLimits.RequestMacLength];
-        SessionKeys.Mac(session.MacKey, _replicaId, MessageEncoding.RequestDigest(request), expected);
+        SessionKeys.Mac(session.MacKey, _replicaId, digest, expected);
         return CryptographicOperations.FixedTimeEquals(expected, authenticator.AsSpan(at, MessageLimits.RequestMacLength));
     }
 
