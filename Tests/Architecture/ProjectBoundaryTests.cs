@@ -107,12 +107,12 @@ public sealed class ProjectBoundaryTests
     }
 
     // The USIG's trusted computing base: the USIG library and program reference the base library,
-    // BouncyCastle (its schemes), System.CommandLine (the program's flags) and each other, nothing
+    // NSec (libsodium: its Ed25519 scheme), System.CommandLine (the program's flags) and each other, nothing
     // else: no Orleans, hosting, logging, storage provider or other MinBft project.
-    private static readonly string[] UsigAllowedAssemblies = ["BouncyCastle.Cryptography", "System.CommandLine", "MinBft.Usig.Core"];
+    private static readonly string[] UsigAllowedAssemblies = ["NSec.Cryptography", "System.CommandLine", "MinBft.Usig.Core"];
 
     [Theory]
-    [InlineData("MinBft.Usig.Core.dll", "BouncyCastle.Cryptography")]
+    [InlineData("MinBft.Usig.Core.dll", "NSec.Cryptography")]
     [InlineData("MinBft.Usig.dll", "MinBft.Usig.Core")]
     public void Usig_assemblies_reference_no_orleans_hosting_storage_or_other_project(string file, string expected)
     {
@@ -128,10 +128,10 @@ public sealed class ProjectBoundaryTests
     }
 
     [Fact]
-    public void Usig_project_files_reference_only_bouncycastle_commandline_and_each_other()
+    public void Usig_project_files_reference_only_nsec_commandline_and_each_other()
     {
         var core = XDocument.Load(Path.Combine(RepositoryRoot(), "Usig", "Core", "Usig.Core.csproj"));
-        Assert.Equal(new[] { "BouncyCastle.Cryptography" }, core.Descendants("PackageReference").Select(p => (string?)p.Attribute("Include")).ToArray());
+        Assert.Equal(new[] { "NSec.Cryptography" }, core.Descendants("PackageReference").Select(p => (string?)p.Attribute("Include")).ToArray());
         Assert.Empty(core.Descendants("ProjectReference"));
         Assert.Empty(core.Descendants("Reference"));
 
