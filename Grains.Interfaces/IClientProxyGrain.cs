@@ -39,7 +39,8 @@ public interface IClientProxyGrain : IGrainWithStringKey
 /// <param name="Completed">Requests answered with f+1 matching replies since activation.</param>
 /// <param name="RepliesAccepted">Replies that verified and were counted.</param>
 /// <param name="RepliesIgnored">Replies dropped by reason: Malformed, WrongClient, UnknownReplica,
-/// InvalidSignature, NotPending (late or unknown seq), DuplicateReplica.</param>
+/// WrongRequest (a result for another operation under this seq), InvalidSignature, NotPending
+/// (late or unknown seq), DuplicateReplica.</param>
 [GenerateSerializer, Immutable, Alias("minbft.ClientProxyStatus")]
 public sealed record ClientProxyStatus(
     [property: Id(0)] int InFlight,
