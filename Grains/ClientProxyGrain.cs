@@ -69,10 +69,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         // every replica verifies it anyway, and a third check on every request cost the silo one
         // more Ed25519 verification per operation.
         if (RequestVerifier.ExplainShape(request) is { } invalid) throw new ArgumentException("invalid request: " + invalid, nameof(request));
-        if (!string.Equals(request.ClientId, this.GetPrimaryKeyString(), StringComparison.Ordinal))
-            throw new ArgumentException("the request's client id is not this proxy's client", nameof(request));
-        if (timeout <= TimeSpan.Zero || timeout > MaxTimeout)
-            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, $"timeout must be in (0, {MaxTimeout}]");
+        CheckCaller(request.ClientId, "request", nameof(request), timeout);
 
         var digest = MessageEncoding.RequestDigest(request);
         if (_pending.TryGetValue(request.Seq, out var pending))
@@ -133,10 +130,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     public async Task<ClientSessionAccept[]> OpenSessions(ClientSessionOffer offer, TimeSpan timeout)
     {
         if (MessageLimits.CheckSessionOffer(offer) is { } invalid) throw new ArgumentException("invalid session offer: " + invalid, nameof(offer));
-        if (!string.Equals(offer.ClientId, this.GetPrimaryKeyString(), StringComparison.Ordinal))
-            throw new ArgumentException("the offer's client id is not this proxy's client", nameof(offer));
-        if (timeout <= TimeSpan.Zero || timeout > MaxTimeout)
-            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, $"timeout must be in (0, {MaxTimeout}]");
+        CheckCaller(offer.ClientId, "offer", nameof(offer), timeout);
         // Each replica on its own: one that is down or slow leaves its MAC slot empty (the
         // client's requests are then checked by signature there), it does not hold up the rest.
         var calls = Enumerable.Range(0, silo.Manifest.N)
@@ -179,6 +173,15 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
 
     public Task<ClientProxyStatus> GetStatus() =>
         Task.FromResult(new ClientProxyStatus(_pending.Count, _completed, _accepted, new Dictionary<string, long>(_ignored, StringComparer.Ordinal)));
+
+    // What every caller input must satisfy: this proxy's own client, and a sensible timeout.
+    private void CheckCaller(string clientId, string what, string paramName, TimeSpan timeout)
+    {
+        if (!string.Equals(clientId, this.GetPrimaryKeyString(), StringComparison.Ordinal))
+            throw new ArgumentException($"the {what}'s client id is not this proxy's client", paramName);
+        if (timeout <= TimeSpan.Zero || timeout > MaxTimeout)
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, $"timeout must be in (0, {MaxTimeout}]");
+    }
 
     private void SubmitToAll(Request request)
     {
