@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Reflection;
+using Microsoft.Extensions.Configuration;
 using MinBft.Protocol;
 
 namespace MinBft.Hosting;
@@ -59,20 +61,14 @@ public sealed class MinBftOptions
     /// </summary>
     public bool UseEmbeddedStorage { get; set; } = true;
 
-    // ----- protocol (ProtocolSettings) -----
+    // ----- protocol -----
 
-    public int MaxBatchSize { get; set; } = 64;
-    public TimeSpan MaxBatchWait { get; set; } = TimeSpan.FromMilliseconds(2);
-    public int MaxInFlightBatches { get; set; } = 8;
-    public int MaxPendingRequests { get; set; } = 16 * 1024;
-    public int ReorderBufferPerSender { get; set; } = 256;
-    public int ReorderWindow { get; set; } = 4096;
-    public TimeSpan RetransmitInterval { get; set; } = TimeSpan.FromMilliseconds(200);
-    public int MaxRetransmitBatch { get; set; } = 128;
-    public int VerifiedRequestCacheSize { get; set; } = 64 * 1024;
-    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(2);
-    public TimeSpan ViewChangeTimeout { get; set; } = TimeSpan.FromSeconds(2);
-    public int MaxViewLookahead { get; set; } = 64;
+    /// <summary>
+    /// The core's local tuning knobs (section "MinBft:Protocol", e.g. <c>MinBft:Protocol:MaxBatchSize</c>),
+    /// documented on <see cref="ProtocolTuning"/>. The cluster-wide constants (n, checkpoint
+    /// interval, watermark) come from the manifest, the USIG's limits from the USIG.
+    /// </summary>
+    public ProtocolTuning Protocol { get; set; } = new();
 
     // ----- grain hosting -----
 
@@ -141,22 +137,47 @@ public sealed class MinBftOptions
         {
             N = n,
             ReplicaId = replicaId,
-            MaxBatchSize = MaxBatchSize,
-            MaxBatchWait = MaxBatchWait,
-            MaxInFlightBatches = MaxInFlightBatches,
-            MaxPendingRequests = MaxPendingRequests,
-            ReorderBufferPerSender = ReorderBufferPerSender,
-            ReorderWindow = ReorderWindow,
-            RetransmitInterval = RetransmitInterval,
-            MaxRetransmitBatch = MaxRetransmitBatch,
-            VerifiedRequestCacheSize = VerifiedRequestCacheSize,
-            RequestTimeout = RequestTimeout,
-            ViewChangeTimeout = ViewChangeTimeout,
-            MaxViewLookahead = MaxViewLookahead,
+            Tuning = Protocol ?? throw new ArgumentException($"{SectionName}:{nameof(Protocol)} is null"),
         };
         // The USIG's limits are read from the USIG when the replica activates; the rest is checked here.
         (settings with { UsigReissueWindow = 1, UsigMaxBatch = 1 }).Validate();
         return settings;
+    }
+
+    /// <summary>
+    /// Sets these options from the "MinBft" section of <paramref name="configuration"/> (the
+    /// configuration root). A misspelt or misplaced key (say MinBft:MaxBatchSize, which belongs
+    /// in MinBft:Protocol) throws instead of silently leaving a default in place.
+    /// </summary>
+    public void Bind(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var section = configuration.GetSection(SectionName);
+        RejectUnknownKeys(section, typeof(MinBftOptions), SectionName);
+        section.Bind(this);
+    }
+
+    /// <summary>Sections under "MinBft" that other components read: the silo host's and the client SDK's.</summary>
+    private static readonly string[] SiblingSections = ["Host", "Client"];
+
+    private static void RejectUnknownKeys(IConfigurationSection section, Type type, string path)
+    {
+        var known = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.CanWrite)
+            .ToDictionary(p => p.Name, StringComparer.OrdinalIgnoreCase);
+        foreach (var child in section.GetChildren())
+        {
+            if (type == typeof(MinBftOptions) && SiblingSections.Contains(child.Key, StringComparer.OrdinalIgnoreCase)) continue;
+            if (!known.TryGetValue(child.Key, out var property))
+            {
+                var hint = type == typeof(MinBftOptions) && typeof(ProtocolTuning).GetProperty(child.Key, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase) is not null
+                    ? $" (a protocol knob: set {SectionName}:{nameof(Protocol)}:{child.Key})"
+                    : "";
+                throw new ArgumentException($"{path}:{child.Key} is not a {type.Name} setting{hint}");
+            }
+            if (property.PropertyType == typeof(ProtocolTuning) || property.PropertyType == typeof(MinBftUsigOptions))
+                RejectUnknownKeys(child, property.PropertyType, $"{path}:{child.Key}");
+        }
     }
 
     /// <summary>The directory of this domain's private keys (see <see cref="KeyDirectory"/>).</summary>
@@ -184,8 +205,15 @@ public sealed class MinBftOptions
         if (MaxClientSessions < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxClientSessions)} must be >= 1");
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
         (Usig ?? throw new ArgumentException($"{SectionName}:{nameof(Usig)} is null")).Validate();
-        // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).
-        ToProtocolSettings(1, 0);
+        try
+        {
+            // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).
+            ToProtocolSettings(1, 0);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{SectionName}:{nameof(Protocol)}: {e.Message}", e);
+        }
     }
 
     private void ValidateStorage()

@@ -23,7 +23,7 @@ public static class MinBftSiloBuilderExtensions
         ArgumentNullException.ThrowIfNull(configuration);
         return builder.AddMinBft(options =>
         {
-            configuration.GetSection(MinBftOptions.SectionName).Bind(options);
+            options.Bind(configuration);
             configure?.Invoke(options);
         });
     }

@@ -88,7 +88,7 @@ public sealed partial class ReplicaCore
             _pending.Remove(node);
             _pendingByClient.Remove(clientId);
         }
-        if (_pending.Count >= _settings.MaxPendingRequests)
+        if (_pending.Count >= _tuning.MaxPendingRequests)
         {
             Reject(null, RejectReason.Overloaded, "pending queue full");
             return;
@@ -108,7 +108,7 @@ public sealed partial class ReplicaCore
             }
             return;
         }
-        if (_known.Count >= _settings.MaxPendingRequests)
+        if (_known.Count >= _tuning.MaxPendingRequests)
         {
             Reject(null, RejectReason.Overloaded, "known-request table full");
             return;
@@ -120,13 +120,13 @@ public sealed partial class ReplicaCore
     /// view 0), pipeline and watermark not full.</summary>
     private bool CanPropose =>
         IsPrimary && !_viewChanging && !_proposalsSuspended && (View == 0 || _viewStartCertificate is not null)
-        && InFlightBatches < _settings.MaxInFlightBatches
+        && InFlightBatches < _tuning.MaxInFlightBatches
         && _lastProposedSequence + 1 <= ExecutedSequence + (ulong)_settings.Watermark;
 
     private bool PrepareAwaitingUi => _own.HasUncertified<Prepare>();
 
     /// <summary>The primary cuts batches: full ones at once, otherwise when nothing is in flight
-    /// or the oldest request has waited <see cref="ProtocolSettings.MaxBatchWait"/>.</summary>
+    /// or the oldest request has waited <see cref="ProtocolTuning.MaxBatchWait"/>.</summary>
     private void TryPropose()
     {
         // First, the batches the NEW-VIEW carries, again, in order (see EnterView).
@@ -140,15 +140,15 @@ public sealed partial class ReplicaCore
         if (_carried.Count > 0 && _carried.Keys.Last() > _lastProposedSequence) return;
         while (_pending.Count > 0 && CanPropose)
         {
-            var full = _pending.Count >= _settings.MaxBatchSize;
-            var waited = _now - _pending.First!.Value.Arrived >= _settings.MaxBatchWait;
+            var full = _pending.Count >= _tuning.MaxBatchSize;
+            var waited = _now - _pending.First!.Value.Arrived >= _tuning.MaxBatchWait;
             if (!full && !waited && InFlightBatches > 0) return;
             // Adaptive batching: while a PREPARE waits for its UI (a durable USIG write), a
             // non-full batch keeps filling; the UI's arrival proposes it. One durable counter
             // write then covers everything that arrived during the previous one.
             if (!full && PrepareAwaitingUi) return;
-            var batch = new List<Request>(Math.Min(_pending.Count, _settings.MaxBatchSize));
-            while (batch.Count < _settings.MaxBatchSize && _pending.First is { } first)
+            var batch = new List<Request>(Math.Min(_pending.Count, _tuning.MaxBatchSize));
+            while (batch.Count < _tuning.MaxBatchSize && _pending.First is { } first)
             {
                 _pending.RemoveFirst();
                 _pendingByClient.Remove(first.Value.Request.ClientId);

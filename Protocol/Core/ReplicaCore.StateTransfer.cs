@@ -127,11 +127,11 @@ public sealed partial class ReplicaCore
             return; // nothing newer than what the requester has: no answer is the answer
         // Bounded work per requester: a faulty replica cannot make us stream snapshots endlessly.
         var window = _stateServed.GetValueOrDefault(from);
-        if (_now - window.Since >= _settings.RetransmitInterval) window = (_now, 0);
-        if (window.Served >= _settings.MaxStateChunksPerInterval) return;
+        if (_now - window.Since >= _tuning.RetransmitInterval) window = (_now, 0);
+        if (window.Served >= _tuning.MaxStateChunksPerInterval) return;
         _stateServed[from] = (window.Since, window.Served + 1);
 
-        var size = _settings.StateChunkSize;
+        var size = _tuning.StateChunkSize;
         var count = Math.Max(1, (snapshot.Length + size - 1) / size);
         // A request for an older checkpoint gets this one's first chunk: a new offer.
         var index = request.Sequence == stable.Sequence && request.Chunk < count ? request.Chunk : 0;
@@ -144,7 +144,7 @@ public sealed partial class ReplicaCore
 
     private void StateTransferTimers()
     {
-        var interval = _settings.RetransmitInterval;
+        var interval = _tuning.RetransmitInterval;
         if (_transfer is { } t)
         {
             if (_now - t.LastProgress < 2 * interval) return;

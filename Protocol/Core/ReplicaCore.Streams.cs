@@ -45,7 +45,7 @@ public sealed partial class ReplicaCore
             return;
         }
         var anchor = message is Checkpoint cp && IsAnchor(cp);
-        if (counter - stream.LastAccepted > (ulong)_settings.ReorderWindow && !anchor)
+        if (counter - stream.LastAccepted > (ulong)_tuning.ReorderWindow && !anchor)
         {
             Reject(sender, RejectReason.ReorderBufferFull, $"counter {counter} beyond window");
             AskRetransmission(sender, force: false);
@@ -125,7 +125,7 @@ public sealed partial class ReplicaCore
         var buffer = _streams[sender].Buffer;
         var counter = message.Ui.Counter;
         if (buffer.ContainsKey(counter)) return;
-        if (buffer.Count >= _settings.ReorderBufferPerSender)
+        if (buffer.Count >= _tuning.ReorderBufferPerSender)
         {
             // Keep the lowest counters: they are the ones needed next. Evicting the highest
             // loses nothing for good, the sender retransmits it on request.
@@ -207,7 +207,7 @@ public sealed partial class ReplicaCore
     private void AskRetransmission(int peer, bool force, bool relays = false)
     {
         var stream = _streams[peer];
-        if (!force && stream.RetransmitAskedAt is { } asked && _now - asked < _settings.RetransmitInterval) return;
+        if (!force && stream.RetransmitAskedAt is { } asked && _now - asked < _tuning.RetransmitInterval) return;
         stream.RetransmitAskedAt = _now;
         var unsigned = new RetransmitRequest(Id, peer, stream.NextExpected, []);
         var signed = unsigned with { Signature = _crypto.Signer.Sign(MessageEncoding.RetransmitRequest(unsigned)) };
@@ -237,12 +237,12 @@ public sealed partial class ReplicaCore
         // so a faulty replica cannot turn us into an amplifier.
         // Keyed by (requester, stream): one requester asks for several streams at once.
         var key = (from, request.TargetId);
-        if (_retransmitServedAt.TryGetValue(key, out var served) && _now - served < _settings.RetransmitInterval / 2) return;
+        if (_retransmitServedAt.TryGetValue(key, out var served) && _now - served < _tuning.RetransmitInterval / 2) return;
         _retransmitServedAt[key] = _now;
         // Our own stream from the sent log; another replica's from what we accepted (relay).
         var messages = request.TargetId == Id
-            ? SentFrom(request.FromCounter, _settings.MaxRetransmitBatch)
-            : _streams[request.TargetId].AcceptedFrom(request.FromCounter, _settings.MaxRetransmitBatch);
+            ? SentFrom(request.FromCounter, _tuning.MaxRetransmitBatch)
+            : _streams[request.TargetId].AcceptedFrom(request.FromCounter, _tuning.MaxRetransmitBatch);
         foreach (var message in messages.ToList()) Emit(new Send(from, message));
     }
 }

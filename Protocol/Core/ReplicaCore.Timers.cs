@@ -12,7 +12,7 @@ public sealed partial class ReplicaCore
     {
         ViewChangeTimers();
         StateTransferTimers();
-        var interval = _settings.RetransmitInterval;
+        var interval = _tuning.RetransmitInterval;
         if (IsStalled())
         {
             // Stuck with work outstanding: perhaps behind the peers' checkpoints (cheap to ask).
@@ -20,7 +20,7 @@ public sealed partial class ReplicaCore
             for (var peer = 0; peer < N; peer++)
                 if (peer != Id) AskRetransmission(peer, force: false, relays: true);
         }
-        else if (_now - _lastIdleProbe >= _settings.IdleRetransmitInterval)
+        else if (_now - _lastIdleProbe >= _tuning.IdleRetransmitInterval)
         {
             // Anti-entropy: the last messages of a burst may have been lost (or sent while this
             // replica was down), and nothing else would tell it so while the system is quiet.
@@ -52,7 +52,7 @@ public sealed partial class ReplicaCore
     {
         if (_busySince is not { } busySince) return false;
         var progress = _lastExecutionAt > busySince ? _lastExecutionAt : busySince;
-        return _now - progress >= _settings.RetransmitInterval;
+        return _now - progress >= _tuning.RetransmitInterval;
     }
 
     // Since when work has been outstanding without a pause (null: idle).
@@ -73,13 +73,13 @@ public sealed partial class ReplicaCore
     {
         TimeSpan? next = null;
         if (_pending.Count > 0 && CanPropose && !PrepareAwaitingUi)
-            next = _pending.First!.Value.Arrived + _settings.MaxBatchWait;
+            next = _pending.First!.Value.Arrived + _tuning.MaxBatchWait;
         if (HasOutstandingWork)
         {
-            var retransmit = _now + _settings.RetransmitInterval / 4;
+            var retransmit = _now + _tuning.RetransmitInterval / 4;
             if (next is null || retransmit < next) next = retransmit;
         }
-        var probe = _lastIdleProbe + _settings.IdleRetransmitInterval;
+        var probe = _lastIdleProbe + _tuning.IdleRetransmitInterval;
         if (next is null || probe < next) next = probe;
         // Never ask for a tick in the past: the host would spin.
         if (next is { } at && at <= _now) next = _now + TimeSpan.FromMilliseconds(1);

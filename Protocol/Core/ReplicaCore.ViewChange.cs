@@ -40,7 +40,7 @@ public sealed partial class ReplicaCore
     // does not make correct replicas change view over and over.
     private int _requestTimeoutBackoff;
 
-    private TimeSpan RequestTimeout => _settings.RequestTimeout * (1 << _requestTimeoutBackoff);
+    private TimeSpan RequestTimeout => _tuning.RequestTimeout * (1 << _requestTimeoutBackoff);
 
     /// <summary>True between joining a view change and accepting its NEW-VIEW.</summary>
     public bool ViewChanging => _viewChanging;
@@ -53,7 +53,7 @@ public sealed partial class ReplicaCore
     private void SuspectPrimary(long target)
     {
         if (target <= View && !_viewChanging) return;
-        if (_reqViewChangeTarget >= target && _reqViewChangeSentAt is { } at && _now - at < _settings.RetransmitInterval) return;
+        if (_reqViewChangeTarget >= target && _reqViewChangeSentAt is { } at && _now - at < _tuning.RetransmitInterval) return;
         _reqViewChangeTarget = Math.Max(_reqViewChangeTarget, target);
         _reqViewChangeSentAt = _now;
         var unsigned = new ReqViewChange(Id, View, _reqViewChangeTarget, []);
@@ -81,7 +81,7 @@ public sealed partial class ReplicaCore
             return;
         }
         if (request.NewView <= View) return; // about a view this replica already left
-        if (request.NewView > View + _settings.MaxViewLookahead)
+        if (request.NewView > View + _tuning.MaxViewLookahead)
         {
             Reject(from, RejectReason.Inconsistent, $"REQ-VIEW-CHANGE to view {request.NewView} is too far ahead");
             return;
@@ -113,7 +113,7 @@ public sealed partial class ReplicaCore
         _viewChanging = true;
         _requestTimeoutBackoff = Math.Min(3, _requestTimeoutBackoff + 1);
         _newViewSent = false;
-        if (_viewChangeTimeout == TimeSpan.Zero) _viewChangeTimeout = _settings.ViewChangeTimeout;
+        if (_viewChangeTimeout == TimeSpan.Zero) _viewChangeTimeout = _tuning.ViewChangeTimeout;
         _viewChangeDeadline = _now + _viewChangeTimeout;
         ResetViewState();
         // The log must end right before the VIEW-CHANGE's counter: wait for pending UIs.
@@ -175,7 +175,7 @@ public sealed partial class ReplicaCore
         if (viewChange.NewView < View || (viewChange.NewView == View && !_viewChanging)) return Outcome.Accepted; // stale
         if (!own && ValidateViewChange(viewChange) is { } invalid)
             return RejectOutcome(viewChange.ReplicaId, invalid.Reason, invalid.Detail);
-        if (viewChange.NewView > View + _settings.MaxViewLookahead)
+        if (viewChange.NewView > View + _tuning.MaxViewLookahead)
             return RejectOutcome(viewChange.ReplicaId, RejectReason.Inconsistent, "VIEW-CHANGE too far ahead");
         if (!_viewChanges.TryGetValue(viewChange.NewView, out var forView)) _viewChanges[viewChange.NewView] = forView = [];
         forView.TryAdd(viewChange.ReplicaId, viewChange);
@@ -267,7 +267,7 @@ public sealed partial class ReplicaCore
     private Outcome ProcessNewView(NewView newView, bool own)
     {
         if (newView.View < View || (newView.View == View && !_viewChanging)) return Outcome.Accepted; // stale or repeated
-        if (newView.View > View + _settings.MaxViewLookahead)
+        if (newView.View > View + _tuning.MaxViewLookahead)
             return RejectOutcome(newView.PrimaryId, RejectReason.Inconsistent, "NEW-VIEW too far ahead");
         if (!own && ValidateNewView(newView) is { } invalid)
             return RejectOutcome(newView.PrimaryId, invalid.Reason, invalid.Detail);
@@ -378,7 +378,7 @@ public sealed partial class ReplicaCore
         _viewChanging = false;
         _viewChangeDeferred = false;
         _viewChangeDeadline = null;
-        _viewChangeTimeout = _settings.ViewChangeTimeout; // reset after a successful view change
+        _viewChangeTimeout = _tuning.ViewChangeTimeout; // reset after a successful view change
         ViewChangesCompleted++;
         var start = checkpoint.Sequence;
         _carryingOver = true;

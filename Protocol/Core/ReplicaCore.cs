@@ -16,6 +16,7 @@ namespace MinBft.Protocol;
 public sealed partial class ReplicaCore
 {
     private readonly ProtocolSettings _settings;
+    private readonly ProtocolTuning _tuning;
     private readonly ProtocolCrypto _crypto;
     private readonly IStateMachine _app;
     private readonly List<Effect> _effects = [];
@@ -28,6 +29,7 @@ public sealed partial class ReplicaCore
     {
         settings.Validate();
         _settings = settings;
+        _tuning = settings.Tuning;
         _crypto = crypto;
         _app = app;
         _own = new OwnLog(settings.UsigReissueWindow, settings.UsigMaxBatch);
@@ -35,7 +37,7 @@ public sealed partial class ReplicaCore
         for (var i = 0; i < settings.N; i++) _streams[i] = new PeerStream();
         _lastCommitted = new ulong[settings.N];
         _lastCommittedPosition = new ulong[settings.N];
-        _verifiedRequests = new VerifiedRequestCache(settings.VerifiedRequestCacheSize);
+        _verifiedRequests = new VerifiedRequestCache(_tuning.VerifiedRequestCacheSize);
         _genesisDigest = StateDigest(); // where view starts at position 0 begin
     }
 

@@ -143,10 +143,13 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         {
             options.UseEmbeddedStorage = Setup.Sqlite || Setup.RedisStorage is not null;
             options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
-            options.RequestTimeout = Setup.RequestTimeout;
-            options.ViewChangeTimeout = Setup.RequestTimeout * 2;
             // Short intervals: a dropped message is asked for again quickly.
-            options.RetransmitInterval = TimeSpan.FromMilliseconds(100);
+            options.Protocol = options.Protocol with
+            {
+                RequestTimeout = Setup.RequestTimeout,
+                ViewChangeTimeout = Setup.RequestTimeout * 2,
+                RetransmitInterval = TimeSpan.FromMilliseconds(100),
+            };
             options.ClientRetransmitInterval = TimeSpan.FromMilliseconds(500);
             options.SafetyTickInterval = TimeSpan.FromMilliseconds(250);
         }
@@ -160,7 +163,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                 ["MinBft:FaultDomain"] = d.ToString(CultureInfo.InvariantCulture),
                 ["MinBft:ManifestPath"] = Path.Combine(Directory, DeploymentKeys.ManifestFileName),
                 ["MinBft:DataDirectory"] = Path.Combine(Directory, "data"),
-                ["MinBft:MaxBatchWait"] = "00:00:00.002",
+                ["MinBft:Protocol:MaxBatchWait"] = "00:00:00.002",
             };
             if (Setup.InitializeUsig)
                 settings["MinBft:Usig:InitializeEpoch"] = Manifest.Replica(d).UsigEpoch.ToString(CultureInfo.InvariantCulture);

@@ -184,9 +184,9 @@ internal sealed class ProcessDeployment : IDisposable
                 new Dictionary<string, string>
                 {
                     // Configuration through the environment, as a deployment may do it.
-                    ["MinBft__RequestTimeout"] = "00:00:20", // no view change from a loaded machine's pauses
-                    ["MinBft__ViewChangeTimeout"] = "00:00:20",
-                    ["MinBft__RetransmitInterval"] = "00:00:00.100",
+                    ["MinBft__Protocol__RequestTimeout"] = "00:00:20", // no view change from a loaded machine's pauses
+                    ["MinBft__Protocol__ViewChangeTimeout"] = "00:00:20",
+                    ["MinBft__Protocol__RetransmitInterval"] = "00:00:00.100",
                     ["MinBft__ClientRetransmitInterval"] = "00:00:00.500",
                     ["MinBft__SafetyTickInterval"] = "00:00:00.250",
                     ["MinBft__Host__Membership__ProbeTimeout"] = "00:00:01",

@@ -29,7 +29,7 @@ internal sealed class CoreHarness
         {
             var settings = new ProtocolSettings
             {
-                N = N, ReplicaId = i, MaxBatchWait = TimeSpan.FromMilliseconds(5),
+                N = N, ReplicaId = i, Tuning = new() { MaxBatchWait = TimeSpan.FromMilliseconds(5) },
                 UsigReissueWindow = SimUsig.ReissueWindow, UsigMaxBatch = SimUsig.MaxBatch,
             };
             Cores[i] = new ReplicaCore(tune?.Invoke(settings) ?? settings, _keys.CryptoFor(i), new KeyValueStateMachine());

@@ -179,7 +179,7 @@ public sealed class NormalCaseTests
     [Fact]
     public void In_order_rule_the_reorder_buffer_per_sender_is_bounded()
     {
-        var h = new CoreHarness(tune: s => s with { ReorderBufferPerSender = 4, ReorderWindow = 64 });
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { ReorderBufferPerSender = 4, ReorderWindow = 64 } });
         var client = h.NewClient();
         // Replica 1 (playing Byzantine with its real USIG) withholds counter 1 and sends 2..10.
         h.Usig(1).CreateUi(new byte[32]);
@@ -274,7 +274,7 @@ public sealed class NormalCaseTests
     [Fact]
     public void Rule_4_6_a_batch_s_replies_share_one_signature_over_their_root_and_each_proves_its_own_result()
     {
-        var h = new CoreHarness(tune: s => s with { MaxBatchSize = 5, MaxBatchWait = TimeSpan.FromSeconds(1) }) { AutoIssueUi = false };
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchSize = 5, MaxBatchWait = TimeSpan.FromSeconds(1) } }) { AutoIssueUi = false };
         var clients = Enumerable.Range(0, 6).Select(_ => h.NewClient()).ToList();
         var requests = clients.Select((c, i) => c.CreateRequest(1, Put("k" + i, "v" + i))).ToList();
         var first = h.Request(0, requests[0]);
@@ -334,7 +334,7 @@ public sealed class NormalCaseTests
     [Fact]
     public void Group_commit_what_is_created_while_a_log_write_is_in_flight_goes_into_the_next_write()
     {
-        var h = new CoreHarness(tune: s => s with { MaxBatchSize = 1 }) { AutoIssueUi = false };
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchSize = 1 } }) { AutoIssueUi = false };
         var clients = Enumerable.Range(0, 3).Select(_ => h.NewClient()).ToList();
         var first = h.Request(0, clients[0].CreateRequest(1, Put("k", "v")));
         Assert.Single(first.OfType<WriteLog>());
@@ -361,7 +361,7 @@ public sealed class NormalCaseTests
     [Fact]
     public void Batching_primary_fills_batches_while_others_are_in_flight_up_to_the_batch_size()
     {
-        var h = new CoreHarness(tune: s => s with { MaxBatchSize = 3, MaxBatchWait = TimeSpan.FromSeconds(1) }) { AutoIssueUi = false };
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchSize = 3, MaxBatchWait = TimeSpan.FromSeconds(1) } }) { AutoIssueUi = false };
         var clients = Enumerable.Range(0, 7).Select(_ => h.NewClient()).ToList();
         var first = h.Request(0, clients[0].CreateRequest(1, Put("k", "v")));
         Assert.Single(CoreHarness.Intents(first)); // nothing in flight: proposed at once

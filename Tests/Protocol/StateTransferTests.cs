@@ -16,7 +16,8 @@ public sealed class StateTransferTests
     {
         var h = new CoreHarness(tune: s => s with
         {
-            CheckpointInterval = 2, Watermark = 2, MaxInFlightBatches = 1, MaxBatchSize = 1, StateChunkSize = chunkSize,
+            CheckpointInterval = 2, Watermark = 2,
+            Tuning = s.Tuning with { MaxInFlightBatches = 1, MaxBatchSize = 1, StateChunkSize = chunkSize },
         });
         var client = h.NewClient();
         for (ulong seq = 1; seq <= 12; seq++)

@@ -11,7 +11,7 @@ public sealed class ViewChangeTests
     private static byte[] Put(string key, string value) => KeyValueOperation.EncodePut(key, System.Text.Encoding.UTF8.GetBytes(value));
 
     private static CoreHarness Harness(int f = 1) =>
-        new(f, tune: s => s with { RequestTimeout = TimeSpan.FromSeconds(1), ViewChangeTimeout = TimeSpan.FromSeconds(1) });
+        new(f, tune: s => s with { Tuning = s.Tuning with { RequestTimeout = TimeSpan.FromSeconds(1), ViewChangeTimeout = TimeSpan.FromSeconds(1) } });
 
     private static ReqViewChange Suspicion(CoreHarness h, int replica, long view)
     {
