@@ -1,0 +1,45 @@
+using MinBft.Application;
+using MinBft.Crypto;
+using MinBft.Protocol;
+
+namespace MinBft.ReplicaHost;
+
+/// <summary>A replica's <see cref="ReplicaStatus"/>, read from its core (for operators and tests).</summary>
+internal static class ReplicaStatusReport
+{
+    private static readonly string ProcessName = $"{Environment.MachineName}:{Environment.ProcessId}";
+
+    public static ReplicaStatus Of(
+        int id, ReplicaCore core, IStateMachine app, IReadOnlyDictionary<string, long> grainRejections,
+        string? halted, string usigMode, ReplicaClientSessions? sessions)
+    {
+        var rejections = new Dictionary<string, long>(grainRejections, StringComparer.Ordinal);
+        foreach (var (reason, count) in core.Rejections) rejections[reason.ToString()] = count;
+        var own = core.OwnLogPositions;
+        return new ReplicaStatus(
+            id,
+            core.View,
+            core.Primary,
+            core.ExecutedSequence,
+            Convert.ToHexString(app.Digest()),
+            rejections,
+            core.BufferedMessages,
+            core.SentLogCount,
+            core.PendingRequests,
+            core.LastAccepted(id),
+            core.AwaitingUiCount,
+            // Own messages whose UI is durable and still in the sent log.
+            (int)Math.Min(int.MaxValue, own.UiDurable + 1 - Math.Min(own.UiDurable + 1, core.SentLogFirstCounter)),
+            halted,
+            Convert.ToHexString(core.HistoryDigest),
+            core.StableCheckpoint.Sequence,
+            usigMode)
+        {
+            Process = ProcessName,
+            ProcessCpu = Environment.CpuUsage.TotalTime,
+            RequestsAuthenticatedByMac = sessions?.AuthenticatedByMac ?? 0,
+            RequestSignaturesChecked = sessions?.SignaturesChecked ?? 0,
+            ClientSessions = sessions?.Count ?? 0,
+        };
+    }
+}

@@ -1,0 +1,51 @@
+using MinBft.Hosting;
+using MinBft.Hosting.Journal;
+using MinBft.Protocol;
+
+namespace MinBft.ReplicaHost;
+
+/// <summary>
+/// Fault domain i's store as replica i uses it: the journal of its own stream, and its stable
+/// checkpoint in grain storage. Both are written only when the core asks (<see cref="WriteLog"/>,
+/// <see cref="StoreCheckpoint"/>) and read back only at activation.
+/// </summary>
+internal sealed class ReplicaStore(IReplicaJournal journal, ReplicaCheckpointStore checkpoints) : IAsyncDisposable
+{
+    /// <summary>What survived the last activation, for <see cref="ReplicaCore.Restore"/>.</summary>
+    public async Task<RecoveredState> LoadAsync(ulong usigCounter, CancellationToken cancellationToken)
+    {
+        var log = await journal.OpenAsync(cancellationToken);
+        var checkpoint = await checkpoints.LoadAsync();
+        return new RecoveredState(log.View, checkpoint.Certificate, checkpoint.Snapshot, checkpoint.ViewStarts,
+            log.FirstCounter, log.Entries, usigCounter);
+    }
+
+    /// <summary>A log write: the truncation a restart asks for first, then the append. Retried
+    /// unchanged after a failure (the journal finds out whether a failed append landed).</summary>
+    public async Task<int> WriteLogAsync(LogWrite write)
+    {
+        if (write.Truncation is { } cut)
+        {
+            if (cut.Gap) await journal.RestartAtAsync(cut.From, CancellationToken.None);
+            else await journal.DropFromAsync(cut.From, CancellationToken.None);
+        }
+        await journal.AppendAsync(new JournalAppend(write.View, write.FirstIntentCounter, write.Intents, write.Uis, write.KeepFrom), CancellationToken.None);
+        return 0;
+    }
+
+    /// <summary>Overwrites the stored checkpoint (idempotent).</summary>
+    public async Task<int> StoreCheckpointAsync(StoreCheckpoint store)
+    {
+        await checkpoints.WriteAsync(new ReplicaCheckpointRecord
+        {
+            Certificate = store.Certificate,
+            Snapshot = store.Snapshot,
+            View = store.View,
+            ViewStarts = store.ViewStarts.ToArray(),
+        });
+        return 0;
+    }
+
+    /// <summary>The SQLite journal holds a connection of its own.</summary>
+    public ValueTask DisposeAsync() => journal.DisposeAsync();
+}
