@@ -17,6 +17,7 @@ namespace MinBft.Silo;
 /// The silo host.
 /// <code>
 /// Silo local [--f 1] [--data ./data] [--isolated-usig]  a whole dev cluster in this process (USIG programs as child processes)
+///      [--state-machine keyvalue|ledger]             the replicated service (also on the per-domain silo; default keyvalue)
 /// Silo --fault-domain i --manifest m.json --data d   one fault domain's silo
 ///      [--keys dir] [--primary-silo host:port] [--silo-port p] [--gateway-port g]
 ///      [--clustering development|redis] [--redis-clustering host:port] [--advertised-ip ip]
@@ -95,13 +96,14 @@ public static class Program
         {
             Description = "First start of this domain's in-process USIG: initialise its store for this epoch (the manifest's). Without it, a USIG with no state refuses to start",
         };
+        var stateMachine = StateMachineOption();
         var clusterId = new Option<string?>("--cluster-id") { Description = $"Orleans cluster id (default {LocalClusterOptions.DefaultClusterId})" };
         var serviceId = new Option<string?>("--service-id") { Description = $"Orleans service id (default {LocalClusterOptions.DefaultServiceId})" };
 
         var root = new RootCommand("MinBFT silo host: one fault domain's silo, or a local development cluster")
         {
             faultDomain, manifest, keys, data, primarySilo, siloPort, gatewayPort,
-            clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId, usig, initUsig,
+            clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId, usig, initUsig, stateMachine,
         };
         root.SetAction((parse, cancellationToken) => RunSiloAsync(
             new SiloArguments(
@@ -117,6 +119,7 @@ public static class Program
                 ServiceId = parse.GetValue(serviceId),
                 InitializeUsigEpoch = parse.GetValue(initUsig),
                 Usig = parse.GetValue(usig),
+                StateMachine = ParseStateMachine(parse.GetValue(stateMachine)),
             },
             cancellationToken));
 
@@ -135,9 +138,10 @@ public static class Program
         });
         var reset = new Option<bool>("--reset") { Description = "Delete the keys and replica stores of an earlier run first (a fresh cluster)" };
         var isolatedUsig = new Option<bool>("--isolated-usig") { Description = "Run each domain's USIG as a separate USIG program (child processes) instead of inside its silo" };
+        var localStateMachine = StateMachineOption();
         var local = new Command("local", "Run a whole development cluster (membership/gateway silo + 2f+1 fault-domain silos) in this process")
         {
-            f, localData, localSiloPort, localGatewayPort, interval, reset, isolatedUsig,
+            f, localData, localSiloPort, localGatewayPort, interval, reset, isolatedUsig, localStateMachine,
         };
         local.SetAction((parse, cancellationToken) => RunLocalAsync(
             new LocalClusterOptions
@@ -148,6 +152,7 @@ public static class Program
                 GatewayPort = parse.GetValue(localGatewayPort) ?? LocalClusterOptions.DefaultGatewayPort,
                 FreshStart = parse.GetValue(reset),
                 IsolatedUsig = parse.GetValue(isolatedUsig),
+                ConfigureMinBft = ParseStateMachine(parse.GetValue(localStateMachine)) is { } kind ? o => o.StateMachine = kind : null,
                 ConfigureLogging = ConfigureConsoleLogging,
             },
             TimeSpan.FromSeconds(parse.GetValue(interval)),
@@ -169,6 +174,7 @@ public static class Program
         public string? ServiceId { get; init; }
         public ulong? InitializeUsigEpoch { get; init; }
         public string? Usig { get; init; }
+        public MinBftStateMachineKind? StateMachine { get; init; }
 
         /// <summary>Puts the MinBFT flags on top of the options bound from configuration.</summary>
         public void ApplyTo(MinBftOptions options)
@@ -187,6 +193,7 @@ public static class Program
             if (Storage is { } storage) options.Storage = storage;
             if (InitializeUsigEpoch is { } epoch) options.Usig.InitializeEpoch = epoch;
             if (Usig is { } endpoint) options.Usig.Endpoint = endpoint;
+            if (StateMachine is { } stateMachine) options.StateMachine = stateMachine;
         }
     }
 
@@ -417,6 +424,20 @@ public static class Program
         // Several silos in one process trip the watchdog's start-up check; not actionable.
         logging.AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error);
     }
+
+    /// <summary>--state-machine: which sample service the replicas run; a bad value is a parse error listing the good ones.</summary>
+    private static Option<string?> StateMachineOption()
+    {
+        var option = new Option<string?>("--state-machine")
+        {
+            Description = $"The replicated service: keyvalue (default) or ledger; configuration {MinBftOptions.SectionName}:{nameof(MinBftOptions.StateMachine)}. Every replica must run the same one",
+        };
+        option.AcceptOnlyFromAmong("keyvalue", "ledger");
+        return option;
+    }
+
+    private static MinBftStateMachineKind? ParseStateMachine(string? value) =>
+        value is null ? null : Enum.Parse<MinBftStateMachineKind>(value, ignoreCase: true);
 
     private static Option<int?> PortOption(string name, string description, bool allowZero = false)
     {

@@ -42,8 +42,11 @@ public static class ExitCodes
     /// <summary>Bad usage or configuration (unreadable manifest, unreachable gateway, existing keys).</summary>
     public const int Usage = 2;
 
-    /// <summary><c>get</c> of an absent key.</summary>
+    /// <summary><c>get</c> of an absent key; a <c>ledger</c> command on an account that does not exist.</summary>
     public const int NotFound = 3;
+
+    /// <summary>The ledger refused the operation (overdraw, overflow, existing account); nothing changed.</summary>
+    public const int Rejected = 4;
 
     /// <summary>Interrupted (Ctrl+C).</summary>
     public const int Interrupted = 130;

@@ -65,12 +65,12 @@ public sealed class ClientCli
 
     private RootCommand BuildRootCommand()
     {
-        var root = new RootCommand("MinBFT client: key-value operations with verified replies, status, key generation, benchmark and demo")
+        var root = new RootCommand("MinBFT client: key-value and ledger operations with verified replies, status, key generation, benchmark and demo")
         {
             _verbose,
         };
 
-        void Add(Command command, Func<ParseResult, ICliCommand> bind)
+        void Add(Command command, Func<ParseResult, ICliCommand> bind, Command? parent = null)
         {
             _binders[command] = bind;
             command.SetAction((parse, cancellationToken) =>
@@ -78,7 +78,7 @@ public sealed class ClientCli
                 var console = (_console ?? CliConsole.System()) with { Verbose = parse.GetValue(_verbose) };
                 return bind(parse).RunAsync(console, cancellationToken);
             });
-            root.Add(command);
+            (parent ?? root).Add(command);
         }
 
         // put / get / delete / status
@@ -111,6 +111,51 @@ public sealed class ClientCli
             var connection = new ConnectionOptions();
             var status = connection.AddTo(new Command("status", "Each replica's view, last executed batch and state digest"));
             Add(status, p => new StatusCommand(connection.Bind(p)));
+        }
+
+        // ledger open / deposit / withdraw / transfer / balance
+        {
+            var ledger = new Command("ledger", "The sample bank ledger (silos started with --state-machine ledger); amounts are integers in minor units");
+            root.Add(ledger);
+            {
+                var connection = new ConnectionOptions();
+                var account = AccountArgument("ACCOUNT");
+                var initial = new Option<long>("--initial")
+                {
+                    Description = "Initial balance (0 or more)",
+                    CustomParser = result => ParseAmount(result, "--initial", allowZero: true),
+                };
+                var open = connection.AddTo(new Command("open", "Open ACCOUNT; prints its balance") { account, initial });
+                Add(open, p => new LedgerOpenCommand(connection.Bind(p), p.GetValue(account)!, p.GetValue(initial)), ledger);
+            }
+            {
+                var connection = new ConnectionOptions();
+                var account = AccountArgument("ACCOUNT");
+                var amount = AmountArgument();
+                var deposit = connection.AddTo(new Command("deposit", "Add AMOUNT to ACCOUNT; prints the new balance") { account, amount });
+                Add(deposit, p => new LedgerDepositCommand(connection.Bind(p), p.GetValue(account)!, p.GetValue(amount)), ledger);
+            }
+            {
+                var connection = new ConnectionOptions();
+                var account = AccountArgument("ACCOUNT");
+                var amount = AmountArgument();
+                var withdraw = connection.AddTo(new Command("withdraw", "Take AMOUNT from ACCOUNT (refused, exit code 4, if it would overdraw); prints the new balance") { account, amount });
+                Add(withdraw, p => new LedgerWithdrawCommand(connection.Bind(p), p.GetValue(account)!, p.GetValue(amount)), ledger);
+            }
+            {
+                var connection = new ConnectionOptions();
+                var from = AccountArgument("FROM");
+                var to = AccountArgument("TO");
+                var amount = AmountArgument();
+                var transfer = connection.AddTo(new Command("transfer", "Move AMOUNT from FROM to TO, all or nothing; prints FROM's new balance") { from, to, amount });
+                Add(transfer, p => new LedgerTransferCommand(connection.Bind(p), p.GetValue(from)!, p.GetValue(to)!, p.GetValue(amount)), ledger);
+            }
+            {
+                var connection = new ConnectionOptions();
+                var account = AccountArgument("ACCOUNT");
+                var balance = connection.AddTo(new Command("balance", "Print the balance of ACCOUNT (exit code 3 if it does not exist)") { account });
+                Add(balance, p => new LedgerBalanceCommand(connection.Bind(p), p.GetValue(account)!), ledger);
+            }
         }
 
         // keygen
@@ -182,6 +227,42 @@ public sealed class ClientCli
                 result.AddError($"KEY is longer than {KeyValueOperation.MaxKeyLength} bytes");
         });
         return key;
+    }
+
+    private static Argument<string> AccountArgument(string name)
+    {
+        var account = new Argument<string>(name) { Description = $"Account name (1 to {LedgerOperation.MaxAccountLength} UTF-8 bytes)" };
+        account.Validators.Add(result =>
+        {
+            var text = result.GetValueOrDefault<string>();
+            if (text is null) return;
+            try
+            {
+                LedgerOperation.EncodeBalance(text);
+            }
+            catch (ArgumentException e)
+            {
+                result.AddError($"{name}: {e.Message}");
+            }
+        });
+        return account;
+    }
+
+    private static Argument<long> AmountArgument() => new("AMOUNT")
+    {
+        Description = "A positive integer, in minor units (e.g. cents)",
+        CustomParser = result => ParseAmount(result, "AMOUNT", allowZero: false),
+    };
+
+    /// <summary>A long amount; a bad one is a parse error, never an exception.</summary>
+    private static long ParseAmount(ArgumentResult result, string name, bool allowZero)
+    {
+        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) && value >= (allowZero ? 0 : 1))
+            return value;
+        result.AddError(string.Create(CultureInfo.InvariantCulture,
+            $"{name} must be an integer between {(allowZero ? 0 : 1)} and {long.MaxValue}, got '{text}'"));
+        return 0;
     }
 
     private static Option<int> FOption() => IntOption("--f", "Faults tolerated (n = 2f+1 replicas)", 1, 0, MaxF);

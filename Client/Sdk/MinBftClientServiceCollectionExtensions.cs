@@ -7,7 +7,7 @@ using Orleans.Hosting;
 
 namespace MinBft.Client;
 
-/// <summary>Registers <see cref="MinBftClient"/> and <see cref="KeyValueClient"/>.</summary>
+/// <summary>Registers <see cref="MinBftClient"/>, <see cref="KeyValueClient"/> and <see cref="LedgerClient"/>.</summary>
 public static class MinBftClientServiceCollectionExtensions
 {
     /// <summary>
@@ -44,6 +44,7 @@ public static class MinBftClientServiceCollectionExtensions
             sp.GetRequiredService<IOptions<MinBftClientOptions>>(),
             sp.GetRequiredService<ILogger<MinBftClient>>()));
         services.TryAddSingleton(sp => new KeyValueClient(sp.GetRequiredService<MinBftClient>()));
+        services.TryAddSingleton(sp => new LedgerClient(sp.GetRequiredService<MinBftClient>()));
         return services;
     }
 }

@@ -61,6 +61,14 @@ public sealed class MinBftOptions
     /// </summary>
     public bool UseEmbeddedStorage { get; set; } = true;
 
+    /// <summary>
+    /// The replicated service a fault domain's replica runs (configuration "MinBft:StateMachine",
+    /// flag <c>--state-machine</c>): the key-value sample (default) or the ledger sample. Every
+    /// replica of a cluster must run the same one. An <see cref="IStateMachineFactory"/> the host
+    /// registers itself (before or after <c>AddMinBft</c>) wins over this setting.
+    /// </summary>
+    public MinBftStateMachineKind StateMachine { get; set; } = MinBftStateMachineKind.KeyValue;
+
     // ----- protocol -----
 
     /// <summary>

@@ -45,8 +45,8 @@ public static class MinBftSiloBuilderExtensions
     /// <item>Orleans' strongly consistent grain directory (see
     /// <see cref="MinBftOptions.UseStronglyConsistentDirectory"/>);</item>
     /// <item>singletons: the options, the <see cref="ClusterManifest"/>, <see cref="MinBftSilo"/>
-    /// (keys and crypto of this domain), an <see cref="IStateMachineFactory"/> (default: the
-    /// key-value sample; register your own to replace it) and the MinBFT clock (a
+    /// (keys and crypto of this domain), an <see cref="IStateMachineFactory"/> (the sample of
+    /// <see cref="MinBftOptions.StateMachine"/>, key-value by default; register your own to replace it) and the MinBFT clock (a
     /// <see cref="TimeProvider"/> keyed <see cref="MinBftSilo.ClockServiceKey"/>, default
     /// <see cref="TimeProvider.System"/>).</item>
     /// </list>
@@ -60,6 +60,8 @@ public static class MinBftSiloBuilderExtensions
         var options = new MinBftOptions();
         configure(options);
         options.Validate();
+        // Chosen now so a bad value stops the silo before it starts.
+        var stateMachineFactory = MinBftStateMachines.CreateFactory(options.StateMachine);
         var manifest = options.Manifest ?? ClusterManifest.Load(options.ManifestPath!);
         options.Manifest = manifest;
         if (options.FaultDomain is { } domain && domain >= manifest.N)
@@ -109,7 +111,7 @@ public static class MinBftSiloBuilderExtensions
         services.AddSingleton<IOptions<MinBftOptions>>(Options.Create(options));
         services.AddSingleton(manifest);
         services.TryAddKeyedSingleton(MinBftSilo.ClockServiceKey, TimeProvider.System);
-        services.TryAddSingleton<IStateMachineFactory, KeyValueStateMachineFactory>();
+        services.TryAddSingleton(stateMachineFactory);
         services.AddMetrics();
         services.TryAddSingleton<MinBftMetrics>();
         services.AddSingleton(sp => new MinBftSilo(

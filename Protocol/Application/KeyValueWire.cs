@@ -74,6 +74,12 @@ internal ref struct WireWriter
         _position += 4;
     }
 
+    public void I64(long value)
+    {
+        BinaryPrimitives.WriteInt64BigEndian(_buffer[_position..], value);
+        _position += 8;
+    }
+
     public void Raw(ReadOnlySpan<byte> value)
     {
         value.CopyTo(_buffer[_position..]);
@@ -125,6 +131,13 @@ internal ref struct WireReader
     {
         if (!BinaryPrimitives.TryReadUInt32BigEndian(_rest, out value)) return false;
         _rest = _rest[4..];
+        return true;
+    }
+
+    public bool TryI64(out long value)
+    {
+        if (!BinaryPrimitives.TryReadInt64BigEndian(_rest, out value)) return false;
+        _rest = _rest[8..];
         return true;
     }
 

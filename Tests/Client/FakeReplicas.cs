@@ -100,12 +100,14 @@ internal sealed class FakeProxy : IClientProxyGrain
 
 internal sealed class FakeClusterProxies
 {
-    private readonly KeyValueStateMachine _state = new();
+    private readonly IStateMachine _state;
     private readonly Dictionary<string, (ulong Seq, byte[] Result)> _executed = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, FakeProxy> _proxies = new(StringComparer.Ordinal);
 
-    public FakeClusterProxies(FakeReplicas replicas)
+    /// <param name="state">The service the fake replicas run; default the key-value sample.</param>
+    public FakeClusterProxies(FakeReplicas replicas, IStateMachine? state = null)
     {
+        _state = state ?? new KeyValueStateMachine();
         Replicas = replicas;
         Respond = (request, _) => Task.FromResult(AllCorrect(request));
         Sessions = Enumerable.Range(0, replicas.N).Select(i => new ReplicaClientSessions(i, new Ed25519ReplicaSigner(replicas.Keys[i]))).ToArray();
