@@ -27,6 +27,9 @@ public sealed partial class ReplicaCore
     /// <summary>Requests waiting at the primary for a batch.</summary>
     public int PendingRequests => _pending.Count;
 
+    /// <summary>The last position this replica proposed as primary (0 before its first PREPARE).</summary>
+    public ulong LastProposedSequence => _lastProposedSequence;
+
     private bool VerifyRequest(Request request)
     {
         var bytes = MessageEncoding.RequestDigest(request);

@@ -32,6 +32,10 @@ public sealed class ClusterKeys
     /// <summary>HMAC: no verifier outside the USIGs; replicas pre-verify through their own (<see cref="SimPreverifier"/>).</summary>
     public bool Hmac => _usigVerifier is null;
 
+    /// <summary>The length of a well-formed UI certificate in this cluster's scheme (HMAC-SHA256
+    /// tag or Ed25519 signature): forgeries of this length fail on the check, not on the size.</summary>
+    public int UsigCertificateLength => Hmac ? System.Security.Cryptography.HMACSHA256.HashSizeInBytes : MinBft.Encoding.MessageLimits.SignatureLength;
+
     public static ClusterKeys Create(int n, Random rng, bool hmac)
     {
         var signing = new Ed25519KeyPair[n];

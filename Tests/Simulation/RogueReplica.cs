@@ -10,12 +10,14 @@ namespace MinBft.Tests.Simulation;
 /// views, withholds counters, replays others' messages and forges others' UIs. The USIG still
 /// binds each counter to one message, which is all MinBFT needs.
 /// </summary>
-internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, bool clonedUsig = false)
+internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, SimulationOptions options)
 {
     private readonly SimUsig _usig = keys.UsigFor(id);
 
     // The negative control: a second instance of this replica's USIG (same key, epoch, counter).
-    private readonly SimUsig? _clone = clonedUsig ? keys.UsigFor(id) : null;
+    private readonly SimUsig? _clone = options.ClonedUsig ? keys.UsigFor(id) : null;
+    private readonly List<ViewChange> _viewChanges = [];
+    private long _view; // the highest view it has heard of
     private readonly List<ReplicaMessage> _heard = [];
     private readonly List<Request> _requests = [];
     private readonly List<CertifiedMessage> _sent = [];
@@ -32,6 +34,20 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, boo
     public void OnMessage(ReplicaMessage message)
     {
         if (_heard.Count < 512) _heard.Add(message);
+        switch (message)
+        {
+            case ViewChange vc:
+                if (_viewChanges.Count < 128) _viewChanges.Add(vc);
+                _view = Math.Max(_view, vc.NewView);
+                break;
+            case NewView nv:
+                _view = Math.Max(_view, nv.View);
+                break;
+            case Prepare p when options.RogueInLaterViews && p.View >= _view:
+                _view = p.View;
+                _nextPosition = Math.Max(_nextPosition, p.Sequence + 1);
+                break;
+        }
         if (_clone is not null) return; // it certifies nothing else: both instances stay at one counter
         var rng = sim.Rng;
         switch (message)
@@ -59,7 +75,13 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, boo
             if (sim.Now < TimeSpan.FromSeconds(10)) sim.Events.After(TimeSpan.FromMilliseconds(rng.Next(5, 60)), Act);
             return;
         }
-        if (id == 0 && _requests.Count > 0) Equivocate(rng);
+        if (id == 0 && _requests.Count > 0) Equivocate(rng, 0);
+        if (options.RogueInLaterViews)
+        {
+            if (_view > 0 && _view % sim.N == id && _requests.Count > 0) Equivocate(rng, _view);
+            if (rng.NextDouble() < 0.3) SendBogusNewView(rng);
+        }
+        if (options.RogueCheckpoints && rng.NextDouble() < 0.4) SendBogusCheckpoint(rng);
         if (rng.NextDouble() < 0.4) Impersonate(rng);
         if (rng.NextDouble() < 0.3)
         {
@@ -83,7 +105,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, boo
         if (rng.NextDouble() < 0.3 && _heard.OfType<CertifiedMessage>().LastOrDefault() is { } victim)
         {
             // Forge: someone else's message with an invented UI.
-            var forged = victim.WithUi(victim.Ui with { Counter = victim.Ui.Counter + 1 + (ulong)rng.Next(3), Certificate = RandomBytes(rng, 64) });
+            var forged = victim.WithUi(victim.Ui with { Counter = victim.Ui.Counter + 1 + (ulong)rng.Next(3), Certificate = ForgedCertificate(rng) });
             sim.Transmit(id, RandomPeer(rng), forged);
         }
         if (rng.NextDouble() < 0.2 && _requests.Count > 0 && id != 0)
@@ -99,7 +121,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, boo
     /// part of the backups), put a request no client signed in a certified batch, re-propose a
     /// request that was already ordered, or propose honestly.
     /// </summary>
-    private void Equivocate(Random rng)
+    private void Equivocate(Random rng, long view)
     {
         var pool = _requests.Where(r => !_ordered.Any(o => o.ClientId == r.ClientId && o.Seq >= r.Seq))
             .DistinctBy(r => r.ClientId).ToList();
@@ -108,21 +130,21 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, boo
         switch (rng.Next(4))
         {
             case 0 when pool.Count > 1:
-                var first = Certify(new Prepare(0, id, _nextPosition, pool.Take(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                var first = Certify(new Prepare(view, id, _nextPosition, pool.Take(pool.Count / 2).ToArray(), UniqueIdentifier.None));
                 // Same position, different batch: USIG counters differ, so receivers see both in order.
-                var second = Certify(new Prepare(0, id, _nextPosition, pool.Skip(pool.Count / 2).ToArray(), UniqueIdentifier.None));
+                var second = Certify(new Prepare(view, id, _nextPosition, pool.Skip(pool.Count / 2).ToArray(), UniqueIdentifier.None));
                 _nextPosition++;
                 for (var to = 1; to < sim.N; to++) sim.Transmit(id, to, rng.Next(2) == 0 ? first : second);
                 _ordered.AddRange(pool);
                 break;
             case 1:
-                Broadcast(Certify(new Prepare(0, id, _nextPosition, Tamper.MutateBatch(pool.ToArray(), rng), UniqueIdentifier.None)), rng);
+                Broadcast(Certify(new Prepare(view, id, _nextPosition, Tamper.MutateBatch(pool.ToArray(), rng), UniqueIdentifier.None)), rng);
                 break;
             case 2 when _ordered.Count > 0:
-                Broadcast(Certify(new Prepare(0, id, _nextPosition, [_ordered[rng.Next(_ordered.Count)]], UniqueIdentifier.None)), rng);
+                Broadcast(Certify(new Prepare(view, id, _nextPosition, [_ordered[rng.Next(_ordered.Count)]], UniqueIdentifier.None)), rng);
                 break;
             default:
-                Broadcast(Certify(new Prepare(0, id, _nextPosition++, pool.ToArray(), UniqueIdentifier.None)), rng);
+                Broadcast(Certify(new Prepare(view, id, _nextPosition++, pool.ToArray(), UniqueIdentifier.None)), rng);
                 _ordered.AddRange(pool);
                 break;
         }
@@ -158,7 +180,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, boo
     {
         var victimId = RandomPeer(rng);
         var next = _heard.OfType<CertifiedMessage>().Where(m => m.Sender == victimId).Select(m => m.Ui.Counter).DefaultIfEmpty(0UL).Max() + 1;
-        var forgedUi = new UniqueIdentifier(ClusterKeys.Epoch, next, RandomBytes(rng, 64));
+        var forgedUi = new UniqueIdentifier(ClusterKeys.Epoch, next, ForgedCertificate(rng));
         CertifiedMessage? forged = null;
         if (victimId == 0)
         {
@@ -208,6 +230,64 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, boo
         var to = rng.Next(sim.N - 1);
         return to >= id ? to + 1 : to;
     }
+
+    /// <summary>
+    /// Bogus CHECKPOINTs, each certified by this replica's real USIG: a wrong state digest at a
+    /// position correct replicas checkpoint (or just after one), a position far ahead of every
+    /// stream, or a replay of a CHECKPOINT it heard. f+1 matching are needed for a stable
+    /// checkpoint, so f rogues alone must never make one, nor make a correct replica fetch state.
+    /// </summary>
+    private void SendBogusCheckpoint(Random rng)
+    {
+        var heard = _heard.OfType<Checkpoint>().ToList();
+        var highest = heard.Select(c => c.Sequence).DefaultIfEmpty(0UL).Max();
+        switch (rng.Next(3))
+        {
+            case 0:
+                var at = heard.Count > 0 && rng.Next(2) == 0 ? heard[rng.Next(heard.Count)].Sequence : highest + (ulong)rng.Next(1, 9);
+                Broadcast(Certify(new Checkpoint(id, _view, at, RandomBytes(rng, 32), UniqueIdentifier.None, IsViewStart: rng.Next(4) == 0)), rng);
+                break;
+            case 1:
+                Broadcast(Certify(new Checkpoint(id, _view, highest + 1_000 + (ulong)rng.Next(1_000), RandomBytes(rng, 32), UniqueIdentifier.None)), rng);
+                break;
+            case 2 when heard.Count > 0:
+                sim.Transmit(id, RandomPeer(rng), heard[rng.Next(heard.Count)]);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// As the primary of a later view (one it leads, or the next it would): a NEW-VIEW that omits
+    /// VIEW-CHANGEs it heard, lists them in another order, carries its own VIEW-CHANGE with a
+    /// batch invented for the occasion, or mixes in VIEW-CHANGEs for other views.
+    /// </summary>
+    private void SendBogusNewView(Random rng)
+    {
+        var view = _view + 1;
+        while (view % sim.N != id) view++;
+        if (_view > 0 && _view % sim.N == id && rng.Next(2) == 0) view = _view;
+        var heard = _viewChanges.Where(vc => vc.NewView == view).DistinctBy(vc => vc.ReplicaId).ToList();
+        var log = new List<CertifiedMessage>();
+        var variant = rng.Next(4);
+        if (variant == 2 && _requests.Count > 0)
+        {
+            var invented = Certify(new Prepare(view - 1, id, _nextPosition + (ulong)rng.Next(3), [_requests[rng.Next(_requests.Count)]], UniqueIdentifier.None));
+            log.Add(MessageEncoding.ForLog(invented));
+        }
+        var own = Certify(new ViewChange(id, view, CheckpointCertificate.Genesis, [.. log], UniqueIdentifier.None, []));
+        ViewChange[] set = variant switch
+        {
+            0 => [.. heard.Take(Math.Max(0, heard.Count - 1)), (ViewChange)own],                     // omit one it heard
+            1 => [.. heard.Append((ViewChange)own).Reverse()],                                      // reorder
+            3 => [.. _viewChanges.Where(vc => vc.NewView != view).Take(sim.N), (ViewChange)own],     // other views' VIEW-CHANGEs
+            _ => [(ViewChange)own, .. heard],                                                       // with an invented batch
+        };
+        Broadcast(Certify(new NewView(id, view, set, UniqueIdentifier.None)), rng);
+    }
+
+    /// <summary>An invented UI certificate of the right length for the cluster's scheme. It draws
+    /// 64 bytes whatever the scheme, so the random stream (and every recorded seed) is unchanged.</summary>
+    private byte[] ForgedCertificate(Random rng) => RandomBytes(rng, 64).AsSpan(0, keys.UsigCertificateLength).ToArray();
 
     private static byte[] RandomBytes(Random rng, int length)
     {

@@ -44,7 +44,7 @@ public sealed class Simulation
         {
             if (options.RogueReplicas.Contains(i))
             {
-                _rogues[i] = new RogueReplica(this, i, _keys, options.ClonedUsig);
+                _rogues[i] = new RogueReplica(this, i, _keys, options);
                 continue;
             }
             var settings = new ProtocolSettings
@@ -232,6 +232,11 @@ public sealed class Simulation
         // stream advanced) and only rejected, the replicated state must be exactly as before.
         var before = IsCorrect(replica) ? node.Core.StateFingerprint() : null;
         var acceptedBefore = AcceptedCount(node.Core);
+        // Every step ends by letting a primary cut a batch whose time has come (MaxBatchWait
+        // passed, or the pipeline freed), whatever the input was; that is its own action, not the
+        // input's, so a step that proposed is not held to this check (seed 95007 of the later-view
+        // campaign: a duplicate COMMIT arrived just as a batch's wait ran out).
+        var proposedBefore = node.Core.LastProposedSequence;
         Ready ready;
         try
         {
@@ -243,7 +248,7 @@ public sealed class Simulation
             throw;
         }
         if (before is not null && ready.Effects.Count > 0 && ready.Effects.All(e => e is Rejected)
-            && AcceptedCount(node.Core) == acceptedBefore)
+            && AcceptedCount(node.Core) == acceptedBefore && node.Core.LastProposedSequence == proposedBefore)
         {
             var after = node.Core.StateFingerprint();
             if (after != before)

@@ -30,6 +30,14 @@ public sealed record SimulationOptions
     /// prevents; the checkers must report the fork.
     /// </summary>
     public bool ClonedUsig { get; init; }
+
+    /// <summary>Rogue replicas also send bogus CHECKPOINTs: wrong state digests, positions far ahead
+    /// of the stream, and replays of CHECKPOINTs they heard.</summary>
+    public bool RogueCheckpoints { get; init; }
+
+    /// <summary>Rogue replicas also lead any later view that falls to them: equivocating PREPAREs
+    /// in that view, and NEW-VIEWs that omit, reorder or invent batches.</summary>
+    public bool RogueInLaterViews { get; init; }
     public int MaxBatchSize { get; init; } = 4;
     public int CheckpointInterval { get; init; } = 4;
     public int Watermark { get; init; } = 8;
@@ -54,6 +62,13 @@ public sealed record SimulationOptions
     /// <summary>Replicas cut off from every peer (both directions) and from clients for a while.</summary>
     public (int Replica, TimeSpan From, TimeSpan To)[] Isolations { get; init; } = [];
 
+    /// <summary>
+    /// The <see cref="Isolations"/> model network asynchrony, not faults: the isolated replicas stay
+    /// correct and count against f no more than a slow network does. Only for isolations that
+    /// end within the faulty period, after which the network is reliable.
+    /// </summary>
+    public bool IsolationIsAsynchrony { get; init; }
+
     /// <summary>Replicas that run the real core but corrupt every snapshot chunk they serve.</summary>
     public int[] BadSnapshotServers { get; init; } = [];
 
@@ -62,7 +77,7 @@ public sealed record SimulationOptions
 
     /// <summary>With view changes, every run with at most f faulty replicas must stay live.</summary>
     public bool ExpectLiveness =>
-        Faulty.Concat(Crashes.Select(c => c.Replica)).Concat(Restarts.Select(r => r.Replica)).Concat(Isolations.Select(i => i.Replica))
+        Faulty.Concat(Crashes.Select(c => c.Replica)).Concat(Restarts.Select(r => r.Replica)).Concat(IsolationIsAsynchrony ? [] : Isolations.Select(i => i.Replica))
             .Concat(CrashAfterWrite is { } c ? [c.Replica] : []).Distinct().Count() <= F;
 
     public IEnumerable<int> Faulty => TamperingReplicas.Concat(RogueReplicas).Concat(BadSnapshotServers);
@@ -124,6 +139,52 @@ public sealed record SimulationOptions
         };
     }
 
+    /// <summary>A hostile configuration with f rogue backups that send bogus CHECKPOINTs, checkpointing
+    /// often (K = 2..4) so that the bogus ones meet real ones at every position.</summary>
+    public static SimulationOptions WithRogueCheckpoints(int seed, int f)
+    {
+        var drawn = ForSeed(seed, f);
+        var rng = new Random(seed ^ 0xc0ffee);
+        var rogue = Enumerable.Range(1, drawn.N - 1).OrderBy(_ => rng.Next()).Take(f).ToArray();
+        var interval = rng.Next(2, 5);
+        return drawn with
+        {
+            TamperingReplicas = [],
+            RogueReplicas = rogue,
+            RogueCheckpoints = true,
+            Crashes = [],
+            CheckpointInterval = interval,
+            Watermark = Math.Max(drawn.Watermark, interval),
+        };
+    }
+
+    /// <summary>
+    /// A Byzantine primary after view 0: replica 1, which leads view 1, is rogue, with the
+    /// later-view and checkpoint attacks. The correct view-0 primary is isolated for a while, so a
+    /// correct backup suspects it and, with the rogue's vote, the view moves to the rogue's.
+    /// Correct replicas must leave the rogue's view again, stay consistent and finish every request.
+    /// </summary>
+    public static SimulationOptions WithByzantineLaterPrimary(int seed, int f)
+    {
+        var drawn = ForSeed(seed, f);
+        var rng = new Random(seed ^ 0xb12a);
+        var from = TimeSpan.FromMilliseconds(rng.Next(20, 400));
+        var to = from + TimeSpan.FromMilliseconds(rng.Next(700, 2000));
+        return drawn with
+        {
+            TamperingReplicas = [],
+            RogueReplicas = [1],
+            RogueCheckpoints = true,
+            RogueInLaterViews = true,
+            Crashes = [],
+            // The view-0 primary is cut off for a while, long enough to be suspected: the view
+            // moves to 1, the rogue's. Asynchrony, not a fault: afterwards it is correct again.
+            Isolations = [(0, from, to)],
+            IsolationIsAsynchrony = true,
+            FaultyPeriod = drawn.FaultyPeriod > to ? drawn.FaultyPeriod : to + TimeSpan.FromMilliseconds(100),
+        };
+    }
+
     public static SimulationOptions ForSeed(int seed, int f)
     {
         var rng = new Random(seed);
@@ -158,7 +219,7 @@ public sealed record SimulationOptions
     public override string ToString() =>
         $"f={F} clients={Clients}x{RequestsPerClient} drop={DropRate:F2} dup={DuplicateRate:F2} delay<={MaxDelay.TotalMilliseconds}ms " +
         $"faulty-for={FaultyPeriod.TotalMilliseconds}ms tampering=[{string.Join(',', TamperingReplicas)}] rogue=[{string.Join(',', RogueReplicas)}] " +
-        $"usig={(HmacUsig ? "hmac" : "ed25519")}{(ClonedUsig ? " CLONED" : "")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
+        $"usig={(HmacUsig ? "hmac" : "ed25519")}{(ClonedUsig ? " CLONED" : "")}{(RogueCheckpoints ? " rogue-checkpoints" : "")}{(RogueInLaterViews ? " rogue-later-views" : "")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
         $"crashes=[{string.Join(',', Crashes.Select(c => $"{c.Replica}@{c.At.TotalMilliseconds}ms"))}]" +
         $" restarts=[{string.Join(',', Restarts.Select(r => $"{r.Replica}@{r.Down.TotalMilliseconds}-{r.Up.TotalMilliseconds}ms"))}]" +
         $" isolations=[{string.Join(',', Isolations.Select(r => $"{r.Replica}@{r.From.TotalMilliseconds}-{r.To.TotalMilliseconds}ms"))}]" +

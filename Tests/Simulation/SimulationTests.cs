@@ -189,6 +189,26 @@ public sealed class SimulationTests(ITestOutputHelper output)
         new SeedCampaign(nameof(Crash_between_writes_campaign_a_replica_crashes_right_after_a_durable_write_f2), output)
             .Run(70_000, 40, seed => SimulationOptions.WithCrashAfterWrite(seed, 2));
 
+    [Fact]
+    public void Byzantine_checkpoints_campaign_f_rogue_replicas_send_bogus_checkpoints_f1() =>
+        new SeedCampaign(nameof(Byzantine_checkpoints_campaign_f_rogue_replicas_send_bogus_checkpoints_f1), output)
+            .Run(80_000, 150, seed => SimulationOptions.WithRogueCheckpoints(seed, 1));
+
+    [Fact]
+    public void Byzantine_checkpoints_campaign_f_rogue_replicas_send_bogus_checkpoints_f2() =>
+        new SeedCampaign(nameof(Byzantine_checkpoints_campaign_f_rogue_replicas_send_bogus_checkpoints_f2), output)
+            .Run(85_000, 40, seed => SimulationOptions.WithRogueCheckpoints(seed, 2));
+
+    [Fact]
+    public void Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f1() =>
+        new SeedCampaign(nameof(Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f1), output)
+            .Run(90_000, 150, seed => SimulationOptions.WithByzantineLaterPrimary(seed, 1));
+
+    [Fact]
+    public void Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f2() =>
+        new SeedCampaign(nameof(Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f2), output)
+            .Run(95_000, 40, seed => SimulationOptions.WithByzantineLaterPrimary(seed, 2));
+
     private static int SeedOr(int fallback) => SeedCampaign.ReplaySeed ?? fallback;
 
     [Fact]
