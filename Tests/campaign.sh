@@ -29,6 +29,10 @@ scenarios=(
   "Campaign_5_seeds_f2_on_a_slow_network $slow2"
   "Crash_between_writes_campaign_a_replica_crashes_right_after_a_durable_write_f2 $n2"
   "Agreement_and_liveness_hold_with_no_faults_f3 $n2"
+  "Byzantine_checkpoints_campaign_f_rogue_replicas_send_bogus_checkpoints_f1 $n"
+  "Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f1 $n"
+  "Byzantine_checkpoints_campaign_f_rogue_replicas_send_bogus_checkpoints_f2 $n2"
+  "Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f2 $n2"
 )
 
 out=$(mktemp -d)
