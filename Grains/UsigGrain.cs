@@ -36,14 +36,8 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
         {
             // The program must be USIG i of this manifest: the identity peers verify its UIs under.
             var identity = await remote.GetIdentityAsync(cancellationToken);
-            var expectedKey = silo.Manifest.Replica(id).UsigPublicKey ?? [];
-            if (identity.ReplicaId != id || identity.Epoch != epoch || identity.Scheme != ClusterManifest.SchemeName(silo.Manifest.UsigScheme)
-                || !identity.PublicKey.AsSpan().SequenceEqual(expectedKey))
-            {
-                throw new InvalidOperationException(
-                    $"the USIG at {remote.SocketPath} is replica {identity.ReplicaId}'s, epoch {identity.Epoch}, scheme {identity.Scheme}, " +
-                    $"but the manifest expects USIG {id}, epoch {epoch}, scheme {ClusterManifest.SchemeName(silo.Manifest.UsigScheme)} with its key: refusing it");
-            }
+            if (IdentityMismatch(silo.Manifest, id, identity) is { } mismatch)
+                throw new InvalidOperationException($"the USIG at {remote.SocketPath} {mismatch}: refusing it");
             _remote = remote;
             LogActivated(logger, id, epoch, identity.LastCounter, MinBftSilo.IsolatedUsigMode + " at " + silo.Options.Usig.Endpoint);
             return;
@@ -118,6 +112,23 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
             DeactivateOnIdle();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Why an isolated USIG program is not USIG <paramref name="id"/> of <paramref name="manifest"/>
+    /// (null if it is): peers verify replica i's UIs under the manifest's epoch and key for i, so a
+    /// program of another replica, epoch, scheme or key (a stale manifest half-way through a USIG
+    /// rotation, or a wrong socket) would only produce UIs every peer rejects.
+    /// </summary>
+    internal static string? IdentityMismatch(ClusterManifest manifest, int id, UsigProgramIdentity identity)
+    {
+        var expected = manifest.Replica(id);
+        var scheme = ClusterManifest.SchemeName(manifest.UsigScheme);
+        if (identity.ReplicaId == id && identity.Epoch == expected.UsigEpoch && identity.Scheme == scheme
+            && identity.PublicKey.AsSpan().SequenceEqual(expected.UsigPublicKey ?? []))
+            return null;
+        return $"is replica {identity.ReplicaId}'s, epoch {identity.Epoch}, scheme {identity.Scheme}, " +
+               $"but the manifest expects USIG {id}, epoch {expected.UsigEpoch}, scheme {scheme} with its key";
     }
 
     public async Task<UsigIdentity> GetIdentity()
