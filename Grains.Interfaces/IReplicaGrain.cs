@@ -81,4 +81,14 @@ public sealed record ReplicaStatus(
 
     /// <summary>Client MAC sessions this replica holds (in memory; bounded).</summary>
     [Id(20)] public int ClientSessions { get; init; }
+
+    /// <summary>The replica is between views (sent VIEW-CHANGE, waiting for the NEW-VIEW).</summary>
+    [Id(21)] public bool ViewChanging { get; init; }
+
+    /// <summary>The replica is fetching a snapshot from its peers (state transfer).</summary>
+    [Id(22)] public bool StateTransferInProgress { get; init; }
+
+    /// <summary>How long the oldest of its durable operations (log write, USIG batch, checkpoint
+    /// store) has been failing and retrying; zero when none is failing.</summary>
+    [Id(23)] public TimeSpan DurableFailingFor { get; init; }
 }

@@ -132,7 +132,7 @@ public sealed partial class ReplicaGrain(
         Task.FromResult(_sessions?.Open(offer));
 
     public Task<ReplicaStatus> GetStatus() =>
-        Task.FromResult(ReplicaStatusReport.Of(_id, _core, _app, _grainRejections, _halted, silo.UsigMode, _sessions));
+        Task.FromResult(ReplicaStatusReport.Of(_id, _core, _app, _grainRejections, _halted, silo.UsigMode, _sessions, _durable.FailingFor));
 
     private Task OnTickTimer()
     {

@@ -2,6 +2,9 @@ using System.CommandLine;
 using System.Globalization;
 using System.Net;
 using System.Runtime.InteropServices;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -66,6 +69,7 @@ public static class Program
         };
         var siloPort = PortOption("--silo-port", "Silo-to-silo port (default 11111)");
         var gatewayPort = PortOption("--gateway-port", "Client gateway port (default 30000; 0 for none)", allowZero: true);
+        var httpPort = PortOption("--http-port", "Port of this silo's HTTP endpoint, /healthz (default: a free loopback port, printed at start)");
         var clustering = new Option<string?>("--clustering")
         {
             Description = "How silos find each other: development (a primary silo) or redis (membership table in Redis; default when --redis-clustering is given)",
@@ -102,7 +106,7 @@ public static class Program
 
         var root = new RootCommand("MinBFT silo host: one fault domain's silo, or a local development cluster")
         {
-            faultDomain, manifest, keys, data, primarySilo, siloPort, gatewayPort,
+            faultDomain, manifest, keys, data, primarySilo, siloPort, gatewayPort, httpPort,
             clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId, usig, initUsig, stateMachine,
         };
         root.SetAction((parse, cancellationToken) => RunSiloAsync(
@@ -120,6 +124,7 @@ public static class Program
                 InitializeUsigEpoch = parse.GetValue(initUsig),
                 Usig = parse.GetValue(usig),
                 StateMachine = ParseStateMachine(parse.GetValue(stateMachine)),
+                HttpPort = parse.GetValue(httpPort),
             },
             cancellationToken));
 
@@ -175,6 +180,7 @@ public static class Program
         public ulong? InitializeUsigEpoch { get; init; }
         public string? Usig { get; init; }
         public MinBftStateMachineKind? StateMachine { get; init; }
+        public int? HttpPort { get; init; }
 
         /// <summary>Puts the MinBFT flags on top of the options bound from configuration.</summary>
         public void ApplyTo(MinBftOptions options)
@@ -208,6 +214,7 @@ public static class Program
         var host = configuration.GetSection(SiloHostOptions.SectionName).Get<SiloHostOptions>() ?? new SiloHostOptions();
         if (arguments.SiloPort is { } siloPort) host.SiloPort = siloPort;
         if (arguments.GatewayPort is { } gatewayPort) host.GatewayPort = gatewayPort;
+        if (arguments.HttpPort is { } httpPort) host.HttpPort = httpPort;
         if (arguments.ClusterId is { } clusterId) host.ClusterId = clusterId;
         if (arguments.ServiceId is { } serviceId) host.ServiceId = serviceId;
         if (arguments.RedisClustering is { } redis)
@@ -251,7 +258,7 @@ public static class Program
     private static async Task<int> RunSiloAsync(SiloArguments arguments, CancellationToken cancellationToken)
     {
         // Configuration first (appsettings.json in the working directory, environment), flags on top.
-        var builder = Host.CreateApplicationBuilder();
+        var builder = WebApplication.CreateBuilder();
         ConfigureConsoleLogging(builder.Logging);
 
         SiloHostOptions host;
@@ -293,6 +300,7 @@ public static class Program
                     arguments.ApplyTo(options);
                     effective = options;
                 });
+                silo.Services.AddHealthChecks().AddMinBftReplica();
                 silo.Configure<SiloOptions>(o => o.SiloName = effective?.FaultDomain is { } d
                     ? string.Create(CultureInfo.InvariantCulture, $"domain-{d}")
                     : "gateway");
@@ -305,7 +313,11 @@ public static class Program
             return 2;
         }
 
-        using var app = builder.Build();
+        // The HTTP endpoint binds the address the silo advertises (loopback in development).
+        var httpAddress = advertised ?? (host.Clustering == SiloClustering.Redis ? IPAddress.Any : IPAddress.Loopback);
+        builder.WebHost.UseUrls($"http://{new IPEndPoint(httpAddress, host.HttpPort ?? 0)}");
+        await using var app = builder.Build();
+        app.MapHealthChecks("/healthz", new HealthCheckOptions { ResponseWriter = HealthResponse.WriteAsync });
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("MinBft.Silo");
         var storageDescription = effective?.FaultDomain is null
             ? "none"
@@ -321,6 +333,7 @@ public static class Program
                 : "development clustering, primary silo " + (primary?.ToString() ?? "this silo"),
             host.ClusterId, host.ServiceId, effective?.ManifestPath ?? "(in code)", storageDescription,
             effective?.FaultDomain is null ? "none" : effective.Usig.SocketPath is { } socket ? $"{MinBftSilo.IsolatedUsigMode} (unix:{socket})" : MinBftSilo.InProcessUsigMode);
+        app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("Health endpoint: {Urls}", string.Join(", ", app.Urls.Select(u => u + "/healthz"))));
         try
         {
             await app.RunAsync(cancellationToken).ConfigureAwait(false);

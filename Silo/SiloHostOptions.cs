@@ -43,6 +43,13 @@ public sealed class SiloHostOptions
     /// <summary>Client gateway port (0: no gateway on this silo).</summary>
     public int GatewayPort { get; set; } = EndpointOptions.DEFAULT_GATEWAY_PORT;
 
+    /// <summary>
+    /// Port of this silo's HTTP endpoint: <c>/healthz</c> (the replica's health). Unset: the
+    /// endpoint listens on a free loopback port, printed at start. It binds the address the silo
+    /// advertises (loopback with development clustering unless <see cref="AdvertisedIp"/> is set).
+    /// </summary>
+    public int? HttpPort { get; set; }
+
     /// <summary>Development clustering (default) or Redis clustering.</summary>
     public SiloClustering Clustering { get; set; } = SiloClustering.Development;
 

@@ -16,6 +16,13 @@ internal sealed partial class DurableOperations(int replicaId, TimeSpan retryDel
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Task, byte> _running = new();
 
+    // Since when each failing operation has been failing (its first failure), for health.
+    private readonly ConcurrentDictionary<object, long> _failingSince = new();
+
+    /// <summary>How long the oldest operation still failing has been failing (zero if none is).</summary>
+    public TimeSpan FailingFor =>
+        _failingSince.IsEmpty ? TimeSpan.Zero : clock.GetElapsedTime(_failingSince.Values.Min());
+
     /// <summary>
     /// Starts <paramref name="operation"/>. On success <paramref name="completed"/> gets its result
     /// and the time it took, retries included. <paramref name="conflict"/> is told when the store
@@ -36,35 +43,45 @@ internal sealed partial class DurableOperations(int replicaId, TimeSpan retryDel
     {
         var started = clock.GetTimestamp();
         var delay = retryDelay;
-        while (!halted() && !_stopping.IsCancellationRequested)
+        var attempt = new object(); // this operation's key in _failingSince
+        try
         {
-            T result;
-            try
+            while (!halted() && !_stopping.IsCancellationRequested)
             {
-                result = await operation();
-            }
-            catch (InconsistentStateException e)
-            {
-                conflict(e);
-                return;
-            }
-            catch (Exception e) when (!halted() && !_stopping.IsCancellationRequested)
-            {
-                LogRetry(logger, e, replicaId, what, delay);
+                T result;
                 try
                 {
-                    await Task.Delay(delay, clock, _stopping.Token);
+                    result = await operation();
                 }
-                catch (OperationCanceledException)
+                catch (InconsistentStateException e)
                 {
-                    return; // deactivating: the next activation recovers from what is durable
+                    conflict(e);
+                    return;
                 }
-                delay = delay * 2 < maxRetryDelay ? delay * 2 : maxRetryDelay;
-                continue;
+                catch (Exception e) when (!halted() && !_stopping.IsCancellationRequested)
+                {
+                    _failingSince.TryAdd(attempt, clock.GetTimestamp());
+                    LogRetry(logger, e, replicaId, what, delay);
+                    try
+                    {
+                        await Task.Delay(delay, clock, _stopping.Token);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return; // deactivating: the next activation recovers from what is durable
+                    }
+                    delay = delay * 2 < maxRetryDelay ? delay * 2 : maxRetryDelay;
+                    continue;
+                }
+                if (_stopping.IsCancellationRequested) return;
+                _failingSince.TryRemove(attempt, out _);
+                completed(result, clock.GetElapsedTime(started));
+                return;
             }
-            if (_stopping.IsCancellationRequested) return;
-            completed(result, clock.GetElapsedTime(started));
-            return;
+        }
+        finally
+        {
+            _failingSince.TryRemove(attempt, out _);
         }
     }
 

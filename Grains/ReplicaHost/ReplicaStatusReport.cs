@@ -11,7 +11,7 @@ internal static class ReplicaStatusReport
 
     public static ReplicaStatus Of(
         int id, ReplicaCore core, IStateMachine app, IReadOnlyDictionary<string, long> grainRejections,
-        string? halted, string usigMode, ReplicaClientSessions? sessions)
+        string? halted, string usigMode, ReplicaClientSessions? sessions, TimeSpan durableFailingFor)
     {
         var rejections = new Dictionary<string, long>(grainRejections, StringComparer.Ordinal);
         foreach (var (reason, count) in core.Rejections) rejections[reason.ToString()] = count;
@@ -40,6 +40,9 @@ internal static class ReplicaStatusReport
             RequestsAuthenticatedByMac = sessions?.AuthenticatedByMac ?? 0,
             RequestSignaturesChecked = sessions?.SignaturesChecked ?? 0,
             ClientSessions = sessions?.Count ?? 0,
+            ViewChanging = core.ViewChanging,
+            StateTransferInProgress = core.StateTransferInProgress,
+            DurableFailingFor = durableFailingFor,
         };
     }
 }

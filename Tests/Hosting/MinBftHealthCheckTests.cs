@@ -1,0 +1,48 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using MinBft.Hosting;
+
+namespace MinBft.Tests.Hosting;
+
+/// <summary>The health a replica's status maps to, state by state (issue 12: /healthz).</summary>
+public sealed class MinBftHealthCheckTests
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(10);
+
+    private static ReplicaStatus Running() => new(0, 3, 0, 42, "", new Dictionary<string, long>(), 0, 0, 0, 7, 0, 0, null, "", 40, "isolated");
+
+    [Fact]
+    public void A_running_replica_is_healthy_and_says_where_it_is()
+    {
+        var result = MinBftHealthCheck.Evaluate(Running(), Limit);
+        Assert.Equal(HealthStatus.Healthy, result.Status);
+        Assert.Contains("view 3, executed 42", result.Description, StringComparison.Ordinal);
+        Assert.Equal(40UL, result.Data["stableCheckpoint"]);
+    }
+
+    [Fact]
+    public void A_view_change_or_a_state_transfer_is_degraded()
+    {
+        Assert.Equal(HealthStatus.Degraded, MinBftHealthCheck.Evaluate(Running() with { ViewChanging = true }, Limit).Status);
+        var transfer = MinBftHealthCheck.Evaluate(Running() with { StateTransferInProgress = true }, Limit);
+        Assert.Equal(HealthStatus.Degraded, transfer.Status);
+        Assert.Contains("fetching state", transfer.Description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_store_or_USIG_write_failing_briefly_is_degraded_and_for_long_unhealthy()
+    {
+        var brief = MinBftHealthCheck.Evaluate(Running() with { DurableFailingFor = TimeSpan.FromSeconds(1) }, Limit);
+        Assert.Equal(HealthStatus.Degraded, brief.Status);
+        var longer = MinBftHealthCheck.Evaluate(Running() with { DurableFailingFor = Limit }, Limit);
+        Assert.Equal(HealthStatus.Unhealthy, longer.Status);
+        Assert.Contains("failing for 10 s", longer.Description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_halted_replica_is_unhealthy_whatever_else_it_shows()
+    {
+        var result = MinBftHealthCheck.Evaluate(Running() with { Halted = "another activation of this replica wrote its log", ViewChanging = true }, Limit);
+        Assert.Equal(HealthStatus.Unhealthy, result.Status);
+        Assert.Contains("halted: another activation", result.Description, StringComparison.Ordinal);
+    }
+}
