@@ -11,6 +11,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using MinBft.Hosting;
+using OpenTelemetry.Metrics;
 using Orleans.Configuration;
 using Orleans.Hosting;
 
@@ -301,6 +302,13 @@ public static class Program
                     effective = options;
                 });
                 silo.Services.AddHealthChecks().AddMinBftReplica();
+                // The MinBft meter: scraped at /metrics (Prometheus), and pushed over OTLP when
+                // the standard OTEL_EXPORTER_OTLP_ENDPOINT is set.
+                silo.Services.AddOpenTelemetry().WithMetrics(m =>
+                {
+                    m.AddMeter(MinBftMetrics.MeterName).AddPrometheusExporter();
+                    if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"])) m.AddOtlpExporter();
+                });
                 silo.Configure<SiloOptions>(o => o.SiloName = effective?.FaultDomain is { } d
                     ? string.Create(CultureInfo.InvariantCulture, $"domain-{d}")
                     : "gateway");
@@ -318,6 +326,7 @@ public static class Program
         builder.WebHost.UseUrls($"http://{new IPEndPoint(httpAddress, host.HttpPort ?? 0)}");
         await using var app = builder.Build();
         app.MapHealthChecks("/healthz", new HealthCheckOptions { ResponseWriter = HealthResponse.WriteAsync });
+        app.MapPrometheusScrapingEndpoint("/metrics");
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("MinBft.Silo");
         var storageDescription = effective?.FaultDomain is null
             ? "none"
@@ -333,7 +342,7 @@ public static class Program
                 : "development clustering, primary silo " + (primary?.ToString() ?? "this silo"),
             host.ClusterId, host.ServiceId, effective?.ManifestPath ?? "(in code)", storageDescription,
             effective?.FaultDomain is null ? "none" : effective.Usig.SocketPath is { } socket ? $"{MinBftSilo.IsolatedUsigMode} (unix:{socket})" : MinBftSilo.InProcessUsigMode);
-        app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("Health endpoint: {Urls}", string.Join(", ", app.Urls.Select(u => u + "/healthz"))));
+        app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("HTTP endpoint: {Urls} (/healthz, /metrics)", string.Join(", ", app.Urls)));
         try
         {
             await app.RunAsync(cancellationToken).ConfigureAwait(false);

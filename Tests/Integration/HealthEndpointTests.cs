@@ -16,11 +16,12 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
     [Fact]
-    public async Task A_fault_domain_silo_serves_healthz_and_its_running_replica_is_healthy()
+    public async Task A_fault_domain_silo_serves_healthz_healthy_and_metrics_that_count_an_executed_request()
     {
         // One fault domain (f = 0) is a whole cluster: its replica runs and executes alone.
         var manifest = DeploymentKeys.Generate(0, _directory);
         var httpPort = FreePorts.Next();
+        var gatewayPort = FreePorts.Next();
         var clusterId = "health-" + Guid.NewGuid().ToString("N")[..8];
         using var silo = new SiloProcess("domain-0",
         [
@@ -28,7 +29,7 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
             "--manifest", Path.Combine(_directory, DeploymentKeys.ManifestFileName),
             "--data", Path.Combine(_directory, "data"),
             "--silo-port", FreePorts.Next().ToString(CultureInfo.InvariantCulture),
-            "--gateway-port", FreePorts.Next().ToString(CultureInfo.InvariantCulture),
+            "--gateway-port", gatewayPort.ToString(CultureInfo.InvariantCulture),
             "--http-port", httpPort.ToString(CultureInfo.InvariantCulture),
             "--cluster-id", clusterId, "--service-id", clusterId,
         ], new Dictionary<string, string>(), _directory)
@@ -70,6 +71,25 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
             Assert.Equal("Healthy", replica.GetProperty("status").GetString());
             Assert.Equal("0", replica.GetProperty("replica").GetString());
             Assert.Equal(MinBftSilo.InProcessUsigMode, replica.GetProperty("usig").GetString());
+
+            // One request through the CLI, then the Prometheus scrape counts it.
+            var cliOutput = new StringWriter();
+            var cli = new MinBft.Client.Cli.ClientCli(new MinBft.Client.Cli.CliConsole(cliOutput, cliOutput, ErrorIsTerminal: false));
+            var exit = await cli.InvokeAsync(
+                ["put", "k", "v", "--gateway", $"127.0.0.1:{gatewayPort}", "--manifest", Path.Combine(_directory, DeploymentKeys.ManifestFileName),
+                 "--cluster-id", clusterId, "--service-id", clusterId], CancellationToken.None);
+            Assert.True(exit == 0, $"put exited {exit}: {cliOutput}");
+            string metrics = "";
+            // The exporter caches a scrape briefly: ask until the count shows (deadline).
+            while (clock.Elapsed < Deadline && !metrics.Contains("minbft_requests_executed", StringComparison.Ordinal))
+            {
+                metrics = await http.GetStringAsync($"http://127.0.0.1:{httpPort}/metrics");
+                if (!metrics.Contains("minbft_requests_executed", StringComparison.Ordinal)) await Task.Delay(200);
+            }
+            output.WriteLine(string.Join('\n', metrics.Split('\n').Where(l => l.Contains("minbft_", StringComparison.Ordinal)).Take(20)));
+            var executed = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("minbft_requests_executed", StringComparison.Ordinal) && l.Contains("replica=\"0\"", StringComparison.Ordinal));
+            Assert.True(executed is not null, "no minbft_requests_executed sample for replica 0 in /metrics:\n" + metrics);
+            Assert.Equal(1.0, double.Parse(executed.Split(' ')[^1], CultureInfo.InvariantCulture));
         }
         finally
         {
