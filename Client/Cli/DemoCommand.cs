@@ -10,7 +10,8 @@ namespace MinBft.Client.Cli;
 /// concurrent clients, checks every verified result against a model of what it must be, then
 /// checks that every replica reports the same executed sequence, history and state digest,
 /// and that digest is the digest of the expected state. With <see cref="CrashPrimary"/> the
-/// primary's silo (fault domain 0) is stopped halfway through: the other replicas must change
+/// silo of the replica that is primary at that moment (asked of the replicas, not assumed to be
+/// domain 0) is stopped halfway through: the other replicas must change
 /// view and finish the run, and the demo reports how long the first request issued after the
 /// crash took. The last line is
 /// <c>demo ok: requests=N replicas=R view=V digest=HEX usig=MODE</c> (exit 0), or the reason it failed.
@@ -101,8 +102,9 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
             if (_crash is { } crash)
             {
                 await crash.ConfigureAwait(false);
+                var (stopped, view) = await crash.ConfigureAwait(false);
                 await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"demo: primary's silo (fault domain 0) stopped after {settings.Requests / 2} requests; longest pause between completed requests after the crash (the view change): {LongestPauseAfterCrash()?.TotalMilliseconds:F0} ms")).ConfigureAwait(false);
+                    $"demo: the primary, replica {stopped} (view {view}), stopped with its silo after {settings.Requests / 2} requests; longest pause between completed requests after the crash (the view change): {LongestPauseAfterCrash()?.TotalMilliseconds:F0} ms")).ConfigureAwait(false);
             }
 
             return await CheckReplicasAsync(cluster, ExpectedDigest(), cancellationToken).ConfigureAwait(false);
@@ -120,7 +122,9 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
     // --crash-primary: the stop of domain 0's silo, when it began, and when requests completed.
     // A graceful stop lets the old primary finish some requests, so the figure that measures the
     // view change is the longest pause between completions after the crash began.
-    private Task? _crash;
+    private Task<(int Replica, long View)>? _crash;
+    private int? _crashedReplica;
+    private long _viewAtCrash;
     private long _crashStarted;
     private readonly List<long> _completions = [];
 
@@ -191,7 +195,7 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
                 if (settings.CrashPrimary && completed == settings.Requests / 2)
                 {
                     Interlocked.Exchange(ref _crashStarted, System.Diagnostics.Stopwatch.GetTimestamp());
-                    _crash = cluster.StopSiloAsync(0, CancellationToken.None);
+                    _crash = CrashPrimaryAsync(cluster);
                 }
             }
             return null;
@@ -201,6 +205,26 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
         await progress.CompleteAsync().ConfigureAwait(false);
         return results.FirstOrDefault(r => r is not null);
     }
+
+    /// <summary>
+    /// Stops the silo of the replica that is primary now: the view most replicas report names it
+    /// (after an earlier view change it is not domain 0).
+    /// </summary>
+    private async Task<(int Replica, long View)> CrashPrimaryAsync(LocalCluster cluster)
+    {
+        var statuses = await cluster.GetStatusesAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+        var view = statuses.Where(s => s is not null).GroupBy(s => s!.View).OrderByDescending(g => g.Count()).ThenByDescending(g => g.Key)
+            .Select(g => g.Key).FirstOrDefault();
+        var primary = (int)(view % statuses.Length);
+        _viewAtCrash = view;
+        _crashedReplica = primary;
+        await cluster.StopSiloAsync(primary, CancellationToken.None).ConfigureAwait(false);
+        return (primary, view);
+    }
+
+    /// <summary>The statuses of the replicas still running (all but the stopped primary's).</summary>
+    private ReplicaStatus?[] Live(ReplicaStatus?[] statuses) =>
+        _crashedReplica is { } stopped ? statuses.Where((_, i) => i != stopped).ToArray() : statuses;
 
     /// <summary>The digest the replicas must report: that of a state holding exactly the models' entries.</summary>
     private string ExpectedDigest()
@@ -225,7 +249,7 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
             {
                 // Backups may still be executing the last batches the client already has f+1 replies for.
                 statuses = await cluster.GetStatusesAsync(TimeSpan.FromSeconds(5), deadline.Token).ConfigureAwait(false);
-                problem = Disagreement(settings.CrashPrimary ? statuses.Skip(1).ToArray() : statuses, expectedDigest);
+                problem = Disagreement(Live(statuses), expectedDigest);
                 if (problem is null) break;
                 await Task.Delay(TimeSpan.FromMilliseconds(100), deadline.Token).ConfigureAwait(false);
             }
@@ -235,10 +259,10 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
             return new DemoOutcome(false, $"demo failed: replicas did not agree within {SettleTimeout}: {problem}");
         }
 
-        var live = settings.CrashPrimary ? statuses.Skip(1).ToArray() : statuses;
+        var live = Live(statuses);
         var first = live[0]!;
-        if (settings.CrashPrimary && first.View < 1)
-            return new DemoOutcome(false, "demo failed: the primary crashed but the live replicas are still in view 0");
+        if (_crashedReplica is not null && first.View <= _viewAtCrash)
+            return new DemoOutcome(false, $"demo failed: the primary crashed but the live replicas are still in view {first.View}");
         return new DemoOutcome(
             true,
             string.Create(CultureInfo.InvariantCulture,

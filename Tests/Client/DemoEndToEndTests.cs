@@ -36,5 +36,7 @@ public sealed class DemoEndToEndTests
         Assert.Matches(new Regex("^demo ok: requests=60 replicas=2 view=[1-9][0-9]* digest=[0-9A-F]{64} usig=in-process \\(not isolated\\)$"), outcome.Summary);
         Assert.True(outcome.View >= 1, "the live replicas left the crashed primary's view");
         Assert.NotNull(runner.LongestPauseAfterCrash());
+        // It stopped whichever replica was primary then, and says which.
+        Assert.Matches(new Regex("demo: the primary, replica [0-9]+ \\(view [0-9]+\\), stopped with its silo"), progress.ToString());
     }
 }
