@@ -33,6 +33,8 @@ scenarios=(
   "Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f1 $n"
   "Byzantine_checkpoints_campaign_f_rogue_replicas_send_bogus_checkpoints_f2 $n2"
   "Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f2 $n2"
+  "Forged_replies_campaign_f_tampering_replicas_sign_wrong_results_f1 $n"
+  "Forged_replies_campaign_f_tampering_replicas_sign_wrong_results_f2 $n2"
 )
 
 out=$(mktemp -d)

@@ -14,6 +14,10 @@ internal sealed class SimClient(Simulation sim, SimClientSigner signer, int targ
     private static readonly TimeSpan RetransmitTimeout = TimeSpan.FromMilliseconds(300);
     private readonly Dictionary<int, Reply> _replies = [];
     private Request? _current;
+
+    /// <summary>The request this client waits on (null when done): what a Byzantine replica forging
+    /// a reply to it would name.</summary>
+    internal Request? Current => _current;
     private ulong _seq;
 
     public string Id => signer.ClientId;

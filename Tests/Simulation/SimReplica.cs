@@ -1,4 +1,6 @@
 using MinBft.Messages;
+using MinBft.Crypto;
+using MinBft.Encoding;
 using MinBft.Protocol;
 
 namespace MinBft.Tests.Simulation;
@@ -89,6 +91,11 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
                     sim.TransmitRequest(forward.To, forward.Request);
                     break;
                 case SendReply reply:
+                    if (Tampering && sim.TamperReplies && sim.Rng.NextDouble() < 0.7)
+                    {
+                        sim.TransmitReply(ForgeReply(reply.Reply, sim.Rng));
+                        if (sim.Rng.Next(2) == 0) break; // and sometimes withholds the genuine one
+                    }
                     sim.TransmitReply(reply.Reply);
                     break;
                 case Executed executed:
@@ -139,5 +146,26 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
         }
         sim.Transmit(id, to, message);
         if (rng.NextDouble() < 0.2 && _seen.Count > 0) sim.Transmit(id, to, _seen[rng.Next(_seen.Count)]); // replay
+    }
+
+    /// <summary>
+    /// A forged REPLY, validly signed with this replica's own key: a made-up result (the same bytes
+    /// at every tampering replica, so f of them agree), the client's next seq, or another client's
+    /// current request. Only f+1 matching replies from distinct replicas may complete a request.
+    /// </summary>
+    private Reply ForgeReply(Reply genuine, Random rng)
+    {
+        var (clientId, seq, digest) = (genuine.ClientId, genuine.Seq, genuine.RequestDigest);
+        switch (rng.Next(3))
+        {
+            case 1:
+                seq = genuine.Seq + 1;
+                break;
+            case 2 when sim.CurrentRequestOfAnotherClient(genuine.ClientId, rng) is { } other:
+                (clientId, seq, digest) = (other.ClientId, other.Seq, MessageEncoding.RequestDigest(other));
+                break;
+        }
+        var content = new ReplyContent(genuine.View, clientId, seq, digest, "FORGED BY f REPLICAS"u8.ToArray());
+        return ReplyBatchSigner.Sign(sim.SignerFor(id), id, [content])[0];
     }
 }

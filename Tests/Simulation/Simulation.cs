@@ -180,6 +180,18 @@ public sealed class Simulation
             _events.After(delay, () => DeliverRequest(to, request));
     }
 
+    /// <summary>Replica <paramref name="replica"/>'s real signing key (a tampering replica forging replies holds its own).</summary>
+    internal IReplicaSigner SignerFor(int replica) => _keys.SignerFor(replica);
+
+    internal bool TamperReplies => _options.TamperReplies;
+
+    /// <summary>The current request of a client other than <paramref name="clientId"/>, if any is waiting.</summary>
+    internal Request? CurrentRequestOfAnotherClient(string clientId, Random rng)
+    {
+        var others = _clients.Where(c => c.Id != clientId && c.Current is not null).ToList();
+        return others.Count == 0 ? null : others[rng.Next(others.Count)].Current;
+    }
+
     internal void TransmitReply(Reply reply)
     {
         if (!_clientsById.TryGetValue(reply.ClientId, out var client)) return;

@@ -38,6 +38,11 @@ public sealed record SimulationOptions
     /// <summary>Rogue replicas also lead any later view that falls to them: equivocating PREPAREs
     /// in that view, and NEW-VIEWs that omit, reorder or invent batches.</summary>
     public bool RogueInLaterViews { get; init; }
+
+    /// <summary>Tampering replicas also forge REPLYs, validly signed with their own keys: another
+    /// result (the same bytes at every tampering replica, so f of them agree on the lie), the next
+    /// seq, or another client's current request.</summary>
+    public bool TamperReplies { get; init; }
     public int MaxBatchSize { get; init; } = 4;
     public int CheckpointInterval { get; init; } = 4;
     public int Watermark { get; init; } = 8;
@@ -185,6 +190,17 @@ public sealed record SimulationOptions
         };
     }
 
+    /// <summary>A hostile configuration with f tampering replicas (the primary among them in a third
+    /// of the seeds) that also forge their REPLYs.</summary>
+    public static SimulationOptions WithTamperedReplies(int seed, int f)
+    {
+        var drawn = ForSeed(seed, f);
+        var rng = new Random(seed ^ 0x4e91);
+        var tampering = Enumerable.Range(rng.NextDouble() < 0.33 ? 0 : 1, drawn.N).Where(i => i < drawn.N)
+            .OrderBy(_ => rng.Next()).Take(f).ToArray();
+        return drawn with { TamperingReplicas = tampering, RogueReplicas = [], Crashes = [], TamperReplies = true };
+    }
+
     public static SimulationOptions ForSeed(int seed, int f)
     {
         var rng = new Random(seed);
@@ -219,7 +235,7 @@ public sealed record SimulationOptions
     public override string ToString() =>
         $"f={F} clients={Clients}x{RequestsPerClient} drop={DropRate:F2} dup={DuplicateRate:F2} delay<={MaxDelay.TotalMilliseconds}ms " +
         $"faulty-for={FaultyPeriod.TotalMilliseconds}ms tampering=[{string.Join(',', TamperingReplicas)}] rogue=[{string.Join(',', RogueReplicas)}] " +
-        $"usig={(HmacUsig ? "hmac" : "ed25519")}{(ClonedUsig ? " CLONED" : "")}{(RogueCheckpoints ? " rogue-checkpoints" : "")}{(RogueInLaterViews ? " rogue-later-views" : "")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
+        $"usig={(HmacUsig ? "hmac" : "ed25519")}{(ClonedUsig ? " CLONED" : "")}{(RogueCheckpoints ? " rogue-checkpoints" : "")}{(RogueInLaterViews ? " rogue-later-views" : "")}{(TamperReplies ? " forged-replies" : "")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
         $"crashes=[{string.Join(',', Crashes.Select(c => $"{c.Replica}@{c.At.TotalMilliseconds}ms"))}]" +
         $" restarts=[{string.Join(',', Restarts.Select(r => $"{r.Replica}@{r.Down.TotalMilliseconds}-{r.Up.TotalMilliseconds}ms"))}]" +
         $" isolations=[{string.Join(',', Isolations.Select(r => $"{r.Replica}@{r.From.TotalMilliseconds}-{r.To.TotalMilliseconds}ms"))}]" +

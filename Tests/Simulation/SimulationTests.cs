@@ -209,6 +209,16 @@ public sealed class SimulationTests(ITestOutputHelper output)
         new SeedCampaign(nameof(Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f2), output)
             .Run(95_000, 40, seed => SimulationOptions.WithByzantineLaterPrimary(seed, 2));
 
+    [Fact]
+    public void Forged_replies_campaign_f_tampering_replicas_sign_wrong_results_f1() =>
+        new SeedCampaign(nameof(Forged_replies_campaign_f_tampering_replicas_sign_wrong_results_f1), output)
+            .Run(100_000, 150, seed => SimulationOptions.WithTamperedReplies(seed, 1));
+
+    [Fact]
+    public void Forged_replies_campaign_f_tampering_replicas_sign_wrong_results_f2() =>
+        new SeedCampaign(nameof(Forged_replies_campaign_f_tampering_replicas_sign_wrong_results_f2), output)
+            .Run(105_000, 40, seed => SimulationOptions.WithTamperedReplies(seed, 2));
+
     private static int SeedOr(int fallback) => SeedCampaign.ReplaySeed ?? fallback;
 
     [Fact]
