@@ -34,19 +34,6 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
         return m;
     }
 
-    /// <summary>Everything observable about the state, to check that a rejected input changed nothing.</summary>
-    private sealed record Fingerprint(byte[] Snapshot, byte[] Digest, int Count)
-    {
-        public static Fingerprint Of(KeyValueStateMachine m) => new(m.Snapshot(), m.Digest(), m.Count);
-
-        public void AssertSame(KeyValueStateMachine m)
-        {
-            Assert.Equal(Snapshot, m.Snapshot());
-            Assert.Equal(Digest, m.Digest());
-            Assert.Equal(Count, m.Count);
-        }
-    }
-
     // ---- basic semantics -------------------------------------------------------------------
 
     [Fact]
@@ -97,7 +84,7 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
         Assert.Equal(KeyValueResult.Ok, CasAbsent(m, "k", B("first")));
         Assert.Equal(KeyValueResult.OkWithValue(B("first")), Get(m, "k"));
 
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(KeyValueResult.CasMismatch(B("first")), CasAbsent(m, "k", B("second")));
         before.AssertSame(m);
     }
@@ -108,7 +95,7 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
         var m = new KeyValueStateMachine();
         Put(m, "k", B("v1"));
 
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(KeyValueResult.CasMismatch(B("v1")), Cas(m, "k", B("v0"), B("v2")));
         Assert.Equal(KeyValueResult.CasMismatch(B("v1")), Cas(m, "k", B("v1 "), B("v2")));  // prefix is not a match
         Assert.Equal(KeyValueResult.CasMismatch(B("v1")), Cas(m, "k", B("v"), B("v2")));
@@ -123,7 +110,7 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
     public void Cas_expecting_a_value_on_an_absent_key_mismatches_without_a_value()
     {
         var m = new KeyValueStateMachine();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(KeyValueResult.CasMismatch(null), Cas(m, "k", [], B("v")));
         before.AssertSame(m);
         Assert.Equal(KeyValueResult.NotFound, Get(m, "k"));
@@ -205,7 +192,7 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
     public void A_malformed_operation_is_a_bad_operation_and_changes_nothing(byte[] operation)
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(KeyValueResult.BadOperation.Encode(), m.Apply(operation));
         before.AssertSame(m);
     }
@@ -214,7 +201,7 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
     public void An_oversized_operation_is_a_bad_operation_and_changes_nothing()
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         var huge = new byte[MinBft.Encoding.MessageLimits.MaxOperationLength + 1];
         huge[0] = 0x01;
         Assert.Equal(KeyValueResult.BadOperation.Encode(), m.Apply(huge));
@@ -242,7 +229,7 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
                 input = RandomOperations.Mutate(rng, RandomOperations.Next(rng));
             }
 
-            var before = Fingerprint.Of(m);
+            var before = StateFingerprint.Of(m);
             var result = m.Apply(input);
             if (KeyValueOperation.TryDecode(input, out _))
             {
@@ -489,7 +476,7 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
     public void A_malformed_snapshot_is_rejected_and_changes_nothing(string why, byte[] snapshot)
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.False(m.TryRestore(snapshot), why);
         before.AssertSame(m);
     }
@@ -500,7 +487,7 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
         var snapshot = Populated().Snapshot();
         var m = new KeyValueStateMachine();
         Put(m, "keep", B("me"));
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         for (var length = 0; length < snapshot.Length; length++)
         {
             Assert.False(m.TryRestore(snapshot.AsSpan(0, length)), $"truncated to {length}");
@@ -521,7 +508,7 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
         for (var i = 0; i < 3_000; i++)
         {
             var input = RandomOperations.Mutate(rng, valid);
-            var before = Fingerprint.Of(m);
+            var before = StateFingerprint.Of(m);
             if (m.TryRestore(input))
             {
                 accepted++;

@@ -52,19 +52,6 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
         return m;
     }
 
-    /// <summary>Everything observable about the state, to check that a rejected operation changed nothing.</summary>
-    private sealed record Fingerprint(byte[] Snapshot, byte[] Digest, int Count)
-    {
-        public static Fingerprint Of(LedgerStateMachine m) => new(m.Snapshot(), m.Digest(), m.Count);
-
-        public void AssertSame(LedgerStateMachine m)
-        {
-            Assert.Equal(Snapshot, m.Snapshot());
-            Assert.Equal(Digest, m.Digest());
-            Assert.Equal(Count, m.Count);
-        }
-    }
-
     // ---- each operation --------------------------------------------------------------------
 
     [Fact]
@@ -76,7 +63,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
         Assert.Equal(LedgerResult.Ok(100), Balance(m, "alice"));
         Assert.Equal(LedgerResult.Ok(0), Balance(m, "bob"));
 
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(Status(LedgerStatus.AccountExists), Open(m, "alice", 5));
         before.AssertSame(m);
         Assert.True(m.TryGetBalance("alice", out var balance));
@@ -110,7 +97,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
     public void Operations_on_a_missing_account_are_AccountNotFound_and_change_nothing()
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(Status(LedgerStatus.AccountNotFound), Balance(m, "nobody"));
         Assert.Equal(Status(LedgerStatus.AccountNotFound), Deposit(m, "nobody", 1));
         Assert.Equal(Status(LedgerStatus.AccountNotFound), Withdraw(m, "nobody", 1));
@@ -125,7 +112,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
     public void Overdraw_is_InsufficientFunds_with_the_balance_and_changes_nothing()
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(LedgerResult.InsufficientFunds(100), Withdraw(m, "alice", 101));
         Assert.Equal(LedgerResult.InsufficientFunds(100), Transfer(m, "alice", "bob", 101));
         Assert.Equal(LedgerResult.InsufficientFunds(0), Transfer(m, "日本", "alice", 1));
@@ -137,7 +124,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
     public void Overflow_is_rejected_and_changes_nothing()
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(Status(LedgerStatus.Overflow), Deposit(m, "\U0001F600", 11));
         Assert.Equal(Status(LedgerStatus.Overflow), Transfer(m, "alice", "\U0001F600", 11));
         Assert.Equal(Status(LedgerStatus.Overflow), Deposit(m, "alice", long.MaxValue));
@@ -155,7 +142,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
     public void Non_positive_amounts_are_InvalidAmount_and_change_nothing(long amount)
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(Status(LedgerStatus.InvalidAmount), Apply(m, Raw(LedgerOperation.DepositOpcode, "alice", amount)));
         Assert.Equal(Status(LedgerStatus.InvalidAmount), Apply(m, Raw(LedgerOperation.WithdrawOpcode, "alice", amount)));
         Assert.Equal(Status(LedgerStatus.InvalidAmount), Apply(m, RawTransfer("alice", "bob", amount)));
@@ -173,7 +160,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
     public void Transfer_to_the_same_account_is_SameAccount_and_changes_nothing()
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(Status(LedgerStatus.SameAccount), Transfer(m, "alice", "alice", 1));
         before.AssertSame(m);
     }
@@ -189,7 +176,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
         Assert.Throws<ArgumentException>(() => LedgerOperation.EncodeBalance("\uD800"));
         Assert.Throws<ArgumentNullException>(() => LedgerOperation.EncodeTransfer("a", null!, 1));
 
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         var tooLong = new byte[1 + 1 + 65 + 8];
         tooLong[0] = LedgerOperation.OpenOpcode;
         tooLong[1] = 65;
@@ -213,7 +200,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
     public void A_malformed_operation_is_a_bad_operation_and_changes_nothing(byte[] operation)
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.Equal(Status(LedgerStatus.BadOperation).Encode(), m.Apply(operation));
         Assert.False(LedgerOperation.TryDecode(operation, out _));
         before.AssertSame(m);
@@ -239,7 +226,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
                 input = RandomOperations.Mutate(rng, NextOperation(rng));
             }
 
-            var before = Fingerprint.Of(m);
+            var before = StateFingerprint.Of(m);
             var result = Apply(m, input);
             if (result.Status == LedgerStatus.Ok) continue;
             // Every rejection, malformed input or refused operation alike, leaves the state as it was.
@@ -460,7 +447,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
     public void A_malformed_snapshot_is_refused_and_changes_nothing(string what, byte[] snapshot)
     {
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         Assert.False(m.TryRestore(snapshot), what);
         before.AssertSame(m);
     }
@@ -471,7 +458,7 @@ public sealed class LedgerStateMachineTests(ITestOutputHelper output)
         var rng = FuzzSeed.Create(output);
         var valid = Populated().Snapshot();
         var m = Populated();
-        var before = Fingerprint.Of(m);
+        var before = StateFingerprint.Of(m);
         for (var i = 0; i < 5_000; i++)
         {
             var snapshot = RandomOperations.Mutate(rng, valid);
