@@ -18,6 +18,11 @@ public interface IReplicaGrain : IGrainWithIntegerKey
     [OneWay]
     Task Submit(Request request);
 
+    /// <summary>Client requests a proxy gathered while its previous call was being sent (at most
+    /// <see cref="MinBft.Encoding.MessageLimits.MaxBatchSize"/>): one call and one core step for all.</summary>
+    [OneWay]
+    Task SubmitBatch(Request[] requests);
+
     /// <summary>
     /// Opens a MAC session for a client (relayed by its proxy): this replica's signed accept, or
     /// null for an offer that is malformed, not signed by its client, or older than the

@@ -12,16 +12,19 @@ using Request = MinBft.Messages.Request;
 namespace MinBft;
 
 /// <summary>
-/// The proxy of one client (key = client id), placed on the silo that routes the client's
-/// first call (usually its gateway: one hop less), which may be a silo of any fault domain or
-/// one with none. It sends the client's signed
-/// request to all n replicas, resends it while fewer than f+1 replicas agree, and returns f+1
-/// matching replies. Every reply is checked (client id, seq, request digest, and its batch
+/// A client's way into the cluster, one per client SDK instance (any key), placed on the silo
+/// that routes its first call (usually the client's gateway: one hop less), which may be a silo
+/// of any fault domain or one with none. It stamps each signed request with its own key
+/// (<see cref="Request.ReplyTo"/>) and sends it to the primary; while fewer than f+1 replicas
+/// agree it resends it to every replica, so a primary that ignores it is found out by the
+/// backups. Requests leave in batches (one call per replica for those gathered during a turn) and
+/// replies arrive in batches (one call per replica and executed batch). Every reply is checked
+/// (a request in flight here under its client and seq, its request digest, and its batch
 /// root's signature under the manifest's key of the replica it names, once per batch for the
-/// whole silo) and each replica counts once, so neither a forged reply nor a
-/// Byzantine replica's different result can make up a quorum. The proxy itself is not trusted:
-/// the SDK verifies the f+1 replies again.
-/// Reentrant so that DeliverReply runs while Execute waits; per-client state is bounded by
+/// whole silo) and each replica counts once, so neither a forged reply nor a Byzantine
+/// replica's different result can make up a quorum. The proxy itself is not trusted: the SDK
+/// verifies the f+1 replies again.
+/// Reentrant so that replies are taken while Execute waits; state is bounded by
 /// <see cref="MinBftOptions.MaxRequestsPerClientProxy"/> requests of at most n replies each.
 /// </summary>
 [Reentrant]
@@ -31,7 +34,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     /// <summary>Longest wait a caller may ask for; longer would outlive any sensible call timeout.</summary>
     public static readonly TimeSpan MaxTimeout = TimeSpan.FromMinutes(10);
 
-    private readonly Dictionary<ulong, PendingRequest> _pending = [];
+    private readonly Dictionary<(string ClientId, ulong Seq), PendingRequest> _pending = [];
 
     // Made once: GetGrain resolves the interface type on every call (a profile showed 5% of the
     // silo's CPU in that resolution when it ran per request).
@@ -41,6 +44,15 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     private readonly Dictionary<string, long> _ignored = new(StringComparer.Ordinal);
     private long _completed;
     private long _accepted;
+
+    // Requests waiting for this turn to end, by replica: they leave together (SubmitBatch).
+    private List<Request>[]? _outbox;
+    private bool _flushScheduled;
+
+    // The newest view each replica's verified replies reported. The primary is taken from the
+    // view f+1 of them reached, so that f Byzantine replicas cannot steer the first send of every
+    // request away from it (they could only cost each request a retransmission interval).
+    private long[]? _replicaViews;
 
     // Completes when this silo starts shutting down. A waiting Execute then gives up at once:
     // the silo would otherwise wait for it, while the replies already go to the proxy's next
@@ -69,10 +81,11 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         // every replica verifies it anyway, and a third check on every request cost the silo one
         // more Ed25519 verification per operation.
         if (RequestVerifier.ExplainShape(request) is { } invalid) throw new ArgumentException("invalid request: " + invalid, nameof(request));
-        CheckCaller(request.ClientId, "request", nameof(request), timeout);
+        CheckTimeout(timeout);
 
         var digest = MessageEncoding.RequestDigest(request);
-        if (_pending.TryGetValue(request.Seq, out var pending))
+        var key = (request.ClientId, request.Seq);
+        if (_pending.TryGetValue(key, out var pending))
         {
             // The same request again (a retry by the caller) shares the replies collected so far.
             if (!pending.Digest.AsSpan().SequenceEqual(digest))
@@ -81,9 +94,10 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         else
         {
             if (_pending.Count >= silo.Options.MaxRequestsPerClientProxy)
-                throw new InvalidOperationException($"{_pending.Count} requests of this client are in flight; the limit is {silo.Options.MaxRequestsPerClientProxy}");
-            pending = new PendingRequest(request, digest);
-            _pending.Add(request.Seq, pending);
+                throw new InvalidOperationException($"{_pending.Count} requests are in flight at this client proxy; the limit is {silo.Options.MaxRequestsPerClientProxy}");
+            // Replies come back here: the hint is outside the request's signature and digest.
+            pending = new PendingRequest(request with { ReplyTo = this.GetPrimaryKeyString() }, digest);
+            _pending.Add(key, pending);
         }
 
         pending.Waiters++;
@@ -91,11 +105,13 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         var started = clock.GetTimestamp();
         try
         {
+            // The primary first; every replica from the first retransmission on (a Byzantine
+            // primary could ignore a request only it knows of, and backups need it to notice
+            // that and forward it, or to change the view).
+            Send(pending.Request, toAll: pending.Sent);
+            pending.Sent = true;
             while (true)
             {
-                // Every replica gets it, not only the primary: a Byzantine primary could ignore a
-                // request only it knows of, and backups need it to notice that and forward it.
-                SubmitToAll(pending.Request);
                 var remaining = timeout - clock.GetElapsedTime(started);
                 if (remaining <= TimeSpan.Zero) break;
                 var wait = remaining < silo.Options.ClientRetransmitInterval ? remaining : silo.Options.ClientRetransmitInterval;
@@ -114,6 +130,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
                         throw new ArgumentException("invalid request: " + refused, nameof(request));
                 }
                 if (clock.GetElapsedTime(started) >= timeout) break;
+                Send(pending.Request, toAll: true);
             }
             LogTimedOut(logger, request.ClientId, request.Seq, pending.Replies.Count, timeout);
             throw new TimeoutException(
@@ -122,15 +139,15 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         }
         finally
         {
-            if (--pending.Waiters == 0 && _pending.TryGetValue(request.Seq, out var current) && ReferenceEquals(current, pending))
-                _pending.Remove(request.Seq);
+            if (--pending.Waiters == 0 && _pending.TryGetValue(key, out var current) && ReferenceEquals(current, pending))
+                _pending.Remove(key);
         }
     }
 
     public async Task<ClientSessionAccept[]> OpenSessions(ClientSessionOffer offer, TimeSpan timeout)
     {
         if (MessageLimits.CheckSessionOffer(offer) is { } invalid) throw new ArgumentException("invalid session offer: " + invalid, nameof(offer));
-        CheckCaller(offer.ClientId, "offer", nameof(offer), timeout);
+        CheckTimeout(timeout);
         // Each replica on its own: one that is down or slow leaves its MAC slot empty (the
         // client's requests are then checked by signature there), it does not hold up the rest.
         var calls = Enumerable.Range(0, silo.Manifest.N)
@@ -147,70 +164,120 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         return calls.Where(c => c.IsCompletedSuccessfully && c.Result is not null).Select(c => c.Result!).ToArray();
     }
 
-    public Task DeliverReply(Reply reply)
+    public Task DeliverReplies(Reply[] replies)
     {
         // Never throws: replies come from replicas, any of which may be Byzantine.
-        if (MessageLimits.CheckReply(reply) is not null) return Ignore("Malformed");
-        if (!string.Equals(reply.ClientId, this.GetPrimaryKeyString(), StringComparison.Ordinal)) return Ignore("WrongClient");
-        if (reply.ReplicaId < 0 || reply.ReplicaId >= silo.Manifest.N) return Ignore("UnknownReplica");
-        if (!_pending.TryGetValue(reply.Seq, out var pending) || pending.Done.Task.IsCompleted) return Ignore("NotPending");
-        if (pending.Replies.ContainsKey(reply.ReplicaId)) return Ignore("DuplicateReplica");
+        if (replies is null || replies.Length > MessageLimits.MaxRepliesPerDelivery)
+        {
+            Ignore("Malformed");
+            return Task.CompletedTask;
+        }
+        foreach (var reply in replies)
+            if (Accept(reply) is { } reason) Ignore(reason);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Counts one reply toward its request's quorum; null, or why it was ignored.</summary>
+    private string? Accept(Reply reply)
+    {
+        if (MessageLimits.CheckReply(reply) is not null) return "Malformed";
+        if (reply.ReplicaId < 0 || reply.ReplicaId >= silo.Manifest.N) return "UnknownReplica";
+        if (!_pending.TryGetValue((reply.ClientId, reply.Seq), out var pending) || pending.Done.Task.IsCompleted) return "NotPending";
+        if (pending.Replies.ContainsKey(reply.ReplicaId)) return "DuplicateReplica";
         // A result for another operation under this seq is no answer to this request.
-        if (!pending.Digest.AsSpan().SequenceEqual(reply.RequestDigest)) return Ignore("WrongRequest");
+        if (!pending.Digest.AsSpan().SequenceEqual(reply.RequestDigest)) return "WrongRequest";
         // Checked last: it is the expensive check (once per replica and batch), and everything above is free.
-        if (!silo.Replies.Verify(reply)) return Ignore("InvalidSignature");
+        if (!silo.Replies.Verify(reply)) return "InvalidSignature";
 
         // One reply per replica (the first valid one): a Byzantine replica gets one vote, whatever it sends.
         pending.Replies.Add(reply.ReplicaId, reply);
         _accepted++;
+        NoteView(reply.ReplicaId, reply.View);
         var matching = pending.Replies.Values
             .Where(r => r.Result.AsSpan().SequenceEqual(reply.Result))
             .OrderBy(r => r.ReplicaId)
             .ToArray();
         if (matching.Length >= silo.Manifest.ReplyQuorum && pending.Done.TrySetResult(matching)) _completed++;
-        return Task.CompletedTask;
+        return null;
     }
 
     public Task<ClientProxyStatus> GetStatus() =>
         Task.FromResult(new ClientProxyStatus(_pending.Count, _completed, _accepted, new Dictionary<string, long>(_ignored, StringComparer.Ordinal)));
 
-    // What every caller input must satisfy: this proxy's own client, and a sensible timeout.
-    private void CheckCaller(string clientId, string what, string paramName, TimeSpan timeout)
+    private static void CheckTimeout(TimeSpan timeout)
     {
-        if (!string.Equals(clientId, this.GetPrimaryKeyString(), StringComparison.Ordinal))
-            throw new ArgumentException($"the {what}'s client id is not this proxy's client", paramName);
         if (timeout <= TimeSpan.Zero || timeout > MaxTimeout)
             throw new ArgumentOutOfRangeException(nameof(timeout), timeout, $"timeout must be in (0, {MaxTimeout}]");
     }
 
-    private void SubmitToAll(Request request)
+    private void NoteView(int replica, long view)
     {
-        for (var i = 0; i < silo.Manifest.N; i++)
+        _replicaViews ??= new long[silo.Manifest.N];
+        if (view > _replicaViews[replica]) _replicaViews[replica] = view;
+    }
+
+    /// <summary>The primary of the newest view at least f+1 replicas' verified replies reported.</summary>
+    private int LikelyPrimary()
+    {
+        if (_replicaViews is null) return 0;
+        var views = (long[])_replicaViews.Clone();
+        Array.Sort(views);
+        return (int)(views[views.Length - silo.Manifest.ReplyQuorum] % silo.Manifest.N);
+    }
+
+    private void Send(Request request, bool toAll)
+    {
+        _outbox ??= Enumerable.Range(0, silo.Manifest.N).Select(_ => new List<Request>()).ToArray();
+        if (toAll)
+            foreach (var queue in _outbox) queue.Add(request);
+        else
+            _outbox[LikelyPrimary()].Add(request);
+        if (_flushScheduled) return;
+        _flushScheduled = true;
+        _ = FlushAsync();
+    }
+
+    /// <summary>
+    /// Sends what the outbox holds once the current turn yields: calls already queued at this
+    /// activation run first and add their requests, so a busy proxy sends one call per replica for
+    /// many requests, and an idle one adds no delay.
+    /// </summary>
+    private async Task FlushAsync()
+    {
+        await Task.Yield();
+        _flushScheduled = false;
+        for (var replica = 0; replica < _outbox!.Length; replica++)
         {
-            // One-way: a replica that is down or slow must not hold up the others; the loop in
-            // Execute resends until f+1 replies agree.
-            var call = Replicas[i].Submit(request);
-            if (!call.IsCompletedSuccessfully) _ = call.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+            var queue = _outbox[replica];
+            for (var start = 0; start < queue.Count; start += MessageLimits.MaxBatchSize)
+            {
+                var batch = queue.GetRange(start, Math.Min(MessageLimits.MaxBatchSize, queue.Count - start)).ToArray();
+                // One-way: a replica that is down or slow must not hold up the others; Execute
+                // resends until f+1 replies agree.
+                var call = batch.Length == 1 ? Replicas[replica].Submit(batch[0]) : Replicas[replica].SubmitBatch(batch);
+                if (!call.IsCompletedSuccessfully) _ = call.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+            }
+            queue.Clear();
         }
     }
 
-    private Task Ignore(string reason)
+    private void Ignore(string reason)
     {
         _ignored[reason] = _ignored.GetValueOrDefault(reason) + 1;
         LogIgnored(logger, this.GetPrimaryKeyString(), reason);
-        return Task.CompletedTask;
     }
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Client proxy {ClientId} ignored a reply: {Reason}")]
-    private static partial void LogIgnored(ILogger logger, string clientId, string reason);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Client proxy {Proxy} ignored a reply: {Reason}")]
+    private static partial void LogIgnored(ILogger logger, string proxy, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Client proxy {ClientId}: request {Seq} timed out after {Timeout} with {Replies} valid replies")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Client {ClientId}: request {Seq} timed out after {Timeout} with {Replies} valid replies")]
     private static partial void LogTimedOut(ILogger logger, string clientId, ulong seq, int replies, TimeSpan timeout);
 
     private sealed class PendingRequest(Request request, byte[] digest)
     {
         public Request Request { get; } = request;
         public bool SignatureChecked { get; set; }
+        public bool Sent { get; set; }
         public byte[] Digest { get; } = digest;
         public Dictionary<int, Reply> Replies { get; } = [];
         public TaskCompletionSource<Reply[]> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -127,6 +127,14 @@ public sealed partial class ReplicaGrain(
         return Task.CompletedTask;
     }
 
+    public Task SubmitBatch(Request[] requests)
+    {
+        // Bounded before the core sees it: a proxy may be Byzantine.
+        if (requests is null || requests.Length > MinBft.Encoding.MessageLimits.MaxBatchSize) Count("MalformedSubmitBatch");
+        else Step(static (core, r, now) => core.OnRequests(r, now), requests);
+        return Task.CompletedTask;
+    }
+
     public Task<ClientSessionAccept?> OpenClientSession(ClientSessionOffer offer) =>
         // Never throws: offers come through untrusted proxies; a bad one gets no session.
         Task.FromResult(_sessions?.Open(offer));
@@ -208,6 +216,7 @@ public sealed partial class ReplicaGrain(
                     break;
             }
         }
+        _transport.FlushReplies();
         _commitLatency.AfterStep(_core.View, _core.ExecutedSequence, stateInstalled);
         ScheduleTick(ready.NextTick);
     }

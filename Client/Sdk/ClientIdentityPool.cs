@@ -137,9 +137,6 @@ internal sealed class PooledIdentity(ClientSigner signer, ulong firstSeq)
     /// </summary>
     public ulong TakeSeq() => _nextSeq++;
 
-    /// <summary>This identity's proxy grain reference (made once: GetGrain is not free).</summary>
-    public IClientProxyGrain? Proxy { get; set; }
-
     /// <summary>The MAC sessions this identity opened last (lease holder only), and when.</summary>
     public ClientSession? Session { get; set; }
 

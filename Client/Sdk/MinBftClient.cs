@@ -10,8 +10,9 @@ namespace MinBft.Client;
 /// <summary>
 /// Submits operations to a MinBFT cluster and returns results it has verified itself.
 /// <para>
-/// Each request is signed with a client identity leased from a pool, handed to that
-/// identity's <see cref="IClientProxyGrain"/>, and its result is accepted only when f+1
+/// Each request is signed with a client identity leased from a pool and handed to this
+/// client's <see cref="IClientProxyGrain"/> (one for all its identities, under a key of its own,
+/// so requests and replies travel between it and the replicas in batches); its result is accepted only when f+1
 /// replicas' signed replies prove it (<see cref="ReplyVerifier"/>): the proxy, the silos it
 /// runs on and the network are not trusted. Failed attempts are retried with the same signed
 /// request, which replicas answer from their reply cache, so an operation executes at most once.
@@ -20,7 +21,7 @@ namespace MinBft.Client;
 /// </summary>
 public sealed partial class MinBftClient : IDisposable
 {
-    private readonly Func<string, IClientProxyGrain> _proxyFor;
+    private readonly IClientProxyGrain _proxy;
     private readonly ReplyVerifier _verifier;
     private readonly MinBftClientOptions _options;
     private readonly ClientIdentityPool _pool;
@@ -59,7 +60,7 @@ public sealed partial class MinBftClient : IDisposable
     {
     }
 
-    /// <summary>The seam tests use to stand in for the cluster: client id to its proxy.</summary>
+    /// <summary>The seam tests use to stand in for the cluster: proxy key to its proxy.</summary>
     internal MinBftClient(
         Func<string, IClientProxyGrain> proxyFor,
         ReplyVerifier verifier,
@@ -73,7 +74,9 @@ public sealed partial class MinBftClient : IDisposable
         // A snapshot: changing the options object later must not change a running client.
         options = options.Clone();
         options.Validate();
-        _proxyFor = proxyFor;
+        // Random, so that two client instances never share a proxy (nor its in-flight bound).
+        ProxyKey = "client-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12));
+        _proxy = proxyFor(ProxyKey);
         _verifier = verifier;
         _options = options;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
@@ -88,6 +91,9 @@ public sealed partial class MinBftClient : IDisposable
 
     /// <summary>Number of faulty replicas tolerated.</summary>
     public int F => _verifier.F;
+
+    /// <summary>The key of this client's proxy grain (replicas address their replies to it).</summary>
+    public string ProxyKey { get; }
 
     /// <summary>The client ids of the identity pool (hex SHA-256 of each public key).</summary>
     public IReadOnlyList<string> ClientIds => _pool.Identities.Select(i => i.ClientId).ToArray();
@@ -126,7 +132,7 @@ public sealed partial class MinBftClient : IDisposable
             // Signed once: every retry sends the very same request, so it executes at most once.
             var identity = lease.Identity;
             var request = identity.Signer.CreateRequest(identity.TakeSeq(), operation);
-            var proxy = identity.Proxy ??= _proxyFor(identity.ClientId);
+            var proxy = _proxy;
             if (await SessionAsync(identity, proxy, linked.Token).ConfigureAwait(false) is { } session) request = session.Authenticate(request);
             Exception? lastFailure = null;
             // The request timeout's token is the one clock deciding when to stop; elapsed time

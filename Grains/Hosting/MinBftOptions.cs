@@ -110,11 +110,14 @@ public sealed class MinBftOptions
     /// <summary>Where this domain's USIG runs, and its first start (section "MinBft:Usig").</summary>
     public MinBftUsigOptions Usig { get; set; } = new();
 
-    /// <summary>How often a client proxy resends a request to every replica while it lacks f+1 matching replies.</summary>
+    /// <summary>How long a client proxy waits for f+1 matching replies before it resends a request
+    /// to every replica (the first send goes to the primary only).</summary>
     public TimeSpan ClientRetransmitInterval { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>Requests one client proxy tracks at once; more are refused (bounded state per client).</summary>
-    public int MaxRequestsPerClientProxy { get; set; } = 64;
+    /// <summary>Requests one client proxy tracks at once; more are refused (bounded state per
+    /// proxy). A proxy serves every identity of one client SDK instance, so this bounds that
+    /// instance's concurrency (its identity pool size).</summary>
+    public int MaxRequestsPerClientProxy { get; set; } = 1024;
 
     /// <summary>Client MAC sessions a replica keeps (about 100 bytes each; the oldest go first).
     /// A client without one still gets through: its requests' signatures are checked instead.</summary>

@@ -1,13 +1,17 @@
 using Microsoft.Extensions.Logging;
+using MinBft.Encoding;
+using MinBft.Messages;
 using MinBft.Protocol;
 
 namespace MinBft.ReplicaHost;
 
 /// <summary>
 /// Replica i's outgoing messages: the core's <see cref="Send"/>, <see cref="ForwardRequest"/> and
-/// <see cref="SendReply"/> effects as one-way grain calls. A replica never waits on a peer or a
-/// proxy (a slow or Byzantine one must not stall it); a lost message is repaired by the
-/// protocol's retransmission, so a failed call is only logged.
+/// <see cref="SendReply"/> effects as one-way grain calls. Replies are held until the step's end
+/// (<see cref="FlushReplies"/>) and leave as one call per proxy: an executed batch's replies to
+/// one client SDK cost one message, not one each. A replica never waits on a peer or a proxy (a
+/// slow or Byzantine one must not stall it); a lost message is repaired by the protocol's
+/// retransmission, so a failed call is only logged.
 /// </summary>
 internal sealed partial class ReplicaTransport
 {
@@ -19,9 +23,12 @@ internal sealed partial class ReplicaTransport
     private readonly ILogger _logger;
     private readonly IReplicaGrain[] _peers;
 
-    // Client proxy references by client id: GetGrain resolves the interface type on every call,
+    // Client proxy references by key: GetGrain resolves the interface type on every call,
     // which cost about 3% of the silo's CPU when done per reply.
     private readonly Dictionary<string, IClientProxyGrain> _proxies = new(StringComparer.Ordinal);
+
+    // Replies of the current step by destination proxy, in the order the core emitted them.
+    private readonly Dictionary<string, List<Reply>> _replies = new(StringComparer.Ordinal);
 
     public ReplicaTransport(int id, int n, IGrainFactory grains, ILogger logger)
     {
@@ -48,20 +55,37 @@ internal sealed partial class ReplicaTransport
                 if (forward.To >= 0 && forward.To < _peers.Length) OneWay(_peers[forward.To].Submit(forward.Request), "Submit", forward.To);
                 return true;
             case SendReply reply:
-                // The proxy is untrusted and may be gone; the client retransmits and the core
-                // resends the cached reply.
-                OneWay(ProxyOf(reply.Reply.ClientId).DeliverReply(reply.Reply), "DeliverReply", -1);
+                var proxy = reply.ReplyTo ?? reply.Reply.ClientId;
+                if (!_replies.TryGetValue(proxy, out var batch)) _replies[proxy] = batch = [];
+                batch.Add(reply.Reply);
                 return true;
             default:
                 return false;
         }
     }
 
-    private IClientProxyGrain ProxyOf(string clientId)
+    /// <summary>Sends the replies the step produced, one call per proxy.</summary>
+    public void FlushReplies()
     {
-        if (_proxies.TryGetValue(clientId, out var proxy)) return proxy;
+        if (_replies.Count == 0) return;
+        foreach (var (to, replies) in _replies)
+        {
+            // The proxy is untrusted and may be gone; its client retransmits and the core
+            // resends the cached reply.
+            for (var start = 0; start < replies.Count; start += MessageLimits.MaxRepliesPerDelivery)
+            {
+                var chunk = replies.GetRange(start, Math.Min(MessageLimits.MaxRepliesPerDelivery, replies.Count - start)).ToArray();
+                OneWay(ProxyOf(to).DeliverReplies(chunk), "DeliverReplies", -1);
+            }
+        }
+        _replies.Clear();
+    }
+
+    private IClientProxyGrain ProxyOf(string key)
+    {
+        if (_proxies.TryGetValue(key, out var proxy)) return proxy;
         if (_proxies.Count >= MaxCachedProxies) _proxies.Clear();
-        return _proxies[clientId] = _grains.GetGrain<IClientProxyGrain>(clientId);
+        return _proxies[key] = _grains.GetGrain<IClientProxyGrain>(key);
     }
 
     private void OneWay(Task call, string method, int target)

@@ -28,8 +28,9 @@ public sealed record Send(int? To, ReplicaMessage Message) : Effect;
 /// <summary>Forward a client's request to the primary (it may never have received it).</summary>
 public sealed record ForwardRequest(int To, Request Request) : Effect;
 
-/// <summary>Deliver a signed reply to a client.</summary>
-public sealed record SendReply(Reply Reply) : Effect;
+/// <summary>Deliver a signed reply to a client, through the proxy its request named
+/// (<see cref="Request.ReplyTo"/>; null: the proxy keyed by the client id).</summary>
+public sealed record SendReply(Reply Reply, string? ReplyTo = null) : Effect;
 
 /// <summary>A batch was executed as number <see cref="Sequence"/> of this replica's history.</summary>
 public sealed record Executed(ulong Sequence, long View, ulong PrimaryCounter, byte[] BatchDigest, IReadOnlyList<Request> Requests) : Effect;

@@ -54,6 +54,7 @@ public sealed partial class ReplicaCore
         var view = batch.Prepare.View;
         var requestDigests = new byte[batch.Prepare.Batch.Length][];
         var executed = new List<ReplyContent>(batch.Prepare.Batch.Length);
+        var replyTo = new List<string?>(batch.Prepare.Batch.Length);
         // The reply cache is written once the batch is signed; until then this batch's own
         // executions count for the exactly-once guard.
         var executedHere = new Dictionary<string, ulong>(StringComparer.Ordinal);
@@ -67,15 +68,20 @@ public sealed partial class ReplicaCore
             if (request.Seq <= last) continue;
             executed.Add(new ReplyContent(view, request.ClientId, request.Seq, requestDigests[i], _app.Apply(request.Operation)));
             executedHere[request.ClientId] = request.Seq;
-            if (_known.TryGetValue(request.ClientId, out var known) && known.Request.Seq <= request.Seq)
+            // The copy the client sent this replica names its proxy first-hand; the PREPARE's copy
+            // is the primary's word for it (the hint is covered by no signature).
+            var ownCopy = _known.TryGetValue(request.ClientId, out var known) && known.Request.Seq == request.Seq;
+            replyTo.Add(ownCopy ? known!.Request.ReplyTo : request.ReplyTo);
+            if (known is not null && known.Request.Seq <= request.Seq)
                 _known.Remove(request.ClientId);
             NoteOrdered(request);
         }
         // One signature for the batch's replies (a Merkle root), not one per reply.
-        foreach (var reply in ReplyBatchSigner.Sign(_crypto.Signer, Id, executed))
+        var replies = ReplyBatchSigner.Sign(_crypto.Signer, Id, executed);
+        for (var i = 0; i < replies.Length; i++)
         {
-            _clients[reply.ClientId] = new ClientRecord(reply.Seq, reply);
-            Emit(new SendReply(reply));
+            _clients[replies[i].ClientId] = new ClientRecord(replies[i].Seq, replies[i]);
+            Emit(new SendReply(replies[i], replyTo[i]));
         }
         var batchDigest = BatchDigest(requestDigests);
         var link = new byte[32 + 32 + 8];

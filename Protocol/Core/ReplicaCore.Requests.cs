@@ -71,7 +71,7 @@ public sealed partial class ReplicaCore
                     return;
                 }
                 // The client missed our reply: resend the cached one, never execute again.
-                Emit(new SendReply(record.LastReply));
+                Emit(new SendReply(record.LastReply, request.ReplyTo));
                 return;
             }
         }

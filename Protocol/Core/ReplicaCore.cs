@@ -82,6 +82,15 @@ public sealed partial class ReplicaCore
         return End();
     }
 
+    /// <summary>Client requests that arrived together (one proxy's batch), as one step.</summary>
+    public Ready OnRequests(IReadOnlyList<Request> requests, TimeSpan now)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        Begin(now);
+        foreach (var request in requests) HandleRequest(request);
+        return End();
+    }
+
     /// <summary>A message from another replica (nothing about it is trusted yet).</summary>
     public Ready OnMessage(ReplicaMessage message, TimeSpan now)
     {

@@ -26,7 +26,9 @@ public static class MessageLimits
     public const int RequestMacLength = 16;               // HMAC-SHA256 truncated to 128 bits, one per replica
     public const int MaxAuthenticatorLength = RequestMacLength * 256;
     public const int AgreementKeyLength = 32;             // X25519
-    public const int MaxReplyProofDepth = 32;             // a reply tree of up to 2^32 leaves (a snapshot's whole reply cache)
+    public const int MaxReplyProofDepth = 32;
+    public const int MaxReplyToLength = 128;              // a client proxy's grain key
+    public const int MaxRepliesPerDelivery = 4096;        // replies one replica hands a proxy in one call             // a reply tree of up to 2^32 leaves (a snapshot's whole reply cache)
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
     public static string? Check(ReplicaMessage? m) => m switch
@@ -53,6 +55,7 @@ public static class MessageLimits
         if (r.Operation is null) return "null operation";
         if (r.Operation.Length > MaxOperationLength) return "operation too large";
         if (r.Authenticator is { } a && (a.Length > MaxAuthenticatorLength || a.Length % RequestMacLength != 0)) return "authenticator length";
+        if (r.ReplyTo is { Length: 0 or > MaxReplyToLength }) return "reply-to length";
         return CheckSignature(r.Signature);
     }
 

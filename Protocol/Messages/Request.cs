@@ -9,6 +9,10 @@ namespace MinBft.Messages;
 /// MAC checks skips the signature; for any other replica the signature decides. It is covered
 /// by neither the signature nor the request's digest, so whoever relays it may damage it, which
 /// only costs a signature check.
+/// <see cref="ReplyTo"/> is a routing hint of the same kind: the client proxy that wants the
+/// replies (by default the one keyed by the client id). A Byzantine primary that changes it in a
+/// PREPARE only sends honest replicas' replies astray once: the proxy retransmits to every
+/// replica, and each resends its cached reply to the hint of the copy it received itself.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Request")]
 public sealed record Request(
@@ -17,4 +21,5 @@ public sealed record Request(
     [Id(2)] ulong Seq,
     [Id(3)] byte[] Operation,
     [Id(4)] byte[] Signature,
-    [Id(5)] byte[]? Authenticator = null);
+    [Id(5)] byte[]? Authenticator = null,
+    [Id(6)] string? ReplyTo = null);

@@ -63,18 +63,19 @@ internal sealed class FakeProxy : IClientProxyGrain
 {
     private readonly FakeClusterProxies _owner;
 
-    public FakeProxy(FakeClusterProxies owner, string clientId)
+    public FakeProxy(FakeClusterProxies owner, string key)
     {
         _owner = owner;
-        ClientId = clientId;
+        Key = key;
     }
 
-    public string ClientId { get; }
+    public string Key { get; }
 
     public async Task<Reply[]> Execute(Request request, TimeSpan timeout)
     {
         _owner.Requests.Enqueue(request);
-        if (Interlocked.Increment(ref _owner.Outstanding[ClientId].Value) > 1) _owner.Violations.Enqueue($"two outstanding requests for {ClientId}");
+        var outstanding = _owner.Outstanding.GetOrAdd(request.ClientId, _ => new IntBox());
+        if (Interlocked.Increment(ref outstanding.Value) > 1) _owner.Violations.Enqueue($"two outstanding requests for {request.ClientId}");
         try
         {
             var attempt = _owner.Attempts.AddOrUpdate(request.Seq + ":" + request.ClientId, 1, (_, n) => n + 1);
@@ -83,7 +84,7 @@ internal sealed class FakeProxy : IClientProxyGrain
         }
         finally
         {
-            Interlocked.Decrement(ref _owner.Outstanding[ClientId].Value);
+            Interlocked.Decrement(ref outstanding.Value);
         }
     }
 
@@ -93,7 +94,7 @@ internal sealed class FakeProxy : IClientProxyGrain
             return Task.FromResult(_owner.Sessions.Select(s => s.Open(offer)).OfType<ClientSessionAccept>().ToArray());
     }
 
-    public Task DeliverReply(Reply reply) => Task.CompletedTask;
+    public Task DeliverReplies(Reply[] replies) => Task.CompletedTask;
 
     public Task<ClientProxyStatus> GetStatus() => Task.FromResult(new ClientProxyStatus(0, 0, 0, []));
 }
@@ -126,11 +127,7 @@ internal sealed class FakeClusterProxies
     /// <summary>The proxy's answer to (request, attempt number).</summary>
     public Func<Request, int, Task<Reply[]>> Respond { get; set; }
 
-    public IClientProxyGrain ProxyFor(string clientId)
-    {
-        Outstanding.GetOrAdd(clientId, _ => new IntBox());
-        return _proxies.GetOrAdd(clientId, id => new FakeProxy(this, id));
-    }
+    public IClientProxyGrain ProxyFor(string key) => _proxies.GetOrAdd(key, k => new FakeProxy(this, k));
 
     /// <summary>Executes the request once (exactly-once per client and seq) and returns its result.</summary>
     public byte[] Execute(Request request)
@@ -187,9 +184,9 @@ internal class FakeGrainFactory : System.Reflection.DispatchProxy
     {
         if (targetMethod is { Name: nameof(IGrainFactory.GetGrain), IsGenericMethod: true }
             && targetMethod.GetGenericArguments()[0] == typeof(IClientProxyGrain)
-            && args is [string clientId, ..])
+            && args is [string key, ..])
         {
-            return _cluster!.ProxyFor(clientId);
+            return _cluster!.ProxyFor(key);
         }
         throw new NotSupportedException($"fake grain factory: {targetMethod}");
     }

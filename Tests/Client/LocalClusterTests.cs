@@ -74,6 +74,25 @@ public sealed class LocalClusterTests(LocalClusterFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task OneProxy_ServesEveryIdentityOfAClient_AndTheRepliesComeBackToIt()
+    {
+        using var client = new MinBftClient(Cluster.Client, Cluster.Manifest, new MinBftClientOptions { IdentityPoolSize = 4 });
+        var kv = new KeyValueClient(client);
+        await Task.WhenAll(Enumerable.Range(0, 12).Select(i => kv.PutAsync("shared-proxy-" + i, [(byte)i])));
+        for (var i = 0; i < 12; i++) Assert.Equal(new byte[] { (byte)i }, await kv.GetAsync("shared-proxy-" + i));
+
+        var proxy = await Cluster.Client.GetGrain<IClientProxyGrain>(client.ProxyKey).GetStatus();
+        Assert.Equal(24, proxy.Completed);
+        Assert.Equal(0, proxy.InFlight);
+        // Replicas answered the proxy the requests named, not proxies keyed by client id.
+        foreach (var clientId in client.ClientIds)
+        {
+            var unused = await Cluster.Client.GetGrain<IClientProxyGrain>(clientId).GetStatus();
+            Assert.Equal(0, unused.RepliesAccepted + unused.RepliesIgnored.Values.Sum());
+        }
+    }
+
+    [Fact]
     public async Task FaultDomainSiloStopped_ClusterKeepsServing_RestartedReplicaCatchesUp()
     {
         using var client = new MinBftClient(Cluster.Client, Cluster.Manifest, new MinBftClientOptions { IdentityPoolSize = 2 });

@@ -86,7 +86,8 @@ public sealed class ByzantineTests(ITestOutputHelper output)
         {
             _self ??= grains.GetGrain<IReplicaGrain>(byzantine).GetGrainId();
             var argument = context.Request.GetArgumentCount() > 0 ? context.Request.GetArgument(0) : null;
-            if (context.SourceId != _self || argument is null || _injected.TryGetValue(argument, out _))
+            // (An array argument is copied on its way: its injected replies, immutable, are not.)
+            if (context.SourceId != _self || argument is null || _injected.TryGetValue(argument is Reply[] { Length: > 0 } rs ? rs[0] : argument, out _))
             {
                 await context.Invoke();
                 return;
@@ -120,16 +121,15 @@ public sealed class ByzantineTests(ITestOutputHelper output)
                         return;
                     }
                     break;
-                case Reply reply when context.MethodName == nameof(IClientProxyGrain.DeliverReply):
-                    // A wrong result under its own valid signature: one vote, for the wrong result.
-                    Interlocked.Increment(ref BadReplies);
-                    var wrong = Sign(reply with { Result = KeyValueResult.BadOperation.Encode() });
-                    context.Request.SetArgument(0, wrong);
+                case Reply[] replies when context.MethodName == nameof(IClientProxyGrain.DeliverReplies):
+                    // Wrong results under its own valid signature: one vote each, for the wrong result.
+                    Interlocked.Add(ref BadReplies, replies.Length);
+                    context.Request.SetArgument(0, replies.Select(r => Sign(r with { Result = KeyValueResult.BadOperation.Encode() })).ToArray());
                     await context.Invoke();
-                    // And a reply in another replica's name, which it cannot sign.
-                    var forged = Sign(reply with { ReplicaId = (byzantine + 1) % n, Result = KeyValueResult.NotFound.Encode() });
-                    _injected.Add(forged, forged);
-                    _ = grains.GetGrain<IClientProxyGrain>(reply.ClientId).DeliverReply(forged);
+                    // And replies in another replica's name, which it cannot sign.
+                    var forged = replies.Select(r => Sign(r with { ReplicaId = (byzantine + 1) % n, Result = KeyValueResult.NotFound.Encode() })).ToArray();
+                    foreach (var reply in forged) _injected.Add(reply, reply);
+                    _ = grains.GetGrain<IClientProxyGrain>(context.TargetId.Key.ToString()).DeliverReplies(forged);
                     return;
             }
             await context.Invoke();
