@@ -117,6 +117,37 @@ public sealed class GrainStorageReplicaJournalTests(RedisStorageFixture redis) :
     }
 
     [Fact]
+    public async Task Retries_that_each_land_and_fail_are_rebased_past_every_landed_write_and_store_each_intent_once()
+    {
+        // Found by StorageFaultTests: the first retry landed (the rest of the append) and failed
+        // too; the second retry still repeats the first call's intents, which the journal must
+        // recognise as stored by the first attempt, not refuse as out of order.
+        await using var store = new GrainStorageJournalBackend();
+        var journal = store.CreateJournal();
+        await journal.OpenAsync();
+        var failed = Append(0, 1, Intents(1, 2), []);
+        store.Storage.FailNextWrite(WriteFailure.After, IsRecord);
+        await Assert.ThrowsAsync<IOException>(() => journal.AppendAsync(failed));
+        var retry = Append(0, 1, [.. failed.Intents, Intent(3)], [Ui(1)]);
+        store.Storage.FailNextWrite(WriteFailure.After, IsRecord);
+        await Assert.ThrowsAsync<IOException>(() => journal.AppendAsync(retry));
+
+        var again = Append(0, 1, [.. retry.Intents, Intent(4)], [Ui(1), Ui(2)]);
+        store.Storage.ResetCalls();
+        await journal.AppendAsync(again);
+        var record = Assert.IsType<JournalRecord>(store.Storage.Writes().Single().State);
+        Assert.Equal(4UL, record.FirstIntentCounter);
+        Assert.Single(record.Intents);
+
+        // A call that succeeds ends the failed sequence: the next append starts where the journal is.
+        await journal.AppendAsync(Append(0, 5, Intents(5, 1)));
+        var model = new JournalModel();
+        model.Append(again);
+        model.Append(Append(0, 5, Intents(5, 1)));
+        model.AssertMatches(await store.ReloadAsync());
+    }
+
+    [Fact]
     public async Task A_write_that_failed_before_landing_is_written_whole_by_the_retry()
     {
         await using var store = new GrainStorageJournalBackend();

@@ -367,6 +367,14 @@ internal sealed class FaultyGrainStorage(IGrainStorage inner) : IGrainStorage
     /// <summary>The next write whose state name matches <paramref name="where"/> (default: any) fails as <paramref name="failure"/> says.</summary>
     public void FailNextWrite(WriteFailure failure, Func<string, bool>? where = null) => _writeFailures.Enqueue((failure, where ?? (_ => true)));
 
+    /// <summary>Write failures injected so far.</summary>
+    public int Injected => Volatile.Read(ref _injected);
+
+    /// <summary>Drops the write failures not injected yet.</summary>
+    public void ClearFailures() => _writeFailures.Clear();
+
+    private int _injected;
+
     public async Task LandDelayedAsync()
     {
         foreach (var write in _delayed) await write();
@@ -392,6 +400,7 @@ internal sealed class FaultyGrainStorage(IGrainStorage inner) : IGrainStorage
         if (_writeFailures.TryPeek(out var next) && next.Where(stateName))
         {
             _writeFailures.TryDequeue(out _);
+            Interlocked.Increment(ref _injected);
             switch (next.Failure)
             {
                 case WriteFailure.Before:

@@ -209,6 +209,8 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                         Trace.Delivered((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as ReplicaMessage);
                     else if (context.MethodName == nameof(IReplicaGrain.Submit))
                         Trace.Submitted((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as Request);
+                    else if (context.MethodName == nameof(IReplicaGrain.SubmitBatch) && context.Request.GetArgument(0) is Request[] batch)
+                        foreach (var request in batch) Trace.Submitted((int)KeyOf(context.TargetId), request);
                     break;
                 case UsigGrain:
                     Activations.Enqueue(("usig", KeyOf(context.TargetId), domain));

@@ -154,7 +154,9 @@ internal sealed class JournalIndex
         if (landed.Kind != JournalWriteKind.Append || retry.Intents is null || retry.Uis is null) return retry;
         var intents = retry.Intents;
         var firstIntent = retry.FirstIntentCounter;
-        if (landed.Intents.Length > 0)
+        // An append that starts after the landed write's intents does not repeat them: it is
+        // not a retry of it (its UIs may still name what the landed write stored).
+        if (landed.Intents.Length > 0 && (intents.Count == 0 || firstIntent < landed.NextAfter))
         {
             if (intents.Count < landed.Intents.Length || retry.FirstIntentCounter != landed.FirstIntentCounter)
                 throw Invalid("a retry after a failed append must repeat that append's intents first");

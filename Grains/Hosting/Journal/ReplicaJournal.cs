@@ -17,6 +17,11 @@ public abstract class ReplicaJournal : IReplicaJournal
 {
     // Attempts that failed with an unknown outcome, all aimed at the same place: at most one landed.
     private readonly List<JournalWrite> _pending = [];
+
+    // Writes found landed since a call last returned: a call that failed after one of its
+    // attempts landed may fail again after another landed, and its retry still repeats the
+    // first failed call's intents. Rebased past all of them, in order, it writes only the rest.
+    private readonly List<JournalWrite> _landed = [];
     private JournalIndex? _index;
     private long _attempts;
     private int _busy;
@@ -34,6 +39,7 @@ public abstract class ReplicaJournal : IReplicaJournal
         {
             _index = null;
             _pending.Clear();
+            _landed.Clear();
             _fenced = false;
             var contents = await LoadAndClaimAsync(cancellationToken).ConfigureAwait(false);
             _index = JournalIndex.Of(contents);
@@ -50,7 +56,7 @@ public abstract class ReplicaJournal : IReplicaJournal
     {
         ArgumentNullException.ThrowIfNull(append);
         return WriteAsync(
-            (index, landed, attempt) => index.PlanAppend(landed is null ? append : JournalIndex.Rebase(append, landed), attempt),
+            (index, landed, attempt) => index.PlanAppend(landed.Aggregate(append, JournalIndex.Rebase), attempt),
             cancellationToken);
     }
 
@@ -100,7 +106,7 @@ public abstract class ReplicaJournal : IReplicaJournal
         _fencedBy = reason;
     }
 
-    private async Task WriteAsync(Func<JournalIndex, JournalWrite?, long, JournalWrite> plan, CancellationToken cancellationToken)
+    private async Task WriteAsync(Func<JournalIndex, IReadOnlyList<JournalWrite>, long, JournalWrite> plan, CancellationToken cancellationToken)
     {
         Enter();
         try
@@ -108,7 +114,6 @@ public abstract class ReplicaJournal : IReplicaJournal
             var index = _index ?? throw new InvalidOperationException("The journal is not open: call OpenAsync first.");
             if (_fenced)
                 throw new InconsistentStateException($"Another activation opened this journal since this one did ({_fencedBy}); open it again to write.");
-            JournalWrite? landed = null;
             for (var round = 0; ; round++)
             {
                 if (_pending.Count > 0)
@@ -118,7 +123,7 @@ public abstract class ReplicaJournal : IReplicaJournal
                     {
                         _pending.Clear();
                         index.Apply(found);
-                        landed = found;
+                        _landed.Add(found);
                         await AfterCommitAsync(found, cancellationToken).ConfigureAwait(false);
                     }
                     else if (AbsentIsFinal)
@@ -128,7 +133,7 @@ public abstract class ReplicaJournal : IReplicaJournal
                 }
 
                 // Throws ArgumentException for invalid input: nothing stored.
-                var write = plan(index, landed, ++_attempts);
+                var write = plan(index, _landed, ++_attempts);
                 try
                 {
                     await CommitAsync(write, cancellationToken).ConfigureAwait(false);
@@ -149,6 +154,7 @@ public abstract class ReplicaJournal : IReplicaJournal
                     throw;
                 }
                 _pending.Clear();
+                _landed.Clear();
                 index.Apply(write);
                 await AfterCommitAsync(write, cancellationToken).ConfigureAwait(false);
                 return;
