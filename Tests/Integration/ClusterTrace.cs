@@ -25,6 +25,9 @@ internal sealed class ClusterTrace(Stopwatch clock)
 
     public void Add(string line) => Add(line, chatter: false);
 
+    /// <summary>Whether a kept event line (log lines, view changes, restarts) contains <paramref name="text"/>.</summary>
+    public bool HasEvent(string text) => _events.Snapshot().Any(l => l.Line.Contains(text, StringComparison.Ordinal));
+
     internal void Add(string line, bool chatter) => (chatter ? _chatter : _events).Add(clock.Elapsed, line);
 
     public void Delivered(int target, ReplicaMessage? message) =>

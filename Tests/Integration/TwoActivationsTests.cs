@@ -1,0 +1,72 @@
+using Microsoft.Extensions.DependencyInjection;
+using MinBft.Hosting;
+using MinBft.Hosting.Journal;
+using Orleans.Runtime;
+using Orleans.Storage;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Integration;
+
+/// <summary>
+/// A second activation of a replica's grains, made the way one would act: it loads the grain's
+/// durable state and writes it (the USIG's counter) or takes its journal over (the replica's
+/// log), under a continuous client load. ETags fence the first activation: it never writes on a
+/// stale view. The USIG issues no counter twice, the replica halts and comes back from its
+/// durable state, and the cluster ends with one history and every acknowledged write.
+/// </summary>
+[Collection(nameof(ViewChangeCollection))]
+public sealed class TwoActivationsTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task A_second_activation_of_a_usig_or_a_replica_fences_the_first_and_no_counter_is_used_twice()
+    {
+        await using var cluster = await MinBftTestCluster.StartAsync(new ClusterSetup { F = 1 }, output);
+        var all = Enumerable.Range(0, cluster.N).ToArray();
+        var load = new PutWorkload(cluster, clients: 3, "a");
+        load.Start();
+        await load.WaitForMoreAsync(10, "requests complete before the second activations");
+        var (_, primary) = await ViewChangeIntegrationTests.CurrentViewAsync(cluster, all);
+        var (backup, other) = ((primary + 1) % cluster.N, (primary + 2) % cluster.N);
+
+        // 1. Another activation of a backup's USIG loads its counter and writes it back: the
+        //    stored ETag moves on, so the running activation's next write is refused. It must
+        //    deactivate without issuing; its replica halts on the conflict and comes back from
+        //    its durable state with a fresh USIG activation, which reloads the counter and goes
+        //    on. (A backup: a restarted primary asks for a view change, which on the test clock
+        //    needs the test to expire request timers; CrashRecoveryTests covers that.)
+        var services = cluster.SiloOf(other).SiloHost.Services;
+        var storage = services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
+        var usigId = cluster.Grains.GetGrain<IUsigGrain>(other).GetGrainId();
+        var usigState = new GrainState<UsigGrainState>(new UsigGrainState());
+        await storage.ReadStateAsync("usig", usigId, usigState);
+        var counterBefore = usigState.State!.Usig!.Counter;
+        await storage.WriteStateAsync("usig", usigId, usigState);
+        await MinBftTestCluster.UntilAsync(() => Task.FromResult(cluster.Trace.HasEvent("another activation")),
+            $"USIG {other}'s running activation finds its write refused");
+        await load.WaitForMoreAsync(10, $"requests complete after USIG {other} was fenced");
+        await storage.ReadStateAsync("usig", usigId, usigState);
+        Assert.True(usigState.State!.Usig!.Counter > counterBefore, "the USIG issued counters again after the conflict");
+
+        // 2. Another activation of a backup opens its journal: the running activation's next
+        //    append is refused, it halts and deactivates, and the next message brings it back
+        //    from its durable state (taking the journal back).
+        var journals = cluster.SiloOf(backup).SiloHost.Services.GetRequiredService<IReplicaJournalFactory>();
+        await using (var second = journals.Create(cluster.Replica(backup).GetGrainId()))
+        {
+            await second.OpenAsync(CancellationToken.None);
+            await MinBftTestCluster.UntilAsync(() => Task.FromResult(cluster.Trace.HasEvent($"another activation of this replica wrote its log")),
+                $"replica {backup}'s running activation is fenced by the second journal owner");
+        }
+        await load.WaitForMoreAsync(10, $"requests complete after replica {backup} was fenced");
+
+        await load.StopAsync();
+        var statuses = await cluster.WaitForAgreementAsync(all);
+        foreach (var s in statuses) output.WriteLine(MinBftTestCluster.Describe(s));
+        Assert.All(statuses, s => Assert.Null(s.Halted));
+        await load.VerifyAcknowledgedAsync();
+
+        // No counter of any USIG was ever issued for two different digests.
+        var reused = cluster.IssuedUis.GroupBy(u => (u.Replica, u.Counter)).Where(g => g.Select(u => u.Digest).Distinct().Count() > 1).ToList();
+        Assert.True(reused.Count == 0, "counters issued twice: " + string.Join(", ", reused.Select(g => $"{g.Key.Replica}:{g.Key.Counter}")));
+    }
+}
