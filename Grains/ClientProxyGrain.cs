@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -7,6 +8,7 @@ using MinBft.Hosting;
 using MinBft.Messages;
 using Orleans.Concurrency;
 using Orleans.Placement;
+using Orleans.Runtime;
 using Request = MinBft.Messages.Request;
 
 namespace MinBft;
@@ -46,7 +48,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     private long _accepted;
 
     // Requests waiting for this turn to end, by replica: they leave together (SubmitBatch).
-    private List<Request>[]? _outbox;
+    private List<PendingRequest>[]? _outbox;
     private bool _flushScheduled;
 
     // The newest view each replica's verified replies reported. The primary is taken from the
@@ -83,6 +85,9 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         if (RequestVerifier.ExplainShape(request) is { } invalid) throw new ArgumentException("invalid request: " + invalid, nameof(request));
         CheckTimeout(timeout);
 
+        // Null while nothing listens (MinBftTracing); its parent is the SDK's span, through
+        // Orleans' activity propagation.
+        using var span = MinBftTracing.Source.StartActivity(MinBftTracing.ProxySpan, ActivityKind.Server);
         var digest = MessageEncoding.RequestDigest(request);
         var key = (request.ClientId, request.Seq);
         if (_pending.TryGetValue(key, out var pending))
@@ -99,6 +104,8 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
             pending = new PendingRequest(request with { ReplyTo = this.GetPrimaryKeyString() }, digest);
             _pending.Add(key, pending);
         }
+        // The replicas' batch spans link to the span of the call that first sent the request.
+        if (span is { Recorded: true } && pending.Trace == default) pending.Trace = span.Context;
 
         pending.Waiters++;
         var clock = silo.Clock;
@@ -108,7 +115,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
             // The primary first; every replica from the first retransmission on (a Byzantine
             // primary could ignore a request only it knows of, and backups need it to notice
             // that and forward it, or to change the view).
-            Send(pending.Request, toAll: pending.Sent);
+            Send(pending, toAll: pending.Sent);
             pending.Sent = true;
             while (true)
             {
@@ -130,7 +137,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
                         throw new ArgumentException("invalid request: " + refused, nameof(request));
                 }
                 if (clock.GetElapsedTime(started) >= timeout) break;
-                Send(pending.Request, toAll: true);
+                Send(pending, toAll: true);
             }
             LogTimedOut(logger, request.ClientId, request.Seq, pending.Replies.Count, timeout);
             throw new TimeoutException(
@@ -139,6 +146,13 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         }
         finally
         {
+            if (span is { IsAllDataRequested: true })
+            {
+                span.SetTag(MinBftTracing.ClientTag, request.ClientId.Length > 12 ? request.ClientId[..12] : request.ClientId);
+                span.SetTag(MinBftTracing.SeqTag, request.Seq);
+                span.SetTag(MinBftTracing.RepliesTag, pending.Replies.Count);
+                if (!pending.Done.Task.IsCompletedSuccessfully) span.SetStatus(ActivityStatusCode.Error);
+            }
             if (--pending.Waiters == 0 && _pending.TryGetValue(key, out var current) && ReferenceEquals(current, pending))
                 _pending.Remove(key);
         }
@@ -225,9 +239,9 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         return (int)(views[views.Length - silo.Manifest.ReplyQuorum] % silo.Manifest.N);
     }
 
-    private void Send(Request request, bool toAll)
+    private void Send(PendingRequest request, bool toAll)
     {
-        _outbox ??= Enumerable.Range(0, silo.Manifest.N).Select(_ => new List<Request>()).ToArray();
+        _outbox ??= Enumerable.Range(0, silo.Manifest.N).Select(_ => new List<PendingRequest>()).ToArray();
         if (toAll)
             foreach (var queue in _outbox) queue.Add(request);
         else
@@ -246,15 +260,29 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     {
         await Task.Yield();
         _flushScheduled = false;
+        // A batch belongs to no single request's trace: drop the context of the call that
+        // scheduled this flush (its span, and the trace and values in Orleans' request context).
+        if (Activity.Current is not null) Activity.Current = null;
+        RequestContext.Clear();
         for (var replica = 0; replica < _outbox!.Length; replica++)
         {
             var queue = _outbox[replica];
             for (var start = 0; start < queue.Count; start += MessageLimits.MaxBatchSize)
             {
-                var batch = queue.GetRange(start, Math.Min(MessageLimits.MaxBatchSize, queue.Count - start)).ToArray();
+                var count = Math.Min(MessageLimits.MaxBatchSize, queue.Count - start);
+                var batch = new Request[count];
+                string[]? links = null;
+                for (var i = 0; i < count; i++)
+                {
+                    var pending = queue[start + i];
+                    batch[i] = pending.Request;
+                    if (pending.Trace != default) (links ??= new string[count])[i] = MinBftTracing.ToTraceparent(pending.Trace);
+                }
+                if (links is not null) RequestContext.Set(MinBftTracing.RequestLinksKey, links);
                 // One-way: a replica that is down or slow must not hold up the others; Execute
                 // resends until f+1 replies agree.
-                var call = batch.Length == 1 ? Replicas[replica].Submit(batch[0]) : Replicas[replica].SubmitBatch(batch);
+                var call = count == 1 ? Replicas[replica].Submit(batch[0]) : Replicas[replica].SubmitBatch(batch);
+                if (links is not null) RequestContext.Remove(MinBftTracing.RequestLinksKey);
                 if (!call.IsCompletedSuccessfully) _ = call.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
             }
             queue.Clear();
@@ -282,5 +310,8 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         public Dictionary<int, Reply> Replies { get; } = [];
         public TaskCompletionSource<Reply[]> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public int Waiters { get; set; }
+
+        /// <summary>The proxy span that first sent it (default when not traced).</summary>
+        public ActivityContext Trace { get; set; }
     }
 }

@@ -47,6 +47,7 @@ public sealed partial class ReplicaGrain(
     private ReplicaStore? _store;
     private DurableOperations _durable = null!;
     private CommitLatency _commitLatency = null!;
+    private BatchTracing _tracing = null!;
 
     // HMAC scheme: the replica's own USIG verifies the UI claims of what the core is given.
     private UiPreverifier? _preverifier;
@@ -71,6 +72,7 @@ public sealed partial class ReplicaGrain(
         _transport = new ReplicaTransport(_id, silo.Manifest.N, GrainFactory, logger);
         _durable = new DurableOperations(_id, silo.Options.RetryDelay, silo.Options.MaxRetryDelay, silo.Clock, logger);
         _commitLatency = new CommitLatency(_id, silo.Clock);
+        _tracing = new BatchTracing(_id);
 
         // Fault domain i's own store: the journal of its stream, the checkpoint in grain storage.
         var storage = services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
@@ -123,6 +125,7 @@ public sealed partial class ReplicaGrain(
 
     public Task Submit(Request request)
     {
+        if (BatchTracing.TakeLinks() is { } links) _tracing.Note([request], links);
         Step(static (core, r, now) => core.OnRequest(r, now), request);
         return Task.CompletedTask;
     }
@@ -130,8 +133,14 @@ public sealed partial class ReplicaGrain(
     public Task SubmitBatch(Request[] requests)
     {
         // Bounded before the core sees it: a proxy may be Byzantine.
-        if (requests is null || requests.Length > MinBft.Encoding.MessageLimits.MaxBatchSize) Count("MalformedSubmitBatch");
-        else Step(static (core, r, now) => core.OnRequests(r, now), requests);
+        var links = BatchTracing.TakeLinks();
+        if (requests is null || requests.Length > MinBft.Encoding.MessageLimits.MaxBatchSize)
+        {
+            Count("MalformedSubmitBatch");
+            return Task.CompletedTask;
+        }
+        if (links is not null) _tracing.Note(requests, links);
+        Step(static (core, r, now) => core.OnRequests(r, now), requests);
         return Task.CompletedTask;
     }
 
@@ -186,7 +195,8 @@ public sealed partial class ReplicaGrain(
         var stateInstalled = false;
         foreach (var effect in ready.Effects)
         {
-            if (_commitLatency.Observe(effect) is { } commit) metrics.Committed(_id, commit);
+            var commit = _commitLatency.Observe(effect);
+            if (commit is { } took) metrics.Committed(_id, took);
             if (_transport.Dispatch(effect)) continue;
             switch (effect)
             {
@@ -205,6 +215,7 @@ public sealed partial class ReplicaGrain(
                 case Executed executed:
                     LogExecuted(logger, _id, executed.Sequence, executed.View, executed.PrimaryCounter, executed.Requests.Count);
                     metrics.Executed(_id, executed.Requests.Count);
+                    _tracing.Executed(executed, commit);
                     break;
                 case Rejected rejected:
                     LogRejected(logger, _id, rejected.From, rejected.Reason, rejected.Detail);

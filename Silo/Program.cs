@@ -309,6 +309,7 @@ public static class Program
                     m.AddMeter(MinBftMetrics.MeterName).AddPrometheusExporter();
                     if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"])) m.AddOtlpExporter();
                 });
+                silo.Services.AddOpenTelemetry().WithMinBftTracing(builder.Configuration); // traces: SiloTracing
                 silo.Configure<SiloOptions>(o => o.SiloName = effective?.FaultDomain is { } d
                     ? string.Create(CultureInfo.InvariantCulture, $"domain-{d}")
                     : "gateway");

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -113,6 +114,8 @@ public sealed partial class MinBftClient : IDisposable
     public async Task<VerifiedResult> ExecuteVerifiedAsync(byte[] operation, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(operation);
+        // Null while nothing listens to the MinBft source: every use below is null-conditional.
+        using var span = MinBftTracing.Source.StartActivity(MinBftTracing.RequestSpan, ActivityKind.Client);
         var started = _time.GetTimestamp();
         using var timeout = new CancellationTokenSource(_options.RequestTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
@@ -132,6 +135,11 @@ public sealed partial class MinBftClient : IDisposable
             // Signed once: every retry sends the very same request, so it executes at most once.
             var identity = lease.Identity;
             var request = identity.Signer.CreateRequest(identity.TakeSeq(), operation);
+            if (span is { IsAllDataRequested: true })
+            {
+                span.SetTag(MinBftTracing.ClientTag, Short(identity.ClientId));
+                span.SetTag(MinBftTracing.SeqTag, request.Seq);
+            }
             var proxy = _proxy;
             if (await SessionAsync(identity, proxy, linked.Token).ConfigureAwait(false) is { } session) request = session.Authenticate(request);
             Exception? lastFailure = null;
@@ -141,6 +149,7 @@ public sealed partial class MinBftClient : IDisposable
             for (var attempt = 1; attempt <= _options.MaxAttempts && !timeout.IsCancellationRequested; attempt++)
             {
                 attempts = attempt;
+                span?.SetTag(MinBftTracing.AttemptsTag, attempt);
                 var remaining = _options.RequestTimeout - _time.GetElapsedTime(started);
                 var attemptTimeout = Min(_options.AttemptTimeout, remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout);
                 try
@@ -191,6 +200,7 @@ public sealed partial class MinBftClient : IDisposable
             }
 
             var elapsed = _time.GetElapsedTime(started);
+            span?.SetStatus(ActivityStatusCode.Error, lastFailure?.GetType().Name);
             if (lastFailure is MinBftReplyVerificationException verification) throw verification;
             var outOfTime = timeout.IsCancellationRequested || elapsed >= _options.RequestTimeout;
             var what = string.Create(CultureInfo.InvariantCulture,

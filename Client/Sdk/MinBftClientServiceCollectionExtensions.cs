@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using MinBft.Hosting;
 using Orleans.Hosting;
 
 namespace MinBft.Client;
@@ -16,11 +17,14 @@ public static class MinBftClientServiceCollectionExtensions
     /// <paramref name="configure"/>. The manifest is read when the client is first resolved.
     /// With <see cref="MinBftClientOptions.RedisClustering"/> set, the client also uses Orleans'
     /// Redis clustering (an invalid connection string throws <see cref="ArgumentException"/> now).
+    /// Adds Orleans' activity propagation (once), so that a request's trace continues from the
+    /// SDK's span into the client proxy grain (<see cref="MinBftTracing"/>).
     /// </summary>
     public static IClientBuilder AddMinBftClient(this IClientBuilder builder, Action<MinBftClientOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddMinBftClient(configure);
+        if (!MinBftTracing.HasActivityPropagation(builder.Services)) builder.AddActivityPropagation();
         // Clustering is decided while the client is built, so this one option is read now.
         var options = new MinBftClientOptions();
         builder.Configuration.GetSection(MinBftClientOptions.SectionName).Bind(options);

@@ -49,6 +49,7 @@ public static class MinBftSiloBuilderExtensions
     /// <see cref="MinBftOptions.StateMachine"/>, key-value by default; register your own to replace it) and the MinBFT clock (a
     /// <see cref="TimeProvider"/> keyed <see cref="MinBftSilo.ClockServiceKey"/>, default
     /// <see cref="TimeProvider.System"/>).</item>
+    /// <item>Orleans' activity propagation, so that traces (<see cref="MinBftTracing"/>) follow grain calls.</item>
     /// </list>
     /// The options are evaluated once, here: the fault domain decides what gets registered.
     /// Invalid options or an invalid manifest throw now, before the silo starts.
@@ -105,6 +106,9 @@ public static class MinBftSiloBuilderExtensions
             builder.AddDistributedGrainDirectory();
 #pragma warning restore ORLEANSEXP003
         }
+
+        // Trace context across grain calls (MinBftTracing); once, whoever else adds it.
+        if (!MinBftTracing.HasActivityPropagation(builder.Services)) builder.AddActivityPropagation();
 
         var services = builder.Services;
         services.AddSingleton(options);

@@ -1,0 +1,29 @@
+using Microsoft.Extensions.Configuration;
+using MinBft.Hosting;
+using OpenTelemetry;
+using OpenTelemetry.Trace;
+
+namespace MinBft.Silo;
+
+/// <summary>The silo host's traces: the MinBft source and Orleans' grain-call sources.</summary>
+public static class SiloTracing
+{
+    /// <summary>
+    /// Records the <see cref="MinBftTracing.SourceName"/> spans and Orleans' own
+    /// (<see cref="MinBftTracing.OrleansSources"/>; Orleans passes the trace context on only from
+    /// a span of its own), and exports them over OTLP when the standard
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set, as the metrics do. <paramref name="configure"/>
+    /// adds to the pipeline (tests: an in-memory exporter).
+    /// </summary>
+    public static OpenTelemetryBuilder WithMinBftTracing(this OpenTelemetryBuilder builder, IConfiguration configuration, Action<TracerProviderBuilder>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configuration);
+        return builder.WithTracing(tracing =>
+        {
+            tracing.AddSource(MinBftTracing.SourceName).AddSource([.. MinBftTracing.OrleansSources]);
+            if (!string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"])) tracing.AddOtlpExporter();
+            configure?.Invoke(tracing);
+        });
+    }
+}
