@@ -64,6 +64,9 @@ public static class LocalHttpEndpoint
     /// <summary>Stops the endpoint gracefully (its Orleans client leaves the cluster), then disposes it.</summary>
     public sealed class Stopper(WebApplication app) : IAsyncDisposable
     {
+        /// <summary>The addresses it listens on.</summary>
+        public ICollection<string> Urls => app.Urls;
+
         public async ValueTask DisposeAsync()
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
