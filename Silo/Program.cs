@@ -24,6 +24,7 @@ namespace MinBft.Silo;
 /// <code>
 /// Silo local [--f 1] [--data ./data] [--isolated-usig]  a whole dev cluster in this process (USIG programs as child processes)
 ///      [--state-machine keyvalue|ledger]             the replicated service (also on the per-domain silo; default keyvalue)
+///      [--http-port p] [--dashboard]                  /healthz, /metrics; the dashboard (/minbft, /dashboard/; also on the per-domain silo)
 /// Silo --fault-domain i --manifest m.json --data d   one fault domain's silo
 ///      [--keys dir] [--primary-silo host:port] [--silo-port p] [--gateway-port g]
 ///      [--clustering development|redis] [--redis-clustering host:port] [--advertised-ip ip]
@@ -340,7 +341,11 @@ public static class Program
 
         // The HTTP endpoint binds the address the silo advertises (loopback in development).
         var httpAddress = advertised ?? (host.Clustering == SiloClustering.Redis ? IPAddress.Any : IPAddress.Loopback);
-        builder.WebHost.UseUrls($"http://{new IPEndPoint(httpAddress, host.HttpPort ?? 0)}");
+        string[] urls = [$"http://{new IPEndPoint(httpAddress, host.HttpPort ?? 0)}"];
+        // The dashboard answers loopback callers only: on a specific address, listen on loopback too.
+        if (host.Dashboard && !IPAddress.IsLoopback(httpAddress) && !httpAddress.Equals(IPAddress.Any))
+            urls = [.. urls, $"http://{new IPEndPoint(IPAddress.Loopback, host.HttpPort ?? 0)}"];
+        builder.WebHost.UseUrls(urls);
         await using var app = builder.Build();
         app.MapHealthChecks("/healthz", new HealthCheckOptions { ResponseWriter = HealthResponse.WriteAsync });
         app.MapPrometheusScrapingEndpoint("/metrics");
