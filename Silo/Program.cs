@@ -11,8 +11,10 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using MinBft.Hosting;
+using MinBft.Silo.Dashboard;
 using OpenTelemetry.Metrics;
 using Orleans.Configuration;
+using Orleans.Dashboard;
 using Orleans.Hosting;
 
 namespace MinBft.Silo;
@@ -22,6 +24,7 @@ namespace MinBft.Silo;
 /// <code>
 /// Silo local [--f 1] [--data ./data] [--isolated-usig]  a whole dev cluster in this process (USIG programs as child processes)
 ///      [--state-machine keyvalue|ledger]             the replicated service (also on the per-domain silo; default keyvalue)
+///      [--http-port p] [--dashboard]                  /healthz, /metrics; the dashboard (/minbft, /dashboard/; also on the per-domain silo)
 /// Silo --fault-domain i --manifest m.json --data d   one fault domain's silo
 ///      [--keys dir] [--primary-silo host:port] [--silo-port p] [--gateway-port g]
 ///      [--clustering development|redis] [--redis-clustering host:port] [--advertised-ip ip]
@@ -102,13 +105,14 @@ public static class Program
             Description = "First start of this domain's in-process USIG: initialise its store for this epoch (the manifest's). Without it, a USIG with no state refuses to start",
         };
         var stateMachine = StateMachineOption();
+        var dashboard = DashboardOption();
         var clusterId = new Option<string?>("--cluster-id") { Description = $"Orleans cluster id (default {LocalClusterOptions.DefaultClusterId})" };
         var serviceId = new Option<string?>("--service-id") { Description = $"Orleans service id (default {LocalClusterOptions.DefaultServiceId})" };
 
         var root = new RootCommand("MinBFT silo host: one fault domain's silo, or a local development cluster")
         {
             faultDomain, manifest, keys, data, primarySilo, siloPort, gatewayPort, httpPort,
-            clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId, usig, initUsig, stateMachine,
+            clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId, usig, initUsig, stateMachine, dashboard,
         };
         root.SetAction((parse, cancellationToken) => RunSiloAsync(
             new SiloArguments(
@@ -126,6 +130,7 @@ public static class Program
                 Usig = parse.GetValue(usig),
                 StateMachine = ParseStateMachine(parse.GetValue(stateMachine)),
                 HttpPort = parse.GetValue(httpPort),
+                Dashboard = parse.GetValue(dashboard) ? true : null,
             },
             cancellationToken));
 
@@ -145,9 +150,11 @@ public static class Program
         var reset = new Option<bool>("--reset") { Description = "Delete the keys and replica stores of an earlier run first (a fresh cluster)" };
         var isolatedUsig = new Option<bool>("--isolated-usig") { Description = "Run each domain's USIG as a separate USIG program (child processes) instead of inside its silo" };
         var localStateMachine = StateMachineOption();
+        var localDashboard = DashboardOption();
+        var localHttpPort = PortOption("--http-port", "Port of the HTTP endpoint, /healthz and /metrics (default: a free loopback port, printed at start)");
         var local = new Command("local", "Run a whole development cluster (membership/gateway silo + 2f+1 fault-domain silos) in this process")
         {
-            f, localData, localSiloPort, localGatewayPort, interval, reset, isolatedUsig, localStateMachine,
+            f, localData, localSiloPort, localGatewayPort, interval, reset, isolatedUsig, localStateMachine, localDashboard, localHttpPort,
         };
         local.SetAction((parse, cancellationToken) => RunLocalAsync(
             new LocalClusterOptions
@@ -160,8 +167,12 @@ public static class Program
                 IsolatedUsig = parse.GetValue(isolatedUsig),
                 ConfigureMinBft = ParseStateMachine(parse.GetValue(localStateMachine)) is { } kind ? o => o.StateMachine = kind : null,
                 ConfigureLogging = ConfigureConsoleLogging,
+                // The Orleans dashboard collects on every silo; the local HTTP endpoint serves it.
+                ConfigureSilo = parse.GetValue(localDashboard) ? (_, silo) => silo.AddDashboard() : null,
             },
             TimeSpan.FromSeconds(parse.GetValue(interval)),
+            parse.GetValue(localHttpPort),
+            parse.GetValue(localDashboard),
             cancellationToken));
         root.Add(local);
         return root;
@@ -182,6 +193,7 @@ public static class Program
         public string? Usig { get; init; }
         public MinBftStateMachineKind? StateMachine { get; init; }
         public int? HttpPort { get; init; }
+        public bool? Dashboard { get; init; }
 
         /// <summary>Puts the MinBFT flags on top of the options bound from configuration.</summary>
         public void ApplyTo(MinBftOptions options)
@@ -216,6 +228,7 @@ public static class Program
         if (arguments.SiloPort is { } siloPort) host.SiloPort = siloPort;
         if (arguments.GatewayPort is { } gatewayPort) host.GatewayPort = gatewayPort;
         if (arguments.HttpPort is { } httpPort) host.HttpPort = httpPort;
+        if (arguments.Dashboard is { } dashboard) host.Dashboard = dashboard;
         if (arguments.ClusterId is { } clusterId) host.ClusterId = clusterId;
         if (arguments.ServiceId is { } serviceId) host.ServiceId = serviceId;
         if (arguments.RedisClustering is { } redis)
@@ -310,6 +323,11 @@ public static class Program
                     if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"])) m.AddOtlpExporter();
                 });
                 silo.Services.AddOpenTelemetry().WithMinBftTracing(builder.Configuration); // traces: SiloTracing
+                if (host.Dashboard)
+                {
+                    silo.AddDashboard();
+                    silo.Services.AddMinBftStatusPage(sp => sp.GetRequiredService<MinBftSilo>().Manifest.N);
+                }
                 silo.Configure<SiloOptions>(o => o.SiloName = effective?.FaultDomain is { } d
                     ? string.Create(CultureInfo.InvariantCulture, $"domain-{d}")
                     : "gateway");
@@ -324,10 +342,15 @@ public static class Program
 
         // The HTTP endpoint binds the address the silo advertises (loopback in development).
         var httpAddress = advertised ?? (host.Clustering == SiloClustering.Redis ? IPAddress.Any : IPAddress.Loopback);
-        builder.WebHost.UseUrls($"http://{new IPEndPoint(httpAddress, host.HttpPort ?? 0)}");
+        string[] urls = [$"http://{new IPEndPoint(httpAddress, host.HttpPort ?? 0)}"];
+        // The dashboard answers loopback callers only: on a specific address, listen on loopback too.
+        if (host.Dashboard && !IPAddress.IsLoopback(httpAddress) && !httpAddress.Equals(IPAddress.Any))
+            urls = [.. urls, $"http://{new IPEndPoint(IPAddress.Loopback, host.HttpPort ?? 0)}"];
+        builder.WebHost.UseUrls(urls);
         await using var app = builder.Build();
         app.MapHealthChecks("/healthz", new HealthCheckOptions { ResponseWriter = HealthResponse.WriteAsync });
         app.MapPrometheusScrapingEndpoint("/metrics");
+        if (host.Dashboard) app.MapMinBftDashboard(orleansDashboard: true);
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("MinBft.Silo");
         var storageDescription = effective?.FaultDomain is null
             ? "none"
@@ -343,7 +366,7 @@ public static class Program
                 : "development clustering, primary silo " + (primary?.ToString() ?? "this silo"),
             host.ClusterId, host.ServiceId, effective?.ManifestPath ?? "(in code)", storageDescription,
             effective?.FaultDomain is null ? "none" : effective.Usig.SocketPath is { } socket ? $"{MinBftSilo.IsolatedUsigMode} (unix:{socket})" : MinBftSilo.InProcessUsigMode);
-        app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("HTTP endpoint: {Urls} (/healthz, /metrics)", string.Join(", ", app.Urls)));
+        app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("HTTP endpoint: {Urls} (/healthz, /metrics{Dashboard})", string.Join(", ", app.Urls), host.Dashboard ? DashboardPaths : ""));
         try
         {
             await app.RunAsync(cancellationToken).ConfigureAwait(false);
@@ -368,7 +391,7 @@ public static class Program
         }
     }
 
-    private static async Task<int> RunLocalAsync(LocalClusterOptions options, TimeSpan interval, CancellationToken cancellationToken)
+    private static async Task<int> RunLocalAsync(LocalClusterOptions options, TimeSpan interval, int? httpPort, bool dashboard, CancellationToken cancellationToken)
     {
         await using var cluster = new LocalCluster(options);
         var output = Console.Out;
@@ -381,9 +404,11 @@ public static class Program
                 + "fully supported yet (a restarted primary halts on replay); if replicas report HALTED or requests time out, "
                 + "run again with --reset for a fresh cluster.").ConfigureAwait(false);
         }
+        Microsoft.AspNetCore.Builder.WebApplication? http = null;
         try
         {
             await cluster.StartAsync(cancellationToken).ConfigureAwait(false);
+            http = await LocalHttpEndpoint.StartAsync(cluster, options, httpPort, dashboard, cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -398,6 +423,9 @@ public static class Program
         await output.WriteLineAsync(
             $"local cluster: f={cluster.F} n={cluster.N} gateway={cluster.GatewayEndpoint} manifest={cluster.ManifestPath} data={cluster.DataDirectory} usig={cluster.UsigMode}")
             .ConfigureAwait(false);
+        // Stopped (its Orleans client closed) before the cluster's silos stop.
+        await using var stopHttp = new LocalHttpEndpoint.Stopper(http);
+        await output.WriteLineAsync($"http: {string.Join(", ", http.Urls)} (/healthz, /metrics{(dashboard ? DashboardPaths : "")})").ConfigureAwait(false);
         await output.WriteLineAsync("Press Ctrl+C to stop.").ConfigureAwait(false);
         try
         {
@@ -458,6 +486,13 @@ public static class Program
         option.AcceptOnlyFromAmong("keyvalue", "ledger");
         return option;
     }
+
+    private const string DashboardPaths = ", " + DashboardEndpoints.StatusPath + ", " + DashboardEndpoints.OrleansDashboardPath + "/";
+
+    private static Option<bool> DashboardOption() => new("--dashboard")
+    {
+        Description = $"Serve the MinBFT status page ({DashboardEndpoints.StatusPath}) and the Orleans dashboard ({DashboardEndpoints.OrleansDashboardPath}/) on the HTTP endpoint, to localhost only; configuration {SiloHostOptions.SectionName}:{nameof(SiloHostOptions.Dashboard)}",
+    };
 
     private static MinBftStateMachineKind? ParseStateMachine(string? value) =>
         value is null ? null : Enum.Parse<MinBftStateMachineKind>(value, ignoreCase: true);

@@ -50,6 +50,12 @@ public sealed class SiloHostOptions
     /// </summary>
     public int? HttpPort { get; set; }
 
+    /// <summary>
+    /// Serve the MinBFT status page (<c>/minbft</c>) and the Orleans dashboard (<c>/dashboard/</c>)
+    /// on the HTTP endpoint; both answer loopback callers only.
+    /// </summary>
+    public bool Dashboard { get; set; }
+
     /// <summary>Development clustering (default) or Redis clustering.</summary>
     public SiloClustering Clustering { get; set; } = SiloClustering.Development;
 
