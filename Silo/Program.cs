@@ -312,6 +312,9 @@ public static class Program
                 silo.AddMinBft(builder.Configuration, options =>
                 {
                     arguments.ApplyTo(options);
+                    // Traces are exported only over OTLP: propagation (which costs every grain
+                    // call) only when they go somewhere, or when configured (MinBft:Tracing).
+                    if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"])) options.Tracing = true;
                     effective = options;
                 });
                 silo.Services.AddHealthChecks().AddMinBftReplica();

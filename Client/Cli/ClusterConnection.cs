@@ -57,8 +57,6 @@ public sealed class ClusterConnection : IAsyncDisposable
                 o.ClusterId = settings.ClusterId;
                 o.ServiceId = settings.ServiceId;
             });
-            // Trace context into the grain calls, for a listener attached to this process.
-            client.AddActivityPropagation();
         });
         var host = builder.Build();
         // The Orleans client keeps retrying an unreachable gateway for minutes; a command line

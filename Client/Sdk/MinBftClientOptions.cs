@@ -8,6 +8,11 @@ public sealed class MinBftClientOptions
     /// <summary>The cluster manifest (n, f, replicas' public keys). Required when the client is built by DI.</summary>
     public string? ManifestPath { get; set; }
 
+    /// <summary>With <c>AddMinBftClient</c>: Orleans' activity propagation, so that a request's
+    /// trace continues into the grains (the silos need <c>MinBft:Tracing</c> too). Off by
+    /// default: it costs every grain call, listened to or not.</summary>
+    public bool Tracing { get; set; }
+
     /// <summary>
     /// Client identities (signing keys) in the pool. A replica keeps only the last executed
     /// request of each client, so one identity has at most one request outstanding; this is

@@ -17,18 +17,19 @@ public static class MinBftClientServiceCollectionExtensions
     /// <paramref name="configure"/>. The manifest is read when the client is first resolved.
     /// With <see cref="MinBftClientOptions.RedisClustering"/> set, the client also uses Orleans'
     /// Redis clustering (an invalid connection string throws <see cref="ArgumentException"/> now).
-    /// Adds Orleans' activity propagation (once), so that a request's trace continues from the
-    /// SDK's span into the client proxy grain (<see cref="MinBftTracing"/>).
+    /// With <see cref="MinBftClientOptions.Tracing"/>, adds Orleans' activity propagation (once),
+    /// so that a request's trace continues from the SDK's span into the client proxy grain
+    /// (<see cref="MinBftTracing"/>).
     /// </summary>
     public static IClientBuilder AddMinBftClient(this IClientBuilder builder, Action<MinBftClientOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddMinBftClient(configure);
-        if (!MinBftTracing.HasActivityPropagation(builder.Services)) builder.AddActivityPropagation();
-        // Clustering is decided while the client is built, so this one option is read now.
+        // Clustering and propagation are decided while the client is built, so these options are read now.
         var options = new MinBftClientOptions();
         builder.Configuration.GetSection(MinBftClientOptions.SectionName).Bind(options);
         configure?.Invoke(options);
+        if (options.Tracing && !MinBftTracing.HasActivityPropagation(builder.Services)) builder.AddActivityPropagation();
         if (!string.IsNullOrWhiteSpace(options.RedisClustering))
             builder.UseMinBftRedisClustering(options.RedisClustering, $"{MinBftClientOptions.SectionName}:{nameof(MinBftClientOptions.RedisClustering)}");
         return builder;

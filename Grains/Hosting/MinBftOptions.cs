@@ -101,6 +101,15 @@ public sealed class MinBftOptions
     public bool UseStronglyConsistentDirectory { get; set; } = true;
 
     /// <summary>
+    /// Orleans' activity propagation across grain calls, so that a request's spans (the
+    /// <c>MinBft</c> ActivitySource) form one trace across grains and silos. Off by default: its
+    /// filters run on every grain call even with nothing listening, which measured 25% fewer
+    /// plain grain calls and 10% fewer one-client MinBFT operations per second on the 2-core
+    /// bench machine. The silo host turns it on when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    /// </summary>
+    public bool Tracing { get; set; }
+
+    /// <summary>
     /// USIG i issues UIs only to replica i's grain. Anyone else able to call it (another grain,
     /// a client of the cluster) could burn counter values, and replica i would then halt on the
     /// gap. Turn off only in tests that drive a USIG directly.

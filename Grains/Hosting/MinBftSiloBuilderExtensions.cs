@@ -107,8 +107,9 @@ public static class MinBftSiloBuilderExtensions
 #pragma warning restore ORLEANSEXP003
         }
 
-        // Trace context across grain calls (MinBftTracing); once, whoever else adds it.
-        if (!MinBftTracing.HasActivityPropagation(builder.Services)) builder.AddActivityPropagation();
+        // Trace context across grain calls (MinBftTracing), when asked for (it costs every call);
+        // once, whoever else adds it.
+        if (options.Tracing && !MinBftTracing.HasActivityPropagation(builder.Services)) builder.AddActivityPropagation();
 
         var services = builder.Services;
         services.AddSingleton(options);

@@ -30,7 +30,12 @@ public sealed class TracingTests(ITestOutputHelper output)
     public async Task A_request_is_one_trace_from_the_sdk_span_through_the_proxy_span_and_the_primary_batch_span_links_to_it()
     {
         var builder = new InProcessTestClusterBuilder();
-        using var deployment = builder.AddMinBft(f: 1);
+        using var deployment = builder.AddMinBft(o =>
+        {
+            // Propagation is opt-in (it costs every grain call).
+            o.ConfigureMinBft = m => m.Tracing = true;
+            o.ConfigureClient = c => c.Tracing = true;
+        });
         await using var cluster = builder.Build();
         await cluster.DeployAsync();
         await cluster.WaitForMinBftAsync();
@@ -134,7 +139,12 @@ public sealed class TracingTests(ITestOutputHelper output)
         // span sits between the SDK's call and the proxy's (an Activity made without the source
         // would show up as a parent or a child).
         var builder = new InProcessTestClusterBuilder();
-        using var deployment = builder.AddMinBft(f: 1);
+        using var deployment = builder.AddMinBft(o =>
+        {
+            // Propagation is opt-in (it costs every grain call).
+            o.ConfigureMinBft = m => m.Tracing = true;
+            o.ConfigureClient = c => c.Tracing = true;
+        });
         await using var cluster = builder.Build();
         await cluster.DeployAsync();
         await cluster.WaitForMinBftAsync();
