@@ -29,6 +29,11 @@ public interface IUsigGrain : IGrainWithIntegerKey
     Task<bool[]> VerifyUis(UiClaim[] claims);
 }
 
+/// <summary>What a USIG says of itself: whose it is, under which identity, and its limits.</summary>
+/// <param name="ReplicaId">The replica this USIG certifies for.</param>
+/// <param name="Epoch">The USIG's epoch (a new one after a lost state: counters restart under a new identity).</param>
+/// <param name="PublicKey">The key its UIs verify under (Ed25519), or empty (HMAC).</param>
+/// <param name="LastCounter">The counter of the last UI it issued (0: none yet).</param>
 /// <param name="ReissueWindow">How many of its last UIs the USIG can re-issue (a replica keeps at
 /// most this many issued UIs not yet durable in its log).</param>
 /// <param name="MaxBatch">Most digests one CreateUis certifies.</param>

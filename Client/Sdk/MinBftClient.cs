@@ -32,6 +32,8 @@ public sealed partial class MinBftClient : IDisposable
     /// <param name="grainFactory">Reaches the cluster: an <c>IClusterClient</c>, or a silo's grain factory.</param>
     /// <param name="manifest">The cluster manifest: n, f and the replicas' public keys.</param>
     /// <param name="options">Pool, keys and timeouts; validated here.</param>
+    /// <param name="logger">Failed attempts and sessions (none if null).</param>
+    /// <param name="timeProvider">The clock of timeouts and retries (the system clock if null).</param>
     public MinBftClient(
         IGrainFactory grainFactory,
         ClusterManifest manifest,
@@ -51,6 +53,8 @@ public sealed partial class MinBftClient : IDisposable
     /// <param name="grainFactory">Reaches the cluster: an <c>IClusterClient</c>, or a silo's grain factory.</param>
     /// <param name="verifier">The cluster's n, f and replica keys (from its manifest).</param>
     /// <param name="options">Pool, keys and timeouts; validated here.</param>
+    /// <param name="logger">Failed attempts and sessions (none if null).</param>
+    /// <param name="timeProvider">The clock of timeouts and retries (the system clock if null).</param>
     public MinBftClient(
         IGrainFactory grainFactory,
         ReplyVerifier verifier,

@@ -40,7 +40,7 @@ public static class DeploymentKeys
         return Path.Combine(deploymentDirectory, string.Create(CultureInfo.InvariantCulture, $"domain-{faultDomain}"));
     }
 
-    /// <summary>The file of USIG <paramref name="replicaId"/>'s key inside a domain directory (what the USIG program reads).</summary>
+    /// <summary>The file of the USIG key inside a domain directory (what the USIG program reads), for the manifest's scheme.</summary>
     public static string UsigKeyPath(ClusterManifest manifest, string domainDirectory)
     {
         ArgumentNullException.ThrowIfNull(manifest);

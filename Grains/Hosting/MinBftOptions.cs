@@ -31,7 +31,7 @@ public sealed class MinBftOptions
     /// <summary>
     /// Directory of this fault domain's private keys (signing.key, usig.key or usig-hmac.key).
     /// Default: <c>domain-{FaultDomain}</c> next to the manifest, the layout
-    /// <see cref="DeploymentKeys.Generate"/> writes.
+    /// <see cref="DeploymentKeys.Generate(int, string, UsigScheme)"/> writes.
     /// </summary>
     public string? KeyDirectory { get; set; }
 

@@ -6,7 +6,11 @@ namespace MinBft.Hosting;
 
 /// <summary>Where one fault domain's USIG program keeps its counter file and listens.</summary>
 /// <param name="Program">MinBft.Usig.dll.</param>
+/// <param name="ReplicaId">The replica whose USIG it is.</param>
+/// <param name="Epoch">The USIG epoch of the manifest (<c>init</c> and <c>serve</c> check it).</param>
+/// <param name="StatePath">The counter file.</param>
 /// <param name="KeyPath">The USIG key file (<c>domain-i/usig/...</c>): read by the program only.</param>
+/// <param name="SocketPath">The Unix domain socket it listens on (mode 0600).</param>
 public sealed record UsigProgramSettings(string Program, int ReplicaId, ulong Epoch, string StatePath, string KeyPath, string SocketPath)
 {
     /// <summary>The USIG program built with (and copied next to) the silo host and the CLI.</summary>
@@ -19,7 +23,7 @@ public sealed record UsigProgramSettings(string Program, int ReplicaId, ulong Ep
 /// <summary>
 /// Fault domain i's USIG program as a child process (<c>Silo local --isolated-usig</c>,
 /// <c>demo --isolated-usig</c>, tests), stopped by its process id. It admits connections from this
-/// process's user only. Its output goes to <paramref name="logger"/>.
+/// process's user only. Its output goes to the logger it is started with.
 /// </summary>
 public sealed partial class UsigProcess : IDisposable
 {

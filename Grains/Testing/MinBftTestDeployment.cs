@@ -9,7 +9,7 @@ namespace MinBft.Testing;
 
 /// <summary>
 /// One MinBFT deployment in a test cluster: its keys and manifest (written by
-/// <see cref="DeploymentKeys.Generate(int, string, MinBft.Crypto.UsigScheme, int, int)"/>, as a
+/// <see cref="DeploymentKeys.Generate(int, string, UsigScheme, int, int)"/>, as a
 /// real deployment's are), its SQLite stores, and how each silo and the client are configured.
 /// Dispose it after the cluster to delete its temp directory.
 /// </summary>

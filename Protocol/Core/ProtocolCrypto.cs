@@ -5,6 +5,8 @@ namespace MinBft.Protocol;
 /// <summary>Checks a UI: did replica <c>replicaId</c>'s USIG certify this digest with this counter?</summary>
 public interface IUiVerifier
 {
+    /// <param name="replicaId">The replica whose USIG the UI claims to come from.</param>
+    /// <param name="ui">The claimed UI: epoch, counter and certificate.</param>
     /// <param name="certifiedDigest">SHA-256 of the message's canonical bytes (MessageEncoding.CertifiedDigest).</param>
     bool Verify(int replicaId, UniqueIdentifier ui, ReadOnlySpan<byte> certifiedDigest);
 }

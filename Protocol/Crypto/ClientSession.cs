@@ -19,6 +19,8 @@ public sealed class ClientSession : IDisposable
     private readonly Key _key;
     private readonly byte[]?[] _macKeys;
 
+    /// <param name="signer">The client identity that signs the session offer.</param>
+    /// <param name="n">Number of replicas: one MAC key slot each.</param>
     /// <param name="epoch">Larger than any earlier session's of this identity (replicas keep the newest).</param>
     public ClientSession(ClientSigner signer, int n, long epoch)
     {

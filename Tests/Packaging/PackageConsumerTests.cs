@@ -54,6 +54,8 @@ public sealed class PackageConsumerTests(ITestOutputHelper output)
                 Assert.Contains("README.md", entries);
                 Assert.False(string.IsNullOrWhiteSpace((string?)metadata.Element(ns + "repository")?.Attribute("url")), $"{id}: no repository url");
                 Assert.Contains($"lib/net10.0/{id}.dll", entries);
+                // Its XML docs, for the user's IntelliSense.
+                Assert.Contains($"lib/net10.0/{id}.xml", entries);
                 // Every MinBft dependency is one of the packages here, at the same version.
                 foreach (var dependency in metadata.Descendants(ns + "dependency").Where(d => ((string)d.Attribute("id")!).StartsWith("MinBft.", StringComparison.Ordinal)))
                 {
