@@ -13,13 +13,25 @@ namespace MinBft.Client;
 /// </summary>
 internal sealed class ClientIdentityPool : IDisposable
 {
+    /// <summary>Sequence numbers reserved at once in the directory's seq file: a run that
+    /// needs more reserves again (one synced write per this many requests of one identity).</summary>
+    internal const ulong SeqReservation = 1UL << 32;
+
+    private const string SeqFileName = "seq";
+
     private readonly Channel<PooledIdentity> _free;
     private readonly FileStream? _directoryLock;
+    private readonly Lock _reserveLock = new();
+    private readonly string? _seqFile;
+    private ulong _reservedTo;
 
-    private ClientIdentityPool(IReadOnlyList<PooledIdentity> identities, FileStream? directoryLock)
+    private ClientIdentityPool(IReadOnlyList<PooledIdentity> identities, FileStream? directoryLock, string? seqFile = null, ulong reservedTo = ulong.MaxValue)
     {
         Identities = identities;
         _directoryLock = directoryLock;
+        _seqFile = seqFile;
+        _reservedTo = reservedTo;
+        foreach (var identity in identities) identity.Pool = this;
         _free = Channel.CreateUnbounded<PooledIdentity>();
         foreach (var identity in identities) _free.Writer.TryWrite(identity);
     }
@@ -62,11 +74,15 @@ internal sealed class ClientIdentityPool : IDisposable
 
         try
         {
-            // Sequence numbers must keep growing across restarts, but are not stored: start from
-            // the wall clock in microseconds. One identity completes far fewer than one request
-            // per microsecond, so the previous run's numbers stay below the new start as long as
-            // the clock does not go back by more than the time between runs.
-            var firstSeq = (ulong)Math.Max(1, (now - DateTimeOffset.UnixEpoch).Ticks / 10);
+            // Sequence numbers must keep growing across restarts, also when the wall clock steps
+            // back (a reused seq would be refused, or with another operation taken for the old
+            // one): start above both the clock in microseconds and every number an earlier run
+            // reserved, and reserve (durably) before using any. The directory lock keeps this
+            // process the only one using the file.
+            var seqFile = Path.Combine(directory, SeqFileName);
+            var firstSeq = Math.Max((ulong)Math.Max(1, (now - DateTimeOffset.UnixEpoch).Ticks / 10), ReadReserved(seqFile) + 1);
+            var reservedTo = firstSeq + SeqReservation - 1;
+            WriteReserved(seqFile, reservedTo);
             var random = new SecureRandom();
             var identities = new PooledIdentity[size];
             for (var i = 0; i < size; i++)
@@ -84,13 +100,44 @@ internal sealed class ClientIdentityPool : IDisposable
                 }
                 identities[i] = new PooledIdentity(new ClientSigner(keys), firstSeq);
             }
-            return new ClientIdentityPool(identities, directoryLock);
+            return new ClientIdentityPool(identities, directoryLock, seqFile, reservedTo);
         }
         catch
         {
             directoryLock.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Makes sure <paramref name="seq"/> is reserved in the seq file (a synced write
+    /// when it is not yet): no later run starts at or below it.</summary>
+    internal void Reserve(ulong seq)
+    {
+        lock (_reserveLock)
+        {
+            if (seq <= _reservedTo || _seqFile is null) return;
+            var to = seq + SeqReservation - 1;
+            WriteReserved(_seqFile, to);
+            _reservedTo = to;
+        }
+    }
+
+    private static ulong ReadReserved(string path)
+    {
+        if (!File.Exists(path)) return 0;
+        var text = File.ReadAllText(path).Trim();
+        return ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw new MinBftException($"client seq file {path} is corrupt ('{text}'); remove it only if no request of these identities can have used a number above the current time in microseconds");
+    }
+
+    // Rewritten in place, 20 digits and a newline (21 bytes, inside one disk sector, so a crash
+    // leaves the old or the new value), and synced before any of the numbers is used.
+    private static void WriteReserved(string path, ulong value)
+    {
+        using var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.None);
+        RandomAccess.Write(file, System.Text.Encoding.ASCII.GetBytes(value.ToString("D20", CultureInfo.InvariantCulture) + "\n"), 0);
+        RandomAccess.FlushToDisk(file);
     }
 
     /// <summary>Waits for a free identity; dispose the lease to give it back.</summary>
@@ -135,7 +182,14 @@ internal sealed class PooledIdentity(ClientSigner signer, ulong firstSeq)
     /// time; a request abandoned after a timeout still used its number, so the next is higher
     /// and replicas treat it as newer.
     /// </summary>
-    public ulong TakeSeq() => _nextSeq++;
+    public ulong TakeSeq()
+    {
+        Pool?.Reserve(_nextSeq);
+        return _nextSeq++;
+    }
+
+    /// <summary>The pool whose seq file must cover every number handed out (none: ephemeral identities).</summary>
+    internal ClientIdentityPool? Pool { get; set; }
 
     /// <summary>The MAC sessions this identity opened last (lease holder only), and when.</summary>
     public ClientSession? Session { get; set; }

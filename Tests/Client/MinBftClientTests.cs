@@ -189,6 +189,41 @@ public sealed class MinBftClientTests : IDisposable
     }
 
     [Fact]
+    public async Task KeyDirectory_SeqsKeepGrowingWhenTheWallClockStepsBackBetweenRuns()
+    {
+        // A reused seq is refused by the replicas (or, with another operation, could be taken for
+        // the old one): persistent identities store how far they reserved sequence numbers.
+        var directory = NewDirectory();
+        var options = new MinBftClientOptions { IdentityPoolSize = 1, KeyDirectory = directory };
+        ulong first;
+        using (var client = new MinBftClient(_cluster.ProxyFor, _cluster.Replicas.Verifier, options, timeProvider: new SteppedClock(TimeSpan.Zero)))
+        {
+            await client.ExecuteAsync(Get);
+            first = _cluster.Requests.Single().Seq;
+        }
+        Assert.True(File.Exists(Path.Combine(directory, "seq")));
+
+        // The next run's clock is a day behind: its seqs still start above the first run's reservation.
+        using (var again = new MinBftClient(_cluster.ProxyFor, _cluster.Replicas.Verifier, options, timeProvider: new SteppedClock(TimeSpan.FromDays(-1))))
+        {
+            await again.ExecuteAsync(Get);
+        }
+        var second = _cluster.Requests.Last().Seq;
+        Assert.True(second >= first + ClientIdentityPool.SeqReservation, $"seq {second} after {first}");
+        Assert.Empty(_cluster.Violations);
+
+        // A corrupt seq file stops the client instead of guessing.
+        await File.WriteAllTextAsync(Path.Combine(directory, "seq"), "not a number");
+        var corrupt = Assert.Throws<MinBftException>(() => new MinBftClient(_cluster.ProxyFor, _cluster.Replicas.Verifier, options));
+        Assert.Contains("corrupt", corrupt.Message, StringComparison.Ordinal);
+    }
+
+    private sealed class SteppedClock(TimeSpan offset) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + offset;
+    }
+
+    [Fact]
     public void InvalidOptions_AreRejected()
     {
         Assert.Throws<ArgumentException>(() => _cluster.CreateClient(new MinBftClientOptions { IdentityPoolSize = 0 }));
