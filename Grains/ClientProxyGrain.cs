@@ -55,6 +55,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     // view f+1 of them reached, so that f Byzantine replicas cannot steer the first send of every
     // request away from it (they could only cost each request a retransmission interval).
     private long[]? _replicaViews;
+    private int _likelyPrimary;
 
     // Completes when this silo starts shutting down. A waiting Execute then gives up at once:
     // the silo would otherwise wait for it, while the replies already go to the proxy's next
@@ -224,19 +225,16 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
             throw new ArgumentOutOfRangeException(nameof(timeout), timeout, $"timeout must be in (0, {MaxTimeout}]");
     }
 
+    /// <summary>Keeps <see cref="_likelyPrimary"/>: the primary of the newest view at least f+1
+    /// replicas' verified replies reported (worked out when a view rises, not per send).</summary>
     private void NoteView(int replica, long view)
     {
         _replicaViews ??= new long[silo.Manifest.N];
-        if (view > _replicaViews[replica]) _replicaViews[replica] = view;
-    }
-
-    /// <summary>The primary of the newest view at least f+1 replicas' verified replies reported.</summary>
-    private int LikelyPrimary()
-    {
-        if (_replicaViews is null) return 0;
+        if (view <= _replicaViews[replica]) return;
+        _replicaViews[replica] = view;
         var views = (long[])_replicaViews.Clone();
         Array.Sort(views);
-        return (int)(views[views.Length - silo.Manifest.ReplyQuorum] % silo.Manifest.N);
+        _likelyPrimary = (int)(views[views.Length - silo.Manifest.ReplyQuorum] % silo.Manifest.N);
     }
 
     private void Send(PendingRequest request, bool toAll)
@@ -245,7 +243,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         if (toAll)
             foreach (var queue in _outbox) queue.Add(request);
         else
-            _outbox[LikelyPrimary()].Add(request);
+            _outbox[_likelyPrimary].Add(request);
         if (_flushScheduled) return;
         _flushScheduled = true;
         _ = FlushAsync();

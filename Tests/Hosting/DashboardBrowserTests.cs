@@ -9,6 +9,8 @@ using MinBft.Silo.Dashboard;
 using Orleans.Dashboard;
 using Xunit.Abstractions;
 
+using MinBft.Tests.Client;
+
 namespace MinBft.Tests.Hosting;
 
 /// <summary>
@@ -58,32 +60,23 @@ public sealed partial class DashboardBrowserTests(ITestOutputHelper output) : IA
         }
 
         // All three replicas executed everything (the slowest one may trail the client's quorum).
-        var clock = Stopwatch.StartNew();
-        ReplicaStatus?[] statuses;
-        do
+        ReplicaStatus?[] statuses = [];
+        await Conditions.WaitUntilAsync(async () =>
         {
             statuses = await cluster.GetStatusesAsync(TimeSpan.FromSeconds(5));
-            if (AllCaughtUp(statuses)) break;
-            await Task.Delay(100);
-        }
-        while (clock.Elapsed < Deadline);
-        Assert.True(AllCaughtUp(statuses), "the replicas did not converge: " + MinBft.Silo.Program.FormatStatusLine(statuses));
+            return (AllCaughtUp(statuses), MinBft.Silo.Program.FormatStatusLine(statuses));
+        }, Deadline, "the replicas converge");
 
         // The sampler measured the requests: throughput and a commit latency from the MinBft meter.
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        JsonElement history = default;
-        while (clock.Elapsed < Deadline)
+        await Conditions.WaitUntilAsync(async () =>
         {
             using var json = JsonDocument.Parse(await http.GetStringAsync(baseUrl + DashboardEndpoints.StatusJsonPath));
-            history = json.RootElement.GetProperty("history").Clone();
-            if (history.EnumerateArray().Any(s => s.GetProperty("requestsPerSecond").GetDouble() > 0)
-                && history.EnumerateArray().Any(s => s.GetProperty("commitLatencyMs").ValueKind == JsonValueKind.Number)) break;
-            await Task.Delay(200);
-        }
-        Assert.True(history.ValueKind == JsonValueKind.Array
-            && history.EnumerateArray().Any(s => s.GetProperty("requestsPerSecond").GetDouble() > 0)
-            && history.EnumerateArray().Any(s => s.GetProperty("commitLatencyMs").ValueKind == JsonValueKind.Number),
-            "no throughput or commit latency sample in /minbft/status.json: " + history);
+            var history = json.RootElement.GetProperty("history");
+            var sampled = history.EnumerateArray().Any(s => s.GetProperty("requestsPerSecond").GetDouble() > 0)
+                && history.EnumerateArray().Any(s => s.GetProperty("commitLatencyMs").ValueKind == JsonValueKind.Number);
+            return (sampled, history.ToString());
+        }, Deadline, "a throughput and a commit latency sample in /minbft/status.json");
 
         // The browser's rendering of /minbft shows each replica as GetStatus reports it.
         var dom = await DumpDomAsync(chromium, baseUrl + DashboardEndpoints.StatusPath, virtualTimeMs: null);
@@ -111,15 +104,12 @@ public sealed partial class DashboardBrowserTests(ITestOutputHelper output) : IA
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);
         Assert.Contains("<title>Orleans Dashboard</title>", await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(baseUrl + DashboardEndpoints.OrleansDashboardPath + "/index.min.js")).StatusCode);
-        var hosts = -1;
-        while (clock.Elapsed < Deadline)
+        await Conditions.WaitUntilAsync(async () =>
         {
             using var counters = JsonDocument.Parse(await http.GetStringAsync(baseUrl + DashboardEndpoints.OrleansDashboardPath + "/DashboardCounters"));
-            hosts = counters.RootElement.EnumerateObject().First(p => p.Name.Equals("totalActiveHostCount", StringComparison.OrdinalIgnoreCase)).Value.GetInt32();
-            if (hosts == cluster.N + 1) break;
-            await Task.Delay(200);
-        }
-        Assert.Equal(cluster.N + 1, hosts);
+            var hosts = counters.RootElement.EnumerateObject().First(p => p.Name.Equals("totalActiveHostCount", StringComparison.OrdinalIgnoreCase)).Value.GetInt32();
+            return (hosts == cluster.N + 1, $"{hosts} active hosts");
+        }, Deadline, $"the Orleans dashboard counts {cluster.N + 1} active silos");
         var orleansDom = await DumpDomAsync(chromium, baseUrl + DashboardEndpoints.OrleansDashboardPath + "/", virtualTimeMs: 5000);
         Assert.Contains("Orleans Dashboard", orleansDom, StringComparison.Ordinal);
         Assert.Contains("Overview", orleansDom, StringComparison.Ordinal);
