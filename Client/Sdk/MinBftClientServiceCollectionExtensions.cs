@@ -4,6 +4,8 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MinBft.Hosting;
+using MinBft.Encoding;
+using Orleans.Configuration;
 using Orleans.Hosting;
 
 namespace MinBft.Client;
@@ -30,6 +32,8 @@ public static class MinBftClientServiceCollectionExtensions
         builder.Configuration.GetSection(MinBftClientOptions.SectionName).Bind(options);
         configure?.Invoke(options);
         if (options.Tracing && !MinBftTracing.HasActivityPropagation(builder.Services)) builder.AddActivityPropagation();
+        // The same deliberate bound as the silos (MessageLimits.MaxWireMessageBytes).
+        builder.Configure<ClientMessagingOptions>(o => o.MaxMessageBodySize = MessageLimits.MaxWireMessageBytes);
         if (!string.IsNullOrWhiteSpace(options.RedisClustering))
             builder.UseMinBftRedisClustering(options.RedisClustering, $"{MinBftClientOptions.SectionName}:{nameof(MinBftClientOptions.RedisClustering)}");
         return builder;

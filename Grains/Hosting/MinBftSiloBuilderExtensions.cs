@@ -4,7 +4,9 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MinBft.Hosting.Journal;
+using MinBft.Encoding;
 using Orleans;
+using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Runtime;
 using Orleans.Runtime.MembershipService.SiloMetadata;
@@ -110,6 +112,10 @@ public static class MinBftSiloBuilderExtensions
         // Trace context across grain calls (MinBftTracing), when asked for (it costs every call);
         // once, whoever else adds it.
         if (options.Tracing && !MinBftTracing.HasActivityPropagation(builder.Services)) builder.AddActivityPropagation();
+
+        // Deliberately, not Orleans' default: every protocol message fits (see
+        // MessageLimits.MaxWireMessageBytes), and nothing larger is read off a connection.
+        builder.Configure<SiloMessagingOptions>(o => o.MaxMessageBodySize = MessageLimits.MaxWireMessageBytes);
 
         var services = builder.Services;
         services.AddSingleton(options);

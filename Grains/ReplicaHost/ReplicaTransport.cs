@@ -72,14 +72,28 @@ internal sealed partial class ReplicaTransport
         {
             // The proxy is untrusted and may be gone; its client retransmits and the core
             // resends the cached reply.
-            for (var start = 0; start < replies.Count; start += MessageLimits.MaxRepliesPerDelivery)
+            // Split by count and by bytes: a batch of maximum-size results must not make one
+            // Orleans message larger than MessageLimits.MaxDeliveryBytes.
+            var start = 0;
+            long bytes = 0;
+            for (var i = 0; i < replies.Count; i++)
             {
-                var chunk = replies.GetRange(start, Math.Min(MessageLimits.MaxRepliesPerDelivery, replies.Count - start)).ToArray();
-                OneWay(ProxyOf(to).DeliverReplies(chunk), "DeliverReplies", -1);
+                var size = ApproximateBytes(replies[i]);
+                if (i > start && (i - start == MessageLimits.MaxRepliesPerDelivery || bytes + size > MessageLimits.MaxDeliveryBytes))
+                {
+                    OneWay(ProxyOf(to).DeliverReplies(replies.GetRange(start, i - start).ToArray()), "DeliverReplies", -1);
+                    start = i;
+                    bytes = 0;
+                }
+                bytes += size;
             }
+            OneWay(ProxyOf(to).DeliverReplies(replies.GetRange(start, replies.Count - start).ToArray()), "DeliverReplies", -1);
         }
         _replies.Clear();
     }
+
+    private static long ApproximateBytes(Reply reply) =>
+        256 + reply.Result.Length + reply.Proof.Path.Length * MessageLimits.DigestLength;
 
     private IClientProxyGrain ProxyOf(string key)
     {

@@ -10,8 +10,37 @@ internal sealed class PeerStream
 {
     public ulong LastAccepted { get; set; }
 
-    /// <summary>Verified messages with counters above LastAccepted + 0, keyed by counter.</summary>
-    public SortedDictionary<ulong, CertifiedMessage> Buffer { get; } = new();
+    private readonly SortedDictionary<ulong, CertifiedMessage> _buffer = new();
+
+    /// <summary>Verified messages with counters above LastAccepted, keyed by counter. Changed only
+    /// through <see cref="Hold"/> and <see cref="Release"/>, which keep <see cref="BufferedBytes"/>.</summary>
+    public IReadOnlyDictionary<ulong, CertifiedMessage> Buffer => _buffer;
+
+    /// <summary><see cref="Encoding.MessageLimits.ApproximateBytes"/> of the buffered messages.</summary>
+    public long BufferedBytes { get; private set; }
+
+    /// <summary>The highest buffered counter (the buffer must not be empty).</summary>
+    public ulong HighestBuffered => _buffer.Keys.Last();
+
+    public void Hold(CertifiedMessage message)
+    {
+        ProtocolInvariantException.Check(message.Ui.Counter > LastAccepted, "only messages ahead of the stream are buffered");
+        _buffer.Add(message.Ui.Counter, message);
+        BufferedBytes += Encoding.MessageLimits.ApproximateBytes(message);
+    }
+
+    public void Release(ulong counter)
+    {
+        if (!_buffer.Remove(counter, out var message)) return;
+        BufferedBytes -= Encoding.MessageLimits.ApproximateBytes(message);
+        ProtocolInvariantException.Check(BufferedBytes >= 0 && (_buffer.Count > 0 || BufferedBytes == 0), "buffered bytes match the buffer");
+    }
+
+    /// <summary>Drops every buffered message below <paramref name="counter"/>.</summary>
+    public void ReleaseBelow(ulong counter)
+    {
+        while (_buffer.Count > 0 && _buffer.Keys.First() < counter) Release(_buffer.Keys.First());
+    }
 
     /// <summary>When this replica last asked the sender to retransmit (null: never).</summary>
     public TimeSpan? RetransmitAskedAt { get; set; }

@@ -22,6 +22,14 @@ public sealed record ProtocolTuning
     /// <summary>Out-of-order messages kept per sender while a gap before them is filled.</summary>
     public int ReorderBufferPerSender { get; init; } = 256;
 
+    /// <summary>Bytes of out-of-order messages kept per sender (<see cref="Encoding.MessageLimits.ApproximateBytes"/>);
+    /// the lowest buffered message is kept even if it alone is larger.</summary>
+    public long ReorderBufferBytesPerSender { get; init; } = 32L * 1024 * 1024;
+
+    /// <summary>Bytes of requests waiting at the primary, and, separately, of requests a backup
+    /// knows and has not seen ordered (<see cref="Encoding.MessageLimits.RequestBytes"/>).</summary>
+    public long MaxPendingRequestBytes { get; init; } = 64L * 1024 * 1024;
+
     /// <summary>How far ahead of the next expected counter a message may be and still be kept.</summary>
     public int ReorderWindow { get; init; } = 4096;
 
@@ -69,6 +77,8 @@ public sealed record ProtocolTuning
         if (ViewChangeTimeout <= TimeSpan.Zero || MaxViewLookahead < 1) throw new ArgumentException("ViewChangeTimeout and MaxViewLookahead must be positive");
         if (StateChunkSize < 1 || StateChunkSize > Encoding.MessageLimits.MaxStateChunkLength || MaxStateChunksPerInterval < 1)
             throw new ArgumentException($"StateChunkSize must be 1..{Encoding.MessageLimits.MaxStateChunkLength} bytes and MaxStateChunksPerInterval at least 1");
+        if (ReorderBufferBytesPerSender < 1 || MaxPendingRequestBytes < Encoding.MessageLimits.MaxBatchBytes)
+            throw new ArgumentException($"ReorderBufferBytesPerSender must be positive and MaxPendingRequestBytes at least one batch ({Encoding.MessageLimits.MaxBatchBytes} bytes)");
         if (MaxRetransmitBatch < 1 || MaxPendingRequests < 1 || VerifiedRequestCacheSize < 1)
             throw new ArgumentException("MaxRetransmitBatch, MaxPendingRequests and VerifiedRequestCacheSize must be positive");
     }

@@ -73,7 +73,7 @@ public sealed partial class ReplicaCore
             var ownCopy = _known.TryGetValue(request.ClientId, out var known) && known.Request.Seq == request.Seq;
             replyTo.Add(ownCopy ? known!.Request.ReplyTo : request.ReplyTo);
             if (known is not null && known.Request.Seq <= request.Seq)
-                _known.Remove(request.ClientId);
+                ForgetKnown(request.ClientId);
             NoteOrdered(request);
         }
         // One signature for the batch's replies (a Merkle root), not one per reply.

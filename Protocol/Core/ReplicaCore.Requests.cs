@@ -23,6 +23,16 @@ public sealed partial class ReplicaCore
     private int InFlightBatches => IsPrimary && _lastProposedSequence > ExecutedSequence ? (int)(_lastProposedSequence - ExecutedSequence) : 0;
     // Backup: requests known and not executed, by client (sorted: deterministic iteration).
     private readonly SortedDictionary<string, KnownRequest> _known = new(StringComparer.Ordinal);
+    // MessageLimits.RequestBytes of _pending and of _known: both are bounded in bytes as well as
+    // in count, so maximum-size requests from many clients cannot fill memory.
+    private long _pendingBytes;
+    private long _knownBytes;
+
+    /// <summary>Bytes of the requests waiting at the primary.</summary>
+    public long PendingRequestBytes => _pendingBytes;
+
+    /// <summary>Bytes of the requests this backup knows and has not seen executed.</summary>
+    public long KnownRequestBytes => _knownBytes;
 
     /// <summary>Requests waiting at the primary for a batch.</summary>
     public int PendingRequests => _pending.Count;
@@ -88,15 +98,38 @@ public sealed partial class ReplicaCore
         {
             // One outstanding request per client: a newer seq supersedes the waiting one.
             if (request.Seq <= node.Value.Request.Seq) return;
-            _pending.Remove(node);
-            _pendingByClient.Remove(clientId);
+            RemovePending(node);
         }
-        if (_pending.Count >= _tuning.MaxPendingRequests)
+        var bytes = MessageLimits.RequestBytes(request);
+        if (_pending.Count >= _tuning.MaxPendingRequests || _pendingBytes + bytes > _tuning.MaxPendingRequestBytes)
         {
-            Reject(null, RejectReason.Overloaded, "pending queue full");
+            Reject(null, RejectReason.Overloaded, $"pending queue full ({_pending.Count} requests, {_pendingBytes} bytes)");
             return;
         }
         _pendingByClient[clientId] = _pending.AddLast((request, _now));
+        _pendingBytes += bytes;
+    }
+
+    private void RemovePending(LinkedListNode<(Request Request, TimeSpan Arrived)> node)
+    {
+        _pending.Remove(node);
+        _pendingByClient.Remove(node.Value.Request.ClientId);
+        _pendingBytes -= MessageLimits.RequestBytes(node.Value.Request);
+        ProtocolInvariantException.Check(_pendingBytes >= 0 && (_pending.Count > 0 || _pendingBytes == 0), "pending bytes match the pending queue");
+    }
+
+    private void ClearPending()
+    {
+        _pending.Clear();
+        _pendingByClient.Clear();
+        _pendingBytes = 0;
+    }
+
+    private void ForgetKnown(string clientId)
+    {
+        if (!_known.Remove(clientId, out var known)) return;
+        _knownBytes -= MessageLimits.RequestBytes(known.Request);
+        ProtocolInvariantException.Check(_knownBytes >= 0 && (_known.Count > 0 || _knownBytes == 0), "known bytes match the known requests");
     }
 
     private void RememberKnown(Request request)
@@ -105,18 +138,21 @@ public sealed partial class ReplicaCore
         {
             if (request.Seq > known.Request.Seq)
             {
+                _knownBytes += MessageLimits.RequestBytes(request) - MessageLimits.RequestBytes(known.Request);
                 known.Request = request;
                 known.FirstSeen = _now;
                 known.ForwardedAt = null;
             }
             return;
         }
-        if (_known.Count >= _tuning.MaxPendingRequests)
+        var bytes = MessageLimits.RequestBytes(request);
+        if (_known.Count >= _tuning.MaxPendingRequests || _knownBytes + bytes > _tuning.MaxPendingRequestBytes)
         {
-            Reject(null, RejectReason.Overloaded, "known-request table full");
+            Reject(null, RejectReason.Overloaded, $"known-request table full ({_known.Count} requests, {_knownBytes} bytes)");
             return;
         }
         _known[request.ClientId] = new KnownRequest(request, _now);
+        _knownBytes += bytes;
     }
 
     /// <summary>The primary may propose now: not changing views, the view's start proven (after
@@ -143,7 +179,7 @@ public sealed partial class ReplicaCore
         if (_carried.Count > 0 && _carried.Keys.Last() > _lastProposedSequence) return;
         while (_pending.Count > 0 && CanPropose)
         {
-            var full = _pending.Count >= _tuning.MaxBatchSize;
+            var full = _pending.Count >= _tuning.MaxBatchSize || _pendingBytes >= MessageLimits.MaxBatchBytes;
             var waited = _now - _pending.First!.Value.Arrived >= _tuning.MaxBatchWait;
             if (!full && !waited && InFlightBatches > 0) return;
             // Adaptive batching: while a PREPARE waits for its UI (a durable USIG write), a
@@ -151,13 +187,17 @@ public sealed partial class ReplicaCore
             // write then covers everything that arrived during the previous one.
             if (!full && PrepareAwaitingUi) return;
             var batch = new List<Request>(Math.Min(_pending.Count, _tuning.MaxBatchSize));
+            long batchBytes = 0;
             while (batch.Count < _tuning.MaxBatchSize && _pending.First is { } first)
             {
-                _pending.RemoveFirst();
-                _pendingByClient.Remove(first.Value.Request.ClientId);
+                // A PREPARE is bounded in bytes too (backups refuse a larger one as malformed).
+                var bytes = MessageLimits.RequestBytes(first.Value.Request);
+                if (batch.Count > 0 && batchBytes + bytes > MessageLimits.MaxBatchBytes) break;
+                RemovePending(first);
                 // Ordered while the batch was filling (e.g. carried by an earlier batch)?
                 if (first.Value.Request.Seq <= HighestOrderedSeq(first.Value.Request.ClientId)) continue;
                 batch.Add(first.Value.Request);
+                batchBytes += bytes;
             }
             if (batch.Count == 0) continue;
             foreach (var request in batch) NoteOrdered(request);

@@ -316,7 +316,7 @@ public sealed partial class ReplicaCore
         {
             _clients[c.ClientId] = new ClientRecord(c.Seq, reply);
             if (c.Seq > HighestOrderedSeq(c.ClientId)) _highestOrderedSeq[c.ClientId] = c.Seq;
-            if (_known.TryGetValue(c.ClientId, out var known) && known.Request.Seq <= c.Seq) _known.Remove(c.ClientId);
+            if (_known.TryGetValue(c.ClientId, out var known) && known.Request.Seq <= c.Seq) ForgetKnown(c.ClientId);
         }
         ExecutedSequence = snapshot.Sequence;
         _historyDigest = snapshot.History;

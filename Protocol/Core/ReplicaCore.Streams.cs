@@ -63,7 +63,7 @@ public sealed partial class ReplicaCore
             // The sender's CHECKPOINT at least W below our stable checkpoint: everything it sent
             // before is settled history (see TryReanchor), so its stream may resume here. This
             // is how a restarted or state-transferred replica picks up each peer's stream.
-            foreach (var early in stream.Buffer.Keys.Where(c => c < counter).ToList()) stream.Buffer.Remove(early);
+            stream.ReleaseBelow(counter);
             stream.LastAccepted = counter - 1;
             ReanchoredStreams++;
         }
@@ -108,7 +108,7 @@ public sealed partial class ReplicaCore
         var counter = message.Ui.Counter;
         ProtocolInvariantException.Check(counter == stream.LastAccepted + 1, "streams advance one counter at a time");
         stream.LastAccepted = counter;
-        stream.Buffer.Remove(counter);
+        stream.Release(counter);
         KeepForRelay(stream, message);
     }
 
@@ -122,23 +122,29 @@ public sealed partial class ReplicaCore
 
     private void BufferMessage(int sender, CertifiedMessage message)
     {
-        var buffer = _streams[sender].Buffer;
+        var stream = _streams[sender];
         var counter = message.Ui.Counter;
-        if (buffer.ContainsKey(counter)) return;
-        if (buffer.Count >= _tuning.ReorderBufferPerSender)
+        if (stream.Buffer.ContainsKey(counter)) return;
+        var bytes = MessageLimits.ApproximateBytes(message);
+        // Bounded in count and in bytes: a Byzantine sender's valid UIs on maximum-size messages
+        // must not fill memory. Keep the lowest counters, they are the ones needed next;
+        // evicting the highest loses nothing for good, the sender retransmits it on request.
+        // The lowest one is always kept, however large, so a large message in order still passes.
+        while (stream.Buffer.Count > 0
+               && (stream.Buffer.Count >= _tuning.ReorderBufferPerSender || stream.BufferedBytes + bytes > _tuning.ReorderBufferBytesPerSender))
         {
-            // Keep the lowest counters: they are the ones needed next. Evicting the highest
-            // loses nothing for good, the sender retransmits it on request.
-            var highest = buffer.Keys.Last();
+            var highest = stream.HighestBuffered;
             if (counter > highest)
             {
-                Reject(sender, RejectReason.ReorderBufferFull, $"counter {counter}");
+                Reject(sender, RejectReason.ReorderBufferFull, $"counter {counter} ({bytes} bytes)");
                 return;
             }
-            buffer.Remove(highest);
+            stream.Release(highest);
             Reject(sender, RejectReason.ReorderBufferFull, $"evicted counter {highest}");
         }
-        buffer[counter] = message;
+        stream.Hold(message);
+        ProtocolInvariantException.Check(stream.Buffer.Count <= _tuning.ReorderBufferPerSender, "a reorder buffer stays within its count");
+        ProtocolInvariantException.Check(stream.Buffer.Count == 1 || stream.BufferedBytes <= _tuning.ReorderBufferBytesPerSender, "a reorder buffer stays within its bytes, beyond one message");
     }
 
     /// <summary>Process buffered messages that became next-in-order, until nothing moves.</summary>
@@ -165,7 +171,7 @@ public sealed partial class ReplicaCore
                     {
                         // An invalid message with a valid UI: its sender is faulty. Its stream
                         // stays stuck at this counter, which is exactly what the USIG promises.
-                        stream.Buffer.Remove(next.Ui.Counter);
+                        stream.Release(next.Ui.Counter);
                         break;
                     }
                 }
@@ -189,7 +195,7 @@ public sealed partial class ReplicaCore
         foreach (var (counter, message) in stream.Buffer)
             if (message is Checkpoint cp && IsAnchor(cp)) anchor = counter;
         if (anchor <= stream.NextExpected) return false;
-        foreach (var counter in stream.Buffer.Keys.Where(c => c < anchor).ToList()) stream.Buffer.Remove(counter);
+        stream.ReleaseBelow(anchor);
         stream.LastAccepted = anchor - 1;
         ReanchoredStreams++;
         return true;

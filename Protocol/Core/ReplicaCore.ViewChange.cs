@@ -160,8 +160,7 @@ public sealed partial class ReplicaCore
         foreach (var (client, record) in _clients) _highestOrderedSeq[client] = record.LastExecutedSeq;
         // Requests waiting at an old primary become known requests: the new primary gets them.
         foreach (var (request, arrived) in _pending) RememberKnown(request);
-        _pending.Clear();
-        _pendingByClient.Clear();
+        ClearPending();
         foreach (var known in _known.Values)
         {
             known.FirstSeen = _now;

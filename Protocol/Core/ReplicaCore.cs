@@ -68,6 +68,10 @@ public sealed partial class ReplicaCore
     public int BufferedFrom(int replica) => _streams[replica].Buffer.Count;
 
     /// <summary>Messages held in reorder buffers, over all senders.</summary>
+    /// <summary>Bytes buffered from a replica's stream, ahead of a gap (bounded by
+    /// <see cref="ProtocolTuning.ReorderBufferBytesPerSender"/>, beyond one message).</summary>
+    public long BufferedBytesFrom(int replica) => _streams[replica].BufferedBytes;
+
     public int BufferedMessages => _streams.Sum(s => s.Buffer.Count);
 
     public int PrimaryOf(long view) => (int)(view % N);

@@ -28,7 +28,19 @@ public static class MessageLimits
     public const int AgreementKeyLength = 32;             // X25519
     public const int MaxReplyProofDepth = 32;
     public const int MaxReplyToLength = 128;              // a client proxy's grain key
-    public const int MaxRepliesPerDelivery = 4096;        // replies one replica hands a proxy in one call             // a reply tree of up to 2^32 leaves (a snapshot's whole reply cache)
+    public const int MaxRepliesPerDelivery = 4096;
+    // Requests in one PREPARE, in bytes (RequestBytes summed). It bounds every message that
+    // carries PREPAREs: a COMMIT embeds one, a VIEW-CHANGE logs about 2W of them, a NEW-VIEW
+    // carries f+1 VIEW-CHANGEs; see MaxWireMessageBytes.
+    public const int MaxBatchBytes = 256 * 1024;
+    // What one Orleans message may carry, set deliberately on silos and clients (Orleans' own
+    // default is 100 MB): room for a NEW-VIEW of f+1 VIEW-CHANGEs whose logs are full of
+    // max-size batches at the default watermark, and every delivery call is split to fit below
+    // MaxDeliveryBytes.
+    public const int MaxWireMessageBytes = 128 * 1024 * 1024;
+    // Bytes one delivery call (replica to replica, proxy to replica, replica to proxy) carries
+    // at most; larger runs are split into several calls.
+    public const int MaxDeliveryBytes = 4 * 1024 * 1024;        // replies one replica hands a proxy in one call             // a reply tree of up to 2^32 leaves (a snapshot's whole reply cache)
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
     public static string? Check(ReplicaMessage? m) => m switch
@@ -46,6 +58,34 @@ public static class MessageLimits
         NewView n => CheckNewView(n),
         _ => $"unknown message type {m.GetType().Name}",
     };
+
+    /// <summary>What a request costs to hold and to send, in bytes: its variable fields plus a fixed
+    /// allowance for the rest. Buffers and batches are bounded in these bytes, not only in count.</summary>
+    public static int RequestBytes(Request r) =>
+        128 + ClientIdLength + PublicKeyLength + SignatureLength
+        + (r.Operation?.Length ?? 0) + (r.Authenticator?.Length ?? 0) + (r.ReplyTo?.Length ?? 0);
+
+    /// <summary>An estimate (from above, for bounded fields) of what a protocol message takes in
+    /// memory, for byte-bounded buffers. Cheap: lengths only, nothing is encoded or hashed.</summary>
+    public static long ApproximateBytes(ReplicaMessage m) => m switch
+    {
+        Prepare p => 256 + BatchBytes(p.Batch),
+        Commit c => 256 + (c.Prepare is null ? 0 : ApproximateBytes(c.Prepare)),
+        ViewChange v => 512 + (v.Log?.Sum(e => e is null ? 0 : ApproximateBytes(e)) ?? 0)
+            + 4096L * ((v.ViewStarts?.Length ?? 0) + 1),
+        NewView n => 256 + (n.ViewChanges?.Sum(v => v is null ? 0 : ApproximateBytes(v)) ?? 0),
+        StateChunk c => 4096 + (c.Data?.Length ?? 0),
+        _ => 512,
+    };
+
+    /// <summary>The bytes of a batch's requests (<see cref="RequestBytes"/> summed).</summary>
+    public static long BatchBytes(Request[]? batch)
+    {
+        long bytes = 0;
+        if (batch is null) return 0;
+        foreach (var r in batch) bytes += r is null ? 0 : RequestBytes(r);
+        return bytes;
+    }
 
     public static string? CheckRequest(Request? r)
     {
@@ -132,6 +172,7 @@ public static class MessageLimits
         if (p.Batch.Length > MaxBatchSize) return "batch too large";
         foreach (var r in p.Batch)
             if (CheckRequest(r) is { } bad) return bad;
+        if (BatchBytes(p.Batch) > MaxBatchBytes) return "batch too large in bytes";
         return p.ViewStart is null ? null : CheckCheckpointCertificate(p.ViewStart);
     }
 
