@@ -98,6 +98,6 @@ internal sealed class ReplicaHealthCheck(int replica, IGrainFactory grains) : IH
         {
             return HealthCheckResult.Unhealthy($"replica {replica} did not answer its status call: {e.Message}", e);
         }
-        return MinBftHealthCheck.Evaluate(status, Defaults.UnhealthyAfterFailingFor);
+        return MinBftHealthCheck.Evaluate(status, Defaults);
     }
 }
