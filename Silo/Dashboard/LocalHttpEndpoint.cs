@@ -42,7 +42,14 @@ public static class LocalHttpEndpoint
         var health = builder.Services.AddHealthChecks();
         for (var i = 0; i < cluster.N; i++)
             health.AddTypeActivatedCheck<ReplicaHealthCheck>($"minbft-{i}", failureStatus: null, tags: ["minbft"], args: i);
-        builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(MinBftMetrics.MeterName).AddPrometheusExporter());
+        // The MinBft meter of every silo in the process; with OTEL_EXPORTER_OTLP_ENDPOINT set, it
+        // and the traces of every silo are pushed over OTLP as well, as the per-domain host does.
+        var telemetry = builder.Services.AddOpenTelemetry().WithMetrics(m =>
+        {
+            m.AddMeter(MinBftMetrics.MeterName).AddPrometheusExporter();
+            if (SiloTracing.ExportsOtlp(builder.Configuration)) m.AddOtlpExporter();
+        });
+        telemetry.WithLocalClusterTracing(builder.Configuration);
         if (dashboard) builder.Services.AddMinBftStatusPage(_ => cluster.N);
 
         var app = builder.Build();
