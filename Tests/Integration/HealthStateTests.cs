@@ -122,9 +122,11 @@ public sealed class HealthStateTests(ITestOutputHelper output)
         network.HoldStateChunksTo(lagging);
         network.HealAll();
         await ExpectAsync(cluster, lagging, HealthStatus.Degraded, "fetching state");
-        Assert.True(network.HeldStateChunks > 0, "chunks of the snapshot were held");
+        await MinBftTestCluster.UntilAsync(() => Task.FromResult(network.HeldStateChunks > 0), "a later chunk of the snapshot is held back");
         var during = (await cluster.StatusesAsync([lagging, primary]));
         Assert.True(during[0].ExecutedSequence < during[1].StableCheckpoint, "it has not installed the snapshot: " + MinBftTestCluster.Describe(during[0]));
+        // Still fetching for as long as the chunks are held.
+        await ExpectAsync(cluster, lagging, HealthStatus.Degraded, "fetching state");
 
         network.ReleaseStateChunks();
         var reached = (await cluster.StatusesAsync([primary]))[0].ExecutedSequence;
