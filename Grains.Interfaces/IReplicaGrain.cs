@@ -96,4 +96,12 @@ public sealed record ReplicaStatus(
     /// <summary>How long the oldest of its durable operations (log write, USIG batch, checkpoint
     /// store) has been failing and retrying; zero when none is failing.</summary>
     [Id(23)] public TimeSpan DurableFailingFor { get; init; }
+
+    /// <summary>Why this replica last halted on its silo (null: never since the silo started). A
+    /// halted replica deactivates and the next message brings it back from its durable state, so
+    /// <see cref="Halted"/> of the running activation is usually null again by the time anyone asks.</summary>
+    [Id(24)] public string? LastHalt { get; init; }
+
+    /// <summary>How long ago <see cref="LastHalt"/> happened (on the replica's clock).</summary>
+    [Id(25)] public TimeSpan SinceLastHalt { get; init; }
 }

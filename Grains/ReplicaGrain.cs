@@ -149,7 +149,7 @@ public sealed partial class ReplicaGrain(
         Task.FromResult(_sessions?.Open(offer));
 
     public Task<ReplicaStatus> GetStatus() =>
-        Task.FromResult(ReplicaStatusReport.Of(_id, _core, _app, _grainRejections, _halted, silo.UsigMode, _sessions, _durable.FailingFor));
+        Task.FromResult(ReplicaStatusReport.Of(_id, _core, _app, _grainRejections, _halted, silo.UsigMode, _sessions, _durable.FailingFor, silo.LastHalt(_id)));
 
     private Task OnTickTimer()
     {
@@ -272,6 +272,7 @@ public sealed partial class ReplicaGrain(
     {
         if (_halted is not null) return;
         _halted = reason;
+        silo.NoteHalt(_id, reason);
         LogHalted(logger, exception, _id, reason);
         // The next message reactivates the replica from its durable state.
         DeactivateOnIdle();

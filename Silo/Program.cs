@@ -165,7 +165,7 @@ public static class Program
                 GatewayPort = parse.GetValue(localGatewayPort) ?? LocalClusterOptions.DefaultGatewayPort,
                 FreshStart = parse.GetValue(reset),
                 IsolatedUsig = parse.GetValue(isolatedUsig),
-                ConfigureMinBft = ParseStateMachine(parse.GetValue(localStateMachine)) is { } kind ? o => o.StateMachine = kind : null,
+                ConfigureMinBft = LocalMinBftOptions(ParseStateMachine(parse.GetValue(localStateMachine)), new ConfigurationBuilder().AddEnvironmentVariables().Build()),
                 ConfigureLogging = ConfigureConsoleLogging,
                 // The Orleans dashboard collects on every silo; the local HTTP endpoint serves it.
                 ConfigureSilo = parse.GetValue(localDashboard) ? (_, silo) => silo.AddDashboard() : null,
@@ -176,6 +176,22 @@ public static class Program
             cancellationToken));
         root.Add(local);
         return root;
+    }
+
+    /// <summary>
+    /// <c>Silo local</c>'s MinBFT options: the state machine if given, and trace propagation
+    /// across grain calls when traces are exported (OTEL_EXPORTER_OTLP_ENDPOINT; the local HTTP
+    /// endpoint exports them), as the per-domain host does; off otherwise (it costs every call).
+    /// </summary>
+    public static Action<MinBftOptions>? LocalMinBftOptions(MinBftStateMachineKind? stateMachine, IConfiguration configuration)
+    {
+        var tracing = SiloTracing.ExportsOtlp(configuration);
+        if (stateMachine is null && !tracing) return null;
+        return o =>
+        {
+            if (stateMachine is { } kind) o.StateMachine = kind;
+            if (tracing) o.Tracing = true;
+        };
     }
 
     /// <summary>The flags of the per-domain / gateway mode; null: not given (configuration or default applies).</summary>

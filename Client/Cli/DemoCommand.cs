@@ -119,7 +119,7 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
         }
     }
 
-    // --crash-primary: the stop of domain 0's silo, when it began, and when requests completed.
+    // --crash-primary: the stop of the primary's silo, when it began, and when requests completed.
     // A graceful stop lets the old primary finish some requests, so the figure that measures the
     // view change is the longest pause between completions after the crash began.
     private Task<(int Replica, long View)>? _crash;

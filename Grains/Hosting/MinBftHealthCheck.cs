@@ -6,7 +6,8 @@ namespace MinBft.Hosting;
 
 /// <summary>
 /// The health of this silo's replica (Microsoft.Extensions.Diagnostics.HealthChecks): unhealthy
-/// when it halted, when its store or USIG has kept failing, or when it does not answer; degraded
+/// when it halted (or halted less than <see cref="MinBftHealthCheckOptions.UnhealthyAfterHaltFor"/>
+/// ago), when its store or USIG has kept failing, or when it does not answer; degraded
 /// during a view change, a state transfer, or while a durable write is being retried; healthy
 /// otherwise. A silo without a fault domain (a gateway) holds no replica and is healthy.
 /// Register it with <see cref="MinBftHealthCheckBuilderExtensions.AddMinBftReplica"/>.
@@ -25,13 +26,19 @@ public sealed class MinBftHealthCheck(IGrainFactory grains, IOptions<MinBftHealt
         {
             return HealthCheckResult.Unhealthy($"replica {domain} did not answer its status call: {e.Message}", e);
         }
-        return Evaluate(status, options.Value.UnhealthyAfterFailingFor);
+        return Evaluate(status, options.Value);
     }
 
+    /// <summary>The health a replica's status shows, with the default halt window.</summary>
+    public static HealthCheckResult Evaluate(ReplicaStatus status, TimeSpan unhealthyAfterFailingFor) =>
+        Evaluate(status, new MinBftHealthCheckOptions { UnhealthyAfterFailingFor = unhealthyAfterFailingFor });
+
     /// <summary>The health a replica's status shows (pure: tested state by state).</summary>
-    public static HealthCheckResult Evaluate(ReplicaStatus status, TimeSpan unhealthyAfterFailingFor)
+    public static HealthCheckResult Evaluate(ReplicaStatus status, MinBftHealthCheckOptions options)
     {
         ArgumentNullException.ThrowIfNull(status);
+        ArgumentNullException.ThrowIfNull(options);
+        var unhealthyAfterFailingFor = options.UnhealthyAfterFailingFor;
         var data = new Dictionary<string, object>
         {
             ["replica"] = status.ReplicaId,
@@ -43,6 +50,11 @@ public sealed class MinBftHealthCheck(IGrainFactory grains, IOptions<MinBftHealt
         };
         var who = $"replica {status.ReplicaId} (view {status.View}, executed {status.ExecutedSequence})";
         if (status.Halted is { } reason) return HealthCheckResult.Unhealthy($"{who} halted: {reason}", data: data);
+        // A halted replica deactivates at once and the next call (this check's own status call,
+        // if nothing else) brings it back from its durable state: without this, a check would
+        // almost never see a halt, not even a replica that halts again and again.
+        if (status.LastHalt is { } last && status.SinceLastHalt < options.UnhealthyAfterHaltFor)
+            return HealthCheckResult.Unhealthy($"{who} halted {status.SinceLastHalt.TotalSeconds:F0} s ago ({last}) and came back from its durable state", data: data);
         if (status.DurableFailingFor >= unhealthyAfterFailingFor)
             return HealthCheckResult.Unhealthy($"{who}: its store or USIG has been failing for {status.DurableFailingFor.TotalSeconds:F0} s", data: data);
         if (status.DurableFailingFor > TimeSpan.Zero)
@@ -58,6 +70,12 @@ public sealed class MinBftHealthCheckOptions
 {
     /// <summary>A store or USIG write failing for this long makes the replica unhealthy (shorter: degraded).</summary>
     public TimeSpan UnhealthyAfterFailingFor { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// A replica that halted less than this long ago is unhealthy although it has come back from
+    /// its durable state (a halted replica deactivates and is reactivated by the next call).
+    /// </summary>
+    public TimeSpan UnhealthyAfterHaltFor { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>How long the check waits for the replica's status.</summary>
     public TimeSpan StatusTimeout { get; set; } = TimeSpan.FromSeconds(5);

@@ -39,6 +39,17 @@ public sealed class MinBftSilo : IDisposable
         _isolatedUsig = new(() => options.Usig.SocketPath is { } path ? new UsigClient(path, options.Usig.CallTimeout) : null);
     }
 
+    // Each replica's last halt on this silo (reason, clock timestamp): it outlives the halted
+    // activation, which deactivates at once (ReplicaGrain.Halt).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, (string Reason, long At)> _halts = new();
+
+    /// <summary>Records that replica <paramref name="replicaId"/> halted now, for its status and health.</summary>
+    public void NoteHalt(int replicaId, string reason) => _halts[replicaId] = (reason, Clock.GetTimestamp());
+
+    /// <summary>Why replica <paramref name="replicaId"/> last halted on this silo and how long ago; null if it never did.</summary>
+    public (string Reason, TimeSpan Ago)? LastHalt(int replicaId) =>
+        _halts.TryGetValue(replicaId, out var halt) ? (halt.Reason, Clock.GetElapsedTime(halt.At)) : null;
+
     /// <summary>True when this domain's USIG is the separate USIG program.</summary>
     public bool UsigIsolated => Options.Usig.SocketPath is not null;
 

@@ -11,7 +11,8 @@ internal static class ReplicaStatusReport
 
     public static ReplicaStatus Of(
         int id, ReplicaCore core, IStateMachine app, IReadOnlyDictionary<string, long> grainRejections,
-        string? halted, string usigMode, ReplicaClientSessions? sessions, TimeSpan durableFailingFor)
+        string? halted, string usigMode, ReplicaClientSessions? sessions, TimeSpan durableFailingFor,
+        (string Reason, TimeSpan Ago)? lastHalt = null)
     {
         var rejections = new Dictionary<string, long>(grainRejections, StringComparer.Ordinal);
         foreach (var (reason, count) in core.Rejections) rejections[reason.ToString()] = count;
@@ -43,6 +44,8 @@ internal static class ReplicaStatusReport
             ViewChanging = core.ViewChanging,
             StateTransferInProgress = core.StateTransferInProgress,
             DurableFailingFor = durableFailingFor,
+            LastHalt = lastHalt?.Reason,
+            SinceLastHalt = lastHalt?.Ago ?? TimeSpan.Zero,
         };
     }
 }

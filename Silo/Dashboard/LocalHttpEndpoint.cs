@@ -42,7 +42,14 @@ public static class LocalHttpEndpoint
         var health = builder.Services.AddHealthChecks();
         for (var i = 0; i < cluster.N; i++)
             health.AddTypeActivatedCheck<ReplicaHealthCheck>($"minbft-{i}", failureStatus: null, tags: ["minbft"], args: i);
-        builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(MinBftMetrics.MeterName).AddPrometheusExporter());
+        // The MinBft meter of every silo in the process; with OTEL_EXPORTER_OTLP_ENDPOINT set, it
+        // and the traces of every silo are pushed over OTLP as well, as the per-domain host does.
+        var telemetry = builder.Services.AddOpenTelemetry().WithMetrics(m =>
+        {
+            m.AddMeter(MinBftMetrics.MeterName).AddPrometheusExporter();
+            if (SiloTracing.ExportsOtlp(builder.Configuration)) m.AddOtlpExporter();
+        });
+        telemetry.WithLocalClusterTracing(builder.Configuration);
         if (dashboard) builder.Services.AddMinBftStatusPage(_ => cluster.N);
 
         var app = builder.Build();
@@ -98,6 +105,6 @@ internal sealed class ReplicaHealthCheck(int replica, IGrainFactory grains) : IH
         {
             return HealthCheckResult.Unhealthy($"replica {replica} did not answer its status call: {e.Message}", e);
         }
-        return MinBftHealthCheck.Evaluate(status, Defaults.UnhealthyAfterFailingFor);
+        return MinBftHealthCheck.Evaluate(status, Defaults);
     }
 }

@@ -45,4 +45,17 @@ public sealed class MinBftHealthCheckTests
         Assert.Equal(HealthStatus.Unhealthy, result.Status);
         Assert.Contains("halted: another activation", result.Description, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_replica_that_halted_recently_is_unhealthy_though_it_came_back_and_healthy_after_the_window()
+    {
+        var options = new MinBftHealthCheckOptions { UnhealthyAfterHaltFor = TimeSpan.FromMinutes(1) };
+        var back = Running() with { LastHalt = "another activation of this replica wrote its log", SinceLastHalt = TimeSpan.FromSeconds(5) };
+        var recent = MinBftHealthCheck.Evaluate(back, options);
+        Assert.Equal(HealthStatus.Unhealthy, recent.Status);
+        Assert.Contains("halted 5 s ago (another activation of this replica wrote its log)", recent.Description, StringComparison.Ordinal);
+        Assert.Equal(HealthStatus.Healthy, MinBftHealthCheck.Evaluate(back with { SinceLastHalt = TimeSpan.FromMinutes(1) }, options).Status);
+        // The window is the default one with the older overload.
+        Assert.Equal(HealthStatus.Unhealthy, MinBftHealthCheck.Evaluate(back, Limit).Status);
+    }
 }

@@ -57,6 +57,9 @@ internal sealed record ClusterSetup
 
     /// <summary>Extra per-silo configuration: (fault domain or null, silo builder).</summary>
     public Action<int?, ISiloBuilder>? ConfigureSilo { get; init; }
+
+    /// <summary>Extra MinBFT options of every silo, after the test defaults.</summary>
+    public Action<MinBftOptions>? ConfigureMinBft { get; init; }
 }
 
 /// <summary>
@@ -152,6 +155,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
             };
             options.ClientRetransmitInterval = TimeSpan.FromMilliseconds(500);
             options.SafetyTickInterval = TimeSpan.FromMilliseconds(250);
+            Setup.ConfigureMinBft?.Invoke(options);
         }
 
         if (domain is { } d)

@@ -203,6 +203,39 @@ public sealed class TracingTests(ITestOutputHelper output)
         Assert.False(MinBftTracing.Source.HasListeners());
     }
 
+    [Fact]
+    public void Silo_local_traces_only_when_OTLP_export_is_configured()
+    {
+        // Without OTEL_EXPORTER_OTLP_ENDPOINT: no pipeline, nothing listens, no propagation.
+        var unset = new ConfigurationBuilder().Build();
+        var services = new ServiceCollection();
+        Assert.False(services.AddOpenTelemetry().WithLocalClusterTracing(unset));
+        using (var provider = services.BuildServiceProvider())
+        {
+            Assert.Null(provider.GetService<TracerProvider>());
+            Assert.False(MinBftTracing.Source.HasListeners());
+        }
+        Assert.Null(MinBft.Silo.Program.LocalMinBftOptions(null, unset));
+        var ledger = new MinBftOptions();
+        MinBft.Silo.Program.LocalMinBftOptions(MinBftStateMachineKind.Ledger, unset)!(ledger);
+        Assert.Equal(MinBftStateMachineKind.Ledger, ledger.StateMachine);
+        Assert.False(ledger.Tracing);
+
+        // With it: one pipeline recording the MinBft source, and propagation across grain calls.
+        var set = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9" }).Build();
+        services = new ServiceCollection();
+        Assert.True(services.AddOpenTelemetry().WithLocalClusterTracing(set));
+        using (var provider = services.BuildServiceProvider())
+        {
+            Assert.NotNull(provider.GetService<TracerProvider>());
+            Assert.True(MinBftTracing.Source.HasListeners());
+        }
+        Assert.False(MinBftTracing.Source.HasListeners());
+        var traced = new MinBftOptions();
+        MinBft.Silo.Program.LocalMinBftOptions(null, set)!(traced);
+        Assert.True(traced.Tracing);
+    }
+
     /// <summary>The recorded ancestors of <paramref name="span"/>, nearest first.</summary>
     private static IEnumerable<Activity> Ancestors(Activity span, Dictionary<ActivitySpanId, Activity> bySpanId)
     {
