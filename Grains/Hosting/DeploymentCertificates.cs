@@ -72,11 +72,14 @@ public static class DeploymentCertificates
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(usages, critical: false));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, critical: false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(authority, includeKeyIdentifier: true, includeIssuerAndSerial: false));
+        // Within the CA's own validity: an issuer cannot vouch for a time it does not cover.
+        var notBefore = now - ClockSkew;
+        if (notBefore < authority.NotBefore) notBefore = authority.NotBefore;
         var notAfter = now + lifetime;
         if (notAfter > authority.NotAfter) notAfter = authority.NotAfter;
         var serial = RandomNumberGenerator.GetBytes(16);
         serial[0] &= 0x7F; // a positive serial number
-        using var issued = request.Create(authority, now - ClockSkew, notAfter, serial);
+        using var issued = request.Create(authority, notBefore, notAfter, serial);
         return issued.CopyWithPrivateKey(key);
     }
 
