@@ -18,7 +18,7 @@ public sealed class SeparateProcessCollection;
 
 /// <summary>
 /// A cluster of separate processes, as deployed: one silo host process per fault domain
-/// (f=1: three), Redis clustering (no primary silo) and each domain's state in its own Redis
+/// (f=1: three), mutual TLS with the deployment's CA (the silo host's default), Redis clustering (no primary silo) and each domain's state in its own Redis
 /// server, all on 127.0.0.1 with free ports. A client in the test process runs load through
 /// the SDK; one backup's process is killed with SIGKILL under load and started again.
 /// </summary>
@@ -133,7 +133,8 @@ internal sealed class ProcessDeployment : IDisposable
 
     private async Task StartAllAsync(int checkpointInterval, int watermark, CancellationToken cancellationToken)
     {
-        var manifest = DeploymentKeys.Generate(F, Path.Combine(_directory, "keys"), UsigScheme.Ed25519, checkpointInterval, watermark);
+        // With a TLS CA, as keygen makes them: every silo-to-silo and client connection below is mutual TLS.
+        var manifest = DeploymentKeys.Generate(F, Path.Combine(_directory, "keys"), UsigScheme.Ed25519, checkpointInterval, watermark, tls: true);
         var sockets = new string?[N];
         if (_isolatedUsig)
         {
@@ -240,6 +241,7 @@ internal sealed class ProcessDeployment : IDisposable
                 client.AddMinBftClient(o =>
                 {
                     o.ManifestPath = ManifestPath;
+                    o.Tls.CertificatePath = DeploymentCertificates.ClientCertificatePath(Path.Combine(_directory, "keys"), DeploymentCertificates.DefaultClientName);
                     o.RedisClustering = _membership;
                     o.IdentityPoolSize = 8;
                     o.RequestTimeout = TimeSpan.FromSeconds(30);
