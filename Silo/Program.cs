@@ -31,6 +31,7 @@ namespace MinBft.Silo;
 ///      [--storage sqlite|redis] [--redis-storage host:port] [--cluster-id c] [--service-id s]
 ///      [--usig unix:PATH]                            the domain's isolated USIG program (default: in-process)
 ///      [--init-usig EPOCH]                           first start of this domain's in-process USIG
+///      [--tls-cert PATH] [--tls-key PATH] | [--no-tls] mutual TLS with the manifest's CA (required by default)
 /// Silo --manifest m.json                             a silo without fault domain (gateway, membership)
 /// </code>
 /// Every setting can also come from appsettings.json or the environment: section "MinBft"
@@ -104,6 +105,12 @@ public static class Program
         {
             Description = "First start of this domain's in-process USIG: initialise its store for this epoch (the manifest's). Without it, a USIG with no state refuses to start",
         };
+        var tlsCertificate = new Option<string?>("--tls-cert") { Description = "This silo's TLS certificate (PEM; default: tls/tls.crt in the key directory, domain-i/ or gateway/ next to the manifest)" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "Its private key (PEM; default: tls.key next to the certificate)" };
+        var noTls = new Option<bool>("--no-tls")
+        {
+            Description = "Plaintext connections (logged as a warning): anyone who reaches the silo's ports can join the cluster and call grains. Default: mutual TLS with the manifest's CA, required",
+        };
         var stateMachine = StateMachineOption();
         var dashboard = DashboardOption();
         var clusterId = new Option<string?>("--cluster-id") { Description = $"Orleans cluster id (default {LocalClusterOptions.DefaultClusterId})" };
@@ -113,7 +120,13 @@ public static class Program
         {
             faultDomain, manifest, keys, data, primarySilo, siloPort, gatewayPort, httpPort,
             clustering, redisClustering, storage, redisStorage, advertisedIp, clusterId, serviceId, usig, initUsig, stateMachine, dashboard,
+            tlsCertificate, tlsKey, noTls,
         };
+        root.Validators.Add(result =>
+        {
+            if (result.GetValue(noTls) && (result.GetValue(tlsCertificate) is not null || result.GetValue(tlsKey) is not null))
+                result.AddError("--no-tls excludes --tls-cert and --tls-key");
+        });
         root.SetAction((parse, cancellationToken) => RunSiloAsync(
             new SiloArguments(
                 parse.GetValue(faultDomain), parse.GetValue(manifest), parse.GetValue(keys), parse.GetValue(data),
@@ -131,6 +144,9 @@ public static class Program
                 StateMachine = ParseStateMachine(parse.GetValue(stateMachine)),
                 HttpPort = parse.GetValue(httpPort),
                 Dashboard = parse.GetValue(dashboard) ? true : null,
+                TlsCertificate = parse.GetValue(tlsCertificate),
+                TlsKey = parse.GetValue(tlsKey),
+                NoTls = parse.GetValue(noTls),
             },
             cancellationToken));
 
@@ -210,6 +226,9 @@ public static class Program
         public MinBftStateMachineKind? StateMachine { get; init; }
         public int? HttpPort { get; init; }
         public bool? Dashboard { get; init; }
+        public string? TlsCertificate { get; init; }
+        public string? TlsKey { get; init; }
+        public bool NoTls { get; init; }
 
         /// <summary>Puts the MinBFT flags on top of the options bound from configuration.</summary>
         public void ApplyTo(MinBftOptions options)
@@ -229,6 +248,9 @@ public static class Program
             if (InitializeUsigEpoch is { } epoch) options.Usig.InitializeEpoch = epoch;
             if (Usig is { } endpoint) options.Usig.Endpoint = endpoint;
             if (StateMachine is { } stateMachine) options.StateMachine = stateMachine;
+            if (TlsCertificate is { } certificate) options.Tls.CertificatePath = certificate;
+            if (TlsKey is { } key) options.Tls.KeyPath = key;
+            if (NoTls) options.Tls.Enabled = false;
         }
     }
 
@@ -327,6 +349,8 @@ public static class Program
                 silo.Services.Configure<GrainDirectoryOptions>(builder.Configuration.GetSection(SiloHostOptions.GrainDirectorySectionName));
                 silo.AddMinBft(builder.Configuration, options =>
                 {
+                    // A deployment across machines: plaintext only when asked for (--no-tls).
+                    options.Tls.Required = true;
                     arguments.ApplyTo(options);
                     // Traces are exported only over OTLP: propagation (which costs every grain
                     // call) only when they go somewhere, or when configured (MinBft:Tracing).
@@ -377,14 +401,15 @@ public static class Program
                 ? effective.Storage == MinBftStorageKind.Redis ? "redis " + Redacted(effective.RedisStorage) : "sqlite in " + effective.DataDirectory
                 : "registered by the host";
         logger.LogInformation(
-            "Starting silo {Role}: silo port {SiloPort}, gateway port {GatewayPort}, {Clustering}, cluster {ClusterId}/{ServiceId}, manifest {Manifest}, storage {Storage}, usig={UsigMode}",
+            "Starting silo {Role}: silo port {SiloPort}, gateway port {GatewayPort}, {Clustering}, cluster {ClusterId}/{ServiceId}, manifest {Manifest}, storage {Storage}, usig={UsigMode}, transport={Transport}",
             effective?.FaultDomain is { } fd ? $"for fault domain {fd}" : "without fault domain (gateway/membership)",
             host.SiloPort, host.GatewayPort,
             host.Clustering == SiloClustering.Redis
                 ? "redis clustering " + Redacted(host.RedisClustering)
                 : "development clustering, primary silo " + (primary?.ToString() ?? "this silo"),
             host.ClusterId, host.ServiceId, effective?.ManifestPath ?? "(in code)", storageDescription,
-            effective?.FaultDomain is null ? "none" : effective.Usig.SocketPath is { } socket ? $"{MinBftSilo.IsolatedUsigMode} (unix:{socket})" : MinBftSilo.InProcessUsigMode);
+            effective?.FaultDomain is null ? "none" : effective.Usig.SocketPath is { } socket ? $"{MinBftSilo.IsolatedUsigMode} (unix:{socket})" : MinBftSilo.InProcessUsigMode,
+            app.Services.GetRequiredService<MinBftTransport>().Description);
         app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("HTTP endpoint: {Urls} (/healthz, /metrics{Dashboard})", string.Join(", ", app.Urls), host.Dashboard ? DashboardPaths : ""));
         try
         {
@@ -440,7 +465,7 @@ public static class Program
         }
 
         await output.WriteLineAsync(
-            $"local cluster: f={cluster.F} n={cluster.N} gateway={cluster.GatewayEndpoint} manifest={cluster.ManifestPath} data={cluster.DataDirectory} usig={cluster.UsigMode}")
+            $"local cluster: f={cluster.F} n={cluster.N} gateway={cluster.GatewayEndpoint} manifest={cluster.ManifestPath} data={cluster.DataDirectory} usig={cluster.UsigMode} transport={LocalCluster.Transport}")
             .ConfigureAwait(false);
         // Stopped (its Orleans client closed) before the cluster's silos stop.
         await using var stopHttp = new LocalHttpEndpoint.Stopper(http);

@@ -23,6 +23,15 @@ public sealed record ConnectionSettings(IPEndPoint Gateway, string ManifestPath,
     /// <summary>Redis connection string of the cluster's membership table; null: connect to <see cref="Gateway"/>.</summary>
     public string? RedisClustering { get; init; }
 
+    /// <summary>This client's TLS certificate (PEM); required when the manifest names a TLS CA, unless <see cref="NoTls"/>.</summary>
+    public string? TlsCertificate { get; init; }
+
+    /// <summary>Its private key; null: <c>tls.key</c> next to the certificate.</summary>
+    public string? TlsKey { get; init; }
+
+    /// <summary>Plaintext although the manifest names a TLS CA (silos started with <c>--no-tls</c>).</summary>
+    public bool NoTls { get; init; }
+
     public static IPEndPoint DefaultGateway { get; } = new(IPAddress.Loopback, LocalClusterOptions.DefaultGatewayPort);
 
     /// <summary>Where <c>Silo local</c> (default data directory ./data) writes the manifest.</summary>

@@ -165,19 +165,26 @@ public sealed class ClientCli
             var scheme = new Option<string>("--scheme") { Description = "USIG certificate scheme", DefaultValueFactory = _ => "ed25519" };
             scheme.AcceptOnlyFromAmong("ed25519", "hmac");
             var rotate = IntOption("--rotate-usig", "Give USIG i, which lost its state, a new epoch (and key) in the deployment at --out", null, 0, 2 * MaxF);
-            var keygen = new Command("keygen", "Generate a deployment's keys: a public manifest and each fault domain's private keys (or rotate one USIG's identity)")
+            var clientCertificate = CertificateNameOption("--client-cert", "Issue a TLS client certificate NAME from the deployment's CA at --out, into clients/NAME/");
+            var siloCertificate = CertificateNameOption("--silo-cert", "Issue (or renew) the TLS certificate of silo NAME (domain-i, gateway) from the deployment's CA at --out, into NAME/tls/");
+            var keygen = new Command("keygen", "Generate a deployment's keys: a public manifest with the TLS CA, each fault domain's private keys and TLS certificates (or rotate one USIG's identity, or issue a certificate)")
             {
-                f, output, scheme, rotate,
+                f, output, scheme, rotate, clientCertificate, siloCertificate,
             };
             keygen.Validators.Add(result =>
             {
-                var rotating = result.GetResult(rotate) is { Implicit: false };
-                var sized = result.GetResult(f) is { Implicit: false };
-                if (rotating == sized) result.AddError("keygen needs either --f (a new deployment) or --rotate-usig i (an existing one), not both");
+                var chosen = new[] { result.GetResult(f), result.GetResult(rotate), result.GetResult(clientCertificate), result.GetResult(siloCertificate) }
+                    .Count(r => r is { Implicit: false });
+                if (chosen != 1)
+                    result.AddError("keygen needs exactly one of --f (a new deployment), --rotate-usig i, --client-cert NAME or --silo-cert NAME (an existing one)");
             });
             Add(keygen, p =>
             {
                 ClusterManifest.TryParseScheme(p.GetValue(scheme), out var parsed);
+                if (p.GetResult(clientCertificate) is { Implicit: false })
+                    return new KeygenCommand(0, p.GetValue(output)!, parsed) { ClientCertificate = p.GetValue(clientCertificate) };
+                if (p.GetResult(siloCertificate) is { Implicit: false })
+                    return new KeygenCommand(0, p.GetValue(output)!, parsed) { SiloCertificate = p.GetValue(siloCertificate) };
                 return p.GetResult(rotate) is { Implicit: false }
                     ? new KeygenCommand(0, p.GetValue(output)!, parsed, p.GetValue(rotate))
                     : new KeygenCommand(p.GetValue(f), p.GetValue(output)!, parsed);
@@ -215,6 +222,24 @@ public sealed class ClientCli
         }
 
         return root;
+    }
+
+    /// <summary>A certificate name (a path segment and a subject); a bad one is a parse error.</summary>
+    private static Option<string?> CertificateNameOption(string name, string description)
+    {
+        var option = new Option<string?>(name) { Description = description, HelpName = "NAME" };
+        option.Validators.Add(result =>
+        {
+            try
+            {
+                if (result.GetValueOrDefault<string?>() is { } value) DeploymentCertificates.CheckName(value);
+            }
+            catch (ArgumentException e)
+            {
+                result.AddError($"{name}: {e.Message.Split(" (Parameter", 2)[0]}");
+            }
+        });
+        return option;
     }
 
     private static Argument<string> KeyArgument()
@@ -311,6 +336,15 @@ public sealed class ClientCli
 
         private readonly Option<string?> _clustering = CreateClusteringOption();
 
+        private readonly Option<string?> _tlsCertificate = new("--tls-cert")
+        {
+            Description = "This client's TLS certificate (PEM, keygen --client-cert NAME writes clients/NAME/tls.crt); required when the manifest names a TLS CA",
+        };
+
+        private readonly Option<string?> _tlsKey = new("--tls-key") { Description = "Its private key (PEM; default: tls.key next to the certificate)" };
+
+        private readonly Option<bool> _noTls = new("--no-tls") { Description = "Plaintext, for a cluster whose silos run with --no-tls although the manifest names a TLS CA" };
+
         private readonly Option<string?> _redisClustering = new("--redis-clustering")
         {
             Description = "Redis connection string (host:port[,password=...]) of the cluster's membership table: find the gateways there instead of --gateway",
@@ -335,6 +369,16 @@ public sealed class ClientCli
             command.Add(_timeout);
             command.Add(_clustering);
             command.Add(_redisClustering);
+            command.Add(_tlsCertificate);
+            command.Add(_tlsKey);
+            command.Add(_noTls);
+            command.Validators.Add(result =>
+            {
+                if (result.GetValue(_noTls) && (result.GetValue(_tlsCertificate) is not null || result.GetValue(_tlsKey) is not null))
+                    result.AddError("--no-tls excludes --tls-cert and --tls-key");
+                else if (result.GetValue(_tlsKey) is not null && result.GetValue(_tlsCertificate) is null)
+                    result.AddError("--tls-key needs --tls-cert");
+            });
             command.Validators.Add(result =>
             {
                 var clustering = result.GetValue(_clustering);
@@ -369,6 +413,9 @@ public sealed class ClientCli
             TimeSpan.FromSeconds(parse.GetValue(_timeout)))
         {
             RedisClustering = parse.GetValue(_redisClustering),
+            TlsCertificate = parse.GetValue(_tlsCertificate),
+            TlsKey = parse.GetValue(_tlsKey),
+            NoTls = parse.GetValue(_noTls),
         };
     }
 

@@ -46,10 +46,32 @@ public sealed class ClusterConnection : IAsyncDisposable
             throw new CliUsageException($"cannot read the cluster manifest: {e.Message} (use --manifest)", e);
         }
 
+        var tls = !settings.NoTls && manifest.HasTlsCertificateAuthority;
+        if (tls && settings.TlsCertificate is null)
+        {
+            throw new CliUsageException(
+                $"the deployment uses TLS (the manifest {settings.ManifestPath} names its CA): give this client's certificate with --tls-cert "
+                + "(keygen --client-cert NAME writes clients/NAME/tls.crt), or --no-tls if the silos run with --no-tls");
+        }
+        if (!manifest.HasTlsCertificateAuthority && settings.TlsCertificate is not null)
+            throw new CliUsageException($"--tls-cert: the manifest {settings.ManifestPath} names no TLS CA, so this deployment runs plaintext; drop --tls-cert");
+
         var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         CliLogging.Configure(builder.Logging, console.Verbose);
+        Exception? tlsProblem = null;
         builder.UseOrleansClient(client =>
         {
+            if (tls)
+            {
+                try
+                {
+                    client.UseMinBftTls(manifest, settings.TlsCertificate!, settings.TlsKey);
+                }
+                catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+                {
+                    tlsProblem = e;
+                }
+            }
             if (settings.RedisClustering is { } redis) client.UseMinBftRedisClustering(redis);
             else client.UseStaticClustering(settings.Gateway);
             client.Configure<ClusterOptions>(o =>
@@ -58,6 +80,7 @@ public sealed class ClusterConnection : IAsyncDisposable
                 o.ServiceId = settings.ServiceId;
             });
         });
+        if (tlsProblem is not null) throw new CliUsageException("--tls-cert: " + tlsProblem.Message, tlsProblem);
         var host = builder.Build();
         // The Orleans client keeps retrying an unreachable gateway for minutes; a command line
         // user wants to hear about it sooner.

@@ -89,7 +89,7 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
                 options.UseFreePorts();
             }
             await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"demo: starting a local cluster, f={settings.F} n={2 * settings.F + 1}, usig={(settings.IsolatedUsig ? MinBftSilo.IsolatedUsigMode : MinBftSilo.InProcessUsigMode)}, in {directory}")).ConfigureAwait(false);
+                $"demo: starting a local cluster, f={settings.F} n={2 * settings.F + 1}, usig={(settings.IsolatedUsig ? MinBftSilo.IsolatedUsigMode : MinBftSilo.InProcessUsigMode)}, transport={LocalCluster.Transport}, in {directory}")).ConfigureAwait(false);
             await using var cluster = new LocalCluster(options);
             await cluster.StartAsync(cancellationToken).ConfigureAwait(false);
             await cluster.WaitForReplicasAsync(SettleTimeout, cancellationToken).ConfigureAwait(false);

@@ -102,13 +102,20 @@ public sealed record StatusCommand(ConnectionSettings Connection) : ICliCommand
 /// <see cref="RotateUsig"/>, a new identity (epoch, and key for ed25519) for one USIG that lost its state.</summary>
 public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Scheme, int? RotateUsig = null) : ICliCommand
 {
+    /// <summary><c>--client-cert NAME</c>: issue a client certificate from the deployment's CA.</summary>
+    public string? ClientCertificate { get; init; }
+
+    /// <summary><c>--silo-cert NAME</c>: issue or renew a silo's certificate from the deployment's CA.</summary>
+    public string? SiloCertificate { get; init; }
+
     public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken)
     {
         if (RotateUsig is { } replica) return await RotateAsync(console, replica).ConfigureAwait(false);
+        if (ClientCertificate is not null || SiloCertificate is not null) return await IssueAsync(console).ConfigureAwait(false);
         ClusterManifest manifest;
         try
         {
-            manifest = DeploymentKeys.Generate(F, OutputDirectory, Scheme);
+            manifest = DeploymentKeys.Generate(F, OutputDirectory, Scheme, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, tls: true);
         }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
         {
@@ -123,8 +130,31 @@ public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Sch
         {
             var domain = DeploymentKeys.DomainDirectory(directory, i);
             await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"fault domain {i} private keys (copy only to domain {i}'s machines): {Path.Combine(domain, DeploymentKeys.ReplicaKeyDirectoryName)} (silo), {Path.Combine(domain, DeploymentKeys.UsigKeyDirectoryName)} (USIG)")).ConfigureAwait(false);
+                $"fault domain {i} private keys (copy only to domain {i}'s machines): {Path.Combine(domain, DeploymentKeys.ReplicaKeyDirectoryName)} (silo), {Path.Combine(domain, DeploymentKeys.UsigKeyDirectoryName)} (USIG), {Path.Combine(domain, DeploymentTls.DirectoryName)} (silo TLS)")).ConfigureAwait(false);
         }
+        await console.Out.WriteLineAsync($"gateway silo TLS (for silos without fault domain): {Path.Combine(directory, DeploymentCertificates.GatewayDirectoryName, DeploymentTls.DirectoryName)}").ConfigureAwait(false);
+        await console.Out.WriteLineAsync($"client TLS: {Path.GetDirectoryName(DeploymentCertificates.ClientCertificatePath(directory, DeploymentCertificates.DefaultClientName))} (--tls-cert {DeploymentCertificates.ClientCertificatePath(directory, DeploymentCertificates.DefaultClientName)}; more with keygen --client-cert NAME)").ConfigureAwait(false);
+        await console.Out.WriteLineAsync($"TLS CA (its private key: keep it off every silo and client): {Path.Combine(directory, DeploymentCertificates.AuthorityDirectoryName)}").ConfigureAwait(false);
+        return ExitCodes.Ok;
+    }
+
+    private async Task<int> IssueAsync(CliConsole console)
+    {
+        string path;
+        try
+        {
+            path = ClientCertificate is { } client
+                ? DeploymentKeys.IssueClientCertificate(OutputDirectory, client)
+                : DeploymentKeys.IssueSiloCertificate(OutputDirectory, SiloCertificate!);
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException or InvalidDataException)
+        {
+            await console.Error.WriteLineAsync("keygen: " + e.Message).ConfigureAwait(false);
+            return ExitCodes.Usage;
+        }
+        await console.Out.WriteLineAsync(ClientCertificate is not null
+            ? $"keygen: client certificate {Path.GetFullPath(path)} (key: tls.key next to it; use it with --tls-cert)"
+            : $"keygen: silo certificate {Path.GetFullPath(path)} (key: tls.key next to it); copy both to silo {SiloCertificate}'s machines and restart it: peers accept old and new certificates of this CA alike").ConfigureAwait(false);
         return ExitCodes.Ok;
     }
 

@@ -58,6 +58,13 @@ public sealed class MinBftClientOptions
     /// </summary>
     public string? RedisClustering { get; set; }
 
+    /// <summary>
+    /// Mutual TLS with the cluster's gateways (section "MinBft:Client:Tls"), decided when
+    /// <c>IClientBuilder.AddMinBftClient</c> runs: on when the manifest names a TLS CA (a
+    /// deployment made by keygen), which then requires <see cref="MinBftClientTlsOptions.CertificatePath"/>.
+    /// </summary>
+    public MinBftClientTlsOptions Tls { get; set; } = new();
+
     internal MinBftClientOptions Clone() => (MinBftClientOptions)MemberwiseClone();
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
@@ -70,4 +77,17 @@ public sealed class MinBftClientOptions
         if (SessionRenewal < TimeSpan.Zero) throw new ArgumentException($"{nameof(SessionRenewal)} must not be negative, got {SessionRenewal}");
         if (RetryDelay < TimeSpan.Zero) throw new ArgumentException($"{nameof(RetryDelay)} must not be negative, got {RetryDelay}");
     }
+}
+
+/// <summary>The client's side of the deployment's mutual TLS (section "MinBft:Client:Tls").</summary>
+public sealed class MinBftClientTlsOptions
+{
+    /// <summary>False: plaintext even though the manifest names a TLS CA (a cluster whose silos run with <c>--no-tls</c>).</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>This client's certificate (PEM), issued by the deployment's CA: <c>keygen --client-cert NAME</c> writes <c>clients/NAME/tls.crt</c>.</summary>
+    public string? CertificatePath { get; set; }
+
+    /// <summary>Its private key (PKCS#8 PEM). Default: <c>tls.key</c> next to the certificate.</summary>
+    public string? KeyPath { get; set; }
 }

@@ -21,7 +21,8 @@ public static class MinBftClientServiceCollectionExtensions
     /// Redis clustering (an invalid connection string throws <see cref="ArgumentException"/> now).
     /// With <see cref="MinBftClientOptions.Tracing"/>, adds Orleans' activity propagation (once),
     /// so that a request's trace continues from the SDK's span into the client proxy grain
-    /// (<see cref="MinBftTracing"/>).
+    /// (<see cref="MinBftTracing"/>). When the manifest names a TLS CA, the client's connections
+    /// are mutual TLS with <see cref="MinBftClientTlsOptions.CertificatePath"/> (see <see cref="MinBftClientTls"/>).
     /// </summary>
     public static IClientBuilder AddMinBftClient(this IClientBuilder builder, Action<MinBftClientOptions>? configure = null)
     {
@@ -34,6 +35,7 @@ public static class MinBftClientServiceCollectionExtensions
         if (options.Tracing && !MinBftTracing.HasActivityPropagation(builder.Services)) builder.AddActivityPropagation();
         // The same deliberate bound as the silos (MessageLimits.MaxWireMessageBytes).
         builder.Configure<ClientMessagingOptions>(o => o.MaxMessageBodySize = MessageLimits.MaxWireMessageBytes);
+        MinBftClientTls.Configure(builder, options);
         if (!string.IsNullOrWhiteSpace(options.RedisClustering))
             builder.UseMinBftRedisClustering(options.RedisClustering, $"{MinBftClientOptions.SectionName}:{nameof(MinBftClientOptions.RedisClustering)}");
         return builder;

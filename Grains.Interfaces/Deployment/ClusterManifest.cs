@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using MinBft.Crypto;
@@ -40,6 +42,10 @@ public sealed record ReplicaIdentity(int Id, byte[] SigningPublicKey, byte[]? Us
 /// }
 /// </code>
 /// <c>usigPublicKey</c> is absent with the HMAC scheme (its key is a shared secret).
+/// <c>tlsCertificateAuthorities</c> (base64 DER certificates, optional): the CAs whose certificates
+/// silos and clients accept on the cluster's connections (mutual TLS, <see cref="DeploymentTls"/>).
+/// Absent: the deployment has no TLS CA (generated before TLS, or for local development).
+/// More than one: a CA roll-over, during which certificates of either are accepted.
 /// <c>checkpointInterval</c> and <c>watermark</c> are protocol constants every replica must share
 /// (see <see cref="Protocol.ProtocolSettings"/>); they default to 64 when absent.
 /// </remarks>
@@ -62,13 +68,18 @@ public sealed class ClusterManifest
     };
 
     private readonly ReplicaIdentity[] _replicas;
+    private readonly byte[][] _tlsAuthorities;
+
+    /// <summary>Most CAs one manifest lists (two during a roll-over; a few to spare).</summary>
+    public const int MaxTlsCertificateAuthorities = 4;
 
     /// <summary>Default of <see cref="CheckpointInterval"/> and <see cref="Watermark"/>.</summary>
     public const int DefaultCheckpointInterval = 64;
     public const int DefaultWatermark = 64;
 
-    private ClusterManifest(int f, UsigScheme scheme, ReplicaIdentity[] replicas, int checkpointInterval, int watermark)
+    private ClusterManifest(int f, UsigScheme scheme, ReplicaIdentity[] replicas, int checkpointInterval, int watermark, byte[][] tlsAuthorities)
     {
+        _tlsAuthorities = tlsAuthorities;
         F = f;
         UsigScheme = scheme;
         _replicas = replicas;
@@ -96,23 +107,39 @@ public sealed class ClusterManifest
     /// <summary>Replica i at index i.</summary>
     public IReadOnlyList<ReplicaIdentity> Replicas => _replicas;
 
+    /// <summary>The DER certificates of the CAs this deployment's TLS connections trust (empty: none).</summary>
+    public IReadOnlyList<byte[]> TlsCertificateAuthorities => _tlsAuthorities;
+
+    /// <summary>Whether the manifest names a TLS CA: the deployment's silos and clients authenticate each other with it.</summary>
+    public bool HasTlsCertificateAuthority => _tlsAuthorities.Length > 0;
+
+    /// <summary>The CAs of <see cref="TlsCertificateAuthorities"/> as certificates (the caller disposes them).</summary>
+    public IReadOnlyList<X509Certificate2> LoadTlsCertificateAuthorities() =>
+        _tlsAuthorities.Select(der => X509CertificateLoader.LoadCertificate(der)).ToList();
+
+    /// <summary>This manifest with <paramref name="authorities"/> (DER) as its TLS CAs.</summary>
+    public ClusterManifest WithTlsCertificateAuthorities(IEnumerable<byte[]> authorities) =>
+        Create(F, UsigScheme, _replicas, CheckpointInterval, Watermark, authorities);
+
     /// <summary>Validates and builds a manifest. Throws <see cref="ArgumentException"/> naming what is wrong.</summary>
     public static ClusterManifest Create(
         int f,
         UsigScheme scheme,
         IEnumerable<ReplicaIdentity> replicas,
         int checkpointInterval = DefaultCheckpointInterval,
-        int watermark = DefaultWatermark)
+        int watermark = DefaultWatermark,
+        IEnumerable<byte[]>? tlsCertificateAuthorities = null)
     {
         ArgumentNullException.ThrowIfNull(replicas);
         var list = replicas.ToArray();
-        if (Validate(f, scheme, list, checkpointInterval, watermark) is { } problem)
+        var authorities = (tlsCertificateAuthorities ?? []).Select(a => (byte[])a.Clone()).ToArray();
+        if ((Validate(f, scheme, list, checkpointInterval, watermark) ?? ValidateAuthorities(authorities)) is { } problem)
             throw new ArgumentException("invalid cluster manifest: " + problem, nameof(replicas));
         // Defensive copies: the key arrays are what every verifier is built from.
         return new ClusterManifest(f, scheme, list
             .OrderBy(r => r.Id)
             .Select(r => r with { SigningPublicKey = (byte[])r.SigningPublicKey.Clone(), UsigPublicKey = (byte[]?)r.UsigPublicKey?.Clone() })
-            .ToArray(), checkpointInterval, watermark);
+            .ToArray(), checkpointInterval, watermark, authorities);
     }
 
     /// <summary>Reads and validates a manifest file; throws <see cref="InvalidDataException"/> (or
@@ -160,8 +187,21 @@ public sealed class ClusterManifest
         }
         var checkpointInterval = document.CheckpointInterval ?? DefaultCheckpointInterval;
         var watermark = document.Watermark ?? DefaultWatermark;
-        if (Validate(document.F, scheme, replicas, checkpointInterval, watermark) is { } problem) throw new InvalidDataException($"{source}: {problem}");
-        return new ClusterManifest(document.F, scheme, replicas.OrderBy(r => r.Id).ToArray(), checkpointInterval, watermark);
+        var authorities = new byte[document.TlsCertificateAuthorities?.Count ?? 0][];
+        for (var i = 0; i < authorities.Length; i++)
+        {
+            try
+            {
+                authorities[i] = Convert.FromBase64String(document.TlsCertificateAuthorities![i] ?? throw new InvalidDataException($"{source}: tlsCertificateAuthorities[{i}] is null"));
+            }
+            catch (FormatException)
+            {
+                throw new InvalidDataException($"{source}: tlsCertificateAuthorities[{i}] is not valid base64");
+            }
+        }
+        if ((Validate(document.F, scheme, replicas, checkpointInterval, watermark) ?? ValidateAuthorities(authorities)) is { } problem)
+            throw new InvalidDataException($"{source}: {problem}");
+        return new ClusterManifest(document.F, scheme, replicas.OrderBy(r => r.Id).ToArray(), checkpointInterval, watermark, authorities);
     }
 
     /// <summary>The manifest as JSON text (the format <see cref="Parse"/> reads).</summary>
@@ -182,6 +222,7 @@ public sealed class ClusterManifest
                 UsigPublicKey = r.UsigPublicKey is null ? null : Convert.ToBase64String(r.UsigPublicKey),
                 UsigEpoch = r.UsigEpoch,
             }).ToList(),
+            TlsCertificateAuthorities = _tlsAuthorities.Length == 0 ? null : _tlsAuthorities.Select(a => (string?)Convert.ToBase64String(a)).ToList(),
         };
         return JsonSerializer.Serialize(document, JsonOptions) + "\n";
     }
@@ -277,6 +318,29 @@ public sealed class ClusterManifest
         return null;
     }
 
+    /// <summary>Each TLS CA must be a CA certificate, listed once: a leaf certificate here would let its holder's key vouch for anyone.</summary>
+    private static string? ValidateAuthorities(byte[][] authorities)
+    {
+        if (authorities.Length > MaxTlsCertificateAuthorities)
+            return $"tlsCertificateAuthorities lists {authorities.Length} CAs, at most {MaxTlsCertificateAuthorities}";
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < authorities.Length; i++)
+        {
+            try
+            {
+                using var certificate = X509CertificateLoader.LoadCertificate(authorities[i]);
+                if (!certificate.Extensions.OfType<X509BasicConstraintsExtension>().Any(b => b.CertificateAuthority))
+                    return $"tlsCertificateAuthorities[{i}] ({certificate.Subject}) is not a CA certificate";
+                if (!seen.Add(certificate.Thumbprint)) return $"tlsCertificateAuthorities[{i}] ({certificate.Subject}) is listed twice";
+            }
+            catch (CryptographicException)
+            {
+                return $"tlsCertificateAuthorities[{i}] is not a DER X.509 certificate";
+            }
+        }
+        return null;
+    }
+
     private static byte[]? Base64(string? text, string source, int id, string member)
     {
         if (text is null) return null;
@@ -300,6 +364,7 @@ public sealed class ClusterManifest
         public int? CheckpointInterval { get; set; }
         public int? Watermark { get; set; }
         public List<ReplicaDocument?>? Replicas { get; set; }
+        public List<string?>? TlsCertificateAuthorities { get; set; }
     }
 
     private sealed class ReplicaDocument

@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using MinBft.Crypto;
 using MinBft.Usig;
 using Org.BouncyCastle.Security;
@@ -14,7 +16,9 @@ namespace MinBft.Hosting;
 /// domain-0/replica/signing.key   replica 0's Ed25519 signing key (REPLY, REQ-VIEW-CHANGE, ...): the silo
 /// domain-0/usig/usig.key         USIG 0's Ed25519 key (ed25519 scheme), or
 /// domain-0/usig/usig-hmac.key    the USIGs' shared HMAC key (hmac scheme, one copy per domain): the USIG
+/// domain-0/tls/tls.crt, tls.key  the silo's TLS certificate (deployments made with TLS: DeploymentCertificates)
 /// domain-1/...
+/// ca/, gateway/tls/, clients/NAME/ the TLS CA (its key stays here), the gateway silo's and clients' certificates
 /// </code>
 /// Copy <c>domain-i</c> only to the machines of fault domain i: whoever holds a replica's keys
 /// can act as that replica. With an isolated USIG, <c>domain-i/usig/</c> belongs to the USIG
@@ -55,8 +59,19 @@ public static class DeploymentKeys
     public static ClusterManifest Generate(int f, string directory, UsigScheme scheme = UsigScheme.Ed25519) =>
         Generate(f, directory, scheme, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark);
 
-    /// <summary>As <see cref="Generate(int, string, UsigScheme)"/>, with the cluster's protocol constants.</summary>
-    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme, int checkpointInterval, int watermark)
+    /// <summary>As <see cref="Generate(int, string, UsigScheme)"/>, with the cluster's protocol constants. No TLS material
+    /// (local development and test clusters, which run plaintext); <c>keygen</c> uses the overload with <c>tls</c>.</summary>
+    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme, int checkpointInterval, int watermark) =>
+        Generate(f, directory, scheme, checkpointInterval, watermark, tls: false);
+
+    /// <summary>
+    /// As <see cref="Generate(int, string, UsigScheme, int, int)"/>; with <paramref name="tls"/>, also
+    /// the deployment's TLS CA (in <c>ca/</c>, its certificate in the manifest), one silo
+    /// certificate per fault domain (<c>domain-i/tls/</c>), one for a gateway silo
+    /// (<c>gateway/tls/</c>) and one client certificate (<c>clients/client/</c>); see
+    /// <see cref="DeploymentCertificates"/>.
+    /// </summary>
+    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme, int checkpointInterval, int watermark, bool tls)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(f);
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
@@ -81,8 +96,12 @@ public static class DeploymentKeys
             usig[i] = scheme == UsigScheme.Ed25519 ? Ed25519KeyPair.Generate(random) : null;
             identities[i] = new ReplicaIdentity(i, signing[i].PublicKey, usig[i]?.PublicKey, InitialEpoch);
         }
+        var now = DateTimeOffset.UtcNow;
+        // Named apart from every other deployment's CA, so an operator can tell them apart.
+        using var authority = tls ? DeploymentCertificates.CreateAuthority("minbft-ca-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4)), now) : null;
         // Validates before anything is written.
-        var manifest = ClusterManifest.Create(f, scheme, identities, checkpointInterval, watermark);
+        var manifest = ClusterManifest.Create(f, scheme, identities, checkpointInterval, watermark,
+            authority is null ? null : [authority.RawData]);
 
         CreatePrivateDirectory(directory);
         for (var i = 0; i < n; i++)
@@ -94,6 +113,16 @@ public static class DeploymentKeys
             KeyFiles.SavePrivateKey(Path.Combine(domain, ReplicaKeyDirectoryName, SigningKeyFileName), signing[i]);
             if (usig[i] is { } usigKeys) KeyFiles.SavePrivateKey(Path.Combine(domain, UsigKeyDirectoryName, UsigKeyFileName), usigKeys);
             if (hmacKey is not null) KeyFiles.SaveHmacKey(Path.Combine(domain, UsigKeyDirectoryName, HmacUsigKeyFileName), hmacKey);
+        }
+        if (authority is not null)
+        {
+            var caDirectory = Path.Combine(directory, DeploymentCertificates.AuthorityDirectoryName);
+            CreatePrivateDirectory(caDirectory);
+            DeploymentCertificates.Save(authority, Path.Combine(caDirectory, DeploymentCertificates.AuthorityCertificateFileName),
+                Path.Combine(caDirectory, DeploymentCertificates.AuthorityKeyFileName), replace: false);
+            for (var i = 0; i < n; i++) IssueSiloCertificate(directory, authority, DeploymentCertificates.DomainName(i), now, replace: false);
+            IssueSiloCertificate(directory, authority, DeploymentCertificates.GatewayDirectoryName, now, replace: false);
+            IssueClientCertificate(directory, authority, DeploymentCertificates.DefaultClientName, now, replace: false);
         }
         // Written last: a manifest on disk means the deployment's keys are complete.
         manifest.Save(manifestPath);
@@ -161,11 +190,64 @@ public static class DeploymentKeys
             KeyFiles.SavePrivateKey(Path.Combine(usigDirectory, UsigKeyFileName), keys, overwrite: true);
         }
         var rotated = ClusterManifest.Create(manifest.F, manifest.UsigScheme,
-            manifest.Replicas.Select(r => r.Id == replicaId ? identity : r), manifest.CheckpointInterval, manifest.Watermark);
+            manifest.Replicas.Select(r => r.Id == replicaId ? identity : r), manifest.CheckpointInterval, manifest.Watermark, manifest.TlsCertificateAuthorities);
         var aside = manifestPath + ".new";
         rotated.Save(aside, overwrite: true);
         File.Move(aside, manifestPath, overwrite: true);
         return rotated;
+    }
+
+    /// <summary>
+    /// <c>keygen --silo-cert NAME</c>: a new certificate for silo NAME (<c>domain-i</c>, <c>gateway</c>,
+    /// or another gateway's name) from the deployment's CA in <c>ca/</c>, into <c>NAME/tls/</c>. An
+    /// existing one is replaced (renewal): peers accept old and new alike, since both come from the
+    /// same CA, so silos can be restarted with their new certificate one at a time. Returns the path.
+    /// </summary>
+    public static string IssueSiloCertificate(string directory, string name)
+    {
+        using var authority = LoadTlsAuthority(directory);
+        return IssueSiloCertificate(directory, authority, name, DateTimeOffset.UtcNow, replace: true);
+    }
+
+    /// <summary><c>keygen --client-cert NAME</c>: a client certificate into <c>clients/NAME/</c>; refuses to replace one. Returns the path.</summary>
+    public static string IssueClientCertificate(string directory, string name)
+    {
+        using var authority = LoadTlsAuthority(directory);
+        return IssueClientCertificate(directory, authority, name, DateTimeOffset.UtcNow, replace: false);
+    }
+
+    /// <summary>The CA in <c>ca/</c>, checked to be one the manifest lists (else its certificates would be refused everywhere).</summary>
+    private static X509Certificate2 LoadTlsAuthority(string directory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        var manifest = ClusterManifest.Load(Path.Combine(directory, ManifestFileName));
+        var authority = DeploymentCertificates.LoadAuthority(directory);
+        if (!manifest.TlsCertificateAuthorities.Any(a => a.AsSpan().SequenceEqual(authority.RawData)))
+        {
+            authority.Dispose();
+            throw new InvalidDataException($"{Path.Combine(directory, DeploymentCertificates.AuthorityDirectoryName)}: this CA is not one the manifest lists; its certificates would be refused");
+        }
+        return authority;
+    }
+
+    private static string IssueSiloCertificate(string directory, X509Certificate2 authority, string name, DateTimeOffset now, bool replace)
+    {
+        var path = DeploymentCertificates.SiloCertificatePath(directory, name);
+        CreatePrivateDirectory(Path.Combine(directory, name));
+        CreatePrivateDirectory(Path.GetDirectoryName(path)!);
+        using var certificate = DeploymentCertificates.Issue(authority, "minbft-silo-" + name, TlsPeer.Silo, now, DeploymentCertificates.DefaultCertificateLifetime);
+        DeploymentCertificates.Save(certificate, path, DeploymentTls.DefaultKeyPath(path), replace);
+        return path;
+    }
+
+    private static string IssueClientCertificate(string directory, X509Certificate2 authority, string name, DateTimeOffset now, bool replace)
+    {
+        var path = DeploymentCertificates.ClientCertificatePath(directory, name);
+        CreatePrivateDirectory(Path.Combine(directory, DeploymentCertificates.ClientsDirectoryName));
+        CreatePrivateDirectory(Path.GetDirectoryName(path)!);
+        using var certificate = DeploymentCertificates.Issue(authority, "minbft-client-" + name, TlsPeer.SiloOrClient, now, DeploymentCertificates.DefaultCertificateLifetime);
+        DeploymentCertificates.Save(certificate, path, DeploymentTls.DefaultKeyPath(path), replace);
+        return path;
     }
 
     /// <summary>Keys of the layout before replica and USIG keys had directories of their own: say how to move them.</summary>

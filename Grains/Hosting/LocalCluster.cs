@@ -85,6 +85,12 @@ public sealed class LocalCluster : IAsyncDisposable
     /// <summary>What status and logs call this cluster's USIGs: "isolated" or "in-process (not isolated)".</summary>
     public string UsigMode => _options.IsolatedUsig ? MinBftSilo.IsolatedUsigMode : MinBftSilo.InProcessUsigMode;
 
+    /// <summary>Why the development cluster runs without TLS: all its silos and clients are on this machine's loopback.</summary>
+    public const string PlaintextReason = "local development";
+
+    /// <summary>How its connections are secured, as the status output prints it: plaintext (its manifest names no TLS CA).</summary>
+    public static string Transport => $"{MinBftTransport.PlaintextMode} ({PlaintextReason})";
+
     /// <summary>Fault domain i's USIG program (isolated mode; null while it is not running).</summary>
     public UsigProcess? UsigProcessOf(int faultDomain) => _usigs[CheckDomain(faultDomain)];
 
@@ -346,13 +352,18 @@ public sealed class LocalCluster : IAsyncDisposable
                     options.ManifestPath = ManifestPath;
                     options.KeyDirectory = DeploymentKeys.DomainDirectory(KeysDirectory, domain);
                     options.DataDirectory = Path.Combine(DataDirectory, string.Create(CultureInfo.InvariantCulture, $"domain-{domain}"));
+                    PlaintextForDevelopment(options);
                     _options.ConfigureMinBft?.Invoke(options);
                 });
             }
             else
             {
                 silo.UseLocalhostClustering(_options.SiloPort, _options.GatewayPort, primary, _options.ServiceId, _options.ClusterId);
-                silo.AddMinBftGateway(manifest, _options.ConfigureMinBft);
+                silo.AddMinBftGateway(manifest, options =>
+                {
+                    PlaintextForDevelopment(options);
+                    _options.ConfigureMinBft?.Invoke(options);
+                });
             }
             silo.Configure<SiloOptions>(o => o.SiloName = faultDomain is { } d
                 ? string.Create(CultureInfo.InvariantCulture, $"domain-{d}")
@@ -360,6 +371,13 @@ public sealed class LocalCluster : IAsyncDisposable
             _options.ConfigureSilo?.Invoke(faultDomain, silo);
         });
         return builder.Build();
+    }
+
+    /// <summary>Loopback only and keys made without a TLS CA: plaintext, said so in the log instead of warned about.</summary>
+    private static void PlaintextForDevelopment(MinBftOptions options)
+    {
+        options.Tls.Enabled = false;
+        options.Tls.PlaintextReason = PlaintextReason;
     }
 
     private static async Task StopAndDisposeAsync(IHost silo, CancellationToken cancellationToken)

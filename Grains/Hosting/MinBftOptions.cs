@@ -119,6 +119,9 @@ public sealed class MinBftOptions
     /// <summary>Where this domain's USIG runs, and its first start (section "MinBft:Usig").</summary>
     public MinBftUsigOptions Usig { get; set; } = new();
 
+    /// <summary>Mutual TLS on the silo's connections (section "MinBft:Tls"): on by default when the manifest names a TLS CA.</summary>
+    public MinBftTlsOptions Tls { get; set; } = new();
+
     /// <summary>How long a client proxy waits for f+1 matching replies before it resends a request
     /// to every replica (the first send goes to the primary only).</summary>
     public TimeSpan ClientRetransmitInterval { get; set; } = TimeSpan.FromSeconds(1);
@@ -195,7 +198,7 @@ public sealed class MinBftOptions
                     : "";
                 throw new ArgumentException($"{path}:{child.Key} is not a {type.Name} setting{hint}");
             }
-            if (property.PropertyType == typeof(ProtocolTuning) || property.PropertyType == typeof(MinBftUsigOptions))
+            if (property.PropertyType == typeof(ProtocolTuning) || property.PropertyType == typeof(MinBftUsigOptions) || property.PropertyType == typeof(MinBftTlsOptions))
                 RejectUnknownKeys(child, property.PropertyType, $"{path}:{child.Key}");
         }
     }
@@ -209,6 +212,21 @@ public sealed class MinBftOptions
         if (string.IsNullOrWhiteSpace(ManifestPath))
             throw new InvalidOperationException($"{SectionName}:{nameof(KeyDirectory)} is not set and there is no {nameof(ManifestPath)} to find it next to");
         return DeploymentKeys.DomainDirectory(Path.GetDirectoryName(Path.GetFullPath(ManifestPath)) ?? ".", domain);
+    }
+
+    /// <summary>
+    /// This silo's TLS certificate: <see cref="MinBftTlsOptions.CertificatePath"/>, or <c>tls/tls.crt</c>
+    /// in <see cref="KeyDirectory"/>, or in <c>domain-i/</c> (<c>gateway/</c> for a silo without fault
+    /// domain) next to the manifest. Null when none of those can be named.
+    /// </summary>
+    public string? ResolveTlsCertificatePath()
+    {
+        if (!string.IsNullOrWhiteSpace(Tls?.CertificatePath)) return Tls.CertificatePath;
+        var directory = !string.IsNullOrWhiteSpace(KeyDirectory) ? KeyDirectory
+            : string.IsNullOrWhiteSpace(ManifestPath) ? null
+            : Path.Combine(Path.GetDirectoryName(Path.GetFullPath(ManifestPath)) ?? ".",
+                FaultDomain is { } domain ? DeploymentCertificates.DomainName(domain) : DeploymentCertificates.GatewayDirectoryName);
+        return directory is null ? null : Path.Combine(directory, DeploymentTls.DirectoryName, DeploymentTls.CertificateFileName);
     }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
@@ -225,6 +243,7 @@ public sealed class MinBftOptions
         if (MaxClientSessions < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxClientSessions)} must be >= 1");
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
         (Usig ?? throw new ArgumentException($"{SectionName}:{nameof(Usig)} is null")).Validate();
+        if (Tls is null) throw new ArgumentException($"{SectionName}:{nameof(Tls)} is null");
         try
         {
             // The protocol knobs are checked by ProtocolSettings itself (n=1 and id 0 always exist).
@@ -277,6 +296,40 @@ public sealed class MinBftOptions
         if (value <= TimeSpan.Zero)
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture, $"{SectionName}:{name} must be positive, got {value}"));
     }
+}
+
+/// <summary>
+/// Mutual TLS between silos and between clients and gateways (section "MinBft:Tls"). With
+/// <see cref="Enabled"/> (the default) and a manifest that names a TLS CA, every silo-to-silo and
+/// gateway connection is TLS, and both ends must show a certificate of that CA: a silo's (server
+/// and client authentication) to join the cluster, a silo's or client's to use a gateway. A
+/// manifest without a CA (local development, test clusters, deployments made before TLS) gives
+/// plaintext, with a warning; the silo host (<c>MinBft.Silo --fault-domain</c>) refuses that
+/// unless told <c>--no-tls</c>.
+/// </summary>
+public sealed class MinBftTlsOptions
+{
+    /// <summary>False: plaintext connections even though the manifest names a CA (<c>--no-tls</c>); logged as a warning.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>
+    /// With <see cref="Enabled"/>: a manifest that names no TLS CA stops the silo instead of giving
+    /// plaintext with a warning. The silo host sets it for its per-domain and gateway modes (the
+    /// multi-machine deployments), where plaintext must be asked for with <c>--no-tls</c>.
+    /// </summary>
+    public bool Required { get; set; }
+
+    /// <summary>This silo's certificate (PEM). Default: <c>tls/tls.crt</c> in the key directory (<c>domain-i/</c>, or <c>gateway/</c> next to the manifest).</summary>
+    public string? CertificatePath { get; set; }
+
+    /// <summary>Its private key (PKCS#8 PEM). Default: <c>tls.key</c> next to the certificate.</summary>
+    public string? KeyPath { get; set; }
+
+    /// <summary>
+    /// Why this silo runs without TLS, when that is intended (e.g. "local development"): it is then
+    /// logged at Information as <c>transport=plaintext (REASON)</c> instead of a warning.
+    /// </summary>
+    public string? PlaintextReason { get; set; }
 }
 
 /// <summary>Options of fault domain i's USIG (section "MinBft:Usig").</summary>

@@ -52,6 +52,9 @@ public static class MinBftSiloBuilderExtensions
     /// <see cref="TimeProvider"/> keyed <see cref="MinBftSilo.ClockServiceKey"/>, default
     /// <see cref="TimeProvider.System"/>).</item>
     /// <item>Orleans' activity propagation, so that traces (<see cref="MinBftTracing"/>) follow grain calls.</item>
+    /// <item>mutual TLS on every silo and gateway connection when the manifest names a TLS CA and
+    /// <see cref="MinBftTlsOptions.Enabled"/> (the default), with this silo's certificate
+    /// (<see cref="MinBftOptions.ResolveTlsCertificatePath"/>); see <see cref="MinBftTransport"/>.</item>
     /// </list>
     /// The options are evaluated once, here: the fault domain decides what gets registered.
     /// Invalid options or an invalid manifest throw now, before the silo starts.
@@ -71,6 +74,8 @@ public static class MinBftSiloBuilderExtensions
             throw new ArgumentException($"{MinBftOptions.SectionName}:{nameof(MinBftOptions.FaultDomain)} {domain} is not a replica of this {manifest.N}-replica cluster");
         // The local knobs must fit the cluster's constants (e.g. in-flight batches within the watermark).
         options.ToProtocolSettings(manifest, options.FaultDomain ?? 0);
+        // Mutual TLS when the manifest names a CA (MinBftOptions.Tls); a missing or foreign certificate throws now.
+        var transport = MinBftSiloTls.Configure(builder, options, manifest);
 
         if (options.FaultDomain is { } faultDomain)
         {
@@ -121,6 +126,8 @@ public static class MinBftSiloBuilderExtensions
         services.AddSingleton(options);
         services.AddSingleton<IOptions<MinBftOptions>>(Options.Create(options));
         services.AddSingleton(manifest);
+        services.AddSingleton(transport);
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, MinBftTransportLog>();
         services.TryAddKeyedSingleton(MinBftSilo.ClockServiceKey, TimeProvider.System);
         services.TryAddSingleton(stateMachineFactory);
         services.AddMetrics();

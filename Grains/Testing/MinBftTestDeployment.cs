@@ -98,14 +98,26 @@ public sealed class MinBftTestDeployment : IDisposable
                 // Every start may initialise the USIG for the manifest's epoch: a test deployment
                 // starts from nothing, and a restarted silo finds its USIG's state at that epoch.
                 options.Usig.InitializeEpoch = Manifest.Replica(domain).UsigEpoch;
+                PlaintextForTests(options);
                 _options.ConfigureMinBft?.Invoke(options);
             });
         }
         else
         {
-            silo.AddMinBftGateway(Manifest, _options.ConfigureMinBft);
+            silo.AddMinBftGateway(Manifest, options =>
+            {
+                PlaintextForTests(options);
+                _options.ConfigureMinBft?.Invoke(options);
+            });
         }
         _options.ConfigureSilo?.Invoke(faultDomain, silo);
+    }
+
+    /// <summary>In-process test silos whose keys have no TLS CA: plaintext, said so in the log instead of warned about.</summary>
+    private static void PlaintextForTests(MinBftOptions options)
+    {
+        options.Tls.Enabled = false;
+        options.Tls.PlaintextReason = "test cluster";
     }
 
     /// <summary>Adds the MinBFT client (<see cref="MinBftClient"/>, <see cref="KeyValueClient"/>) to the cluster client.</summary>

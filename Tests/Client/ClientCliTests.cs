@@ -58,6 +58,16 @@ public sealed class ClientCliTests
         Assert.Equal(new KeygenCommand(2, "out", UsigScheme.Hmac), Bind("keygen", "--f", "2", "--out", "out", "--scheme", "hmac"));
         Assert.Equal(new KeygenCommand(1, "k", UsigScheme.Ed25519), Bind("keygen", "--f", "1", "-o", "k"));
         Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519, RotateUsig: 2), Bind("keygen", "--rotate-usig", "2", "-o", "k"));
+        Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519) { ClientCertificate = "alice" }, Bind("keygen", "--client-cert", "alice", "-o", "k"));
+        Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519) { SiloCertificate = "domain-1" }, Bind("keygen", "--silo-cert", "domain-1", "-o", "k"));
+    }
+
+    [Fact]
+    public void Tls_options_of_the_cluster_commands()
+    {
+        Assert.Equal(new GetCommand(Defaults with { TlsCertificate = "c.crt" }, "k"), Bind("get", "k", "--tls-cert", "c.crt"));
+        Assert.Equal(new GetCommand(Defaults with { TlsCertificate = "c.crt", TlsKey = "c.key" }, "k"), Bind("get", "k", "--tls-cert", "c.crt", "--tls-key", "c.key"));
+        Assert.Equal(new StatusCommand(Defaults with { NoTls = true }), Bind("status", "--no-tls"));
     }
 
     [Fact]
@@ -97,6 +107,12 @@ public sealed class ClientCliTests
     [InlineData("keygen", "--f", "-1", "--out", "x")]
     [InlineData("keygen", "--f", "1", "--rotate-usig", "0", "--out", "x")]
     [InlineData("keygen", "--rotate-usig", "-1", "--out", "x")]
+    [InlineData("keygen", "--f", "1", "--client-cert", "alice", "--out", "x")]
+    [InlineData("keygen", "--client-cert", "alice", "--silo-cert", "gateway", "--out", "x")]
+    [InlineData("keygen", "--client-cert", "../etc", "--out", "x")]
+    [InlineData("keygen", "--silo-cert", "a/b", "--out", "x")]
+    [InlineData("get", "k", "--no-tls", "--tls-cert", "c.crt")]
+    [InlineData("get", "k", "--tls-key", "c.key")]
     [InlineData("bench", "--clients", "0")]
     [InlineData("bench", "--seconds", "-3")]
     [InlineData("bench", "--payload", "-1")]

@@ -18,8 +18,9 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task A_fault_domain_silo_serves_healthz_healthy_and_metrics_that_count_an_executed_request()
     {
-        // One fault domain (f = 0) is a whole cluster: its replica runs and executes alone.
-        var manifest = DeploymentKeys.Generate(0, _directory);
+        // One fault domain (f = 0) is a whole cluster: its replica runs and executes alone. Keys as
+        // keygen makes them, with a TLS CA: the silo host runs mutual TLS by default.
+        var manifest = DeploymentKeys.Generate(0, _directory, UsigScheme.Ed25519, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, tls: true);
         var httpPort = FreePorts.Next();
         var gatewayPort = FreePorts.Next();
         var clusterId = "health-" + Guid.NewGuid().ToString("N")[..8];
@@ -77,8 +78,10 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
             var cli = new MinBft.Client.Cli.ClientCli(new MinBft.Client.Cli.CliConsole(cliOutput, cliOutput, ErrorIsTerminal: false));
             var exit = await cli.InvokeAsync(
                 ["put", "k", "v", "--gateway", $"127.0.0.1:{gatewayPort}", "--manifest", Path.Combine(_directory, DeploymentKeys.ManifestFileName),
-                 "--cluster-id", clusterId, "--service-id", clusterId], CancellationToken.None);
+                 "--cluster-id", clusterId, "--service-id", clusterId,
+                 "--tls-cert", DeploymentCertificates.ClientCertificatePath(_directory, DeploymentCertificates.DefaultClientName)], CancellationToken.None);
             Assert.True(exit == 0, $"put exited {exit}: {cliOutput}");
+            Assert.Contains("transport=mtls", silo.Tail(200), StringComparison.Ordinal);
             string metrics = "";
             // The exporter caches a scrape briefly: ask until the count shows (deadline).
             while (clock.Elapsed < Deadline && !metrics.Contains("minbft_requests_executed", StringComparison.Ordinal))

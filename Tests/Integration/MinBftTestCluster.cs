@@ -146,6 +146,9 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         {
             options.UseEmbeddedStorage = Setup.Sqlite || Setup.RedisStorage is not null;
             options.UsigServesOnlyItsReplica = Setup.UsigServesOnlyItsReplica;
+            // In-process silos with keys made without a TLS CA (TlsTests run TLS clusters of their own).
+            options.Tls.Enabled = false;
+            options.Tls.PlaintextReason = "test cluster";
             // Short intervals: a dropped message is asked for again quickly.
             options.Protocol = options.Protocol with
             {

@@ -83,7 +83,8 @@ internal sealed class ProcessDeployment : IDisposable
 
     private async Task StartAllAsync(int checkpointInterval, int watermark, CancellationToken cancellationToken)
     {
-        var manifest = DeploymentKeys.Generate(F, Path.Combine(_directory, "keys"), UsigScheme.Ed25519, checkpointInterval, watermark);
+        // With a TLS CA, as keygen makes them: every silo-to-silo and client connection below is mutual TLS.
+        var manifest = DeploymentKeys.Generate(F, Path.Combine(_directory, "keys"), UsigScheme.Ed25519, checkpointInterval, watermark, tls: true);
         var sockets = new string?[N];
         if (_isolatedUsig)
         {
@@ -243,6 +244,7 @@ internal sealed class ProcessDeployment : IDisposable
                 client.AddMinBftClient(o =>
                 {
                     o.ManifestPath = ManifestPath;
+                    o.Tls.CertificatePath = DeploymentCertificates.ClientCertificatePath(Path.Combine(_directory, "keys"), DeploymentCertificates.DefaultClientName);
                     if (_storage == ProcessStorage.Redis) o.RedisClustering = _membership;
                     o.IdentityPoolSize = 8;
                     o.RequestTimeout = TimeSpan.FromSeconds(30);

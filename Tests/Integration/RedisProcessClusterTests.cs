@@ -18,7 +18,7 @@ public sealed class SeparateProcessCollection;
 
 /// <summary>
 /// A cluster of separate processes, as deployed: one silo host process per fault domain
-/// (f=1: three), Redis clustering (no primary silo) and each domain's state in its own Redis
+/// (f=1: three), mutual TLS with the deployment's CA (the silo host's default), Redis clustering (no primary silo) and each domain's state in its own Redis
 /// server, all on 127.0.0.1 with free ports. A client in the test process runs load through
 /// the SDK; one backup's process is killed with SIGKILL under load and started again.
 /// </summary>

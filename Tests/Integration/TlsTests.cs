@@ -1,0 +1,389 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using MinBft.Client;
+using MinBft.Hosting;
+using Orleans.Configuration;
+using Orleans.Connections.Security;
+using Orleans.Hosting;
+using Orleans.Runtime;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Integration;
+
+/// <summary>
+/// Mutual TLS on a real cluster (issue 11, item 3: transport and membership were unauthenticated).
+/// The fixture runs a deployment made by keygen (with its CA) as the silo host would: fault domain
+/// 0's silo (f = 0, the primary silo of development clustering) and a gateway silo, in this
+/// process, on loopback TCP ports, with <c>AddMinBft</c>'s default TLS. Each attack test brings its
+/// own intruder: a silo or client that reaches the ports but lacks a certificate the deployment's
+/// CA issued for its role. It must be refused, and the refusal must show in the silos' log.
+/// </summary>
+public sealed class TlsTests(TlsClusterFixture cluster, ITestOutputHelper output) : IClassFixture<TlsClusterFixture>
+{
+    /// <summary>How long an intruding client is given to get in (a refused client keeps retrying until then); the
+    /// refusal itself is asserted from the silos' log, so this bounds the test's time, not what it proves.</summary>
+    private static readonly TimeSpan AttemptDeadline = TimeSpan.FromSeconds(15);
+
+    [Fact]
+    public async Task Client_and_silos_with_the_deployments_certificates_complete_a_request_through_the_sdk()
+    {
+        using var client = cluster.BuildClient(c => c.AddMinBftClient(o =>
+        {
+            o.ManifestPath = cluster.ManifestPath;
+            o.Tls.CertificatePath = DeploymentCertificates.ClientCertificatePath(cluster.Keys, DeploymentCertificates.DefaultClientName);
+        }));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        await client.StartAsync(deadline.Token);
+        var kv = client.Services.GetRequiredService<KeyValueClient>();
+        var value = "over mutual TLS"u8.ToArray();
+        await kv.PutAsync("tls-key", value, deadline.Token);
+        Assert.Equal(value, await kv.GetAsync("tls-key", deadline.Token));
+
+        // Both silos are members: the gateway silo reached the primary silo over silo-to-silo TLS.
+        var hosts = await client.Services.GetRequiredService<IClusterClient>().GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
+        Assert.Equal(2, hosts.Count);
+        Assert.Contains(cluster.Log.Lines, l => l.Message.Contains("transport=mtls", StringComparison.Ordinal));
+        await client.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task Attack_plaintext_client_without_certificate_cannot_call_a_grain()
+    {
+        var mark = cluster.Log.Count;
+        using var intruder = cluster.BuildClient(_ => { });
+        var failure = await TryCallAsync(intruder);
+        Assert.NotNull(failure);
+        // The gateway's TLS layer threw the plaintext hello away.
+        await cluster.Log.WaitForAsync(mark, l => l.FromCluster && l.Category.EndsWith("TlsServerConnectionMiddleware", StringComparison.Ordinal), "the gateway refusing a plaintext connection");
+    }
+
+    [Fact]
+    public async Task Attack_client_trusting_any_silo_without_a_certificate_of_its_own_cannot_call_a_grain()
+    {
+        var mark = cluster.Log.Count;
+        using var intruder = cluster.BuildClient(c => c.UseTls(tls =>
+        {
+            tls.ClientCertificateMode = RemoteCertificateMode.NoCertificate;
+            tls.AllowAnyRemoteCertificate();
+        }));
+        var failure = await TryCallAsync(intruder);
+        Assert.NotNull(failure);
+        await cluster.Log.WaitForAsync(mark, l => l.FromCluster && l.Category.EndsWith("TlsServerConnectionMiddleware", StringComparison.Ordinal), "the gateway refusing a client without certificate");
+    }
+
+    [Fact]
+    public async Task Attack_client_with_a_certificate_of_another_ca_cannot_call_a_grain()
+    {
+        var mark = cluster.Log.Count;
+        using var foreign = DeploymentTls.LoadCertificateWithKey(DeploymentCertificates.ClientCertificatePath(cluster.Foreign, DeploymentCertificates.DefaultClientName));
+        using var intruder = cluster.BuildClient(c => c.UseTls(foreign, tls => tls.AllowAnyRemoteCertificate()));
+        var failure = await TryCallAsync(intruder);
+        Assert.NotNull(failure);
+        await cluster.Log.WaitForAsync(mark, l => l.FromCluster && l.Message.Contains("refused a gateway connection", StringComparison.Ordinal)
+            && l.Message.Contains(foreign.Thumbprint, StringComparison.Ordinal) && l.Message.Contains("not issued by this deployment's CA", StringComparison.Ordinal),
+            "the gateway refusing the foreign CA's client certificate");
+    }
+
+    [Fact]
+    public async Task Attack_plaintext_silo_without_certificate_cannot_join_the_cluster()
+    {
+        var mark = cluster.Log.Count;
+        var failure = await cluster.TryJoinAsync("plaintext", o =>
+        {
+            o.Tls.Enabled = false;
+            o.Tls.PlaintextReason = "the intruder";
+        }, configure: null, output);
+        Assert.NotNull(failure);
+        await cluster.Log.WaitForAsync(mark, l => l.FromCluster && l.Category.EndsWith("TlsServerConnectionMiddleware", StringComparison.Ordinal), "the primary silo refusing a plaintext silo");
+        await cluster.AssertMembersAsync(2);
+    }
+
+    /// <summary>
+    /// The intruder knows the public manifest and adds its own CA to its copy, so it trusts the real
+    /// silos and its own certificate passes its own checks: only the cluster's check can stop it.
+    /// </summary>
+    [Fact]
+    public async Task Attack_silo_with_a_certificate_of_another_ca_cannot_join_the_cluster()
+    {
+        var mark = cluster.Log.Count;
+        var foreignPath = DeploymentCertificates.SiloCertificatePath(cluster.Foreign, DeploymentCertificates.GatewayDirectoryName);
+        using var foreign = DeploymentTls.LoadCertificate(foreignPath);
+        var bothCas = cluster.Manifest.WithTlsCertificateAuthorities(
+            [.. cluster.Manifest.TlsCertificateAuthorities, .. ClusterManifest.Load(Path.Combine(cluster.Foreign, DeploymentKeys.ManifestFileName)).TlsCertificateAuthorities]);
+        var failure = await cluster.TryJoinAsync("foreign-ca", o =>
+        {
+            o.Manifest = bothCas;
+            o.Tls.CertificatePath = foreignPath;
+        }, configure: null, output);
+        Assert.NotNull(failure);
+        await cluster.Log.WaitForAsync(mark, l => l.FromCluster && l.Message.Contains("refused a silo-to-silo (inbound) connection", StringComparison.Ordinal)
+            && l.Message.Contains(foreign.Thumbprint, StringComparison.Ordinal) && l.Message.Contains("not issued by this deployment's CA", StringComparison.Ordinal),
+            "the primary silo refusing the foreign CA's silo certificate");
+        await cluster.AssertMembersAsync(2);
+    }
+
+    /// <summary>
+    /// A client's certificate is the deployment's, but not a silo's: whoever holds one may use a
+    /// gateway, never join the cluster. The intruder shows it on its silo-to-silo connections (its
+    /// own listener needs a server certificate, so it makes one up).
+    /// </summary>
+    [Fact]
+    public async Task Attack_silo_showing_a_client_certificate_of_the_deployment_cannot_join_the_cluster()
+    {
+        var mark = cluster.Log.Count;
+        using var clientCertificate = DeploymentTls.LoadCertificateWithKey(DeploymentCertificates.ClientCertificatePath(cluster.Keys, DeploymentCertificates.DefaultClientName));
+        using var madeUp = DeploymentTls.LoadCertificateWithKey(DeploymentCertificates.SiloCertificatePath(cluster.Foreign, DeploymentCertificates.GatewayDirectoryName));
+        var failure = await cluster.TryJoinAsync("client-cert", o =>
+        {
+            o.Tls.Enabled = false;
+            o.Tls.PlaintextReason = "the intruder sets up TLS itself";
+        }, silo => silo.UseTls(tls =>
+        {
+            tls.LocalCertificate = clientCertificate;
+            tls.LocalServerCertificateSelector = (_, _) => madeUp;
+            tls.ClientCertificateMode = RemoteCertificateMode.RequireCertificate;
+            tls.AllowAnyRemoteCertificate();
+        }), output);
+        Assert.NotNull(failure);
+        await cluster.Log.WaitForAsync(mark, l => l.FromCluster && l.Message.Contains("refused a silo-to-silo (inbound) connection", StringComparison.Ordinal)
+            && l.Message.Contains(clientCertificate.Thumbprint, StringComparison.Ordinal) && l.Message.Contains("not a silo certificate", StringComparison.Ordinal),
+            "the primary silo refusing a client certificate on a silo-to-silo connection");
+        await cluster.AssertMembersAsync(2);
+    }
+
+    /// <summary>Starts the client and calls a grain through it; the exception that stopped it, or null if it got through.</summary>
+    private async Task<Exception?> TryCallAsync(IHost intruder)
+    {
+        using var deadline = new CancellationTokenSource(AttemptDeadline);
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            await intruder.StartAsync(deadline.Token);
+            var client = intruder.Services.GetRequiredService<IClusterClient>();
+            await client.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true).WaitAsync(deadline.Token);
+            return null;
+        }
+        catch (Exception e)
+        {
+            output.WriteLine($"refused after {clock.Elapsed.TotalSeconds:F1} s: {e.GetType().Name}: {e.Message}");
+            return e;
+        }
+        finally
+        {
+            await StopQuietlyAsync(intruder);
+        }
+    }
+
+    internal static async Task StopQuietlyAsync(IHost host)
+    {
+        try
+        {
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await host.StopAsync(stop.Token);
+        }
+        catch (Exception e) when (e is OperationCanceledException or OrleansException or ObjectDisposedException or InvalidOperationException or AggregateException)
+        {
+            // It never got in; there is nothing to leave.
+        }
+    }
+}
+
+/// <summary>The TLS deployment of <see cref="TlsTests"/>: keys with a CA, fault domain 0's silo and a gateway silo; and another deployment's keys for intruders.</summary>
+public sealed class TlsClusterFixture : IAsyncLifetime
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("minbft-tls-").FullName;
+    private readonly List<IHost> _silos = [];
+    private readonly string _clusterId = "tls-" + Guid.NewGuid().ToString("N")[..8];
+    private readonly int _primarySiloPort = FreePorts.Next();
+    private int _gatewayPort;
+
+    public string Keys => Path.Combine(_directory, "keys");
+
+    /// <summary>Another deployment (its own CA and certificates): what an outsider can make.</summary>
+    public string Foreign => Path.Combine(_directory, "foreign");
+
+    public string ManifestPath => Path.Combine(Keys, DeploymentKeys.ManifestFileName);
+
+    public ClusterManifest Manifest { get; private set; } = null!;
+
+    public CapturedLog Log { get; } = new();
+
+    public async Task InitializeAsync()
+    {
+        Manifest = DeploymentKeys.Generate(0, Keys, UsigScheme.Ed25519, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, tls: true);
+        DeploymentKeys.Generate(0, Foreign, UsigScheme.Ed25519, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, tls: true);
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        var domain = BuildSilo("domain-0", _primarySiloPort, FreePorts.Next(), o =>
+        {
+            o.FaultDomain = 0;
+            o.Usig.InitializeEpoch = Manifest.Replica(0).UsigEpoch;
+            o.DataDirectory = Path.Combine(_directory, "data-0");
+            // As the silo host: plaintext is refused, not warned about.
+            o.Tls.Required = true;
+        }, configure: null);
+        _silos.Add(domain);
+        await domain.StartAsync(deadline.Token);
+        _gatewayPort = FreePorts.Next();
+        // A silo without fault domain: its certificate is gateway/tls/ next to the manifest (the default path).
+        var gateway = BuildSilo("gateway", FreePorts.Next(), _gatewayPort, o => o.Tls.Required = true, configure: null);
+        _silos.Add(gateway);
+        await gateway.StartAsync(deadline.Token);
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var silo in Enumerable.Reverse(_silos))
+        {
+            await TlsTests.StopQuietlyAsync(silo);
+            silo.Dispose();
+        }
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A file still held open; the temp directory is cleaned some day.
+        }
+    }
+
+    /// <summary>A client of the gateway silo; <paramref name="configure"/> decides its TLS.</summary>
+    public IHost BuildClient(Action<IClientBuilder> configure)
+    {
+        var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.UseOrleansClient(client =>
+        {
+            client.UseStaticClustering(new IPEndPoint(IPAddress.Loopback, _gatewayPort));
+            client.Configure<ClusterOptions>(o =>
+            {
+                o.ClusterId = _clusterId;
+                o.ServiceId = _clusterId;
+            });
+            configure(client);
+        });
+        return builder.Build();
+    }
+
+    /// <summary>
+    /// Starts an intruding silo (no fault domain) that names the primary silo, and returns what
+    /// stopped it, or null if it started. It gives up joining after a few seconds of its own (its
+    /// membership options), well within the test's deadline.
+    /// </summary>
+    public async Task<Exception?> TryJoinAsync(string name, Action<MinBftOptions> options, Action<ISiloBuilder>? configure, ITestOutputHelper output)
+    {
+        using var silo = BuildSilo("intruder-" + name, FreePorts.Next(), FreePorts.Next(), options, builder =>
+        {
+            builder.Configure<ClusterMembershipOptions>(o => o.MaxJoinAttemptTime = TimeSpan.FromSeconds(5));
+            configure?.Invoke(builder);
+        });
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            await silo.StartAsync(deadline.Token);
+            return null;
+        }
+        catch (Exception e)
+        {
+            output.WriteLine($"intruder {name} refused after {clock.Elapsed.TotalSeconds:F1} s: {e.GetType().Name}: {e.Message}");
+            return e;
+        }
+        finally
+        {
+            await TlsTests.StopQuietlyAsync(silo);
+        }
+    }
+
+    /// <summary>The cluster, asked through a valid client, has exactly <paramref name="count"/> active members.</summary>
+    public async Task AssertMembersAsync(int count)
+    {
+        using var client = BuildClient(c => c.UseMinBftTls(Manifest, DeploymentCertificates.ClientCertificatePath(Keys, DeploymentCertificates.DefaultClientName)));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await client.StartAsync(deadline.Token);
+        var hosts = await client.Services.GetRequiredService<IClusterClient>().GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
+        Assert.True(hosts.Count == count, $"active members: {string.Join(", ", hosts.Keys)}; expected {count}");
+        await client.StopAsync(CancellationToken.None);
+    }
+
+    private IHost BuildSilo(string name, int siloPort, int gatewayPort, Action<MinBftOptions> options, Action<ISiloBuilder>? configure)
+    {
+        var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(Log.For(name));
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.UseOrleans(silo =>
+        {
+            silo.UseLocalhostClustering(siloPort, gatewayPort, new IPEndPoint(IPAddress.Loopback, _primarySiloPort), _clusterId, _clusterId);
+            silo.Configure<SiloOptions>(o => o.SiloName = name);
+            silo.AddMinBft(o =>
+            {
+                o.ManifestPath = ManifestPath;
+                options(o);
+            });
+            configure?.Invoke(silo);
+        });
+        return builder.Build();
+    }
+}
+
+/// <summary>Every log line of the fixture's silos, in order, for tests that look for a refusal.</summary>
+public sealed class CapturedLog
+{
+    private readonly ConcurrentQueue<Line> _lines = new();
+    private int _count;
+
+    public sealed record Line(string Silo, string Category, LogLevel Level, string Message)
+    {
+        /// <summary>Written by one of the deployment's own silos (not an intruder).</summary>
+        public bool FromCluster => Silo is "domain-0" or "gateway";
+    }
+
+    public int Count => Volatile.Read(ref _count);
+
+    public IEnumerable<Line> Lines => _lines;
+
+    public ILoggerProvider For(string silo) => new Provider(this, silo);
+
+    /// <summary>Waits (deadline 30 s) for a line after the first <paramref name="mark"/> lines that matches.</summary>
+    public Task WaitForAsync(int mark, Func<Line, bool> match, string what) =>
+        MinBft.Tests.Client.Conditions.WaitUntilAsync(() =>
+        {
+            var found = _lines.Skip(mark).Any(match);
+            var recent = _lines.Skip(mark).Where(l => l.Level >= LogLevel.Warning).TakeLast(5).Select(l => $"[{l.Silo}] {l.Category}: {l.Message}");
+            return Task.FromResult((found, string.Join(" | ", recent)));
+        }, TimeSpan.FromSeconds(30), what);
+
+    private void Add(Line line)
+    {
+        _lines.Enqueue(line);
+        Interlocked.Increment(ref _count);
+    }
+
+    private sealed class Provider(CapturedLog log, string silo) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new Logger(log, silo, categoryName);
+
+        public void Dispose()
+        {
+        }
+    }
+
+    private sealed class Logger(CapturedLog log, string silo, string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        // Orleans is chatty at Information; warnings and MinBFT's own lines are what the tests read.
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning || category.StartsWith("MinBft", StringComparison.Ordinal);
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel)) log.Add(new Line(silo, category, logLevel, formatter(state, exception)));
+        }
+    }
+}
