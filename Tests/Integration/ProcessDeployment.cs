@@ -256,7 +256,8 @@ internal sealed class ProcessDeployment : IDisposable
             try
             {
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                attempt.CancelAfter(TimeSpan.FromSeconds(4));
+                // A TLS handshake per connection on a loaded machine: give each attempt time.
+                attempt.CancelAfter(TimeSpan.FromSeconds(15));
                 await host.StartAsync(attempt.Token);
                 return host;
             }
