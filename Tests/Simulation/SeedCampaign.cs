@@ -10,6 +10,8 @@ namespace MinBft.Tests.Simulation;
 /// <list type="bullet">
 /// <item><c>MINBFT_SEED=s</c> replays exactly seed s;</item>
 /// <item><c>MINBFT_SEEDS=N</c> runs N seeds from the scenario's first seed;</item>
+/// <item><c>MINBFT_SEED_OFFSET=k</c> starts k seeds after the scenario's first seed, so a long
+/// block can be split into shards that run in parallel;</item>
 /// <item><c>MINBFT_KEEP_GOING=1</c> runs every seed even after a failure and reports all failing
 /// seeds at the end (the default stops at the first, with its trace).</item>
 /// </list>
@@ -27,13 +29,16 @@ internal sealed class SeedCampaign(string name, ITestOutputHelper output)
     public static int SeedCount(int fallback) =>
         int.TryParse(Environment.GetEnvironmentVariable("MINBFT_SEEDS"), out var n) && n > 0 ? n : fallback;
 
+    public static int SeedOffset =>
+        int.TryParse(Environment.GetEnvironmentVariable("MINBFT_SEED_OFFSET"), out var k) && k > 0 ? k : 0;
+
     private static bool KeepGoing => Environment.GetEnvironmentVariable("MINBFT_KEEP_GOING") is "1" or "true";
 
     /// <summary>Runs <paramref name="count"/> seeds from <paramref name="firstSeed"/> (or the
     /// environment's choice); <paramref name="check"/> may assert more about each finished run.</summary>
     public void Run(int firstSeed, int count, Func<int, SimulationOptions> optionsFor, Action<Simulation>? check = null)
     {
-        var seeds = ReplaySeed is { } replay ? [replay] : Enumerable.Range(firstSeed, SeedCount(count));
+        var seeds = ReplaySeed is { } replay ? [replay] : Enumerable.Range(firstSeed + SeedOffset, SeedCount(count));
         var clock = Stopwatch.StartNew();
         var failures = new List<string>();
         var runs = 0;
@@ -58,7 +63,7 @@ internal sealed class SeedCampaign(string name, ITestOutputHelper output)
         }
         var total = runs + failures.Count;
         var seconds = clock.Elapsed.TotalSeconds;
-        output.WriteLine($"campaign {name}: {total} seeds in {seconds:F1}s ({total / Math.Max(seconds, 1e-9):F1} seeds/s), {failures.Count} failed; " +
+        output.WriteLine($"campaign {name}: {total} seeds (from seed {seeds.FirstOrDefault()}) in {seconds:F1}s ({total / Math.Max(seconds, 1e-9):F1} seeds/s), {failures.Count} failed; " +
                          $"{_requests} requests completed, {_events} events, view changed in {_viewChanged} seeds (highest view {_maxView}), " +
                          $"{_transfers} snapshots installed, {_restarts} restarts");
         output.WriteLine("rejections by reason: " + string.Join(", ", _rejections.OrderBy(r => r.Key).Select(r => $"{r.Key}={r.Value}")));
