@@ -6,6 +6,7 @@ using MinBft.Crypto;
 using MinBft.Encoding;
 using MinBft.Hosting;
 using MinBft.Messages;
+using MinBft.ReplicaHost;
 using Orleans.Concurrency;
 using Orleans.Placement;
 using Orleans.Runtime;
@@ -265,9 +266,11 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         for (var replica = 0; replica < _outbox!.Length; replica++)
         {
             var queue = _outbox[replica];
-            for (var start = 0; start < queue.Count; start += MessageLimits.MaxBatchSize)
+            // Split by count and by bytes: 1,024 requests of 64 KiB would be one 64 MiB call, and a
+            // replica refuses a SubmitBatch over MessageLimits.MaxDeliveryBytes.
+            foreach (var (start, count) in DeliveryRuns.Split(queue.Count, i => MessageLimits.RequestBytes(queue[i].Request),
+                         MessageLimits.MaxBatchSize, MessageLimits.MaxDeliveryBytes))
             {
-                var count = Math.Min(MessageLimits.MaxBatchSize, queue.Count - start);
                 var batch = new Request[count];
                 string[]? links = null;
                 for (var i = 0; i < count; i++)

@@ -134,7 +134,8 @@ public sealed partial class ReplicaGrain(
     {
         // Bounded before the core sees it: a proxy may be Byzantine.
         var links = BatchTracing.TakeLinks();
-        if (requests is null || requests.Length > MinBft.Encoding.MessageLimits.MaxBatchSize)
+        if (requests is null || requests.Length > MinBft.Encoding.MessageLimits.MaxBatchSize
+            || MinBft.Encoding.MessageLimits.BatchBytes(requests) > MinBft.Encoding.MessageLimits.MaxDeliveryBytes)
         {
             Count("MalformedSubmitBatch");
             return Task.CompletedTask;

@@ -74,20 +74,9 @@ internal sealed partial class ReplicaTransport
             // resends the cached reply.
             // Split by count and by bytes: a batch of maximum-size results must not make one
             // Orleans message larger than MessageLimits.MaxDeliveryBytes.
-            var start = 0;
-            long bytes = 0;
-            for (var i = 0; i < replies.Count; i++)
-            {
-                var size = ApproximateBytes(replies[i]);
-                if (i > start && (i - start == MessageLimits.MaxRepliesPerDelivery || bytes + size > MessageLimits.MaxDeliveryBytes))
-                {
-                    OneWay(ProxyOf(to).DeliverReplies(replies.GetRange(start, i - start).ToArray()), "DeliverReplies", -1);
-                    start = i;
-                    bytes = 0;
-                }
-                bytes += size;
-            }
-            OneWay(ProxyOf(to).DeliverReplies(replies.GetRange(start, replies.Count - start).ToArray()), "DeliverReplies", -1);
+            foreach (var (start, length) in DeliveryRuns.Split(replies.Count, i => ApproximateBytes(replies[i]),
+                         MessageLimits.MaxRepliesPerDelivery, MessageLimits.MaxDeliveryBytes))
+                OneWay(ProxyOf(to).DeliverReplies(replies.GetRange(start, length).ToArray()), "DeliverReplies", -1);
         }
         _replies.Clear();
     }

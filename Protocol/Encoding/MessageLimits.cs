@@ -40,7 +40,7 @@ public static class MessageLimits
     public const int MaxWireMessageBytes = 128 * 1024 * 1024;
     // Bytes one delivery call (replica to replica, proxy to replica, replica to proxy) carries
     // at most; larger runs are split into several calls.
-    public const int MaxDeliveryBytes = 4 * 1024 * 1024;        // replies one replica hands a proxy in one call             // a reply tree of up to 2^32 leaves (a snapshot's whole reply cache)
+    public const int MaxDeliveryBytes = 4 * 1024 * 1024;
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
     public static string? Check(ReplicaMessage? m) => m switch

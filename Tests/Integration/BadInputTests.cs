@@ -53,6 +53,7 @@ public sealed class BadInputTests(ITestOutputHelper output)
             ["InvalidUi"] = 1,
             ["UnknownSender"] = 2,
             ["InvalidSignature"] = 4,
+            ["MalformedSubmitBatch"] = 3,
         };
 
         // Network input is one-way: nothing comes back to the sender, the replica counts it.
@@ -69,6 +70,12 @@ public sealed class BadInputTests(ITestOutputHelper output)
         // Wrong key: another client's valid signature over this client's id.
         var foreign = other.CreateRequest(valid.Seq, valid.Operation);
         await replica.Submit(foreign with { ClientId = valid.ClientId });                          // InvalidSignature
+        // A proxy's batch is bounded in count and in bytes before anything in it is looked at.
+        await replica.SubmitBatch(null!);                                                          // MalformedSubmitBatch
+        await replica.SubmitBatch(Enumerable.Repeat(valid, MessageLimits.MaxBatchSize + 1).ToArray()); // MalformedSubmitBatch: count
+        var large = valid with { Operation = new byte[MessageLimits.MaxOperationLength] };
+        var overBytes = MessageLimits.MaxDeliveryBytes / MessageLimits.RequestBytes(large) + 1;
+        await replica.SubmitBatch(Enumerable.Repeat(large, overBytes).ToArray());                  // MalformedSubmitBatch: bytes
 
         ReplicaStatus now = before[Backup];
         await MinBftTestCluster.UntilAsync(async () =>

@@ -103,6 +103,9 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     /// <summary>Every call a client proxy served: (client id, fault domain of its silo or null for a gateway).</summary>
     public ConcurrentQueue<(string ClientId, int? Domain)> ProxyCalls { get; } = new();
 
+    /// <summary>Every SubmitBatch call a replica received: (replica, requests, their bytes).</summary>
+    public ConcurrentQueue<(int Replica, int Requests, long Bytes)> SubmitBatches { get; } = new();
+
     /// <summary>The clock of every silo's MinBFT grains (one for all, so they agree on the time).</summary>
     public TestClock Clock { get; }
 
@@ -217,7 +220,10 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                     else if (context.MethodName == nameof(IReplicaGrain.Submit))
                         Trace.Submitted((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as Request);
                     else if (context.MethodName == nameof(IReplicaGrain.SubmitBatch) && context.Request.GetArgument(0) is Request[] batch)
+                    {
+                        SubmitBatches.Enqueue(((int)KeyOf(context.TargetId), batch.Length, Encoding.MessageLimits.BatchBytes(batch)));
                         foreach (var request in batch) Trace.Submitted((int)KeyOf(context.TargetId), request);
+                    }
                     break;
                 case UsigGrain:
                     Activations.Enqueue(("usig", KeyOf(context.TargetId), domain));

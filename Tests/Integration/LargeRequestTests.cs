@@ -1,0 +1,35 @@
+using MinBft.Application;
+using MinBft.Encoding;
+using Xunit.Abstractions;
+
+namespace MinBft.Tests.Integration;
+
+/// <summary>
+/// Requests near the operation size limit, many at once through one client proxy: they all
+/// execute, and no SubmitBatch call a replica receives is over MessageLimits.MaxDeliveryBytes
+/// (a replica refuses such a call; the cut itself is tested in DeliveryRunsTests).
+/// </summary>
+public sealed class LargeRequestTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Large_requests_through_one_proxy_all_execute_in_calls_within_the_delivery_bound()
+    {
+        await using var cluster = await MinBftTestCluster.StartAsync(new ClusterSetup { F = 1 }, output);
+        var proxy = cluster.Proxy("shared-proxy");
+        var clients = Enumerable.Range(0, 100).Select(i => new TestClient(cluster, "large-" + i)).ToArray();
+        var value = new byte[60_000];
+        var requests = clients.Select(c => c.NextRequest(KeyValueOperation.EncodePut("key-" + c.Name, value))).ToArray();
+        var total = requests.Sum(MessageLimits.RequestBytes);
+        Assert.True(total > MessageLimits.MaxDeliveryBytes, "the workload is larger than one delivery call may carry");
+
+        var replies = await Task.WhenAll(requests.Select(r => proxy.Execute(r, MinBftTestCluster.RequestTimeout)));
+
+        for (var i = 0; i < clients.Length; i++)
+            Assert.Equal(KeyValueResult.Ok, clients[i].CheckReplies(requests[i], replies[i]));
+        var batches = cluster.SubmitBatches.ToArray();
+        output.WriteLine($"{batches.Length} SubmitBatch calls, largest {batches.Max(b => b.Bytes)} bytes; {total} bytes of requests");
+        Assert.All(batches, b => Assert.True(b.Bytes <= MessageLimits.MaxDeliveryBytes, $"{b.Bytes} bytes in one call to replica {b.Replica}"));
+        var statuses = await cluster.WaitForAgreementAsync(Enumerable.Range(0, cluster.N).ToArray());
+        Assert.All(statuses, s => Assert.Equal(0, s.Rejections.GetValueOrDefault("MalformedSubmitBatch")));
+    }
+}
