@@ -1,5 +1,6 @@
 using MinBft.Application;
 using MinBft.Encoding;
+using MinBft.Messages;
 using Xunit.Abstractions;
 
 namespace MinBft.Tests.Integration;
@@ -7,7 +8,9 @@ namespace MinBft.Tests.Integration;
 /// <summary>
 /// Requests near the operation size limit, many at once through one client proxy: they all
 /// execute, and no SubmitBatch call a replica receives is over MessageLimits.MaxDeliveryBytes
-/// (a replica refuses such a call; the cut itself is tested in DeliveryRunsTests).
+/// (a replica refuses such a call; the cut itself is tested in DeliveryRunsTests). On SQLite, the
+/// default store: on Orleans' memory storage this burst stalled the primary in about half of the
+/// runs (its turn blocked for over 20 s), which is not understood yet.
 /// </summary>
 public sealed class LargeRequestTests(ITestOutputHelper output)
 {
@@ -22,7 +25,7 @@ public sealed class LargeRequestTests(ITestOutputHelper output)
         var total = requests.Sum(MessageLimits.RequestBytes);
         Assert.True(total > MessageLimits.MaxDeliveryBytes, "the workload is larger than one delivery call may carry");
 
-        var replies = await Task.WhenAll(requests.Select(r => proxy.Execute(r, MinBftTestCluster.RequestTimeout)));
+        var replies = await Task.WhenAll(requests.Select(ExecuteAsync));
 
         for (var i = 0; i < clients.Length; i++)
             Assert.Equal(KeyValueResult.Ok, clients[i].CheckReplies(requests[i], replies[i]));
@@ -31,5 +34,23 @@ public sealed class LargeRequestTests(ITestOutputHelper output)
         Assert.All(batches, b => Assert.True(b.Bytes <= MessageLimits.MaxDeliveryBytes, $"{b.Bytes} bytes in one call to replica {b.Replica}"));
         var statuses = await cluster.WaitForAgreementAsync(Enumerable.Range(0, cluster.N).ToArray());
         Assert.All(statuses, s => Assert.Equal(0, s.Rejections.GetValueOrDefault("MalformedSubmitBatch")));
+
+        // What the SDK does: the same request again after a timeout (replicas execute it once).
+        // 6 MB of requests take seconds to order on a loaded machine.
+        async Task<Reply[]> ExecuteAsync(Request request)
+        {
+            var deadline = DateTime.UtcNow + MinBftTestCluster.MaxWait;
+            while (true)
+            {
+                try
+                {
+                    return await proxy.Execute(request, MinBftTestCluster.RequestTimeout);
+                }
+                catch (TimeoutException) when (DateTime.UtcNow < deadline)
+                {
+                    cluster.Log($"request {request.ClientId[..8]}:{request.Seq} timed out; sending it again");
+                }
+            }
+        }
     }
 }
