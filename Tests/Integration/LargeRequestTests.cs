@@ -17,8 +17,8 @@ public sealed class LargeRequestTests(ITestOutputHelper output)
 
     /// <summary>
     /// 6 MB at once, more than one SubmitBatch may carry. Known to fail: the cluster stalls (every
-    /// replica's turn blocked, nothing ordered for minutes) in about half of the runs on memory
-    /// storage and under load on SQLite. Cause not found yet; see the README's known limits.
+    /// replica's turn blocked, nothing ordered for minutes) in most runs on memory storage and
+    /// now and then under load on SQLite. Cause not found yet; see the README's known limits.
     /// </summary>
     [Fact(Skip = "known stall under a 6 MB burst of large requests: see README, Known limits")]
     public Task A_burst_larger_than_one_delivery_call_is_split_and_all_of_it_executes() => RunAsync(clients: 100, overOneCall: true);
