@@ -60,7 +60,7 @@ for entry in "${scenarios[@]}"; do
 done | xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "$2" '"$out"
 
 echo
-printf '%-84s %s\n' "scenario" "seeds, CPU time of its shards, seeds/s, failures"
+printf '%-84s %s\n' "scenario" "seeds, seconds summed over its shards, seeds/s, failures"
 status=0
 for entry in "${scenarios[@]}"; do
   name=${entry%% *}
