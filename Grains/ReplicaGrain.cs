@@ -228,7 +228,7 @@ public sealed partial class ReplicaGrain(
                     break;
             }
         }
-        _transport.FlushReplies();
+        _transport.Flush();
         _commitLatency.AfterStep(_core.View, _core.ExecutedSequence, stateInstalled);
         ScheduleTick(ready.NextTick);
     }

@@ -126,6 +126,11 @@ public sealed class MinBftOptions
     /// to every replica (the first send goes to the primary only).</summary>
     public TimeSpan ClientRetransmitInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>The longest wait between two resends of one request: each resend waits twice as
+    /// long as the one before it, from <see cref="ClientRetransmitInterval"/> up to this. A cluster
+    /// slowed by load then gets fewer copies of the requests it is still ordering, not as many.</summary>
+    public TimeSpan ClientRetransmitMaxInterval { get; set; } = TimeSpan.FromSeconds(8);
+
     /// <summary>Requests one client proxy tracks at once; more are refused (bounded state per
     /// proxy). A proxy serves every identity of one client SDK instance, so this bounds that
     /// instance's concurrency (its identity pool size).</summary>
@@ -240,6 +245,8 @@ public sealed class MinBftOptions
         Positive(RetryDelay, nameof(RetryDelay));
         Positive(MaxRetryDelay, nameof(MaxRetryDelay));
         Positive(ClientRetransmitInterval, nameof(ClientRetransmitInterval));
+        if (ClientRetransmitMaxInterval < ClientRetransmitInterval)
+            throw new ArgumentException($"{SectionName}:{nameof(ClientRetransmitMaxInterval)} ({ClientRetransmitMaxInterval}) must not be shorter than {nameof(ClientRetransmitInterval)} ({ClientRetransmitInterval})");
         if (MaxClientSessions < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxClientSessions)} must be >= 1");
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
         (Usig ?? throw new ArgumentException($"{SectionName}:{nameof(Usig)} is null")).Validate();

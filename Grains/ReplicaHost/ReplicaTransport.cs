@@ -7,9 +7,9 @@ namespace MinBft.ReplicaHost;
 
 /// <summary>
 /// Replica i's outgoing messages: the core's <see cref="Send"/>, <see cref="ForwardRequest"/> and
-/// <see cref="SendReply"/> effects as one-way grain calls. Replies are held until the step's end
-/// (<see cref="FlushReplies"/>) and leave as one call per proxy: an executed batch's replies to
-/// one client SDK cost one message, not one each. A replica never waits on a peer or a proxy (a
+/// <see cref="SendReply"/> effects as one-way grain calls. Replies and forwarded requests are
+/// held until the step's end (<see cref="Flush"/>) and leave as one call per destination: an
+/// executed batch's replies to one client SDK cost one message, not one each. A replica never waits on a peer or a proxy (a
 /// slow or Byzantine one must not stall it); a lost message is repaired by the protocol's
 /// retransmission, so a failed call is only logged.
 /// </summary>
@@ -29,6 +29,9 @@ internal sealed partial class ReplicaTransport
 
     // Replies of the current step by destination proxy, in the order the core emitted them.
     private readonly Dictionary<string, List<Reply>> _replies = new(StringComparer.Ordinal);
+
+    // Requests the current step forwards, by peer (a tick forwards every known request at once).
+    private Dictionary<int, List<Request>>? _forwards;
 
     public ReplicaTransport(int id, int n, IGrainFactory grains, ILogger logger)
     {
@@ -52,7 +55,10 @@ internal sealed partial class ReplicaTransport
                 return true;
             case ForwardRequest forward:
                 // Forwarding only helps a primary that missed the request; nothing waits on it.
-                if (forward.To >= 0 && forward.To < _peers.Length) OneWay(_peers[forward.To].Submit(forward.Request), "Submit", forward.To);
+                if (forward.To < 0 || forward.To >= _peers.Length) return true;
+                _forwards ??= [];
+                if (!_forwards.TryGetValue(forward.To, out var requests)) _forwards[forward.To] = requests = [];
+                requests.Add(forward.Request);
                 return true;
             case SendReply reply:
                 var proxy = reply.ReplyTo ?? reply.Reply.ClientId;
@@ -64,8 +70,31 @@ internal sealed partial class ReplicaTransport
         }
     }
 
-    /// <summary>Sends the replies the step produced, one call per proxy.</summary>
-    public void FlushReplies()
+    /// <summary>Sends the requests and replies the step produced: one call per peer for its
+    /// forwarded requests, one per proxy for its replies (each cut at the delivery bounds).</summary>
+    public void Flush()
+    {
+        FlushForwards();
+        FlushReplies();
+    }
+
+    private void FlushForwards()
+    {
+        if (_forwards is null || _forwards.Count == 0) return;
+        foreach (var (to, requests) in _forwards)
+        {
+            // A replica refuses a SubmitBatch over MessageLimits.MaxDeliveryBytes or MaxBatchSize.
+            foreach (var (start, length) in DeliveryRuns.Split(requests.Count, i => MessageLimits.RequestBytes(requests[i]),
+                         MessageLimits.MaxBatchSize, MessageLimits.MaxDeliveryBytes))
+            {
+                var call = length == 1 ? _peers[to].Submit(requests[start]) : _peers[to].SubmitBatch(requests.GetRange(start, length).ToArray());
+                OneWay(call, length == 1 ? "Submit" : "SubmitBatch", to);
+            }
+        }
+        _forwards.Clear();
+    }
+
+    private void FlushReplies()
     {
         if (_replies.Count == 0) return;
         foreach (var (to, replies) in _replies)

@@ -140,8 +140,7 @@ public sealed partial class ReplicaCore
             {
                 _knownBytes += MessageLimits.RequestBytes(request) - MessageLimits.RequestBytes(known.Request);
                 known.Request = request;
-                known.FirstSeen = _now;
-                known.ForwardedAt = null;
+                known.Restart(_now);
             }
             return;
         }

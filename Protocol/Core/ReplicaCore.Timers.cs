@@ -37,11 +37,16 @@ public sealed partial class ReplicaCore
 
         if (!IsPrimary)
         {
+            // Forwards back off (one interval, then 2, 4, up to MaxForwardBackoff intervals): a
+            // primary that is slow, not absent, must not be sent every request it is still
+            // ordering again each interval by every backup. 100 requests of 60 KB at 200 ms were
+            // 60 MB/s into a primary that was starved already, and nothing got ordered.
             foreach (var known in _known.Values)
             {
-                if (_now - known.FirstSeen < interval) continue;
-                if (known.ForwardedAt is { } at && _now - at < interval) continue;
+                var since = known.ForwardedAt ?? known.FirstSeen;
+                if (_now - since < interval * (1 << Math.Min(known.Forwards, MaxForwardBackoffDoublings))) continue;
                 known.ForwardedAt = _now;
+                known.Forwards++;
                 Emit(new ForwardRequest(Primary, known.Request));
             }
         }
@@ -54,6 +59,9 @@ public sealed partial class ReplicaCore
         var progress = _lastExecutionAt > busySince ? _lastExecutionAt : busySince;
         return _now - progress >= _tuning.RetransmitInterval;
     }
+
+    /// <summary>A known request is forwarded again at most every 2^this retransmit intervals.</summary>
+    private const int MaxForwardBackoffDoublings = 3;
 
     // Since when work has been outstanding without a pause (null: idle).
     private TimeSpan? _busySince;

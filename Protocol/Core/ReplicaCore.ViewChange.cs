@@ -161,11 +161,7 @@ public sealed partial class ReplicaCore
         // Requests waiting at an old primary become known requests: the new primary gets them.
         foreach (var (request, arrived) in _pending) RememberKnown(request);
         ClearPending();
-        foreach (var known in _known.Values)
-        {
-            known.FirstSeen = _now;
-            known.ForwardedAt = null;
-        }
+        foreach (var known in _known.Values) known.Restart(_now);
     }
 
     /// <summary>A VIEW-CHANGE in its sender's stream (or ours, once certified).</summary>

@@ -106,6 +106,9 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     /// <summary>Every SubmitBatch call a replica received: (replica, requests, their bytes).</summary>
     public ConcurrentQueue<(int Replica, int Requests, long Bytes)> SubmitBatches { get; } = new();
 
+    /// <summary>Every request a replica received, alone or in a batch: (replica, client id, seq).</summary>
+    public ConcurrentQueue<(int Replica, string ClientId, ulong Seq)> Submissions { get; } = new();
+
     /// <summary>The clock of every silo's MinBFT grains (one for all, so they agree on the time).</summary>
     public TestClock Clock { get; }
 
@@ -160,6 +163,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                 RetransmitInterval = TimeSpan.FromMilliseconds(100),
             };
             options.ClientRetransmitInterval = TimeSpan.FromMilliseconds(500);
+            options.ClientRetransmitMaxInterval = TimeSpan.FromSeconds(2);
             options.SafetyTickInterval = TimeSpan.FromMilliseconds(250);
             Setup.ConfigureMinBft?.Invoke(options);
         }
@@ -218,11 +222,19 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                     if (context.MethodName == nameof(IReplicaGrain.Deliver))
                         Trace.Delivered((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as ReplicaMessage);
                     else if (context.MethodName == nameof(IReplicaGrain.Submit))
-                        Trace.Submitted((int)KeyOf(context.TargetId), context.Request.GetArgument(0) as Request);
+                    {
+                        var request = context.Request.GetArgument(0) as Request;
+                        Trace.Submitted((int)KeyOf(context.TargetId), request);
+                        if (request is not null) Submissions.Enqueue(((int)KeyOf(context.TargetId), request.ClientId, request.Seq));
+                    }
                     else if (context.MethodName == nameof(IReplicaGrain.SubmitBatch) && context.Request.GetArgument(0) is Request[] batch)
                     {
                         SubmitBatches.Enqueue(((int)KeyOf(context.TargetId), batch.Length, Encoding.MessageLimits.BatchBytes(batch)));
-                        foreach (var request in batch) Trace.Submitted((int)KeyOf(context.TargetId), request);
+                        foreach (var request in batch)
+                        {
+                            Trace.Submitted((int)KeyOf(context.TargetId), request);
+                            if (request is not null) Submissions.Enqueue(((int)KeyOf(context.TargetId), request.ClientId, request.Seq));
+                        }
                     }
                     break;
                 case UsigGrain:

@@ -208,6 +208,7 @@ internal sealed class ProcessDeployment : IDisposable
         ["MinBft__Protocol__ViewChangeTimeout"] = _storage == ProcessStorage.Sqlite ? "00:00:10" : "00:00:20",
         ["MinBft__Protocol__RetransmitInterval"] = "00:00:00.100",
         ["MinBft__ClientRetransmitInterval"] = "00:00:00.500",
+        ["MinBft__ClientRetransmitMaxInterval"] = "00:00:02",
         ["MinBft__SafetyTickInterval"] = "00:00:00.250",
         ["MinBft__Host__Membership__ProbeTimeout"] = "00:00:01",
         ["MinBft__Host__Membership__NumMissedProbesLimit"] = "2",

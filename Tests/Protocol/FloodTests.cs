@@ -138,4 +138,39 @@ public sealed class FloodTests
         Assert.InRange(primary.PendingRequestBytes, 1, MessageLimits.MaxBatchBytes);
         Assert.Equal(10 - 1 - fit, primary.RejectionCount(RejectReason.Overloaded));
     }
+
+    [Fact]
+    public void A_backup_forwards_a_request_the_primary_leaves_unordered_at_doubling_intervals_not_every_interval()
+    {
+        // A slow primary must not get every request it is still ordering again each interval
+        // from every backup: that flood once kept a starved primary from ordering anything.
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { RequestTimeout = TimeSpan.FromMinutes(5), ViewChangeTimeout = TimeSpan.FromMinutes(5) } });
+        var interval = h.Cores[1].Settings.Tuning.RetransmitInterval;
+        var request = h.NewClient().CreateRequest(1, MaxSizePut(0));
+        var seen = h.Now;
+        h.Request(1, request); // the backup alone: the primary never gets the request from the client
+
+        var forwards = new List<TimeSpan>();
+        var step = interval / 8;
+        while (h.Now - seen < interval * 40)
+        {
+            h.Now += step;
+            foreach (var forward in h.Tick(1).OfType<ForwardRequest>())
+            {
+                Assert.Equal(0, forward.To);
+                Assert.Same(request, forward.Request);
+                forwards.Add(h.Now - seen);
+            }
+        }
+
+        // After 1, 3, 7, 15, 23, 31, 39 intervals: each wait twice the last, at most 8 intervals.
+        Assert.True(forwards.Count is >= 6 and <= 8, $"{forwards.Count} forwards in 40 intervals: {string.Join(", ", forwards)}");
+        Assert.InRange(forwards[0], interval, interval + step);
+        var gaps = forwards.Zip(forwards.Skip(1), (a, b) => b - a).ToList();
+        for (var i = 0; i < gaps.Count; i++)
+        {
+            var expected = interval * (1 << Math.Min(i + 1, 3));
+            Assert.InRange(gaps[i], expected, expected + step);
+        }
+    }
 }
