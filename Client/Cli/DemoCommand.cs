@@ -61,6 +61,8 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
     public async Task<DemoOutcome> RunAsync(CancellationToken cancellationToken)
     {
         var directory = Directory.CreateTempSubdirectory("minbft-demo-").FullName;
+        // Disposed after the cluster (declared first): the last spans are flushed once it stopped.
+        using var telemetry = DemoTelemetry.StartIfConfigured();
         try
         {
             var options = new LocalClusterOptions
@@ -68,6 +70,8 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
                 F = settings.F,
                 DataDirectory = directory,
                 IsolatedUsig = settings.IsolatedUsig,
+                // Spans and their propagation across grain calls only when they are exported.
+                ConfigureMinBft = minBft => minBft.Tracing = telemetry is not null,
                 ConfigureLogging = logging =>
                 {
                     CliLogging.Configure(logging, console.Verbose);
@@ -90,12 +94,14 @@ public sealed class DemoRunner(DemoCommand settings, CliConsole console)
             }
             await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                 $"demo: starting a local cluster, f={settings.F} n={2 * settings.F + 1}, usig={(settings.IsolatedUsig ? MinBftSilo.IsolatedUsigMode : MinBftSilo.InProcessUsigMode)}, transport={LocalCluster.Transport}, in {directory}")).ConfigureAwait(false);
+            if (telemetry is not null)
+                await console.Error.WriteLineAsync("demo: exporting traces and metrics over OTLP to " + Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT")).ConfigureAwait(false);
             await using var cluster = new LocalCluster(options);
             await cluster.StartAsync(cancellationToken).ConfigureAwait(false);
             await cluster.WaitForReplicasAsync(SettleTimeout, cancellationToken).ConfigureAwait(false);
 
             using var client = new MinBftClient(
-                cluster.Client, cluster.Manifest, new MinBftClientOptions { IdentityPoolSize = settings.Clients });
+                cluster.Client, cluster.Manifest, new MinBftClientOptions { IdentityPoolSize = settings.Clients, Tracing = telemetry is not null });
             var kv = new KeyValueClient(client);
             var failure = await RunWorkloadAsync(kv, cluster, cancellationToken).ConfigureAwait(false);
             if (failure is not null) return new DemoOutcome(false, "demo failed: " + failure.Reason);

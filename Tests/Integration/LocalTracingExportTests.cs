@@ -97,6 +97,89 @@ public sealed class LocalTracingExportTests(ITestOutputHelper output) : IDisposa
     }
 }
 
+/// <summary>
+/// <c>demo</c> (a local cluster and its clients in the CLI's process) exports over OTLP too when
+/// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set: each request is one trace from the SDK's span through
+/// the proxy's, and the replicas' batch spans are exported.
+/// </summary>
+[Collection(nameof(SeparateProcessCollection))]
+public sealed class DemoTracingExportTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("minbft-demo-otlp-").FullName;
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A temp directory; a file may still be open for a moment.
+        }
+    }
+
+    /// <summary>The CLI in its own build output (Client/bin/CONFIG/TFM), the way a user runs it: the copy
+    /// next to the tests lacks what the Tests project takes from the ASP.NET shared framework.</summary>
+    private static string ClientProgram()
+    {
+        var testsBin = Path.DirectorySeparatorChar + Path.Combine("Tests", "bin") + Path.DirectorySeparatorChar;
+        var path = Path.Combine(AppContext.BaseDirectory.Replace(testsBin, Path.DirectorySeparatorChar + Path.Combine("Client", "bin") + Path.DirectorySeparatorChar, StringComparison.Ordinal), "MinBft.Client.dll");
+        if (!File.Exists(path)) Assert.Fail($"{path} is missing: build the solution (dotnet test MinBft.Orleans.sln builds Client/)");
+        return path;
+    }
+
+    [Fact]
+    public async Task Demo_exports_one_trace_per_request_from_the_SDK_through_the_proxy_when_the_endpoint_is_set()
+    {
+        using var receiver = new OtlpReceiver();
+        const int requests = 12;
+        using var demo = new SiloProcess("demo", ["demo", "--requests", requests.ToString(CultureInfo.InvariantCulture), "--clients", "2"],
+            new Dictionary<string, string>
+            {
+                ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.Endpoint,
+                ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+                ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
+                ["OTEL_METRIC_EXPORT_INTERVAL"] = "500",
+                ["DOTNET_gcServer"] = "0",
+            }, _directory)
+        {
+            Program = ClientProgram(),
+        };
+        demo.Start();
+        try
+        {
+            await Conditions.WaitUntilAsync(() => Task.FromResult((!demo.IsRunning, demo.Tail(5))), TimeSpan.FromSeconds(180), "demo finishes");
+            Assert.True(demo.ExitCode == 0, $"demo exited {demo.ExitCode}:\n{demo.Tail(30)}");
+            Assert.Contains("demo ok:", demo.Tail(30), StringComparison.Ordinal);
+
+            // Flushed at exit: every span is in by now.
+            var spans = receiver.Spans();
+            foreach (var span in spans.Where(s => s.Scope == MinBftTracing.SourceName).Take(30)) output.WriteLine($"{span.Scope}: {span.Name} trace {span.TraceId[..8]} span {span.SpanId} parent {span.ParentSpanId}");
+            var roots = spans.Where(s => s.Scope == MinBftTracing.SourceName && s.Name == MinBftTracing.RequestSpan).ToList();
+            // The demo's own reads of the state may add requests; each is a trace of its own.
+            Assert.True(roots.Count >= requests, $"{roots.Count} SDK request spans for {requests} requests");
+            Assert.Equal(roots.Count, roots.Select(r => r.TraceId).Distinct().Count());
+            var byId = spans.ToDictionary(s => (s.TraceId, s.SpanId));
+            var proxies = spans.Where(s => s.Scope == MinBftTracing.SourceName && s.Name == MinBftTracing.ProxySpan).ToList();
+            Assert.NotEmpty(proxies);
+            foreach (var proxy in proxies)
+            {
+                // Up the parent chain (Orleans' client and server spans between) to the SDK's span.
+                var at = proxy;
+                while (at.Name != MinBftTracing.RequestSpan && byId.TryGetValue((at.TraceId, at.ParentSpanId), out var parent)) at = parent;
+                Assert.Equal(MinBftTracing.RequestSpan, at.Name);
+            }
+            Assert.Contains(spans, s => s.Scope == MinBftTracing.SourceName && s.Name == MinBftTracing.BatchSpan);
+            Assert.True(receiver.MetricsContain("minbft.requests.executed"), "the MinBft meter is exported");
+        }
+        finally
+        {
+            output.WriteLine(demo.Tail(30));
+        }
+    }
+}
+
 /// <summary>One span as an OTLP/protobuf export carries it (ids in hex).</summary>
 internal sealed record OtlpSpan(string Scope, string Name, string TraceId, string SpanId, string ParentSpanId);
 

@@ -46,6 +46,12 @@ internal sealed class SiloProcess : IDisposable
 
     public bool IsRunning => _process is { HasExited: false };
 
+    /// <summary>The program run (default: <see cref="SiloAssembly"/>), e.g. the CLI for <c>demo</c>.</summary>
+    public string? Program { get; init; }
+
+    /// <summary>The exit code once the process ended by itself; null while it runs or after a kill.</summary>
+    public int? ExitCode => _process is { HasExited: true } p ? p.ExitCode : null;
+
     /// <summary>The silo host next to the test assembly (the Tests project references the Silo project).</summary>
     public static string SiloAssembly
     {
@@ -73,7 +79,7 @@ internal sealed class SiloProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        start.ArgumentList.Add(SiloAssembly);
+        start.ArgumentList.Add(Program ?? SiloAssembly);
         foreach (var argument in ProcessIds.Count == 0 ? Arguments.Concat(FirstStartArguments) : Arguments) start.ArgumentList.Add(argument);
         foreach (var (key, value) in Environment) start.Environment[key] = value;
         var process = Process.Start(start) ?? throw new InvalidOperationException($"{Name} did not start");
