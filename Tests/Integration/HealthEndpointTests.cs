@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
 using MinBft.Hosting;
 using Xunit.Abstractions;
 
@@ -21,52 +22,12 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
         // One fault domain (f = 0) is a whole cluster: its replica runs and executes alone. Keys as
         // keygen makes them, with a TLS CA: the silo host runs mutual TLS by default.
         var manifest = DeploymentKeys.Generate(0, _directory, UsigScheme.Ed25519, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, tls: true);
-        var httpPort = FreePorts.Next();
-        var gatewayPort = FreePorts.Next();
-        var clusterId = "health-" + Guid.NewGuid().ToString("N")[..8];
-        using var silo = new SiloProcess("domain-0",
-        [
-            "--fault-domain", "0",
-            "--manifest", Path.Combine(_directory, DeploymentKeys.ManifestFileName),
-            "--data", Path.Combine(_directory, "data"),
-            "--silo-port", FreePorts.Next().ToString(CultureInfo.InvariantCulture),
-            "--gateway-port", gatewayPort.ToString(CultureInfo.InvariantCulture),
-            "--http-port", httpPort.ToString(CultureInfo.InvariantCulture),
-            "--cluster-id", clusterId, "--service-id", clusterId,
-        ], new Dictionary<string, string>(), _directory)
-        {
-            FirstStartArguments = ["--init-usig", manifest.Replica(0).UsigEpoch.ToString(CultureInfo.InvariantCulture)],
-        };
-        silo.Start();
+        var (silo, httpPort, gatewayPort, clusterId) = StartSilo(manifest, domain: 0);
         try
         {
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-            var url = $"http://127.0.0.1:{httpPort}/healthz";
             var clock = Stopwatch.StartNew();
-            HttpResponseMessage? response = null;
-            // Until the silo is up and its replica answers (a deadline, not a sleep: each try is a request).
-            while (clock.Elapsed < Deadline)
-            {
-                try
-                {
-                    response = await http.GetAsync(url);
-                    if (response.StatusCode == HttpStatusCode.OK) break;
-                }
-                catch (HttpRequestException)
-                {
-                    // not listening yet
-                }
-                catch (TaskCanceledException)
-                {
-                    // the silo is still starting
-                }
-                Assert.True(silo.IsRunning, "the silo exited:\n" + silo.Tail());
-                await Task.Delay(200);
-            }
-            Assert.True(response is { StatusCode: HttpStatusCode.OK }, $"no 200 from {url} within {Deadline} (last: {response?.StatusCode}):\n{silo.Tail()}");
-            var body = await response!.Content.ReadAsStringAsync();
-            output.WriteLine(body);
-            using var json = JsonDocument.Parse(body);
+            using var json = await WaitForHealthAsync(http, silo, httpPort, clock, "Healthy");
             Assert.Equal("Healthy", json.RootElement.GetProperty("status").GetString());
             var replica = json.RootElement.GetProperty("checks").GetProperty("minbft");
             Assert.Equal("Healthy", replica.GetProperty("status").GetString());
@@ -75,11 +36,7 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
 
             // One request through the CLI, then the Prometheus scrape counts it.
             var cliOutput = new StringWriter();
-            var cli = new MinBft.Client.Cli.ClientCli(new MinBft.Client.Cli.CliConsole(cliOutput, cliOutput, ErrorIsTerminal: false));
-            var exit = await cli.InvokeAsync(
-                ["put", "k", "v", "--gateway", $"127.0.0.1:{gatewayPort}", "--manifest", Path.Combine(_directory, DeploymentKeys.ManifestFileName),
-                 "--cluster-id", clusterId, "--service-id", clusterId,
-                 "--tls-cert", DeploymentCertificates.ClientCertificatePath(_directory, DeploymentCertificates.DefaultClientName)], CancellationToken.None);
+            var exit = await PutAsync(cliOutput, gatewayPort, clusterId, timeoutSeconds: null);
             Assert.True(exit == 0, $"put exited {exit}: {cliOutput}");
             Assert.Contains("transport=mtls", silo.Tail(200), StringComparison.Ordinal);
             string metrics = "";
@@ -97,6 +54,134 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
         finally
         {
             output.WriteLine(silo.Tail(40));
+            silo.Dispose();
         }
+    }
+
+    [Fact]
+    public async Task A_replica_whose_isolated_USIG_is_down_serves_healthz_degraded_then_unhealthy_and_healthy_once_it_is_back()
+    {
+        // f = 0, its USIG as a program of its own (the key moved out of the silo's directory).
+        var manifest = DeploymentKeys.Generate(0, _directory, UsigScheme.Ed25519, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, tls: true);
+        var usigDirectory = Directory.CreateDirectory(Path.Combine(_directory, "usig-0")).FullName;
+        var key = Path.Combine(usigDirectory, "usig.key");
+        var siloKeys = DeploymentKeys.DomainDirectory(_directory, 0);
+        File.Move(DeploymentKeys.UsigKeyPath(manifest, siloKeys), key);
+        Directory.Delete(Path.GetDirectoryName(DeploymentKeys.UsigKeyPath(manifest, siloKeys))!, recursive: true);
+        var settings = new UsigProgramSettings(UsigProgramSettings.DefaultProgram, 0, manifest.Replica(0).UsigEpoch,
+            Path.Combine(usigDirectory, "usig.state"), key, Path.Combine(usigDirectory, "usig.sock"));
+        await UsigProcess.InitializeAsync(settings, CancellationToken.None);
+        var usig = await UsigProcess.StartAsync(settings, NullLogger.Instance, Deadline, CancellationToken.None);
+        var (silo, httpPort, gatewayPort, clusterId) = StartSilo(manifest, domain: 0, ["--usig", "unix:" + settings.SocketPath]);
+        try
+        {
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            var clock = Stopwatch.StartNew();
+            using (await WaitForHealthAsync(http, silo, httpPort, clock, "Healthy")) { }
+
+            // Down: the request's PREPARE waits for a UI the replica keeps asking for.
+            usig.Kill();
+            var putOutput = new StringWriter();
+            var put = PutAsync(putOutput, gatewayPort, clusterId, timeoutSeconds: 120);
+            using (var degraded = await WaitForHealthAsync(http, silo, httpPort, clock, "Degraded"))
+                Assert.Contains("retrying a failed store or USIG write", Description(degraded), StringComparison.Ordinal);
+            // Failing for longer than UnhealthyAfterFailingFor (10 s): 503.
+            using (var unhealthy = await WaitForHealthAsync(http, silo, httpPort, clock, "Unhealthy"))
+                Assert.Contains("its store or USIG has been failing", Description(unhealthy), StringComparison.Ordinal);
+
+            // Back: the replica gets its UI, orders the request and is healthy again.
+            usig.Dispose();
+            usig = await UsigProcess.StartAsync(settings, NullLogger.Instance, Deadline, CancellationToken.None);
+            using (await WaitForHealthAsync(http, silo, httpPort, clock, "Healthy")) { }
+            Assert.True(await put.WaitAsync(Deadline) == 0, "the request did not complete once the USIG was back: " + putOutput);
+        }
+        finally
+        {
+            output.WriteLine(silo.Tail(40));
+            silo.Dispose();
+            usig.Dispose();
+        }
+    }
+
+    private static string Description(JsonDocument health) =>
+        health.RootElement.GetProperty("checks").GetProperty("minbft").GetProperty("description").GetString() ?? "";
+
+    /// <summary>The silo of <paramref name="domain"/>, started (with <paramref name="usig"/>: its
+    /// <c>--usig</c> arguments, an isolated USIG).</summary>
+    private (SiloProcess Silo, int HttpPort, int GatewayPort, string ClusterId) StartSilo(ClusterManifest manifest, int domain, IReadOnlyList<string>? usig = null)
+    {
+        var httpPort = FreePorts.Next();
+        var gatewayPort = FreePorts.Next();
+        var clusterId = "health-" + Guid.NewGuid().ToString("N")[..8];
+        var silo = new SiloProcess("domain-" + domain.ToString(CultureInfo.InvariantCulture),
+        [
+            "--fault-domain", domain.ToString(CultureInfo.InvariantCulture),
+            "--manifest", Path.Combine(_directory, DeploymentKeys.ManifestFileName),
+            "--data", Path.Combine(_directory, "data"),
+            "--silo-port", FreePorts.Next().ToString(CultureInfo.InvariantCulture),
+            "--gateway-port", gatewayPort.ToString(CultureInfo.InvariantCulture),
+            "--http-port", httpPort.ToString(CultureInfo.InvariantCulture),
+            "--cluster-id", clusterId, "--service-id", clusterId,
+            .. usig ?? [],
+        ], new Dictionary<string, string>(), _directory)
+        {
+            // The in-process USIG's first start; an isolated one was initialised by its program.
+            FirstStartArguments = usig is null ? ["--init-usig", manifest.Replica(domain).UsigEpoch.ToString(CultureInfo.InvariantCulture)] : [],
+        };
+        silo.Start();
+        return (silo, httpPort, gatewayPort, clusterId);
+    }
+
+    /// <summary>Asks <c>/healthz</c> until it reports <paramref name="status"/> (a deadline, not a
+    /// sleep: each try is a request); its body.</summary>
+    private async Task<JsonDocument> WaitForHealthAsync(HttpClient http, SiloProcess silo, int httpPort, Stopwatch clock, string status)
+    {
+        var url = $"http://127.0.0.1:{httpPort}/healthz";
+        string? last = null;
+        while (clock.Elapsed < Deadline)
+        {
+            try
+            {
+                // 200 for Healthy and Degraded, 503 for Unhealthy: the body says which.
+                var response = await http.GetAsync(url);
+                last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
+                if (response.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable)
+                {
+                    var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+                    if (json.RootElement.GetProperty("status").GetString() == status)
+                    {
+                        Assert.Equal(status == "Unhealthy" ? HttpStatusCode.ServiceUnavailable : HttpStatusCode.OK, response.StatusCode);
+                        output.WriteLine(last);
+                        return json;
+                    }
+                    json.Dispose();
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+            catch (TaskCanceledException)
+            {
+                // the silo is still starting
+            }
+            Assert.True(silo.IsRunning, "the silo exited:\n" + silo.Tail());
+            await Task.Delay(200);
+        }
+        Assert.Fail($"{url} did not report {status} within {Deadline} (last: {last}):\n{silo.Tail()}");
+        throw new InvalidOperationException("unreachable");
+    }
+
+    private Task<int> PutAsync(StringWriter cliOutput, int gatewayPort, string clusterId, int? timeoutSeconds)
+    {
+        var cli = new MinBft.Client.Cli.ClientCli(new MinBft.Client.Cli.CliConsole(cliOutput, cliOutput, ErrorIsTerminal: false));
+        List<string> arguments =
+        [
+            "put", "k", "v", "--gateway", $"127.0.0.1:{gatewayPort}", "--manifest", Path.Combine(_directory, DeploymentKeys.ManifestFileName),
+            "--cluster-id", clusterId, "--service-id", clusterId,
+            "--tls-cert", DeploymentCertificates.ClientCertificatePath(_directory, DeploymentCertificates.DefaultClientName),
+        ];
+        if (timeoutSeconds is { } seconds) arguments.AddRange(["--timeout", seconds.ToString(CultureInfo.InvariantCulture)]);
+        return cli.InvokeAsync([.. arguments], CancellationToken.None);
     }
 }
