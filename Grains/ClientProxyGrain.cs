@@ -83,7 +83,9 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     {
         _stoppingRegistration.Dispose();
         // Requests still here lose their replies (they go to the next activation): tell their
-        // clients now, so they resend at once instead of after their timeout.
+        // clients now, so they resend at once instead of after their timeout. Sent right here:
+        // nothing is scheduled on an activation that is going away.
+        _notifyScheduled = true;
         foreach (var pending in _pending.Values.ToArray()) Finish(pending, null, $"the client proxy deactivated ({reason.ReasonCode}); retry the same request");
         SendOutcomes();
         return Task.CompletedTask;
