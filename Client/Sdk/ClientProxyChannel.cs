@@ -32,10 +32,12 @@ internal sealed class GrainFactoryLink(IGrainFactory grains) : IClientProxyLink
 
 /// <summary>
 /// The SDK's end of its client proxy. Requests leave in <see cref="IClientProxyGrain.Submit"/>
-/// calls at most one per <see cref="GatherWindow"/>: a request sent when the last call left
-/// longer ago than that goes at once (after one thread-pool hop, which gathers what its caller
-/// starts in the same loop), and under load each call carries everything started meanwhile, so
-/// the calls per second stay bounded however many requests run. The proxy reports each request's
+/// calls. Outcomes the proxy delivers together are handed to their callers each in a work item
+/// of its own, in which the caller's continuation runs (and typically starts its next request);
+/// requests started while any of those continuations is still running wait for the last one to
+/// end, then leave in one call, however loaded the machine. Other requests leave at most one call
+/// per <see cref="GatherWindow"/>: at once (after one thread-pool hop, which gathers what its
+/// caller starts in the same loop) when the last call left longer ago. The proxy reports each request's
 /// outcome to this observer as soon as it has it, so no request waits for the rest of its batch.
 /// Outcomes come from an untrusted proxy: one that names no request waiting here is ignored, and
 /// the caller verifies the replies itself.
@@ -54,6 +56,9 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
     /// small next to a round trip through the replicas.
     /// </summary>
     internal static readonly TimeSpan GatherWindow = TimeSpan.FromMilliseconds(1);
+
+    // Callers' continuations of delivered outcomes that are still running (see the summary).
+    private int _settling;
 
     private readonly IClientProxyLink _link;
     private readonly TimeProvider _time;
@@ -87,6 +92,9 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
             lock (_lock) return _outbox.Count;
         }
     }
+
+    /// <summary>Callers' continuations of delivered outcomes still running.</summary>
+    internal int Settling => Volatile.Read(ref _settling);
 
     /// <summary>Submit calls made (each carrying a batch of requests).</summary>
     public long Submits => Interlocked.Read(ref _submits);
@@ -132,7 +140,9 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
         foreach (var outcome in outcomes)
         {
             if (outcome?.ClientId is null) continue;
-            if (_waiting.TryGetValue((outcome.ClientId, outcome.Seq), out var attempt)) attempt.Result.TrySetResult((outcome, null));
+            if (!_waiting.TryGetValue((outcome.ClientId, outcome.Seq), out var attempt) || !attempt.TryClaim()) continue;
+            Interlocked.Increment(ref _settling);
+            ThreadPool.UnsafeQueueUserWorkItem(static s => s.Channel.Settle(s.Attempt, s.Outcome), (Channel: this, Attempt: attempt, Outcome: outcome), preferLocal: false);
         }
         return Task.CompletedTask;
     }
@@ -145,7 +155,7 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
             _disposed = true;
         }
         var disposed = new ObjectDisposedException(nameof(MinBftClient));
-        foreach (var attempt in _waiting.Values) attempt.Result.TrySetResult((null, disposed));
+        foreach (var attempt in _waiting.Values) Fail(attempt, disposed);
         try
         {
             _link.DeleteReference(_reference);
@@ -156,6 +166,36 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
         }
     }
 
+    /// <summary>Runs the caller's continuation of a delivered outcome, then sends what the
+    /// continuations started if none of them is still running.</summary>
+    private void Settle(Attempt attempt, ClientProxyOutcome outcome)
+    {
+        try
+        {
+            attempt.Result.SetResult((outcome, null));
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _settling) == 0) FlushQueued();
+        }
+    }
+
+    private void FlushQueued()
+    {
+        lock (_lock)
+        {
+            if (_outbox.Count == 0) return;
+        }
+        Flush();
+    }
+
+    private static void Fail(Attempt attempt, Exception error)
+    {
+        if (!attempt.TryClaim()) return;
+        // Not on this thread: the caller's continuation (a retry, its own code) runs elsewhere.
+        ThreadPool.UnsafeQueueUserWorkItem(static s => s.Attempt.Result.SetResult((null, s.Error)), (Attempt: attempt, Error: error), preferLocal: false);
+    }
+
     private void Enqueue(Attempt attempt)
     {
         TimeSpan wait;
@@ -164,6 +204,8 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             _outbox.Add(attempt);
             if (_flushScheduled) return;
+            // The last continuation of the outcomes delivered together sends it (Settle).
+            if (Volatile.Read(ref _settling) > 0) return;
             _flushScheduled = true;
             wait = _flushedOnce ? GatherWindow - _time.GetElapsedTime(_lastFlush) : TimeSpan.Zero;
         }
@@ -187,9 +229,12 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
         List<Attempt> batch;
         lock (_lock)
         {
+            // Whatever scheduled this call (a window, a hop, the last settling continuation),
+            // it takes everything queued; a call scheduled earlier may then find nothing.
+            _flushScheduled = false;
+            if (_outbox.Count == 0) return;
             batch = _outbox;
             _outbox = [];
-            _flushScheduled = false;
             _lastFlush = _time.GetTimestamp();
             _flushedOnce = true;
         }
@@ -226,7 +271,7 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
         {
             // The call failed (the proxy's silo died, the proxy refused the call): the outcomes
             // still missing will not come. Each attempt fails now and its request is retried.
-            foreach (var attempt in attempts) attempt.Result.TrySetResult((null, e));
+            foreach (var attempt in attempts) Fail(attempt, e);
             return;
         }
         // The proxy has an outcome for every request of the call; one not here yet is in transit,
@@ -234,7 +279,7 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
         if (Array.TrueForAll(attempts, a => a.Result.Task.IsCompleted)) return;
         await Task.Delay(LocalGrace, _time).ConfigureAwait(false);
         foreach (var attempt in attempts)
-            attempt.Result.TrySetResult((null, new TimeoutException("the client proxy finished the request, but its outcome did not arrive")));
+            Fail(attempt, new TimeoutException("the client proxy finished the request, but its outcome did not arrive"));
     }
 
     private sealed class Attempt(Request request, TimeSpan timeout, string? link)
@@ -244,6 +289,13 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
         public string? Link { get; } = link;
 
         /// <summary>The proxy's outcome, or why the attempt failed without one.</summary>
-        public TaskCompletionSource<(ClientProxyOutcome? Outcome, Exception? Error)> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>Completed by whoever claimed it (<see cref="TryClaim"/>), on a thread-pool work
+        /// item where the caller's continuation runs inline.</summary>
+        public TaskCompletionSource<(ClientProxyOutcome? Outcome, Exception? Error)> Result { get; } = new();
+
+        private int _claimed;
+
+        /// <summary>True for the first of the outcome, a failure or disposal: only it completes the attempt.</summary>
+        public bool TryClaim() => Interlocked.Exchange(ref _claimed, 1) == 0;
     }
 }

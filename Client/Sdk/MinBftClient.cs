@@ -111,6 +111,9 @@ public sealed partial class MinBftClient : IDisposable
     /// <summary>The key of this client's proxy grain (replicas address their replies to it).</summary>
     public string ProxyKey { get; }
 
+    /// <summary>The path to the proxy (tests look at its batching).</summary>
+    internal ClientProxyChannel Channel => _channel;
+
     /// <summary>The client ids of the identity pool (hex SHA-256 of each public key).</summary>
     public IReadOnlyList<string> ClientIds => _pool.Identities.Select(i => i.ClientId).ToArray();
 

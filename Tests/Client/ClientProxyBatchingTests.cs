@@ -36,6 +36,30 @@ public sealed class ClientProxyBatchingTests
     }
 
     [Fact]
+    public async Task Requests_that_continuations_of_outcomes_delivered_together_start_leave_in_one_call()
+    {
+        // Closed loops, as the bench runs them: each caller starts its next request from the
+        // continuation of its last one. The fake clock never passes the window after the first
+        // round, so only the gathering of settling continuations can send rounds 2 and 3.
+        _cluster.DeliverTogether = true;
+        const int Clients = 32, Rounds = 3;
+        using var client = _cluster.CreateClient(new MinBftClientOptions { IdentityPoolSize = Clients }, _clock);
+        await WarmUpAsync(client);
+
+        var loops = Enumerable.Range(0, Clients).Select(c => Task.Run(async () =>
+        {
+            for (var round = 1; round <= Rounds; round++)
+                await client.ExecuteAsync(KeyValueOperation.EncodePut("loop-" + c, [(byte)round])).ConfigureAwait(false);
+        })).ToArray();
+        await Conditions.WaitUntilAsync(() => Task.FromResult((client.Channel.Queued == Clients, $"{client.Channel.Queued} queued")), TimeSpan.FromSeconds(30), "the first round queued");
+        _clock.Advance(ClientProxyChannel.GatherWindow);
+        await Task.WhenAll(loops).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal([1, .. Enumerable.Repeat(Clients, Rounds)], _cluster.Submits.Select(s => s.Length));
+        Assert.Empty(_cluster.Violations);
+    }
+
+    [Fact]
     public async Task A_lone_request_leaves_at_once_without_waiting_for_the_window()
     {
         using var client = _cluster.CreateClient(options: null, _clock);
@@ -170,10 +194,14 @@ public sealed class ClientProxyBatchingTests
         Assert.Single(_cluster.DeletedReferences);
     }
 
-    /// <summary>One request, so that the next ones wait for the window (the first call leaves at once).</summary>
+    /// <summary>One request, so that the next ones wait for the window (the first call leaves at
+    /// once). Its outcome's work item may still be ending when the test resumes: until it has,
+    /// new requests would wait for it instead (the continuations of delivered outcomes gather).</summary>
     private async Task WarmUpAsync(MinBftClient client)
     {
         await client.ExecuteAsync(KeyValueOperation.EncodeGet("warm-up")).WaitAsync(TimeSpan.FromSeconds(30));
+        await Conditions.WaitUntilAsync(
+            () => Task.FromResult((client.Channel.Settling == 0, $"{client.Channel.Settling} settling")), TimeSpan.FromSeconds(30), "the warm-up's outcome settling");
         Assert.Single(_cluster.Submits);
     }
 

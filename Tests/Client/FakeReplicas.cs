@@ -79,10 +79,24 @@ internal sealed class FakeProxy : IClientProxyGrain
         if (_owner.RefuseSubmit is { } refusal) return Task.FromException(refusal);
         foreach (var request in requests) _owner.Requests.Enqueue(request);
         // Like the real proxy: returns once every request has its outcome.
-        return Task.WhenAll(requests.Select(r => AnswerAsync(r, observer)));
+        return _owner.DeliverTogether ? AnswerTogetherAsync(requests, observer) : Task.WhenAll(requests.Select(r => AnswerAsync(r, observer)));
+    }
+
+    private async Task AnswerTogetherAsync(Request[] requests, IClientProxyObserver observer)
+    {
+        var outcomes = await Task.WhenAll(requests.Select(r => OutcomeAsync(r)));
+        foreach (var outcome in outcomes) _owner.Outcomes.Enqueue(outcome);
+        await observer.Completed(outcomes);
     }
 
     private async Task AnswerAsync(Request request, IClientProxyObserver observer)
+    {
+        var outcome = await OutcomeAsync(request);
+        _owner.Outcomes.Enqueue(outcome);
+        await observer.Completed([outcome]);
+    }
+
+    private async Task<ClientProxyOutcome> OutcomeAsync(Request request)
     {
         await Task.Yield();
         var outstanding = _owner.Outstanding.GetOrAdd(request.ClientId, _ => new IntBox());
@@ -106,8 +120,7 @@ internal sealed class FakeProxy : IClientProxyGrain
         {
             Interlocked.Decrement(ref outstanding.Value);
         }
-        _owner.Outcomes.Enqueue(outcome);
-        await observer.Completed([outcome]);
+        return outcome;
     }
 
     public Task<ClientSessionAccept[]> OpenSessions(ClientSessionOffer offer, TimeSpan timeout)
@@ -150,6 +163,10 @@ internal sealed class FakeClusterProxies : IClientProxyLink
 
     /// <summary>Every outcome the proxies reported, in order.</summary>
     public ConcurrentQueue<ClientProxyOutcome> Outcomes { get; } = new();
+
+    /// <summary>Report the outcomes of one Submit call in one observer call (as the real proxy
+    /// does for requests its replicas executed together); otherwise each on its own.</summary>
+    public bool DeliverTogether { get; set; }
 
     /// <summary>When set, every Submit call fails with it (the call itself, as a dead silo's would).</summary>
     public Exception? RefuseSubmit { get; set; }

@@ -43,9 +43,8 @@ public sealed class ClientProxyBatchingTests(ITestOutputHelper output)
         Assert.Equal(Clients * Rounds, requests);
         Assert.All(results.SelectMany(r => r), r => Assert.True(r.Replies.Count >= cluster.Manifest.ReplyQuorum));
         // Closed loops of 64: each call carries several requests or outcomes on average (one
-        // per request before batching). A quiet 2-core run gave about 5 requests per Submit call
-        // (continuations of one delivery start their next requests over more than one gather
-        // window) and 20 outcomes per observer call; the bounds leave room for a loaded machine.
+        // per request before batching). On the 2-core machine at load 25, 256 requests took 19
+        // Submit calls and 6 observer calls; the bounds leave room for a worse day.
         Assert.InRange(submits, 1, requests / 2);
         Assert.InRange(notifications, 1, requests / 4);
         // The proxy's count is the calls it served (the test cluster's call filter counts them too).
