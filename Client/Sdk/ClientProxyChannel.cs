@@ -60,6 +60,13 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
     // Callers' continuations of delivered outcomes that are still running (see the summary).
     private int _settling;
 
+    /// <summary>
+    /// The longest a request waits for settling continuations. They normally end within a few
+    /// milliseconds; one that blocks (say, on the result of a request it started) must not hold
+    /// up the requests started meanwhile, its own included.
+    /// </summary>
+    internal static readonly TimeSpan MaxSettleWait = TimeSpan.FromMilliseconds(10);
+
     private readonly IClientProxyLink _link;
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<(string ClientId, ulong Seq), Attempt> _waiting = new();
@@ -204,10 +211,11 @@ internal sealed class ClientProxyChannel : IClientProxyObserver, IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             _outbox.Add(attempt);
             if (_flushScheduled) return;
-            // The last continuation of the outcomes delivered together sends it (Settle).
-            if (Volatile.Read(ref _settling) > 0) return;
             _flushScheduled = true;
-            wait = _flushedOnce ? GatherWindow - _time.GetElapsedTime(_lastFlush) : TimeSpan.Zero;
+            // The last continuation of the outcomes delivered together sends it (Settle), or,
+            // should one block, this timer.
+            wait = Volatile.Read(ref _settling) > 0 ? MaxSettleWait
+                : _flushedOnce ? GatherWindow - _time.GetElapsedTime(_lastFlush) : TimeSpan.Zero;
         }
         if (wait > TimeSpan.Zero)
         {

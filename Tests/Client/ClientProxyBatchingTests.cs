@@ -60,6 +60,22 @@ public sealed class ClientProxyBatchingTests
     }
 
     [Fact]
+    public async Task A_continuation_that_blocks_on_a_request_it_started_does_not_hold_that_request_up()
+    {
+        using var client = _cluster.CreateClient(new MinBftClientOptions { IdentityPoolSize = 2 });
+
+        var result = await Task.Run(async () =>
+        {
+            await client.ExecuteAsync(KeyValueOperation.EncodePut("first", [1])).ConfigureAwait(false);
+            // Runs in the first outcome's work item, which counts as settling: sync over async
+            // there must not wait for itself (only MaxSettleWait bounds the wait).
+            return client.ExecuteAsync(KeyValueOperation.EncodeGet("first")).GetAwaiter().GetResult();
+        }).WaitAsync(TimeSpan.FromSeconds(8)); // an attempt's timeout is 10 s
+
+        Assert.Equal(KeyValueResult.OkWithValue([1]).Encode(), result);
+    }
+
+    [Fact]
     public async Task A_lone_request_leaves_at_once_without_waiting_for_the_window()
     {
         using var client = _cluster.CreateClient(options: null, _clock);
