@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using MinBft.Crypto;
+using MinBft.Encoding;
 using MinBft.Hosting;
 
 namespace MinBft.Client;
@@ -12,8 +13,10 @@ namespace MinBft.Client;
 /// Submits operations to a MinBFT cluster and returns results it has verified itself.
 /// <para>
 /// Each request is signed with a client identity leased from a pool and handed to this
-/// client's <see cref="IClientProxyGrain"/> (one for all its identities, under a key of its own,
-/// so requests and replies travel between it and the replicas in batches); its result is accepted only when f+1
+/// client's <see cref="IClientProxyGrain"/> (one for all its identities, under a key of its own).
+/// Requests travel in batches all the way: those started together leave in one call to the
+/// proxy, which reports each one's replies to this client's observer as soon as it has them
+/// (one call for all the requests it completed meanwhile). A result is accepted only when f+1
 /// replicas' signed replies prove it (<see cref="ReplyVerifier"/>): the proxy, the silos it
 /// runs on and the network are not trusted. Failed attempts are retried with the same signed
 /// request, which replicas answer from their reply cache, so an operation executes at most once.
@@ -22,7 +25,7 @@ namespace MinBft.Client;
 /// </summary>
 public sealed partial class MinBftClient : IDisposable
 {
-    private readonly IClientProxyGrain _proxy;
+    private readonly ClientProxyChannel _channel;
     private readonly ReplyVerifier _verifier;
     private readonly MinBftClientOptions _options;
     private readonly ClientIdentityPool _pool;
@@ -40,7 +43,7 @@ public sealed partial class MinBftClient : IDisposable
         MinBftClientOptions options,
         ILogger<MinBftClient>? logger = null,
         TimeProvider? timeProvider = null)
-        : this(ProxiesFrom(grainFactory), ReplyVerifier.FromManifest(manifest), options, logger, timeProvider)
+        : this(LinkOf(grainFactory), ReplyVerifier.FromManifest(manifest), options, logger, timeProvider)
     {
     }
 
@@ -61,19 +64,19 @@ public sealed partial class MinBftClient : IDisposable
         MinBftClientOptions options,
         ILogger<MinBftClient>? logger = null,
         TimeProvider? timeProvider = null)
-        : this(ProxiesFrom(grainFactory), verifier, options, logger, timeProvider)
+        : this(LinkOf(grainFactory), verifier, options, logger, timeProvider)
     {
     }
 
-    /// <summary>The seam tests use to stand in for the cluster: proxy key to its proxy.</summary>
+    /// <summary>The seam tests use to stand in for the cluster: the proxy by key, and observer references.</summary>
     internal MinBftClient(
-        Func<string, IClientProxyGrain> proxyFor,
+        IClientProxyLink link,
         ReplyVerifier verifier,
         MinBftClientOptions options,
         ILogger<MinBftClient>? logger = null,
         TimeProvider? timeProvider = null)
     {
-        ArgumentNullException.ThrowIfNull(proxyFor);
+        ArgumentNullException.ThrowIfNull(link);
         ArgumentNullException.ThrowIfNull(verifier);
         ArgumentNullException.ThrowIfNull(options);
         // A snapshot: changing the options object later must not change a running client.
@@ -81,7 +84,6 @@ public sealed partial class MinBftClient : IDisposable
         options.Validate();
         // Random, so that two client instances never share a proxy (nor its in-flight bound).
         ProxyKey = "client-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12));
-        _proxy = proxyFor(ProxyKey);
         _verifier = verifier;
         _options = options;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
@@ -89,6 +91,15 @@ public sealed partial class MinBftClient : IDisposable
         _pool = options.KeyDirectory is { Length: > 0 } directory
             ? ClientIdentityPool.LoadOrCreate(directory, options.IdentityPoolSize, _time.GetUtcNow())
             : ClientIdentityPool.CreateEphemeral(options.IdentityPoolSize);
+        try
+        {
+            _channel = new ClientProxyChannel(link, ProxyKey, _time);
+        }
+        catch
+        {
+            _pool.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Number of replicas.</summary>
@@ -100,6 +111,9 @@ public sealed partial class MinBftClient : IDisposable
     /// <summary>The key of this client's proxy grain (replicas address their replies to it).</summary>
     public string ProxyKey { get; }
 
+    /// <summary>The path to the proxy (tests look at its batching).</summary>
+    internal ClientProxyChannel Channel => _channel;
+
     /// <summary>The client ids of the identity pool (hex SHA-256 of each public key).</summary>
     public IReadOnlyList<string> ClientIds => _pool.Identities.Select(i => i.ClientId).ToArray();
 
@@ -110,6 +124,7 @@ public sealed partial class MinBftClient : IDisposable
     /// <exception cref="MinBftReplyVerificationException">The last attempt's replies proved no result.</exception>
     /// <exception cref="TimeoutException"><see cref="MinBftClientOptions.RequestTimeout"/> elapsed.</exception>
     /// <exception cref="MinBftException">Every attempt failed otherwise (the inner exception is the last failure).</exception>
+    /// <exception cref="ArgumentException"><paramref name="operation"/> is longer than <see cref="MessageLimits.MaxOperationLength"/>.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled. The operation may still execute.</exception>
     public async Task<byte[]> ExecuteAsync(byte[] operation, CancellationToken cancellationToken = default) =>
         (await ExecuteVerifiedAsync(operation, cancellationToken).ConfigureAwait(false)).Result;
@@ -118,6 +133,9 @@ public sealed partial class MinBftClient : IDisposable
     public async Task<VerifiedResult> ExecuteVerifiedAsync(byte[] operation, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(operation);
+        // Refused here, not after a trip to the proxy (which would refuse it every attempt).
+        if (operation.Length > MessageLimits.MaxOperationLength)
+            throw new ArgumentException($"the operation has {operation.Length} bytes; the limit is {MessageLimits.MaxOperationLength}", nameof(operation));
         // Null while nothing listens to the MinBft source: every use below is null-conditional.
         using var span = MinBftTracing.Source.StartActivity(MinBftTracing.RequestSpan, ActivityKind.Client);
         var started = _time.GetTimestamp();
@@ -144,8 +162,9 @@ public sealed partial class MinBftClient : IDisposable
                 span.SetTag(MinBftTracing.ClientTag, Short(identity.ClientId));
                 span.SetTag(MinBftTracing.SeqTag, request.Seq);
             }
-            var proxy = _proxy;
-            if (await SessionAsync(identity, proxy, linked.Token).ConfigureAwait(false) is { } session) request = session.Authenticate(request);
+            if (await SessionAsync(identity, linked.Token).ConfigureAwait(false) is { } session) request = session.Authenticate(request);
+            // The proxy continues this trace in a span of its own (the call carries other requests too).
+            var link = span is null ? null : MinBftTracing.ToTraceparent(span.Context);
             Exception? lastFailure = null;
             // The request timeout's token is the one clock deciding when to stop; elapsed time
             // only sizes each attempt.
@@ -158,10 +177,8 @@ public sealed partial class MinBftClient : IDisposable
                 var attemptTimeout = Min(_options.AttemptTimeout, remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout);
                 try
                 {
-                    var replies = await proxy.Execute(request, attemptTimeout)
-                        // The proxy is untrusted and may never answer: bound the wait locally too.
-                        .WaitAsync(attemptTimeout + LocalGrace, _time, linked.Token)
-                        .ConfigureAwait(false);
+                    // The proxy is untrusted and may never answer: the channel bounds the wait locally too.
+                    var replies = await _channel.SendAsync(request, attemptTimeout, link, linked.Token).ConfigureAwait(false);
                     return _verifier.Verify(request, replies);
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -172,6 +189,10 @@ public sealed partial class MinBftClient : IDisposable
                 {
                     lastFailure ??= new TimeoutException($"no answer from the client proxy within {_options.RequestTimeout}");
                     break;
+                }
+                catch (ObjectDisposedException)
+                {
+                    throw; // this client was disposed meanwhile
                 }
                 catch (MinBftReplyVerificationException e)
                 {
@@ -218,6 +239,7 @@ public sealed partial class MinBftClient : IDisposable
 
     public void Dispose()
     {
+        _channel.Dispose();
         foreach (var identity in _pool.Identities) identity.Session?.Dispose();
         _pool.Dispose();
     }
@@ -226,7 +248,7 @@ public sealed partial class MinBftClient : IDisposable
     /// The identity's MAC sessions, opened or renewed when due. Failing to open them is not an
     /// error: the replicas then check the request's signature, as they would without sessions.
     /// </summary>
-    private async Task<ClientSession?> SessionAsync(PooledIdentity identity, IClientProxyGrain proxy, CancellationToken cancellationToken)
+    private async Task<ClientSession?> SessionAsync(PooledIdentity identity, CancellationToken cancellationToken)
     {
         if (_options.SessionRenewal == TimeSpan.Zero) return null;
         if (identity.Session is { } current && _time.GetElapsedTime(identity.SessionOpenedAt) < _options.SessionRenewal) return current;
@@ -240,7 +262,7 @@ public sealed partial class MinBftClient : IDisposable
         try
         {
             var timeout = Min(_options.AttemptTimeout, SessionTimeout);
-            var accepts = await proxy.OpenSessions(session.Offer, timeout).WaitAsync(timeout + LocalGrace, _time, cancellationToken).ConfigureAwait(false);
+            var accepts = await _channel.Proxy.OpenSessions(session.Offer, timeout).WaitAsync(timeout + ClientProxyChannel.LocalGrace, _time, cancellationToken).ConfigureAwait(false);
             foreach (var accept in accepts ?? []) session.TryAccept(accept, _verifier.ReplicaKeys);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -260,9 +282,6 @@ public sealed partial class MinBftClient : IDisposable
     // Opening sessions is an optimisation: never wait long for it.
     private static readonly TimeSpan SessionTimeout = TimeSpan.FromSeconds(2);
 
-    // How much longer than the proxy's own timeout the client waits for the proxy's answer.
-    private static readonly TimeSpan LocalGrace = TimeSpan.FromSeconds(1);
-
     // The shortest timeout handed to the proxy: less could not even reach a replica.
     private static readonly TimeSpan MinAttemptTimeout = TimeSpan.FromMilliseconds(10);
 
@@ -275,10 +294,10 @@ public sealed partial class MinBftClient : IDisposable
         return ClusterManifest.Load(path);
     }
 
-    private static Func<string, IClientProxyGrain> ProxiesFrom(IGrainFactory grainFactory)
+    private static GrainFactoryLink LinkOf(IGrainFactory grainFactory)
     {
         ArgumentNullException.ThrowIfNull(grainFactory);
-        return clientId => grainFactory.GetGrain<IClientProxyGrain>(clientId);
+        return new GrainFactoryLink(grainFactory);
     }
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a <= b ? a : b;

@@ -6,10 +6,12 @@ namespace MinBft.Hosting;
 
 /// <summary>
 /// The <c>MinBft</c> activity source (OpenTelemetry traces), shared by the client SDK and the
-/// silo. A request is one trace: <see cref="RequestSpan"/> in the SDK, then, through Orleans'
-/// activity propagation, <see cref="ProxySpan"/> in the client proxy grain. Requests travel to
-/// the replicas in batches, so a replica's <see cref="BatchSpan"/> cannot have one parent: it
-/// starts its own trace and links to the proxy spans of the requests it executed.
+/// silo. A request is one trace: <see cref="RequestSpan"/> in the SDK, then <see cref="ProxySpan"/>
+/// in the client proxy grain. Requests travel in batches, so the calls that carry them belong to
+/// no single request's trace: the SDK's Submit call carries each request's context by index
+/// (<see cref="RequestLinksKey"/>) and the proxy's span takes it as its parent; a replica's
+/// <see cref="BatchSpan"/> cannot have one parent either: it starts its own trace and links to
+/// the proxy spans of the requests it executed.
 /// <para>
 /// Every span is started through <see cref="ActivitySource.StartActivity(string, ActivityKind)"/>,
 /// which returns null while nothing listens: tracing off costs a check, no allocation.
@@ -25,7 +27,7 @@ public static class MinBftTracing
     /// <summary>The SDK's span of one request, all attempts included (root unless the caller has an activity).</summary>
     public const string RequestSpan = "minbft.request";
 
-    /// <summary>The client proxy grain's span of one <c>Execute</c> call (one attempt).</summary>
+    /// <summary>The client proxy grain's span of one submission of a request (one attempt), until its outcome.</summary>
     public const string ProxySpan = "minbft.proxy.execute";
 
     /// <summary>A replica's execution of one batch: a trace of its own, linked to its requests' proxy spans.</summary>
@@ -56,10 +58,11 @@ public static class MinBftTracing
     public const string BatchSizeTag = "minbft.batch.size";
 
     /// <summary>
-    /// Orleans' request-context key under which a proxy's SubmitBatch call carries the trace
-    /// contexts (W3C traceparent strings) of its requests, in the requests' order. Set only while
-    /// the proxy's span is recorded; outside the signed requests, so it changes nothing a replica
-    /// decides.
+    /// Orleans' request-context key under which a call carrying many requests carries their trace
+    /// contexts (W3C traceparent strings), in the requests' order: the SDK's Submit call (the
+    /// request spans; null entries for requests not traced) and a proxy's SubmitBatch call (the
+    /// proxy spans; set only while one is recorded). Outside the signed requests, so it changes
+    /// nothing a replica decides.
     /// </summary>
     public const string RequestLinksKey = "minbft.links";
 

@@ -55,9 +55,10 @@ internal sealed class FakeReplicas
 }
 
 /// <summary>
-/// A client proxy that "replicates" a key-value state machine in memory and answers with the
-/// replies <see cref="Respond"/> builds (by default: every replica's correct reply). Records
-/// the requests it saw and checks the one-outstanding-request-per-client rule.
+/// A client proxy that "replicates" a key-value state machine in memory and answers each
+/// submitted request on its own, through the observer, with the replies
+/// <see cref="FakeClusterProxies.Respond"/> builds (by default: every replica's correct reply).
+/// Records the requests and Submit calls it saw and checks the one-outstanding-request-per-client rule.
 /// </summary>
 internal sealed class FakeProxy : IClientProxyGrain
 {
@@ -71,21 +72,55 @@ internal sealed class FakeProxy : IClientProxyGrain
 
     public string Key { get; }
 
-    public async Task<Reply[]> Execute(Request request, TimeSpan timeout)
+    public Task Submit(Request[] requests, TimeSpan timeout, IClientProxyObserver observer)
     {
-        _owner.Requests.Enqueue(request);
+        _owner.Submits.Enqueue(requests);
+        _owner.Observers.Enqueue(observer);
+        if (_owner.RefuseSubmit is { } refusal) return Task.FromException(refusal);
+        foreach (var request in requests) _owner.Requests.Enqueue(request);
+        // Like the real proxy: returns once every request has its outcome.
+        return _owner.DeliverTogether ? AnswerTogetherAsync(requests, observer) : Task.WhenAll(requests.Select(r => AnswerAsync(r, observer)));
+    }
+
+    private async Task AnswerTogetherAsync(Request[] requests, IClientProxyObserver observer)
+    {
+        var outcomes = await Task.WhenAll(requests.Select(r => OutcomeAsync(r)));
+        foreach (var outcome in outcomes) _owner.Outcomes.Enqueue(outcome);
+        await observer.Completed(outcomes);
+    }
+
+    private async Task AnswerAsync(Request request, IClientProxyObserver observer)
+    {
+        var outcome = await OutcomeAsync(request);
+        _owner.Outcomes.Enqueue(outcome);
+        await observer.Completed([outcome]);
+    }
+
+    private async Task<ClientProxyOutcome> OutcomeAsync(Request request)
+    {
+        await Task.Yield();
         var outstanding = _owner.Outstanding.GetOrAdd(request.ClientId, _ => new IntBox());
         if (Interlocked.Increment(ref outstanding.Value) > 1) _owner.Violations.Enqueue($"two outstanding requests for {request.ClientId}");
+        ClientProxyOutcome outcome;
         try
         {
             var attempt = _owner.Attempts.AddOrUpdate(request.Seq + ":" + request.ClientId, 1, (_, n) => n + 1);
             if (_owner.Delay is { } delay) await Task.Delay(delay);
-            return await _owner.Respond(request, attempt);
+            outcome = new ClientProxyOutcome(request.ClientId, request.Seq, await _owner.Respond(request, attempt), null);
+        }
+        catch (TimeoutException e)
+        {
+            outcome = new ClientProxyOutcome(request.ClientId, request.Seq, null, e.Message, TimedOut: true);
+        }
+        catch (Exception e)
+        {
+            outcome = new ClientProxyOutcome(request.ClientId, request.Seq, null, $"{e.GetType().Name}: {e.Message}");
         }
         finally
         {
             Interlocked.Decrement(ref outstanding.Value);
         }
+        return outcome;
     }
 
     public Task<ClientSessionAccept[]> OpenSessions(ClientSessionOffer offer, TimeSpan timeout)
@@ -99,7 +134,7 @@ internal sealed class FakeProxy : IClientProxyGrain
     public Task<ClientProxyStatus> GetStatus() => Task.FromResult(new ClientProxyStatus(0, 0, 0, []));
 }
 
-internal sealed class FakeClusterProxies
+internal sealed class FakeClusterProxies : IClientProxyLink
 {
     private readonly IStateMachine _state;
     private readonly Dictionary<string, (ulong Seq, byte[] Result)> _executed = new(StringComparer.Ordinal);
@@ -119,6 +154,22 @@ internal sealed class FakeClusterProxies
 
     public FakeReplicas Replicas { get; }
     public ConcurrentQueue<Request> Requests { get; } = new();
+
+    /// <summary>The requests of each Submit call, in arrival order.</summary>
+    public ConcurrentQueue<Request[]> Submits { get; } = new();
+
+    /// <summary>The observer each Submit call named.</summary>
+    public ConcurrentQueue<IClientProxyObserver> Observers { get; } = new();
+
+    /// <summary>Every outcome the proxies reported, in order.</summary>
+    public ConcurrentQueue<ClientProxyOutcome> Outcomes { get; } = new();
+
+    /// <summary>Report the outcomes of one Submit call in one observer call (as the real proxy
+    /// does for requests its replicas executed together); otherwise each on its own.</summary>
+    public bool DeliverTogether { get; set; }
+
+    /// <summary>When set, every Submit call fails with it (the call itself, as a dead silo's would).</summary>
+    public Exception? RefuseSubmit { get; set; }
     public ConcurrentQueue<string> Violations { get; } = new();
     public ConcurrentDictionary<string, IntBox> Outstanding { get; } = new(StringComparer.Ordinal);
     public ConcurrentDictionary<string, int> Attempts { get; } = new(StringComparer.Ordinal);
@@ -128,6 +179,15 @@ internal sealed class FakeClusterProxies
     public Func<Request, int, Task<Reply[]>> Respond { get; set; }
 
     public IClientProxyGrain ProxyFor(string key) => _proxies.GetOrAdd(key, k => new FakeProxy(this, k));
+
+    IClientProxyGrain IClientProxyLink.Proxy(string key) => ProxyFor(key);
+
+    // In process: the observer is its own reference.
+    public IClientProxyObserver CreateReference(IClientProxyObserver observer) => observer;
+
+    public void DeleteReference(IClientProxyObserver reference) => DeletedReferences.Enqueue(reference);
+
+    public ConcurrentQueue<IClientProxyObserver> DeletedReferences { get; } = new();
 
     /// <summary>Executes the request once (exactly-once per client and seq) and returns its result.</summary>
     public byte[] Execute(Request request)
@@ -155,8 +215,8 @@ internal sealed class FakeClusterProxies
         return Enumerable.Range(0, Replicas.N).Select(i => Replicas.Reply(i, request, result)).ToArray();
     }
 
-    public MinBftClient CreateClient(MinBftClientOptions? options = null) =>
-        new(ProxyFor, Replicas.Verifier, options ?? new MinBftClientOptions { IdentityPoolSize = 4 });
+    public MinBftClient CreateClient(MinBftClientOptions? options = null, TimeProvider? time = null) =>
+        new(this, Replicas.Verifier, options ?? new MinBftClientOptions { IdentityPoolSize = 4 }, timeProvider: time);
 }
 
 internal sealed class IntBox
@@ -165,7 +225,7 @@ internal sealed class IntBox
 }
 
 /// <summary>
-/// An <see cref="IGrainFactory"/> that only knows client proxies, served by a
+/// An <see cref="IGrainFactory"/> that only knows client proxies and observer references, served by a
 /// <see cref="FakeClusterProxies"/>: lets the SDK's public, grain-factory-based surface run
 /// without a cluster.
 /// </summary>
@@ -187,6 +247,13 @@ internal class FakeGrainFactory : System.Reflection.DispatchProxy
             && args is [string key, ..])
         {
             return _cluster!.ProxyFor(key);
+        }
+        if (targetMethod is { Name: nameof(IGrainFactory.CreateObjectReference), IsGenericMethod: true } && args is [IClientProxyObserver observer])
+            return _cluster!.CreateReference(observer);
+        if (targetMethod is { Name: nameof(IGrainFactory.DeleteObjectReference), IsGenericMethod: true } && args is [IClientProxyObserver reference])
+        {
+            _cluster!.DeleteReference(reference);
+            return null;
         }
         throw new NotSupportedException($"fake grain factory: {targetMethod}");
     }

@@ -108,8 +108,24 @@ public sealed class MinBftClientTests : IDisposable
 
         var e = await Assert.ThrowsAsync<MinBftException>(() => client.ExecuteAsync(Get));
 
-        Assert.IsType<InvalidOperationException>(e.InnerException);
+        // The proxy reports a failed outcome (not an exception): its words are the cause.
+        Assert.IsType<MinBftException>(e.InnerException);
+        Assert.Contains("InvalidOperationException: proxy broke", e.Message, StringComparison.Ordinal);
         Assert.Equal(2, _cluster.Requests.Count);
+    }
+
+    [Fact]
+    public async Task FailedSubmitCalls_AreRetried_AndTheLastOneIsTheCause()
+    {
+        // What a proxy on a silo that died looks like: the call itself fails.
+        _cluster.RefuseSubmit = new InvalidOperationException("silo gone");
+        using var client = _cluster.CreateClient(new MinBftClientOptions { MaxAttempts = 3, RetryDelay = TimeSpan.Zero });
+
+        var e = await Assert.ThrowsAsync<MinBftException>(() => client.ExecuteAsync(Get));
+
+        Assert.IsType<InvalidOperationException>(e.InnerException);
+        Assert.Equal(3, _cluster.Submits.Count);
+        Assert.Empty(_cluster.Requests);
     }
 
     [Fact]
@@ -196,7 +212,7 @@ public sealed class MinBftClientTests : IDisposable
         var directory = NewDirectory();
         var options = new MinBftClientOptions { IdentityPoolSize = 1, KeyDirectory = directory };
         ulong first;
-        using (var client = new MinBftClient(_cluster.ProxyFor, _cluster.Replicas.Verifier, options, timeProvider: new SteppedClock(TimeSpan.Zero)))
+        using (var client = new MinBftClient(_cluster, _cluster.Replicas.Verifier, options, timeProvider: new SteppedClock(TimeSpan.Zero)))
         {
             await client.ExecuteAsync(Get);
             first = _cluster.Requests.Single().Seq;
@@ -204,7 +220,7 @@ public sealed class MinBftClientTests : IDisposable
         Assert.True(File.Exists(Path.Combine(directory, "seq")));
 
         // The next run's clock is a day behind: its seqs still start above the first run's reservation.
-        using (var again = new MinBftClient(_cluster.ProxyFor, _cluster.Replicas.Verifier, options, timeProvider: new SteppedClock(TimeSpan.FromDays(-1))))
+        using (var again = new MinBftClient(_cluster, _cluster.Replicas.Verifier, options, timeProvider: new SteppedClock(TimeSpan.FromDays(-1))))
         {
             await again.ExecuteAsync(Get);
         }
@@ -214,7 +230,7 @@ public sealed class MinBftClientTests : IDisposable
 
         // A corrupt seq file stops the client instead of guessing.
         await File.WriteAllTextAsync(Path.Combine(directory, "seq"), "not a number");
-        var corrupt = Assert.Throws<MinBftException>(() => new MinBftClient(_cluster.ProxyFor, _cluster.Replicas.Verifier, options));
+        var corrupt = Assert.Throws<MinBftException>(() => new MinBftClient(_cluster, _cluster.Replicas.Verifier, options));
         Assert.Contains("corrupt", corrupt.Message, StringComparison.Ordinal);
     }
 

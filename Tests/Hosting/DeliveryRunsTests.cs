@@ -1,4 +1,4 @@
-using MinBft.ReplicaHost;
+using MinBft.Encoding;
 
 namespace MinBft.Tests.Hosting;
 

@@ -133,17 +133,34 @@ public sealed class BadInputTests(ITestOutputHelper output)
         var timeout = TimeSpan.FromSeconds(5);
         var valid = client.NextRequest(KeyValueOperation.EncodeGet("key-good"));
         var other = new ClientSigner(Ed25519KeyPair.Generate(new SecureRandom()));
+        using var caller = new ProxyCaller(cluster.Grains);
+        var observer = caller.Reference;
 
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Execute(null!, timeout));
-        var oversized = await Assert.ThrowsAnyAsync<ArgumentException>(
-            () => proxy.Execute(valid with { Operation = new byte[MessageLimits.MaxOperationLength + 1] }, timeout));
-        Assert.Contains("operation too large", oversized.Message, StringComparison.Ordinal);
-        var unsigned = await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Execute(valid with { Signature = new byte[64] }, timeout));
-        Assert.Contains("bad signature", unsigned.Message, StringComparison.Ordinal);
-        var wrongKey = await Assert.ThrowsAnyAsync<ArgumentException>(
-            () => proxy.Execute(other.CreateRequest(valid.Seq, valid.Operation) with { ClientId = client.ClientId }, timeout));
-        Assert.Contains("client id is not the hash", wrongKey.Message, StringComparison.Ordinal);
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Execute(valid, TimeSpan.Zero));
+        // A malformed call is refused as a whole.
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Submit(null!, timeout, observer));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Submit([], timeout, observer));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Submit([valid, null!], timeout, observer));
+        var oversizedBatch = await Assert.ThrowsAnyAsync<ArgumentException>(
+            () => proxy.Submit(Enumerable.Repeat(valid, MessageLimits.MaxBatchSize + 1).ToArray(), timeout, observer));
+        Assert.Contains($"1 to {MessageLimits.MaxBatchSize} requests", oversizedBatch.Message, StringComparison.Ordinal);
+        // Within the count, over the byte bound: 80 requests of 60 KB are more than one call may carry.
+        var large = valid with { Operation = new byte[60_000] };
+        var overBytes = await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Submit(Enumerable.Repeat(large, 80).ToArray(), timeout, observer));
+        Assert.Contains($"at most {MessageLimits.MaxDeliveryBytes} bytes", overBytes.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Submit([valid], timeout, null!));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => proxy.Submit([valid], TimeSpan.Zero, observer));
+        Assert.Empty(caller.Received);
+
+        // A bad request in a good call gets a failed outcome of its own.
+        var oversized = await caller.SubmitAsync(proxy, valid with { Operation = new byte[MessageLimits.MaxOperationLength + 1] }, timeout);
+        Assert.Contains("operation too large", oversized.Failure, StringComparison.Ordinal);
+        Assert.Null(oversized.Replies);
+        // The signature is checked once the request waited a retransmission interval (the replicas drop it).
+        var unsigned = await caller.SubmitAsync(proxy, valid with { Signature = new byte[64] }, timeout);
+        Assert.Contains("bad signature", unsigned.Failure, StringComparison.Ordinal);
+        var wrongKey = await caller.SubmitAsync(proxy, other.CreateRequest(valid.Seq, valid.Operation) with { ClientId = client.ClientId }, timeout);
+        Assert.Contains("client id is not the hash", wrongKey.Failure, StringComparison.Ordinal);
+        Assert.All(caller.Received, o => Assert.False(o.TimedOut));
 
         // Replies nobody asked for, or that do not check out, are ignored and counted.
         var reply = new Reply(0, 0, client.ClientId, valid.Seq, MessageEncoding.RequestDigest(valid), [1], new ReplyProof(0, 1, [], new byte[64]));
@@ -167,7 +184,7 @@ public sealed class BadInputTests(ITestOutputHelper output)
         Assert.True(status.RepliesIgnored.GetValueOrDefault("NotPending") >= 2);
 
         // The proxy still works: the request refused above in its bad forms goes through as is.
-        var replies = await proxy.Execute(valid, MinBftTestCluster.RequestTimeout);
+        var replies = await caller.ExecuteAsync(proxy, valid, MinBftTestCluster.RequestTimeout);
         Assert.Equal(KeyValueResult.OkWithValue(System.Text.Encoding.UTF8.GetBytes("good-value-0")), client.CheckReplies(valid, replies));
     }
 }

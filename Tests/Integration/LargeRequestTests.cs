@@ -28,6 +28,7 @@ public sealed class LargeRequestTests(ITestOutputHelper output)
     {
         await using var cluster = await MinBftTestCluster.StartAsync(new ClusterSetup { F = 1 }, output);
         var proxy = cluster.Proxy("shared-proxy");
+        using var caller = new ProxyCaller(cluster.Grains);
         var senders = Enumerable.Range(0, clients).Select(i => new TestClient(cluster, "large-" + i)).ToArray();
         var value = new byte[60_000];
         var requests = senders.Select(c => c.NextRequest(KeyValueOperation.EncodePut("key-" + c.Name, value))).ToArray();
@@ -53,7 +54,7 @@ public sealed class LargeRequestTests(ITestOutputHelper output)
             {
                 try
                 {
-                    return await proxy.Execute(request, MinBftTestCluster.RequestTimeout);
+                    return await caller.ExecuteAsync(proxy, request, MinBftTestCluster.RequestTimeout);
                 }
                 catch (TimeoutException) when (DateTime.UtcNow < deadline)
                 {

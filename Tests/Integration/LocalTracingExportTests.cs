@@ -69,7 +69,7 @@ public sealed class LocalTracingExportTests(ITestOutputHelper output) : IDisposa
             Assert.True(exit == 0, $"put exited {exit}: {cliOutput}");
 
             // The batch that executed it (at each replica) and the proxy's span, below Orleans'
-            // server span of the Execute call: trace context crossed the grain call (propagation is on).
+            // server span of the Submit call: trace context crossed the grain call (propagation is on).
             List<OtlpSpan> spans = [];
             OtlpSpan? proxy = null;
             await Conditions.WaitUntilAsync(() =>
@@ -83,7 +83,7 @@ public sealed class LocalTracingExportTests(ITestOutputHelper output) : IDisposa
             foreach (var span in spans.Take(30)) output.WriteLine($"{span.Scope}: {span.Name} trace {span.TraceId[..8]} span {span.SpanId} parent {span.ParentSpanId}");
             var parent = spans.Single(p => p.SpanId == proxy!.ParentSpanId);
             Assert.StartsWith("Microsoft.Orleans.", parent.Scope, StringComparison.Ordinal);
-            Assert.Equal("IClientProxyGrain/Execute", parent.Name);
+            Assert.Equal("IClientProxyGrain/Submit", parent.Name);
             // Each span once: one tracer provider for the process, not one per silo.
             Assert.Equal(spans.Count, spans.Select(s => (s.TraceId, s.SpanId)).Distinct().Count());
 

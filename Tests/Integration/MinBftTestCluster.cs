@@ -100,8 +100,8 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
     /// <summary>Every call a replica or USIG grain served, with the fault domain of the silo that ran it.</summary>
     public ConcurrentQueue<(string Grain, long Key, int? Domain)> Activations { get; } = new();
 
-    /// <summary>Every call a client proxy served: (client id, fault domain of its silo or null for a gateway).</summary>
-    public ConcurrentQueue<(string ClientId, int? Domain)> ProxyCalls { get; } = new();
+    /// <summary>Every call a client proxy served: (proxy key, fault domain of its silo or null for a gateway, method).</summary>
+    public ConcurrentQueue<(string ClientId, int? Domain, string Method)> ProxyCalls { get; } = new();
 
     /// <summary>Every SubmitBatch call a replica received: (replica, requests, their bytes).</summary>
     public ConcurrentQueue<(int Replica, int Requests, long Bytes)> SubmitBatches { get; } = new();
@@ -241,7 +241,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
                     Activations.Enqueue(("usig", KeyOf(context.TargetId), domain));
                     break;
                 case ClientProxyGrain:
-                    ProxyCalls.Enqueue((context.TargetId.Key.ToString(), domain));
+                    ProxyCalls.Enqueue((context.TargetId.Key.ToString(), domain, context.MethodName));
                     break;
             }
             await context.Invoke();
@@ -502,6 +502,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
 internal sealed class TestClient(MinBftTestCluster cluster, string name, IGrainFactory? via = null)
 {
     private readonly ClientSigner _signer = new(Ed25519KeyPair.Generate(new SecureRandom()));
+    private readonly Lazy<ProxyCaller> _caller = new(() => new ProxyCaller(via ?? cluster.Grains));
     private ulong _seq;
 
     public string Name { get; } = name;
@@ -525,7 +526,7 @@ internal sealed class TestClient(MinBftTestCluster cluster, string name, IGrainF
                 var proxy = (via ?? cluster.Grains).GetGrain<IClientProxyGrain>(ClientId);
                 // Bounded here as well: a response lost with a stopping silo would otherwise be
                 // waited for until Orleans' response timeout (30 s).
-                var replies = await proxy.Execute(request, MinBftTestCluster.AttemptTimeout)
+                var replies = await _caller.Value.ExecuteAsync(proxy, request, MinBftTestCluster.AttemptTimeout)
                     .WaitAsync(MinBftTestCluster.AttemptTimeout + TimeSpan.FromSeconds(1));
                 return CheckReplies(request, replies);
             }

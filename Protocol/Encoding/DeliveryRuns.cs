@@ -1,4 +1,4 @@
-namespace MinBft.ReplicaHost;
+namespace MinBft.Encoding;
 
 /// <summary>
 /// Cuts a run of items into delivery calls bounded both in count and in bytes, so that no call
@@ -6,7 +6,7 @@ namespace MinBft.ReplicaHost;
 /// An item larger than the byte bound on its own still goes, alone in its call: every item the
 /// limits admit must be deliverable.
 /// </summary>
-internal static class DeliveryRuns
+public static class DeliveryRuns
 {
     /// <summary>The (start, length) of each call, in order, covering all <paramref name="count"/> items.</summary>
     public static List<(int Start, int Length)> Split(int count, Func<int, long> bytesOf, int maxCount, long maxBytes)
