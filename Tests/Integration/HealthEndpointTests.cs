@@ -4,6 +4,7 @@ using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using MinBft.Hosting;
+using MinBft.Tests.Client;
 using Xunit.Abstractions;
 
 namespace MinBft.Tests.Integration;
@@ -40,12 +41,12 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
             Assert.True(exit == 0, $"put exited {exit}: {cliOutput}");
             Assert.Contains("transport=mtls", silo.Tail(200), StringComparison.Ordinal);
             string metrics = "";
-            // The exporter caches a scrape briefly: ask until the count shows (deadline).
-            while (clock.Elapsed < Deadline && !metrics.Contains("minbft_requests_executed", StringComparison.Ordinal))
+            // The exporter caches a scrape briefly: ask until the count shows.
+            await Conditions.WaitUntilAsync(async () =>
             {
                 metrics = await http.GetStringAsync($"http://127.0.0.1:{httpPort}/metrics");
-                if (!metrics.Contains("minbft_requests_executed", StringComparison.Ordinal)) await Task.Delay(200);
-            }
+                return (metrics.Contains("minbft_requests_executed", StringComparison.Ordinal), "no minbft_requests_executed yet");
+            }, Deadline - clock.Elapsed, "the executed request in /metrics");
             output.WriteLine(string.Join('\n', metrics.Split('\n').Where(l => l.Contains("minbft_", StringComparison.Ordinal)).Take(20)));
             var executed = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("minbft_requests_executed", StringComparison.Ordinal) && l.Contains("replica=\"0\"", StringComparison.Ordinal));
             Assert.True(executed is not null, "no minbft_requests_executed sample for replica 0 in /metrics:\n" + metrics);
@@ -132,44 +133,38 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
         return (silo, httpPort, gatewayPort, clusterId);
     }
 
-    /// <summary>Asks <c>/healthz</c> until it reports <paramref name="status"/> (a deadline, not a
-    /// sleep: each try is a request); its body.</summary>
+    /// <summary>Asks <c>/healthz</c> until it reports <paramref name="status"/> (within the test's
+    /// <see cref="Deadline"/>, measured by <paramref name="clock"/>); its body.</summary>
     private async Task<JsonDocument> WaitForHealthAsync(HttpClient http, SiloProcess silo, int httpPort, Stopwatch clock, string status)
     {
         var url = $"http://127.0.0.1:{httpPort}/healthz";
-        string? last = null;
-        while (clock.Elapsed < Deadline)
+        JsonDocument? found = null;
+        await Conditions.WaitUntilAsync(async () =>
         {
+            Assert.True(silo.IsRunning, "the silo exited:\n" + silo.Tail());
             try
             {
                 // 200 for Healthy and Degraded, 503 for Unhealthy: the body says which.
                 var response = await http.GetAsync(url);
-                last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
-                if (response.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable)
+                var body = await response.Content.ReadAsStringAsync();
+                if (response.StatusCode is not (HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable)) return (false, $"{(int)response.StatusCode} {body}");
+                var json = JsonDocument.Parse(body);
+                if (json.RootElement.GetProperty("status").GetString() != status)
                 {
-                    var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-                    if (json.RootElement.GetProperty("status").GetString() == status)
-                    {
-                        Assert.Equal(status == "Unhealthy" ? HttpStatusCode.ServiceUnavailable : HttpStatusCode.OK, response.StatusCode);
-                        output.WriteLine(last);
-                        return json;
-                    }
                     json.Dispose();
+                    return (false, $"{(int)response.StatusCode} {body}");
                 }
+                Assert.Equal(status == "Unhealthy" ? HttpStatusCode.ServiceUnavailable : HttpStatusCode.OK, response.StatusCode);
+                output.WriteLine(body);
+                found = json;
+                return (true, body);
             }
-            catch (HttpRequestException)
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
             {
-                // not listening yet
+                return (false, "not answering yet: " + e.Message); // the silo is still starting
             }
-            catch (TaskCanceledException)
-            {
-                // the silo is still starting
-            }
-            Assert.True(silo.IsRunning, "the silo exited:\n" + silo.Tail());
-            await Task.Delay(200);
-        }
-        Assert.Fail($"{url} did not report {status} within {Deadline} (last: {last}):\n{silo.Tail()}");
-        throw new InvalidOperationException("unreachable");
+        }, Deadline - clock.Elapsed, $"{url} reporting {status}");
+        return found!;
     }
 
     private Task<int> PutAsync(StringWriter cliOutput, int gatewayPort, string clusterId, int? timeoutSeconds)
