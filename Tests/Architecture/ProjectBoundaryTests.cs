@@ -82,6 +82,18 @@ public sealed class ProjectBoundaryTests
     }
 
     [Fact]
+    public void Core_tests_project_runs_the_simulator_on_the_protocol_and_usig_core_alone_with_no_orleans_host()
+    {
+        // The simulator must run the production core, not a hosted copy; and in a process of its
+        // own, with no silo beside it (Tests/Core/Core.Tests.csproj says why).
+        var project = XDocument.Load(Path.Combine(RepositoryRoot(), "Tests", "Core", "Core.Tests.csproj"));
+        var projects = project.Descendants("ProjectReference").Select(p => Path.GetFileName((string?)p.Attribute("Include") ?? "")).Order().ToArray();
+        Assert.Equal(new[] { "Protocol.csproj", "Usig.Core.csproj" }, projects);
+        var packages = project.Descendants("PackageReference").Select(p => (string?)p.Attribute("Include") ?? "").ToArray();
+        Assert.DoesNotContain(packages, p => p.Contains("Orleans", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Client_sdk_does_not_reference_the_server_even_transitively()
     {
         Assert.Equal("MinBft.Client.Sdk", ClientSdkAssembly.GetName().Name);

@@ -102,9 +102,13 @@ public sealed class SimUsig(UsigCore usig)
     public UniqueIdentifier CreateUi(byte[] certifiedDigest) => CreateUis(Counter + 1, [certifiedDigest])[0];
 
     public IReadOnlyList<UniqueIdentifier> CreateUis(ulong firstCounter, IReadOnlyList<byte[]> digests) =>
-        Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None)).Select(u => u.ToUniqueIdentifier()).ToList();
+        Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None)).Select(ToUniqueIdentifier).ToList();
 
-    public UniqueIdentifier? ReissueUi(ulong counter, byte[] digest) => Sync(usig.ReissueUiAsync(counter, digest, CancellationToken.None))?.ToUniqueIdentifier();
+    public UniqueIdentifier? ReissueUi(ulong counter, byte[] digest) => Sync(usig.ReissueUiAsync(counter, digest, CancellationToken.None)) is { } ui ? ToUniqueIdentifier(ui) : null;
+
+    // The USIG core's UI as the protocol carries it (the grain's adapter does the same; the
+    // simulator has no grain).
+    private static UniqueIdentifier ToUniqueIdentifier(UsigUi ui) => new(ui.Epoch, ui.Counter, ui.Certificate);
 
     private static T Sync<T>(Task<T> task)
     {
