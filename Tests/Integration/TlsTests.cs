@@ -23,6 +23,7 @@ namespace MinBft.Tests.Integration;
 /// own intruder: a silo or client that reaches the ports but lacks a certificate the deployment's
 /// CA issued for its role. It must be refused, and the refusal must show in the silos' log.
 /// </summary>
+[Collection(nameof(IntruderSiloCollection))]
 public sealed class TlsTests(TlsClusterFixture cluster, ITestOutputHelper output) : IClassFixture<TlsClusterFixture>
 {
     /// <summary>How long an intruding client is given to get in (a refused client keeps retrying until then); the
