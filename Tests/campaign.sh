@@ -2,14 +2,17 @@
 # A long seeded simulator campaign: every seeded scenario for N seeds (f=2 scenarios for N2,
 # default N/5 because an f=2 run costs several times an f=1 run), all failing seeds kept, not
 # only the first. Prints seeds per second per scenario and every failing seed with its replay line.
-# Usage, from the project root:  Tests/campaign.sh N [N2] [JOBS]
+# Usage, from the project root:  Tests/campaign.sh N [N2] [JOBS] [CHUNK]
 #   JOBS: jobs run in parallel (default: the number of cores). A long scenario is split into
 #   shards of consecutive seeds (MINBFT_SEED_OFFSET) so the jobs stay busy to the end.
+#   CHUNK: k (default 0) runs each scenario's seeds k*count .. (k+1)*count-1, so a long campaign
+#   can run as several shorter ones over disjoint seed ranges (chunks 0, 1, 2, ...).
 set -u
 cd "$(dirname "$0")/.."
 n=${1:?usage: Tests/campaign.sh N [N_f2] [JOBS]}
 n2=${2:-$(( n / 5 > 0 ? n / 5 : 1 ))}
 jobs=${3:-$(nproc)}
+chunk=${4:-0}
 # A slow-network seed simulates tens of seconds of delays (about 1 s of CPU per f=1 seed, 10 s
 # per f=2 seed, against 0.05-0.2 s for the others). The f=1 one runs all N seeds, in shards; the
 # f=2 one runs a tenth of N2.
@@ -40,7 +43,7 @@ scenarios=(
 )
 
 out=$(mktemp -d)
-echo "campaign: $n seeds per f=1 scenario, $n2 per f=2/f=3 scenario ($slow2 on a slow network with f=2), $jobs at a time; logs in $out"
+echo "campaign: $n seeds per f=1 scenario, $n2 per f=2/f=3 scenario ($slow2 on a slow network with f=2), seed chunk $chunk, $jobs at a time; logs in $out"
 start=$(date +%s)
 run_one() {
   local name=$1 seeds=$2 offset=$3 out=$4
@@ -55,8 +58,9 @@ for entry in "${scenarios[@]}"; do
   read -r name seeds shards <<<"$entry"
   shards=${shards:-1}
   size=$(( (seeds + shards - 1) / shards ))
+  base=$(( chunk * seeds ))
   for (( offset = 0; offset < seeds; offset += size )); do
-    echo "$name $(( seeds - offset < size ? seeds - offset : size )) $offset"
+    echo "$name $(( seeds - offset < size ? seeds - offset : size )) $(( base + offset ))"
   done
 done | xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "$2" '"$out"
 
