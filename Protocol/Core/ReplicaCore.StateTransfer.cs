@@ -32,6 +32,10 @@ public sealed partial class ReplicaCore
     private ulong _behindTarget;
     private TimeSpan? _stateProbeAt;
     private int _probesUnanswered;
+    // A probe for a newer stable checkpoint went out in this episode of being behind: the replica is
+    // fetching state from then (not only once a chunk is in), so a transfer whose snapshot fits one
+    // chunk, installed the moment that chunk arrives, is still seen while it waits for it.
+    private bool _fetchingState;
     // The highest view a state offer proved (f+1 view-start CHECKPOINTs), adopted on install.
     private long _offeredView;
     private CheckpointCertificate? _offeredViewStart;
@@ -52,8 +56,9 @@ public sealed partial class ReplicaCore
     /// <summary>Snapshots installed from peers since this core started.</summary>
     public long StateTransfersCompleted { get; private set; }
 
-    /// <summary>True while a snapshot is being fetched.</summary>
-    public bool StateTransferInProgress => _transfer is not null;
+    /// <summary>True while a snapshot is being fetched: from the first probe for a newer stable
+    /// checkpoint until one is installed, the replica catches up by retransmission, or no peer has one.</summary>
+    public bool StateTransferInProgress => _transfer is not null || _fetchingState;
 
     /// <summary>Snapshots held for serving (bounded: only at and above the stable checkpoint).</summary>
     public int SnapshotsHeld => _ownSnapshots.Count;
@@ -162,6 +167,7 @@ public sealed partial class ReplicaCore
         if (ExecutedSequence >= _behindTarget && !IsStalled())
         {
             _behindSince = null; // caught up by ordinary means
+            _fetchingState = false;
             return;
         }
         // Ordinary retransmission gets a chance first; then probe every other interval.
@@ -170,10 +176,12 @@ public sealed partial class ReplicaCore
         {
             // No peer has a newer stable checkpoint: retransmission does the rest.
             _behindSince = null;
+            _fetchingState = false;
             return;
         }
         _probesUnanswered++;
         _stateProbeAt = _now;
+        _fetchingState = true;
         RequestChunk(null, 0, 0);
     }
 
@@ -352,6 +360,7 @@ public sealed partial class ReplicaCore
         _behindSince = null;
         _behindTarget = 0;
         _stateProbeAt = null;
+        _fetchingState = false;
         return true;
     }
 

@@ -88,7 +88,19 @@ public sealed class HealthStateTests(ITestOutputHelper output)
     /// catches up and is Healthy.
     /// </summary>
     [Fact]
-    public async Task Degraded_while_a_held_state_transfer_lasts_and_healthy_once_caught_up()
+    public Task Degraded_while_a_held_state_transfer_lasts_and_healthy_once_caught_up() =>
+        HeldStateTransferAsync(chunkSize: 256, holdFromChunk: 1);
+
+    /// <summary>
+    /// The same with the default chunk size, so the snapshot is one chunk, installed the moment it
+    /// arrives, and that chunk is held: the backup is Degraded from its probe for a newer
+    /// checkpoint on, not only once a chunk is in (it used to show Healthy throughout).
+    /// </summary>
+    [Fact]
+    public Task Degraded_while_the_only_chunk_of_a_one_chunk_state_transfer_is_held() =>
+        HeldStateTransferAsync(chunkSize: null, holdFromChunk: 0);
+
+    private async Task HeldStateTransferAsync(int? chunkSize, int holdFromChunk)
     {
         var network = new Network();
         await using var cluster = await MinBftTestCluster.StartAsync(new ClusterSetup
@@ -96,8 +108,8 @@ public sealed class HealthStateTests(ITestOutputHelper output)
             F = 1,
             CheckpointInterval = 4,
             Watermark = 8,
-            // Small chunks: even this test's state is a snapshot of several.
-            ConfigureMinBft = o => o.Protocol = o.Protocol with { StateChunkSize = 256 },
+            // Small chunks make even this test's state a snapshot of several.
+            ConfigureMinBft = o => { if (chunkSize is { } size) o.Protocol = o.Protocol with { StateChunkSize = size }; },
             ConfigureSilo = (domain, silo) =>
             {
                 if (domain is null) return;
@@ -119,10 +131,10 @@ public sealed class HealthStateTests(ITestOutputHelper output)
         // Cut off, it cannot tell that it is behind (no peer's message reaches it): still Healthy.
         await ExpectAsync(cluster, lagging, HealthStatus.Healthy, "");
 
-        network.HoldStateChunksTo(lagging);
+        network.HoldStateChunksTo(lagging, holdFromChunk);
         network.HealAll();
         await ExpectAsync(cluster, lagging, HealthStatus.Degraded, "fetching state");
-        await MinBftTestCluster.UntilAsync(() => Task.FromResult(network.HeldStateChunks > 0), "a later chunk of the snapshot is held back");
+        await MinBftTestCluster.UntilAsync(() => Task.FromResult(network.HeldStateChunks > 0), $"chunk {holdFromChunk} or a later one of the snapshot is held back");
         var during = (await cluster.StatusesAsync([lagging, primary]));
         Assert.True(during[0].ExecutedSequence < during[1].StableCheckpoint, "it has not installed the snapshot: " + MinBftTestCluster.Describe(during[0]));
         // Still fetching for as long as the chunks are held.
@@ -269,6 +281,7 @@ public sealed class HealthStateTests(ITestOutputHelper output)
         private TaskCompletionSource? _newViews;
         private TaskCompletionSource? _chunks;
         private int _chunksTo = -1;
+        private int _chunksFrom;
         private int _heldNewViews;
         private int _heldChunks;
 
@@ -311,13 +324,15 @@ public sealed class HealthStateTests(ITestOutputHelper output)
             }
         }
 
-        /// <summary>Chunks after the first of any snapshot sent to <paramref name="replica"/> wait until released.</summary>
-        public void HoldStateChunksTo(int replica)
+        /// <summary>Chunks from index <paramref name="fromChunk"/> on of any snapshot sent to
+        /// <paramref name="replica"/> wait until released.</summary>
+        public void HoldStateChunksTo(int replica, int fromChunk)
         {
             lock (_lock)
             {
                 _chunks = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 _chunksTo = replica;
+                _chunksFrom = fromChunk;
             }
         }
 
@@ -341,7 +356,7 @@ public sealed class HealthStateTests(ITestOutputHelper output)
                     Interlocked.Increment(ref _heldNewViews);
                     return views.Task;
                 }
-                if (message is StateChunk { Index: > 0 } && to == _chunksTo && _chunks is { } chunks)
+                if (message is StateChunk chunk && chunk.Index >= _chunksFrom && to == _chunksTo && _chunks is { } chunks)
                 {
                     Interlocked.Increment(ref _heldChunks);
                     return chunks.Task;

@@ -103,7 +103,26 @@ public sealed class StateTransferTests
         var effects = h.Deliver(2, forged);
         Assert.Contains(effects.OfType<Rejected>(), r => r.Reason == RejectReason.InvalidUi);
         Assert.Equal(0UL, h.Cores[2].ExecutedSequence);
+        // The forged offer started nothing; the replica still waits for an offer to its probe.
+        Assert.True(h.Cores[2].StateTransferInProgress);
+        Assert.Contains(h.Deliver(2, honest), e => e is StateInstalled);
         Assert.False(h.Cores[2].StateTransferInProgress);
+    }
+
+    [Fact]
+    public void Rule_8_a_snapshot_of_one_chunk_is_being_fetched_from_the_probe_until_that_chunk_is_installed()
+    {
+        var (h, probe) = LaggingReplica(chunkSize: 64 * 1024);
+        var lagging = h.Cores[2];
+        // The chunk carries the offer, so the transfer ends the moment it arrives: the replica is
+        // fetching (health: Degraded) from its probe on, not only once a chunk is in.
+        Assert.True(lagging.StateTransferInProgress, "fetching state from the probe on");
+        var only = Answer(h, 0, probe);
+        Assert.Equal(1, only.Count);
+        Assert.True(lagging.StateTransferInProgress, "still fetching while the only chunk is on its way");
+        Assert.Contains(h.Deliver(2, only), e => e is StateInstalled);
+        Assert.False(lagging.StateTransferInProgress);
+        Assert.Equal(only.Certificate.Sequence, lagging.ExecutedSequence);
     }
 
     [Fact]
