@@ -195,18 +195,24 @@ public static class Program
     }
 
     /// <summary>
-    /// <c>Silo local</c>'s MinBFT options: the state machine if given, and trace propagation
-    /// across grain calls when traces are exported (OTEL_EXPORTER_OTLP_ENDPOINT; the local HTTP
-    /// endpoint exports them), as the per-domain host does; off otherwise (it costs every call).
+    /// <c>Silo local</c>'s MinBFT options: the state machine if given, trace propagation across
+    /// grain calls when traces are exported (OTEL_EXPORTER_OTLP_ENDPOINT; the local HTTP endpoint
+    /// exports them), as the per-domain host does (off otherwise: it costs every call), and the
+    /// protocol knobs of <c>MinBft:Protocol</c> (e.g. <c>MinBft__Protocol__MaxBatchWait=00:00:00.001</c>),
+    /// which are each replica's own choice, so all three take them. An unknown knob is an error.
     /// </summary>
     public static Action<MinBftOptions>? LocalMinBftOptions(MinBftStateMachineKind? stateMachine, IConfiguration configuration)
     {
         var tracing = SiloTracing.ExportsOtlp(configuration);
-        if (stateMachine is null && !tracing) return null;
+        var knobs = configuration.GetSection(MinBftOptions.SectionName).GetSection(nameof(MinBftOptions.Protocol));
+        var tuning = knobs.Exists() ? knobs.Get<MinBft.Protocol.ProtocolTuning>(b => b.ErrorOnUnknownConfiguration = true) : null;
+        tuning?.Validate();
+        if (stateMachine is null && !tracing && tuning is null) return null;
         return o =>
         {
             if (stateMachine is { } kind) o.StateMachine = kind;
             if (tracing) o.Tracing = true;
+            if (tuning is not null) o.Protocol = tuning;
         };
     }
 
