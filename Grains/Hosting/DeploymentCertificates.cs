@@ -136,6 +136,9 @@ public static class DeploymentCertificates
     /// <summary>The name of fault domain i's silo certificate and directory.</summary>
     public static string DomainName(int faultDomain) => string.Create(CultureInfo.InvariantCulture, $"domain-{faultDomain}");
 
+    /// <summary>The common name keygen gives silo <paramref name="name"/>'s certificate (<c>domain-i</c>, <c>gateway</c>).</summary>
+    public static string SiloCommonName(string name) => "minbft-silo-" + name;
+
     private static void Write(string path, string text, bool secret)
     {
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };

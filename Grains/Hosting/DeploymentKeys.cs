@@ -235,7 +235,7 @@ public static class DeploymentKeys
         var path = DeploymentCertificates.SiloCertificatePath(directory, name);
         CreatePrivateDirectory(Path.Combine(directory, name));
         CreatePrivateDirectory(Path.GetDirectoryName(path)!);
-        using var certificate = DeploymentCertificates.Issue(authority, "minbft-silo-" + name, TlsPeer.Silo, now, DeploymentCertificates.DefaultCertificateLifetime);
+        using var certificate = DeploymentCertificates.Issue(authority, DeploymentCertificates.SiloCommonName(name), TlsPeer.Silo, now, DeploymentCertificates.DefaultCertificateLifetime);
         DeploymentCertificates.Save(certificate, path, DeploymentTls.DefaultKeyPath(path), replace);
         return path;
     }

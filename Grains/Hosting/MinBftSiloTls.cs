@@ -77,6 +77,7 @@ internal static partial class MinBftSiloTls
                 + $"(or {MinBftOptions.SectionName}:KeyDirectory), or {MinBftOptions.SectionName}:Tls:Enabled=false for plaintext");
         var certificate = DeploymentTls.LoadCertificateWithKey(path, tls.KeyPath);
         DeploymentTls.CheckOwnCertificate(manifest, certificate, TlsPeer.Silo, path);
+        CheckFaultDomain(certificate, options.FaultDomain, path);
         var authorities = manifest.LoadTlsCertificateAuthorities();
         builder.Configure<SiloConnectionOptions>(connections =>
         {
@@ -85,6 +86,26 @@ internal static partial class MinBftSiloTls
             connections.ConfigureGatewayInboundConnection(c => c.UseServerTls(Options(certificate, authorities, TlsPeer.SiloOrClient, "gateway", c.ApplicationServices)));
         });
         return MinBftTransport.MutualTls(certificate);
+    }
+
+    /// <summary>
+    /// A silo of fault domain i must show the certificate keygen issued to domain i (CN minbft-silo-domain-i).
+    /// Placement puts replica and USIG i on the silos that declare domain i, so a silo declaring it
+    /// with another domain's certificate would stand in for domain i with credentials of another.
+    /// Throws <see cref="InvalidDataException"/> naming both.
+    /// </summary>
+    internal static void CheckFaultDomain(X509Certificate2 certificate, int? faultDomain, string source)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        if (faultDomain is not { } domain) return; // a gateway silo hosts no replica
+        var expected = DeploymentCertificates.SiloCommonName(DeploymentCertificates.DomainName(domain));
+        var name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
+        if (!string.Equals(name, expected, StringComparison.Ordinal))
+        {
+            throw new InvalidDataException(
+                $"{source}: this silo is fault domain {domain} but its certificate is issued to '{name}', not '{expected}': "
+                + $"use domain {domain}'s certificate (keygen --silo-cert {DeploymentCertificates.DomainName(domain)})");
+        }
     }
 
     private static TlsOptions Options(X509Certificate2 certificate, IReadOnlyList<X509Certificate2> authorities, TlsPeer peer, string connection, IServiceProvider services)

@@ -201,6 +201,36 @@ public sealed class TlsCertificateTests : IDisposable
         Assert.Contains("not issued by this deployment's CA", error.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A silo that declares fault domain 1 (so placement puts replica and USIG 1 on it) with the
+    /// deployment's valid certificate of domain 0, or of the gateway, does not start: it would stand
+    /// in for domain 1 with another domain's credentials.
+    /// </summary>
+    [Fact]
+    public void Attack_silo_declaring_a_fault_domain_with_another_domains_certificate_does_not_start()
+    {
+        DeploymentKeys.Generate(1, Deployment, UsigScheme.Ed25519, 64, 64, tls: true);
+        var domain0 = DeploymentCertificates.SiloCertificatePath(Deployment, DeploymentCertificates.DomainName(0));
+        var gateway = DeploymentCertificates.SiloCertificatePath(Deployment, DeploymentCertificates.GatewayDirectoryName);
+        foreach (var (path, name) in new[] { (domain0, "minbft-silo-domain-0"), (gateway, "minbft-silo-gateway") })
+        {
+            var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            var error = Assert.Throws<InvalidDataException>(() => builder.UseOrleans(silo => silo.AddMinBft(o =>
+            {
+                o.ManifestPath = Path.Combine(Deployment, DeploymentKeys.ManifestFileName);
+                o.FaultDomain = 1;
+                o.Tls.CertificatePath = path;
+            })));
+            Assert.Contains($"this silo is fault domain 1 but its certificate is issued to '{name}', not 'minbft-silo-domain-1'", error.Message, StringComparison.Ordinal);
+        }
+
+        // Each domain's own certificate passes, and a gateway silo (no fault domain, no replica) is not checked.
+        using var own = DeploymentTls.LoadCertificate(DeploymentCertificates.SiloCertificatePath(Deployment, DeploymentCertificates.DomainName(1)));
+        MinBftSiloTls.CheckFaultDomain(own, 1, "domain-1");
+        using var gatewayCertificate = DeploymentTls.LoadCertificate(gateway);
+        MinBftSiloTls.CheckFaultDomain(gatewayCertificate, null, "gateway");
+    }
+
     [Fact]
     public void Sdk_requires_a_client_certificate_when_the_manifest_names_a_tls_ca()
     {
