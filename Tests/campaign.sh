@@ -13,8 +13,9 @@ n=${1:?usage: Tests/campaign.sh N [N_f2] [JOBS]}
 n2=${2:-$(( n / 5 > 0 ? n / 5 : 1 ))}
 jobs=${3:-$(nproc)}
 chunk=${4:-0}
-# A slow-network seed simulates tens of seconds of delays (about 1 s of CPU per f=1 seed, 10 s
-# per f=2 seed, against 0.05-0.2 s for the others). The f=1 one runs all N seeds, in shards; the
+# A slow-network seed simulates tens of seconds of delays (about 0.3 s of CPU per f=1 seed with
+# the memoized verifiers, several seconds per f=2 seed, against 0.02-0.05 s for the others). The
+# f=1 one runs all N seeds, in shards; the
 # f=2 one runs a tenth of N2.
 slow2=$(( n2 / 10 > 0 ? n2 / 10 : 1 ))
 

@@ -15,14 +15,17 @@ public sealed class ClusterKeys
 {
     private readonly Ed25519KeyPair[] _signing;
     private readonly IUsigCertifier[] _usigCertifiers;
-    private readonly UsigVerifier? _usigVerifier;
+    private readonly IUiVerifier? _usigVerifier;
+    private readonly IRequestVerifier _requestVerifier = new MemoizedRequestVerifier(new RequestVerifier());
 
+    // The verifiers are shared by the cluster's replicas and memoized (MemoizedVerifiers.cs): the
+    // same checks, by the production verifiers, each made once per run.
     private ClusterKeys(Ed25519KeyPair[] signing, IUsigCertifier[] certifiers, UsigVerifier? verifier)
     {
         _signing = signing;
         _usigCertifiers = certifiers;
-        _usigVerifier = verifier;
-        ReplicaVerifier = new ReplicaKeyRing(signing.Select(k => k.PublicKey).ToArray());
+        _usigVerifier = verifier is null ? null : new MemoizedUiVerifier(verifier);
+        ReplicaVerifier = new MemoizedReplicaSignatureVerifier(new ReplicaKeyRing(signing.Select(k => k.PublicKey).ToArray()));
     }
 
     public const ulong Epoch = 1;
@@ -63,7 +66,7 @@ public sealed class ClusterKeys
     /// <param name="preverified">HMAC: the verifier the host fills from the replica's own USIG.</param>
     public ProtocolCrypto CryptoFor(int replica, IUiVerifier? preverified = null) =>
         new(_usigVerifier ?? preverified ?? throw new ArgumentNullException(nameof(preverified), "HMAC UIs are verified through the replica's own USIG"),
-            new Ed25519ReplicaSigner(_signing[replica]), ReplicaVerifier, new RequestVerifier());
+            new Ed25519ReplicaSigner(_signing[replica]), ReplicaVerifier, _requestVerifier);
 
     public IReplicaSigner SignerFor(int replica) => new Ed25519ReplicaSigner(_signing[replica]);
 
