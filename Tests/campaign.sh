@@ -15,8 +15,7 @@ jobs=${3:-$(nproc)}
 chunk=${4:-0}
 # A slow-network seed simulates tens of seconds of delays (about 0.3 s of CPU per f=1 seed with
 # the memoized verifiers, several seconds per f=2 seed, against 0.02-0.05 s for the others). The
-# f=1 one runs all N seeds, in shards; the
-# f=2 one runs a tenth of N2.
+# f=1 one runs all N seeds, in shards; the f=2 one runs a tenth of N2.
 slow2=$(( n2 / 10 > 0 ? n2 / 10 : 1 ))
 
 dotnet build Tests/Core/Core.Tests.csproj -c Release -v q -nologo >/dev/null || { echo "build failed"; exit 2; }
