@@ -17,7 +17,7 @@ namespace MinBft.Tests.Simulation;
 /// </summary>
 internal sealed class MemoizedUiVerifier(IUiVerifier inner) : IUiVerifier
 {
-    private readonly Dictionary<Sha256Digest, bool> _answers = [];
+    private readonly Memo _answers = new();
 
     public bool Verify(int replicaId, UniqueIdentifier ui, ReadOnlySpan<byte> certifiedDigest)
     {
@@ -27,49 +27,52 @@ internal sealed class MemoizedUiVerifier(IUiVerifier inner) : IUiVerifier
         BinaryPrimitives.WriteUInt64BigEndian(header[4..], ui.Epoch);
         BinaryPrimitives.WriteUInt64BigEndian(header[12..], ui.Counter);
         var key = Memo.Key(header, certifiedDigest, ui.Certificate);
-        if (_answers.TryGetValue(key, out var valid)) return valid;
-        valid = inner.Verify(replicaId, ui, certifiedDigest);
-        _answers[key] = valid;
-        return valid;
+        return _answers.TryGet(key, out var valid) ? valid : _answers.Keep(key, inner.Verify(replicaId, ui, certifiedDigest));
     }
 }
 
 /// <summary>Replica signatures (REQ-VIEW-CHANGE, retransmission and state requests), memoized as above.</summary>
 internal sealed class MemoizedReplicaSignatureVerifier(IReplicaSignatureVerifier inner) : IReplicaSignatureVerifier
 {
-    private readonly Dictionary<Sha256Digest, bool> _answers = [];
+    private readonly Memo _answers = new();
 
     public bool Verify(int replicaId, ReadOnlySpan<byte> message, ReadOnlySpan<byte> signature)
     {
         Span<byte> header = stackalloc byte[4];
         BinaryPrimitives.WriteInt32BigEndian(header, replicaId);
         var key = Memo.Key(header, message, signature);
-        if (_answers.TryGetValue(key, out var valid)) return valid;
-        valid = inner.Verify(replicaId, message, signature);
-        _answers[key] = valid;
-        return valid;
+        return _answers.TryGet(key, out var valid) ? valid : _answers.Keep(key, inner.Verify(replicaId, message, signature));
     }
 }
 
 /// <summary>Client requests, memoized by the request's digest (it covers the signature too).</summary>
 internal sealed class MemoizedRequestVerifier(IRequestVerifier inner) : IRequestVerifier
 {
-    private readonly Dictionary<Sha256Digest, bool> _answers = [];
+    private readonly Memo _answers = new();
 
     public bool Verify(Request request) => Verify(request, MessageEncoding.RequestDigest(request));
 
     public bool Verify(Request request, ReadOnlySpan<byte> digest)
     {
         var key = Sha256Digest.From(digest);
-        if (_answers.TryGetValue(key, out var valid)) return valid;
-        valid = inner.Verify(request, digest);
-        _answers[key] = valid;
-        return valid;
+        return _answers.TryGet(key, out var valid) ? valid : _answers.Keep(key, inner.Verify(request, digest));
     }
 }
 
-internal static class Memo
+/// <summary>The answers of one verifier, by the key of the check.</summary>
+internal sealed class Memo
 {
+    private readonly Dictionary<Sha256Digest, bool> _answers = [];
+
+    public bool TryGet(Sha256Digest key, out bool valid) => _answers.TryGetValue(key, out valid);
+
+    /// <summary>Remembers <paramref name="valid"/> for <paramref name="key"/> and returns it.</summary>
+    public bool Keep(Sha256Digest key, bool valid)
+    {
+        _answers[key] = valid;
+        return valid;
+    }
+
     /// <summary>SHA-256 over the parts, each prefixed by its length, so no two different checks share a key.</summary>
     public static Sha256Digest Key(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, ReadOnlySpan<byte> c)
     {
