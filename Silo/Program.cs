@@ -74,7 +74,7 @@ public static class Program
         };
         var siloPort = PortOption("--silo-port", "Silo-to-silo port (default 11111)");
         var gatewayPort = PortOption("--gateway-port", "Client gateway port (default 30000; 0 for none)", allowZero: true);
-        var httpPort = PortOption("--http-port", "Port of this silo's HTTP endpoint, /healthz (default: a free loopback port, printed at start)");
+        var httpPort = PortOption("--http-port", "Port of this silo's HTTP endpoint, /healthz and /metrics (default: a free loopback port, printed at start); --metrics-port is the same option", aliases: "--metrics-port");
         var clustering = new Option<string?>("--clustering")
         {
             Description = "How silos find each other: development (a primary silo) or redis (membership table in Redis; default when --redis-clustering is given)",
@@ -167,7 +167,7 @@ public static class Program
         var isolatedUsig = new Option<bool>("--isolated-usig") { Description = "Run each domain's USIG as a separate USIG program (child processes) instead of inside its silo" };
         var localStateMachine = StateMachineOption();
         var localDashboard = DashboardOption();
-        var localHttpPort = PortOption("--http-port", "Port of the HTTP endpoint, /healthz and /metrics (default: a free loopback port, printed at start)");
+        var localHttpPort = PortOption("--http-port", "Port of the HTTP endpoint, /healthz and /metrics (default: a free loopback port, printed at start); --metrics-port is the same option", aliases: "--metrics-port");
         var local = new Command("local", "Run a whole development cluster (membership/gateway silo + 2f+1 fault-domain silos) in this process")
         {
             f, localData, localSiloPort, localGatewayPort, interval, reset, isolatedUsig, localStateMachine, localDashboard, localHttpPort,
@@ -547,9 +547,9 @@ public static class Program
     private static MinBftStateMachineKind? ParseStateMachine(string? value) =>
         value is null ? null : Enum.Parse<MinBftStateMachineKind>(value, ignoreCase: true);
 
-    private static Option<int?> PortOption(string name, string description, bool allowZero = false)
+    private static Option<int?> PortOption(string name, string description, bool allowZero = false, params string[] aliases)
     {
-        var option = new Option<int?>(name) { Description = description };
+        var option = new Option<int?>(name, aliases) { Description = description };
         option.Validators.Add(result =>
         {
             var value = result.GetValueOrDefault<int?>();

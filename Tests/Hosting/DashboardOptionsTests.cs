@@ -30,6 +30,18 @@ public sealed class DashboardOptionsTests
     }
 
     [Fact]
+    public void Metrics_port_names_the_http_port_that_serves_metrics_and_health_in_both_silo_modes()
+    {
+        foreach (var args in new[] { new[] { "local", "--metrics-port", "9100" }, ["--fault-domain", "0", "--manifest", "m.json", "--metrics-port", "9100"] })
+        {
+            var parse = Program.BuildRootCommand().Parse(args);
+            Assert.Empty(parse.Errors);
+            Assert.Equal(9100, parse.GetValue<int?>("--http-port"));
+        }
+        Assert.NotEmpty(Program.BuildRootCommand().Parse(["local", "--metrics-port", "0"]).Errors);
+    }
+
+    [Fact]
     public void The_status_page_shows_an_unreachable_replica_with_its_reason_and_a_halted_one_escaped()
     {
         var halted = new ReplicaStatus(1, 3, 1, 40, "digest", new Dictionary<string, long> { ["BadUi"] = 2 }, 0, 5, 0, 41, 0, 0,
