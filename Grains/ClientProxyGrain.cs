@@ -264,7 +264,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         _accepted++;
         NoteView(reply.ReplicaId, reply.View);
         var matching = pending.Replies.Values
-            .Where(r => r.Result.AsSpan().SequenceEqual(reply.Result))
+            .Where(r => r.Status == reply.Status && r.Position == reply.Position && r.Result.AsSpan().SequenceEqual(reply.Result))
             .OrderBy(r => r.ReplicaId)
             .ToArray();
         if (matching.Length >= silo.Manifest.ReplyQuorum)

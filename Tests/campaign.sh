@@ -40,6 +40,8 @@ scenarios=(
   "Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f2 $n2"
   "Forged_replies_campaign_f_tampering_replicas_sign_wrong_results_f1 $n"
   "Forged_replies_campaign_f_tampering_replicas_sign_wrong_results_f2 $n2"
+  "Client_eviction_campaign_more_clients_than_records_under_replays_f1 $n"
+  "Client_eviction_campaign_more_clients_than_records_under_replays_f2 $n2"
 )
 
 out=$(mktemp -d)

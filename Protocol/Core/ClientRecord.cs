@@ -2,8 +2,9 @@ using MinBft.Messages;
 
 namespace MinBft.Protocol;
 
-/// <summary>Exactly-once state per client: the last executed sequence number and its reply.</summary>
-internal sealed record ClientRecord(ulong LastExecutedSeq, Reply LastReply);
+/// <summary>Exactly-once state per client: the last executed sequence number, its reply, and the
+/// position it executed at (<see cref="LastActive"/>, which orders evictions).</summary>
+public sealed record ClientRecord(ulong LastExecutedSeq, Reply LastReply, ulong LastActive);
 
 /// <summary>A request this replica knows of and has not executed yet.</summary>
 internal sealed class KnownRequest(Request request, TimeSpan firstSeen)

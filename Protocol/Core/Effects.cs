@@ -32,8 +32,11 @@ public sealed record ForwardRequest(int To, Request Request) : Effect;
 /// (<see cref="Request.ReplyTo"/>; null: the proxy keyed by the client id).</summary>
 public sealed record SendReply(Reply Reply, string? ReplyTo = null) : Effect;
 
-/// <summary>A batch was executed as number <see cref="Sequence"/> of this replica's history.</summary>
-public sealed record Executed(ulong Sequence, long View, ulong PrimaryCounter, byte[] BatchDigest, IReadOnlyList<Request> Requests) : Effect;
+/// <summary>A batch was executed as number <see cref="Sequence"/> of this replica's history:
+/// <see cref="Requests"/> as ordered, and <see cref="Applied"/>, those that ran in the application
+/// (not a seq already executed, not an expired client, not a probe).</summary>
+public sealed record Executed(ulong Sequence, long View, ulong PrimaryCounter, byte[] BatchDigest, IReadOnlyList<Request> Requests,
+    IReadOnlyList<Request> Applied) : Effect;
 
 /// <summary>Keep this stable checkpoint durably (snapshot, view and the view-start certificates
 /// the replica knows), replacing the stored one, then call <see cref="ReplicaCore.OnCheckpointStored"/>.

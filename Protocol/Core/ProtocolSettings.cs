@@ -25,6 +25,15 @@ public sealed record ProtocolSettings
     /// </summary>
     public int Watermark { get; init; } = 64;
 
+    /// <summary>Most client records the replicated state keeps (cluster-wide constant). Beyond it,
+    /// the record idle for the most executed batches is evicted after each batch, the same way at
+    /// every replica; an evicted client's old requests then get an Expired reply, never a second
+    /// execution (see CLIENT-SESSIONS-DESIGN.md).</summary>
+    public int MaxClientRecords { get; init; } = DefaultMaxClientRecords;
+
+    /// <summary>Default of <see cref="MaxClientRecords"/>.</summary>
+    public const int DefaultMaxClientRecords = 100_000;
+
     /// <summary>How many of its last UIs this replica's USIG can re-issue. Owned by the USIG (the
     /// host reads it from the USIG's identity): the replica never has more UIs issued and not yet
     /// durable in its log than this, so a crash loses none.</summary>
@@ -45,6 +54,7 @@ public sealed record ProtocolSettings
         if (ReplicaId < 0 || ReplicaId >= N) throw new ArgumentException($"replica id {ReplicaId} outside 0..{N - 1}");
         ArgumentNullException.ThrowIfNull(Tuning);
         Tuning.Validate();
+        if (MaxClientRecords < 1) throw new ArgumentException("the client record cap must be positive");
         if (CheckpointInterval < 1) throw new ArgumentException("checkpoint interval must be positive");
         if (Watermark < Tuning.MaxInFlightBatches) throw new ArgumentException("the watermark must admit every in-flight batch (MaxInFlightBatches)");
         if (UsigReissueWindow < 1 || UsigMaxBatch < 1)

@@ -27,17 +27,19 @@ public sealed partial class ReplicaCore
     /// <summary>Accepted PREPAREs still held (GC'd below the stable checkpoint).</summary>
     public int PreparedBatchCount => _prepares.Count;
 
-    /// <summary>Digest of everything a checkpoint covers: the application and the reply cache
-    /// (what exactly-once needs), independent of which replica computes it.</summary>
+    /// <summary>Digest of everything a checkpoint covers: the application and the client table
+    /// (what exactly-once and future evictions need), independent of which replica computes it.</summary>
     public byte[] StateDigest() =>
-        DigestOf(_app.Digest(), _historyDigest, _clients.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.RequestDigest, p.Value.LastReply.Result)).ToList());
+        DigestOf(_app.Digest(), _historyDigest, _clients.ExpiryHorizon,
+            _clients.Records.Select(p => new SnapshotClient(p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.View, p.Value.LastReply.RequestDigest, p.Value.LastReply.Result, p.Value.LastActive)).ToList());
 
-    /// <summary>The checkpoint digest of an application digest, a history chain and a reply cache
-    /// sorted by client id. Covering the history makes equal checkpoints mean equal histories.</summary>
-    private static byte[] DigestOf(byte[] appDigest, byte[] history, IReadOnlyList<(string ClientId, ulong Seq, byte[] RequestDigest, byte[] Result)> clients)
+    /// <summary>The checkpoint digest of an application digest, a history chain, the expiry horizon
+    /// and a client table sorted by client id. Covering the history makes equal checkpoints mean
+    /// equal histories.</summary>
+    private static byte[] DigestOf(byte[] appDigest, byte[] history, ulong expiryHorizon, IReadOnlyList<SnapshotClient> clients)
     {
-        var w = new CanonicalWriter(96 + clients.Count * 120).Tag(MessageTag.Checkpoint).Raw(appDigest).Raw(history).I32(clients.Count);
-        foreach (var (client, seq, requestDigest, result) in clients) w.Text(client).U64(seq).Raw(requestDigest).Raw(SHA256.HashData(result));
+        var w = new CanonicalWriter(104 + clients.Count * 128).Tag(MessageTag.Checkpoint).Raw(appDigest).Raw(history).U64(expiryHorizon).I32(clients.Count);
+        foreach (var c in clients) w.Text(c.ClientId).U64(c.Seq).U64(c.LastActive).Raw(c.RequestDigest).Raw(SHA256.HashData(c.Result));
         return SHA256.HashData(w.WrittenSpan);
     }
 

@@ -12,7 +12,7 @@ namespace MinBft.Protocol;
 public sealed partial class ReplicaCore
 {
     private readonly Queue<PreparedBatch> _executionQueue = new();
-    private readonly Dictionary<string, ClientRecord> _clients = new(StringComparer.Ordinal);
+    private ClientTable _clients = null!; // set in the constructor, from the settings' cap
     private TimeSpan _lastExecutionAt;
     private byte[] _historyDigest = new byte[32];
 
@@ -29,8 +29,17 @@ public sealed partial class ReplicaCore
         "queue [" + string.Join(" ", _executionQueue.Select(b => $"s{b.Prepare.Sequence}/p{b.Counter}:{{{string.Join(",", b.Committers.Order())}}}")) + "] "
         + "last commits [" + string.Join(" ", Enumerable.Range(0, N).Select(i => $"{i}:p{_lastCommitted[i]}@s{_lastCommittedPosition[i]}")) + "]";
 
-    /// <summary>Last executed sequence number of a client (0: none).</summary>
-    public ulong LastExecutedSeq(string clientId) => _clients.TryGetValue(clientId, out var r) ? r.LastExecutedSeq : 0;
+    /// <summary>Last executed sequence number of a client (0: none, or its record was evicted).</summary>
+    public ulong LastExecutedSeq(string clientId) => _clients.LastExecutedSeq(clientId);
+
+    /// <summary>Client records held (at most <see cref="ProtocolSettings.MaxClientRecords"/> after each batch).</summary>
+    public int ClientRecordCount => _clients.Count;
+
+    /// <summary>A client without a record needs a request incarnation at least this high.</summary>
+    public ulong ExpiryHorizon => _clients.ExpiryHorizon;
+
+    /// <summary>Client records evicted since this core started or last installed a snapshot.</summary>
+    public long ClientEvictions => _clients.Evictions;
 
     private void TryExecute()
     {
@@ -58,38 +67,61 @@ public sealed partial class ReplicaCore
         // The reply cache is written once the batch is signed; until then this batch's own
         // executions count for the exactly-once guard.
         var executedHere = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        var applied = new List<Request>(batch.Prepare.Batch.Length);
         for (var i = 0; i < batch.Prepare.Batch.Length; i++)
         {
             var request = batch.Prepare.Batch[i];
             requestDigests[i] = MessageEncoding.RequestDigest(request);
-            var last = executedHere.TryGetValue(request.ClientId, out var inBatch) ? inBatch : LastExecutedSeq(request.ClientId);
-            // Exactly once: a PREPARE never carries an already-ordered seq (checked on accept),
-            // and this second guard keeps execution safe even if that check were bypassed.
-            if (request.Seq <= last) continue;
-            executed.Add(new ReplyContent(view, request.ClientId, request.Seq, requestDigests[i], _app.Apply(request.Operation)));
-            executedHere[request.ClientId] = request.Seq;
+            var hasRecord = _clients.TryGet(request.ClientId, out var record) || executedHere.ContainsKey(request.ClientId);
+            var last = executedHere.TryGetValue(request.ClientId, out var inBatch) ? inBatch : record?.LastExecutedSeq ?? 0;
+            // Exactly once: a request at or below the client's executed seq never runs again
+            // (PREPAREs are not checked for this: see CLIENT-SESSIONS-DESIGN.md).
+            if (hasRecord && request.Seq <= last) continue;
+            (byte[] Result, ReplyStatus Status) outcome;
+            if (request.Incarnation > ExecutedSequence || (!hasRecord && !_clients.AdmitsNewRecord(request, ExecutedSequence)))
+            {
+                // A client without a record whose incarnation is below the horizon: possibly a
+                // replay from before its eviction. Decided here, at the same position everywhere,
+                // and permanent (the horizon never falls). An incarnation beyond this position is
+                // refused too, record or not: an executed request's incarnation must stay at or
+                // below its position, or a replay after an eviction could pass the horizon. The
+                // reply's position is the client's next incarnation.
+                outcome = ([], ReplyStatus.Expired);
+            }
+            else
+            {
+                // An empty operation is a probe: it renews the record and runs nothing.
+                outcome = (request.Operation.Length == 0 ? [] : _app.Apply(request.Operation), ReplyStatus.Executed);
+                executedHere[request.ClientId] = request.Seq;
+                if (request.Operation.Length > 0) applied.Add(request);
+            }
+            executed.Add(new ReplyContent(view, request.ClientId, request.Seq, requestDigests[i], outcome.Result, outcome.Status, ExecutedSequence));
             // The copy the client sent this replica names its proxy first-hand; the PREPARE's copy
             // is the primary's word for it (the hint is covered by no signature).
             var ownCopy = _known.TryGetValue(request.ClientId, out var known) && known.Request.Seq == request.Seq;
             replyTo.Add(ownCopy ? known!.Request.ReplyTo : request.ReplyTo);
             if (known is not null && known.Request.Seq <= request.Seq)
                 ForgetKnown(request.ClientId);
-            NoteOrdered(request);
+            // Decided: from here the record (or the horizon) answers for this seq.
+            if (_highestOrderedSeq.TryGetValue(request.ClientId, out var ordered) && ordered <= request.Seq)
+                _highestOrderedSeq.Remove(request.ClientId);
         }
         // One signature for the batch's replies (a Merkle root), not one per reply.
         var replies = ReplyBatchSigner.Sign(_crypto.Signer, Id, executed);
         for (var i = 0; i < replies.Length; i++)
         {
-            _clients[replies[i].ClientId] = new ClientRecord(replies[i].Seq, replies[i]);
+            if (replies[i].Status == ReplyStatus.Executed) _clients.Record(replies[i], ExecutedSequence);
             Emit(new SendReply(replies[i], replyTo[i]));
         }
+        // Beyond the cap, the least recently active records go (same position, same choice everywhere).
+        _clients.EvictBeyondCapacity(ExecutedSequence);
         var batchDigest = BatchDigest(requestDigests);
         var link = new byte[32 + 32 + 8];
         _historyDigest.CopyTo(link, 0);
         batchDigest.CopyTo(link, 32);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(link.AsSpan(64), ExecutedSequence);
         _historyDigest = System.Security.Cryptography.SHA256.HashData(link);
-        Emit(new Executed(ExecutedSequence, view, batch.Counter, batchDigest, batch.Prepare.Batch));
+        Emit(new Executed(ExecutedSequence, view, batch.Counter, batchDigest, batch.Prepare.Batch, applied));
         MaybeCheckpoint();
     }
 

@@ -20,8 +20,11 @@ public sealed partial class ReplicaCore
     private readonly ulong[] _lastCommitted;
     // ... and the position of that PREPARE.
     private readonly ulong[] _lastCommittedPosition;
-    // Per client: highest seq ordered in this view or executed. A PREPARE may only carry newer
-    // seqs. It depends only on the primary's stream, so correct replicas judge a PREPARE alike.
+    // Per client: highest seq ordered in this view and not executed yet (executed seqs are in the
+    // client table). A local filter only, for the primary's batches and a backup's forwarding: a
+    // PREPARE is not judged by it, since the client table can evict what a lagging backup still
+    // holds (CLIENT-SESSIONS-DESIGN.md); execution decides exactly-once. Bounded by the requests
+    // in flight.
     private readonly Dictionary<string, ulong> _highestOrderedSeq = new(StringComparer.Ordinal);
 
     /// <summary>Messages of this replica's own stream kept in memory (certified ones are kept for
@@ -37,7 +40,7 @@ public sealed partial class ReplicaCore
     // committing again under a new counter would break its consecutive-commit chain at peers.
     private readonly HashSet<ulong> _restoredOwnCommits = [];
 
-    private ulong HighestOrderedSeq(string clientId) => _highestOrderedSeq.GetValueOrDefault(clientId);
+    private ulong HighestOrderedSeq(string clientId) => Math.Max(_highestOrderedSeq.GetValueOrDefault(clientId), _clients.LastExecutedSeq(clientId));
 
     private void NoteOrdered(Request request)
     {
@@ -100,8 +103,6 @@ public sealed partial class ReplicaCore
                 return (RejectReason.InvalidBatch, "two requests of one client in a batch");
             if (!VerifyRequest(request))
                 return (RejectReason.InvalidBatch, "request signature");
-            if (request.Seq <= HighestOrderedSeq(request.ClientId))
-                return (RejectReason.InvalidBatch, $"seq {request.Seq} already ordered");
         }
         return null;
     }
@@ -124,14 +125,18 @@ public sealed partial class ReplicaCore
         if (prepare.Sequence <= ExecutedSequence)
         {
             // A carried batch this replica already executed: it commits to it again in this view
-            // (others may need the quorum) but does not execute it twice.
+            // (others may need the quorum) but does not execute it twice. Its requests are settled
+            // (the client table answers for them), so they are not noted as ordered.
             batch.Executed = true;
         }
-        else _executionQueue.Enqueue(batch);
+        else
+        {
+            _executionQueue.Enqueue(batch);
+            foreach (var request in prepare.Batch) NoteOrdered(request);
+        }
         _lastPrepareCounter = counter;
         _lastPreparedSequence = prepare.Sequence;
         if (prepare.ViewStart is { } viewStart) _viewStartsKnown[prepare.View] = viewStart;
-        foreach (var request in prepare.Batch) NoteOrdered(request);
         // The PREPARE is the primary's own commitment.
         RecordCommitment(batch, prepare.PrimaryId);
         if (!IsPrimary)

@@ -63,7 +63,7 @@ public sealed partial class ReplicaCore
             return;
         }
         var clientId = request.ClientId;
-        if (_clients.TryGetValue(clientId, out var record))
+        if (_clients.TryGet(clientId, out var record))
         {
             if (request.Seq < record.LastExecutedSeq)
             {
@@ -170,8 +170,10 @@ public sealed partial class ReplicaCore
         // First, the batches the NEW-VIEW carries, again, in order (see EnterView).
         while (CanPropose && _carried.TryGetValue(_lastProposedSequence + 1, out var carried))
         {
-            foreach (var request in carried) NoteOrdered(request);
             _lastProposedSequence++;
+            // A carried position this primary executed already is settled: the client table answers for it.
+            if (_lastProposedSequence > ExecutedSequence)
+                foreach (var request in carried) NoteOrdered(request);
             var start = _lastProposedSequence == _viewBase + 1 ? _viewStartCertificate : null;
             RequestUiFor(new Prepare(View, Id, _lastProposedSequence, carried, UniqueIdentifier.None, start));
         }

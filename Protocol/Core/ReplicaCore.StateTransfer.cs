@@ -65,10 +65,10 @@ public sealed partial class ReplicaCore
 
     private void TakeSnapshot()
     {
-        var clients = _clients.OrderBy(p => p.Key, StringComparer.Ordinal)
-            .Select(p => new SnapshotClient(p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.View, p.Value.LastReply.RequestDigest, p.Value.LastReply.Result))
+        var clients = _clients.Records
+            .Select(p => new SnapshotClient(p.Key, p.Value.LastExecutedSeq, p.Value.LastReply.View, p.Value.LastReply.RequestDigest, p.Value.LastReply.Result, p.Value.LastActive))
             .ToList();
-        _ownSnapshots[ExecutedSequence] = new StateSnapshot(ExecutedSequence, _historyDigest, _app.Snapshot(), clients).Encode();
+        _ownSnapshots[ExecutedSequence] = new StateSnapshot(ExecutedSequence, _historyDigest, _app.Snapshot(), clients, _clients.ExpiryHorizon).Encode();
     }
 
     /// <summary>Have the host keep a stable checkpoint whose snapshot we hold (the newest one waiting
@@ -310,7 +310,7 @@ public sealed partial class ReplicaCore
         ProtocolInvariantException.Check(snapshot.Sequence > ExecutedSequence, "state transfer only moves forward");
         var previous = _app.Snapshot();
         if (!_app.TryRestore(snapshot.Application)
-            || !DigestOf(_app.Digest(), snapshot.History, snapshot.Clients.Select(c => (c.ClientId, c.Seq, c.RequestDigest, c.Result)).ToList()).AsSpan().SequenceEqual(certificate.StateDigest))
+            || !DigestOf(_app.Digest(), snapshot.History, snapshot.ExpiryHorizon, snapshot.Clients).AsSpan().SequenceEqual(certificate.StateDigest))
         {
             ProtocolInvariantException.Check(_app.TryRestore(previous), "the application restores its own snapshot");
             return false;
@@ -318,14 +318,10 @@ public sealed partial class ReplicaCore
 
         // The reply cache, re-signed by this replica (one root over all of it): a client counts
         // replies per replica.
-        _clients.Clear();
-        var replies = ReplyBatchSigner.Sign(_crypto.Signer, Id, snapshot.Clients.Select(c => new ReplyContent(c.View, c.ClientId, c.Seq, c.RequestDigest, c.Result)).ToList());
-        foreach (var (c, reply) in snapshot.Clients.Zip(replies))
-        {
-            _clients[c.ClientId] = new ClientRecord(c.Seq, reply);
-            if (c.Seq > HighestOrderedSeq(c.ClientId)) _highestOrderedSeq[c.ClientId] = c.Seq;
+        var replies = ReplyBatchSigner.Sign(_crypto.Signer, Id, snapshot.Clients.Select(c => new ReplyContent(c.View, c.ClientId, c.Seq, c.RequestDigest, c.Result, ReplyStatus.Executed, c.LastActive)).ToList());
+        _clients.Restore(snapshot.Clients.Zip(replies, (c, reply) => (c.ClientId, new ClientRecord(c.Seq, reply, c.LastActive))), snapshot.ExpiryHorizon);
+        foreach (var c in snapshot.Clients)
             if (_known.TryGetValue(c.ClientId, out var known) && known.Request.Seq <= c.Seq) ForgetKnown(c.ClientId);
-        }
         ExecutedSequence = snapshot.Sequence;
         _historyDigest = snapshot.History;
         _lastExecutionAt = _now;
@@ -343,6 +339,11 @@ public sealed partial class ReplicaCore
         var waiting = _executionQueue.Where(b => b.Prepare.Sequence > snapshot.Sequence).ToList();
         _executionQueue.Clear();
         foreach (var batch in waiting) _executionQueue.Enqueue(batch);
+        // Orderings the snapshot settled are the client table's now; an evicted client's would
+        // otherwise keep filtering its retransmissions, which must be ordered to be answered.
+        _highestOrderedSeq.Clear();
+        foreach (var batch in waiting)
+            foreach (var request in batch.Prepare.Batch) NoteOrdered(request);
 
         // The view: the highest proven one offered, if it is not older than ours.
         if ((_offeredView > View || (_offeredView == View && _viewChanging && _offeredViewStart is not null))

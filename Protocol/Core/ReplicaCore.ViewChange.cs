@@ -155,9 +155,8 @@ public sealed partial class ReplicaCore
         Array.Clear(_lastCommitted);
         Array.Clear(_lastCommittedPosition);
         _viewStartCertificate = null;
-        // Orderings of the old view that did not execute are void; executed ones stay ordered.
+        // Orderings of the old view that did not execute are void; executed ones are in the client table.
         _highestOrderedSeq.Clear();
-        foreach (var (client, record) in _clients) _highestOrderedSeq[client] = record.LastExecutedSeq;
         // Requests waiting at an old primary become known requests: the new primary gets them.
         foreach (var (request, arrived) in _pending) RememberKnown(request);
         ClearPending();
@@ -394,15 +393,12 @@ public sealed partial class ReplicaCore
         // The batches the new primary must propose again, cut at the first one a correct backup
         // would refuse (judged against the state it would have there: deterministic).
         _carried.Clear();
-        var ordered = new Dictionary<string, ulong>(StringComparer.Ordinal);
-        foreach (var (client, record) in _clients) ordered[client] = record.LastExecutedSeq;
         foreach (var prepare in history)
         {
             if (prepare.Sequence <= start) continue;
             if (prepare.Sequence > ExecutedSequence)
             {
-                if (!CarriedBatchValid(prepare, ordered)) break;
-                foreach (var request in prepare.Batch) ordered[request.ClientId] = request.Seq;
+                if (!CarriedBatchValid(prepare)) break;
             }
             _carried[prepare.Sequence] = prepare.Batch;
         }
@@ -423,16 +419,13 @@ public sealed partial class ReplicaCore
             foreach (var known in _known.Values.ToList()) AddPending(known.Request);
     }
 
-    /// <summary>Checked as a correct backup would, against the per-client sequence numbers the
-    /// state would have before this batch: a batch that fails was never executed anywhere.</summary>
-    private bool CarriedBatchValid(Prepare prepare, Dictionary<string, ulong> ordered)
+    /// <summary>Checked as a correct backup checks a PREPARE (ValidatePrepare): a batch that fails
+    /// was never executed anywhere. Exactly the same checks, or a committed batch could be cut.</summary>
+    private bool CarriedBatchValid(Prepare prepare)
     {
         var clients = new HashSet<string>(StringComparer.Ordinal);
         foreach (var request in prepare.Batch)
-        {
             if (!clients.Add(request.ClientId) || !VerifyRequest(request)) return false;
-            if (request.Seq <= ordered.GetValueOrDefault(request.ClientId)) return false;
-        }
         return true;
     }
 

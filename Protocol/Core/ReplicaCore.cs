@@ -38,6 +38,7 @@ public sealed partial class ReplicaCore
         _lastCommitted = new ulong[settings.N];
         _lastCommittedPosition = new ulong[settings.N];
         _verifiedRequests = new VerifiedRequestCache(_tuning.VerifiedRequestCacheSize);
+        _clients = new ClientTable(settings.MaxClientRecords);
         _genesisDigest = StateDigest(); // where view starts at position 0 begin
     }
 
@@ -245,7 +246,8 @@ public sealed partial class ReplicaCore
             foreach (var c in batch.Committers.Order()) w.I32(c);
         }
         foreach (var (client, seq) in _highestOrderedSeq.OrderBy(p => p.Key, StringComparer.Ordinal)) w.Text(client).U64(seq);
-        foreach (var (client, record) in _clients.OrderBy(p => p.Key, StringComparer.Ordinal)) w.Text(client).U64(record.LastExecutedSeq);
+        foreach (var (client, record) in _clients.Records) w.Text(client).U64(record.LastExecutedSeq).U64(record.LastActive);
+        w.U64(_clients.ExpiryHorizon);
         w.Raw(_app.Digest());
         return Convert.ToHexString(SHA256.HashData(w.WrittenSpan));
     }

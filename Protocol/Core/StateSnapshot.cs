@@ -4,24 +4,27 @@ using MinBft.Encoding;
 namespace MinBft.Protocol;
 
 /// <summary>One client's exactly-once record inside a snapshot: its last executed request (seq
-/// and digest, which the reply covers) and result.</summary>
-public readonly record struct SnapshotClient(string ClientId, ulong Seq, long View, byte[] RequestDigest, byte[] Result);
+/// and digest, which the reply covers), result, and the position it executed at.</summary>
+public readonly record struct SnapshotClient(string ClientId, ulong Seq, long View, byte[] RequestDigest, byte[] Result, ulong LastActive);
 
 /// <summary>
 /// Everything a checkpoint covers (PROTOCOL.md section 8): the application's snapshot, the
-/// reply cache and the digest chain of the executed batches, at position <see cref="Sequence"/>. Encoded as plain length-prefixed bytes so it
+/// client table (records and expiry horizon) and the digest chain of the executed batches, at position <see cref="Sequence"/>. Encoded as plain length-prefixed bytes so it
 /// can travel in bounded chunks; decoding checks every length, since the bytes come from a peer
 /// that may be Byzantine (the digest is checked only after a successful decode).
 /// </summary>
-public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Application, IReadOnlyList<SnapshotClient> Clients)
+public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Application, IReadOnlyList<SnapshotClient> Clients, ulong ExpiryHorizon = 0)
 {
-    private static ReadOnlySpan<byte> Magic => "MBSNAP3\0"u8;
+    private static ReadOnlySpan<byte> Magic => "MBSNAP4\0"u8;
+
+    // Per client: id length, seq, view, last active, request digest, result length.
+    private const int FixedClientBytes = 1 + 8 + 8 + 8 + MessageLimits.DigestLength + 4;
 
     public byte[] Encode()
     {
         if (History.Length != MessageLimits.DigestLength) throw new ArgumentException("history digest length");
-        var size = Magic.Length + 8 + MessageLimits.DigestLength + 4 + Application.Length + 4;
-        foreach (var c in Clients) size += 1 + System.Text.Encoding.ASCII.GetByteCount(c.ClientId) + 8 + 8 + MessageLimits.DigestLength + 4 + c.Result.Length;
+        var size = Magic.Length + 8 + MessageLimits.DigestLength + 4 + Application.Length + 8 + 4;
+        foreach (var c in Clients) size += FixedClientBytes + System.Text.Encoding.ASCII.GetByteCount(c.ClientId) + c.Result.Length;
         var bytes = new byte[size];
         var span = bytes.AsSpan();
         Magic.CopyTo(span);
@@ -30,6 +33,7 @@ public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Applic
         History.CopyTo(span[at..]); at += History.Length;
         BinaryPrimitives.WriteInt32BigEndian(span[at..], Application.Length); at += 4;
         Application.CopyTo(span[at..]); at += Application.Length;
+        BinaryPrimitives.WriteUInt64BigEndian(span[at..], ExpiryHorizon); at += 8;
         BinaryPrimitives.WriteInt32BigEndian(span[at..], Clients.Count); at += 4;
         foreach (var c in Clients)
         {
@@ -38,6 +42,7 @@ public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Applic
             id.CopyTo(span[at..]); at += id.Length;
             BinaryPrimitives.WriteUInt64BigEndian(span[at..], c.Seq); at += 8;
             BinaryPrimitives.WriteInt64BigEndian(span[at..], c.View); at += 8;
+            BinaryPrimitives.WriteUInt64BigEndian(span[at..], c.LastActive); at += 8;
             if (c.RequestDigest.Length != MessageLimits.DigestLength) throw new ArgumentException("request digest length");
             c.RequestDigest.CopyTo(span[at..]); at += c.RequestDigest.Length;
             BinaryPrimitives.WriteInt32BigEndian(span[at..], c.Result.Length); at += 4;
@@ -49,34 +54,38 @@ public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Applic
     /// <summary>Null when the bytes are not a well-formed snapshot.</summary>
     public static StateSnapshot? TryDecode(ReadOnlySpan<byte> bytes)
     {
-        if (bytes.Length < Magic.Length + 16 + MessageLimits.DigestLength || !bytes[..Magic.Length].SequenceEqual(Magic)) return null;
+        if (bytes.Length < Magic.Length + 24 + MessageLimits.DigestLength || !bytes[..Magic.Length].SequenceEqual(Magic)) return null;
         var at = Magic.Length;
         var sequence = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
         var history = bytes.Slice(at, MessageLimits.DigestLength).ToArray(); at += MessageLimits.DigestLength;
         var appLength = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
-        if (appLength < 0 || appLength > bytes.Length - at - 4) return null;
+        if (appLength < 0 || appLength > bytes.Length - at - 12) return null;
         var app = bytes.Slice(at, appLength).ToArray(); at += appLength;
+        var expiryHorizon = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
         var count = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
-        // Each client takes at least 53 bytes: a count beyond that is a lie, not an allocation.
-        if (count < 0 || count > (bytes.Length - at) / 53) return null;
+        // Each client takes at least its fixed fields: a count beyond that is a lie, not an allocation.
+        if (count < 0 || count > (bytes.Length - at) / FixedClientBytes) return null;
         var clients = new List<SnapshotClient>(count);
         string? previous = null;
         for (var i = 0; i < count; i++)
         {
             if (bytes.Length - at < 1) return null;
             int idLength = bytes[at++];
-            if (idLength != MessageLimits.ClientIdLength || bytes.Length - at < idLength + 20 + MessageLimits.DigestLength) return null;
+            if (idLength != MessageLimits.ClientIdLength || bytes.Length - at < idLength + FixedClientBytes - 1) return null;
             var id = System.Text.Encoding.ASCII.GetString(bytes.Slice(at, idLength)); at += idLength;
             // Sorted and unique: one encoding per state, as the digest assumes.
             if (previous is not null && string.CompareOrdinal(previous, id) >= 0) return null;
             previous = id;
             var seq = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
             var view = BinaryPrimitives.ReadInt64BigEndian(bytes[at..]); at += 8;
+            var lastActive = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
+            // A record is active at or below its snapshot's position (the digest check comes later).
+            if (lastActive > sequence) return null;
             var requestDigest = bytes.Slice(at, MessageLimits.DigestLength).ToArray(); at += MessageLimits.DigestLength;
             var resultLength = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
             if (resultLength < 0 || resultLength > MessageLimits.MaxResultLength || resultLength > bytes.Length - at) return null;
-            clients.Add(new SnapshotClient(id, seq, view, requestDigest, bytes.Slice(at, resultLength).ToArray())); at += resultLength;
+            clients.Add(new SnapshotClient(id, seq, view, requestDigest, bytes.Slice(at, resultLength).ToArray(), lastActive)); at += resultLength;
         }
-        return at == bytes.Length ? new StateSnapshot(sequence, history, app, clients) : null;
+        return at == bytes.Length && expiryHorizon <= sequence + 1 ? new StateSnapshot(sequence, history, app, clients, expiryHorizon) : null;
     }
 }

@@ -24,11 +24,15 @@ public sealed class ClientSigner
 
     /// <summary>
     /// A signed REQUEST for operation number <paramref name="seq"/>. The signature covers
-    /// <see cref="MessageEncoding.Request(string, ReadOnlySpan{byte}, ulong, ReadOnlySpan{byte})"/>.
+    /// <see cref="MessageEncoding.Request(string, ReadOnlySpan{byte}, ulong, ReadOnlySpan{byte}, ulong)"/>.
     /// Throws for an operation over <see cref="MessageLimits.MaxOperationLength"/>: replicas
     /// would drop it unread, so failing here is kinder than a request that never completes.
     /// </summary>
-    public Request CreateRequest(ulong seq, byte[] operation)
+    /// <param name="seq">The client's sequence number for this operation (increasing).</param>
+    /// <param name="operation">The operation's bytes, copied.</param>
+    /// <param name="incarnation">The client's incarnation (<see cref="Request.Incarnation"/>): the
+    /// highest position f+1 replies proved to it, 0 before any.</param>
+    public Request CreateRequest(ulong seq, byte[] operation, ulong incarnation = 0)
     {
         ArgumentNullException.ThrowIfNull(operation);
         if (operation.Length > MessageLimits.MaxOperationLength)
@@ -36,8 +40,8 @@ public sealed class ClientSigner
         // Copy so a caller mutating its buffer later cannot change a signed request.
         var op = (byte[])operation.Clone();
         var publicKey = _keys.PublicKey;
-        var signature = _keys.Sign(MessageEncoding.Request(ClientId, publicKey, seq, op));
-        return new Request(ClientId, publicKey, seq, op, signature);
+        var signature = _keys.Sign(MessageEncoding.Request(ClientId, publicKey, seq, op, incarnation));
+        return new Request(ClientId, publicKey, seq, op, signature, Incarnation: incarnation);
     }
 
     /// <summary>An offer of a MAC session to the replicas (<see cref="ClientSession"/>), signed by this identity.</summary>

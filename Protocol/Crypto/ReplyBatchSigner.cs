@@ -5,7 +5,8 @@ using MinBft.Protocol;
 namespace MinBft.Crypto;
 
 /// <summary>What one REPLY of a batch says, before the batch is signed.</summary>
-public readonly record struct ReplyContent(long View, string ClientId, ulong Seq, byte[] RequestDigest, byte[] Result);
+public readonly record struct ReplyContent(long View, string ClientId, ulong Seq, byte[] RequestDigest, byte[] Result,
+    ReplyStatus Status = ReplyStatus.Executed, ulong Position = 0);
 
 /// <summary>Signs a batch of replies with one signature over their Merkle root (<see cref="ReplyTree"/>).</summary>
 public static class ReplyBatchSigner
@@ -21,7 +22,7 @@ public static class ReplyBatchSigner
         for (var i = 0; i < replies.Length; i++)
         {
             var c = contents[i];
-            replies[i] = new Reply(c.View, replicaId, c.ClientId, c.Seq, c.RequestDigest, c.Result, placeholder);
+            replies[i] = new Reply(c.View, replicaId, c.ClientId, c.Seq, c.RequestDigest, c.Result, placeholder, c.Status, c.Position);
             leaves[i] = ReplyTree.Leaf(replies[i]);
         }
         var (root, paths) = ReplyTree.Build(leaves);

@@ -18,7 +18,7 @@ public sealed class RequestVerifier : IRequestVerifier
     {
         if (ExplainShape(request) is { } why) return why;
         var r = request!;
-        var signed = MessageEncoding.Request(r.ClientId, r.ClientPublicKey, r.Seq, r.Operation);
+        var signed = MessageEncoding.Request(r);
         return Ed25519.Verify(r.ClientPublicKey, signed, r.Signature) ? null : "bad signature";
     }
 

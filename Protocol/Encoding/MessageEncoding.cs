@@ -10,11 +10,11 @@ namespace MinBft.Encoding;
 /// </summary>
 public static class MessageEncoding
 {
-    public static byte[] Request(Request r) => Request(r.ClientId, r.ClientPublicKey, r.Seq, r.Operation);
+    public static byte[] Request(Request r) => Request(r.ClientId, r.ClientPublicKey, r.Seq, r.Operation, r.Incarnation);
 
-    public static byte[] Request(string clientId, ReadOnlySpan<byte> publicKey, ulong seq, ReadOnlySpan<byte> operation) =>
-        new CanonicalWriter(64 + operation.Length)
-            .Tag(MessageTag.Request).Text(clientId).Bytes(publicKey).U64(seq).Bytes(operation)
+    public static byte[] Request(string clientId, ReadOnlySpan<byte> publicKey, ulong seq, ReadOnlySpan<byte> operation, ulong incarnation = 0) =>
+        new CanonicalWriter(72 + operation.Length)
+            .Tag(MessageTag.Request).Text(clientId).Bytes(publicKey).U64(seq).Bytes(operation).U64(incarnation)
             .ToArray();
 
     public static byte[] Prepare(Prepare p)
@@ -35,11 +35,12 @@ public static class MessageEncoding
     }
 
     /// <summary>The leaf a REPLY is in its batch's reply tree: everything but the proof.</summary>
-    public static byte[] ReplyLeaf(Reply r) => ReplyLeaf(r.View, r.ReplicaId, r.ClientId, r.Seq, r.RequestDigest, r.Result);
+    public static byte[] ReplyLeaf(Reply r) => ReplyLeaf(r.View, r.ReplicaId, r.ClientId, r.Seq, r.RequestDigest, r.Result, r.Status, r.Position);
 
-    public static byte[] ReplyLeaf(long view, int replicaId, string clientId, ulong seq, ReadOnlySpan<byte> requestDigest, ReadOnlySpan<byte> result) =>
-        new CanonicalWriter(128 + result.Length)
-            .Tag(MessageTag.Reply).I64(view).I32(replicaId).Text(clientId).U64(seq).Bytes(requestDigest).Bytes(result)
+    public static byte[] ReplyLeaf(long view, int replicaId, string clientId, ulong seq, ReadOnlySpan<byte> requestDigest, ReadOnlySpan<byte> result,
+        ReplyStatus status = ReplyStatus.Executed, ulong position = 0) =>
+        new CanonicalWriter(136 + result.Length)
+            .Tag(MessageTag.Reply).I64(view).I32(replicaId).Text(clientId).U64(seq).Bytes(requestDigest).Bytes(result).U8((byte)status).U64(position)
             .ToArray();
 
     /// <summary>What a client's MAC for replica <paramref name="replicaId"/> covers: the request's digest.</summary>
@@ -120,7 +121,7 @@ public static class MessageEncoding
     }
 
     private static void WriteRequest(CanonicalWriter w, Request r) =>
-        w.Text(r.ClientId).Bytes(r.ClientPublicKey).U64(r.Seq).Bytes(r.Operation).Bytes(r.Signature);
+        w.Text(r.ClientId).Bytes(r.ClientPublicKey).U64(r.Seq).Bytes(r.Operation).U64(r.Incarnation).Bytes(r.Signature);
 
     private static void WriteUi(CanonicalWriter w, UniqueIdentifier ui) =>
         w.U64(ui.Epoch).U64(ui.Counter).Bytes(ui.Certificate);

@@ -123,6 +123,8 @@ public static class MessageLimits
         if (r.ClientId is null || r.ClientId.Length != ClientIdLength) return "client id length";
         if (r.Result is null) return "null result";
         if (r.Result.Length > MaxResultLength) return "result too large";
+        if (r.Status is not (ReplyStatus.Executed or ReplyStatus.Expired)) return "unknown reply status";
+        if (r.Status == ReplyStatus.Expired && r.Result.Length != 0) return "an Expired reply has no result";
         if (r.RequestDigest is null || r.RequestDigest.Length != DigestLength) return "request digest length";
         var proof = r.Proof;
         if (proof is null) return "null reply proof";

@@ -13,6 +13,10 @@ namespace MinBft.Messages;
 /// replies (by default the one keyed by the client id). A Byzantine primary that changes it in a
 /// PREPARE only sends honest replicas' replies astray once: the proxy retransmits to every
 /// replica, and each resends its cached reply to the hint of the copy it received itself.
+/// <see cref="Incarnation"/> bounds the client table (see Protocol/Core/CLIENT-SESSIONS-DESIGN.md):
+/// the highest position of the replicated history that f+1 replies proved to the client (0 before
+/// any). A replica with no record of the client executes the request only if it is at or above
+/// the expiry horizon, which old requests of an evicted client never are. Signed.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Request")]
 public sealed record Request(
@@ -22,4 +26,5 @@ public sealed record Request(
     [Id(3)] byte[] Operation,
     [Id(4)] byte[] Signature,
     [Id(5)] byte[]? Authenticator = null,
-    [Id(6)] string? ReplyTo = null);
+    [Id(6)] string? ReplyTo = null,
+    [Id(7)] ulong Incarnation = 0);

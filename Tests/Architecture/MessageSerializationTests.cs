@@ -237,6 +237,12 @@ public sealed class MessageSerializationTests
             if (type == typeof(long)) return (long)_next++;
             if (type == typeof(ulong)) return (ulong)_next++;
             if (type == typeof(byte[])) return Enumerable.Range(_next++, 3).Select(i => (byte)i).ToArray();
+            if (type.IsEnum)
+            {
+                // A non-default member, so a field the serializer dropped would show.
+                var values = Enum.GetValues(type);
+                return values.GetValue(values.Length - 1)!;
+            }
             if (type.IsArray)
             {
                 var element = type.GetElementType()!;

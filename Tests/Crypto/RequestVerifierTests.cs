@@ -63,12 +63,17 @@ public sealed class RequestVerifierTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void TamperedSeqOperationOrSignature_IsRejected()
+    public void TamperedSeqIncarnationOperationOrSignature_IsRejected()
     {
         var random = TestRandom.Create(output);
         var request = NewClient(random).CreateRequest(7, random.Bytes(20));
 
         Assert.False(_verifier.Verify(request with { Seq = 8 }));
+        // The incarnation is signed: a relay cannot lift an old request above the expiry horizon.
+        Assert.False(_verifier.Verify(request with { Incarnation = 1 }));
+        var incarnated = NewClient(random).CreateRequest(7, random.Bytes(20), incarnation: 42);
+        Assert.True(_verifier.Verify(incarnated));
+        Assert.False(_verifier.Verify(incarnated with { Incarnation = 43 }));
 
         var op = (byte[])request.Operation.Clone();
         op[random.Next(op.Length)] ^= 1;

@@ -183,6 +183,6 @@ public sealed class ByzantineTests(ITestOutputHelper output)
         }
 
         private Reply Sign(Reply reply) =>
-            ReplyBatchSigner.Sign(new Ed25519ReplicaSigner(signingKey), reply.ReplicaId, [new ReplyContent(reply.View, reply.ClientId, reply.Seq, reply.RequestDigest, reply.Result)])[0];
+            ReplyBatchSigner.Sign(new Ed25519ReplicaSigner(signingKey), reply.ReplicaId, [new ReplyContent(reply.View, reply.ClientId, reply.Seq, reply.RequestDigest, reply.Result, reply.Status, reply.Position)])[0];
     }
 }

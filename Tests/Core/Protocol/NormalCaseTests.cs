@@ -96,17 +96,24 @@ public sealed class NormalCaseTests
     }
 
     [Fact]
-    public void Rule_4_3_prepare_repeating_an_ordered_request_is_rejected()
+    public void Rule_4_3_prepare_repeating_an_ordered_request_is_accepted_and_the_request_runs_once()
     {
+        // A backup does not judge a PREPARE by what it saw ordered: the client table may evict what a
+        // lagging backup still holds (CLIENT-SESSIONS-DESIGN.md). Execution keeps exactly-once.
         var h = new CoreHarness();
         var request = h.NewClient().CreateRequest(1, Put("a", "1"));
         var first = h.Certify(0, new Prepare(0, 0, 1, [request], UniqueIdentifier.None));
         // A different batch (so a different digest and the next counter) re-proposing `request`.
         var other = h.NewClient().CreateRequest(1, Put("b", "1"));
         var replay = h.Certify(0, new Prepare(0, 0, 2, [other, request], UniqueIdentifier.None));
-        h.Deliver(1, first);
-        var effects = h.Deliver(1, replay);
-        Assert.Equal(RejectReason.InvalidBatch, Assert.Single(effects.OfType<Rejected>()).Reason);
+        var effects = h.Deliver(1, first).Concat(h.Deliver(1, replay)).ToList();
+        Assert.Empty(effects.OfType<Rejected>());
+        var executed = effects.OfType<Executed>().ToList();
+        Assert.Equal([1UL, 2UL], executed.Select(e => e.Sequence));
+        Assert.Equal([request, other, request], executed.SelectMany(e => e.Requests));
+        Assert.Equal([request, other], executed.SelectMany(e => e.Applied));
+        // One reply per request that ran; the repeated one is answered by the reply cache on retransmission.
+        Assert.Equal([request.ClientId, other.ClientId], effects.OfType<SendReply>().Select(r => r.Reply.ClientId));
     }
 
     [Fact]

@@ -124,5 +124,5 @@ public sealed class SimUsig(UsigCore usig)
 internal sealed class SimClientSigner(ClientSigner signer)
 {
     public string ClientId => signer.ClientId;
-    public Request CreateRequest(ulong seq, byte[] operation) => signer.CreateRequest(seq, operation);
+    public Request CreateRequest(ulong seq, byte[] operation, ulong incarnation = 0) => signer.CreateRequest(seq, operation, incarnation);
 }

@@ -119,7 +119,8 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, Sim
     /// <summary>
     /// As primary: each round does one of: equivocate (two different batches, each shown to
     /// part of the backups), put a request no client signed in a certified batch, re-propose a
-    /// request that was already ordered, or propose honestly.
+    /// request that was already ordered (at a taken position, or replayed at a fresh one), or
+    /// propose honestly.
     /// </summary>
     private void Equivocate(Random rng, long view)
     {
@@ -127,7 +128,7 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, Sim
             .DistinctBy(r => r.ClientId).ToList();
         _requests.Clear();
         if (pool.Count == 0) return;
-        switch (rng.Next(4))
+        switch (rng.Next(5))
         {
             case 0 when pool.Count > 1:
                 var first = Certify(new Prepare(view, id, _nextPosition, pool.Take(pool.Count / 2).ToArray(), UniqueIdentifier.None));
@@ -142,6 +143,12 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, Sim
                 break;
             case 2 when _ordered.Count > 0:
                 Broadcast(Certify(new Prepare(view, id, _nextPosition, [_ordered[rng.Next(_ordered.Count)]], UniqueIdentifier.None)), rng);
+                break;
+            case 3 when _ordered.Count > 0:
+                // A replay at a fresh position: accepted, and it must neither run twice nor, once
+                // the client's record is evicted, run again.
+                Broadcast(Certify(new Prepare(view, id, _nextPosition++, [_ordered[rng.Next(_ordered.Count)], .. pool], UniqueIdentifier.None)), rng);
+                _ordered.AddRange(pool);
                 break;
             default:
                 Broadcast(Certify(new Prepare(view, id, _nextPosition++, pool.ToArray(), UniqueIdentifier.None)), rng);

@@ -22,7 +22,10 @@ namespace MinBft.Tests.Simulation;
 internal sealed class SeedCampaign(string name, ITestOutputHelper output)
 {
     private readonly Dictionary<RejectReason, long> _rejections = [];
-    private long _events, _requests, _viewChanged, _maxView, _transfers, _restarts;
+    private long _events, _requests, _viewChanged, _maxView, _transfers, _restarts, _expired;
+
+    /// <summary>Expired replies clients accepted over the passing seeds.</summary>
+    public long ExpiredAccepted => _expired;
 
     public static int? ReplaySeed =>
         Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } replay ? int.Parse(replay) : null;
@@ -99,7 +102,7 @@ internal sealed class SeedCampaign(string name, ITestOutputHelper output)
         var seconds = clock.Elapsed.TotalSeconds;
         output.WriteLine($"campaign {name}: {total} seeds (from seed {seeds.FirstOrDefault()}) in {seconds:F1}s ({total / Math.Max(seconds, 1e-9):F1} seeds/s), {failures.Count} failed; " +
                          $"{_requests} requests completed, {_events} events, view changed in {_viewChanged} seeds (highest view {_maxView}), " +
-                         $"{_transfers} snapshots installed, {_restarts} restarts");
+                         $"{_transfers} snapshots installed, {_restarts} restarts, {_expired} Expired replies accepted");
         output.WriteLine("rejections by reason: " + string.Join(", ", _rejections.OrderBy(r => r.Key).Select(r => $"{r.Key}={r.Value}")));
         if (failures.Count > 0)
             throw new Xunit.Sdk.XunitException($"{failures.Count} of {total} seeds failed: {string.Join("; ", failures)}");
@@ -113,6 +116,7 @@ internal sealed class SeedCampaign(string name, ITestOutputHelper output)
     {
         _events += sim.EventsProcessed;
         _requests += sim.RequestsCompleted;
+        _expired += sim.ExpiredAccepted;
         if (sim.MaxView > 0) _viewChanged++;
         _transfers += sim.StateTransfers;
         _restarts += sim.RestartsDone;

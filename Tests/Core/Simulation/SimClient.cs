@@ -7,7 +7,9 @@ namespace MinBft.Tests.Simulation;
 /// <summary>
 /// A correct client: one outstanding signed request at a time, sent to every replica and
 /// retransmitted on timeout; a result is accepted once f+1 replicas sent matching REPLYs whose
-/// signatures verify (the client trusts neither the network nor any single replica).
+/// signatures verify (the client trusts neither the network nor any single replica). Each proven
+/// reply's position becomes the incarnation of the next request, so a client whose record was
+/// evicted while it was idle is admitted again; an Expired result ends only the request it answers.
 /// </summary>
 internal sealed class SimClient(Simulation sim, SimClientSigner signer, int target)
 {
@@ -19,10 +21,14 @@ internal sealed class SimClient(Simulation sim, SimClientSigner signer, int targ
     /// a reply to it would name.</summary>
     internal Request? Current => _current;
     private ulong _seq;
+    private ulong _incarnation;
 
     public string Id => signer.ClientId;
     public int Target => target;
-    public List<(ulong Seq, byte[] Result)> Completed { get; } = [];
+    public List<(ulong Seq, ReplyStatus Status, byte[] Result)> Completed { get; } = [];
+
+    /// <summary>Requests answered Expired.</summary>
+    public int Expired => Completed.Count(c => c.Status == ReplyStatus.Expired);
     public bool Done => Completed.Count >= target;
 
     public void Start() => SendNext();
@@ -31,7 +37,7 @@ internal sealed class SimClient(Simulation sim, SimClientSigner signer, int targ
     {
         if (Done) { _current = null; return; }
         _seq += (ulong)sim.Rng.Next(1, 3); // clients may skip seqs: only "newer" matters
-        _current = signer.CreateRequest(_seq, RandomOperation());
+        _current = signer.CreateRequest(_seq, RandomOperation(), _incarnation);
         _replies.Clear();
         sim.OnClientIssued(_current);
         sim.BroadcastRequest(_current);
@@ -55,9 +61,11 @@ internal sealed class SimClient(Simulation sim, SimClientSigner signer, int targ
         if (!reply.RequestDigest.AsSpan().SequenceEqual(MessageEncoding.RequestDigest(_current))) return;
         if (!sim.Replies.Verify(reply)) return;
         _replies[reply.ReplicaId] = reply; // each replica counts once
-        var matching = _replies.Values.Count(r => r.Result.AsSpan().SequenceEqual(reply.Result));
+        var matching = _replies.Values.Count(r => r.Status == reply.Status && r.Position == reply.Position && r.Result.AsSpan().SequenceEqual(reply.Result));
         if (matching < sim.F + 1) return;
-        Completed.Add((_current.Seq, reply.Result));
+        Completed.Add((_current.Seq, reply.Status, reply.Result));
+        // Every proven position is a valid incarnation: the next request executes after it.
+        _incarnation = Math.Max(_incarnation, reply.Position);
         SendNext();
     }
 

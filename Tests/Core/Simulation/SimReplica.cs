@@ -39,7 +39,7 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
         var own = c.OwnLogPositions;
         return $"replica {id}: view {c.View}{(c.ViewChanging ? " (changing)" : "")} executed {c.ExecutedSequence} stable {c.StableCheckpoint.Sequence} " +
                $"own appended {own.Appended} durable {own.Durable} certified {own.Certified} ui-durable {own.UiDurable} " +
-               $"pending {c.PendingRequests} unexecuted {c.UnexecutedBatches} streams " +
+               $"pending {c.PendingRequests} unexecuted {c.UnexecutedBatches} client records {c.ClientRecordCount} expiry horizon {c.ExpiryHorizon} streams " +
                string.Join(" ", Enumerable.Range(0, sim.N).Select(j => $"{j}:{c.LastAccepted(j)}+{c.BufferedFrom(j)}")) +
                $" {c.DescribeOrdering()} rejected [{string.Join(" ", c.Rejections.Select(r => $"{r.Key}:{r.Value}"))}]";
     }
@@ -165,7 +165,7 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
                 (clientId, seq, digest) = (other.ClientId, other.Seq, MessageEncoding.RequestDigest(other));
                 break;
         }
-        var content = new ReplyContent(genuine.View, clientId, seq, digest, "FORGED BY f REPLICAS"u8.ToArray());
+        var content = new ReplyContent(genuine.View, clientId, seq, digest, "FORGED BY f REPLICAS"u8.ToArray(), genuine.Status, genuine.Position);
         return ReplyBatchSigner.Sign(sim.SignerFor(id), id, [content])[0];
     }
 }

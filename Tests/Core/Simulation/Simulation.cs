@@ -65,6 +65,7 @@ public sealed class Simulation
                 },
                 CheckpointInterval = options.CheckpointInterval,
                 Watermark = options.Watermark,
+                MaxClientRecords = options.MaxClientRecords,
                 UsigReissueWindow = SimUsig.ReissueWindow,
                 UsigMaxBatch = SimUsig.MaxBatch,
             };
@@ -103,6 +104,9 @@ public sealed class Simulation
     public Dictionary<RejectReason, long> Rejections { get; } = [];
     public long EventsProcessed => _events.Processed;
     public long RequestsCompleted => _clients.Sum(c => c.Completed.Count);
+
+    /// <summary>Requests whose clients accepted an Expired result.</summary>
+    public long ExpiredAccepted => _clients.Sum(c => c.Expired);
 
     /// <summary>A digest of everything observable about the run: equal for equal seeds.</summary>
     public string RunFingerprint()
@@ -319,11 +323,16 @@ public sealed class Simulation
         var executedHere = _executedPairs[replica];
         foreach (var request in executed.Requests)
         {
-            // Integrity: only requests a client signed execute, each (client, seq) once.
+            // Integrity: only requests a client signed are ordered ...
             if (!_issuedRequests.Contains(Sha256Digest.From(MessageEncoding.RequestDigest(request))))
                 Fail($"INTEGRITY: replica {replica} executed a request no client issued ({request.ClientId[..6]}#{request.Seq})");
+        }
+        foreach (var request in executed.Applied)
+        {
+            // ... and each (client, seq) runs in the application once, whatever a primary re-orders
+            // or replays, and whatever the client table evicted meanwhile.
             if (!executedHere.Add((request.ClientId, request.Seq)))
-                Fail($"INTEGRITY: replica {replica} ordered {request.ClientId[..6]}#{request.Seq} twice");
+                Fail($"INTEGRITY: replica {replica} executed {request.ClientId[..6]}#{request.Seq} twice");
         }
     }
 
@@ -450,30 +459,56 @@ public sealed class Simulation
     public TimeSpan CaughtUpAt { get; private set; }
 
     /// <summary>
-    /// Every result a client accepted equals what the agreed history gives when replayed on a
-    /// fresh state machine: the client-visible history is the replicated one (linearizable,
-    /// since a request executes between its invocation and its completion).
+    /// Every result a client accepted is one the agreed history gives when replayed on a fresh
+    /// state machine, with a client table of its own written from the rules of
+    /// CLIENT-SESSIONS-DESIGN.md (not the core's code): the client-visible history is the
+    /// replicated one (linearizable, since a request executes between its invocation and its
+    /// completion). A request ordered more than once may have had several outcomes (executed,
+    /// then Expired after an eviction); the client must have accepted one of them.
     /// </summary>
     private void CheckClientResults()
     {
         var reference = new KeyValueStateMachine();
-        var results = new Dictionary<(string, ulong), byte[]>();
-        var lastSeq = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        var outcomes = new Dictionary<(string, ulong), List<(ReplyStatus, byte[])>>();
+        var records = new Dictionary<string, (ulong Seq, ulong LastActive)>(StringComparer.Ordinal);
+        ulong horizon = 0, position = 0;
         foreach (var (_, batch) in _longestHistory)
+        {
+            position++;
             foreach (var request in batch)
             {
-                if (request.Seq <= lastSeq.GetValueOrDefault(request.ClientId)) continue;
-                lastSeq[request.ClientId] = request.Seq;
-                results[(request.ClientId, request.Seq)] = reference.Apply(request.Operation);
+                (ReplyStatus, byte[]) outcome;
+                if (records.TryGetValue(request.ClientId, out var record))
+                {
+                    if (request.Seq <= record.Seq) continue;
+                    outcome = request.Incarnation <= position ? (ReplyStatus.Executed, Run(request)) : (ReplyStatus.Expired, []);
+                }
+                else if (request.Incarnation >= horizon && request.Incarnation <= position)
+                    outcome = (ReplyStatus.Executed, Run(request));
+                else
+                    outcome = (ReplyStatus.Expired, []);
+                if (outcome.Item1 == ReplyStatus.Executed) records[request.ClientId] = (request.Seq, position);
+                var key = (request.ClientId, request.Seq);
+                if (!outcomes.TryGetValue(key, out var list)) outcomes[key] = list = [];
+                list.Add(outcome);
             }
-        foreach (var client in _clients)
-            foreach (var (seq, result) in client.Completed)
+            while (records.Count > _options.MaxClientRecords)
             {
-                if (!results.TryGetValue((client.Id, seq), out var expected))
-                    Fail($"client {client.Id[..6]} accepted a result for #{seq}, which no correct replica executed");
-                else if (!expected.AsSpan().SequenceEqual(result))
-                    Fail($"client {client.Id[..6]} accepted a wrong result for #{seq}");
+                var evict = records.OrderBy(r => r.Value.LastActive).ThenBy(r => r.Key, StringComparer.Ordinal).First();
+                records.Remove(evict.Key);
+                horizon = Math.Max(horizon, evict.Value.LastActive + 1);
             }
+        }
+        foreach (var client in _clients)
+            foreach (var (seq, status, result) in client.Completed)
+            {
+                if (!outcomes.TryGetValue((client.Id, seq), out var possible))
+                    Fail($"client {client.Id[..6]} accepted a result for #{seq}, which no correct replica executed");
+                else if (!possible.Any(o => o.Item1 == status && o.Item2.AsSpan().SequenceEqual(result)))
+                    Fail($"client {client.Id[..6]} accepted a wrong result for #{seq} ({status})");
+            }
+
+        byte[] Run(Request request) => request.Operation.Length == 0 ? [] : reference.Apply(request.Operation);
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
@@ -490,7 +525,7 @@ public sealed class Simulation
 
     internal static string Describe(ReplicaMessage message) => message switch
     {
-        Prepare p => $"PREPARE v{p.View} s{p.Sequence} c{p.PrepareUi.Counter} [{p.Batch.Length}]{(p.ViewStart is null ? "" : " +VS")}",
+        Prepare p => $"PREPARE v{p.View} s{p.Sequence} c{p.PrepareUi.Counter} [{string.Join(' ', p.Batch.Select(r => $"{r.ClientId[..6]}#{r.Seq}"))}]{(p.ViewStart is null ? "" : " +VS")}",
         Commit c => $"COMMIT v{c.View} from {c.ReplicaId} c{c.CommitUi.Counter} -> p{c.Prepare.PrepareUi.Counter}",
         RetransmitRequest r => $"RETRANSMIT? {r.ReplicaId}->{r.TargetId} from c{r.FromCounter}",
         ReqViewChange r => $"REQ-VIEW-CHANGE from {r.ReplicaId} {r.CurrentView}->{r.NewView}",

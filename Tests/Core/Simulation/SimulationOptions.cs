@@ -44,6 +44,9 @@ public sealed record SimulationOptions
     /// seq, or another client's current request.</summary>
     public bool TamperReplies { get; init; }
     public int MaxBatchSize { get; init; } = 4;
+
+    /// <summary>The replicated client table's cap (<see cref="MinBft.Protocol.ProtocolSettings.MaxClientRecords"/>).</summary>
+    public int MaxClientRecords { get; init; } = MinBft.Protocol.ProtocolSettings.DefaultMaxClientRecords;
     public int CheckpointInterval { get; init; } = 4;
     public int Watermark { get; init; } = 8;
 
@@ -201,6 +204,20 @@ public sealed record SimulationOptions
         return drawn with { TamperingReplicas = tampering, RogueReplicas = [], Crashes = [], TamperReplies = true };
     }
 
+    /// <summary>
+    /// A hostile configuration whose client table holds fewer records than there are clients
+    /// (cap 1 to 3): records are evicted all the time, clients meet Expired replies and start new
+    /// incarnations, and a rogue primary replays ordered requests at fresh positions. No request
+    /// may run twice and every client must finish.
+    /// </summary>
+    public static SimulationOptions WithClientEvictions(int seed, int f)
+    {
+        var drawn = ForSeed(seed, f);
+        var rng = new Random(seed ^ 0xe71c);
+        var cap = rng.Next(1, 4);
+        return drawn with { MaxClientRecords = cap, Clients = cap + rng.Next(1, 4), RequestsPerClient = rng.Next(6, 16) };
+    }
+
     public static SimulationOptions ForSeed(int seed, int f)
     {
         var rng = new Random(seed);
@@ -240,5 +257,6 @@ public sealed record SimulationOptions
         $" restarts=[{string.Join(',', Restarts.Select(r => $"{r.Replica}@{r.Down.TotalMilliseconds}-{r.Up.TotalMilliseconds}ms"))}]" +
         $" isolations=[{string.Join(',', Isolations.Select(r => $"{r.Replica}@{r.From.TotalMilliseconds}-{r.To.TotalMilliseconds}ms"))}]" +
         (CrashAfterWrite is { } w ? $" crash-after-write={w.Replica}#{w.Write}+{w.Downtime.TotalMilliseconds}ms" : "") +
-        $" bad-snapshots=[{string.Join(',', BadSnapshotServers)}]";
+        $" bad-snapshots=[{string.Join(',', BadSnapshotServers)}]" +
+        (MaxClientRecords < MinBft.Protocol.ProtocolSettings.DefaultMaxClientRecords ? $" client-records<={MaxClientRecords}" : "");
 }

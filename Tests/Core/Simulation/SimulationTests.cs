@@ -228,6 +228,22 @@ public sealed class SimulationTests(ITestOutputHelper output)
         new SeedCampaign(nameof(Forged_replies_campaign_f_tampering_replicas_sign_wrong_results_f2), output)
             .Run(105_000, 40, seed => SimulationOptions.WithTamperedReplies(seed, 2));
 
+    [Fact]
+    public void Client_eviction_campaign_more_clients_than_records_under_replays_f1() =>
+        RunEvictionCampaign(110_000, 150, f: 1);
+
+    [Fact]
+    public void Client_eviction_campaign_more_clients_than_records_under_replays_f2() =>
+        RunEvictionCampaign(115_000, 40, f: 2);
+
+    private void RunEvictionCampaign(int firstSeed, int count, int f, [System.Runtime.CompilerServices.CallerMemberName] string name = "")
+    {
+        var campaign = new SeedCampaign(name, output);
+        campaign.Run(firstSeed, count, seed => SimulationOptions.WithClientEvictions(seed, f));
+        // The scenario does what it says: clients were evicted and met Expired replies.
+        if (SeedCampaign.ReplaySeed is null) Assert.True(campaign.ExpiredAccepted > 0, "no client met an Expired reply");
+    }
+
     private static int SeedOr(int fallback) => SeedCampaign.ReplaySeed ?? fallback;
 
     [Fact]
