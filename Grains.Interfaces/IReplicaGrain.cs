@@ -104,4 +104,14 @@ public sealed record ReplicaStatus(
 
     /// <summary>How long ago <see cref="LastHalt"/> happened (on the replica's clock).</summary>
     [Id(25)] public TimeSpan SinceLastHalt { get; init; }
+
+    /// <summary>Client records in the replicated client table (at most the manifest's <c>maxClientRecords</c>).</summary>
+    [Id(26)] public int ClientRecords { get; init; }
+
+    /// <summary>The client table's expiry horizon: requests of clients without a record need an
+    /// incarnation at least this high (0: no record was ever evicted).</summary>
+    [Id(27)] public ulong ExpiryHorizon { get; init; }
+
+    /// <summary>Client records this replica evicted since it activated or last installed a snapshot.</summary>
+    [Id(28)] public long ClientEvictions { get; init; }
 }

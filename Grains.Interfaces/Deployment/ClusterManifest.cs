@@ -37,7 +37,7 @@ public sealed record ReplicaIdentity(int Id, byte[] SigningPublicKey, byte[]? Us
 /// {
 ///   "format": "minbft-manifest/1",
 ///   "n": 3, "f": 1, "usigScheme": "ed25519",
-///   "checkpointInterval": 64, "watermark": 64,
+///   "checkpointInterval": 64, "watermark": 64, "maxClientRecords": 100000,
 ///   "replicas": [ { "id": 0, "signingPublicKey": "base64", "usigPublicKey": "base64", "usigEpoch": 1 }, ... ]
 /// }
 /// </code>
@@ -46,8 +46,10 @@ public sealed record ReplicaIdentity(int Id, byte[] SigningPublicKey, byte[]? Us
 /// silos and clients accept on the cluster's connections (mutual TLS, <see cref="DeploymentTls"/>).
 /// Absent: the deployment has no TLS CA (generated before TLS, or for local development).
 /// More than one: a CA roll-over, during which certificates of either are accepted.
-/// <c>checkpointInterval</c> and <c>watermark</c> are protocol constants every replica must share
-/// (see <see cref="Protocol.ProtocolSettings"/>); they default to 64 when absent.
+/// <c>checkpointInterval</c>, <c>watermark</c> and <c>maxClientRecords</c> are protocol constants
+/// every replica must share (see <see cref="Protocol.ProtocolSettings"/>); when absent (a manifest
+/// written before the member existed) the first two default to 64 and <c>maxClientRecords</c> to
+/// <see cref="DefaultMaxClientRecords"/>.
 /// </remarks>
 public sealed class ClusterManifest
 {
@@ -77,7 +79,10 @@ public sealed class ClusterManifest
     public const int DefaultCheckpointInterval = 64;
     public const int DefaultWatermark = 64;
 
-    private ClusterManifest(int f, UsigScheme scheme, ReplicaIdentity[] replicas, int checkpointInterval, int watermark, byte[][] tlsAuthorities)
+    /// <summary>Default of <see cref="MaxClientRecords"/>: the same as <see cref="Protocol.ProtocolSettings.DefaultMaxClientRecords"/>.</summary>
+    public const int DefaultMaxClientRecords = Protocol.ProtocolSettings.DefaultMaxClientRecords;
+
+    private ClusterManifest(int f, UsigScheme scheme, ReplicaIdentity[] replicas, int checkpointInterval, int watermark, int maxClientRecords, byte[][] tlsAuthorities)
     {
         _tlsAuthorities = tlsAuthorities;
         F = f;
@@ -85,6 +90,7 @@ public sealed class ClusterManifest
         _replicas = replicas;
         CheckpointInterval = checkpointInterval;
         Watermark = watermark;
+        MaxClientRecords = maxClientRecords;
     }
 
     /// <summary>A checkpoint every this many executed batches (the same on every replica).</summary>
@@ -92,6 +98,10 @@ public sealed class ClusterManifest
 
     /// <summary>How far beyond its executed position a replica accepts PREPAREs (the same on every replica).</summary>
     public int Watermark { get; }
+
+    /// <summary>Most client records the replicated state keeps; beyond it the longest-idle record is
+    /// evicted, the same way at every replica (the same on every replica).</summary>
+    public int MaxClientRecords { get; }
 
     /// <summary>Number of replicas, 2f+1.</summary>
     public int N => _replicas.Length;
@@ -119,27 +129,30 @@ public sealed class ClusterManifest
 
     /// <summary>This manifest with <paramref name="authorities"/> (DER) as its TLS CAs.</summary>
     public ClusterManifest WithTlsCertificateAuthorities(IEnumerable<byte[]> authorities) =>
-        Create(F, UsigScheme, _replicas, CheckpointInterval, Watermark, authorities);
+        Create(F, UsigScheme, _replicas, CheckpointInterval, Watermark, authorities, MaxClientRecords);
 
     /// <summary>Validates and builds a manifest. Throws <see cref="ArgumentException"/> naming what is wrong.</summary>
+    /// <remarks><paramref name="maxClientRecords"/> comes last (not after <paramref name="watermark"/>)
+    /// so that callers passing <paramref name="tlsCertificateAuthorities"/> by position keep compiling.</remarks>
     public static ClusterManifest Create(
         int f,
         UsigScheme scheme,
         IEnumerable<ReplicaIdentity> replicas,
         int checkpointInterval = DefaultCheckpointInterval,
         int watermark = DefaultWatermark,
-        IEnumerable<byte[]>? tlsCertificateAuthorities = null)
+        IEnumerable<byte[]>? tlsCertificateAuthorities = null,
+        int maxClientRecords = DefaultMaxClientRecords)
     {
         ArgumentNullException.ThrowIfNull(replicas);
         var list = replicas.ToArray();
         var authorities = (tlsCertificateAuthorities ?? []).Select(a => (byte[])a.Clone()).ToArray();
-        if ((Validate(f, scheme, list, checkpointInterval, watermark) ?? ValidateAuthorities(authorities)) is { } problem)
+        if ((Validate(f, scheme, list, checkpointInterval, watermark, maxClientRecords) ?? ValidateAuthorities(authorities)) is { } problem)
             throw new ArgumentException("invalid cluster manifest: " + problem, nameof(replicas));
         // Defensive copies: the key arrays are what every verifier is built from.
         return new ClusterManifest(f, scheme, list
             .OrderBy(r => r.Id)
             .Select(r => r with { SigningPublicKey = (byte[])r.SigningPublicKey.Clone(), UsigPublicKey = (byte[]?)r.UsigPublicKey?.Clone() })
-            .ToArray(), checkpointInterval, watermark, authorities);
+            .ToArray(), checkpointInterval, watermark, maxClientRecords, authorities);
     }
 
     /// <summary>Reads and validates a manifest file; throws <see cref="InvalidDataException"/> (or
@@ -187,6 +200,7 @@ public sealed class ClusterManifest
         }
         var checkpointInterval = document.CheckpointInterval ?? DefaultCheckpointInterval;
         var watermark = document.Watermark ?? DefaultWatermark;
+        var maxClientRecords = document.MaxClientRecords ?? DefaultMaxClientRecords;
         var authorities = new byte[document.TlsCertificateAuthorities?.Count ?? 0][];
         for (var i = 0; i < authorities.Length; i++)
         {
@@ -199,9 +213,9 @@ public sealed class ClusterManifest
                 throw new InvalidDataException($"{source}: tlsCertificateAuthorities[{i}] is not valid base64");
             }
         }
-        if ((Validate(document.F, scheme, replicas, checkpointInterval, watermark) ?? ValidateAuthorities(authorities)) is { } problem)
+        if ((Validate(document.F, scheme, replicas, checkpointInterval, watermark, maxClientRecords) ?? ValidateAuthorities(authorities)) is { } problem)
             throw new InvalidDataException($"{source}: {problem}");
-        return new ClusterManifest(document.F, scheme, replicas.OrderBy(r => r.Id).ToArray(), checkpointInterval, watermark, authorities);
+        return new ClusterManifest(document.F, scheme, replicas.OrderBy(r => r.Id).ToArray(), checkpointInterval, watermark, maxClientRecords, authorities);
     }
 
     /// <summary>The manifest as JSON text (the format <see cref="Parse"/> reads).</summary>
@@ -215,6 +229,7 @@ public sealed class ClusterManifest
             UsigScheme = SchemeName(UsigScheme),
             CheckpointInterval = CheckpointInterval,
             Watermark = Watermark,
+            MaxClientRecords = MaxClientRecords,
             Replicas = _replicas.Select(r => (ReplicaDocument?)new ReplicaDocument
             {
                 Id = r.Id,
@@ -280,11 +295,12 @@ public sealed class ClusterManifest
         }
     }
 
-    private static string? Validate(int f, UsigScheme scheme, IReadOnlyList<ReplicaIdentity> replicas, int checkpointInterval, int watermark)
+    private static string? Validate(int f, UsigScheme scheme, IReadOnlyList<ReplicaIdentity> replicas, int checkpointInterval, int watermark, int maxClientRecords)
     {
         if (f < 0) return $"f must be >= 0, got {f}";
         if (checkpointInterval < 1) return $"checkpointInterval must be >= 1, got {checkpointInterval}";
         if (watermark < 1) return $"watermark must be >= 1, got {watermark}";
+        if (maxClientRecords < 1) return $"maxClientRecords must be >= 1, got {maxClientRecords}";
         // Certificates carry f+1 messages and are bounded (MessageLimits).
         if (f + 1 > Encoding.MessageLimits.MaxViewChangesInNewView) return $"f={f} is beyond the message bounds (f+1 <= {Encoding.MessageLimits.MaxViewChangesInNewView})";
         if (!Enum.IsDefined(scheme)) return $"unknown USIG scheme {scheme}";
@@ -363,6 +379,7 @@ public sealed class ClusterManifest
         public string? UsigScheme { get; set; }
         public int? CheckpointInterval { get; set; }
         public int? Watermark { get; set; }
+        public int? MaxClientRecords { get; set; }
         public List<ReplicaDocument?>? Replicas { get; set; }
         public List<string?>? TlsCertificateAuthorities { get; set; }
     }

@@ -61,17 +61,19 @@ public static class DeploymentKeys
 
     /// <summary>As <see cref="Generate(int, string, UsigScheme)"/>, with the cluster's protocol constants. No TLS material
     /// (local development and test clusters, which run plaintext); <c>keygen</c> uses the overload with <c>tls</c>.</summary>
-    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme, int checkpointInterval, int watermark) =>
-        Generate(f, directory, scheme, checkpointInterval, watermark, tls: false);
+    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme, int checkpointInterval, int watermark,
+        int maxClientRecords = ClusterManifest.DefaultMaxClientRecords) =>
+        Generate(f, directory, scheme, checkpointInterval, watermark, tls: false, maxClientRecords);
 
     /// <summary>
-    /// As <see cref="Generate(int, string, UsigScheme, int, int)"/>; with <paramref name="tls"/>, also
+    /// As <see cref="Generate(int, string, UsigScheme, int, int, int)"/>; with <paramref name="tls"/>, also
     /// the deployment's TLS CA (in <c>ca/</c>, its certificate in the manifest), one silo
     /// certificate per fault domain (<c>domain-i/tls/</c>), one for a gateway silo
     /// (<c>gateway/tls/</c>) and one client certificate (<c>clients/client/</c>); see
     /// <see cref="DeploymentCertificates"/>.
     /// </summary>
-    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme, int checkpointInterval, int watermark, bool tls)
+    public static ClusterManifest Generate(int f, string directory, UsigScheme scheme, int checkpointInterval, int watermark, bool tls,
+        int maxClientRecords = ClusterManifest.DefaultMaxClientRecords)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(f);
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
@@ -101,7 +103,7 @@ public static class DeploymentKeys
         using var authority = tls ? DeploymentCertificates.CreateAuthority("minbft-ca-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4)), now) : null;
         // Validates before anything is written.
         var manifest = ClusterManifest.Create(f, scheme, identities, checkpointInterval, watermark,
-            authority is null ? null : [authority.RawData]);
+            authority is null ? null : [authority.RawData], maxClientRecords);
 
         CreatePrivateDirectory(directory);
         for (var i = 0; i < n; i++)
@@ -190,7 +192,8 @@ public static class DeploymentKeys
             KeyFiles.SavePrivateKey(Path.Combine(usigDirectory, UsigKeyFileName), keys, overwrite: true);
         }
         var rotated = ClusterManifest.Create(manifest.F, manifest.UsigScheme,
-            manifest.Replicas.Select(r => r.Id == replicaId ? identity : r), manifest.CheckpointInterval, manifest.Watermark, manifest.TlsCertificateAuthorities);
+            manifest.Replicas.Select(r => r.Id == replicaId ? identity : r), manifest.CheckpointInterval, manifest.Watermark, manifest.TlsCertificateAuthorities,
+            manifest.MaxClientRecords);
         var aside = manifestPath + ".new";
         rotated.Save(aside, overwrite: true);
         File.Move(aside, manifestPath, overwrite: true);

@@ -152,6 +152,7 @@ public sealed class MinBftOptions
         {
             CheckpointInterval = manifest.CheckpointInterval,
             Watermark = manifest.Watermark,
+            MaxClientRecords = manifest.MaxClientRecords,
         };
         (settings with { UsigReissueWindow = 1, UsigMaxBatch = 1 }).Validate();
         return settings;

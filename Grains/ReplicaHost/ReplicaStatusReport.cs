@@ -46,6 +46,9 @@ internal static class ReplicaStatusReport
             DurableFailingFor = durableFailingFor,
             LastHalt = lastHalt?.Reason,
             SinceLastHalt = lastHalt?.Ago ?? TimeSpan.Zero,
+            ClientRecords = core.ClientRecordCount,
+            ExpiryHorizon = core.ExpiryHorizon,
+            ClientEvictions = core.ClientEvictions,
         };
     }
 }

@@ -9,7 +9,7 @@ namespace MinBft.Testing;
 
 /// <summary>
 /// One MinBFT deployment in a test cluster: its keys and manifest (written by
-/// <see cref="DeploymentKeys.Generate(int, string, UsigScheme, int, int)"/>, as a
+/// <see cref="DeploymentKeys.Generate(int, string, UsigScheme, int, int, int)"/>, as a
 /// real deployment's are), its SQLite stores, and how each silo and the client are configured.
 /// Dispose it after the cluster to delete its temp directory.
 /// </summary>
@@ -32,7 +32,7 @@ public sealed class MinBftTestDeployment : IDisposable
         _options = options;
         _ownsDirectory = options.Directory is null;
         Directory = options.Directory ?? Path.Combine(Path.GetTempPath(), "minbft-testinghost-" + Guid.NewGuid().ToString("N"));
-        Manifest = DeploymentKeys.Generate(options.F, Directory, options.UsigScheme, options.CheckpointInterval, options.Watermark);
+        Manifest = DeploymentKeys.Generate(options.F, Directory, options.UsigScheme, options.CheckpointInterval, options.Watermark, options.MaxClientRecords);
         Id = Guid.NewGuid().ToString("N");
         Registry[Id] = this;
         if (_ownsDirectory) AppDomain.CurrentDomain.ProcessExit += OnProcessExit;

@@ -25,6 +25,12 @@ public sealed class MinBftTestingOptions
     public int Watermark { get; set; } = ClusterManifest.DefaultWatermark;
 
     /// <summary>
+    /// Most client records the replicated state keeps, written into the manifest (a cluster-wide
+    /// constant). Tests set it low (a few records) to exercise client record eviction.
+    /// </summary>
+    public int MaxClientRecords { get; set; } = ClusterManifest.DefaultMaxClientRecords;
+
+    /// <summary>
     /// The replicated service: called once per replica (with its id) for a fresh state machine.
     /// Null: the key-value sample, which <see cref="KeyValueClient"/> speaks to.
     /// </summary>

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using MinBft.Crypto;
 using MinBft.Hosting;
 using MinBft.Messages;
+using MinBft.Protocol;
 using MinBft.Usig;
 using MinBft.Tests.Usig;
 
@@ -103,6 +104,7 @@ public sealed class ClusterManifestTests : IDisposable
         { "garbage", "not a valid manifest" },
         { "checkpoint", "checkpointInterval must be >= 1" },
         { "watermark", "watermark must be >= 1" },
+        { "maxclientrecords", "maxClientRecords must be >= 1" },
     };
 
     [Theory]
@@ -128,6 +130,7 @@ public sealed class ClusterManifestTests : IDisposable
             case "nousigkey": replicas[0]!.AsObject().Remove("usigPublicKey"); break;
             case "checkpoint": json["checkpointInterval"] = 0; break;
             case "watermark": json["watermark"] = -1; break;
+            case "maxclientrecords": json["maxClientRecords"] = 0; break;
         }
         var text = corruption == "garbage" ? "{ not json" : json.ToJsonString();
         var path = Path.Combine(_directory, "corrupt.json");
@@ -153,6 +156,88 @@ public sealed class ClusterManifestTests : IDisposable
         json.Remove("watermark");
         var defaults = ClusterManifest.Parse(json.ToJsonString());
         Assert.Equal((ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark), (defaults.CheckpointInterval, defaults.Watermark));
+    }
+
+    [Fact]
+    public void MaxClientRecords_round_trips_through_save_and_load()
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory, UsigScheme.Ed25519, checkpointInterval: 16, watermark: 32, maxClientRecords: 5);
+        Assert.Equal(5, manifest.MaxClientRecords);
+        Assert.Contains("\"maxClientRecords\": 5", manifest.ToJson(), StringComparison.Ordinal);
+
+        // As Generate wrote it, and saved again elsewhere.
+        var written = ClusterManifest.Load(Path.Combine(_directory, DeploymentKeys.ManifestFileName));
+        var copy = Path.Combine(_directory, "copy.json");
+        written.Save(copy);
+        var reloaded = ClusterManifest.Load(copy);
+        Assert.Equal((16, 32, 5), (written.CheckpointInterval, written.Watermark, written.MaxClientRecords));
+        Assert.Equal((16, 32, 5), (reloaded.CheckpointInterval, reloaded.Watermark, reloaded.MaxClientRecords));
+        Assert.Equal(manifest.ToJson(), reloaded.ToJson());
+    }
+
+    [Fact]
+    public void MaxClientRecords_is_kept_when_the_manifest_is_recreated()
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory, UsigScheme.Ed25519, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, tls: true, maxClientRecords: 7);
+        Assert.Equal(7, manifest.MaxClientRecords);
+        Assert.Equal(7, manifest.WithTlsCertificateAuthorities([]).MaxClientRecords);
+        Assert.Equal(7, manifest.WithTlsCertificateAuthorities(manifest.TlsCertificateAuthorities).MaxClientRecords);
+
+        var rotated = DeploymentKeys.RotateUsig(_directory, 1);
+        Assert.Equal(7, rotated.MaxClientRecords);
+        Assert.Equal(7, ClusterManifest.Load(Path.Combine(_directory, DeploymentKeys.ManifestFileName)).MaxClientRecords);
+    }
+
+    [Fact]
+    public void A_manifest_without_maxClientRecords_loads_with_the_default()
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory);
+        Assert.Equal(ClusterManifest.DefaultMaxClientRecords, manifest.MaxClientRecords);
+        Assert.Equal(ProtocolSettings.DefaultMaxClientRecords, ClusterManifest.DefaultMaxClientRecords);
+
+        var json = JsonNode.Parse(manifest.ToJson())!.AsObject();
+        Assert.True(json.Remove("maxClientRecords"));
+        var path = Path.Combine(_directory, "old.json");
+        File.WriteAllText(path, json.ToJsonString());
+
+        var old = ClusterManifest.Load(path);
+        Assert.Equal(ClusterManifest.DefaultMaxClientRecords, old.MaxClientRecords);
+        Assert.Equal(ClusterManifest.DefaultMaxClientRecords, new MinBftOptions().ToProtocolSettings(old, 0).MaxClientRecords);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(int.MinValue)]
+    public void MaxClientRecords_below_one_is_refused_naming_the_field(int value)
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory);
+        var expected = "maxClientRecords must be >= 1, got " + value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        var json = JsonNode.Parse(manifest.ToJson())!.AsObject();
+        json["maxClientRecords"] = value;
+        var parsed = Assert.Throws<InvalidDataException>(() => ClusterManifest.Parse(json.ToJsonString()));
+        Assert.Contains(expected, parsed.Message, StringComparison.Ordinal);
+
+        var created = Assert.Throws<ArgumentException>(() => ClusterManifest.Create(
+            manifest.F, manifest.UsigScheme, manifest.Replicas, maxClientRecords: value));
+        Assert.Contains(expected, created.Message, StringComparison.Ordinal);
+
+        // Validated before anything is written.
+        var elsewhere = Path.Combine(_directory, "other");
+        var generated = Assert.Throws<ArgumentException>(() => DeploymentKeys.Generate(
+            1, elsewhere, UsigScheme.Ed25519, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, maxClientRecords: value));
+        Assert.Contains(expected, generated.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(elsewhere));
+    }
+
+    [Fact]
+    public void ToProtocolSettings_carries_MaxClientRecords_from_the_manifest()
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory, UsigScheme.Ed25519, checkpointInterval: 16, watermark: 32, maxClientRecords: 3);
+        var settings = new MinBftOptions { Manifest = manifest }.ToProtocolSettings(manifest, 1);
+        Assert.Equal((3, 1, 16, 32, 3), (settings.N, settings.ReplicaId, settings.CheckpointInterval, settings.Watermark, settings.MaxClientRecords));
+        (settings with { UsigReissueWindow = 1, UsigMaxBatch = 1 }).Validate();
     }
 
     [Fact]

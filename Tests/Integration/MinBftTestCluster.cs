@@ -46,6 +46,9 @@ internal sealed record ClusterSetup
     public int CheckpointInterval { get; init; } = ClusterManifest.DefaultCheckpointInterval;
     public int Watermark { get; init; } = ClusterManifest.DefaultWatermark;
 
+    /// <summary>Most client records the replicated state keeps (manifest constant); set low to exercise eviction.</summary>
+    public int MaxClientRecords { get; init; } = ClusterManifest.DefaultMaxClientRecords;
+
     /// <summary>
     /// How long a backup waits for a known request before suspecting the primary, on the grains'
     /// <see cref="TestClock"/>. Longer than any test: on a loaded machine any real-time timeout
@@ -84,7 +87,7 @@ internal sealed class MinBftTestCluster : IAsyncDisposable
         Setup = setup;
         _output = output;
         Directory = Path.Combine(Path.GetTempPath(), "minbft-it-" + Guid.NewGuid().ToString("N"));
-        Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme, setup.CheckpointInterval, setup.Watermark);
+        Manifest = DeploymentKeys.Generate(setup.F, Directory, setup.Scheme, setup.CheckpointInterval, setup.Watermark, setup.MaxClientRecords);
         Trace = new ClusterTrace(_clock);
         Clock = new TestClock();
         Cluster = null!;
