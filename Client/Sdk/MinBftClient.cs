@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using MinBft.Crypto;
 using MinBft.Encoding;
 using MinBft.Hosting;
+using MinBft.Messages;
 
 namespace MinBft.Client;
 
@@ -31,6 +32,7 @@ public sealed partial class MinBftClient : IDisposable
     private readonly ClientIdentityPool _pool;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
+    private readonly ProvenPosition _positions;
 
     /// <param name="grainFactory">Reaches the cluster: an <c>IClusterClient</c>, or a silo's grain factory.</param>
     /// <param name="manifest">The cluster manifest: n, f and the replicas' public keys.</param>
@@ -88,6 +90,7 @@ public sealed partial class MinBftClient : IDisposable
         _options = options;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _time = timeProvider ?? TimeProvider.System;
+        _positions = new ProvenPosition(_time);
         _pool = options.KeyDirectory is { Length: > 0 } directory
             ? ClientIdentityPool.LoadOrCreate(directory, options.IdentityPoolSize, _time.GetUtcNow())
             : ClientIdentityPool.CreateEphemeral(options.IdentityPoolSize);
@@ -124,7 +127,8 @@ public sealed partial class MinBftClient : IDisposable
     /// <exception cref="MinBftReplyVerificationException">The last attempt's replies proved no result.</exception>
     /// <exception cref="TimeoutException"><see cref="MinBftClientOptions.RequestTimeout"/> elapsed.</exception>
     /// <exception cref="MinBftException">Every attempt failed otherwise (the inner exception is the last failure).</exception>
-    /// <exception cref="ArgumentException"><paramref name="operation"/> is longer than <see cref="MessageLimits.MaxOperationLength"/>.</exception>
+    /// <exception cref="MinBftRequestExpiredException">The cluster evicted the identity's record while the request was in flight: its outcome is unknown.</exception>
+    /// <exception cref="ArgumentException"><paramref name="operation"/> is empty (the protocol's probe) or longer than <see cref="MessageLimits.MaxOperationLength"/>.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled. The operation may still execute.</exception>
     public async Task<byte[]> ExecuteAsync(byte[] operation, CancellationToken cancellationToken = default) =>
         (await ExecuteVerifiedAsync(operation, cancellationToken).ConfigureAwait(false)).Result;
@@ -136,6 +140,8 @@ public sealed partial class MinBftClient : IDisposable
         // Refused here, not after a trip to the proxy (which would refuse it every attempt).
         if (operation.Length > MessageLimits.MaxOperationLength)
             throw new ArgumentException($"the operation has {operation.Length} bytes; the limit is {MessageLimits.MaxOperationLength}", nameof(operation));
+        if (operation.Length == 0)
+            throw new ArgumentException("the operation is empty: an empty operation is the protocol's probe, which runs in no application", nameof(operation));
         // Null while nothing listens to the MinBft source: every use below is null-conditional.
         using var span = MinBftTracing.Source.StartActivity(MinBftTracing.RequestSpan, ActivityKind.Client);
         var started = _time.GetTimestamp();
@@ -154,87 +160,132 @@ public sealed partial class MinBftClient : IDisposable
 
         using (lease)
         {
-            // Signed once: every retry sends the very same request, so it executes at most once.
             var identity = lease.Identity;
-            var request = identity.Signer.CreateRequest(identity.TakeSeq(), operation);
-            if (span is { IsAllDataRequested: true })
-            {
-                span.SetTag(MinBftTracing.ClientTag, Short(identity.ClientId));
-                span.SetTag(MinBftTracing.SeqTag, request.Seq);
-            }
-            if (await SessionAsync(identity, linked.Token).ConfigureAwait(false) is { } session) request = session.Authenticate(request);
+            span?.SetTag(MinBftTracing.ClientTag, Short(identity.ClientId));
             // The proxy continues this trace in a span of its own (the call carries other requests too).
             var link = span is null ? null : MinBftTracing.ToTraceparent(span.Context);
-            Exception? lastFailure = null;
-            // The request timeout's token is the one clock deciding when to stop; elapsed time
-            // only sizes each attempt.
-            var attempts = 0;
-            for (var attempt = 1; attempt <= _options.MaxAttempts && !timeout.IsCancellationRequested; attempt++)
+            var deadline = new Deadline(started, timeout, linked.Token, cancellationToken);
+            if (!_positions.IsFresh(_options.ProbeAfterIdle)) await ProbeAsync(identity, link, deadline).ConfigureAwait(false);
+            // Signed once: every retry sends the very same request, so it executes at most once.
+            var request = identity.Signer.CreateRequest(identity.TakeSeq(), operation, _positions.Latest);
+            span?.SetTag(MinBftTracing.SeqTag, request.Seq);
+            var result = await SendUntilProvenAsync(identity, request, span, link, deadline).ConfigureAwait(false);
+            _positions.Note(result.Position);
+            if (result.Status == ReplyStatus.Expired)
             {
-                attempts = attempt;
-                span?.SetTag(MinBftTracing.AttemptsTag, attempt);
-                var remaining = _options.RequestTimeout - _time.GetElapsedTime(started);
-                var attemptTimeout = Min(_options.AttemptTimeout, remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout);
-                try
-                {
-                    // The proxy is untrusted and may never answer: the channel bounds the wait locally too.
-                    var replies = await _channel.SendAsync(request, attemptTimeout, link, linked.Token).ConfigureAwait(false);
-                    return _verifier.Verify(request, replies);
-                }
-                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-                {
-                    throw;
-                }
-                catch (OperationCanceledException) when (timeout.IsCancellationRequested)
-                {
-                    lastFailure ??= new TimeoutException($"no answer from the client proxy within {_options.RequestTimeout}");
-                    break;
-                }
-                catch (ObjectDisposedException)
-                {
-                    throw; // this client was disposed meanwhile
-                }
-                catch (MinBftReplyVerificationException e)
-                {
-                    lastFailure = e;
-                    LogVerificationFailed(_logger, request.Seq, Short(identity.ClientId), attempt, e.Message);
-                }
-                catch (Exception e)
-                {
-                    // Timeouts, unavailable silos or fault domains, proxy errors: all worth
-                    // another try with the same request while time remains.
-                    lastFailure = e;
-                    LogAttemptFailed(_logger, request.Seq, Short(identity.ClientId), attempt, e.GetType().Name, e.Message);
-                }
+                span?.SetStatus(ActivityStatusCode.Error, nameof(ReplyStatus.Expired));
+                throw new MinBftRequestExpiredException(identity.ClientId, request.Seq, result.Position);
+            }
+            return result;
+        }
+    }
 
-                if (attempt < _options.MaxAttempts)
+    /// <summary>The request's clock: when it started, its timeout, and the tokens that stop it.</summary>
+    private readonly record struct Deadline(long Started, CancellationTokenSource Timeout, CancellationToken Linked, CancellationToken Caller);
+
+    /// <summary>
+    /// Learns a recent position of the replicated history before a request: an empty operation,
+    /// ordered and answered like any request, that runs in no application. Its replies prove a
+    /// position whichever their status (an Expired probe changes nothing either).
+    /// </summary>
+    private async Task ProbeAsync(PooledIdentity identity, string? link, Deadline deadline)
+    {
+        try
+        {
+            await _positions.ProbeGate.WaitAsync(deadline.Linked).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!deadline.Caller.IsCancellationRequested)
+        {
+            throw new TimeoutException($"the probe of another request did not finish within {_options.RequestTimeout}");
+        }
+        try
+        {
+            if (_positions.IsFresh(_options.ProbeAfterIdle)) return; // another request probed meanwhile
+            var probe = identity.Signer.CreateRequest(identity.TakeSeq(), [], _positions.Latest);
+            _positions.Note((await SendUntilProvenAsync(identity, probe, null, link, deadline).ConfigureAwait(false)).Position);
+        }
+        finally
+        {
+            _positions.ProbeGate.Release();
+        }
+    }
+
+    /// <summary>Sends <paramref name="request"/> until f+1 replies prove its outcome, retrying the
+    /// same signed request while time and attempts remain.</summary>
+    private async Task<VerifiedResult> SendUntilProvenAsync(PooledIdentity identity, Request request, Activity? span, string? link, Deadline deadline)
+    {
+        if (await SessionAsync(identity, deadline.Linked).ConfigureAwait(false) is { } session) request = session.Authenticate(request);
+        var (started, timeout) = (deadline.Started, deadline.Timeout);
+        Exception? lastFailure = null;
+        // The request timeout's token is the one clock deciding when to stop; elapsed time
+        // only sizes each attempt.
+        var attempts = 0;
+        for (var attempt = 1; attempt <= _options.MaxAttempts && !timeout.IsCancellationRequested; attempt++)
+        {
+            attempts = attempt;
+            span?.SetTag(MinBftTracing.AttemptsTag, attempt);
+            var remaining = _options.RequestTimeout - _time.GetElapsedTime(started);
+            var attemptTimeout = Min(_options.AttemptTimeout, remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout);
+            try
+            {
+                // The proxy is untrusted and may never answer: the channel bounds the wait locally too.
+                var replies = await _channel.SendAsync(request, attemptTimeout, link, deadline.Linked).ConfigureAwait(false);
+                return _verifier.Verify(request, replies);
+            }
+            catch (OperationCanceledException) when (deadline.Caller.IsCancellationRequested)
+            {
+                throw;
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+            {
+                lastFailure ??= new TimeoutException($"no answer from the client proxy within {_options.RequestTimeout}");
+                break;
+            }
+            catch (ObjectDisposedException)
+            {
+                throw; // this client was disposed meanwhile
+            }
+            catch (MinBftReplyVerificationException e)
+            {
+                lastFailure = e;
+                LogVerificationFailed(_logger, request.Seq, Short(identity.ClientId), attempt, e.Message);
+            }
+            catch (Exception e)
+            {
+                // Timeouts, unavailable silos or fault domains, proxy errors: all worth
+                // another try with the same request while time remains.
+                lastFailure = e;
+                LogAttemptFailed(_logger, request.Seq, Short(identity.ClientId), attempt, e.GetType().Name, e.Message);
+            }
+
+            if (attempt < _options.MaxAttempts)
+            {
+                var delay = Min(_options.RetryDelay * Math.Pow(2, attempt - 1), _options.RequestTimeout - _time.GetElapsedTime(started));
+                if (delay > TimeSpan.Zero)
                 {
-                    var delay = Min(_options.RetryDelay * Math.Pow(2, attempt - 1), _options.RequestTimeout - _time.GetElapsedTime(started));
-                    if (delay > TimeSpan.Zero)
+                    try
                     {
-                        try
-                        {
-                            await Task.Delay(delay, _time, linked.Token).ConfigureAwait(false);
-                        }
-                        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                        {
-                            break; // the request timeout: report below
-                        }
+                        await Task.Delay(delay, _time, deadline.Linked).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (!deadline.Caller.IsCancellationRequested)
+                    {
+                        break; // the request timeout: report below
                     }
                 }
             }
-
-            var elapsed = _time.GetElapsedTime(started);
-            span?.SetStatus(ActivityStatusCode.Error, lastFailure?.GetType().Name);
-            if (lastFailure is MinBftReplyVerificationException verification) throw verification;
-            var outOfTime = timeout.IsCancellationRequested || elapsed >= _options.RequestTimeout;
-            var what = string.Create(CultureInfo.InvariantCulture,
-                $"Request {request.Seq} of client {Short(identity.ClientId)} ")
-                + (outOfTime ? $"did not complete within {_options.RequestTimeout}" : $"failed {attempts} attempts in {elapsed.TotalSeconds:F1} s");
-            var cause = lastFailure is null ? "no attempt was made" : $"{lastFailure.GetType().Name}: {lastFailure.Message}";
-            if (lastFailure is null or TimeoutException || outOfTime) throw new TimeoutException($"{what} (last: {cause})", lastFailure);
-            throw new MinBftException($"{what} (last: {cause})", lastFailure);
         }
+
+        var elapsed = _time.GetElapsedTime(started);
+        span?.SetStatus(ActivityStatusCode.Error, lastFailure?.GetType().Name);
+        if (lastFailure is MinBftReplyVerificationException verification) throw verification;
+        var outOfTime = timeout.IsCancellationRequested || elapsed >= _options.RequestTimeout;
+        var what = string.Create(CultureInfo.InvariantCulture,
+            $"Request {request.Seq} of client {Short(identity.ClientId)} ")
+            + (request.Operation.Length == 0 ? "(a probe) " : "")
+            + (outOfTime ? $"did not complete within {_options.RequestTimeout}" : $"failed {attempts} attempts in {elapsed.TotalSeconds:F1} s");
+        var cause = lastFailure is null ? "no attempt was made" : $"{lastFailure.GetType().Name}: {lastFailure.Message}";
+        if (lastFailure is null or TimeoutException || outOfTime) throw new TimeoutException($"{what} (last: {cause})", lastFailure);
+        throw new MinBftException($"{what} (last: {cause})", lastFailure);
     }
 
     public void Dispose()
@@ -242,6 +293,7 @@ public sealed partial class MinBftClient : IDisposable
         _channel.Dispose();
         foreach (var identity in _pool.Identities) identity.Session?.Dispose();
         _pool.Dispose();
+        _positions.ProbeGate.Dispose();
     }
 
     /// <summary>

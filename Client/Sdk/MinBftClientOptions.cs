@@ -49,6 +49,17 @@ public sealed class MinBftClientOptions
     public TimeSpan SessionRenewal { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>
+    /// The cluster keeps a bounded table of client records and evicts the least recently active
+    /// ones (<c>maxClientRecords</c> in the manifest). Requests carry a recent position of the
+    /// replicated history, proven by f+1 replies, so that an identity evicted while this client was
+    /// idle is admitted again. When no reply proved a position for this long (or ever, since the
+    /// client started), the next request is preceded by a probe: an empty operation, ordered like
+    /// any request and run by no application, whose replies prove one. <see cref="Timeout.InfiniteTimeSpan"/>:
+    /// probe only at start.
+    /// </summary>
+    public TimeSpan ProbeAfterIdle { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
     /// Redis connection string of the cluster's membership table (silos started with Redis
     /// clustering). When set, <c>IClientBuilder.AddMinBftClient</c> configures Orleans' Redis
     /// clustering for the client, which then finds the gateways there; the client's
@@ -75,6 +86,8 @@ public sealed class MinBftClientOptions
         if (AttemptTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(AttemptTimeout)} must be positive, got {AttemptTimeout}");
         if (MaxAttempts < 1) throw new ArgumentException($"{nameof(MaxAttempts)} must be at least 1, got {MaxAttempts}");
         if (SessionRenewal < TimeSpan.Zero) throw new ArgumentException($"{nameof(SessionRenewal)} must not be negative, got {SessionRenewal}");
+        if (ProbeAfterIdle <= TimeSpan.Zero && ProbeAfterIdle != Timeout.InfiniteTimeSpan)
+            throw new ArgumentException($"{nameof(ProbeAfterIdle)} must be positive or infinite, got {ProbeAfterIdle}");
         if (RetryDelay < TimeSpan.Zero) throw new ArgumentException($"{nameof(RetryDelay)} must not be negative, got {RetryDelay}");
     }
 }

@@ -50,3 +50,29 @@ public sealed class MinBftReplyVerificationException : MinBftException
         return $"Replies for request {seq} of client {shortId} do not prove a result ({required} matching replies from distinct replicas needed): {reasons}.";
     }
 }
+
+/// <summary>
+/// The request met an Expired reply, proven by f+1 replicas: the cluster had evicted its
+/// identity's client record (more than <c>maxClientRecords</c> other clients were active since
+/// the identity's last request) while the request was on its way, and did not run it then. It may
+/// have run before the eviction, so its outcome is unknown; read the state to find out before
+/// retrying an operation that must not run twice. Later requests of the client run normally.
+/// </summary>
+public sealed class MinBftRequestExpiredException : MinBftException
+{
+    public MinBftRequestExpiredException(string clientId, ulong seq, ulong position)
+        : base(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"Request {seq} of client {(clientId.Length > 12 ? clientId[..12] : clientId)} expired at position {position}: the cluster evicted the identity's record while the request was in flight; it may or may not have executed before that"))
+    {
+        ClientId = clientId;
+        Seq = seq;
+        Position = position;
+    }
+
+    public string ClientId { get; }
+
+    public ulong Seq { get; }
+
+    /// <summary>The position in the replicated history the expiry was decided at.</summary>
+    public ulong Position { get; }
+}

@@ -11,7 +11,8 @@ namespace MinBft.Client;
 /// Decides whether a set of REPLYs proves the result of one request (PROTOCOL.md 4.6): f+1
 /// replies from distinct replicas, each within bounds, each for this client id, sequence
 /// number and request digest, each signed by its replica's key from the cluster manifest (one
-/// signature over a batch's Merkle root, checked once per batch), all with the same result. At most f replicas are faulty, so f+1 such replies include one from a correct
+/// signature over a batch's Merkle root, checked once per batch), all with the same status,
+/// position and result. At most f replicas are faulty, so f+1 such replies include one from a correct
 /// replica, and a correct replica only replies with the result of executing the request in the
 /// agreed order.
 /// </summary>
@@ -93,7 +94,7 @@ public sealed class ReplyVerifier
             {
                 // Already known to equivocate.
             }
-            else if (earlier.Result.AsSpan().SequenceEqual(reply.Result))
+            else if (SameOutcome(earlier, reply))
             {
                 problems.Add(string.Create(CultureInfo.InvariantCulture, $"reply #{index}: replica {id} counted once only"));
             }
@@ -105,7 +106,7 @@ public sealed class ReplyVerifier
         }
 
         var valid = byReplica.Values.OfType<Reply>().ToList();
-        foreach (var group in valid.GroupBy(r => Convert.ToHexString(r.Result), StringComparer.Ordinal))
+        foreach (var group in valid.GroupBy(OutcomeKey, StringComparer.Ordinal))
         {
             if (group.Count() >= Required)
             {
@@ -117,12 +118,19 @@ public sealed class ReplyVerifier
         problems.Add(valid.Count switch
         {
             0 => "no valid reply",
-            _ when valid.Select(r => Convert.ToHexString(r.Result)).Distinct().Count() > 1 =>
+            _ when valid.Select(OutcomeKey).Distinct().Count() > 1 =>
                 string.Create(CultureInfo.InvariantCulture, $"{valid.Count} valid replies disagree on the result"),
             _ => string.Create(CultureInfo.InvariantCulture, $"only {valid.Count} valid matching replies"),
         });
         throw new MinBftReplyVerificationException(request.ClientId, request.Seq, Required, problems);
     }
+
+    /// <summary>What f+1 replies must agree on: status, position and result.</summary>
+    private static string OutcomeKey(Reply r) =>
+        string.Create(CultureInfo.InvariantCulture, $"{r.Status}@{r.Position}:{Convert.ToHexString(r.Result)}");
+
+    private static bool SameOutcome(Reply a, Reply b) =>
+        a.Status == b.Status && a.Position == b.Position && a.Result.AsSpan().SequenceEqual(b.Result);
 
     /// <summary>Null when <paramref name="reply"/> is a valid REPLY to <paramref name="request"/>, else why not.</summary>
     private string? Check(Request request, byte[] requestDigest, Reply? reply)
@@ -142,6 +150,12 @@ public sealed class ReplyVerifier
 /// <summary>A result proven by <see cref="Replies"/>: f+1 valid, matching replies from distinct replicas.</summary>
 public sealed record VerifiedResult(string ClientId, ulong Seq, byte[] Result, IReadOnlyList<Reply> Replies)
 {
+    /// <summary>Executed, or Expired: the request did not run (its identity's record had been evicted).</summary>
+    public ReplyStatus Status => Replies[0].Status;
+
+    /// <summary>The position in the replicated history the request was decided at.</summary>
+    public ulong Position => Replies[0].Position;
+
     /// <summary>The highest view among the proving replies.</summary>
     public long View => Replies.Max(r => r.View);
 }

@@ -10,7 +10,9 @@ namespace MinBft.Tests.Client;
 /// The SDK's batched path to its (fake, untrusted) proxy: requests started together leave in one
 /// Submit call, and each completes on its own outcome, verified by the SDK. The clock is a fake
 /// one: after a first call, the next leaves only when the test moves the clock past the gather
-/// window, so which requests share a call is decided by the test, not by the thread pool.
+/// window (or when the continuation of a delivered outcome starts it), so which requests share a
+/// call is decided by the test, not by the thread pool. A client's first request is preceded by a
+/// probe, in a call of its own: the warm-up takes two calls.
 /// </summary>
 public sealed class ClientProxyBatchingTests
 {
@@ -24,11 +26,11 @@ public sealed class ClientProxyBatchingTests
         await WarmUpAsync(client);
 
         var running = Enumerable.Range(0, 64).Select(i => client.ExecuteVerifiedAsync(KeyValueOperation.EncodePut("k" + i, [(byte)i]))).ToArray();
-        Assert.Single(_cluster.Submits); // the warm-up's: the others wait for the window
+        Assert.Equal(WarmUpCalls, _cluster.Submits.Count); // the warm-up's: the others wait for the window
         _clock.Advance(ClientProxyChannel.GatherWindow);
         var results = await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(30));
 
-        Assert.Equal(2, _cluster.Submits.Count);
+        Assert.Equal(WarmUpCalls + 1, _cluster.Submits.Count);
         Assert.Equal(64, _cluster.Submits.Last().Length);
         Assert.All(results, r => Assert.Equal(KeyValueResult.Ok.Encode(), r.Result));
         Assert.All(results, r => Assert.True(r.Replies.Count >= 2));
@@ -55,7 +57,7 @@ public sealed class ClientProxyBatchingTests
         _clock.Advance(ClientProxyChannel.GatherWindow);
         await Task.WhenAll(loops).WaitAsync(TimeSpan.FromSeconds(30));
 
-        Assert.Equal([1, .. Enumerable.Repeat(Clients, Rounds)], _cluster.Submits.Select(s => s.Length));
+        Assert.Equal([1, 1, .. Enumerable.Repeat(Clients, Rounds)], _cluster.Submits.Select(s => s.Length)); // the warm-up's two, then the rounds
         Assert.Empty(_cluster.Violations);
     }
 
@@ -80,11 +82,18 @@ public sealed class ClientProxyBatchingTests
     {
         using var client = _cluster.CreateClient(options: null, _clock);
 
-        // The clock never moves: a request with no call before it must not wait for it.
+        // The client's first call (the probe before its first request) has no call before it: it
+        // leaves while the clock stands still.
+        await WarmUpAsync(client);
+
+        // So does a request started when the last call left a window ago or more: the clock does
+        // not move again.
+        _clock.Advance(ClientProxyChannel.GatherWindow);
         var result = await client.ExecuteAsync(KeyValueOperation.EncodeGet("alone")).WaitAsync(TimeSpan.FromSeconds(30));
 
         Assert.Equal(KeyValueResult.NotFound.Encode(), result);
-        Assert.Single(_cluster.Submits);
+        Assert.Equal(WarmUpCalls + 1, _cluster.Submits.Count);
+        Assert.Equal("alone", Key(Assert.Single(_cluster.Submits.Last())));
     }
 
     [Fact]
@@ -114,7 +123,7 @@ public sealed class ClientProxyBatchingTests
 
         held.SetResult();
         Assert.Equal(KeyValueResult.Ok.Encode(), await slow.WaitAsync(TimeSpan.FromSeconds(30)));
-        Assert.Equal(2, _cluster.Submits.Count);
+        Assert.Equal(WarmUpCalls + 1, _cluster.Submits.Count);
     }
 
     [Fact]
@@ -129,11 +138,11 @@ public sealed class ClientProxyBatchingTests
                     // Correct replies with the result rewritten: the signatures no longer match.
                     return _cluster.AllCorrect(request).Select(r => r with { Result = KeyValueResult.NotFound.Encode() }).ToArray();
                 case "misplaced":
-                    // Another request's genuine replies (same batch, validly signed).
+                    // Another request's genuine replies (the warm-up's: validly signed).
                     return await mate.Task;
                 default:
                     var replies = _cluster.AllCorrect(request);
-                    mate.TrySetResult(replies);
+                    if (request.Operation.Length > 0) mate.TrySetResult(replies); // not the probe's
                     return replies;
             }
         };
@@ -164,6 +173,7 @@ public sealed class ClientProxyBatchingTests
         using var client = _cluster.CreateClient(options: null, _clock);
         var pending = client.ExecuteAsync(KeyValueOperation.EncodeGet("pending"));
         await ReachedProxyAsync();
+        // The client's probe, sent first: it waits in the channel like any request.
         var request = Assert.Single(_cluster.Requests);
         var observer = Assert.Single(_cluster.Observers);
 
@@ -189,11 +199,11 @@ public sealed class ClientProxyBatchingTests
         _clock.Advance(ClientProxyChannel.GatherWindow);
         await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(60));
 
-        Assert.Equal([1, MessageLimits.MaxBatchSize, 5], _cluster.Submits.Select(s => s.Length));
+        Assert.Equal([1, 1, MessageLimits.MaxBatchSize, 5], _cluster.Submits.Select(s => s.Length)); // the warm-up's two, then the cut batch
 
         var tooLarge = await Assert.ThrowsAsync<ArgumentException>(() => client.ExecuteAsync(new byte[MessageLimits.MaxOperationLength + 1]));
         Assert.Contains($"the limit is {MessageLimits.MaxOperationLength}", tooLarge.Message, StringComparison.Ordinal);
-        Assert.Equal(3, _cluster.Submits.Count);
+        Assert.Equal(WarmUpCalls + 2, _cluster.Submits.Count);
     }
 
     [Fact]
@@ -210,15 +220,27 @@ public sealed class ClientProxyBatchingTests
         Assert.Single(_cluster.DeletedReferences);
     }
 
-    /// <summary>One request, so that the next ones wait for the window (the first call leaves at
-    /// once). Its outcome's work item may still be ending when the test resumes: until it has,
-    /// new requests would wait for it instead (the continuations of delivered outcomes gather).</summary>
+    /// <summary>Submit calls <see cref="WarmUpAsync"/> makes: the client's probe, then its request.</summary>
+    private const int WarmUpCalls = 2;
+
+    /// <summary>One request, so that the next ones wait for the window and need no probe (the
+    /// warm-up's proved a position, and the fake clock stays well within
+    /// <see cref="MinBftClientOptions.ProbeAfterIdle"/>). The client's first call, its probe,
+    /// leaves at once, before the clock moves; the request after it normally leaves from the probe's
+    /// continuation, but may wait for the window on a loaded machine (<see cref="FakeClockRequests.CompleteAsync"/>).
+    /// Its outcome's work item may still be ending when the test resumes: until it has, new requests
+    /// would wait for it instead (the continuations of delivered outcomes gather).</summary>
     private async Task WarmUpAsync(MinBftClient client)
     {
-        await client.ExecuteAsync(KeyValueOperation.EncodeGet("warm-up")).WaitAsync(TimeSpan.FromSeconds(30));
+        var warmUp = client.ExecuteAsync(KeyValueOperation.EncodeGet("warm-up"));
+        await Conditions.WaitUntilAsync(() => Task.FromResult((!_cluster.Submits.IsEmpty, "no call yet")), TimeSpan.FromSeconds(30), "the first call leaving before the clock moves");
+        await warmUp.CompleteAsync(client, _clock);
         await Conditions.WaitUntilAsync(
             () => Task.FromResult((client.Channel.Settling == 0, $"{client.Channel.Settling} settling")), TimeSpan.FromSeconds(30), "the warm-up's outcome settling");
-        Assert.Single(_cluster.Submits);
+        var calls = _cluster.Submits.ToArray();
+        Assert.Equal(WarmUpCalls, calls.Length);
+        Assert.Empty(Assert.Single(calls[0]).Operation);
+        Assert.Equal("warm-up", Key(Assert.Single(calls[1])));
     }
 
     private Task ReachedProxyAsync() => Conditions.WaitUntilAsync(

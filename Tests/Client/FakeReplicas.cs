@@ -42,16 +42,20 @@ internal sealed class FakeReplicas
     public Reply Reply(int replica, string clientId, ulong seq, byte[] result, long view = 0) =>
         SignAs(Keys[replica], replica, clientId, seq, new byte[MessageLimits.DigestLength], result, view);
 
-    public Reply Reply(int replica, Request request, byte[] result, long view = 0) =>
-        SignAs(Keys[replica], replica, request, result, view);
+    /// <summary>Replica <paramref name="replica"/>'s correctly signed reply to <paramref name="request"/>,
+    /// decided at <paramref name="position"/> with <paramref name="status"/>.</summary>
+    public Reply Reply(int replica, Request request, byte[] result, long view = 0, ReplyStatus status = ReplyStatus.Executed, ulong position = 0) =>
+        SignAs(Keys[replica], replica, request, result, view, status, position);
 
     /// <summary>A reply to <paramref name="request"/> claiming to be from <paramref name="claimedReplica"/>, signed with <paramref name="key"/>.</summary>
-    public static Reply SignAs(Ed25519KeyPair key, int claimedReplica, Request request, byte[] result, long view = 0) =>
-        SignAs(key, claimedReplica, request.ClientId, request.Seq, MessageEncoding.RequestDigest(request), result, view);
+    public static Reply SignAs(Ed25519KeyPair key, int claimedReplica, Request request, byte[] result, long view = 0,
+        ReplyStatus status = ReplyStatus.Executed, ulong position = 0) =>
+        SignAs(key, claimedReplica, request.ClientId, request.Seq, MessageEncoding.RequestDigest(request), result, view, status, position);
 
     /// <summary>A reply claiming to be from <paramref name="claimedReplica"/>, signed with <paramref name="key"/> as a batch of one.</summary>
-    public static Reply SignAs(Ed25519KeyPair key, int claimedReplica, string clientId, ulong seq, byte[] requestDigest, byte[] result, long view = 0) =>
-        ReplyBatchSigner.Sign(new Ed25519ReplicaSigner(key), claimedReplica, [new ReplyContent(view, clientId, seq, requestDigest, result)])[0];
+    public static Reply SignAs(Ed25519KeyPair key, int claimedReplica, string clientId, ulong seq, byte[] requestDigest, byte[] result, long view = 0,
+        ReplyStatus status = ReplyStatus.Executed, ulong position = 0) =>
+        ReplyBatchSigner.Sign(new Ed25519ReplicaSigner(key), claimedReplica, [new ReplyContent(view, clientId, seq, requestDigest, result, status, position)])[0];
 }
 
 /// <summary>
@@ -59,6 +63,7 @@ internal sealed class FakeReplicas
 /// submitted request on its own, through the observer, with the replies
 /// <see cref="FakeClusterProxies.Respond"/> builds (by default: every replica's correct reply).
 /// Records the requests and Submit calls it saw and checks the one-outstanding-request-per-client rule.
+/// Probes (empty operations) are requests like any other here: recorded, counted, answered.
 /// </summary>
 internal sealed class FakeProxy : IClientProxyGrain
 {
@@ -137,7 +142,8 @@ internal sealed class FakeProxy : IClientProxyGrain
 internal sealed class FakeClusterProxies : IClientProxyLink
 {
     private readonly IStateMachine _state;
-    private readonly Dictionary<string, (ulong Seq, byte[] Result)> _executed = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (ulong Seq, byte[] Result, ulong Position)> _executed = new(StringComparer.Ordinal);
+    private ulong _position;
     private readonly ConcurrentDictionary<string, FakeProxy> _proxies = new(StringComparer.Ordinal);
 
     /// <param name="state">The service the fake replicas run; default the key-value sample.</param>
@@ -189,8 +195,31 @@ internal sealed class FakeClusterProxies : IClientProxyLink
 
     public ConcurrentQueue<IClientProxyObserver> DeletedReferences { get; } = new();
 
+    /// <summary>
+    /// The position of the replicated history decided last: every request the fake executes or
+    /// expires takes the next one (a request answered again keeps its own). Set it to stand for
+    /// other clients' requests decided meanwhile.
+    /// </summary>
+    public ulong Position
+    {
+        get
+        {
+            lock (_state) return _position;
+        }
+        set
+        {
+            lock (_state) _position = value;
+        }
+    }
+
     /// <summary>Executes the request once (exactly-once per client and seq) and returns its result.</summary>
-    public byte[] Execute(Request request)
+    public byte[] Execute(Request request) => Decide(request).Result;
+
+    /// <summary>
+    /// Executes the request once (exactly-once per client and seq): its result and the position it
+    /// was decided at. A probe (empty operation) takes a position and runs in no application.
+    /// </summary>
+    public (byte[] Result, ulong Position) Decide(Request request)
     {
         Assert.Null(RequestVerifier.Explain(request));
         // Every replica that holds a session for the client takes the request on its MAC.
@@ -200,19 +229,43 @@ internal sealed class FakeClusterProxies : IClientProxyLink
         {
             if (_executed.TryGetValue(request.ClientId, out var last))
             {
-                if (request.Seq == last.Seq) return last.Result;
+                if (request.Seq == last.Seq) return (last.Result, last.Position);
                 Assert.True(request.Seq > last.Seq, "client reused an old seq");
             }
-            var result = _state.Apply(request.Operation);
-            _executed[request.ClientId] = (request.Seq, result);
-            return result;
+            var position = NextPosition(request);
+            var result = request.Operation.Length == 0 ? [] : _state.Apply(request.Operation);
+            _executed[request.ClientId] = (request.Seq, result, position);
+            return (result, position);
         }
     }
 
+    // Under the state's lock. An honest client signs only positions already proven to it, so a
+    // request always executes above its incarnation (CLIENT-SESSIONS-DESIGN.md, rule 1).
+    private ulong NextPosition(Request request)
+    {
+        var position = ++_position;
+        if (request.Incarnation >= position)
+            Violations.Enqueue($"request {request.Seq} of {request.ClientId} signed incarnation {request.Incarnation}, decided at {position}");
+        return position;
+    }
+
+    /// <summary>Every replica's correct reply: executed once, at its position.</summary>
     public Reply[] AllCorrect(Request request)
     {
-        var result = Execute(request);
-        return Enumerable.Range(0, Replicas.N).Select(i => Replicas.Reply(i, request, result)).ToArray();
+        var (result, position) = Decide(request);
+        return Enumerable.Range(0, Replicas.N).Select(i => Replicas.Reply(i, request, result, position: position)).ToArray();
+    }
+
+    /// <summary>
+    /// Every replica's Expired reply, as for an identity whose record was evicted: the request
+    /// does not run; it takes the next position, which the replies name.
+    /// </summary>
+    public Reply[] AllExpired(Request request)
+    {
+        Assert.Null(RequestVerifier.Explain(request));
+        ulong position;
+        lock (_state) position = NextPosition(request);
+        return Enumerable.Range(0, Replicas.N).Select(i => Replicas.Reply(i, request, [], status: ReplyStatus.Expired, position: position)).ToArray();
     }
 
     public MinBftClient CreateClient(MinBftClientOptions? options = null, TimeProvider? time = null) =>

@@ -27,12 +27,19 @@ public sealed class MinBftClientTests : IDisposable
 
         var verified = await client.ExecuteVerifiedAsync(Get);
 
-        var request = Assert.Single(_cluster.Requests);
+        // A client's first request is preceded by a probe (a proven position to sign it with).
+        var requests = _cluster.Requests.ToArray();
+        Assert.Equal(2, requests.Length);
+        var (probe, request) = (requests[0], requests[1]);
+        Assert.Empty(probe.Operation);
+        Assert.Equal(probe.ClientId, request.ClientId);
         Assert.Null(MinBft.Crypto.RequestVerifier.Explain(request));
         Assert.Equal(Get, request.Operation);
         Assert.Contains(request.ClientId, client.ClientIds);
         Assert.Equal(request.Seq, verified.Seq);
         Assert.Equal(new byte[] { 2, 0 }, verified.Result); // NotFound
+        Assert.Equal(ReplyStatus.Executed, verified.Status);
+        Assert.Equal(_cluster.Position, verified.Position);
         Assert.Equal(3, client.N);
         Assert.Equal(1, client.F);
     }
@@ -66,6 +73,8 @@ public sealed class MinBftClientTests : IDisposable
     [Fact]
     public async Task Retry_ResendsTheSameSignedRequest_AndSucceeds()
     {
+        // Every request fails twice before its replies come: the probe before the first request
+        // too, which is retried the same way.
         _cluster.Respond = (request, attempt) => attempt switch
         {
             1 => Task.FromResult(Array.Empty<Reply>()),
@@ -78,8 +87,12 @@ public sealed class MinBftClientTests : IDisposable
 
         Assert.Equal(new byte[] { 2, 0 }, result);
         var requests = _cluster.Requests.ToArray();
-        Assert.Equal(3, requests.Length);
-        Assert.All(requests, r => Assert.Same(requests[0], r));
+        Assert.Equal(6, requests.Length);
+        var (probes, sent) = (requests[..3], requests[3..]);
+        Assert.Empty(probes[0].Operation);
+        Assert.All(probes, r => Assert.Same(probes[0], r));
+        Assert.Equal(Get, sent[0].Operation);
+        Assert.All(sent, r => Assert.Same(sent[0], r));
     }
 
     [Fact]
@@ -178,7 +191,9 @@ public sealed class MinBftClientTests : IDisposable
 
         release.SetResult();
         await Task.WhenAll(first, third);
-        Assert.Equal(2, _cluster.Requests.Select(r => r.Seq).Distinct().Count());
+        // The first request's probe, then the first and the third request; the second sent nothing.
+        Assert.Single(_cluster.Requests, r => r.Operation.Length == 0);
+        Assert.Equal(2, _cluster.Requests.Where(r => r.Operation.Length > 0).Select(r => r.Seq).Distinct().Count());
         Assert.Empty(_cluster.Violations);
     }
 
@@ -212,10 +227,13 @@ public sealed class MinBftClientTests : IDisposable
         var directory = NewDirectory();
         var options = new MinBftClientOptions { IdentityPoolSize = 1, KeyDirectory = directory };
         ulong first;
+        int firstRun;
         using (var client = new MinBftClient(_cluster, _cluster.Replicas.Verifier, options, timeProvider: new SteppedClock(TimeSpan.Zero)))
         {
             await client.ExecuteAsync(Get);
-            first = _cluster.Requests.Single().Seq;
+            // The run's first seq (its probe's; the request's is the next).
+            first = _cluster.Requests.First().Seq;
+            firstRun = _cluster.Requests.Count;
         }
         Assert.True(File.Exists(Path.Combine(directory, "seq")));
 
@@ -224,7 +242,7 @@ public sealed class MinBftClientTests : IDisposable
         {
             await again.ExecuteAsync(Get);
         }
-        var second = _cluster.Requests.Last().Seq;
+        var second = _cluster.Requests.Skip(firstRun).Min(r => r.Seq);
         Assert.True(second >= first + ClientIdentityPool.SeqReservation, $"seq {second} after {first}");
         Assert.Empty(_cluster.Violations);
 

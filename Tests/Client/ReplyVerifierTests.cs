@@ -8,8 +8,8 @@ namespace MinBft.Tests.Client;
 
 /// <summary>
 /// The client's acceptance rule (PROTOCOL.md 4.6): f+1 validly signed replies from distinct
-/// replicas, for this client and seq, with one result. Everything else is rejected, whatever
-/// the untrusted proxy hands over.
+/// replicas, for this client and seq, with one status, position and result. Everything else is
+/// rejected, whatever the untrusted proxy hands over.
 /// </summary>
 public sealed class ReplyVerifierTests
 {
@@ -147,6 +147,38 @@ public sealed class ReplyVerifierTests
         Refused(requests[0], _replicas.Reply(0, requests[0], B), batch[0] with { Result = B });
         Refused(_request, Reply(0, A), batch[0] with { ClientId = _request.ClientId, Seq = _request.Seq, RequestDigest = MessageEncoding.RequestDigest(_request), Result = A });
         Refused(requests[0], _replicas.Reply(0, requests[0], A), batch[0] with { Proof = batch[0].Proof with { Index = 1 } });
+    }
+
+    [Fact]
+    public void RepliesAgreeingOnTheResultButNotOnStatusOrPosition_ProveNothing()
+    {
+        // The status and the position are signed, and a client acts on both (an Expired request
+        // throws; the position becomes its next incarnation): f+1 replicas must vouch for them too.
+        Reply R(int replica, byte[] result, ReplyStatus status, ulong position) =>
+            _replicas.Reply(replica, _request, result, status: status, position: position);
+
+        // An empty result either way: executed (as a probe's is), or expired.
+        var status = Rejects(R(0, [], ReplyStatus.Executed, 5), R(1, [], ReplyStatus.Expired, 5));
+        Assert.Contains(status.Problems, p => p.Contains("disagree", StringComparison.Ordinal));
+        var position = Rejects(R(0, A, ReplyStatus.Executed, 5), R(1, A, ReplyStatus.Executed, 6));
+        Assert.Contains(position.Problems, p => p.Contains("disagree", StringComparison.Ordinal));
+
+        // f+1 that agree on all three prove them, beside one that does not.
+        var executed = _replicas.Verifier.Verify(_request, [R(0, A, ReplyStatus.Executed, 5), R(1, A, ReplyStatus.Executed, 6), R(2, A, ReplyStatus.Executed, 6)]);
+        Assert.Equal((ReplyStatus.Executed, 6UL, A), (executed.Status, executed.Position, executed.Result));
+        Assert.Equal([1, 2], executed.Replies.Select(r => r.ReplicaId));
+        var expired = _replicas.Verifier.Verify(_request, [R(2, [], ReplyStatus.Expired, 9), R(0, [], ReplyStatus.Executed, 9), R(1, [], ReplyStatus.Expired, 9)]);
+        Assert.Equal((ReplyStatus.Expired, 9UL), (expired.Status, expired.Position));
+        Assert.Equal([1, 2], expired.Replies.Select(r => r.ReplicaId));
+    }
+
+    [Fact]
+    public void ReplicaSigningTwoPositionsOrStatuses_CountsForNeither()
+    {
+        // Replica 1 signs the same result at two positions (or with two statuses): it is faulty,
+        // and replica 0 alone is no quorum.
+        Rejects(Reply(0, A), Reply(1, A), _replicas.Reply(1, _request, A, position: 3));
+        Rejects(_replicas.Reply(0, _request, []), _replicas.Reply(1, _request, []), _replicas.Reply(1, _request, [], status: ReplyStatus.Expired));
     }
 
     [Fact]

@@ -35,7 +35,8 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
             Assert.Equal("0", replica.GetProperty("replica").GetString());
             Assert.Equal(MinBftSilo.InProcessUsigMode, replica.GetProperty("usig").GetString());
 
-            // One request through the CLI, then the Prometheus scrape counts it.
+            // One request through the CLI, then the Prometheus scrape counts it, with the probe the
+            // CLI's fresh client sent before it (ordered and executed like any request).
             var cliOutput = new StringWriter();
             var exit = await PutAsync(cliOutput, gatewayPort, clusterId, timeoutSeconds: null);
             Assert.True(exit == 0, $"put exited {exit}: {cliOutput}");
@@ -50,7 +51,7 @@ public sealed class HealthEndpointTests(ITestOutputHelper output) : IDisposable
             output.WriteLine(string.Join('\n', metrics.Split('\n').Where(l => l.Contains("minbft_", StringComparison.Ordinal)).Take(20)));
             var executed = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("minbft_requests_executed", StringComparison.Ordinal) && l.Contains("replica=\"0\"", StringComparison.Ordinal));
             Assert.True(executed is not null, "no minbft_requests_executed sample for replica 0 in /metrics:\n" + metrics);
-            Assert.Equal(1.0, double.Parse(executed.Split(' ')[^1], CultureInfo.InvariantCulture));
+            Assert.Equal(2.0, double.Parse(executed.Split(' ')[^1], CultureInfo.InvariantCulture)); // the probe, then the put
         }
         finally
         {

@@ -18,7 +18,8 @@ namespace MinBft.Tests.Integration;
 
 /// <summary>
 /// OpenTelemetry traces (<see cref="MinBftTracing"/>): a request is one trace from the SDK through
-/// the client proxy; a replica's batch is a trace of its own, linked to its requests. One class,
+/// the client proxy (with the probe that precedes it, when it sends one); a replica's batch is a
+/// trace of its own, linked to its requests. One class,
 /// so its tests run one after another: whether anything listens to the MinBft source is
 /// process-wide, and no other test class listens to it.
 /// </summary>
@@ -60,6 +61,7 @@ public sealed class TracingTests(ITestOutputHelper output)
         }, "a request span per request, and a batch span linked to each");
 
         var all = spans.Stopped.ToList();
+        List<Activity> probing = [];
         foreach (var request in requests)
         {
             // The SDK span is the trace's root.
@@ -72,15 +74,25 @@ public sealed class TracingTests(ITestOutputHelper output)
 
             // One proxy span per attempt, in the same trace, right below the SDK span: the
             // Submit call carries many requests, so each request's context rides along with it
-            // (MinBftTracing.RequestLinksKey) and the proxy's span continues that trace.
-            var proxies = all.Where(a => a.OperationName == MinBftTracing.ProxySpan && a.TraceId == request.TraceId).ToList();
-            Assert.Equal(attempts, proxies.Count);
-            foreach (var proxy in proxies)
+            // (MinBftTracing.RequestLinksKey) and the proxy's span continues that trace. A request
+            // that probed first (the client's first) has its probe's proxy spans there too: same
+            // identity, a lower seq of its own.
+            var inTrace = all.Where(a => a.OperationName == MinBftTracing.ProxySpan && a.TraceId == request.TraceId).ToList();
+            foreach (var proxy in inTrace)
             {
-                Assert.Equal(seq, Convert.ToUInt64(proxy.GetTagItem(MinBftTracing.SeqTag)));
                 Assert.Equal(request.GetTagItem(MinBftTracing.ClientTag), proxy.GetTagItem(MinBftTracing.ClientTag));
                 Assert.Equal(ActivityKind.Server, proxy.Kind);
                 Assert.Equal(request.SpanId, proxy.ParentSpanId);
+            }
+            var proxies = inTrace.Where(p => Convert.ToUInt64(p.GetTagItem(MinBftTracing.SeqTag)) == seq).ToList();
+            Assert.Equal(attempts, proxies.Count);
+            var probes = inTrace.Except(proxies).ToList();
+            if (probes.Count > 0)
+            {
+                probing.Add(request);
+                var probeSeq = Assert.Single(probes.Select(p => Convert.ToUInt64(p.GetTagItem(MinBftTracing.SeqTag))).Distinct());
+                Assert.True(probeSeq < seq, $"probe seq {probeSeq}, request seq {seq}");
+                Assert.Single(probes, p => p.Status != ActivityStatusCode.Error);
             }
             var answered = Assert.Single(proxies, p => p.Status != ActivityStatusCode.Error);
             Assert.True(Convert.ToInt32(answered.GetTagItem(MinBftTracing.RepliesTag)) >= deployment.Manifest.ReplyQuorum);
@@ -101,6 +113,8 @@ public sealed class TracingTests(ITestOutputHelper output)
                 Assert.InRange(batch.Links.Count(), 1, size);
             }
         }
+        // The requests started together found no proven position, and shared one probe.
+        Assert.Single(probing);
 
         // The calls that carry many requests or outcomes (the SDK's to the proxy, the proxy's to
         // the replicas and back to the SDK's observer) belong to no request's trace.
@@ -120,7 +134,7 @@ public sealed class TracingTests(ITestOutputHelper output)
         // The replica side's hooks, with nothing listening: nothing kept, nothing allocated.
         var tracing = new BatchTracing(0);
         var request = new Request("client", [], 1, [1], []);
-        var executed = new Executed(1, 0, 1, new byte[32], [request]);
+        var executed = new Executed(1, 0, 1, new byte[32], [request], [request]);
         tracing.Note([request], [MinBftTracing.ToTraceparent(new ActivityContext(ActivityTraceId.CreateRandom(), ActivitySpanId.CreateRandom(), ActivityTraceFlags.Recorded))]);
         Assert.Equal(0, tracing.Waiting);
         tracing.Executed(executed, TimeSpan.FromMilliseconds(1)); // warm up
