@@ -95,7 +95,7 @@ public sealed record StatusCommand(ConnectionSettings Connection) : ICliCommand
         }, cancellationToken).ConfigureAwait(false);
 
     public static string Format(ReplicaStatus s) => string.Create(CultureInfo.InvariantCulture,
-        $"replica {s.ReplicaId}: view={s.View} primary={s.Primary} executed={s.ExecutedSequence} checkpoint={s.StableCheckpoint} digest={s.StateDigest} pending={s.PendingRequests} buffered={s.BufferedMessages} sent-log={s.SentLogCount} usig={s.UsigMode ?? "unknown"}{(s.Halted is null ? "" : " HALTED: " + s.Halted)}");
+        $"replica {s.ReplicaId}: view={s.View} primary={s.Primary} executed={s.ExecutedSequence} checkpoint={s.StableCheckpoint} digest={s.StateDigest} pending={s.PendingRequests} buffered={s.BufferedMessages} sent-log={s.SentLogCount} clients={s.ClientRecords} horizon={s.ExpiryHorizon} usig={s.UsigMode ?? "unknown"}{(s.Halted is null ? "" : " HALTED: " + s.Halted)}");
 }
 
 /// <summary><c>keygen</c>: a new deployment's manifest and per-domain private keys; or, with

@@ -71,6 +71,8 @@ public sealed class LocalClusterTests(LocalClusterFixture fixture) : IClassFixtu
         Assert.Equal(0, status.Exit);
         for (var i = 0; i < 3; i++)
             Assert.Contains(string.Create(CultureInfo.InvariantCulture, $"replica {i}: view="), status.Out, StringComparison.Ordinal);
+        // The client table: the CLI's identities hold records, and nothing was evicted (cap 100,000).
+        Assert.Matches(new System.Text.RegularExpressions.Regex(" clients=[1-9][0-9]* horizon=0 "), status.Out);
     }
 
     [Fact]
