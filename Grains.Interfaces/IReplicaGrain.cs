@@ -112,6 +112,6 @@ public sealed record ReplicaStatus(
     /// incarnation at least this high (0: no record was ever evicted).</summary>
     [Id(27)] public ulong ExpiryHorizon { get; init; }
 
-    /// <summary>Client records this replica evicted since it activated or last installed a snapshot.</summary>
+    /// <summary>Client records this replica evicted since it activated (not counting those an installed snapshot had evicted).</summary>
     [Id(28)] public long ClientEvictions { get; init; }
 }

@@ -178,9 +178,10 @@ public sealed partial class ReplicaGrain(
         }
         try
         {
-            var view = _core.View;
+            var (view, evictions) = (_core.View, _core.ClientEvictions);
             var ready = input(_core, argument, Now);
             if (_core.View > view) metrics.ViewChanged(_id, _core.View - view);
+            if (_core.ClientEvictions > evictions) metrics.ClientsEvicted(_id, _core.ClientEvictions - evictions);
             Apply(ready);
         }
         catch (Exception e)

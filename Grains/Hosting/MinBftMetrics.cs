@@ -19,6 +19,7 @@ public sealed class MinBftMetrics
     private readonly Histogram<double> _commitLatency;
     private readonly Counter<long> _viewChanges;
     private readonly Counter<long> _rejections;
+    private readonly Counter<long> _clientEvictions;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meters"/> (one per silo's services).</summary>
     public MinBftMetrics(IMeterFactory meters)
@@ -32,6 +33,7 @@ public sealed class MinBftMetrics
         _commitLatency = meter.CreateHistogram<double>("minbft.commit.latency", "ms", "At the primary: from sending a batch's PREPARE to executing the batch");
         _viewChanges = meter.CreateCounter<long>("minbft.view.changes", "{view}", "Views a replica moved past");
         _rejections = meter.CreateCounter<long>("minbft.rejections", "{input}", "Inputs rejected, by reason");
+        _clientEvictions = meter.CreateCounter<long>("minbft.client.evictions", "{record}", "Client records evicted from the replicated table (beyond maxClientRecords)");
     }
 
     /// <summary>This silo's meter (a listener can tell silos of one process apart by it).</summary>
@@ -55,6 +57,8 @@ public sealed class MinBftMetrics
 
     internal void Rejected(int replica, string reason) =>
         _rejections.Add(1, ReplicaTag(replica), new KeyValuePair<string, object?>("reason", reason));
+
+    internal void ClientsEvicted(int replica, long records) => _clientEvictions.Add(records, ReplicaTag(replica));
 
     private static KeyValuePair<string, object?> ReplicaTag(int replica) => new("replica", replica);
 }

@@ -37,7 +37,7 @@ public sealed class ClientTable
     /// needs an incarnation at least this high. Never decreases.</summary>
     public ulong ExpiryHorizon { get; private set; }
 
-    /// <summary>Records evicted since this table was created or restored.</summary>
+    /// <summary>Records this table evicted since it was created (a restore does not count its snapshot's).</summary>
     public long Evictions { get; private set; }
 
     /// <summary>The records in client id order.</summary>

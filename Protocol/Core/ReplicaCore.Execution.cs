@@ -38,7 +38,7 @@ public sealed partial class ReplicaCore
     /// <summary>A client without a record needs a request incarnation at least this high.</summary>
     public ulong ExpiryHorizon => _clients.ExpiryHorizon;
 
-    /// <summary>Client records evicted since this core started or last installed a snapshot.</summary>
+    /// <summary>Client records this core evicted since it started (an installed snapshot's evictions not included).</summary>
     public long ClientEvictions => _clients.Evictions;
 
     private void TryExecute()

@@ -1,5 +1,9 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
 using MinBft.Application;
 using MinBft.Client;
+using MinBft.Hosting;
 using Xunit.Abstractions;
 
 namespace MinBft.Tests.Integration;
@@ -35,6 +39,19 @@ public sealed class ClientExpiryTests(ITestOutputHelper output)
     public async Task An_identity_evicted_while_idle_is_admitted_again_and_a_request_that_met_the_eviction_is_reported_expired_and_did_not_run()
     {
         await using var cluster = await MinBftTestCluster.StartAsync(new ClusterSetup { F = 1, Sqlite = false, MaxClientRecords = 2 }, output);
+        // The meter's eviction counter, from this cluster's silos only (other tests run clusters in this process).
+        var meters = Enumerable.Range(0, cluster.N).Select(i => cluster.SiloOf(i).ServiceProvider.GetRequiredService<MinBftMetrics>().Meter).ToHashSet();
+        var evicted = new ConcurrentDictionary<int, long>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) => { if (meters.Contains(instrument.Meter) && instrument.Name == "minbft.client.evictions") l.EnableMeasurementEvents(instrument); },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+                if (tag.Key == "replica") evicted.AddOrUpdate((int)tag.Value!, value, (_, sum) => sum + value);
+        });
+        listener.Start();
 
         // Client A probes whenever it was idle at all: after an eviction its probe meets Expired,
         // learns a fresh position, and the request itself is admitted. No error reaches the caller.
@@ -70,6 +87,7 @@ public sealed class ClientExpiryTests(ITestOutputHelper output)
         {
             Assert.True(s.ClientRecords <= 2, $"replica {s.ReplicaId} holds {s.ClientRecords} records");
             Assert.True(s.ClientEvictions > 0);
+            Assert.Equal(s.ClientEvictions, evicted.GetValueOrDefault(s.ReplicaId));
         });
     }
 }
