@@ -167,9 +167,11 @@ public sealed class ClientCli
             var rotate = IntOption("--rotate-usig", "Give USIG i, which lost its state, a new epoch (and key) in the deployment at --out", null, 0, 2 * MaxF);
             var clientCertificate = CertificateNameOption("--client-cert", "Issue a TLS client certificate NAME from the deployment's CA at --out, into clients/NAME/");
             var siloCertificate = CertificateNameOption("--silo-cert", "Issue (or renew) the TLS certificate of silo NAME (domain-i, gateway) from the deployment's CA at --out, into NAME/tls/");
+            var maxClientRecords = IntOption("--max-client-records", "A new deployment's cap on the replicated client table (least recently active clients are evicted beyond it)",
+                ClusterManifest.DefaultMaxClientRecords, 1, 100_000_000);
             var keygen = new Command("keygen", "Generate a deployment's keys: a public manifest with the TLS CA, each fault domain's private keys and TLS certificates (or rotate one USIG's identity, or issue a certificate)")
             {
-                f, output, scheme, rotate, clientCertificate, siloCertificate,
+                f, output, scheme, rotate, clientCertificate, siloCertificate, maxClientRecords,
             };
             keygen.Validators.Add(result =>
             {
@@ -177,6 +179,8 @@ public sealed class ClientCli
                     .Count(r => r is { Implicit: false });
                 if (chosen != 1)
                     result.AddError("keygen needs exactly one of --f (a new deployment), --rotate-usig i, --client-cert NAME or --silo-cert NAME (an existing one)");
+                else if (result.GetResult(maxClientRecords) is { Implicit: false } && result.GetResult(f) is not { Implicit: false })
+                    result.AddError("--max-client-records is a new deployment's constant: use it with --f");
             });
             Add(keygen, p =>
             {
@@ -187,7 +191,7 @@ public sealed class ClientCli
                     return new KeygenCommand(0, p.GetValue(output)!, parsed) { SiloCertificate = p.GetValue(siloCertificate) };
                 return p.GetResult(rotate) is { Implicit: false }
                     ? new KeygenCommand(0, p.GetValue(output)!, parsed, p.GetValue(rotate))
-                    : new KeygenCommand(p.GetValue(f), p.GetValue(output)!, parsed);
+                    : new KeygenCommand(p.GetValue(f), p.GetValue(output)!, parsed) { MaxClientRecords = p.GetValue(maxClientRecords) };
             });
         }
 

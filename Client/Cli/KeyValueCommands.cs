@@ -108,6 +108,9 @@ public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Sch
     /// <summary><c>--silo-cert NAME</c>: issue or renew a silo's certificate from the deployment's CA.</summary>
     public string? SiloCertificate { get; init; }
 
+    /// <summary><c>--max-client-records N</c>: a new deployment's client table cap (the manifest's <c>maxClientRecords</c>).</summary>
+    public int MaxClientRecords { get; init; } = ClusterManifest.DefaultMaxClientRecords;
+
     public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken)
     {
         if (RotateUsig is { } replica) return await RotateAsync(console, replica).ConfigureAwait(false);
@@ -115,7 +118,7 @@ public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Sch
         ClusterManifest manifest;
         try
         {
-            manifest = DeploymentKeys.Generate(F, OutputDirectory, Scheme, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, tls: true);
+            manifest = DeploymentKeys.Generate(F, OutputDirectory, Scheme, ClusterManifest.DefaultCheckpointInterval, ClusterManifest.DefaultWatermark, tls: true, MaxClientRecords);
         }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
         {
@@ -124,7 +127,7 @@ public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Sch
         }
         var directory = Path.GetFullPath(OutputDirectory);
         await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-            $"keygen: n={manifest.N} f={manifest.F} usig={ClusterManifest.SchemeName(manifest.UsigScheme)}")).ConfigureAwait(false);
+            $"keygen: n={manifest.N} f={manifest.F} usig={ClusterManifest.SchemeName(manifest.UsigScheme)} max-client-records={manifest.MaxClientRecords}")).ConfigureAwait(false);
         await console.Out.WriteLineAsync($"manifest (public, for every silo and client): {Path.Combine(directory, DeploymentKeys.ManifestFileName)}").ConfigureAwait(false);
         for (var i = 0; i < manifest.N; i++)
         {

@@ -57,6 +57,7 @@ public sealed class ClientCliTests
     {
         Assert.Equal(new KeygenCommand(2, "out", UsigScheme.Hmac), Bind("keygen", "--f", "2", "--out", "out", "--scheme", "hmac"));
         Assert.Equal(new KeygenCommand(1, "k", UsigScheme.Ed25519), Bind("keygen", "--f", "1", "-o", "k"));
+        Assert.Equal(new KeygenCommand(1, "k", UsigScheme.Ed25519) { MaxClientRecords = 5000 }, Bind("keygen", "--f", "1", "-o", "k", "--max-client-records", "5000"));
         Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519, RotateUsig: 2), Bind("keygen", "--rotate-usig", "2", "-o", "k"));
         Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519) { ClientCertificate = "alice" }, Bind("keygen", "--client-cert", "alice", "-o", "k"));
         Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519) { SiloCertificate = "domain-1" }, Bind("keygen", "--silo-cert", "domain-1", "-o", "k"));
@@ -106,6 +107,8 @@ public sealed class ClientCliTests
     [InlineData("keygen", "--f", "1", "--out", "x", "--scheme", "rsa")]
     [InlineData("keygen", "--f", "-1", "--out", "x")]
     [InlineData("keygen", "--f", "1", "--rotate-usig", "0", "--out", "x")]
+    [InlineData("keygen", "--f", "1", "--out", "x", "--max-client-records", "0")]
+    [InlineData("keygen", "--rotate-usig", "0", "--out", "x", "--max-client-records", "10")]
     [InlineData("keygen", "--rotate-usig", "-1", "--out", "x")]
     [InlineData("keygen", "--f", "1", "--client-cert", "alice", "--out", "x")]
     [InlineData("keygen", "--client-cert", "alice", "--silo-cert", "gateway", "--out", "x")]
@@ -161,9 +164,10 @@ public sealed class ClientCliTests
             var error = new StringWriter();
             var cli = new ClientCli(new CliConsole(output, error, ErrorIsTerminal: false));
 
-            Assert.Equal(ExitCodes.Ok, await cli.InvokeAsync(["keygen", "--f", "1", "--out", directory], CancellationToken.None));
+            Assert.Equal(ExitCodes.Ok, await cli.InvokeAsync(["keygen", "--f", "1", "--out", directory, "--max-client-records", "5000"], CancellationToken.None));
             var manifest = ClusterManifest.Load(Path.Combine(directory, DeploymentKeys.ManifestFileName));
             Assert.Equal(3, manifest.N);
+            Assert.Equal(5000, manifest.MaxClientRecords);
             Assert.All(Enumerable.Range(0, 3), i => Assert.True(File.Exists(Path.Combine(DeploymentKeys.DomainDirectory(directory, i), DeploymentKeys.ReplicaKeyDirectoryName, DeploymentKeys.SigningKeyFileName))));
 
             Assert.Equal(ExitCodes.Usage, await cli.InvokeAsync(["keygen", "--f", "1", "--out", directory], CancellationToken.None));
