@@ -48,12 +48,14 @@ public sealed class ClientTable
     public ulong LastExecutedSeq(string clientId) => _records.TryGetValue(clientId, out var r) ? r.LastExecutedSeq : 0;
 
     /// <summary>
-    /// Whether a request of a client with no record may execute at <paramref name="position"/>:
-    /// its incarnation is at or above the horizon (not a replay from before an eviction) and not
-    /// beyond the position (an incarnation no Expired reply can have named yet).
+    /// Whether a request may execute at <paramref name="position"/> (otherwise it is answered
+    /// Expired): its incarnation is not beyond the position (an executed request's incarnation
+    /// must stay at or below its position, or a replay after an eviction could pass the horizon),
+    /// and a client without a record needs one at or above the horizon (not a replay from before
+    /// its eviction).
     /// </summary>
-    public bool AdmitsNewRecord(Request request, ulong position) =>
-        request.Incarnation >= ExpiryHorizon && request.Incarnation <= position;
+    public bool Admits(Request request, bool hasRecord, ulong position) =>
+        request.Incarnation <= position && (hasRecord || request.Incarnation >= ExpiryHorizon);
 
     /// <summary>The client's executed request at <paramref name="position"/>.</summary>
     public void Record(Reply reply, ulong position)

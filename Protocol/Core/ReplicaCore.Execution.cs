@@ -78,14 +78,11 @@ public sealed partial class ReplicaCore
             // (PREPAREs are not checked for this: see CLIENT-SESSIONS-DESIGN.md).
             if (hasRecord && request.Seq <= last) continue;
             (byte[] Result, ReplyStatus Status) outcome;
-            if (request.Incarnation > ExecutedSequence || (!hasRecord && !_clients.AdmitsNewRecord(request, ExecutedSequence)))
+            if (!_clients.Admits(request, hasRecord, ExecutedSequence))
             {
-                // A client without a record whose incarnation is below the horizon: possibly a
-                // replay from before its eviction. Decided here, at the same position everywhere,
-                // and permanent (the horizon never falls). An incarnation beyond this position is
-                // refused too, record or not: an executed request's incarnation must stay at or
-                // below its position, or a replay after an eviction could pass the horizon. The
-                // reply's position is the client's next incarnation.
+                // Possibly a replay from before the client's eviction (ClientTable.Admits). Decided
+                // here, at the same position everywhere, and permanent (the horizon never falls).
+                // The reply's position is the client's next incarnation.
                 outcome = ([], ReplyStatus.Expired);
             }
             else
