@@ -43,20 +43,46 @@ public static class ReplyTree
     /// The root that <paramref name="leaf"/> at <paramref name="index"/> of <paramref name="count"/>
     /// leaves and <paramref name="path"/> lead to, or null when the path does not fit that shape.
     /// </summary>
-    public static byte[]? RootOf(byte[] leaf, int index, int count, IReadOnlyList<byte[]> path)
+    public static byte[]? RootOf(byte[] leaf, int index, int count, IReadOnlyList<byte[]> path) =>
+        Walk(leaf, index, count, path) is { } walk ? walk.Last().Node : null;
+
+    /// <summary>
+    /// The nodes from <paramref name="leaf"/> (level 0, at <paramref name="index"/>) up to the root
+    /// (the last one), each with its level and position on that level; hashed lazily, so a caller
+    /// that stops early pays only for the nodes it looked at. Null when <paramref name="path"/>
+    /// does not fit the shape of <paramref name="count"/> leaves (checked before anything is hashed).
+    /// </summary>
+    public static IEnumerable<(int Level, int Position, byte[] Node)>? Walk(byte[] leaf, int index, int count, IReadOnlyList<byte[]> path)
     {
-        if (count < 1 || index < 0 || index >= count) return null;
+        if (count < 1 || index < 0 || index >= count || path.Count != PathLength(index, count)) return null;
+        foreach (var hash in path)
+            if (hash is not { Length: MessageLimits.DigestLength }) return null;
+        return Nodes(leaf, index, count, path);
+    }
+
+    private static IEnumerable<(int Level, int Position, byte[] Node)> Nodes(byte[] leaf, int index, int count, IReadOnlyList<byte[]> path)
+    {
         var node = leaf;
         var used = 0;
-        for (var width = count; width > 1; width = (width + 1) / 2, index /= 2)
+        var level = 0;
+        for (var width = count; width > 1; width = (width + 1) / 2, index /= 2, level++)
         {
+            yield return (level, index, node);
             var sibling = index ^ 1;
             if (sibling >= width) continue; // the last node of an odd level moves up alone
-            if (used == path.Count || path[used] is not { Length: MessageLimits.DigestLength } hash) return null;
-            node = (index & 1) == 0 ? Node(node, hash) : Node(hash, node);
+            node = (index & 1) == 0 ? Node(node, path[used]) : Node(path[used], node);
             used++;
         }
-        return used == path.Count ? node : null;
+        yield return (level, 0, node);
+    }
+
+    /// <summary>Siblings on the path of leaf <paramref name="index"/> of <paramref name="count"/>.</summary>
+    private static int PathLength(int index, int count)
+    {
+        var length = 0;
+        for (var width = count; width > 1; width = (width + 1) / 2, index /= 2)
+            if ((index ^ 1) < width) length++;
+        return length;
     }
 
     public static byte[] Leaf(Reply reply) => SHA256.HashData(MessageEncoding.ReplyLeaf(reply));
