@@ -34,6 +34,8 @@ scenarios=(
   "Crash_recovery_campaign_one_replica_restarts_in_hostile_runs_f2 $n2"
   "Crash_between_writes_campaign_a_replica_crashes_right_after_a_durable_write_f2 $n2"
   "Agreement_and_liveness_hold_with_no_faults_f3 $n2"
+  "Usig_rotation_campaign_a_replica_loses_its_usig_state_and_rejoins_under_a_new_epoch_f1 $n"
+  "Usig_rotation_campaign_a_replica_loses_its_usig_state_and_rejoins_under_a_new_epoch_f2 $n2"
   "Byzantine_checkpoints_campaign_f_rogue_replicas_send_bogus_checkpoints_f1 $n"
   "Byzantine_primary_after_view_0_campaign_equivocates_and_sends_bogus_new_views_f1 $n"
   "Byzantine_checkpoints_campaign_f_rogue_replicas_send_bogus_checkpoints_f2 $n2"

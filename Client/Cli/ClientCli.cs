@@ -165,13 +165,15 @@ public sealed class ClientCli
             var scheme = new Option<string>("--scheme") { Description = "USIG certificate scheme", DefaultValueFactory = _ => "ed25519" };
             scheme.AcceptOnlyFromAmong("ed25519", "hmac");
             var rotate = IntOption("--rotate-usig", "Give USIG i, which lost its state, a new epoch (and key) in the deployment at --out", null, 0, 2 * MaxF);
+            var firstView = new Option<long?>("--first-view") { Description = "With --rotate-usig: the first view the new identity may lead; above every view the cluster used (the highest in status, plus n)" };
+            var firstCheckpoint = new Option<ulong?>("--first-checkpoint") { Description = "With --rotate-usig: the stable checkpoint from which the new identity's view changes count; the highest executed position in status, plus the watermark" };
             var clientCertificate = CertificateNameOption("--client-cert", "Issue a TLS client certificate NAME from the deployment's CA at --out, into clients/NAME/");
             var siloCertificate = CertificateNameOption("--silo-cert", "Issue (or renew) the TLS certificate of silo NAME (domain-i, gateway) from the deployment's CA at --out, into NAME/tls/");
             var maxClientRecords = IntOption("--max-client-records", "A new deployment's cap on the replicated client table (least recently active clients are evicted beyond it)",
                 ClusterManifest.DefaultMaxClientRecords, 1, 100_000_000);
             var keygen = new Command("keygen", "Generate a deployment's keys: a public manifest with the TLS CA, each fault domain's private keys and TLS certificates (or rotate one USIG's identity, or issue a certificate)")
             {
-                f, output, scheme, rotate, clientCertificate, siloCertificate, maxClientRecords,
+                f, output, scheme, rotate, firstView, firstCheckpoint, clientCertificate, siloCertificate, maxClientRecords,
             };
             keygen.Validators.Add(result =>
             {
@@ -181,6 +183,12 @@ public sealed class ClientCli
                     result.AddError("keygen needs exactly one of --f (a new deployment), --rotate-usig i, --client-cert NAME or --silo-cert NAME (an existing one)");
                 else if (result.GetResult(maxClientRecords) is { Implicit: false } && result.GetResult(f) is not { Implicit: false })
                     result.AddError("--max-client-records is a new deployment's constant: use it with --f");
+                else if (result.GetResult(rotate) is { Implicit: false } != (result.GetResult(firstView) is not null && result.GetResult(firstCheckpoint) is not null)
+                         || (result.GetResult(rotate) is not { Implicit: false } && (result.GetResult(firstView) is not null || result.GetResult(firstCheckpoint) is not null)))
+                    result.AddError("--rotate-usig needs --first-view and --first-checkpoint (and they go with it only): read the highest view and executed position from status, " +
+                                    "then give the view plus n and the position plus the watermark");
+                else if (result.GetResult(firstView) is not null && result.GetValue(firstView) is < 1)
+                    result.AddError("--first-view must be at least 1 (view 0 is the first identity's)");
             });
             Add(keygen, p =>
             {
@@ -190,7 +198,7 @@ public sealed class ClientCli
                 if (p.GetResult(siloCertificate) is { Implicit: false })
                     return new KeygenCommand(0, p.GetValue(output)!, parsed) { SiloCertificate = p.GetValue(siloCertificate) };
                 return p.GetResult(rotate) is { Implicit: false }
-                    ? new KeygenCommand(0, p.GetValue(output)!, parsed, p.GetValue(rotate))
+                    ? new KeygenCommand(0, p.GetValue(output)!, parsed, p.GetValue(rotate)) { FirstView = p.GetValue(firstView) ?? 0, FirstCheckpoint = p.GetValue(firstCheckpoint) ?? 0 }
                     : new KeygenCommand(p.GetValue(f), p.GetValue(output)!, parsed) { MaxClientRecords = p.GetValue(maxClientRecords) };
             });
         }

@@ -108,6 +108,12 @@ public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Sch
     /// <summary><c>--silo-cert NAME</c>: issue or renew a silo's certificate from the deployment's CA.</summary>
     public string? SiloCertificate { get; init; }
 
+    /// <summary><c>--first-view V</c> with <see cref="RotateUsig"/>: the first view the new identity may lead.</summary>
+    public long FirstView { get; init; }
+
+    /// <summary><c>--first-checkpoint S</c> with <see cref="RotateUsig"/>: from this stable checkpoint on its VIEW-CHANGEs count.</summary>
+    public ulong FirstCheckpoint { get; init; }
+
     /// <summary><c>--max-client-records N</c>: a new deployment's client table cap (the manifest's <c>maxClientRecords</c>).</summary>
     public int MaxClientRecords { get; init; } = ClusterManifest.DefaultMaxClientRecords;
 
@@ -166,7 +172,7 @@ public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Sch
         ClusterManifest manifest;
         try
         {
-            manifest = DeploymentKeys.RotateUsig(OutputDirectory, replica);
+            manifest = DeploymentKeys.RotateUsig(OutputDirectory, replica, FirstView, FirstCheckpoint);
         }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException or InvalidDataException)
         {
@@ -176,11 +182,12 @@ public sealed record KeygenCommand(int F, string OutputDirectory, UsigScheme Sch
         var directory = Path.GetFullPath(OutputDirectory);
         var epoch = manifest.Replica(replica).UsigEpoch;
         await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-            $"keygen: USIG {replica} rotated to epoch {epoch}{(manifest.UsigScheme == UsigScheme.Ed25519 ? " with a new key" : " (hmac: the shared key stays)")}")).ConfigureAwait(false);
+            $"keygen: USIG {replica} rotated to epoch {epoch}{(manifest.UsigScheme == UsigScheme.Ed25519 ? " with a new key" : " (hmac: the shared key stays)")}; " +
+            $"it leads views from {FirstView} on, and its view changes count from checkpoint {FirstCheckpoint} on; the old identity stays in the manifest for history")).ConfigureAwait(false);
         await console.Out.WriteLineAsync($"manifest: {Path.Combine(directory, DeploymentKeys.ManifestFileName)}").ConfigureAwait(false);
         await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
             $"next: copy the manifest to every silo and client, restart the other domains' silos one at a time, then start domain {replica} " +
-            $"with an empty replica store and its USIG initialised for epoch {epoch} (MinBft.Usig init --epoch {epoch}, or --init-usig {epoch}); see HOSTING.md"))
+            $"with an empty replica store (remove its journal and checkpoints) and its USIG initialised for epoch {epoch} (MinBft.Usig init --epoch {epoch}, or --init-usig {epoch}); see the README"))
             .ConfigureAwait(false);
         return ExitCodes.Ok;
     }

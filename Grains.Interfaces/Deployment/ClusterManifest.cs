@@ -19,9 +19,22 @@ public enum UsigScheme
 
 /// <summary>
 /// The public identity of one replica: the key its REPLYs (and other signed messages) verify
-/// with, and its USIG's identity (epoch, and for the signature scheme the public key).
+/// with, and its USIG's identity (epoch, and for the signature scheme the public key). After a
+/// USIG rotation (<c>keygen --rotate-usig</c>) also the first view it may lead and the first stable
+/// checkpoint from which its VIEW-CHANGEs count under the current identity, and its retired
+/// identities, which still verify history (Protocol/Core/USIG-ROTATION-DESIGN.md).
 /// </summary>
-public sealed record ReplicaIdentity(int Id, byte[] SigningPublicKey, byte[]? UsigPublicKey, ulong UsigEpoch);
+public sealed record ReplicaIdentity(int Id, byte[] SigningPublicKey, byte[]? UsigPublicKey, ulong UsigEpoch,
+    long UsigFirstView = 0, ulong UsigFirstCheckpoint = 0, IReadOnlyList<RetiredUsig>? RetiredUsigs = null)
+{
+    /// <summary>Every USIG identity, oldest first, the current one last.</summary>
+    public IReadOnlyList<UsigEpoch> UsigIdentities =>
+        [.. (RetiredUsigs ?? []).Select(r => new UsigEpoch(r.Epoch, r.FirstView, r.FirstCheckpoint)), new UsigEpoch(UsigEpoch, UsigFirstView, UsigFirstCheckpoint)];
+}
+
+/// <summary>A USIG identity a replica had before a rotation: it verifies what it certified then, and
+/// may lead only the views from its first view to the next identity's.</summary>
+public sealed record RetiredUsig(ulong Epoch, byte[]? PublicKey, long FirstView, ulong FirstCheckpoint);
 
 /// <summary>
 /// The cluster manifest: the public facts every replica, proxy and client of one deployment
@@ -42,6 +55,9 @@ public sealed record ReplicaIdentity(int Id, byte[] SigningPublicKey, byte[]? Us
 /// }
 /// </code>
 /// <c>usigPublicKey</c> is absent with the HMAC scheme (its key is a shared secret).
+/// A replica whose USIG was rotated also has <c>usigFirstView</c>, <c>usigFirstCheckpoint</c> and
+/// <c>retiredUsigs</c>: <c>[ { "epoch": 1, "usigPublicKey": "base64", "firstView": 0, "firstCheckpoint": 0 } ]</c>,
+/// oldest first (absent: never rotated, leading from view 0).
 /// <c>tlsCertificateAuthorities</c> (base64 DER certificates, optional): the CAs whose certificates
 /// silos and clients accept on the cluster's connections (mutual TLS, <see cref="DeploymentTls"/>).
 /// Absent: the deployment has no TLS CA (generated before TLS, or for local development).
@@ -151,7 +167,12 @@ public sealed class ClusterManifest
         // Defensive copies: the key arrays are what every verifier is built from.
         return new ClusterManifest(f, scheme, list
             .OrderBy(r => r.Id)
-            .Select(r => r with { SigningPublicKey = (byte[])r.SigningPublicKey.Clone(), UsigPublicKey = (byte[]?)r.UsigPublicKey?.Clone() })
+            .Select(r => r with
+            {
+                SigningPublicKey = (byte[])r.SigningPublicKey.Clone(),
+                UsigPublicKey = (byte[]?)r.UsigPublicKey?.Clone(),
+                RetiredUsigs = r.RetiredUsigs is { Count: > 0 } retired ? retired.Select(u => u with { PublicKey = (byte[]?)u.PublicKey?.Clone() }).ToArray() : null,
+            })
             .ToArray(), checkpointInterval, watermark, maxClientRecords, authorities);
     }
 
@@ -192,11 +213,20 @@ public sealed class ClusterManifest
         foreach (var entry in document.Replicas)
         {
             if (entry is null) throw new InvalidDataException($"{source}: null replica entry");
+            var retired = new List<RetiredUsig>();
+            foreach (var old in entry.RetiredUsigs ?? [])
+            {
+                if (old is null) throw new InvalidDataException($"{source}: replica {entry.Id}: null retiredUsigs entry");
+                retired.Add(new RetiredUsig(old.Epoch, Base64(old.UsigPublicKey, source, entry.Id, "retiredUsigs.usigPublicKey"), old.FirstView, old.FirstCheckpoint));
+            }
             replicas.Add(new ReplicaIdentity(
                 entry.Id,
                 Base64(entry.SigningPublicKey, source, entry.Id, "signingPublicKey") ?? [],
                 Base64(entry.UsigPublicKey, source, entry.Id, "usigPublicKey"),
-                entry.UsigEpoch));
+                entry.UsigEpoch,
+                entry.UsigFirstView ?? 0,
+                entry.UsigFirstCheckpoint ?? 0,
+                retired.Count == 0 ? null : retired));
         }
         var checkpointInterval = document.CheckpointInterval ?? DefaultCheckpointInterval;
         var watermark = document.Watermark ?? DefaultWatermark;
@@ -236,6 +266,15 @@ public sealed class ClusterManifest
                 SigningPublicKey = Convert.ToBase64String(r.SigningPublicKey),
                 UsigPublicKey = r.UsigPublicKey is null ? null : Convert.ToBase64String(r.UsigPublicKey),
                 UsigEpoch = r.UsigEpoch,
+                UsigFirstView = r.RetiredUsigs is null && r.UsigFirstView == 0 ? null : r.UsigFirstView,
+                UsigFirstCheckpoint = r.RetiredUsigs is null && r.UsigFirstCheckpoint == 0 ? null : r.UsigFirstCheckpoint,
+                RetiredUsigs = r.RetiredUsigs?.Select(u => (RetiredUsigDocument?)new RetiredUsigDocument
+                {
+                    Epoch = u.Epoch,
+                    UsigPublicKey = u.PublicKey is null ? null : Convert.ToBase64String(u.PublicKey),
+                    FirstView = u.FirstView,
+                    FirstCheckpoint = u.FirstCheckpoint,
+                }).ToList(),
             }).ToList(),
             TlsCertificateAuthorities = _tlsAuthorities.Length == 0 ? null : _tlsAuthorities.Select(a => (string?)Convert.ToBase64String(a)).ToList(),
         };
@@ -266,11 +305,16 @@ public sealed class ClusterManifest
     {
         if (UsigScheme != UsigScheme.Ed25519)
             throw new InvalidOperationException("HMAC UIs are verified by the replica's own USIG, never with a key outside it: use CreatePreverifiedUiVerifier");
-        return new UsigVerifier(_replicas.ToDictionary(r => r.Id, r => UsigVerificationKey.Ed25519(r.UsigEpoch, r.UsigPublicKey!)));
+        return new UsigVerifier(_replicas.ToDictionary(r => r.Id, r => (IReadOnlyList<UsigVerificationKey>)
+            [.. (r.RetiredUsigs ?? []).Select(u => UsigVerificationKey.Ed25519(u.Epoch, u.PublicKey!)), UsigVerificationKey.Ed25519(r.UsigEpoch, r.UsigPublicKey!)]),
+            UsigEpochs());
     }
 
-    /// <summary>HMAC scheme: a verifier that answers from what the replica's own USIG verified, under each USIG's current epoch.</summary>
-    public PreverifiedUiVerifier CreatePreverifiedUiVerifier() => new(_replicas.ToDictionary(r => r.Id, r => r.UsigEpoch));
+    /// <summary>HMAC scheme: a verifier that answers from what the replica's own USIG verified, under each USIG's identities.</summary>
+    public PreverifiedUiVerifier CreatePreverifiedUiVerifier() => new(UsigEpochs());
+
+    /// <summary>Every replica's USIG identities: current, retired, and which leads each view.</summary>
+    public UsigEpochs UsigEpochs() => new(_replicas.ToDictionary(r => r.Id, r => r.UsigIdentities));
 
     public static string SchemeName(UsigScheme scheme) => scheme switch
     {
@@ -320,15 +364,21 @@ public sealed class ClusterManifest
             // Equal keys would let one replica's signature count as another's.
             if (!signing.Add(Convert.ToBase64String(r.SigningPublicKey))) return $"replica {r.Id}: signingPublicKey reused";
             if (r.UsigEpoch == 0) return $"replica {r.Id}: usigEpoch must be >= 1";
-            if (scheme == UsigScheme.Ed25519)
+            if (Usig.UsigEpochs.Problem(r.UsigIdentities) is { } history) return $"replica {r.Id}: {history}";
+            // Every key, current or retired, belongs to one identity: a retired key equal to another
+            // identity's would let its old certificates count as the other's.
+            foreach (var key in (r.RetiredUsigs ?? []).Select(u => u.PublicKey).Append(r.UsigPublicKey))
             {
-                if (r.UsigPublicKey is null || !Ed25519PublicKey.TryCreate(r.UsigPublicKey, out _))
-                    return $"replica {r.Id}: usigPublicKey is not a valid Ed25519 public key (required by the ed25519 scheme)";
-                if (!usig.Add(Convert.ToBase64String(r.UsigPublicKey))) return $"replica {r.Id}: usigPublicKey reused";
-            }
-            else if (r.UsigPublicKey is not null)
-            {
-                return $"replica {r.Id}: usigPublicKey must be absent with the hmac scheme (its key is a shared secret)";
+                if (scheme == UsigScheme.Ed25519)
+                {
+                    if (key is null || !Ed25519PublicKey.TryCreate(key, out _))
+                        return $"replica {r.Id}: a usigPublicKey is not a valid Ed25519 public key (required by the ed25519 scheme)";
+                    if (!usig.Add(Convert.ToBase64String(key))) return $"replica {r.Id}: usigPublicKey reused";
+                }
+                else if (key is not null)
+                {
+                    return $"replica {r.Id}: usigPublicKey must be absent with the hmac scheme (its key is a shared secret)";
+                }
             }
         }
         return null;
@@ -390,5 +440,16 @@ public sealed class ClusterManifest
         public string? SigningPublicKey { get; set; }
         public string? UsigPublicKey { get; set; }
         public ulong UsigEpoch { get; set; }
+        public long? UsigFirstView { get; set; }
+        public ulong? UsigFirstCheckpoint { get; set; }
+        public List<RetiredUsigDocument?>? RetiredUsigs { get; set; }
+    }
+
+    private sealed class RetiredUsigDocument
+    {
+        public ulong Epoch { get; set; }
+        public string? UsigPublicKey { get; set; }
+        public long FirstView { get; set; }
+        public ulong FirstCheckpoint { get; set; }
     }
 }

@@ -173,17 +173,34 @@ public static class DeploymentKeys
     /// old one + 1) into the manifest and, for the ed25519 scheme, a new key into
     /// <c>domain-i/usig/usig.key</c> (the old key is deleted: nothing may certify under it again);
     /// with the hmac scheme the key is the shared secret and stays, the epoch alone changes the
-    /// identity. The manifest is replaced atomically (written aside, then renamed over).
-    /// Returns the new manifest; it must then be rolled out to every silo (see HOSTING.md).
+    /// identity. The old identity is kept as retired: it still verifies what it certified (checkpoint
+    /// certificates, logged PREPAREs). The new one leads views from <paramref name="firstView"/> on,
+    /// and its VIEW-CHANGEs count towards a NEW-VIEW once they carry a stable checkpoint at or above
+    /// <paramref name="firstCheckpoint"/> (Protocol/Core/USIG-ROTATION-DESIGN.md). The manifest is
+    /// replaced atomically (written aside, then renamed over), after the key. Returns the new
+    /// manifest; it must then be rolled out to every silo (see the README).
     /// </summary>
-    public static ClusterManifest RotateUsig(string directory, int replicaId)
+    /// <param name="directory">The deployment directory keygen wrote (manifest and <c>domain-i/</c>).</param>
+    /// <param name="replicaId">The replica whose USIG lost its state.</param>
+    /// <param name="firstView">Above every view the cluster used: the highest in <c>status</c> plus n.</param>
+    /// <param name="firstCheckpoint">At or above every position the old identity can have committed:
+    /// the highest executed position in <c>status</c> plus the watermark.</param>
+    public static ClusterManifest RotateUsig(string directory, int replicaId, long firstView, ulong firstCheckpoint)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         var manifestPath = Path.Combine(directory, ManifestFileName);
         var manifest = ClusterManifest.Load(manifestPath);
         var old = manifest.Replica(replicaId);
+        if (firstView <= old.UsigFirstView)
+            throw new ArgumentException($"the first view ({firstView}) must be above the current identity's ({old.UsigFirstView}) and every view the cluster used", nameof(firstView));
         var usigDirectory = Path.Combine(DomainDirectory(directory, replicaId), UsigKeyDirectoryName);
-        var identity = old with { UsigEpoch = checked(old.UsigEpoch + 1) };
+        var identity = old with
+        {
+            UsigEpoch = checked(old.UsigEpoch + 1),
+            UsigFirstView = firstView,
+            UsigFirstCheckpoint = firstCheckpoint,
+            RetiredUsigs = [.. old.RetiredUsigs ?? [], new RetiredUsig(old.UsigEpoch, old.UsigPublicKey, old.UsigFirstView, old.UsigFirstCheckpoint)],
+        };
         if (manifest.UsigScheme == UsigScheme.Ed25519)
         {
             var keys = Ed25519KeyPair.Generate(new SecureRandom());

@@ -8,7 +8,12 @@ public interface IUiVerifier
     /// <param name="replicaId">The replica whose USIG the UI claims to come from.</param>
     /// <param name="ui">The claimed UI: epoch, counter and certificate.</param>
     /// <param name="certifiedDigest">SHA-256 of the message's canonical bytes (MessageEncoding.CertifiedDigest).</param>
+    /// <remarks>True for any identity of the replica, current or retired: the caller checks with
+    /// <see cref="Epochs"/> which identity the message's place requires.</remarks>
     bool Verify(int replicaId, UniqueIdentifier ui, ReadOnlySpan<byte> certifiedDigest);
+
+    /// <summary>Every replica's USIG identities: which epoch is current, which may lead a view.</summary>
+    Usig.UsigEpochs Epochs { get; }
 }
 
 /// <summary>This replica's own signing key (REPLY, REQ-VIEW-CHANGE, retransmission requests).</summary>

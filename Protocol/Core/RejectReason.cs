@@ -37,4 +37,10 @@ public enum RejectReason
     InvalidSnapshot,
     /// <summary>A client request that reuses an executed sequence number for another operation.</summary>
     ReusedSeq,
+    /// <summary>A message in a replica's stream under a USIG epoch that is not its current one (a
+    /// rotated USIG's old identity certifies history only).</summary>
+    StaleEpoch,
+    /// <summary>A PREPARE or NEW-VIEW under a USIG identity that may not lead its view (one epoch per
+    /// primary per view).</summary>
+    EpochNotForView,
 }

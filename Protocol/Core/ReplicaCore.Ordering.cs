@@ -53,6 +53,9 @@ public sealed partial class ReplicaCore
     {
         if (prepare.View < View) return Outcome.Accepted; // authentic but stale: part of the stream, no effect
         if (prepare.View > View || _viewChanging) return Outcome.Blocked;  // wait until this replica is in that view
+        // In the stream, so under the primary's current identity; it must be the one that leads this view.
+        if (prepare.PrepareUi.Epoch != _crypto.Ui.Epochs.LeaderEpoch(prepare.PrimaryId, prepare.View))
+            return RejectOutcome(prepare.PrimaryId, RejectReason.EpochNotForView, $"PREPARE of view {prepare.View} under USIG epoch {prepare.PrepareUi.Epoch}");
         if (SettledByInstall(prepare))
         {
             // At or below an installed snapshot: nothing to execute, only the chain to rebuild.
@@ -163,6 +166,15 @@ public sealed partial class ReplicaCore
             return RejectOutcome(sender, RejectReason.NotPrimary, "embedded PREPARE not from the primary");
 
         var primary = prepare.PrimaryId;
+        var leaderEpoch = _crypto.Ui.Epochs.LeaderEpoch(primary, prepare.View);
+        if (prepare.PrepareUi.Epoch != leaderEpoch)
+            return RejectOutcome(sender, RejectReason.EpochNotForView, $"embedded PREPARE of view {prepare.View} under USIG epoch {prepare.PrepareUi.Epoch}");
+        // This view's leader identity is retired (its USIG was rotated): its PREPAREs are another
+        // stream's and can never enter the primary's current one, so this view orders nothing
+        // more. The COMMIT is stale, as if of an older view: counted nowhere, and its sender's
+        // stream moves on (blocking it would keep this replica from the NEW-VIEW behind it: seed
+        // 140000). What it committed is history its VIEW-CHANGE carries (USIG-ROTATION-DESIGN.md).
+        if (leaderEpoch != _crypto.Ui.Epochs.Current(primary)) return Outcome.Accepted;
         var primaryStream = _streams[primary];
         var counter = prepare.PrepareUi.Counter;
         var digest = MessageEncoding.CertifiedDigest(prepare);
@@ -182,6 +194,7 @@ public sealed partial class ReplicaCore
                 NoteCommitted(sender, counter, prepare.Sequence);
                 return Outcome.Accepted;
             }
+            if (known is null && primary == Id && RelearnOwnPrepare(counter, digest)) known = _prepares[counter];
             if (known is null)
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"no PREPARE {counter} in view {View}");
             if (known.Digest != Sha256Digest.From(digest))
@@ -300,4 +313,22 @@ public sealed partial class ReplicaCore
 
     /// <summary>This replica's sent messages with counters from <paramref name="from"/> on.</summary>
     private IEnumerable<CertifiedMessage> SentFrom(ulong from, int max) => _own.CertifiedFrom(from, max);
+
+    /// <summary>
+    /// A primary that restarted and rejoined its view by state transfer no longer holds the PREPAREs
+    /// it sent above the snapshot, and its peers' COMMITs to them would be refused forever (seed
+    /// 130076). The COMMIT names one by counter: if that counter is, in our own sent log, a PREPARE
+    /// with the committed digest, next in the view's chain, it is ours, and it is taken back.
+    /// </summary>
+    private bool RelearnOwnPrepare(ulong counter, ReadOnlySpan<byte> digest)
+    {
+        if (_viewChanging || counter <= _lastPrepareCounter) return false;
+        if (_own.CertifiedFrom(counter, 1).FirstOrDefault() is not Prepare logged || logged.Ui.Counter != counter) return false;
+        if (logged.View != View || logged.Sequence != _lastPreparedSequence + 1) return false;
+        var loggedDigest = MessageEncoding.CertifiedDigest(logged);
+        if (!loggedDigest.AsSpan().SequenceEqual(digest)) return false;
+        AcceptPrepare(logged, loggedDigest);
+        _lastProposedSequence = Math.Max(_lastProposedSequence, logged.Sequence);
+        return true;
+    }
 }

@@ -93,13 +93,19 @@ public sealed partial class ReplicaCore
         if (state.UsigCounter < lastLogged)
             throw new InvalidDataException($"replica {Id}: the USIG is at counter {state.UsigCounter}, behind the stored log ({lastLogged}): wrong USIG or store");
         var prefix = log.Take(certified).ToList();
+        CheckRestoredEpochs(prefix);
 
         // A replica that never used its USIG and stored nothing starts fresh: nothing to resume.
         if (state.UsigCounter == 0 && log.Count == 0 && state.Certificate is not { Sequence: > 0 } && state.View == 0) return End();
 
         // 1. The application and reply cache at the stored checkpoint (certified by f+1).
-        foreach (var start in state.ViewStarts)
-            if (start.Checkpoints.Length > 0 && ValidCertificate(start, viewStart: start.Checkpoints[0].View))
+        // The view starts it stored with its checkpoint, and those its own log carries: the first
+        // PREPARE of a view holds VS(view), and a view start learnt after the checkpoint was
+        // stored is needed all the same (a VIEW-CHANGE whose log has that view's messages is
+        // invalid without it: seed 130063).
+        var logged = prefix.Select(m => (m switch { Prepare p => p, Commit c => c.Prepare, _ => null })?.ViewStart).OfType<CheckpointCertificate>();
+        foreach (var start in state.ViewStarts.Concat(logged))
+            if (start.Checkpoints.Length > 0 && !_viewStartsKnown.ContainsKey(start.Checkpoints[0].View) && ValidCertificate(start, viewStart: start.Checkpoints[0].View))
                 _viewStartsKnown[start.Checkpoints[0].View] = start;
         if (state.Certificate is { Sequence: > 0 } certificate)
         {
@@ -113,6 +119,12 @@ public sealed partial class ReplicaCore
             _offeredViewStart = proven.Item2;
             if (!TryInstall(snapshot, state.Snapshot, certificate))
                 throw new InvalidDataException($"replica {Id}: the stored snapshot at {certificate.Sequence} does not match its certificate");
+        }
+        else if (_viewStartsKnown.Where(p => p.Value.Sequence == 0 && p.Key <= state.View).Select(p => p.Key).DefaultIfEmpty(0).Max() is > 0 and var genesisView)
+        {
+            // No checkpoint yet, but a view proven to start at position 0: resume in it (as
+            // TryInstall does for a view proven at the stored checkpoint).
+            AdoptView(genesisView, _viewStartsKnown[genesisView]);
         }
 
         // 2. Our own stream resumes after the USIG's last counter. Intents it never certified were
@@ -164,10 +176,42 @@ public sealed partial class ReplicaCore
             _ownCheckpointDigests[ExecutedSequence] = Sha256Digest.From(digest);
             RequestUiFor(new Checkpoint(Id, View, ExecutedSequence, digest, UniqueIdentifier.None));
         }
-        if (state.View > View) StartViewChange(state.View); // we had joined a view change before the crash
+        if (state.View > View)
+        {
+            StartViewChange(state.View); // we had joined a view change before the crash
+            // ...or completed it as the new primary, with a view start nothing stored proves (at
+            // position 0 there is no checkpoint to keep). A second NEW-VIEW for one view would
+            // give it a second chain of PREPAREs (seed 130051): hand the view over instead.
+            if (IsPrimary && prefix.Any(m => m is NewView newView && newView.View == View))
+            {
+                _newViewSent = true;
+                SuspectPrimary(View + 1);
+            }
+        }
         NoteBehind(ExecutedSequence + 1);
         for (var peer = 0; peer < N; peer++)
             if (peer != Id) AskRetransmission(peer, force: true, relays: true);
         return End();
+    }
+
+    /// <summary>
+    /// The stored log against the manifest's USIG identities (USIG-ROTATION-DESIGN.md, rule 4): our
+    /// own messages must be of our current epoch (a rotated replica restarts empty), and every
+    /// PREPARE we kept must be under the identity that leads its view. One that is not means the
+    /// rotation's first view was chosen too low: that view had PREPAREs of the old identity.
+    /// </summary>
+    private void CheckRestoredEpochs(IEnumerable<CertifiedMessage> prefix)
+    {
+        var epochs = _crypto.Ui.Epochs;
+        foreach (var message in prefix)
+        {
+            if (message.Ui.Epoch != epochs.Current(Id))
+                throw new InvalidDataException($"replica {Id}: the stored log is of USIG epoch {message.Ui.Epoch}, the manifest's current one is {epochs.Current(Id)}: " +
+                    "a replica whose USIG was rotated restarts empty (remove its journal and checkpoint store)");
+            var prepare = message switch { Prepare p => p, Commit c => c.Prepare, _ => null };
+            if (prepare is not null && prepare.PrepareUi.Epoch != epochs.LeaderEpoch(prepare.PrimaryId, prepare.View))
+                throw new InvalidDataException($"replica {Id}: replica {prepare.PrimaryId} led view {prepare.View} under USIG epoch {prepare.PrepareUi.Epoch}, " +
+                    $"which the manifest does not allow there: rotate again with a first view above every view the cluster used (status shows them)");
+        }
     }
 }

@@ -157,7 +157,7 @@ public sealed partial class ReplicaCore
     /// <summary>The primary may propose now: not changing views, the view's start proven (after
     /// view 0), pipeline and watermark not full.</summary>
     private bool CanPropose =>
-        IsPrimary && !_viewChanging && !_proposalsSuspended && (View == 0 || _viewStartCertificate is not null)
+        IsPrimary && MayLeadView && !_viewChanging && !_proposalsSuspended && (View == 0 || _viewStartCertificate is not null)
         && InFlightBatches < _tuning.MaxInFlightBatches
         && _lastProposedSequence + 1 <= ExecutedSequence + (ulong)_settings.Watermark;
 

@@ -37,6 +37,14 @@ public sealed partial class ReplicaCore
             Reject(sender, RejectReason.InvalidUi, "counter 0");
             return;
         }
+        if (message.Ui.Epoch != _crypto.Ui.Epochs.Current(sender))
+        {
+            // A rotated USIG's old identity certifies history only: its counters are another
+            // stream's, and the replica restarted empty under the new one. Dropped unverified:
+            // it cannot change anything (USIG-ROTATION-DESIGN.md, rule 2).
+            Reject(sender, RejectReason.StaleEpoch, $"{message.GetType().Name} epoch {message.Ui.Epoch}");
+            return;
+        }
         if (counter <= stream.LastAccepted || stream.Buffer.ContainsKey(counter))
         {
             // Cheap and safe to drop unverified: it cannot change anything. Only a message with

@@ -213,6 +213,9 @@ public sealed partial class ReplicaCore
         }
         foreach (var entry in log)
         {
+            // One stream: counters are contiguous only under one USIG identity.
+            if (entry.Ui.Epoch != vc.Ui.Epoch)
+                return (RejectReason.Inconsistent, $"VIEW-CHANGE log entry {entry.Ui.Counter} is of USIG epoch {entry.Ui.Epoch}, not {vc.Ui.Epoch}");
             if (!_crypto.Ui.Verify(sender, entry.Ui, MessageEncoding.CertifiedDigest(entry)))
                 return (RejectReason.InvalidUi, $"VIEW-CHANGE log entry {entry.Ui.Counter}");
             var prepare = entry switch { Prepare p => p, Commit c => c.Prepare, _ => null };
@@ -222,12 +225,18 @@ public sealed partial class ReplicaCore
             if (prepare.PrimaryId != PrimaryOf(prepare.View)
                 || !_crypto.Ui.Verify(prepare.PrimaryId, prepare.PrepareUi, MessageEncoding.CertifiedDigest(prepare)))
                 return (RejectReason.InvalidUi, $"logged PREPARE of view {prepare.View}");
+            if (prepare.PrepareUi.Epoch != _crypto.Ui.Epochs.LeaderEpoch(prepare.PrimaryId, prepare.View))
+                return (RejectReason.EpochNotForView, $"logged PREPARE of view {prepare.View} under USIG epoch {prepare.PrepareUi.Epoch}");
             if (prepare.View > 0 && !starts.Contains(prepare.View))
                 return (RejectReason.Inconsistent, $"VIEW-CHANGE lacks the view-start certificate of view {prepare.View}");
         }
         _validViewChanges.Add(digest);
         return null;
     }
+
+    /// <summary>A VIEW-CHANGE counts towards a NEW-VIEW's f+1 only if its sender's memory covers what
+    /// an older USIG identity of the sender may have committed (USIG-ROTATION-DESIGN.md, rule 6).</summary>
+    private bool Vouches(ViewChange vc) => _crypto.Ui.Epochs.Vouches(vc.ReplicaId, vc.Ui.Epoch, vc.CheckpointCertificate.Sequence);
 
     /// <summary>f+1 CHECKPOINTs from distinct replicas for one position and digest, each UI valid
     /// (for a view start: all view-start CHECKPOINTs of that view).</summary>
@@ -249,10 +258,13 @@ public sealed partial class ReplicaCore
 
     private void MaybeSendNewView()
     {
-        if (!_viewChanging || _newViewSent || !IsPrimary || _viewChangeDeferred) return;
+        if (!_viewChanging || _newViewSent || !IsPrimary || !MayLeadView || _viewChangeDeferred) return;
         if (!_viewChanges.TryGetValue(View, out var forView) || !forView.ContainsKey(Id)) return;
-        if (forView.Count < _settings.CommitQuorum) return;
-        var chosen = forView.Values.OrderBy(vc => vc.ReplicaId == Id ? -1 : vc.ReplicaId).Take(_settings.CommitQuorum).ToArray();
+        // Only VIEW-CHANGEs whose sender's memory is whole count (a rotated replica's, below its
+        // first checkpoint, do not); f+1 of them, our own first when it counts.
+        var vouching = forView.Values.Where(Vouches).OrderBy(vc => vc.ReplicaId == Id ? -1 : vc.ReplicaId).ToList();
+        if (vouching.Count < _settings.CommitQuorum) return;
+        var chosen = vouching.Take(_settings.CommitQuorum).ToArray();
         _newViewSent = true;
         RequestUiFor(new NewView(Id, View, chosen, UniqueIdentifier.None));
     }
@@ -286,7 +298,10 @@ public sealed partial class ReplicaCore
     private (RejectReason Reason, string Detail)? ValidateNewView(NewView newView)
     {
         if (newView.PrimaryId != PrimaryOf(newView.View)) return (RejectReason.NotPrimary, "NEW-VIEW from a replica that is not the new primary");
+        if (newView.Ui.Epoch != _crypto.Ui.Epochs.LeaderEpoch(newView.PrimaryId, newView.View))
+            return (RejectReason.EpochNotForView, $"NEW-VIEW of view {newView.View} under USIG epoch {newView.Ui.Epoch}");
         var senders = new HashSet<int>();
+        var vouching = 0;
         foreach (var vc in newView.ViewChanges)
         {
             if (vc.NewView != newView.View || !senders.Add(vc.ReplicaId))
@@ -294,8 +309,9 @@ public sealed partial class ReplicaCore
             if (!_crypto.Ui.Verify(vc.ReplicaId, vc.Ui, MessageEncoding.CertifiedDigest(vc)))
                 return (RejectReason.InvalidUi, "NEW-VIEW holds a forged VIEW-CHANGE");
             if (ValidateViewChange(vc) is { } invalid) return (invalid.Reason, "NEW-VIEW: " + invalid.Detail);
+            if (Vouches(vc)) vouching++;
         }
-        if (senders.Count < _settings.CommitQuorum) return (RejectReason.Inconsistent, "NEW-VIEW has fewer than f+1 VIEW-CHANGEs");
+        if (vouching < _settings.CommitQuorum) return (RejectReason.Inconsistent, "NEW-VIEW has fewer than f+1 VIEW-CHANGEs that count");
         return null;
     }
 
@@ -460,6 +476,13 @@ public sealed partial class ReplicaCore
                 SuspectPrimary(View + 1);
             }
             else if (_reqViewChangeTarget >= View) SuspectPrimary(_reqViewChangeTarget); // rebroadcast
+            return;
+        }
+        // The view's leader identity is retired (its USIG was rotated after it led here): nobody
+        // can order in this view any more, so move on without waiting for a request to time out.
+        if (_crypto.Ui.Epochs.LeaderEpoch(Primary, View) != _crypto.Ui.Epochs.Current(Primary))
+        {
+            SuspectPrimary(View + 1);
             return;
         }
         if (IsPrimary) return;

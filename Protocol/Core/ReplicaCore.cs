@@ -53,6 +53,10 @@ public sealed partial class ReplicaCore
     public int Primary => PrimaryOf(View);
     public bool IsPrimary => Primary == Id;
 
+    /// <summary>This replica's current USIG identity may lead <see cref="View"/> (one epoch per
+    /// primary per view: a rotated USIG's new identity leads only from its first view on).</summary>
+    private bool MayLeadView => _crypto.Ui.Epochs.LeaderEpoch(Id, View) == _crypto.Ui.Epochs.Current(Id);
+
     /// <summary>Number of batches executed so far (the position in the replicated history).</summary>
     public ulong ExecutedSequence { get; private set; }
 

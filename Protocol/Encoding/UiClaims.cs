@@ -30,7 +30,9 @@ public static class UiClaims
 
     /// <summary>What <see cref="ReplicaCore.Restore"/> verifies: the stored checkpoint certificate and view starts.</summary>
     public static IEnumerable<UiClaim> Of(RecoveredState state) =>
-        (state.Certificate is { } certificate ? Of(certificate) : []).Concat(state.ViewStarts.SelectMany(Of));
+        (state.Certificate is { } certificate ? Of(certificate) : []).Concat(state.ViewStarts.SelectMany(Of))
+            // Restore also reads the view starts its own log's PREPAREs carry.
+            .Concat(state.Log.Select(m => (m switch { Prepare p => p, Commit c => c.Prepare, _ => null })?.ViewStart).OfType<CheckpointCertificate>().SelectMany(Of));
 
     public static IEnumerable<UiClaim> Of(CheckpointCertificate certificate) => certificate.Checkpoints.SelectMany(Own);
 

@@ -13,24 +13,32 @@ namespace MinBft.Usig;
 /// </summary>
 public sealed class PreverifiedUiVerifier : IUiVerifier
 {
-    private readonly Dictionary<int, ulong> _epochs;
     private readonly int _capacity;
     private readonly HashSet<Key> _valid = [];
     private readonly Queue<Key> _order = new();
 
-    /// <param name="epochs">Each replica's current USIG epoch (the manifest's): a UI of another epoch is never valid.</param>
+    /// <param name="epochs">Each replica's USIG epoch (one identity each, leading from view 0): a UI of another epoch is never valid.</param>
     /// <param name="capacity">Most valid claims remembered.</param>
     public PreverifiedUiVerifier(IReadOnlyDictionary<int, ulong> epochs, int capacity = 1 << 16)
+        : this(UsigEpochs.Single(epochs), capacity)
+    {
+    }
+
+    /// <param name="epochs">Each replica's USIG identities (the manifest's): a UI of an epoch none of them has is never valid.</param>
+    /// <param name="capacity">Most valid claims remembered.</param>
+    public PreverifiedUiVerifier(UsigEpochs epochs, int capacity = 1 << 16)
     {
         ArgumentNullException.ThrowIfNull(epochs);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
-        _epochs = new Dictionary<int, ulong>(epochs);
+        Epochs = epochs;
         _capacity = capacity;
     }
 
+    public UsigEpochs Epochs { get; }
+
     public int Count => _valid.Count;
 
-    /// <summary>Whether the USIG needs to be asked: a plausible claim (current epoch, counter,
+    /// <summary>Whether the USIG needs to be asked: a plausible claim (a known epoch, counter,
     /// lengths) that is not known valid yet. Implausible claims are invalid without asking.</summary>
     public bool NeedsVerification(UiClaim claim) => Plausible(claim) && !_valid.Contains(KeyOf(claim.ReplicaId, claim.Ui, claim.Digest));
 
@@ -52,7 +60,7 @@ public sealed class PreverifiedUiVerifier : IUiVerifier
 
     private bool Plausible(int replicaId, UniqueIdentifier ui, int digestLength) =>
         ui.Counter != 0 && digestLength == UsigCertificateInput.DigestLength && ui.Certificate.Length == 32
-        && _epochs.TryGetValue(replicaId, out var epoch) && epoch == ui.Epoch;
+        && Epochs.IsKnown(replicaId, ui.Epoch);
 
     // The certificate is part of the key: a forged certificate for a valid (replica, counter, digest) is another claim.
     private static Key KeyOf(int replicaId, UniqueIdentifier ui, ReadOnlySpan<byte> digest) =>

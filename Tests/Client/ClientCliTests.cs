@@ -58,7 +58,8 @@ public sealed class ClientCliTests
         Assert.Equal(new KeygenCommand(2, "out", UsigScheme.Hmac), Bind("keygen", "--f", "2", "--out", "out", "--scheme", "hmac"));
         Assert.Equal(new KeygenCommand(1, "k", UsigScheme.Ed25519), Bind("keygen", "--f", "1", "-o", "k"));
         Assert.Equal(new KeygenCommand(1, "k", UsigScheme.Ed25519) { MaxClientRecords = 5000 }, Bind("keygen", "--f", "1", "-o", "k", "--max-client-records", "5000"));
-        Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519, RotateUsig: 2), Bind("keygen", "--rotate-usig", "2", "-o", "k"));
+        Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519, RotateUsig: 2) { FirstView = 7, FirstCheckpoint = 300 },
+            Bind("keygen", "--rotate-usig", "2", "-o", "k", "--first-view", "7", "--first-checkpoint", "300"));
         Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519) { ClientCertificate = "alice" }, Bind("keygen", "--client-cert", "alice", "-o", "k"));
         Assert.Equal(new KeygenCommand(0, "k", UsigScheme.Ed25519) { SiloCertificate = "domain-1" }, Bind("keygen", "--silo-cert", "domain-1", "-o", "k"));
     }
@@ -108,8 +109,13 @@ public sealed class ClientCliTests
     [InlineData("keygen", "--f", "-1", "--out", "x")]
     [InlineData("keygen", "--f", "1", "--rotate-usig", "0", "--out", "x")]
     [InlineData("keygen", "--f", "1", "--out", "x", "--max-client-records", "0")]
-    [InlineData("keygen", "--rotate-usig", "0", "--out", "x", "--max-client-records", "10")]
-    [InlineData("keygen", "--rotate-usig", "-1", "--out", "x")]
+    [InlineData("keygen", "--rotate-usig", "0", "--out", "x", "--max-client-records", "10", "--first-view", "3", "--first-checkpoint", "64")]
+    [InlineData("keygen", "--rotate-usig", "-1", "--out", "x", "--first-view", "3", "--first-checkpoint", "64")]
+    [InlineData("keygen", "--rotate-usig", "1", "--out", "x")]
+    [InlineData("keygen", "--rotate-usig", "1", "--out", "x", "--first-view", "3")]
+    [InlineData("keygen", "--rotate-usig", "1", "--out", "x", "--first-checkpoint", "64")]
+    [InlineData("keygen", "--rotate-usig", "1", "--out", "x", "--first-view", "0", "--first-checkpoint", "64")]
+    [InlineData("keygen", "--f", "1", "--out", "x", "--first-view", "3")]
     [InlineData("keygen", "--f", "1", "--client-cert", "alice", "--out", "x")]
     [InlineData("keygen", "--client-cert", "alice", "--silo-cert", "gateway", "--out", "x")]
     [InlineData("keygen", "--client-cert", "../etc", "--out", "x")]
@@ -175,9 +181,19 @@ public sealed class ClientCliTests
 
             // A USIG that lost its state: a new epoch and key for it, nothing else changes.
             var oldKey = File.ReadAllText(DeploymentKeys.UsigKeyPath(manifest, DeploymentKeys.DomainDirectory(directory, 1)));
-            Assert.Equal(ExitCodes.Ok, await cli.InvokeAsync(["keygen", "--rotate-usig", "1", "--out", directory], CancellationToken.None));
+            Assert.Equal(ExitCodes.Ok, await cli.InvokeAsync(["keygen", "--rotate-usig", "1", "--out", directory, "--first-view", "5", "--first-checkpoint", "128"], CancellationToken.None));
             var rotated = ClusterManifest.Load(Path.Combine(directory, DeploymentKeys.ManifestFileName));
             Assert.Equal(manifest.Replica(1).UsigEpoch + 1, rotated.Replica(1).UsigEpoch);
+            // The old identity is kept, retired: it still verifies the history it certified.
+            var retired = Assert.Single(rotated.Replica(1).RetiredUsigs!);
+            Assert.Equal(manifest.Replica(1).UsigEpoch, retired.Epoch);
+            Assert.Equal(manifest.Replica(1).UsigPublicKey, retired.PublicKey);
+            Assert.Equal((5L, 128UL), (rotated.Replica(1).UsigFirstView, rotated.Replica(1).UsigFirstCheckpoint));
+            Assert.Equal(manifest.Replica(1).UsigEpoch, rotated.UsigEpochs().LeaderEpoch(1, 4));
+            Assert.Equal(rotated.Replica(1).UsigEpoch, rotated.UsigEpochs().LeaderEpoch(1, 5));
+            // A second rotation must move the first view on.
+            Assert.Equal(ExitCodes.Usage, await cli.InvokeAsync(["keygen", "--rotate-usig", "1", "--out", directory, "--first-view", "5", "--first-checkpoint", "200"], CancellationToken.None));
+            Assert.Contains("first view", error.ToString(), StringComparison.Ordinal);
             Assert.NotEqual(manifest.Replica(1).UsigPublicKey, rotated.Replica(1).UsigPublicKey);
             Assert.NotEqual(oldKey, File.ReadAllText(DeploymentKeys.UsigKeyPath(rotated, DeploymentKeys.DomainDirectory(directory, 1))));
             Assert.Equal(rotated.Replica(1).UsigPublicKey, DeploymentKeys.LoadUsigCertifier(rotated, 1, DeploymentKeys.DomainDirectory(directory, 1)).PublicKey);

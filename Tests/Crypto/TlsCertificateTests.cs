@@ -152,7 +152,7 @@ public sealed class TlsCertificateTests : IDisposable
     {
         var manifest = DeploymentKeys.Generate(1, Deployment, UsigScheme.Ed25519, 64, 64, tls: true);
         Assert.Equal(manifest.TlsCertificateAuthorities, ClusterManifest.Parse(manifest.ToJson()).TlsCertificateAuthorities);
-        var rotated = DeploymentKeys.RotateUsig(Deployment, 1);
+        var rotated = DeploymentKeys.RotateUsig(Deployment, 1, firstView: 3, firstCheckpoint: 64);
         Assert.Equal(manifest.TlsCertificateAuthorities, rotated.TlsCertificateAuthorities);
 
         // A manifest made without TLS has no such member at all (older readers see the same JSON).

@@ -183,9 +183,37 @@ public sealed class ClusterManifestTests : IDisposable
         Assert.Equal(7, manifest.WithTlsCertificateAuthorities([]).MaxClientRecords);
         Assert.Equal(7, manifest.WithTlsCertificateAuthorities(manifest.TlsCertificateAuthorities).MaxClientRecords);
 
-        var rotated = DeploymentKeys.RotateUsig(_directory, 1);
+        var rotated = DeploymentKeys.RotateUsig(_directory, 1, firstView: 3, firstCheckpoint: 64);
         Assert.Equal(7, rotated.MaxClientRecords);
         Assert.Equal(7, ClusterManifest.Load(Path.Combine(_directory, DeploymentKeys.ManifestFileName)).MaxClientRecords);
+    }
+
+    [Theory]
+    [InlineData(UsigScheme.Ed25519)]
+    [InlineData(UsigScheme.Hmac)]
+    public void A_rotated_manifest_keeps_the_retired_identities_through_json_and_refuses_an_inconsistent_history(UsigScheme scheme)
+    {
+        var manifest = DeploymentKeys.Generate(1, _directory, scheme);
+        DeploymentKeys.RotateUsig(_directory, 2, firstView: 3, firstCheckpoint: 64);
+        var twice = DeploymentKeys.RotateUsig(_directory, 2, firstView: 7, firstCheckpoint: 200);
+        var reloaded = ClusterManifest.Load(Path.Combine(_directory, DeploymentKeys.ManifestFileName));
+        Assert.Equal(twice.ToJson(), reloaded.ToJson());
+        Assert.Equal([1UL, 2UL], reloaded.Replica(2).RetiredUsigs!.Select(r => r.Epoch));
+        Assert.Equal(3UL, reloaded.Replica(2).UsigEpoch);
+        Assert.Equal(scheme == UsigScheme.Ed25519, reloaded.Replica(2).RetiredUsigs!.All(r => r.PublicKey is not null));
+        var epochs = reloaded.UsigEpochs();
+        Assert.Equal([1UL, 2UL, 3UL], new long[] { 2, 3, 7 }.Select(v => epochs.LeaderEpoch(2, v)));
+        Assert.True(epochs.Vouches(2, 3, 200));
+        Assert.False(epochs.Vouches(2, 3, 199));
+        // A replica never rotated writes none of the new members: older readers see the same JSON.
+        Assert.DoesNotContain("usigFirstView", JsonNode.Parse(manifest.ToJson())!.ToJsonString(), StringComparison.Ordinal);
+
+        // A history whose first views do not increase is refused as a whole, naming the replica.
+        var json = JsonNode.Parse(reloaded.ToJson())!.AsObject();
+        json["replicas"]![2]!["usigFirstView"] = 3;
+        var error = Assert.Throws<InvalidDataException>(() => ClusterManifest.Parse(json.ToJsonString()));
+        Assert.Contains("replica 2", error.Message, StringComparison.Ordinal);
+        Assert.Contains("first view", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -44,7 +44,7 @@ public sealed class UsigIdentityCheckTests : IDisposable
     {
         var before = DeploymentKeys.Generate(1, _directory);
         var old = IdentityOf(before, 2);
-        var after = DeploymentKeys.RotateUsig(_directory, 2);
+        var after = DeploymentKeys.RotateUsig(_directory, 2, firstView: 3, firstCheckpoint: 64);
 
         // A silo with the new manifest refuses the USIG still running under the old identity...
         Assert.Contains($"epoch {old.Epoch}", UsigGrain.IdentityMismatch(after, 2, old), StringComparison.Ordinal);

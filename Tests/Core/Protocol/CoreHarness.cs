@@ -16,6 +16,7 @@ internal sealed class CoreHarness
     private readonly ClusterKeys _keys;
     private readonly SimUsig[] _usigs;
     private readonly Random _rng;
+    private readonly ProtocolSettings[] _settings;
 
     public CoreHarness(int f = 1, int seed = 7, Func<ProtocolSettings, ProtocolSettings>? tune = null)
     {
@@ -24,6 +25,7 @@ internal sealed class CoreHarness
         _keys = ClusterKeys.Create(N, _rng, hmac: false);
         Cores = new ReplicaCore[N];
         _usigs = new SimUsig[N];
+        _settings = new ProtocolSettings[N];
         Outbox = new List<Effect>[N];
         for (var i = 0; i < N; i++)
         {
@@ -32,7 +34,8 @@ internal sealed class CoreHarness
                 N = N, ReplicaId = i, Tuning = new() { MaxBatchWait = TimeSpan.FromMilliseconds(5) },
                 UsigReissueWindow = SimUsig.ReissueWindow, UsigMaxBatch = SimUsig.MaxBatch,
             };
-            Cores[i] = new ReplicaCore(tune?.Invoke(settings) ?? settings, _keys.CryptoFor(i), new KeyValueStateMachine());
+            _settings[i] = tune?.Invoke(settings) ?? settings;
+            Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), new KeyValueStateMachine());
             _usigs[i] = _keys.UsigFor(i);
             Outbox[i] = [];
         }
@@ -52,6 +55,23 @@ internal sealed class CoreHarness
     }
 
     public SimUsig Usig(int replica) => _usigs[replica];
+
+    /// <summary>keygen --rotate-usig: USIG <paramref name="replica"/> gets a new epoch and key with a fresh
+    /// counter. Cores keep the manifest they were built with until <see cref="Renew"/>.</summary>
+    public void RotateUsig(int replica, long firstView, ulong firstCheckpoint = 0)
+    {
+        _keys.Rotate(replica, _rng, firstView, firstCheckpoint);
+        _usigs[replica] = _keys.UsigFor(replica);
+    }
+
+    /// <summary>A new, empty core for replica <paramref name="i"/> under the current manifest (a restart
+    /// that kept nothing, or a core to Restore into).</summary>
+    public ReplicaCore Renew(int i)
+    {
+        Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), new KeyValueStateMachine());
+        Outbox[i].Clear();
+        return Cores[i];
+    }
 
     public IReplicaSigner Signer(int replica) => _keys.SignerFor(replica);
 

@@ -226,7 +226,9 @@ public sealed class NormalCaseTests
         wrongEpoch = wrongEpoch with { PrepareUi = wrongEpoch.PrepareUi with { Epoch = 2 } };
         h.Deliver(1, forged);
         h.Deliver(1, wrongEpoch);
-        Assert.Equal(2, h.Cores[1].RejectionCount(RejectReason.InvalidUi));
+        Assert.Equal(1, h.Cores[1].RejectionCount(RejectReason.InvalidUi));
+        // An epoch that is not the sender's current one never enters its stream.
+        Assert.Equal(1, h.Cores[1].RejectionCount(RejectReason.StaleEpoch));
         Assert.Equal(0UL, h.Cores[1].LastAccepted(0));
     }
 

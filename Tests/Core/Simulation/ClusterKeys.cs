@@ -15,25 +15,66 @@ public sealed class ClusterKeys
 {
     private readonly Ed25519KeyPair[] _signing;
     private readonly IUsigCertifier[] _usigCertifiers;
-    private readonly IUiVerifier? _usigVerifier;
+    // Per replica, every USIG identity it had (the manifest's), oldest first: key (null for HMAC) and first view.
+    private readonly List<(UsigEpoch Identity, byte[]? PublicKey)>[] _identities;
+    private IUiVerifier? _usigVerifier;
     private readonly IRequestVerifier _requestVerifier = new MemoizedRequestVerifier(new RequestVerifier());
 
     // The verifiers are shared by the cluster's replicas and memoized (MemoizedVerifiers.cs): the
     // same checks, by the production verifiers, each made once per run.
-    private ClusterKeys(Ed25519KeyPair[] signing, IUsigCertifier[] certifiers, UsigVerifier? verifier)
+    private ClusterKeys(Ed25519KeyPair[] signing, IUsigCertifier[] certifiers, byte[]?[] usigPublicKeys, bool hmac)
     {
         _signing = signing;
         _usigCertifiers = certifiers;
-        _usigVerifier = verifier is null ? null : new MemoizedUiVerifier(verifier);
+        _identities = usigPublicKeys.Select(k => new List<(UsigEpoch, byte[]?)> { (new UsigEpoch(Epoch, 0), k) }).ToArray();
+        Hmac = hmac;
+        Epochs = BuildVerifier();
         ReplicaVerifier = new MemoizedReplicaSignatureVerifier(new ReplicaKeyRing(signing.Select(k => k.PublicKey).ToArray()));
     }
 
+    /// <summary>Every USIG's first epoch.</summary>
     public const ulong Epoch = 1;
+
+    /// <summary>The current manifest's USIG identities (what a replica started now trusts).</summary>
+    public UsigEpochs Epochs { get; private set; }
+
+    /// <summary>Replica <paramref name="replica"/>'s current USIG epoch.</summary>
+    public ulong EpochOf(int replica) => _identities[replica][^1].Identity.Epoch;
+
+    /// <summary>
+    /// keygen --rotate-usig: USIG <paramref name="replica"/> gets the next epoch and, for Ed25519, a new
+    /// key (the old one is gone: nothing of the old epoch is certified from now on). Replicas built
+    /// after this trust the new manifest; those built before keep the old one until they restart.
+    /// </summary>
+    public void Rotate(int replica, Random rng, long firstView, ulong firstCheckpoint)
+    {
+        var epoch = EpochOf(replica) + 1;
+        byte[]? publicKey = null;
+        if (!Hmac)
+        {
+            var key = Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32));
+            _usigCertifiers[replica] = new Ed25519UsigCertifier(key.PrivateKey);
+            publicKey = key.PublicKey;
+        }
+        _identities[replica].Add((new UsigEpoch(epoch, firstView, firstCheckpoint), publicKey));
+        Epochs = BuildVerifier();
+    }
+
+    private UsigEpochs BuildVerifier()
+    {
+        var histories = Enumerable.Range(0, _identities.Length).ToDictionary(i => i, i => (IReadOnlyList<UsigEpoch>)_identities[i].Select(e => e.Identity).ToList());
+        if (Hmac) return new UsigEpochs(histories);
+        var verifier = new UsigVerifier(Enumerable.Range(0, _identities.Length).ToDictionary(i => i,
+            i => (IReadOnlyList<UsigVerificationKey>)_identities[i].Select(e => UsigVerificationKey.Ed25519(e.Identity.Epoch, e.PublicKey!)).ToList()),
+            new UsigEpochs(histories));
+        _usigVerifier = new MemoizedUiVerifier(verifier);
+        return verifier.Epochs;
+    }
 
     public IReplicaSignatureVerifier ReplicaVerifier { get; }
 
     /// <summary>HMAC: no verifier outside the USIGs; replicas pre-verify through their own (<see cref="SimPreverifier"/>).</summary>
-    public bool Hmac => _usigVerifier is null;
+    public bool Hmac { get; }
 
     /// <summary>The length of a well-formed UI certificate in this cluster's scheme (HMAC-SHA256
     /// tag or Ed25519 signature): forgeries of this length fail on the check, not on the size.</summary>
@@ -43,7 +84,7 @@ public sealed class ClusterKeys
     {
         var signing = new Ed25519KeyPair[n];
         var certifiers = new IUsigCertifier[n];
-        var verification = new Dictionary<int, UsigVerificationKey>();
+        var publicKeys = new byte[]?[n];
         // HMAC mode: every USIG shares one secret; it never leaves the USIGs, which alone verify.
         var sharedSecret = Bytes(rng, 32);
         for (var i = 0; i < n; i++)
@@ -57,23 +98,23 @@ public sealed class ClusterKeys
             {
                 var usigKey = Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32));
                 certifiers[i] = new Ed25519UsigCertifier(usigKey.PrivateKey);
-                verification[i] = UsigVerificationKey.Ed25519(Epoch, usigKey.PublicKey);
+                publicKeys[i] = usigKey.PublicKey;
             }
         }
-        return new ClusterKeys(signing, certifiers, hmac ? null : new UsigVerifier(verification));
+        return new ClusterKeys(signing, certifiers, publicKeys, hmac);
     }
 
     /// <param name="preverified">HMAC: the verifier the host fills from the replica's own USIG.</param>
     public ProtocolCrypto CryptoFor(int replica, IUiVerifier? preverified = null) =>
-        new(_usigVerifier ?? preverified ?? throw new ArgumentNullException(nameof(preverified), "HMAC UIs are verified through the replica's own USIG"),
+        new((Hmac ? null : _usigVerifier) ?? preverified ?? throw new ArgumentNullException(nameof(preverified), "HMAC UIs are verified through the replica's own USIG"),
             new Ed25519ReplicaSigner(_signing[replica]), ReplicaVerifier, _requestVerifier);
 
     public IReplicaSigner SignerFor(int replica) => new Ed25519ReplicaSigner(_signing[replica]);
 
     /// <summary>Replica <paramref name="replica"/>'s USIG with a fresh in-memory counter store, initialised for
-    /// <see cref="Epoch"/>. Called twice for one replica, it makes a cloned USIG (same key, epoch and counter).</summary>
+    /// its current epoch. Called twice for one replica, it makes a cloned USIG (same key, epoch and counter).</summary>
     public SimUsig UsigFor(int replica) =>
-        new(new UsigCore(replica, Epoch, _usigCertifiers[replica], new InMemoryUsigCounterStore(UsigState.Fresh(Epoch))));
+        new(new UsigCore(replica, EpochOf(replica), _usigCertifiers[replica], new InMemoryUsigCounterStore(UsigState.Fresh(EpochOf(replica)))));
 
     internal SimClientSigner NewClient(Random rng) => new(new ClientSigner(Ed25519KeyPair.FromPrivateKey(Bytes(rng, 32))));
 

@@ -19,6 +19,8 @@ internal sealed class MemoizedUiVerifier(IUiVerifier inner) : IUiVerifier
 {
     private readonly Memo _answers = new();
 
+    public MinBft.Usig.UsigEpochs Epochs => inner.Epochs;
+
     public bool Verify(int replicaId, UniqueIdentifier ui, ReadOnlySpan<byte> certifiedDigest)
     {
         if (ui?.Certificate is null) return inner.Verify(replicaId, ui!, certifiedDigest);

@@ -13,10 +13,12 @@ namespace MinBft.Tests.Simulation;
 /// asks about a claim that was not pre-verified, the USIG is asked whether it is valid after all,
 /// and if so the run fails (a valid message would have been rejected for a claim UiClaims missed).
 /// </summary>
-internal sealed class SimPreverifier(Simulation sim, int replica, SimUsig usig, int n) : IUiVerifier
+internal sealed class SimPreverifier(Simulation sim, int replica, SimUsig usig, UsigEpochs epochs) : IUiVerifier
 {
     // No eviction in a simulated run: a miss is always the enumeration's fault.
-    private readonly PreverifiedUiVerifier _verified = new(Enumerable.Range(0, n).ToDictionary(i => i, _ => ClusterKeys.Epoch), int.MaxValue);
+    private readonly PreverifiedUiVerifier _verified = new(epochs, int.MaxValue);
+
+    public UsigEpochs Epochs => _verified.Epochs;
 
     /// <summary>Claims the USIG was asked about.</summary>
     public long Asked { get; private set; }
@@ -39,7 +41,7 @@ internal sealed class SimPreverifier(Simulation sim, int replica, SimUsig usig, 
     public bool Verify(int replicaId, UniqueIdentifier ui, ReadOnlySpan<byte> certifiedDigest)
     {
         if (_verified.Verify(replicaId, ui, certifiedDigest)) return true;
-        if (ui is { Counter: > 0, Certificate: not null } && ui.Epoch == ClusterKeys.Epoch && certifiedDigest.Length == 32
+        if (ui is { Counter: > 0, Certificate: not null } && epochs.IsKnown(replicaId, ui.Epoch) && certifiedDigest.Length == 32
             && usig.VerifyUis([new UiClaim(replicaId, ui, certifiedDigest.ToArray())])[0])
             sim.Fail($"ENUMERATION: replica {replica}'s core verified a valid UI of replica {replicaId} (counter {ui.Counter}) that UiClaims did not list: " +
                      "with the HMAC scheme that message would have been rejected");

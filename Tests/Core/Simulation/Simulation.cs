@@ -71,7 +71,7 @@ public sealed class Simulation
             };
             _settings[i] = settings;
             var usig = _keys.UsigFor(i);
-            var preverifier = _keys.Hmac ? new SimPreverifier(this, i, usig, options.N) : null;
+            var preverifier = _keys.Hmac ? new SimPreverifier(this, i, usig, _keys.Epochs) : null;
             var core = new ReplicaCore(settings, _keys.CryptoFor(i, preverifier), new KeyValueStateMachine());
             _replicas[i] = new SimReplica(this, i, core, usig, options.TamperingReplicas.Contains(i), options.BadSnapshotServers.Contains(i))
             {
@@ -124,6 +124,7 @@ public sealed class Simulation
     private bool IsCrashed(int replica) =>
         _options.Crashes.Any(c => c.Replica == replica && Now >= c.At)
         || _options.Restarts.Any(r => r.Replica == replica && Now >= r.Down && Now < r.Up)
+        || (_options.Rotation is { } rotation && rotation.Replica == replica && Now >= rotation.Down && Now < rotation.Up)
         || (_downUntil.TryGetValue(replica, out var up) && Now < up);
 
     /// <summary>The replica is crashed (for now or for good): its process does nothing.</summary>
@@ -148,7 +149,23 @@ public sealed class Simulation
         return false;
     }
 
-    private bool IsIsolated(int replica) => _options.Isolations.Any(i => i.Replica == replica && Now >= i.From && Now < i.To);
+    private bool IsIsolated(int replica) =>
+        _options.Isolations.Any(i => i.Replica == replica && Now >= i.From && Now < i.To)
+        || _cutOffs.Any(i => i.Replica == replica && Now >= i.From && Now < i.To);
+
+    // Isolations decided during the run (CutOffPrimariesAfterRotation): asynchrony, not faults.
+    private readonly List<(int Replica, TimeSpan From, TimeSpan To)> _cutOffs = [];
+
+    /// <summary>Cuts off the primary most running correct replicas follow, for a second.</summary>
+    private void CutOffPrimary()
+    {
+        if (RotatedReplicaLed) return;
+        var primaries = Enumerable.Range(0, N).Where(i => IsCorrect(i) && !IsCrashed(i)).Select(i => _replicas[i]!.Core.Primary).ToList();
+        if (primaries.Count == 0) return;
+        var primary = primaries.GroupBy(p => p).OrderByDescending(g => g.Count()).ThenBy(g => g.Key).First().Key;
+        _cutOffs.Add((primary, Now, Now + TimeSpan.FromSeconds(1)));
+        Trace($"primary {primary} is cut off for a second");
+    }
 
     /// <summary>Snapshots installed by state transfer, over all correct replicas.</summary>
     public long StateTransfers => _replicas.Where(r => r is { Tampering: false }).Sum(r => r!.Core.StateTransfersCompleted);
@@ -174,6 +191,7 @@ public sealed class Simulation
     /// <summary>Replica-to-replica traffic, subject to the seed's faults.</summary>
     internal void Transmit(int from, int to, ReplicaMessage message)
     {
+        if (message is Prepare { PrepareUi.Epoch: > ClusterKeys.Epoch } && _options.Rotation?.Replica == from) RotatedReplicaLed = true;
         foreach (var delay in Deliveries())
             _events.After(delay, () => DeliverToReplica(from, to, message));
     }
@@ -351,15 +369,21 @@ public sealed class Simulation
     /// stored checkpoint, view) and its USIG's counter. Sometimes the USIG had certified a few
     /// messages that never became durable, so were never sent: their counters are burned.
     /// </summary>
-    private void Restart(int replica)
+    private void Restart(int replica) => Restart(replica, rotated: false, burn: true);
+
+    /// <param name="rotated">The replica's USIG was rotated: it restarts empty (no log, no stored
+    /// checkpoint) with a fresh USIG under its new identity.</param>
+    /// <param name="burn">Sometimes burn USIG counters before the restart (a fault of its own: a
+    /// manifest roll's restarts are not faults, so they burn none).</param>
+    private void Restart(int replica, bool rotated, bool burn)
     {
         var old = _replicas[replica]!;
         old.Retired = true;
         _downUntil.Remove(replica);
-        var usig = old.Usig;
+        var usig = rotated ? _keys.UsigFor(replica) : old.Usig;
         // Sometimes a fault outside the protocol: the USIG certified digests that were never
         // logged (a host bug, another caller). Those counters are a gap the restart must survive.
-        var burned = _rng.NextDouble() < 0.25 ? _rng.Next(1, 3) : 0;
+        var burned = burn && !rotated && _rng.NextDouble() < 0.25 ? _rng.Next(1, 3) : 0;
         for (var k = 0; k < burned; k++)
         {
             var digest = new byte[32];
@@ -369,17 +393,17 @@ public sealed class Simulation
         var counter = usig.Counter;
         // Exactly what the host does: read the durable log, have the USIG re-issue the UIs that
         // did not become durable, and hand it all to a fresh core.
-        var journal = old.Journal;
-        var stored = old.StoredCheckpoint;
+        var journal = rotated ? new SimJournal() : old.Journal;
+        var stored = rotated ? null : old.StoredCheckpoint;
         var state = new RecoveredState(journal.View, stored?.Certificate, stored?.Snapshot, stored?.ViewStarts ?? [], journal.First, journal.Entries.ToList(), counter);
         var reissue = state.UisToReissue();
         state = state.WithReissued(reissue.Select(r => usig.ReissueUi(r.Counter, r.Digest)).ToList());
-        var preverifier = _keys.Hmac ? new SimPreverifier(this, replica, usig, N) : null;
+        var preverifier = _keys.Hmac ? new SimPreverifier(this, replica, usig, _keys.Epochs) : null;
         preverifier?.Prepare(UiClaims.Of(state));
         var core = new ReplicaCore(_settings[replica]!, _keys.CryptoFor(replica, preverifier), new KeyValueStateMachine());
         var fresh = new SimReplica(this, replica, core, usig, tampering: false) { Journal = journal, StoredCheckpoint = stored, Preverifier = preverifier };
         _replicas[replica] = fresh;
-        Trace($"replica {replica} restarts: stored checkpoint {stored?.Certificate.Sequence ?? 0}, log {journal.First}+{journal.Entries.Count}, " +
+        Trace($"replica {replica} restarts{(rotated ? $" EMPTY under USIG epoch {_keys.EpochOf(replica)}" : "")}: stored checkpoint {stored?.Certificate.Sequence ?? 0}, log {journal.First}+{journal.Entries.Count}, " +
               $"{reissue.Count} UIs re-issued, USIG at {counter} ({burned} burned)");
         Step(replica, c => c.Restore(state, Now));
         // Intent logging's promise: without counters burned outside the protocol, every counter the
@@ -398,6 +422,46 @@ public sealed class Simulation
     /// <summary>Restarts that happened in this run.</summary>
     public int RestartsDone { get; private set; }
 
+    /// <summary>
+    /// The operator's part of a USIG rotation, once the replica is down: read the highest view and
+    /// executed position from the running replicas (status), rotate with a first view and first
+    /// checkpoint above them, and roll the new manifest to every other correct replica: each
+    /// restarts once, at a random moment, down for a moment.
+    /// </summary>
+    private void RotateUsig(int replica, TimeSpan up)
+    {
+        var running = Enumerable.Range(0, N).Where(i => i != replica && IsCorrect(i) && !IsCrashed(i)).ToList();
+        // Any first view above the views used is safe; the README's "+ n" is the operator's margin.
+        // Drawn from 1..n above, so that in some seeds the new identity soon leads a view.
+        var firstView = (running.Count == 0 ? 0 : running.Max(i => _replicas[i]!.Core.View)) + 1 + _rng.Next(N);
+        var firstCheckpoint = (running.Count == 0 ? 0 : running.Max(i => _replicas[i]!.Core.ExecutedSequence)) + (ulong)_options.Watermark;
+        RotatedReplicaWasPrimary = running.Count > 0 && running.All(i => _replicas[i]!.Core.Primary == replica);
+        _keys.Rotate(replica, _rng, firstView, firstCheckpoint);
+        UsigRotatedAtView = firstView;
+        Trace($"USIG {replica} rotated to epoch {_keys.EpochOf(replica)}: first view {firstView}, first checkpoint {firstCheckpoint}");
+        var window = (int)Math.Max(1, (up - Now).TotalMilliseconds + 500);
+        foreach (var other in Enumerable.Range(0, N).Where(i => i != replica && IsCorrect(i)).OrderBy(_ => _rng.Next()).ToList())
+        {
+            var at = Now + TimeSpan.FromMilliseconds(_rng.Next(1, window));
+            var back = at + TimeSpan.FromMilliseconds(_rng.Next(1, 200));
+            _events.At(at, () =>
+            {
+                Trace($"replica {other} stops to take the new manifest");
+                _downUntil[other] = back;
+            });
+            _events.At(back, () => Restart(other, rotated: false, burn: false));
+        }
+    }
+
+    /// <summary>Every running correct replica saw the rotated replica as its primary when it was rotated.</summary>
+    public bool RotatedReplicaWasPrimary { get; private set; }
+
+    /// <summary>The rotated replica sent PREPAREs under its new identity (it led a view after the rotation).</summary>
+    public bool RotatedReplicaLed { get; private set; }
+
+    /// <summary>The first view of the rotated USIG's new identity (0: no rotation yet).</summary>
+    public long UsigRotatedAtView { get; private set; }
+
     internal void OnClientIssued(Request request) =>
         _issuedRequests.Add(Sha256Digest.From(MessageEncoding.RequestDigest(request)));
 
@@ -414,6 +478,14 @@ public sealed class Simulation
         for (var i = 0; i < N; i++)
             if (_rogues[i] is { } rogue) rogue.Start();
         foreach (var (replica, _, up) in _options.Restarts) _events.At(up, () => Restart(replica));
+        if (_options.Rotation is { } rotation)
+        {
+            _events.At(rotation.Down + TimeSpan.FromMilliseconds(1), () => RotateUsig(rotation.Replica, rotation.Up));
+            _events.At(rotation.Up, () => Restart(rotation.Replica, rotated: true, burn: false));
+            if (_options.CutOffPrimariesAfterRotation)
+                for (var k = 0; k < 3; k++)
+                    _events.At(rotation.Up + TimeSpan.FromMilliseconds(300 + 1500 * k), CutOffPrimary);
+        }
 
         var deadline = _options.FaultyPeriod + _options.LivenessBound;
         const long maxEvents = 2_000_000;

@@ -67,6 +67,20 @@ public sealed record SimulationOptions
     /// checkpoint, counted together) and restarts from its durable state after <c>Downtime</c>.</summary>
     public (int Replica, int Write, TimeSpan Downtime)? CrashAfterWrite { get; init; }
 
+    /// <summary>
+    /// A USIG rotation (keygen --rotate-usig, USIG-ROTATION-DESIGN.md): the replica crashes at
+    /// <c>Down</c> and its USIG state is lost. The operator reads the highest view and executed
+    /// position from the running replicas, gives the USIG a new epoch and key with a first view and
+    /// first checkpoint above them, and rolls the manifest: every other correct replica restarts
+    /// once, in random order. At <c>Up</c> the replica restarts empty under its new identity.
+    /// </summary>
+    public (int Replica, TimeSpan Down, TimeSpan Up)? Rotation { get; init; }
+
+    /// <summary>With <see cref="Rotation"/>: after the rotated replica is back, the primary of the day
+    /// is cut off for a second, up to three times (asynchrony, not a fault), so that the views move
+    /// on and the new identity gets to lead one.</summary>
+    public bool CutOffPrimariesAfterRotation { get; init; }
+
     /// <summary>Replicas cut off from every peer (both directions) and from clients for a while.</summary>
     public (int Replica, TimeSpan From, TimeSpan To)[] Isolations { get; init; } = [];
 
@@ -86,7 +100,7 @@ public sealed record SimulationOptions
     /// <summary>With view changes, every run with at most f faulty replicas must stay live.</summary>
     public bool ExpectLiveness =>
         Faulty.Concat(Crashes.Select(c => c.Replica)).Concat(Restarts.Select(r => r.Replica)).Concat(IsolationIsAsynchrony ? [] : Isolations.Select(i => i.Replica))
-            .Concat(CrashAfterWrite is { } c ? [c.Replica] : []).Distinct().Count() <= F;
+            .Concat(CrashAfterWrite is { } c ? [c.Replica] : []).Concat(Rotation is { } r ? [r.Replica] : []).Distinct().Count() <= F;
 
     public IEnumerable<int> Faulty => TamperingReplicas.Concat(RogueReplicas).Concat(BadSnapshotServers);
 
@@ -144,6 +158,29 @@ public sealed record SimulationOptions
         {
             Restarts = [],
             CrashAfterWrite = (replica, rng.Next(1, 120), TimeSpan.FromMilliseconds(rng.Next(1, 1500))),
+        };
+    }
+
+    /// <summary>A hostile configuration where one correct replica (the view-0 primary in half the
+    /// seeds) loses its USIG state and is rotated mid-run, with f-1 other faulty replicas at most.</summary>
+    public static SimulationOptions WithRotation(int seed, int f)
+    {
+        var drawn = WithRestart(seed, f);
+        var rng = new Random(seed ^ 0x2071);
+        var correct = Enumerable.Range(0, drawn.N).Except(drawn.Faulty).ToArray();
+        var replica = rng.NextDouble() < 0.5 && correct.Contains(0) ? 0 : correct[rng.Next(correct.Length)];
+        var down = TimeSpan.FromMilliseconds(rng.Next(20, 1500));
+        var up = down + TimeSpan.FromMilliseconds(rng.Next(50, 2500));
+        var cutOff = rng.NextDouble() < 0.5;
+        // The run goes on until the manifest rolled everywhere (up to 0.7 s after Up), and past the
+        // cut-offs (three of a second each, 1.5 s apart, from 0.3 s after Up).
+        var end = up + TimeSpan.FromMilliseconds(cutOff ? 5300 : 800);
+        return drawn with
+        {
+            Restarts = [],
+            Rotation = (replica, down, up),
+            CutOffPrimariesAfterRotation = cutOff,
+            FaultyPeriod = drawn.FaultyPeriod > end ? drawn.FaultyPeriod : end,
         };
     }
 
@@ -257,6 +294,7 @@ public sealed record SimulationOptions
         $" restarts=[{string.Join(',', Restarts.Select(r => $"{r.Replica}@{r.Down.TotalMilliseconds}-{r.Up.TotalMilliseconds}ms"))}]" +
         $" isolations=[{string.Join(',', Isolations.Select(r => $"{r.Replica}@{r.From.TotalMilliseconds}-{r.To.TotalMilliseconds}ms"))}]" +
         (CrashAfterWrite is { } w ? $" crash-after-write={w.Replica}#{w.Write}+{w.Downtime.TotalMilliseconds}ms" : "") +
+        (Rotation is { } rot ? $" usig-rotation={rot.Replica}@{rot.Down.TotalMilliseconds}-{rot.Up.TotalMilliseconds}ms{(CutOffPrimariesAfterRotation ? " then-cut-off-primaries" : "")}" : "") +
         $" bad-snapshots=[{string.Join(',', BadSnapshotServers)}]" +
         (MaxClientRecords < MinBft.Protocol.ProtocolSettings.DefaultMaxClientRecords ? $" client-records<={MaxClientRecords}" : "");
 }
