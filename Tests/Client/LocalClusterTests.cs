@@ -220,10 +220,12 @@ public sealed class LocalClusterUsigRotationTests : IDisposable
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
-    [Fact]
-    public async Task The_primarys_usig_is_rotated_the_cluster_moves_on_and_the_rotated_replica_catches_up_from_nothing()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_primarys_usig_is_rotated_the_cluster_moves_on_and_the_rotated_replica_catches_up_from_nothing(bool isolatedUsig)
     {
-        await using var cluster = new LocalCluster(new LocalClusterOptions { F = 1, DataDirectory = _directory }.UseFreePorts());
+        await using var cluster = new LocalCluster(new LocalClusterOptions { F = 1, DataDirectory = _directory, IsolatedUsig = isolatedUsig }.UseFreePorts());
         await cluster.StartAsync();
         await cluster.WaitForReplicasAsync(Deadline);
         using var client = new MinBftClient(cluster.Client, cluster.Manifest, new MinBftClientOptions { IdentityPoolSize = 1 });
@@ -236,6 +238,11 @@ public sealed class LocalClusterUsigRotationTests : IDisposable
         Assert.Equal(rotated, before[1]!.Primary);
         await cluster.StopSiloAsync(rotated);
         Directory.Delete(Path.Combine(_directory, $"domain-{rotated}"), recursive: true);
+        if (isolatedUsig)
+        {
+            cluster.KillUsig(rotated);
+            Directory.Delete(Path.Combine(_directory, $"usig-{rotated}"), recursive: true);
+        }
 
         // The operator reads status from the running replicas and rotates above what they show.
         var running = (await cluster.GetStatusesAsync(TimeSpan.FromSeconds(5))).OfType<ReplicaStatus>().ToList();
@@ -252,8 +259,14 @@ public sealed class LocalClusterUsigRotationTests : IDisposable
             await cluster.StopSiloAsync(domain);
             await cluster.StartSiloAsync(domain);
         }
-        // ...and the rotated domain starts empty, its USIG initialised for the new epoch.
+        // ...and the rotated domain starts empty, its USIG initialised for the new epoch (the
+        // program with the new key keygen wrote, in isolated mode).
         cluster.InitializeUsigOnNextStart(rotated);
+        if (isolatedUsig)
+        {
+            Directory.CreateDirectory(Path.Combine(_directory, $"usig-{rotated}"));
+            await cluster.StartUsigAsync(rotated);
+        }
         await cluster.StartSiloAsync(rotated);
 
         // The view moves past the retired identity's, the history is kept, new writes are ordered.
