@@ -171,8 +171,18 @@ public sealed partial class ReplicaCore
             return RejectOutcome(viewChange.ReplicaId, invalid.Reason, invalid.Detail);
         if (viewChange.NewView > View + _tuning.MaxViewLookahead)
             return RejectOutcome(viewChange.ReplicaId, RejectReason.Inconsistent, "VIEW-CHANGE too far ahead");
+        // One VIEW-CHANGE per sender, its latest: a sender that moved on to a later view takes no
+        // part in an earlier one (it would ignore that NEW-VIEW). This bounds what a Byzantine
+        // replica can make us hold to one full log, not one per view up to the lookahead.
+        foreach (var (view, held) in _viewChanges)
+            if (view != viewChange.NewView && held.ContainsKey(viewChange.ReplicaId))
+            {
+                if (view > viewChange.NewView) return Outcome.Accepted; // superseded already
+                held.Remove(viewChange.ReplicaId);
+            }
         if (!_viewChanges.TryGetValue(viewChange.NewView, out var forView)) _viewChanges[viewChange.NewView] = forView = [];
         forView.TryAdd(viewChange.ReplicaId, viewChange);
+        ProtocolInvariantException.Check(_viewChanges.Values.Sum(v => v.Count) <= N, "at most one VIEW-CHANGE held per replica");
         // A VIEW-CHANGE is also a vote: its sender saw f+1 suspicions of the old primary.
         if (!own) CountVote(viewChange.ReplicaId, viewChange.NewView);
         MaybeSendNewView();

@@ -53,6 +53,9 @@ public sealed partial class ReplicaCore
     public int Primary => PrimaryOf(View);
     public bool IsPrimary => Primary == Id;
 
+    /// <summary>VIEW-CHANGEs held for view changes still to come (at most one per replica).</summary>
+    public int HeldViewChanges => _viewChanges.Values.Sum(v => v.Count);
+
     /// <summary>This replica's current USIG identity may lead <see cref="View"/> (one epoch per
     /// primary per view: a rotated USIG's new identity leads only from its first view on).</summary>
     private bool MayLeadView => _crypto.Ui.Epochs.LeaderEpoch(Id, View) == _crypto.Ui.Epochs.Current(Id);

@@ -69,6 +69,24 @@ public sealed class FloodTests
     }
 
     [Fact]
+    public void A_Byzantine_replica_sending_view_changes_for_every_view_ahead_has_only_its_latest_held()
+    {
+        // Each of its VIEW-CHANGEs is valid (complete log, real USIG): without a bound a replica
+        // would hold one per view up to the lookahead, each as large as a full log.
+        var h = new CoreHarness();
+        var log = new List<CertifiedMessage>();
+        for (var view = 1; view <= 10; view++)
+        {
+            var viewChange = h.Certify(2, new ViewChange(2, view, CheckpointCertificate.Genesis, [.. log], UniqueIdentifier.None, []));
+            var effects = h.Deliver(0, viewChange);
+            Assert.DoesNotContain(effects.OfType<Rejected>(), r => r.From == 2);
+            Assert.Equal(1, h.Cores[0].HeldViewChanges);
+            log.Add(MessageEncoding.ForLog(viewChange));
+        }
+        Assert.Equal(0, h.Cores[0].View); // one replica's VIEW-CHANGEs are one vote, not f+1
+    }
+
+    [Fact]
     public void A_large_message_next_in_line_is_kept_even_when_it_alone_exceeds_the_byte_bound()
     {
         var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { ReorderBufferBytesPerSender = 1024 } });
