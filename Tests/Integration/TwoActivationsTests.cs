@@ -44,8 +44,13 @@ public sealed class TwoActivationsTests(ITestOutputHelper output)
         await MinBftTestCluster.UntilAsync(() => Task.FromResult(cluster.Trace.HasEvent("another activation")),
             $"USIG {other}'s running activation finds its write refused");
         await load.WaitForMoreAsync(10, $"requests complete after USIG {other} was fenced");
-        await storage.ReadStateAsync("usig", usigId, usigState);
-        Assert.True(usigState.State!.Usig!.Counter > counterBefore, "the USIG issued counters again after the conflict");
+        // f+1 replicas order without the fenced one, so the puts above do not wait for it: wait for
+        // its new USIG activation to issue again (it failed one CI run in two when asserted at once).
+        await MinBftTestCluster.UntilAsync(async () =>
+        {
+            await storage.ReadStateAsync("usig", usigId, usigState);
+            return usigState.State!.Usig!.Counter > counterBefore;
+        }, $"USIG {other} issues counters again after the conflict");
 
         // 2. Another activation of a backup opens its journal: the running activation's next
         //    append is refused, it halts and deactivates, and the next message brings it back
