@@ -54,7 +54,7 @@ public sealed partial class ReplicaCore
         if (prepare.View < View) return Outcome.Accepted; // authentic but stale: part of the stream, no effect
         if (prepare.View > View || _viewChanging) return Outcome.Blocked;  // wait until this replica is in that view
         // In the stream, so under the primary's current identity; it must be the one that leads this view.
-        if (prepare.PrepareUi.Epoch != _crypto.Ui.Epochs.LeaderEpoch(prepare.PrimaryId, prepare.View))
+        if (!UnderLeaderIdentity(prepare))
             return RejectOutcome(prepare.PrimaryId, RejectReason.EpochNotForView, $"PREPARE of view {prepare.View} under USIG epoch {prepare.PrepareUi.Epoch}");
         if (SettledByInstall(prepare))
         {
@@ -166,15 +166,14 @@ public sealed partial class ReplicaCore
             return RejectOutcome(sender, RejectReason.NotPrimary, "embedded PREPARE not from the primary");
 
         var primary = prepare.PrimaryId;
-        var leaderEpoch = _crypto.Ui.Epochs.LeaderEpoch(primary, prepare.View);
-        if (prepare.PrepareUi.Epoch != leaderEpoch)
+        if (!UnderLeaderIdentity(prepare))
             return RejectOutcome(sender, RejectReason.EpochNotForView, $"embedded PREPARE of view {prepare.View} under USIG epoch {prepare.PrepareUi.Epoch}");
         // This view's leader identity is retired (its USIG was rotated): its PREPAREs are another
         // stream's and can never enter the primary's current one, so this view orders nothing
         // more. The COMMIT is stale, as if of an older view: counted nowhere, and its sender's
         // stream moves on (blocking it would keep this replica from the NEW-VIEW behind it: seed
         // 140000). What it committed is history its VIEW-CHANGE carries (USIG-ROTATION-DESIGN.md).
-        if (leaderEpoch != _crypto.Ui.Epochs.Current(primary)) return Outcome.Accepted;
+        if (prepare.PrepareUi.Epoch != _crypto.Ui.Epochs.Current(primary)) return Outcome.Accepted;
         var primaryStream = _streams[primary];
         var counter = prepare.PrepareUi.Counter;
         var digest = MessageEncoding.CertifiedDigest(prepare);

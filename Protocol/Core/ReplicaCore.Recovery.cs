@@ -103,7 +103,7 @@ public sealed partial class ReplicaCore
         // PREPARE of a view holds VS(view), and a view start learnt after the checkpoint was
         // stored is needed all the same (a VIEW-CHANGE whose log has that view's messages is
         // invalid without it: seed 130063).
-        var logged = prefix.Select(m => (m switch { Prepare p => p, Commit c => c.Prepare, _ => null })?.ViewStart).OfType<CheckpointCertificate>();
+        var logged = prefix.Select(m => Prepare.In(m)?.ViewStart).OfType<CheckpointCertificate>();
         foreach (var start in state.ViewStarts.Concat(logged))
             if (start.Checkpoints.Length > 0 && !_viewStartsKnown.ContainsKey(start.Checkpoints[0].View) && ValidCertificate(start, viewStart: start.Checkpoints[0].View))
                 _viewStartsKnown[start.Checkpoints[0].View] = start;
@@ -208,8 +208,8 @@ public sealed partial class ReplicaCore
             if (message.Ui.Epoch != epochs.Current(Id))
                 throw new InvalidDataException($"replica {Id}: the stored log is of USIG epoch {message.Ui.Epoch}, the manifest's current one is {epochs.Current(Id)}: " +
                     "a replica whose USIG was rotated restarts empty (remove its journal and checkpoint store)");
-            var prepare = message switch { Prepare p => p, Commit c => c.Prepare, _ => null };
-            if (prepare is not null && prepare.PrepareUi.Epoch != epochs.LeaderEpoch(prepare.PrimaryId, prepare.View))
+            var prepare = Prepare.In(message);
+            if (prepare is not null && !UnderLeaderIdentity(prepare))
                 throw new InvalidDataException($"replica {Id}: replica {prepare.PrimaryId} led view {prepare.View} under USIG epoch {prepare.PrepareUi.Epoch}, " +
                     $"which the manifest does not allow there: rotate again with a first view above every view the cluster used (status shows them)");
         }

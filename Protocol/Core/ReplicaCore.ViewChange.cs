@@ -228,14 +228,14 @@ public sealed partial class ReplicaCore
                 return (RejectReason.Inconsistent, $"VIEW-CHANGE log entry {entry.Ui.Counter} is of USIG epoch {entry.Ui.Epoch}, not {vc.Ui.Epoch}");
             if (!_crypto.Ui.Verify(sender, entry.Ui, MessageEncoding.CertifiedDigest(entry)))
                 return (RejectReason.InvalidUi, $"VIEW-CHANGE log entry {entry.Ui.Counter}");
-            var prepare = entry switch { Prepare p => p, Commit c => c.Prepare, _ => null };
+            var prepare = Prepare.In(entry);
             if (prepare is null) continue;
             if (entry is Commit commit && commit.View != prepare.View)
                 return (RejectReason.Inconsistent, "logged COMMIT and its PREPARE differ in view");
             if (prepare.PrimaryId != PrimaryOf(prepare.View)
                 || !_crypto.Ui.Verify(prepare.PrimaryId, prepare.PrepareUi, MessageEncoding.CertifiedDigest(prepare)))
                 return (RejectReason.InvalidUi, $"logged PREPARE of view {prepare.View}");
-            if (prepare.PrepareUi.Epoch != _crypto.Ui.Epochs.LeaderEpoch(prepare.PrimaryId, prepare.View))
+            if (!UnderLeaderIdentity(prepare))
                 return (RejectReason.EpochNotForView, $"logged PREPARE of view {prepare.View} under USIG epoch {prepare.PrepareUi.Epoch}");
             if (prepare.View > 0 && !starts.Contains(prepare.View))
                 return (RejectReason.Inconsistent, $"VIEW-CHANGE lacks the view-start certificate of view {prepare.View}");
@@ -342,7 +342,7 @@ public sealed partial class ReplicaCore
         var byView = new SortedDictionary<long, SortedDictionary<ulong, Prepare>>();
         foreach (var entry in viewChanges.SelectMany(vc => vc.Log))
         {
-            var prepare = entry switch { Prepare p => p, Commit c => c.Prepare, _ => null };
+            var prepare = Prepare.In(entry);
             if (prepare is null) continue;
             if (!byView.TryGetValue(prepare.View, out var chain)) byView[prepare.View] = chain = [];
             chain.TryAdd(prepare.PrepareUi.Counter, prepare);

@@ -60,6 +60,9 @@ public sealed partial class ReplicaCore
     /// primary per view: a rotated USIG's new identity leads only from its first view on).</summary>
     private bool MayLeadView => _crypto.Ui.Epochs.LeaderEpoch(Id, View) == _crypto.Ui.Epochs.Current(Id);
 
+    /// <summary>The PREPARE is certified under the identity of its primary that leads its view.</summary>
+    private bool UnderLeaderIdentity(Prepare prepare) => prepare.PrepareUi.Epoch == _crypto.Ui.Epochs.LeaderEpoch(prepare.PrimaryId, prepare.View);
+
     /// <summary>Number of batches executed so far (the position in the replicated history).</summary>
     public ulong ExecutedSequence { get; private set; }
 

@@ -32,7 +32,7 @@ public static class UiClaims
     public static IEnumerable<UiClaim> Of(RecoveredState state) =>
         (state.Certificate is { } certificate ? Of(certificate) : []).Concat(state.ViewStarts.SelectMany(Of))
             // Restore also reads the view starts its own log's PREPAREs carry.
-            .Concat(state.Log.Select(m => (m switch { Prepare p => p, Commit c => c.Prepare, _ => null })?.ViewStart).OfType<CheckpointCertificate>().SelectMany(Of));
+            .Concat(state.Log.Select(m => Prepare.In(m)?.ViewStart).OfType<CheckpointCertificate>().SelectMany(Of));
 
     public static IEnumerable<UiClaim> Of(CheckpointCertificate certificate) => certificate.Checkpoints.SelectMany(Own);
 
@@ -53,7 +53,7 @@ public static class UiClaims
         Of(vc.CheckpointCertificate)
             .Concat(vc.ViewStarts.SelectMany(Of))
             // Log entries are checked as the VIEW-CHANGE's sender's, whatever they claim.
-            .Concat(vc.Log.SelectMany(entry => (entry switch { Prepare p => p, Commit c => c.Prepare, _ => null }) is { } prepare
+            .Concat(vc.Log.SelectMany(entry => Prepare.In(entry) is { } prepare
                 ? [Claim(vc.ReplicaId, entry), Claim(prepare.PrimaryId, prepare)]
                 : new[] { Claim(vc.ReplicaId, entry) }));
 }

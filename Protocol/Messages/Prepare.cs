@@ -18,4 +18,7 @@ public sealed record Prepare(
     public override int Sender => PrimaryId;
     public override UniqueIdentifier Ui => PrepareUi;
     public override CertifiedMessage WithUi(UniqueIdentifier ui) => this with { PrepareUi = ui };
+
+    /// <summary>The PREPARE a message is or carries (a COMMIT's), or null.</summary>
+    public static Prepare? In(CertifiedMessage message) => message switch { Prepare p => p, Commit c => c.Prepare, _ => null };
 }
