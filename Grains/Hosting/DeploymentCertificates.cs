@@ -139,6 +139,20 @@ public static class DeploymentCertificates
     /// <summary>The common name keygen gives silo <paramref name="name"/>'s certificate (<c>domain-i</c>, <c>gateway</c>).</summary>
     public static string SiloCommonName(string name) => "minbft-silo-" + name;
 
+    /// <summary>The fault domain a silo certificate names (<c>CN=minbft-silo-domain-i</c>), or null
+    /// for any other name (the gateway's, a client's).</summary>
+    public static int? FaultDomainOf(X509Certificate2 certificate)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        var prefix = SiloCommonName(DomainName(0))[..^1];
+        var name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
+        return name.StartsWith(prefix, StringComparison.Ordinal)
+            && int.TryParse(name.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var domain)
+            && SiloCommonName(DomainName(domain)) == name // one spelling per domain ("01" is not domain 1)
+                ? domain
+                : null;
+    }
+
     private static void Write(string path, string text, bool secret)
     {
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };

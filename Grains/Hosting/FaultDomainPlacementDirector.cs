@@ -15,10 +15,13 @@ namespace MinBft.Hosting;
 /// Placement runs on the silo that routes the first call (a gateway for client calls), so the
 /// decision uses that silo's view of membership and of the other silos' metadata. Right after
 /// a silo joins, its metadata may not be cached yet; the call then fails and the caller retries.
+/// With mutual TLS, a silo whose certificate (seen on this silo's connection to it) names another
+/// domain is never chosen, whatever its metadata says.
 /// </remarks>
 public sealed partial class FaultDomainPlacementDirector(
     ISiloMetadataCache metadataCache,
-    ILogger<FaultDomainPlacementDirector> logger) : IPlacementDirector
+    ILogger<FaultDomainPlacementDirector> logger,
+    SiloCertificateDomains? certificates = null) : IPlacementDirector
 {
     /// <summary>The silo metadata key under which a silo announces its fault domain.</summary>
     public const string MetadataKey = "minbft.fault-domain";
@@ -27,22 +30,19 @@ public sealed partial class FaultDomainPlacementDirector(
     public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
     {
         var grainId = target.GrainIdentity;
-        if (!grainId.TryGetIntegerKey(out var key, out var keyExtension) || keyExtension is not null
-            || key < 0 || key > int.MaxValue)
-        {
-            throw new ArgumentException(
-                $"Grain {grainId} uses fault-domain placement but its key is not a plain non-negative integer (the fault domain).",
-                nameof(target));
-        }
-
-        var faultDomain = (int)key;
+        var faultDomain = FaultDomainOf(grainId) ?? throw new ArgumentException(
+            $"Grain {grainId} uses fault-domain placement but its key is not a plain non-negative integer (the fault domain).",
+            nameof(target));
         var candidates = new List<SiloAddress>();
         foreach (var silo in context.GetCompatibleSilos(target))
         {
-            if (GetFaultDomain(metadataCache.GetSiloMetadata(silo)) == faultDomain)
+            if (GetFaultDomain(metadataCache.GetSiloMetadata(silo)) != faultDomain) continue;
+            if (!silo.Equals(context.LocalSilo) && certificates?.Check(silo.Endpoint, faultDomain) == SiloDomainCheck.Refused)
             {
-                candidates.Add(silo);
+                LogCertificateDisagrees(logger, silo, faultDomain, certificates.Describe(silo.Endpoint));
+                continue;
             }
+            candidates.Add(silo);
         }
 
         if (candidates.Count == 0)
@@ -62,6 +62,12 @@ public sealed partial class FaultDomainPlacementDirector(
         return Task.FromResult(chosen);
     }
 
+    /// <summary>The fault domain of a grain placed by fault domain: its integer key, or null if the key is not a plain non-negative integer.</summary>
+    public static int? FaultDomainOf(GrainId grainId) =>
+        grainId.TryGetIntegerKey(out var key, out var keyExtension) && keyExtension is null && key >= 0 && key <= int.MaxValue
+            ? (int)key
+            : null;
+
     /// <summary>Reads the fault domain a silo announced, or null if it announced none.</summary>
     public static int? GetFaultDomain(SiloMetadata metadata)
     {
@@ -71,6 +77,9 @@ public sealed partial class FaultDomainPlacementDirector(
                 ? domain
                 : null;
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Silo {Silo} declares fault domain {FaultDomain} but its certificate names '{Proven}': not a candidate")]
+    private static partial void LogCertificateDisagrees(ILogger logger, SiloAddress silo, int faultDomain, string proven);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot place {GrainId}: no active silo of fault domain {FaultDomain}.")]
     private static partial void LogFaultDomainDown(ILogger logger, GrainId grainId, int faultDomain);

@@ -20,6 +20,7 @@ public sealed class MinBftMetrics
     private readonly Counter<long> _viewChanges;
     private readonly Counter<long> _rejections;
     private readonly Counter<long> _clientEvictions;
+    private readonly Counter<long> _directoryRefusals;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meters"/> (one per silo's services).</summary>
     public MinBftMetrics(IMeterFactory meters)
@@ -33,6 +34,7 @@ public sealed class MinBftMetrics
         _commitLatency = meter.CreateHistogram<double>("minbft.commit.latency", "ms", "At the primary: from sending a batch's PREPARE to executing the batch");
         _viewChanges = meter.CreateCounter<long>("minbft.view.changes", "{view}", "Views a replica moved past");
         _rejections = meter.CreateCounter<long>("minbft.rejections", "{input}", "Inputs rejected, by reason");
+        _directoryRefusals = meter.CreateCounter<long>("minbft.directory.refused", "{entry}", "Grain directory entries of a fault domain's grain refused because the silo's certificate names another domain");
         _clientEvictions = meter.CreateCounter<long>("minbft.client.evictions", "{record}", "Client records evicted from the replicated table (beyond maxClientRecords)");
     }
 
@@ -59,6 +61,8 @@ public sealed class MinBftMetrics
         _rejections.Add(1, ReplicaTag(replica), new KeyValuePair<string, object?>("reason", reason));
 
     internal void ClientsEvicted(int replica, long records) => _clientEvictions.Add(records, ReplicaTag(replica));
+
+    internal void DirectoryEntryRefused() => _directoryRefusals.Add(1);
 
     private static KeyValuePair<string, object?> ReplicaTag(int replica) => new("replica", replica);
 }

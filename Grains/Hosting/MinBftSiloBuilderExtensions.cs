@@ -9,6 +9,7 @@ using Orleans;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Runtime;
+using Orleans.Runtime.GrainDirectory;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 
 namespace MinBft.Hosting;
@@ -112,6 +113,9 @@ public static class MinBftSiloBuilderExtensions
 #pragma warning disable ORLEANSEXP003
             builder.AddDistributedGrainDirectory();
 #pragma warning restore ORLEANSEXP003
+            // With mutual TLS, fault-domain grains are found only on silos whose certificate
+            // proves their domain (FaultDomainGrainDirectory); it wraps the directory above.
+            if (transport.IsMutualTls) builder.Services.AddSingleton<IGrainDirectoryResolver, FaultDomainGrainDirectoryResolver>();
         }
 
         // Trace context across grain calls (MinBftTracing), when asked for (it costs every call);

@@ -79,10 +79,21 @@ internal static partial class MinBftSiloTls
         DeploymentTls.CheckOwnCertificate(manifest, certificate, TlsPeer.Silo, path);
         CheckFaultDomain(certificate, options.FaultDomain, path);
         var authorities = manifest.LoadTlsCertificateAuthorities();
+        var domains = new SiloCertificateDomains();
+        builder.Services.AddSingleton(domains);
         builder.Configure<SiloConnectionOptions>(connections =>
         {
             connections.ConfigureSiloInboundConnection(c => c.UseServerTls(Options(certificate, authorities, TlsPeer.Silo, "silo-to-silo (inbound)", c.ApplicationServices)));
-            connections.ConfigureSiloOutboundConnection(c => c.UseClientTls(Options(certificate, authorities, TlsPeer.Silo, "silo-to-silo (outbound)", c.ApplicationServices)));
+            connections.ConfigureSiloOutboundConnection(c =>
+            {
+                c.UseClientTls(Options(certificate, authorities, TlsPeer.Silo, "silo-to-silo (outbound)", c.ApplicationServices));
+                // After the handshake: the domain this peer's certificate names, for the check where messages leave.
+                c.Use(next => context =>
+                {
+                    domains.Note(context.RemoteEndPoint, context.Features.Get<ITlsConnectionFeature>()?.RemoteCertificate);
+                    return next(context);
+                });
+            });
             connections.ConfigureGatewayInboundConnection(c => c.UseServerTls(Options(certificate, authorities, TlsPeer.SiloOrClient, "gateway", c.ApplicationServices)));
         });
         return MinBftTransport.MutualTls(certificate);

@@ -5,10 +5,12 @@ using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using MinBft.Application;
 using MinBft.Client;
 using MinBft.Hosting;
 using Orleans.Configuration;
 using Orleans.Connections.Security;
+using Orleans.GrainDirectory;
 using Orleans.Hosting;
 using Orleans.Runtime;
 using Xunit.Abstractions;
@@ -157,6 +159,45 @@ public sealed class TlsTests(TlsClusterFixture cluster, ITestOutputHelper output
         await cluster.AssertMembersAsync(2);
     }
 
+    /// <summary>
+    /// A member with a valid silo certificate (the gateway's: it names no fault domain) runs changed
+    /// code: it writes a directory entry that puts fault domain 0's grain on itself, replacing any
+    /// entry there, as if it had placed and activated it. The gateway silo, where the client's call
+    /// leaves for a silo, finds the entry, sees that the silo's certificate (from its own TLS
+    /// connection to it) does not name domain 0, and places the call again: it runs in domain 0,
+    /// whose activation's registration replaces the forged entry.
+    /// </summary>
+    [Fact]
+    public async Task Attack_member_registering_another_domains_grain_on_itself_in_the_directory_gets_none_of_its_calls()
+    {
+        var mark = cluster.Log.Count;
+        using var rogue = await cluster.JoinAsync("directory-forger", o => o.Tls.Required = true);
+        var rogueSilo = rogue.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress;
+        var grainId = rogue.Services.GetRequiredService<IGrainFactory>().GetGrain<IDurableKeyValueGrain>(0).GetGrainId();
+        // Orleans' directory itself, under the checks: what changed code would write to.
+        var directory = rogue.Services.GetRequiredKeyedService<IGrainDirectory>(GrainDirectoryAttribute.DEFAULT_GRAIN_DIRECTORY);
+        var forged = new GrainAddress { GrainId = grainId, SiloAddress = rogueSilo, ActivationId = ActivationId.NewId() };
+        var registered = await directory.Register(forged, await directory.Lookup(grainId));
+        Assert.True(forged.Matches(registered), $"the forged entry did not take: {registered}");
+
+        using var client = cluster.BuildClient(c => c.UseMinBftTls(cluster.Manifest, DeploymentCertificates.ClientCertificatePath(cluster.Keys, DeploymentCertificates.DefaultClientName)));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await client.StartAsync(deadline.Token);
+        var grain = client.Services.GetRequiredService<IClusterClient>().GetGrain<IDurableKeyValueGrain>(0);
+        await grain.Execute(KeyValueOperation.EncodePut("forged-directory", [7])).WaitAsync(deadline.Token);
+        Assert.True(KeyValueResult.TryDecode(await grain.Execute(KeyValueOperation.EncodeGet("forged-directory")).WaitAsync(deadline.Token), out var read));
+        Assert.Equal([7], read.Value);
+
+        var entry = await directory.Lookup(grainId);
+        Assert.Equal(cluster.DomainSilo, entry?.SiloAddress);
+        // The gateway silo had no connection to the forger yet, so its lookup read the entry as not
+        // active (it logs only entries proven wrong); domain 0's silo replaced it.
+        await cluster.Log.WaitForAsync(mark, l => l.FromCluster && l.Message.Contains($"Refused the directory entry of {grainId} on silo {rogueSilo}", StringComparison.Ordinal),
+            "a silo of the cluster refusing the forged directory entry");
+        await client.StopAsync(CancellationToken.None);
+        await TlsTests.StopQuietlyAsync(rogue);
+    }
+
     /// <summary>Starts the client and calls a grain through it; the exception that stopped it, or null if it got through.</summary>
     private async Task<Exception?> TryCallAsync(IHost intruder)
     {
@@ -298,6 +339,26 @@ public sealed class TlsClusterFixture : IAsyncLifetime
         finally
         {
             await TlsTests.StopQuietlyAsync(silo);
+        }
+    }
+
+    /// <summary>Fault domain 0's silo.</summary>
+    public SiloAddress DomainSilo => _silos[0].Services.GetRequiredService<ILocalSiloDetails>().SiloAddress;
+
+    /// <summary>Starts another member (no fault domain unless <paramref name="options"/> gives one) and returns it running.</summary>
+    public async Task<IHost> JoinAsync(string name, Action<MinBftOptions> options)
+    {
+        var silo = BuildSilo("intruder-" + name, FreePorts.Next(), FreePorts.Next(), options, configure: null);
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            await silo.StartAsync(deadline.Token);
+            return silo;
+        }
+        catch
+        {
+            silo.Dispose();
+            throw;
         }
     }
 
