@@ -1,4 +1,7 @@
+using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -80,17 +83,62 @@ internal static partial class MinBftSiloTls
         CheckFaultDomain(certificate, options.FaultDomain, path);
         var authorities = manifest.LoadTlsCertificateAuthorities();
         var domains = new SiloCertificateDomains();
+        var probe = new SiloCertificateProbe(certificate, authorities);
         builder.Services.AddSingleton(domains);
         builder.Configure<SiloConnectionOptions>(connections =>
         {
-            connections.ConfigureSiloInboundConnection(c => c.UseServerTls(Options(certificate, authorities, TlsPeer.Silo, "silo-to-silo (inbound)", c.ApplicationServices)));
+            connections.ConfigureSiloInboundConnection(c =>
+            {
+                c.UseServerTls(Options(certificate, authorities, TlsPeer.Silo, "silo-to-silo (inbound)", c.ApplicationServices));
+                // Orleans also sends a silo's messages over the connections that claim its address:
+                // the claim must agree with what that address proved (SiloCertificateDomains.Admit).
+                var preamble = new SiloConnectionPreamble(c.ApplicationServices);
+                var logger = Logger(c.ApplicationServices);
+                c.Use(next => async context =>
+                {
+                    var (ended, claimed) = await preamble.PeekSiloAddressAsync(context).ConfigureAwait(false);
+                    if (ended) return; // closed before its preamble (a probe): nothing for Orleans to read
+                    if (claimed?.Endpoint is { } endpoint && !domains.IsKnown(endpoint))
+                    {
+                        // Never checked against another claim: ask the address itself first.
+                        try
+                        {
+                            foreach (var aborted in domains.Note(endpoint, await probe.FetchAsync(endpoint, context.ConnectionClosed).ConfigureAwait(false)))
+                                LogClaimRefused(logger, aborted);
+                        }
+                        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or AuthenticationException or InvalidDataException)
+                        {
+                            var why = $"it claims to be the silo at {endpoint}, whose certificate could not be fetched to check the claim ({e.Message})";
+                            LogClaimRefused(logger, why);
+                            context.Abort(new ConnectionAbortedException(why));
+                            return;
+                        }
+                    }
+                    if (domains.Admit(context, claimed, context.Features.Get<ITlsConnectionFeature>()?.RemoteCertificate) is { } refused)
+                    {
+                        LogClaimRefused(logger, refused);
+                        context.Abort(new ConnectionAbortedException(refused));
+                        return;
+                    }
+                    try
+                    {
+                        await next(context).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        domains.Forget(context);
+                    }
+                });
+            });
             connections.ConfigureSiloOutboundConnection(c =>
             {
                 c.UseClientTls(Options(certificate, authorities, TlsPeer.Silo, "silo-to-silo (outbound)", c.ApplicationServices));
                 // After the handshake: the domain this peer's certificate names, for the check where messages leave.
+                var logger = Logger(c.ApplicationServices);
                 c.Use(next => context =>
                 {
-                    domains.Note(context.RemoteEndPoint, context.Features.Get<ITlsConnectionFeature>()?.RemoteCertificate);
+                    foreach (var aborted in domains.Note(context.RemoteEndPoint, context.Features.Get<ITlsConnectionFeature>()?.RemoteCertificate))
+                        LogClaimRefused(logger, aborted);
                     return next(context);
                 });
             });
@@ -119,9 +167,12 @@ internal static partial class MinBftSiloTls
         }
     }
 
+    private static ILogger Logger(IServiceProvider services) =>
+        services.GetService<ILoggerFactory>()?.CreateLogger(typeof(MinBftSiloTls).FullName!) ?? NullLogger.Instance;
+
     private static TlsOptions Options(X509Certificate2 certificate, IReadOnlyList<X509Certificate2> authorities, TlsPeer peer, string connection, IServiceProvider services)
     {
-        var logger = services.GetService<ILoggerFactory>()?.CreateLogger(typeof(MinBftSiloTls).FullName!) ?? NullLogger.Instance;
+        var logger = Logger(services);
         return new TlsOptions
         {
             LocalCertificate = certificate,
@@ -138,6 +189,9 @@ internal static partial class MinBftSiloTls
             },
         };
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "TLS: refused a silo-to-silo (inbound) connection: {Reason}")]
+    private static partial void LogClaimRefused(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "TLS: refused a {Connection} connection: certificate {Subject} (thumbprint {Thumbprint}) is {Reason}")]
     private static partial void LogPeerRefused(ILogger logger, string connection, string subject, string thumbprint, string reason);

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Connections;
+using Orleans.Runtime;
 
 namespace MinBft.Hosting;
 
@@ -19,20 +21,73 @@ public enum SiloDomainCheck
 
 /// <summary>
 /// The fault domain each silo endpoint proved with its certificate, learnt from the TLS handshakes
-/// of this silo's outbound silo-to-silo connections (the connections messages leave by). A silo's
-/// metadata, membership entry and grain directory entries are its own claims; the certificate is
-/// the deployment CA's. One per silo, with mutual TLS only.
+/// of this silo's outbound silo-to-silo connections (the silo at that address answered). A silo's
+/// metadata, membership entry, directory entries and the address it claims on an inbound
+/// connection are its own claims; the certificate is the deployment CA's. One per silo, with
+/// mutual TLS only.
 /// </summary>
 public sealed class SiloCertificateDomains
 {
     // Null value: a silo certificate that names no fault domain (the gateway's).
     private readonly ConcurrentDictionary<IPEndPoint, int?> _byEndpoint = new();
 
-    /// <summary>Records the certificate an outbound connection's peer showed (the TLS middleware checked it already).</summary>
-    public void Note(EndPoint? endpoint, X509Certificate2? certificate)
+    // Inbound silo connections still open, with the silo endpoint each claims and the domain its certificate names.
+    private readonly ConcurrentDictionary<ConnectionContext, (IPEndPoint Claimed, int? Domain)> _inbound = new();
+
+    /// <summary>
+    /// Records the certificate an outbound connection's peer showed (the TLS middleware checked it
+    /// already), and aborts inbound connections that claimed that silo's address with another
+    /// domain's certificate before it was known. Returns what it aborted, for the log.
+    /// </summary>
+    public IReadOnlyList<string> Note(EndPoint? endpoint, X509Certificate2? certificate)
     {
-        if (endpoint is IPEndPoint ip && certificate is not null) _byEndpoint[ip] = DeploymentCertificates.FaultDomainOf(certificate);
+        if (endpoint is not IPEndPoint ip || certificate is null) return [];
+        var proven = DeploymentCertificates.FaultDomainOf(certificate);
+        _byEndpoint[ip] = proven;
+        var aborted = new List<string>();
+        foreach (var (connection, claim) in _inbound)
+        {
+            if (!claim.Claimed.Equals(ip) || claim.Domain == proven) continue;
+            var why = Mismatch(ip, claim.Domain, proven);
+            connection.Abort(new ConnectionAbortedException(why));
+            _inbound.TryRemove(connection, out _);
+            aborted.Add(why);
+        }
+        return aborted;
     }
+
+    /// <summary>
+    /// An inbound silo connection that claims to be the silo at <paramref name="claimed"/>: Orleans
+    /// also sends that silo's messages over it. Refused (the reason) when this silo's own connection
+    /// to that address proved another domain than the inbound certificate names; otherwise null,
+    /// and the connection is remembered until <see cref="Forget"/>, in case that proof comes later.
+    /// </summary>
+    public string? Admit(ConnectionContext connection, SiloAddress? claimed, X509Certificate2? certificate)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        if (claimed?.Endpoint is not { } endpoint) return null; // no claim: Orleans sends nothing over it
+        if (certificate is null) return $"the connection claiming silo {claimed} showed no certificate";
+        var domain = DeploymentCertificates.FaultDomainOf(certificate);
+        _inbound[connection] = (endpoint, domain);
+        // Checked after remembering it: a proof noted meanwhile is either seen here or aborts it in Note.
+        if (_byEndpoint.TryGetValue(endpoint, out var proven) && proven != domain)
+        {
+            _inbound.TryRemove(connection, out _);
+            return Mismatch(endpoint, domain, proven);
+        }
+        return null;
+    }
+
+    /// <summary>Whether this silo knows what the silo at <paramref name="endpoint"/> proved.</summary>
+    public bool IsKnown(IPEndPoint endpoint) => _byEndpoint.ContainsKey(endpoint);
+
+    /// <summary>The inbound connection ended.</summary>
+    public void Forget(ConnectionContext connection) => _inbound.TryRemove(connection, out _);
+
+    private static string Mismatch(IPEndPoint claimed, int? shown, int? proven) =>
+        $"a connection claims to be the silo at {claimed} with a certificate of {Name(shown)}, but that silo proved {Name(proven)} on this silo's own connection to it";
+
+    private static string Name(int? domain) => domain is { } d ? "fault domain " + DeploymentCertificates.DomainName(d) : "no fault domain";
 
     /// <summary>Whether the silo at <paramref name="endpoint"/> proved it may host fault domain <paramref name="faultDomain"/>'s grains.</summary>
     public SiloDomainCheck Check(IPEndPoint endpoint, int faultDomain) =>

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -198,6 +200,92 @@ public sealed class TlsTests(TlsClusterFixture cluster, ITestOutputHelper output
         await TlsTests.StopQuietlyAsync(rogue);
     }
 
+    /// <summary>
+    /// Orleans sends a silo's messages over any inbound connection that claims that silo's address
+    /// in its preamble, and the claim is not part of TLS. Changed code with a valid silo certificate
+    /// (the gateway's: no fault domain) connects to the gateway silo and claims to be fault domain
+    /// 0's silo, so as to receive domain 0's messages. The gateway silo's own connection to domain
+    /// 0's silo proved domain 0, so it refuses the claim and closes the connection.
+    /// </summary>
+    [Fact]
+    public async Task Attack_connection_claiming_another_domains_silo_address_is_refused()
+    {
+        var mark = cluster.Log.Count;
+        var victim = cluster.DomainSilo;
+        var proofs = cluster.GatewaySilo.Services.GetRequiredService<SiloCertificateDomains>();
+        await MinBft.Tests.Client.Conditions.WaitUntilAsync(
+            () => Task.FromResult((proofs.Check(victim.Endpoint, 0) == SiloDomainCheck.Verified, proofs.Describe(victim.Endpoint))),
+            TimeSpan.FromSeconds(30), "the gateway silo's own connection to domain 0's silo");
+
+        await ClaimAndExpectRefusalAsync(victim, mark,
+            $"refused a silo-to-silo (inbound) connection: a connection claims to be the silo at {victim.Endpoint} with a certificate of no fault domain");
+        await cluster.AssertMembersAsync(2);
+    }
+
+    /// <summary>
+    /// The same claim for an address the gateway silo never connected to: it dials that address
+    /// to learn its certificate before admitting the claim (never trusting one claim against
+    /// another). Nothing answers there, so the claim is refused.
+    /// </summary>
+    [Fact]
+    public async Task Attack_connection_claiming_an_address_where_no_silo_answers_is_refused()
+    {
+        var mark = cluster.Log.Count;
+        var nobody = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, FreePorts.Next()), 1);
+        await ClaimAndExpectRefusalAsync(nobody, mark,
+            $"refused a silo-to-silo (inbound) connection: it claims to be the silo at {nobody.Endpoint}, whose certificate could not be fetched");
+    }
+
+    // Connects to the gateway silo's silo port with the gateway's valid certificate, claims to be
+    // `claimed`, and expects the gateway silo to log `refusal` and close the connection.
+    private async Task ClaimAndExpectRefusalAsync(SiloAddress claimed, int mark, string refusal)
+    {
+        using var certificate = DeploymentTls.LoadCertificateWithKey(DeploymentCertificates.SiloCertificatePath(cluster.Keys, DeploymentCertificates.GatewayDirectoryName));
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, cluster.GatewaySiloPort);
+        await using var tls = new SslStream(tcp.GetStream());
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "minbft-silo",
+            ClientCertificates = [certificate],
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+        }, deadline.Token);
+        await tls.WriteAsync(ForgedPreamble(cluster.GatewaySilo.Services, claimed, cluster.ClusterId), deadline.Token);
+        await tls.FlushAsync(deadline.Token);
+
+        await cluster.Log.WaitForAsync(mark, l => l.Silo == "gateway" && l.Message.Contains(refusal, StringComparison.Ordinal), "the gateway silo refusing the claim");
+        // Closed: the read ends (0 bytes, or a reset) instead of Orleans' own preamble and messages.
+        var buffer = new byte[4096];
+        int read;
+        try
+        {
+            read = await tls.ReadAsync(buffer, deadline.Token);
+        }
+        catch (IOException)
+        {
+            read = 0;
+        }
+        Assert.Equal(0, read);
+    }
+
+    // Orleans' connection preamble (internal type, so built by name) claiming to be `claimed`.
+    private static byte[] ForgedPreamble(IServiceProvider services, SiloAddress claimed, string clusterId)
+    {
+        var type = Type.GetType("Orleans.Runtime.Messaging.ConnectionPreamble, Orleans.Core", throwOnError: true)!;
+        var preamble = Activator.CreateInstance(type, nonPublic: true)!;
+        var siloConnection = Type.GetType("Orleans.Runtime.Constants, Orleans.Core", throwOnError: true)!.GetField("SiloDirectConnectionId")!.GetValue(null);
+        type.GetProperty("NodeIdentity")!.SetValue(preamble, siloConnection);
+        type.GetProperty("SiloAddress")!.SetValue(preamble, claimed);
+        type.GetProperty("ClusterId")!.SetValue(preamble, clusterId);
+        var serializer = services.GetRequiredService(typeof(Orleans.Serialization.Serializer<>).MakeGenericType(type));
+        var body = (byte[])serializer.GetType().GetMethod("SerializeToArray", [type])!.Invoke(serializer, [preamble])!;
+        var framed = new byte[sizeof(int) + body.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(framed, body.Length);
+        body.CopyTo(framed, sizeof(int));
+        return framed;
+    }
+
     /// <summary>Starts the client and calls a grain through it; the exception that stopped it, or null if it got through.</summary>
     private async Task<Exception?> TryCallAsync(IHost intruder)
     {
@@ -272,7 +360,8 @@ public sealed class TlsClusterFixture : IAsyncLifetime
         await domain.StartAsync(deadline.Token);
         _gatewayPort = FreePorts.Next();
         // A silo without fault domain: its certificate is gateway/tls/ next to the manifest (the default path).
-        var gateway = BuildSilo("gateway", FreePorts.Next(), _gatewayPort, o => o.Tls.Required = true, configure: null);
+        GatewaySiloPort = FreePorts.Next();
+        var gateway = BuildSilo("gateway", GatewaySiloPort, _gatewayPort, o => o.Tls.Required = true, configure: null);
         _silos.Add(gateway);
         await gateway.StartAsync(deadline.Token);
     }
@@ -341,6 +430,15 @@ public sealed class TlsClusterFixture : IAsyncLifetime
             await TlsTests.StopQuietlyAsync(silo);
         }
     }
+
+    /// <summary>The gateway silo (no fault domain).</summary>
+    public IHost GatewaySilo => _silos[1];
+
+    /// <summary>The gateway silo's silo-to-silo port.</summary>
+    public int GatewaySiloPort { get; private set; }
+
+    /// <summary>The cluster id (also the service id).</summary>
+    public string ClusterId => _clusterId;
 
     /// <summary>Fault domain 0's silo.</summary>
     public SiloAddress DomainSilo => _silos[0].Services.GetRequiredService<ILocalSiloDetails>().SiloAddress;
