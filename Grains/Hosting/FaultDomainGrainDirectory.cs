@@ -33,7 +33,7 @@ internal sealed partial class FaultDomainGrainDirectory(
         var entry = await inner.Lookup(grainId, cancellationToken).ConfigureAwait(false);
         if (entry is null) return null;
         var check = Check(entry);
-        if (check == SiloDomainCheck.Refused) Refuse(entry, "lookup", "its certificate names " + Proven(entry));
+        if (check == SiloDomainCheck.Refused) Refuse(entry, "lookup", "its certificate names " + Proven(entry) + ", not the grain's");
         return check == SiloDomainCheck.Verified ? entry : null;
     }
 
@@ -75,7 +75,7 @@ internal sealed partial class FaultDomainGrainDirectory(
     // Why an entry another silo registered may not stand, or null if it may.
     private string? Misplaced(GrainAddress entry) => Check(entry) switch
     {
-        SiloDomainCheck.Refused => "its certificate names " + Proven(entry),
+        SiloDomainCheck.Refused => "its certificate names " + Proven(entry) + ", not the grain's",
         // No connection to that silo yet: keep the entry only if the silo at least claims the
         // domain (a standby of it); a silo that does not even claim it never hosts it.
         SiloDomainCheck.Unknown when declaredDomain(entry.SiloAddress!) != FaultDomainPlacementDirector.FaultDomainOf(entry.GrainId) => "it has not shown its certificate here and does not declare the grain's fault domain",
@@ -91,7 +91,7 @@ internal sealed partial class FaultDomainGrainDirectory(
         LogRefused(logger, entry.GrainId, entry.SiloAddress, where, why);
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Refused the directory entry of {GrainId} on silo {Silo} ({Where}): {Why}, not the grain's")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Refused the directory entry of {GrainId} on silo {Silo} ({Where}): {Why}")]
     private static partial void LogRefused(ILogger logger, GrainId grainId, SiloAddress? silo, string where, string why);
 }
 

@@ -84,11 +84,6 @@ public sealed class SiloCertificateDomains
     /// <summary>The inbound connection ended.</summary>
     public void Forget(ConnectionContext connection) => _inbound.TryRemove(connection, out _);
 
-    private static string Mismatch(IPEndPoint claimed, int? shown, int? proven) =>
-        $"a connection claims to be the silo at {claimed} with a certificate of {Name(shown)}, but that silo proved {Name(proven)} on this silo's own connection to it";
-
-    private static string Name(int? domain) => domain is { } d ? "fault domain " + DeploymentCertificates.DomainName(d) : "no fault domain";
-
     /// <summary>Whether the silo at <paramref name="endpoint"/> proved it may host fault domain <paramref name="faultDomain"/>'s grains.</summary>
     public SiloDomainCheck Check(IPEndPoint endpoint, int faultDomain) =>
         !_byEndpoint.TryGetValue(endpoint, out var proven) ? SiloDomainCheck.Unknown
@@ -100,4 +95,9 @@ public sealed class SiloCertificateDomains
         !_byEndpoint.TryGetValue(endpoint, out var proven) ? "unknown"
         : proven is { } domain ? DeploymentCertificates.DomainName(domain)
         : "none";
+
+    private static string Mismatch(IPEndPoint claimed, int? shown, int? proven) =>
+        $"a connection claims to be the silo at {claimed} with a certificate of {Name(shown)}, but that silo proved {Name(proven)} on this silo's own connection to it";
+
+    private static string Name(int? domain) => domain is { } d ? "fault domain " + DeploymentCertificates.DomainName(d) : "no fault domain";
 }
