@@ -157,10 +157,11 @@ internal static partial class MinBftSiloTls
     {
         ArgumentNullException.ThrowIfNull(certificate);
         if (faultDomain is not { } domain) return; // a gateway silo hosts no replica
-        var expected = DeploymentCertificates.SiloCommonName(DeploymentCertificates.DomainName(domain));
-        var name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
-        if (!string.Equals(name, expected, StringComparison.Ordinal))
+        // The same reading of the certificate that peers apply to this silo (SiloCertificateDomains).
+        if (DeploymentCertificates.FaultDomainOf(certificate) != domain)
         {
+            var expected = DeploymentCertificates.SiloCommonName(DeploymentCertificates.DomainName(domain));
+            var name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
             throw new InvalidDataException(
                 $"{source}: this silo is fault domain {domain} but its certificate is issued to '{name}', not '{expected}': "
                 + $"use domain {domain}'s certificate (keygen --silo-cert {DeploymentCertificates.DomainName(domain)})");

@@ -21,7 +21,8 @@ internal sealed class SiloConnectionPreamble
 {
     // Orleans' own bound (ConnectionPreambleHelper.MaxPreambleLength).
     private const int MaxLength = 1024;
-    private const string PreambleTypeName = "Orleans.Runtime.Messaging.ConnectionPreamble, Orleans.Core";
+    /// <summary>Orleans' internal preamble type, by name (the tests build forged preambles with it too).</summary>
+    internal const string PreambleTypeName = "Orleans.Runtime.Messaging.ConnectionPreamble, Orleans.Core";
 
     private readonly object _serializer;
     private readonly MethodInfo _deserialize;

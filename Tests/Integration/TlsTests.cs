@@ -272,7 +272,7 @@ public sealed class TlsTests(TlsClusterFixture cluster, ITestOutputHelper output
     // Orleans' connection preamble (internal type, so built by name) claiming to be `claimed`.
     private static byte[] ForgedPreamble(IServiceProvider services, SiloAddress claimed, string clusterId)
     {
-        var type = Type.GetType("Orleans.Runtime.Messaging.ConnectionPreamble, Orleans.Core", throwOnError: true)!;
+        var type = Type.GetType(SiloConnectionPreamble.PreambleTypeName, throwOnError: true)!;
         var preamble = Activator.CreateInstance(type, nonPublic: true)!;
         var siloConnection = Type.GetType("Orleans.Runtime.Constants, Orleans.Core", throwOnError: true)!.GetField("SiloDirectConnectionId")!.GetValue(null);
         type.GetProperty("NodeIdentity")!.SetValue(preamble, siloConnection);
