@@ -11,6 +11,7 @@ public sealed partial class ReplicaCore
     private void HandleTick()
     {
         ViewChangeTimers();
+        ViewChangeFetchTimer();
         StateTransferTimers();
         var interval = _tuning.RetransmitInterval;
         if (IsStalled())

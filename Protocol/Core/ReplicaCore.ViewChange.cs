@@ -285,9 +285,18 @@ public sealed partial class ReplicaCore
         if (newView.View < View || (newView.View == View && !_viewChanging)) return Outcome.Accepted; // stale or repeated
         if (newView.View > View + _tuning.MaxViewLookahead)
             return RejectOutcome(newView.PrimaryId, RejectReason.Inconsistent, "NEW-VIEW too far ahead");
-        if (!own && ValidateNewView(newView) is { } invalid)
-            return RejectOutcome(newView.PrimaryId, invalid.Reason, invalid.Detail);
-        var (checkpoint, history) = ComputeCarryOver(newView.ViewChanges);
+        if (!own)
+        {
+            // Sent by reference: every VIEW-CHANGE it names must be held whole first.
+            var (resolution, whole, held, reason, detail) = ResolveProof(newView);
+            if (resolution == ProofResolution.Missing) return Outcome.Blocked;
+            if (resolution == ProofResolution.Invalid) return RejectOutcome(newView.PrimaryId, reason, detail);
+            newView = whole!;
+            if (ValidateNewView(newView, held) is { } invalid)
+                return RejectOutcome(newView.PrimaryId, invalid.Reason, invalid.Detail);
+        }
+        var proof = newView.Proof();
+        var (checkpoint, history) = ComputeCarryOver(proof);
         // A replica behind the carried history's start needs a snapshot (state transfer).
         var start = history.Count > 0 ? history[0].Sequence : checkpoint.Sequence + 1;
         if (ExecutedSequence + 1 < start && ExecutedSequence < checkpoint.Sequence)
@@ -302,20 +311,31 @@ public sealed partial class ReplicaCore
             ResetViewState();
         }
         EnterView(checkpoint, history);
+        ForgetViewChangeCopies(proof);
         return Outcome.Accepted;
     }
 
-    private (RejectReason Reason, string Detail)? ValidateNewView(NewView newView)
+    /// <param name="newView">A NEW-VIEW with every VIEW-CHANGE whole.</param>
+    /// <param name="held">Per VIEW-CHANGE: resolved from this replica's own holdings, checked when
+    /// it arrived (neither hashed nor verified again).</param>
+    private (RejectReason Reason, string Detail)? ValidateNewView(NewView newView, bool[] held)
     {
         if (newView.PrimaryId != PrimaryOf(newView.View)) return (RejectReason.NotPrimary, "NEW-VIEW from a replica that is not the new primary");
         if (newView.Ui.Epoch != _crypto.Ui.Epochs.LeaderEpoch(newView.PrimaryId, newView.View))
             return (RejectReason.EpochNotForView, $"NEW-VIEW of view {newView.View} under USIG epoch {newView.Ui.Epoch}");
         var senders = new HashSet<int>();
         var vouching = 0;
-        foreach (var vc in newView.ViewChanges)
+        var proof = newView.Proof();
+        for (var i = 0; i < proof.Length; i++)
         {
+            var vc = proof[i];
             if (vc.NewView != newView.View || !senders.Add(vc.ReplicaId))
                 return (RejectReason.Inconsistent, "NEW-VIEW holds a VIEW-CHANGE for another view or a repeated sender");
+            if (held[i])
+            {
+                if (Vouches(vc)) vouching++;
+                continue;
+            }
             if (!_crypto.Ui.Verify(vc.ReplicaId, vc.Ui, MessageEncoding.CertifiedDigest(vc)))
                 return (RejectReason.InvalidUi, "NEW-VIEW holds a forged VIEW-CHANGE");
             if (ValidateViewChange(vc) is { } invalid) return (invalid.Reason, "NEW-VIEW: " + invalid.Detail);

@@ -148,6 +148,12 @@ public sealed partial class ReplicaCore
             case StateChunk stateChunk:
                 HandleStateChunk(stateChunk);
                 break;
+            case ViewChangeFetch fetch:
+                HandleViewChangeFetch(fetch);
+                break;
+            case ViewChangeRelay relay:
+                HandleViewChangeRelay(relay);
+                break;
             default:
                 Reject(SafeSender(message), RejectReason.Unsupported, message.GetType().Name);
                 break;
@@ -210,7 +216,10 @@ public sealed partial class ReplicaCore
         return new Ready(effects, NextTick());
     }
 
-    private void Emit(Effect effect) => _effects.Add(effect);
+    // A NEW-VIEW leaves by reference, whoever sends it and why (broadcast, retransmission, relay):
+    // its VIEW-CHANGEs reach peers in their senders' streams, or one by one when fetched.
+    private void Emit(Effect effect) =>
+        _effects.Add(effect is Send { Message: NewView newView } send ? send with { Message = newView.ByReference() } : effect);
 
     /// <summary>The host's durable work, at most one of each kind in flight: everything produced
     /// while one is in flight goes into the next (group commit), and the USIG certifies durable

@@ -86,6 +86,13 @@ public static class MessageEncoding
         return w.ToArray();
     }
 
+    public static byte[] ViewChangeFetch(ViewChangeFetch f)
+    {
+        var w = new CanonicalWriter(16 + f.Wanted.Length * 96).Tag(MessageTag.ViewChangeFetch).I32(f.ReplicaId).I32(f.Wanted.Length);
+        foreach (var stub in f.Wanted) WriteCertifiedReference(w, stub);
+        return w.ToArray();
+    }
+
     public static byte[] RetransmitRequest(RetransmitRequest r) =>
         new CanonicalWriter(48).Tag(MessageTag.RetransmitRequest).I32(r.ReplicaId).I32(r.TargetId).U64(r.FromCounter).ToArray();
 

@@ -56,6 +56,8 @@ public static class MessageLimits
         ViewChange v => CheckViewChange(v),
         CertifiedStub s => CheckUi(s.StubUi) ?? (s.CertifiedDigest is { Length: DigestLength } ? null : "stub digest length"),
         NewView n => CheckNewView(n),
+        ViewChangeFetch f => CheckViewChangeFetch(f),
+        ViewChangeRelay r => r.ViewChange is null ? "null view change" : CheckViewChange(r.ViewChange),
         _ => $"unknown message type {m.GetType().Name}",
     };
 
@@ -74,6 +76,7 @@ public static class MessageLimits
         ViewChange v => 512 + (v.Log?.Sum(e => e is null ? 0 : ApproximateBytes(e)) ?? 0)
             + 4096L * ((v.ViewStarts?.Length ?? 0) + 1),
         NewView n => 256 + (n.ViewChanges?.Sum(v => v is null ? 0 : ApproximateBytes(v)) ?? 0),
+        ViewChangeRelay r => 256 + (r.ViewChange is null ? 0 : ApproximateBytes(r.ViewChange)),
         StateChunk c => 4096 + (c.Data?.Length ?? 0),
         _ => 512,
     };
@@ -208,7 +211,26 @@ public static class MessageLimits
         if (n.ViewChanges is null) return "null view-change list";
         if (n.ViewChanges.Length > MaxViewChangesInNewView) return "too many view changes";
         foreach (var vc in n.ViewChanges)
-            if ((vc is null ? "null view change" : CheckViewChange(vc)) is { } bad) return bad;
+        {
+            // Whole, or by reference (a stub naming one by digest and UI).
+            var bad = vc switch
+            {
+                ViewChange whole => CheckViewChange(whole),
+                CertifiedStub stub => Check(stub),
+                null => "null view change",
+                _ => "bad view change entry",
+            };
+            if (bad is not null) return bad;
+        }
         return null;
+    }
+
+    private static string? CheckViewChangeFetch(ViewChangeFetch f)
+    {
+        if (f.Wanted is null) return "null wanted list";
+        if (f.Wanted.Length is 0 or > MaxViewChangesInNewView) return "wanted list length";
+        foreach (var stub in f.Wanted)
+            if ((stub is null ? "null stub" : Check(stub)) is { } bad) return bad;
+        return CheckSignature(f.Signature);
     }
 }

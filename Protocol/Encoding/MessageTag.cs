@@ -21,6 +21,7 @@ public enum MessageTag : byte
     UsigCertificate = 16,
     ClientId = 17,
     ClientSessionAccept = 18,
+    ViewChangeFetch = 19,
 }
 
 public static class MessageTags

@@ -24,6 +24,8 @@ public static class UiClaims
     public static IEnumerable<UiClaim> Of(ReplicaMessage message) => message switch
     {
         CertifiedMessage certified => Own(certified).Concat(Inside(certified)),
+        // A relayed copy is checked as its sender's VIEW-CHANGE, whoever relays it.
+        ViewChangeRelay relay => Own(relay.ViewChange).Concat(InViewChange(relay.ViewChange)),
         StateChunk chunk => Of(chunk.Certificate).Concat(chunk.ViewStart is { } start ? Of(start) : []),
         _ => [],
     };
@@ -45,7 +47,8 @@ public static class UiClaims
         Prepare p => p.ViewStart is { } start ? Of(start) : [],
         Commit c => Of(c.Prepare),
         ViewChange vc => InViewChange(vc),
-        NewView nv => nv.ViewChanges.SelectMany(vc => Own(vc).Concat(InViewChange(vc))),
+        // By reference, a VIEW-CHANGE's inside was checked when it arrived in its own right.
+        NewView nv => nv.ViewChanges.SelectMany(vc => Own(vc).Concat(vc is ViewChange whole ? InViewChange(whole) : [])),
         _ => [],
     };
 

@@ -181,7 +181,7 @@ public sealed class UsigRotationTests
         h.Deliver(0, suspicion(2));
         h.Flush();
         var newView = Assert.Single(h.Sent<NewView>(1));
-        Assert.Contains(newView.ViewChanges, vc => vc.ReplicaId == 0);
+        Assert.Contains(newView.ViewChanges, vc => vc.Sender == 0);
         Assert.All(h.Cores, c => Assert.False(c.ViewChanging));
     }
 

@@ -58,6 +58,11 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, Sim
             case Commit c when rng.NextDouble() < 0.3:
                 CommitTo(c.Prepare, rng);
                 break;
+            case ViewChangeFetch fetch when rng.NextDouble() < 0.5 && _viewChanges.Count > 0:
+                // Answer with any VIEW-CHANGE it heard, asked for or not: only the one a waiting
+                // NEW-VIEW refers to may be kept.
+                sim.Transmit(id, fetch.ReplicaId, new ViewChangeRelay(id, _viewChanges[rng.Next(_viewChanges.Count)]));
+                break;
             case RetransmitRequest r when rng.NextDouble() < 0.5:
                 // Answer honestly sometimes: a faulty replica may also behave.
                 foreach (var m in _sent.Where(m => m.Ui.Counter >= r.FromCounter).Take(16)) sim.Transmit(id, r.ReplicaId, m);
@@ -265,8 +270,8 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, Sim
 
     /// <summary>
     /// As the primary of a later view (one it leads, or the next it would): a NEW-VIEW that omits
-    /// VIEW-CHANGEs it heard, lists them in another order, carries its own VIEW-CHANGE with a
-    /// batch invented for the occasion, or mixes in VIEW-CHANGEs for other views.
+    /// VIEW-CHANGEs it heard, lists them in another order (sent by reference), carries its own
+    /// VIEW-CHANGE with a batch invented for the occasion, or mixes in VIEW-CHANGEs for other views.
     /// </summary>
     private void SendBogusNewView(Random rng)
     {
@@ -289,7 +294,10 @@ internal sealed class RogueReplica(Simulation sim, int id, ClusterKeys keys, Sim
             3 => [.. _viewChanges.Where(vc => vc.NewView != view).Take(sim.N), (ViewChange)own],     // other views' VIEW-CHANGEs
             _ => [(ViewChange)own, .. heard],                                                       // with an invented batch
         };
-        Broadcast(Certify(new NewView(id, view, set, UniqueIdentifier.None)), rng);
+        // The reordered one goes by reference, as correct primaries send theirs: peers must fetch
+        // its invented VIEW-CHANGE (from its stream, or from this replica, which may not answer).
+        var newView = (NewView)Certify(new NewView(id, view, set, UniqueIdentifier.None));
+        Broadcast(variant == 1 ? newView.ByReference() : newView, rng);
     }
 
     /// <summary>An invented UI certificate of the right length for the cluster's scheme. It draws

@@ -168,6 +168,12 @@ public sealed class Simulation
     }
 
     /// <summary>Snapshots installed by state transfer, over all correct replicas.</summary>
+    /// <summary>VIEW-CHANGE fetches sent, and relayed copies accepted, by replicas' current cores
+    /// (a NEW-VIEW travels by reference; coverage of the fetch path).</summary>
+    public long ViewChangeFetches => _replicas.Sum(r => r?.Core.ViewChangeFetchesSent ?? 0);
+
+    public long RelayedViewChanges => _replicas.Sum(r => r?.Core.RelayedViewChangesAccepted ?? 0);
+
     public long StateTransfers => _replicas.Where(r => r is { Tampering: false }).Sum(r => r!.Core.StateTransfersCompleted);
 
     /// <summary>One replica's core (tests look at its counters).</summary>

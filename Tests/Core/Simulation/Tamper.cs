@@ -37,6 +37,9 @@ internal static class Tamper
                 return r with { FromCounter = r.FromCounter + 1 };
             case StateChunk c:
                 return CorruptChunk(c, rng);
+            case ViewChangeRelay r when r.ViewChange.Log.Length > 0:
+                // A relayed copy with its log cut: no longer the VIEW-CHANGE its UI certifies.
+                return r with { ViewChange = r.ViewChange with { Log = r.ViewChange.Log[..^1] } };
             default:
                 return message;
         }
