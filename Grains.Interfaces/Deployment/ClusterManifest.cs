@@ -345,6 +345,7 @@ public sealed class ClusterManifest
         if (checkpointInterval < 1) return $"checkpointInterval must be >= 1, got {checkpointInterval}";
         if (watermark < 1) return $"watermark must be >= 1, got {watermark}";
         if (maxClientRecords < 1) return $"maxClientRecords must be >= 1, got {maxClientRecords}";
+        if (Encoding.MessageLimits.CheckViewChangeSpan(watermark, checkpointInterval) is { } tooLarge) return tooLarge;
         // Certificates carry f+1 messages and are bounded (MessageLimits).
         if (f + 1 > Encoding.MessageLimits.MaxViewChangesInNewView) return $"f={f} is beyond the message bounds (f+1 <= {Encoding.MessageLimits.MaxViewChangesInNewView})";
         if (!Enum.IsDefined(scheme)) return $"unknown USIG scheme {scheme}";

@@ -57,6 +57,7 @@ public sealed record ProtocolSettings
         if (MaxClientRecords < 1) throw new ArgumentException("the client record cap must be positive");
         if (CheckpointInterval < 1) throw new ArgumentException("checkpoint interval must be positive");
         if (Watermark < Tuning.MaxInFlightBatches) throw new ArgumentException("the watermark must admit every in-flight batch (MaxInFlightBatches)");
+        if (Encoding.MessageLimits.CheckViewChangeSpan(Watermark, CheckpointInterval) is { } tooLarge) throw new ArgumentException(tooLarge);
         if (UsigReissueWindow < 1 || UsigMaxBatch < 1)
             throw new ArgumentException("the USIG's re-issue window and largest batch must be read from the USIG (both at least 1)");
     }

@@ -125,7 +125,7 @@ public sealed partial class ReplicaCore
     {
         _viewChangeDeferred = false;
         ProtocolInvariantException.Check(_own.Uncertified == 0, "a VIEW-CHANGE's log ends right before its own counter");
-        var log = _own.CertifiedMessages().Select(MessageEncoding.ForLog).ToArray();
+        var log = MessageEncoding.LogForm(_own.CertifiedMessages());
         var views = LoggedViews(log);
         var starts = _viewStartsKnown.Where(p => views.Contains(p.Key)).Select(p => p.Value).ToArray();
         RequestUiFor(new ViewChange(Id, View, StableCheckpoint, log, UniqueIdentifier.None, starts));

@@ -119,6 +119,46 @@ public static class MessageEncoding
     public static CertifiedMessage ForLog(CertifiedMessage m) =>
         m is Messages.ViewChange or Messages.NewView ? new CertifiedStub(m.Sender, CertifiedDigest(m), m.Ui) : m;
 
+    /// <summary>
+    /// A VIEW-CHANGE's log: each message in its log form (<see cref="ForLog"/>), and each batch
+    /// that repeats an earlier one in the log as that same array. A batch is repeated whenever a
+    /// view change carries it (the next primary proposes it again and every replica commits to it
+    /// again), so without sharing a log would grow by every carried batch in every view installed
+    /// without checkpoint progress. Orleans' serializer keeps object identity within a message, so
+    /// a shared batch travels once; the certified bytes are unchanged (the arrays are equal).
+    /// </summary>
+    public static CertifiedMessage[] LogForm(IEnumerable<CertifiedMessage> messages)
+    {
+        var batches = new Dictionary<string, Request[]>(StringComparer.Ordinal);
+        Request[] Share(Request[] batch)
+        {
+            var key = BatchKey(batch);
+            if (batches.TryGetValue(key, out var shared)) return shared;
+            batches[key] = batch;
+            return batch;
+        }
+        return messages.Select(ForLog).Select(entry => entry switch
+        {
+            Prepare p => p with { Batch = Share(p.Batch) },
+            Commit c => c with { Prepare = c.Prepare with { Batch = Share(c.Prepare.Batch) } },
+            _ => entry,
+        }).ToArray();
+    }
+
+    // Every field of every request, the ones no signature covers (reply-to, authenticator) too:
+    // a shared array must be equal to the one it replaces in full, not only in what is certified.
+    private static string BatchKey(Request[] batch)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var r in batch)
+        {
+            hash.AppendData(RequestDigest(r));
+            var unsigned = new CanonicalWriter(64).U8(r.ReplyTo is null ? (byte)0 : (byte)1).Text(r.ReplyTo ?? "").Bytes(r.Authenticator ?? []);
+            hash.AppendData(unsigned.WrittenSpan);
+        }
+        return Convert.ToHexString(hash.GetHashAndReset()) + ":" + batch.Length;
+    }
+
     /// <summary>SHA-256 identifying a request (its signed content and signature).</summary>
     public static byte[] RequestDigest(Request r)
     {

@@ -30,17 +30,35 @@ public static class MessageLimits
     public const int MaxReplyToLength = 128;              // a client proxy's grain key
     public const int MaxRepliesPerDelivery = 4096;
     // Requests in one PREPARE, in bytes (RequestBytes summed). It bounds every message that
-    // carries PREPAREs: a COMMIT embeds one, a VIEW-CHANGE logs about 2W of them, a NEW-VIEW
-    // carries f+1 VIEW-CHANGEs; see MaxWireMessageBytes.
+    // carries PREPAREs: a COMMIT embeds one, a VIEW-CHANGE logs its distinct batches since its
+    // anchor (a NEW-VIEW carries VIEW-CHANGEs by reference); see MaxWireMessageBytes.
     public const int MaxBatchBytes = 256 * 1024;
     // What one Orleans message may carry, set deliberately on silos and clients (Orleans' own
-    // default is 100 MB): room for a NEW-VIEW of f+1 VIEW-CHANGEs whose logs are full of
-    // max-size batches at the default watermark, and every delivery call is split to fit below
-    // MaxDeliveryBytes.
+    // default is 100 MB): room for one VIEW-CHANGE whose log is full of distinct max-size
+    // batches at the default watermark (a NEW-VIEW refers to its VIEW-CHANGEs, it does not carry
+    // them), and every delivery call is split to fit below MaxDeliveryBytes.
     public const int MaxWireMessageBytes = 128 * 1024 * 1024;
     // Bytes one delivery call (replica to replica, proxy to replica, replica to proxy) carries
     // at most; larger runs are split into several calls.
     public const int MaxDeliveryBytes = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// Null when one view's VIEW-CHANGE fits one message at this watermark and checkpoint
+    /// interval, else why not. Its log spans the positions from its anchor (at least W below the
+    /// stable checkpoint, which lags by up to K) to what it executed plus W: at most 2(W + K)
+    /// distinct batches of <see cref="MaxBatchBytes"/> in one view (VIEW-CHANGE-DESIGN.md,
+    /// "How big the messages get"). They may fill three quarters of a message; the rest is for
+    /// the entries' headers and for views installed without checkpoint progress. A cluster-wide
+    /// constant that breaks this could fail a view change under full batches, so it is refused.
+    /// </summary>
+    public static string? CheckViewChangeSpan(int watermark, int checkpointInterval)
+    {
+        const long budget = MaxWireMessageBytes / 4 * 3;
+        var span = 2L * (watermark + (long)checkpointInterval);
+        return span * MaxBatchBytes <= budget ? null
+            : $"watermark + checkpointInterval must be at most {budget / MaxBatchBytes / 2} (got {watermark} + {checkpointInterval}): " +
+              $"a VIEW-CHANGE logs up to 2(watermark + checkpointInterval) batches of {MaxBatchBytes / 1024} KiB, which must fit one message of {MaxWireMessageBytes / (1024 * 1024)} MiB";
+    }
 
     /// <summary>Null when every field of <paramref name="m"/> is within bounds, else why not.</summary>
     public static string? Check(ReplicaMessage? m) => m switch

@@ -127,6 +127,37 @@ public sealed class MessageSerializationTests
         "6E6266742E5265717565737411E0";
 
     [Fact]
+    public void A_view_change_log_that_commits_a_batch_again_in_later_views_carries_its_requests_once()
+    {
+        // Position 5 committed in views 1 to 6: each view change carries the batch and the next
+        // primary proposes it again. Each COMMIT holds its own equal copy, as it was received.
+        static Request[] Batch() =>
+            [.. Enumerable.Range(0, 8).Select(i => new Request($"client-{i}", new byte[32], 1, Enumerable.Repeat((byte)i, 8_192).ToArray(), new byte[64]))];
+        static UniqueIdentifier Ui(ulong counter) => new(1, counter, new byte[64]);
+        var log = Enumerable.Range(1, 6)
+            .Select(view => (CertifiedMessage)new Commit(view, 2, new Prepare(view, view % 3, 5, Batch(), Ui((ulong)view)), Ui(10 + (ulong)view)))
+            .ToArray();
+        var apart = new ViewChange(2, 7, CheckpointCertificate.Genesis, log, Ui(20), []);
+        var shared = apart with { Log = MinBft.Encoding.MessageEncoding.LogForm(log) };
+
+        // The same certified bytes (the UI still verifies), a sixth of the size on the wire.
+        Assert.Equal(MinBft.Encoding.MessageEncoding.CertifiedDigest(apart), MinBft.Encoding.MessageEncoding.CertifiedDigest(shared));
+        var apartBytes = Serializer.SerializeToArray(apart).Length;
+        var sharedBytes = Serializer.SerializeToArray(shared);
+        Assert.True(apartBytes > 6 * 8 * 8_192, $"{apartBytes} bytes apart");
+        Assert.True(sharedBytes.Length < 8 * 8_192 + 16_384, $"{sharedBytes.Length} bytes shared, against {apartBytes} apart");
+        var copy = Serializer.Deserialize<ViewChange>(sharedBytes);
+        Assert.Equal(MinBft.Encoding.MessageEncoding.CertifiedDigest(shared), MinBft.Encoding.MessageEncoding.CertifiedDigest(copy!));
+
+        // A batch that differs in a field no signature covers is not shared.
+        var other = Batch();
+        other[0] = other[0] with { ReplyTo = "proxy-b" };
+        var mixed = MinBft.Encoding.MessageEncoding.LogForm([log[0], new Commit(7, 2, new Prepare(7, 1, 5, other, Ui(7)), Ui(30))]);
+        Assert.NotSame(((Commit)mixed[0]).Prepare.Batch, ((Commit)mixed[1]).Prepare.Batch);
+        Assert.Equal("proxy-b", ((Commit)mixed[1]).Prepare.Batch[0].ReplyTo);
+    }
+
+    [Fact]
     public void Reads_the_stored_format_of_this_layout()
     {
         var stored = Serializer.Deserialize<object[]>(Convert.FromHexString(StoredSampleHex));

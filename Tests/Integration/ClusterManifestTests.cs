@@ -105,6 +105,7 @@ public sealed class ClusterManifestTests : IDisposable
         { "checkpoint", "checkpointInterval must be >= 1" },
         { "watermark", "watermark must be >= 1" },
         { "maxclientrecords", "maxClientRecords must be >= 1" },
+        { "span", "watermark + checkpointInterval must be at most 192 (got 200 + 64)" },
     };
 
     [Theory]
@@ -131,6 +132,7 @@ public sealed class ClusterManifestTests : IDisposable
             case "checkpoint": json["checkpointInterval"] = 0; break;
             case "watermark": json["watermark"] = -1; break;
             case "maxclientrecords": json["maxClientRecords"] = 0; break;
+            case "span": json["watermark"] = 200; break; // a VIEW-CHANGE could outgrow one message
         }
         var text = corruption == "garbage" ? "{ not json" : json.ToJsonString();
         var path = Path.Combine(_directory, "corrupt.json");
