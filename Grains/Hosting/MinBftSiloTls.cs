@@ -98,9 +98,11 @@ internal static partial class MinBftSiloTls
                 {
                     var (ended, claimed) = await preamble.PeekSiloAddressAsync(context).ConfigureAwait(false);
                     if (ended) return; // closed before its preamble (a probe): nothing for Orleans to read
-                    if (claimed?.Endpoint is { } endpoint && !domains.IsKnown(endpoint))
+                    var shown = context.Features.Get<ITlsConnectionFeature>()?.RemoteCertificate;
+                    if (claimed?.Endpoint is { } endpoint && (!domains.IsKnown(endpoint) || domains.ShouldRecheck(endpoint, shown)))
                     {
-                        // Never checked against another claim: ask the address itself first.
+                        // Never checked against another claim: ask the address itself first (again,
+                        // when the claim contradicts an older proof: the silo there may have changed).
                         try
                         {
                             foreach (var aborted in domains.Note(endpoint, await probe.FetchAsync(endpoint, context.ConnectionClosed).ConfigureAwait(false)))
@@ -114,7 +116,7 @@ internal static partial class MinBftSiloTls
                             return;
                         }
                     }
-                    if (domains.Admit(context, claimed, context.Features.Get<ITlsConnectionFeature>()?.RemoteCertificate) is { } refused)
+                    if (domains.Admit(context, claimed, shown) is { } refused)
                     {
                         LogClaimRefused(logger, refused);
                         context.Abort(new ConnectionAbortedException(refused));

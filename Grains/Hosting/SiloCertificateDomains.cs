@@ -26,10 +26,18 @@ public enum SiloDomainCheck
 /// connection are its own claims; the certificate is the deployment CA's. One per silo, with
 /// mutual TLS only.
 /// </summary>
-public sealed class SiloCertificateDomains
+public sealed class SiloCertificateDomains(TimeProvider? time = null)
 {
+    /// <summary>How often a contradicted proof may be checked again by dialing its address.</summary>
+    public static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(10);
+
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
     // Null value: a silo certificate that names no fault domain (the gateway's).
     private readonly ConcurrentDictionary<IPEndPoint, int?> _byEndpoint = new();
+
+    // When each endpoint's proof was last checked again because a claim contradicted it.
+    private readonly ConcurrentDictionary<IPEndPoint, DateTimeOffset> _rechecked = new();
 
     // Inbound silo connections still open, with the silo endpoint each claims and the domain its certificate names.
     private readonly ConcurrentDictionary<ConnectionContext, (IPEndPoint Claimed, int? Domain)> _inbound = new();
@@ -80,6 +88,33 @@ public sealed class SiloCertificateDomains
 
     /// <summary>Whether this silo knows what the silo at <paramref name="endpoint"/> proved.</summary>
     public bool IsKnown(IPEndPoint endpoint) => _byEndpoint.ContainsKey(endpoint);
+
+    /// <summary>
+    /// Whether an inbound claim to be the silo at <paramref name="endpoint"/>, with
+    /// <paramref name="certificate"/>, should first have the address dialed again: its proof is
+    /// known and names another domain, and it was not checked again in the last
+    /// <see cref="RecheckInterval"/>. A silo that restarted at the same address with another
+    /// domain's certificate is then admitted once the address proves the new domain, instead of
+    /// being refused until this silo happens to reconnect to it. An impostor gains nothing: the
+    /// address still answers with its own certificate. The interval keeps an impostor's repeated
+    /// claims from making this silo dial out for each.
+    /// </summary>
+    public bool ShouldRecheck(IPEndPoint endpoint, X509Certificate2? certificate)
+    {
+        if (certificate is null || !_byEndpoint.TryGetValue(endpoint, out var proven)) return false;
+        if (proven == DeploymentCertificates.FaultDomainOf(certificate)) return false;
+        var now = _time.GetUtcNow();
+        while (true)
+        {
+            if (!_rechecked.TryGetValue(endpoint, out var last))
+            {
+                if (_rechecked.TryAdd(endpoint, now)) return true;
+                continue;
+            }
+            if (now - last < RecheckInterval) return false;
+            if (_rechecked.TryUpdate(endpoint, now, last)) return true;
+        }
+    }
 
     /// <summary>The inbound connection ended.</summary>
     public void Forget(ConnectionContext connection) => _inbound.TryRemove(connection, out _);

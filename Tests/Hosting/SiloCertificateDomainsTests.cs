@@ -76,6 +76,36 @@ public sealed class SiloCertificateDomainsTests : IDisposable
         Assert.Empty(_domains.Note(_silo.Endpoint, _domain0));
     }
 
+    [Fact]
+    public void A_claim_contradicting_a_proof_has_the_address_checked_again_at_most_once_an_interval()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var domains = new SiloCertificateDomains(clock);
+        Assert.False(domains.ShouldRecheck(_silo.Endpoint, _domain1)); // nothing proven: the first probe's job
+        domains.Note(_silo.Endpoint, _domain0);
+
+        Assert.False(domains.ShouldRecheck(_silo.Endpoint, _domain0)); // agrees: nothing to check
+        Assert.True(domains.ShouldRecheck(_silo.Endpoint, _domain1));
+        // An impostor's repeated claims do not make this silo dial out for each.
+        Assert.False(domains.ShouldRecheck(_silo.Endpoint, _domain1));
+        Assert.False(domains.ShouldRecheck(_silo.Endpoint, _gateway));
+        clock.Advance(SiloCertificateDomains.RecheckInterval);
+        Assert.True(domains.ShouldRecheck(_silo.Endpoint, _gateway));
+    }
+
+    [Fact]
+    public void A_silo_restarted_at_the_same_address_with_another_domains_certificate_is_admitted_once_the_address_proves_it()
+    {
+        _domains.Note(_silo.Endpoint, _domain0);
+        Assert.NotNull(_domains.Admit(new DefaultConnectionContext(), _silo, _domain1));
+        // The middleware dials the address again; the silo there now shows domain 1's certificate.
+        Assert.True(_domains.ShouldRecheck(_silo.Endpoint, _domain1));
+        _domains.Note(_silo.Endpoint, _domain1);
+        Assert.Null(_domains.Admit(new DefaultConnectionContext(), _silo, _domain1));
+        Assert.Equal(SiloDomainCheck.Verified, _domains.Check(_silo.Endpoint, 1));
+        Assert.Equal(SiloDomainCheck.Refused, _domains.Check(_silo.Endpoint, 0));
+    }
+
     public void Dispose()
     {
         _domain0.Dispose();

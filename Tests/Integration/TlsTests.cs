@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -236,24 +237,49 @@ public sealed class TlsTests(TlsClusterFixture cluster, ITestOutputHelper output
             $"refused a silo-to-silo (inbound) connection: it claims to be the silo at {nobody.Endpoint}, whose certificate could not be fetched");
     }
 
-    // Connects to the gateway silo's silo port with the gateway's valid certificate, claims to be
-    // `claimed`, and expects the gateway silo to log `refusal` and close the connection.
-    private async Task ClaimAndExpectRefusalAsync(SiloAddress claimed, int mark, string refusal)
+    /// <summary>
+    /// A silo that restarts at the same address with another fault domain's certificate is not
+    /// refused for good: a claim that contradicts the address's older proof has the address dialed
+    /// again (at most once an interval), and the new proof admits it. Stand-ins for the silo at
+    /// that address: two TLS listeners on one port, one after the other, with domain 0's and then
+    /// the gateway's certificate (the one a silo of no fault domain shows).
+    /// </summary>
+    [Fact]
+    public async Task A_silo_restarted_at_the_same_address_with_another_certificate_is_admitted_after_the_address_is_dialed_again()
     {
-        using var certificate = DeploymentTls.LoadCertificateWithKey(DeploymentCertificates.SiloCertificatePath(cluster.Keys, DeploymentCertificates.GatewayDirectoryName));
-        using var tcp = new TcpClient();
-        await tcp.ConnectAsync(IPAddress.Loopback, cluster.GatewaySiloPort);
-        await using var tls = new SslStream(tcp.GetStream());
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
-        {
-            TargetHost = "minbft-silo",
-            ClientCertificates = [certificate],
-            RemoteCertificateValidationCallback = (_, _, _, _) => true,
-        }, deadline.Token);
-        await tls.WriteAsync(ForgedPreamble(cluster.GatewaySilo.Services, claimed, cluster.ClusterId), deadline.Token);
-        await tls.FlushAsync(deadline.Token);
+        var proofs = cluster.GatewaySilo.Services.GetRequiredService<SiloCertificateDomains>();
+        var address = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, FreePorts.Next()), 1);
+        var domain0 = DeploymentCertificates.SiloCertificatePath(cluster.Keys, DeploymentCertificates.DomainName(0));
+        var gateway = DeploymentCertificates.SiloCertificatePath(cluster.Keys, DeploymentCertificates.GatewayDirectoryName);
+        Task Proves(string expected) => MinBft.Tests.Client.Conditions.WaitUntilAsync(
+            () => Task.FromResult((proofs.Describe(address.Endpoint) == expected, proofs.Describe(address.Endpoint))),
+            TimeSpan.FromSeconds(30), $"the gateway silo's proof of {address.Endpoint} naming {expected}");
 
+        await using (var first = SiloStandIn.Listen(address.Endpoint, domain0))
+        {
+            using var claim = await ClaimAsync(address, domain0);
+            await Proves(DeploymentCertificates.DomainName(0));
+        }
+        var mark = cluster.Log.Count;
+        await using (var restarted = SiloStandIn.Listen(address.Endpoint, gateway))
+        {
+            using var claim = await ClaimAsync(address, gateway);
+            await Proves("none");
+            Assert.DoesNotContain(cluster.Log.Lines.Skip(mark), l => l.Message.Contains($"the silo at {address.Endpoint}", StringComparison.Ordinal));
+            // Within the interval, a contradicting claim is checked against the new proof only.
+            await ClaimAndExpectRefusalAsync(address, cluster.Log.Count,
+                $"refused a silo-to-silo (inbound) connection: a connection claims to be the silo at {address.Endpoint} with a certificate of fault domain domain-0",
+                domain0);
+        }
+    }
+
+    // Connects to the gateway silo's silo port with the given certificate (the gateway's by default),
+    // claims to be `claimed`, and expects the gateway silo to log `refusal` and close the connection.
+    private async Task ClaimAndExpectRefusalAsync(SiloAddress claimed, int mark, string refusal, string? certificatePath = null)
+    {
+        using var claim = await ClaimAsync(claimed, certificatePath ?? DeploymentCertificates.SiloCertificatePath(cluster.Keys, DeploymentCertificates.GatewayDirectoryName));
+        var tls = claim.Stream;
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await cluster.Log.WaitForAsync(mark, l => l.Silo == "gateway" && l.Message.Contains(refusal, StringComparison.Ordinal), "the gateway silo refusing the claim");
         // Closed: the read ends (0 bytes, or a reset) instead of Orleans' own preamble and messages.
         var buffer = new byte[4096];
@@ -267,6 +293,97 @@ public sealed class TlsTests(TlsClusterFixture cluster, ITestOutputHelper output
             read = 0;
         }
         Assert.Equal(0, read);
+    }
+
+    // A raw TLS connection to the gateway silo's silo port that sends Orleans' preamble claiming `claimed`.
+    private async Task<Claim> ClaimAsync(SiloAddress claimed, string certificatePath)
+    {
+        var certificate = DeploymentTls.LoadCertificateWithKey(certificatePath);
+        var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, cluster.GatewaySiloPort);
+        var tls = new SslStream(tcp.GetStream());
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "minbft-silo",
+            ClientCertificates = [certificate],
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+        }, deadline.Token);
+        await tls.WriteAsync(ForgedPreamble(cluster.GatewaySilo.Services, claimed, cluster.ClusterId), deadline.Token);
+        await tls.FlushAsync(deadline.Token);
+        return new Claim(certificate, tcp, tls);
+    }
+
+    private sealed record Claim(X509Certificate2 Certificate, TcpClient Tcp, SslStream Stream) : IDisposable
+    {
+        public void Dispose()
+        {
+            Stream.Dispose();
+            Tcp.Dispose();
+            Certificate.Dispose();
+        }
+    }
+
+    /// <summary>Answers TLS handshakes at an address with one silo certificate, as a silo there would
+    /// answer the gateway silo's probe; nothing after the handshake.</summary>
+    private sealed class SiloStandIn : IAsyncDisposable
+    {
+        private readonly TcpListener _listener;
+        private readonly X509Certificate2 _certificate;
+        private readonly Task _accepting;
+        private readonly CancellationTokenSource _stop = new();
+
+        private SiloStandIn(IPEndPoint endpoint, string certificatePath)
+        {
+            _certificate = DeploymentTls.LoadCertificateWithKey(certificatePath);
+            _listener = new TcpListener(endpoint);
+            _listener.Start();
+            _accepting = AcceptAsync();
+        }
+
+        public static SiloStandIn Listen(IPEndPoint endpoint, string certificatePath) => new(endpoint, certificatePath);
+
+        private async Task AcceptAsync()
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                TcpClient peer;
+                try
+                {
+                    peer = await _listener.AcceptTcpClientAsync(_stop.Token);
+                }
+                catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+                {
+                    return;
+                }
+                using (peer)
+                await using (var tls = new SslStream(peer.GetStream()))
+                {
+                    try
+                    {
+                        await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+                        {
+                            ServerCertificate = _certificate,
+                            ClientCertificateRequired = true,
+                            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+                        }, _stop.Token);
+                    }
+                    catch (Exception e) when (e is IOException or AuthenticationException or OperationCanceledException)
+                    {
+                        // The probe closes right after the handshake; nothing more is expected.
+                    }
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Stop();
+            await _accepting;
+            _stop.Dispose();
+            _certificate.Dispose();
+        }
     }
 
     // Orleans' connection preamble (internal type, so built by name) claiming to be `claimed`.
