@@ -115,22 +115,8 @@ public sealed partial class ReplicaCore
     /// <summary>Serve a peer the VIEW-CHANGEs it names, those this replica holds whole.</summary>
     private void HandleViewChangeFetch(ViewChangeFetch fetch)
     {
-        if (MessageLimits.Check(fetch) is { } malformed)
-        {
-            Reject(SafeSender(fetch), RejectReason.Malformed, malformed);
-            return;
-        }
         var from = fetch.ReplicaId;
-        if (!IsReplica(from) || from == Id)
-        {
-            Reject(from, RejectReason.UnknownSender, "VIEW-CHANGE fetch");
-            return;
-        }
-        if (!_crypto.Replicas.Verify(from, MessageEncoding.ViewChangeFetch(fetch), fetch.Signature))
-        {
-            Reject(from, RejectReason.InvalidSignature, "VIEW-CHANGE fetch");
-            return;
-        }
+        if (!AuthenticFromPeer(fetch, from, () => MessageEncoding.ViewChangeFetch(fetch), fetch.Signature, "VIEW-CHANGE fetch")) return;
         // Signed, so only replicas ask; each is answered at most twice an interval, so a faulty
         // replica cannot make us an amplifier of large messages.
         if (_viewChangeFetchServedAt.TryGetValue(from, out var served) && _now - served < _tuning.RetransmitInterval / 2) return;

@@ -111,22 +111,8 @@ public sealed partial class ReplicaCore
 
     private void HandleStateRequest(StateRequest request)
     {
-        if (MessageLimits.Check(request) is { } malformed)
-        {
-            Reject(SafeSender(request), RejectReason.Malformed, malformed);
-            return;
-        }
         var from = request.ReplicaId;
-        if (!IsReplica(from) || from == Id)
-        {
-            Reject(from, RejectReason.UnknownSender, $"state request from {from}");
-            return;
-        }
-        if (!_crypto.Replicas.Verify(from, MessageEncoding.StateRequest(request), request.Signature))
-        {
-            Reject(from, RejectReason.InvalidSignature, "state request");
-            return;
-        }
+        if (!AuthenticFromPeer(request, from, () => MessageEncoding.StateRequest(request), request.Signature, "state request")) return;
         var stable = StableCheckpoint;
         if (stable.Sequence == 0 || stable.Sequence < request.MinSequence || !_ownSnapshots.TryGetValue(stable.Sequence, out var snapshot))
             return; // nothing newer than what the requester has: no answer is the answer

@@ -231,20 +231,11 @@ public sealed partial class ReplicaCore
 
     private void HandleRetransmitRequest(RetransmitRequest request)
     {
-        if (MessageLimits.Check(request) is { } malformed)
-        {
-            Reject(SafeSender(request), RejectReason.Malformed, malformed);
-            return;
-        }
         var from = request.ReplicaId;
-        if (!IsReplica(from) || from == Id || !IsReplica(request.TargetId) || request.TargetId == from)
+        if (!AuthenticFromPeer(request, from, () => MessageEncoding.RetransmitRequest(request), request.Signature, "retransmit request")) return;
+        if (!IsReplica(request.TargetId) || request.TargetId == from)
         {
             Reject(from, RejectReason.UnknownSender, $"retransmit request {from}->{request.TargetId}");
-            return;
-        }
-        if (!_crypto.Replicas.Verify(from, MessageEncoding.RetransmitRequest(request), request.Signature))
-        {
-            Reject(from, RejectReason.InvalidSignature, "retransmit request");
             return;
         }
         // Signed, so only replicas can ask; still answer each peer at most twice an interval

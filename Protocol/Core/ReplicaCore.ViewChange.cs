@@ -64,22 +64,8 @@ public sealed partial class ReplicaCore
 
     private void HandleReqViewChange(ReqViewChange request)
     {
-        if (MessageLimits.Check(request) is { } malformed)
-        {
-            Reject(SafeSender(request), RejectReason.Malformed, malformed);
-            return;
-        }
         var from = request.ReplicaId;
-        if (!IsReplica(from) || from == Id)
-        {
-            Reject(from, RejectReason.UnknownSender, "REQ-VIEW-CHANGE");
-            return;
-        }
-        if (!_crypto.Replicas.Verify(from, MessageEncoding.ReqViewChange(request), request.Signature))
-        {
-            Reject(from, RejectReason.InvalidSignature, "REQ-VIEW-CHANGE");
-            return;
-        }
+        if (!AuthenticFromPeer(request, from, () => MessageEncoding.ReqViewChange(request), request.Signature, "REQ-VIEW-CHANGE")) return;
         if (request.NewView <= View) return; // about a view this replica already left
         if (request.NewView > View + _tuning.MaxViewLookahead)
         {

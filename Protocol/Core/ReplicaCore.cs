@@ -216,6 +216,28 @@ public sealed partial class ReplicaCore
         return new Ready(effects, NextTick());
     }
 
+    /// <summary>A signed message from another replica: within bounds, from a replica that is not this
+    /// one, signed by it over <paramref name="signedBytes"/>. Otherwise rejected (counted) and false.</summary>
+    private bool AuthenticFromPeer(ReplicaMessage message, int from, Func<byte[]> signedBytes, byte[] signature, string what)
+    {
+        if (MessageLimits.Check(message) is { } malformed)
+        {
+            Reject(SafeSender(message), RejectReason.Malformed, malformed);
+            return false;
+        }
+        if (!IsReplica(from) || from == Id)
+        {
+            Reject(from, RejectReason.UnknownSender, $"{what} from {from}");
+            return false;
+        }
+        if (!_crypto.Replicas.Verify(from, signedBytes(), signature))
+        {
+            Reject(from, RejectReason.InvalidSignature, what);
+            return false;
+        }
+        return true;
+    }
+
     // A NEW-VIEW leaves by reference, whoever sends it and why (broadcast, retransmission, relay):
     // its VIEW-CHANGEs reach peers in their senders' streams, or one by one when fetched.
     private void Emit(Effect effect) =>
