@@ -31,6 +31,19 @@ public sealed class NewViewByReferenceTests
                 h.Deliver(i, Suspicion(h, other, 1));
     }
 
+    /// <summary>Replicas 0 and 1 change view; replica 0's VIEW-CHANGE reaches the new primary (1)
+    /// only; replica 2 gets replica 1's stream (its VIEW-CHANGE, then the NEW-VIEW) and must fetch
+    /// replica 0's. Returns what replica 2's step emitted on the NEW-VIEW.</summary>
+    private static (ViewChange Missing, NewView NewView, IReadOnlyList<Effect> Waiting) BackupMissingAViewChange(CoreHarness h)
+    {
+        Suspect(h, 0, 1);
+        var vc0 = Assert.Single(h.Sent<ViewChange>(0));
+        h.Deliver(1, vc0);
+        var newView = Assert.Single(h.Sent<NewView>(1));
+        h.Deliver(2, Assert.Single(h.Sent<ViewChange>(1)));
+        return (vc0, newView, h.Deliver(2, newView));
+    }
+
     [Fact]
     public void New_view_is_sent_by_reference_and_resolved_from_the_view_changes_each_replica_holds()
     {
@@ -63,16 +76,8 @@ public sealed class NewViewByReferenceTests
     public void A_view_change_that_never_reached_a_backup_is_fetched_from_the_new_primary()
     {
         var h = Harness();
-        Suspect(h, 0, 1);
-        var vc0 = Assert.Single(h.Sent<ViewChange>(0));
-        var vc1 = Assert.Single(h.Sent<ViewChange>(1));
-        // Replica 0's VIEW-CHANGE reaches the new primary (1) only.
-        h.Deliver(1, vc0);
-        var newView = Assert.Single(h.Sent<NewView>(1));
+        var (vc0, newView, waiting) = BackupMissingAViewChange(h);
         Assert.Contains(newView.ViewChanges, vc => vc is CertifiedStub { ReplicaId: 0 });
-
-        h.Deliver(2, vc1);
-        var waiting = h.Deliver(2, newView);
         Assert.Equal(0, h.Cores[2].View);
         var fetch = Assert.Single(waiting.OfType<Send>(), s => s.Message is ViewChangeFetch);
         Assert.Equal(1, fetch.To); // the primary first: it referred to it, so it holds it
@@ -94,12 +99,7 @@ public sealed class NewViewByReferenceTests
     public void A_backup_asks_every_replica_when_the_new_primary_does_not_answer()
     {
         var h = Harness();
-        Suspect(h, 0, 1);
-        var vc0 = Assert.Single(h.Sent<ViewChange>(0));
-        h.Deliver(1, vc0);
-        var newView = Assert.Single(h.Sent<NewView>(1));
-        h.Deliver(2, Assert.Single(h.Sent<ViewChange>(1)));
-        h.Deliver(2, newView); // asks replica 1, which does not answer
+        BackupMissingAViewChange(h); // asks replica 1, which does not answer
         h.Now += TimeSpan.FromMilliseconds(300);
         var again = h.Tick(2).OfType<Send>().Where(s => s.Message is ViewChangeFetch).ToList();
         Assert.Null(Assert.Single(again).To); // everyone now: replica 0 holds its own
@@ -146,11 +146,7 @@ public sealed class NewViewByReferenceTests
     public void Attack_relayed_copy_that_is_not_the_referenced_view_change_is_rejected_and_the_backup_keeps_waiting()
     {
         var h = Harness();
-        Suspect(h, 0, 1);
-        h.Deliver(1, Assert.Single(h.Sent<ViewChange>(0)));
-        var newView = Assert.Single(h.Sent<NewView>(1));
-        h.Deliver(2, Assert.Single(h.Sent<ViewChange>(1)));
-        h.Deliver(2, newView);
+        BackupMissingAViewChange(h);
         // Replica 0 (Byzantine) answers with another VIEW-CHANGE of its own, validly certified.
         var other = h.Certify(0, new ViewChange(0, 2, CheckpointCertificate.Genesis, [], UniqueIdentifier.None, []));
         var effects = h.Deliver(2, new ViewChangeRelay(0, other));
