@@ -100,11 +100,14 @@ public sealed partial class ReplicaCore
     }
 
     /// <summary>Ask for the wanted VIEW-CHANGEs: the NEW-VIEW's primary first (it referred to them,
-    /// so it holds them), then every replica (the primary may have crashed). At most once an interval.</summary>
+    /// so it holds them), then every replica (the primary may have crashed). Asked again after one
+    /// retransmit interval, then 2, 4 and 8: a copy may be tens of MiB, and every replica that
+    /// holds it answers, so asking faster than copies can arrive would only multiply them.</summary>
     private void FetchViewChanges(int primary)
     {
         if (_wantedViewChanges.Count == 0) return;
-        if (_viewChangeFetchAt is { } at && _now - at < _tuning.RetransmitInterval) return;
+        var backoff = _tuning.RetransmitInterval * (1 << Math.Min(Math.Max(_viewChangeFetches - 1, 0), 3));
+        if (_viewChangeFetchAt is { } at && _now - at < backoff) return;
         _viewChangeFetchAt = _now;
         var unsigned = new ViewChangeFetch(Id, [.. _wantedViewChanges.Values.Select(w => w.Stub).OrderBy(s => s.ReplicaId)], []);
         var signed = unsigned with { Signature = _crypto.Signer.Sign(MessageEncoding.ViewChangeFetch(unsigned)) };

@@ -111,6 +111,27 @@ public sealed class NewViewByReferenceTests
     }
 
     [Fact]
+    public void Fetches_for_a_copy_that_does_not_come_back_off()
+    {
+        var h = Harness();
+        BackupMissingAViewChange(h); // the first fetch, to the primary
+        int FetchesAfter(int milliseconds)
+        {
+            h.Now += TimeSpan.FromMilliseconds(milliseconds);
+            return h.Tick(2).OfType<Send>().Count(s => s.Message is ViewChangeFetch);
+        }
+        Assert.Equal(1, FetchesAfter(250)); // one interval (200 ms): to everyone
+        Assert.Equal(0, FetchesAfter(250)); // then two intervals
+        Assert.Equal(1, FetchesAfter(200));
+        Assert.Equal(0, FetchesAfter(700)); // then four
+        Assert.Equal(1, FetchesAfter(150));
+        Assert.Equal(0, FetchesAfter(1_500)); // then eight, and no slower
+        Assert.Equal(1, FetchesAfter(150));
+        Assert.Equal(1, FetchesAfter(1_650));
+        Assert.Equal(6, h.Cores[2].ViewChangeFetchesSent);
+    }
+
+    [Fact]
     public void Attack_new_view_referring_to_a_view_change_with_a_forged_ui_is_rejected()
     {
         var h = Harness();
