@@ -22,6 +22,9 @@ public sealed partial class ReplicaCore
     // References of the NEW-VIEWs waiting for a copy, by sender; and those found invalid.
     private readonly Dictionary<int, (CertifiedStub Stub, long View)> _wantedViewChanges = [];
     private readonly Dictionary<int, CertifiedStub> _invalidViewChanges = [];
+    // References whose UI verified, by identity: a NEW-VIEW waiting in its stream is resolved
+    // again at every step, and the same objects need not be verified again.
+    private readonly HashSet<CertifiedStub> _verifiedReferences = new(ReferenceEqualityComparer.Instance);
     private TimeSpan? _viewChangeFetchAt;
     private int _viewChangeFetches;
     private readonly Dictionary<int, TimeSpan> _viewChangeFetchServedAt = [];
@@ -60,8 +63,13 @@ public sealed partial class ReplicaCore
                 continue;
             }
             var stub = (CertifiedStub)newView.ViewChanges[i];
-            if (!IsReplica(stub.ReplicaId) || !_crypto.Ui.Verify(stub.ReplicaId, stub.StubUi, stub.CertifiedDigest))
-                return (ProofResolution.Invalid, null, held, RejectReason.InvalidUi, $"NEW-VIEW refers to a VIEW-CHANGE of {stub.ReplicaId} whose UI does not verify");
+            if (!_verifiedReferences.Contains(stub))
+            {
+                if (!IsReplica(stub.ReplicaId) || !_crypto.Ui.Verify(stub.ReplicaId, stub.StubUi, stub.CertifiedDigest))
+                    return (ProofResolution.Invalid, null, held, RejectReason.InvalidUi, $"NEW-VIEW refers to a VIEW-CHANGE of {stub.ReplicaId} whose UI does not verify");
+                if (_verifiedReferences.Count >= MessageLimits.MaxViewChangesInNewView * N) _verifiedReferences.Clear(); // bounded
+                _verifiedReferences.Add(stub);
+            }
             if (_invalidViewChanges.TryGetValue(stub.ReplicaId, out var invalid) && SameUi(invalid.StubUi, stub.StubUi))
                 return (ProofResolution.Invalid, null, held, RejectReason.Inconsistent, $"NEW-VIEW refers to an invalid VIEW-CHANGE of {stub.ReplicaId}");
             if (HeldViewChange(stub.ReplicaId, stub.StubUi) is { } vc2)
@@ -158,7 +166,7 @@ public sealed partial class ReplicaCore
             return;
         }
         _wantedViewChanges.Remove(sender);
-        if (ValidateViewChange(vc) is { } invalid)
+        if (ValidateViewChange(vc, digest) is { } invalid)
         {
             // Certified by its sender, so it is the one the NEW-VIEW refers to: that NEW-VIEW is invalid.
             _invalidViewChanges[sender] = want.Stub;
@@ -186,6 +194,7 @@ public sealed partial class ReplicaCore
         _relayedViewChanges.Clear();
         _wantedViewChanges.Clear();
         _invalidViewChanges.Clear();
+        _verifiedReferences.Clear();
         _viewChangeFetchAt = null;
         _viewChangeFetches = 0;
     }

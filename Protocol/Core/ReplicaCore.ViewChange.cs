@@ -175,9 +175,12 @@ public sealed partial class ReplicaCore
         return Outcome.Accepted;
     }
 
-    private (RejectReason Reason, string Detail)? ValidateViewChange(ViewChange vc)
+    /// <param name="vc">A VIEW-CHANGE, checked for completeness and its certificates.</param>
+    /// <param name="certifiedDigest">Its certified digest, when the caller hashed it already (a
+    /// VIEW-CHANGE's log can be tens of MiB: hashed once per check, not twice).</param>
+    private (RejectReason Reason, string Detail)? ValidateViewChange(ViewChange vc, byte[]? certifiedDigest = null)
     {
-        var digest = Sha256Digest.From(MessageEncoding.CertifiedDigest(vc));
+        var digest = Sha256Digest.From(certifiedDigest ?? MessageEncoding.CertifiedDigest(vc));
         if (_validViewChanges.Contains(digest)) return null;
         var sender = vc.ReplicaId;
         if (!IsReplica(sender) || vc.NewView < 1) return (RejectReason.Inconsistent, "VIEW-CHANGE sender or view");
@@ -322,9 +325,10 @@ public sealed partial class ReplicaCore
                 if (Vouches(vc)) vouching++;
                 continue;
             }
-            if (!_crypto.Ui.Verify(vc.ReplicaId, vc.Ui, MessageEncoding.CertifiedDigest(vc)))
+            var digest = MessageEncoding.CertifiedDigest(vc);
+            if (!_crypto.Ui.Verify(vc.ReplicaId, vc.Ui, digest))
                 return (RejectReason.InvalidUi, "NEW-VIEW holds a forged VIEW-CHANGE");
-            if (ValidateViewChange(vc) is { } invalid) return (invalid.Reason, "NEW-VIEW: " + invalid.Detail);
+            if (ValidateViewChange(vc, digest) is { } invalid) return (invalid.Reason, "NEW-VIEW: " + invalid.Detail);
             if (Vouches(vc)) vouching++;
         }
         if (vouching < _settings.CommitQuorum) return (RejectReason.Inconsistent, "NEW-VIEW has fewer than f+1 VIEW-CHANGEs that count");
