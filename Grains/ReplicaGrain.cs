@@ -245,7 +245,7 @@ public sealed partial class ReplicaGrain(
                 took(elapsed);
                 Step(completed, result);
             },
-            conflict: e => Halt(e, $"another activation of this replica wrote its {what}"),
+            conflict: e => Halt(e, $"another activation of this replica wrote its {what}: {e.Message}"),
             halted: () => _halted is not null);
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)

@@ -131,10 +131,41 @@ public sealed partial class GrainStorageReplicaJournal : ReplicaJournal
     private protected override async Task CommitAsync(JournalWrite write, CancellationToken cancellationToken)
     {
         var state = new GrainState<JournalRecord>(ToRecord(write));
-        // No ETag: fails if the record exists (another owner claimed it).
-        await _storage.WriteStateAsync(RecordName(_nextRecord), _grainId, state, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // No ETag: fails if the record exists (another owner claimed it).
+            await _storage.WriteStateAsync(RecordName(_nextRecord), _grainId, state, cancellationToken).ConfigureAwait(false);
+        }
+        catch (InconsistentStateException e)
+        {
+            throw await DescribeConflictAsync(e, write.Attempt, cancellationToken).ConfigureAwait(false);
+        }
         _live.Add(new LiveRecord(_nextRecord, false, write.NextAfter, write.View, state.ETag));
         _nextRecord++;
+    }
+
+    // A refused append names who holds the record it aimed at, so a halt says which owner it
+    // met: another activation's Open record, or one of this owner's own writes.
+    private async Task<InconsistentStateException> DescribeConflictAsync(InconsistentStateException conflict, long attempt, CancellationToken cancellationToken)
+    {
+        string holder;
+        try
+        {
+            var read = await ReadRecordAsync(_nextRecord, cancellationToken).ConfigureAwait(false);
+            holder = read is { RecordExists: true, State: { } record }
+                ? string.Create(CultureInfo.InvariantCulture, $"{record.Kind} record of the owner that opened at record {record.Owner} (attempt {record.Attempt})")
+                : "nothing now";
+        }
+        catch (Exception e)
+        {
+            holder = "unknown (" + e.GetType().Name + " reading it)";
+        }
+        return new InconsistentStateException(
+            string.Create(CultureInfo.InvariantCulture,
+                $"Journal of {_grainId}: record {_nextRecord} (attempt {attempt} of the owner that opened at record {_owner}) was refused: it holds {holder}. {conflict.Message}"),
+            conflict.StoredEtag,
+            conflict.CurrentEtag,
+            conflict);
     }
 
     private protected override ValueTask DisposeCoreAsync() => new(_deletions);
