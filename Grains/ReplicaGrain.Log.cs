@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using MinBft.Protocol;
+using Orleans;
 
 namespace MinBft;
 
@@ -23,6 +24,9 @@ public sealed partial class ReplicaGrain
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: its USIG could not verify a message's UIs; the message is dropped")]
     private static partial void LogVerifyFailed(ILogger logger, Exception exception, int replicaId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} deactivating: {Code} ({Description})")]
+    private static partial void LogDeactivating(ILogger logger, int replicaId, DeactivationReasonCode code, string description);
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "Replica {ReplicaId} halted: {Reason}")]
     private static partial void LogHalted(ILogger logger, Exception? exception, int replicaId, string reason);

@@ -250,6 +250,7 @@ public sealed partial class ReplicaGrain(
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
+        LogDeactivating(logger, _id, reason.ReasonCode, reason.Description);
         // Durable operations still retrying stop here: what they had not completed is recovered
         // by the next activation, exactly as after a crash. Only then is the journal closed.
         if (_durable is not null) await _durable.StopAsync(cancellationToken);

@@ -55,7 +55,11 @@ internal sealed partial class DurableOperations(int replicaId, TimeSpan retryDel
                 }
                 catch (InconsistentStateException e)
                 {
-                    conflict(e);
+                    // An activation that is being replaced (its deactivation was cut short and
+                    // the next one took the store over) meets the new owner's fence: that is the
+                    // hand-over, not a halt of the replica.
+                    if (_stopping.IsCancellationRequested) LogConflictWhileStopping(logger, e, replicaId, what);
+                    else conflict(e);
                     return;
                 }
                 catch (Exception e) when (!halted() && !_stopping.IsCancellationRequested)
@@ -105,6 +109,9 @@ internal sealed partial class DurableOperations(int replicaId, TimeSpan retryDel
             // A failed operation was already logged by its retry loop.
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId}: {What} was refused after this activation began to stop (the next activation owns the store)")]
+    private static partial void LogConflictWhileStopping(ILogger logger, Exception exception, int replicaId, string what);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: {What} failed; retrying the same in {Delay}")]
     private static partial void LogRetry(ILogger logger, Exception exception, int replicaId, string what, TimeSpan delay);
