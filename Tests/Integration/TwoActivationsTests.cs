@@ -38,9 +38,24 @@ public sealed class TwoActivationsTests(ITestOutputHelper output)
         var storage = services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
         var usigId = cluster.Grains.GetGrain<IUsigGrain>(other).GetGrainId();
         var usigState = new GrainState<UsigGrainState>(new UsigGrainState());
-        await storage.ReadStateAsync("usig", usigId, usigState);
-        var counterBefore = usigState.State!.Usig!.Counter;
-        await storage.WriteStateAsync("usig", usigId, usigState);
+        var counterBefore = 0UL;
+        // Under load the running activation writes between this read and this write (its ETag
+        // moves on, and this write is the one refused): read again until this write wins.
+        await MinBftTestCluster.UntilAsync(async () =>
+        {
+            usigState = new GrainState<UsigGrainState>(new UsigGrainState());
+            await storage.ReadStateAsync("usig", usigId, usigState);
+            counterBefore = usigState.State!.Usig!.Counter;
+            try
+            {
+                await storage.WriteStateAsync("usig", usigId, usigState);
+                return true;
+            }
+            catch (InconsistentStateException)
+            {
+                return false;
+            }
+        }, $"a second activation of USIG {other} writes its state back");
         await MinBftTestCluster.UntilAsync(() => Task.FromResult(cluster.Trace.HasEvent("another activation")),
             $"USIG {other}'s running activation finds its write refused");
         await load.WaitForMoreAsync(10, $"requests complete after USIG {other} was fenced");
