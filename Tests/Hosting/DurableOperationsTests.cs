@@ -37,16 +37,13 @@ public sealed class DurableOperationsTests
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var conflicts = 0;
-        operations.Run(
+        operations.Run<int>(
             "log",
             async () =>
             {
                 started.TrySetResult();
                 await release.Task;
                 throw new InconsistentStateException("the next activation opened the journal");
-#pragma warning disable CS0162 // the operation's result type
-                return 0;
-#pragma warning restore CS0162
             },
             (_, _) => Assert.Fail("it failed"),
             _ => Interlocked.Increment(ref conflicts),

@@ -43,7 +43,6 @@ public sealed class TwoActivationsTests(ITestOutputHelper output)
         // moves on, and this write is the one refused): read again until this write wins.
         await MinBftTestCluster.UntilAsync(async () =>
         {
-            usigState = new GrainState<UsigGrainState>(new UsigGrainState());
             await storage.ReadStateAsync("usig", usigId, usigState);
             counterBefore = usigState.State!.Usig!.Counter;
             try
