@@ -85,8 +85,11 @@ public static class ReplyTree
         return length;
     }
 
-    public static byte[] Leaf(Reply reply) => SHA256.HashData(MessageEncoding.ReplyLeaf(reply));
+    public static byte[] Leaf(Reply reply) => MessageEncoding.ReplyLeafDigest(reply);
 
-    private static byte[] Node(byte[] left, byte[] right) =>
-        SHA256.HashData(new CanonicalWriter(96).Tag(MessageTag.ReplyTreeNode).Raw(left).Raw(right).WrittenSpan);
+    private static byte[] Node(byte[] left, byte[] right)
+    {
+        using var w = CanonicalWriter.Rent(96);
+        return w.Tag(MessageTag.ReplyTreeNode).Raw(left).Raw(right).Sha256();
+    }
 }

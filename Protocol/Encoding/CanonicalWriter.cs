@@ -1,5 +1,6 @@
+using System.Buffers;
 using System.Buffers.Binary;
-using System.Text;
+using System.Security.Cryptography;
 
 namespace MinBft.Encoding;
 
@@ -7,13 +8,26 @@ namespace MinBft.Encoding;
 /// Writes the canonical bytes a signature or UI covers: big-endian integers, every
 /// variable-length field length-prefixed, so no two different field sequences encode alike.
 /// Hand-written on purpose: the Orleans wire format is not stable enough to sign.
+/// A writer from <see cref="Rent"/> borrows its buffer from the shared pool and returns it on
+/// <see cref="Dispose"/>: bytes that are only hashed (digests, MAC inputs) then allocate nothing.
 /// </summary>
-public sealed class CanonicalWriter
+public sealed class CanonicalWriter : IDisposable
 {
     private byte[] _buffer;
     private int _length;
+    private readonly bool _pooled;
 
     public CanonicalWriter(int capacity = 256) => _buffer = new byte[Math.Max(16, capacity)];
+
+    private CanonicalWriter(byte[] rented)
+    {
+        _buffer = rented;
+        _pooled = true;
+    }
+
+    /// <summary>A writer on a pooled buffer of at least <paramref name="capacity"/> bytes; dispose it,
+    /// and use nothing from <see cref="WrittenSpan"/> after that.</summary>
+    public static CanonicalWriter Rent(int capacity) => new(ArrayPool<byte>.Shared.Rent(Math.Max(16, capacity)));
 
     public int Length => _length;
 
@@ -83,11 +97,31 @@ public sealed class CanonicalWriter
 
     public byte[] ToArray() => _buffer.AsSpan(0, _length).ToArray();
 
+    /// <summary>SHA-256 of the bytes written so far.</summary>
+    public byte[] Sha256() => SHA256.HashData(WrittenSpan);
+
+    public void Dispose()
+    {
+        if (!_pooled || _buffer.Length == 0) return;
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = [];
+        _length = 0;
+    }
+
     private void Ensure(int extra)
     {
         if (_length + extra <= _buffer.Length) return;
+        ObjectDisposedException.ThrowIf(_pooled && _buffer.Length == 0, this);
         var size = _buffer.Length;
         while (size < _length + extra) size *= 2;
-        Array.Resize(ref _buffer, size);
+        if (!_pooled)
+        {
+            Array.Resize(ref _buffer, size);
+            return;
+        }
+        var larger = ArrayPool<byte>.Shared.Rent(size);
+        _buffer.AsSpan(0, _length).CopyTo(larger);
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = larger;
     }
 }

@@ -13,25 +13,26 @@ public static class MessageEncoding
     public static byte[] Request(Request r) => Request(r.ClientId, r.ClientPublicKey, r.Seq, r.Operation, r.Incarnation);
 
     public static byte[] Request(string clientId, ReadOnlySpan<byte> publicKey, ulong seq, ReadOnlySpan<byte> operation, ulong incarnation = 0) =>
-        new CanonicalWriter(72 + operation.Length)
+        new CanonicalWriter(TagLength + 28 + clientId.Length + publicKey.Length + operation.Length)
             .Tag(MessageTag.Request).Text(clientId).Bytes(publicKey).U64(seq).Bytes(operation).U64(incarnation)
             .ToArray();
 
-    public static byte[] Prepare(Prepare p)
+    public static byte[] Prepare(Prepare p) => Certified(p);
+
+    public static byte[] Commit(Commit c) => Certified(c);
+
+    private static void WritePrepare(CanonicalWriter w, Prepare p)
     {
-        var w = new CanonicalWriter(64 + p.Batch.Length * 160)
-            .Tag(MessageTag.Prepare).I64(p.View).I32(p.PrimaryId).U64(p.Sequence).I32(p.Batch.Length);
+        w.Tag(MessageTag.Prepare).I64(p.View).I32(p.PrimaryId).U64(p.Sequence).I32(p.Batch.Length);
         foreach (var request in p.Batch) WriteRequest(w, request);
         if (p.ViewStart is null) w.U8(0);
         else WriteCheckpointCertificate(w.U8(1), p.ViewStart);
-        return w.ToArray();
     }
 
-    public static byte[] Commit(Commit c)
+    private static void WriteCommit(CanonicalWriter w, Commit c)
     {
-        var w = new CanonicalWriter(160).Tag(MessageTag.Commit).I64(c.View).I32(c.ReplicaId);
+        w.Tag(MessageTag.Commit).I64(c.View).I32(c.ReplicaId);
         WriteCertifiedReference(w, c.Prepare);
-        return w.ToArray();
     }
 
     /// <summary>The leaf a REPLY is in its batch's reply tree: everything but the proof.</summary>
@@ -39,9 +40,22 @@ public static class MessageEncoding
 
     public static byte[] ReplyLeaf(long view, int replicaId, string clientId, ulong seq, ReadOnlySpan<byte> requestDigest, ReadOnlySpan<byte> result,
         ReplyStatus status = ReplyStatus.Executed, ulong position = 0) =>
-        new CanonicalWriter(136 + result.Length)
-            .Tag(MessageTag.Reply).I64(view).I32(replicaId).Text(clientId).U64(seq).Bytes(requestDigest).Bytes(result).U8((byte)status).U64(position)
+        WriteReplyLeaf(new CanonicalWriter(ReplyLeafLength(clientId, requestDigest, result)), view, replicaId, clientId, seq, requestDigest, result, status, position)
             .ToArray();
+
+    /// <summary>SHA-256 of <see cref="ReplyLeaf(Reply)"/>, encoded on a pooled buffer.</summary>
+    public static byte[] ReplyLeafDigest(Reply r)
+    {
+        using var w = CanonicalWriter.Rent(ReplyLeafLength(r.ClientId, r.RequestDigest, r.Result));
+        return WriteReplyLeaf(w, r.View, r.ReplicaId, r.ClientId, r.Seq, r.RequestDigest, r.Result, r.Status, r.Position).Sha256();
+    }
+
+    private static CanonicalWriter WriteReplyLeaf(CanonicalWriter w, long view, int replicaId, string clientId, ulong seq, ReadOnlySpan<byte> requestDigest,
+        ReadOnlySpan<byte> result, ReplyStatus status, ulong position) =>
+        w.Tag(MessageTag.Reply).I64(view).I32(replicaId).Text(clientId).U64(seq).Bytes(requestDigest).Bytes(result).U8((byte)status).U64(position);
+
+    private static int ReplyLeafLength(string clientId, ReadOnlySpan<byte> requestDigest, ReadOnlySpan<byte> result) =>
+        TagLength + 41 + (clientId?.Length ?? 0) + requestDigest.Length + result.Length;
 
     /// <summary>What a client's MAC for replica <paramref name="replicaId"/> covers: the request's digest.</summary>
     public static byte[] RequestAuthenticator(int replicaId, ReadOnlySpan<byte> requestDigest) =>
@@ -102,8 +116,7 @@ public static class MessageEncoding
     /// <summary>The bytes a USIG certifies for a UI-certified message (its UI excluded).</summary>
     public static byte[] Certified(CertifiedMessage m) => m switch
     {
-        Prepare p => Prepare(p),
-        Commit c => Commit(c),
+        Messages.Prepare or Messages.Commit => EncodeCertified(new CanonicalWriter(CertifiedLength(m)), m).ToArray(),
         Checkpoint c => Checkpoint(c),
         ViewChange v => ViewChange(v),
         NewView n => NewView(n),
@@ -111,8 +124,45 @@ public static class MessageEncoding
     };
 
     /// <summary>SHA-256 of the bytes a USIG certifies: what CreateUi and VerifyUi take.</summary>
-    public static byte[] CertifiedDigest(CertifiedMessage m) =>
-        m is CertifiedStub stub ? (byte[])stub.CertifiedDigest.Clone() : SHA256.HashData(Certified(m));
+    public static byte[] CertifiedDigest(CertifiedMessage m)
+    {
+        if (m is CertifiedStub stub) return (byte[])stub.CertifiedDigest.Clone();
+        if (m is not (Messages.Prepare or Messages.Commit)) return SHA256.HashData(Certified(m));
+        // The hot path (every PREPARE and COMMIT, several times per replica): encoded on a
+        // pooled buffer sized up front, so a batch's bytes are neither copied nor kept.
+        using var w = CanonicalWriter.Rent(CertifiedLength(m));
+        return EncodeCertified(w, m).Sha256();
+    }
+
+    private static CanonicalWriter EncodeCertified(CanonicalWriter w, CertifiedMessage m)
+    {
+        if (m is Messages.Prepare p) WritePrepare(w, p);
+        else WriteCommit(w, (Messages.Commit)m);
+        return w;
+    }
+
+    // Exact for a PREPARE without a view-start certificate and for a COMMIT (ASCII client ids); a
+    // writer grows past an estimate that falls short, it only costs a copy.
+    private static int CertifiedLength(CertifiedMessage m) => m switch
+    {
+        Messages.Prepare p => TagLength + 25 + RequestsLength(p.Batch) + (p.ViewStart is null ? 0 : 512),
+        _ => TagLength + 12 + ReferenceLength,
+    };
+
+    private const int TagLength = 9;
+    // Sender, digest, and a UI (epoch, counter, a certificate of up to a signature's length).
+    private const int ReferenceLength = 4 + MessageLimits.DigestLength + 20 + 64;
+
+    private static int RequestsLength(Request[]? batch)
+    {
+        if (batch is null) return 0;
+        var length = 0;
+        foreach (var r in batch) length += RequestLength(r);
+        return length;
+    }
+
+    private static int RequestLength(Request? r) =>
+        r is null ? 0 : 32 + (r.ClientId?.Length ?? 0) + (r.ClientPublicKey?.Length ?? 0) + (r.Operation?.Length ?? 0) + (r.Signature?.Length ?? 0);
 
     /// <summary>The form a message takes in a VIEW-CHANGE log: whole, or a stub for messages
     /// that carry other replicas' messages (VIEW-CHANGE, NEW-VIEW).</summary>
@@ -162,9 +212,9 @@ public static class MessageEncoding
     /// <summary>SHA-256 identifying a request (its signed content and signature).</summary>
     public static byte[] RequestDigest(Request r)
     {
-        var w = new CanonicalWriter(160 + r.Operation.Length);
+        using var w = CanonicalWriter.Rent(RequestLength(r));
         WriteRequest(w, r);
-        return SHA256.HashData(w.WrittenSpan);
+        return w.Sha256();
     }
 
     private static void WriteRequest(CanonicalWriter w, Request r) =>
