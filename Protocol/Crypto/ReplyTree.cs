@@ -18,8 +18,10 @@ public static class ReplyTree
     {
         ArgumentNullException.ThrowIfNull(leaves);
         if (leaves.Count == 0) throw new ArgumentException("a reply tree has at least one leaf", nameof(leaves));
+        var depth = 0;
+        for (var width = leaves.Count; width > 1; width = (width + 1) / 2) depth++;
         var paths = new List<byte[]>[leaves.Count];
-        for (var i = 0; i < paths.Length; i++) paths[i] = [];
+        for (var i = 0; i < paths.Length; i++) paths[i] = new List<byte[]>(depth);
         // positions[i]: where leaf i's ancestor sits on the current level.
         var positions = Enumerable.Range(0, leaves.Count).ToArray();
         var level = leaves.ToArray();

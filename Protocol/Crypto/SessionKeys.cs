@@ -41,7 +41,8 @@ internal static class SessionKeys
     public static void Mac(byte[] key, int replicaId, ReadOnlySpan<byte> requestDigest, Span<byte> destination)
     {
         Span<byte> full = stackalloc byte[32];
-        HMACSHA256.HashData(key, MessageEncoding.RequestAuthenticator(replicaId, requestDigest), full);
+        using var input = CanonicalWriter.Rent(64);
+        HMACSHA256.HashData(key, MessageEncoding.WriteRequestAuthenticator(input, replicaId, requestDigest).WrittenSpan, full);
         full[..MessageLimits.RequestMacLength].CopyTo(destination);
     }
 }

@@ -59,7 +59,11 @@ public static class MessageEncoding
 
     /// <summary>What a client's MAC for replica <paramref name="replicaId"/> covers: the request's digest.</summary>
     public static byte[] RequestAuthenticator(int replicaId, ReadOnlySpan<byte> requestDigest) =>
-        new CanonicalWriter(64).Tag(MessageTag.RequestAuthenticator).I32(replicaId).Bytes(requestDigest).ToArray();
+        WriteRequestAuthenticator(new CanonicalWriter(64), replicaId, requestDigest).ToArray();
+
+    /// <summary><see cref="RequestAuthenticator(int, ReadOnlySpan{byte})"/> into <paramref name="w"/> (a pooled one, per request and replica).</summary>
+    public static CanonicalWriter WriteRequestAuthenticator(CanonicalWriter w, int replicaId, ReadOnlySpan<byte> requestDigest) =>
+        w.Tag(MessageTag.RequestAuthenticator).I32(replicaId).Bytes(requestDigest);
 
     public static byte[] ClientSessionOffer(string clientId, ReadOnlySpan<byte> clientPublicKey, long epoch, ReadOnlySpan<byte> agreementKey) =>
         new CanonicalWriter(160).Tag(MessageTag.ClientSessionOffer).Text(clientId).Bytes(clientPublicKey).I64(epoch).Bytes(agreementKey).ToArray();

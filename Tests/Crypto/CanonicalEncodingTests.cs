@@ -29,7 +29,7 @@ public sealed class CanonicalEncodingTests
     private static string Hex(byte[] bytes) => Convert.ToHexString(bytes);
 
     [Fact]
-    public void Digests_of_requests_prepares_commits_and_reply_leaves_are_unchanged()
+    public void Digests_of_requests_prepares_commits_reply_leaves_and_request_macs_are_unchanged()
     {
         var prepare = SamplePrepare();
         var commit = new Commit(3, 2, prepare, SampleUi(12));
@@ -38,6 +38,9 @@ public sealed class CanonicalEncodingTests
         Assert.Equal("4C6AC02A5379AF1A2F427BE76A8E5655ADBF525B0779D685BE4F94CC633563D4", Hex(MessageEncoding.CertifiedDigest(prepare)));
         Assert.Equal("E41E0E4C16EE4CADE444DD5558580CB4C6C56ED2C10EB463F9973D68248C7E53", Hex(MessageEncoding.CertifiedDigest(commit)));
         Assert.Equal("525F5E86410D97574D3A048ECC760D7230445671DB1370BE88ED7484147B01C1", Hex(ReplyTree.Leaf(reply)));
+        var mac = new byte[MessageLimits.RequestMacLength];
+        SessionKeys.Mac(Bytes(32, 8), 2, MessageEncoding.RequestDigest(prepare.Batch[0]), mac);
+        Assert.Equal("0239613BEDFA31A86B7041E535BBD284", Hex(mac));
         // The digest is the hash of the bytes the USIG certifies, whichever path computed it.
         Assert.Equal(SHA256.HashData(MessageEncoding.Certified(prepare)), MessageEncoding.CertifiedDigest(prepare));
         Assert.Equal(SHA256.HashData(MessageEncoding.Certified(commit)), MessageEncoding.CertifiedDigest(commit));
