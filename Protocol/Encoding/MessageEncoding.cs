@@ -153,7 +153,8 @@ public static class MessageEncoding
         _ => TagLength + 12 + ReferenceLength,
     };
 
-    private const int TagLength = 9;
+    // The domain prefix and the message tag (CanonicalWriter.Tag).
+    private static int TagLength => MessageTags.Domain.Length + 1;
     // Sender, digest, and a UI (epoch, counter, a certificate of up to a signature's length).
     private const int ReferenceLength = 4 + MessageLimits.DigestLength + 20 + 64;
 
