@@ -17,10 +17,6 @@ public static class MessageEncoding
             .Tag(MessageTag.Request).Text(clientId).Bytes(publicKey).U64(seq).Bytes(operation).U64(incarnation)
             .ToArray();
 
-    public static byte[] Prepare(Prepare p) => Certified(p);
-
-    public static byte[] Commit(Commit c) => Certified(c);
-
     private static void WritePrepare(CanonicalWriter w, Prepare p)
     {
         w.Tag(MessageTag.Prepare).I64(p.View).I32(p.PrimaryId).U64(p.Sequence).I32(p.Batch.Length);
