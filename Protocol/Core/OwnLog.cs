@@ -130,13 +130,13 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     }
 
     /// <summary>The USIG certified the batch handed out by <see cref="TakeCertifyBatch"/>; returns
-    /// the messages now complete, in counter order.</summary>
-    public IReadOnlyList<CertifiedMessage> OnCertified(IReadOnlyList<UniqueIdentifier> uis)
+    /// the messages now complete, in counter order, each with the digest it was certified under.</summary>
+    public IReadOnlyList<(CertifiedMessage Message, Sha256Digest Digest)> OnCertified(IReadOnlyList<UniqueIdentifier> uis)
     {
         ProtocolInvariantException.Check(_certifying, "UIs arrive only for a batch handed to the USIG");
         ProtocolInvariantException.Check(uis.Count == (int)(Requested - Certified),
             $"the USIG certifies the whole batch (asked {Requested - Certified}, got {uis.Count})");
-        var certified = new List<CertifiedMessage>(uis.Count);
+        var certified = new List<(CertifiedMessage, Sha256Digest)>(uis.Count);
         foreach (var ui in uis)
         {
             // A counter out of sequence means another caller used this USIG, or it broke its promise.
@@ -145,7 +145,7 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
             var entry = EntryAt(ui.Counter);
             entry.Message = entry.Message.WithUi(ui);
             Certified = ui.Counter;
-            certified.Add(entry.Message);
+            certified.Add((entry.Message, entry.Digest));
         }
         _certifying = false;
         CheckPositions();

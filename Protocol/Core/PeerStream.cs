@@ -11,6 +11,9 @@ internal sealed class PeerStream
     public ulong LastAccepted { get; set; }
 
     private readonly SortedDictionary<ulong, CertifiedMessage> _buffer = new();
+    // The digests computed when each buffered message's UI was checked, so that processing it
+    // later (perhaps several times, while it is blocked) does not hash it again.
+    private readonly Dictionary<ulong, MessageDigests> _digests = new();
 
     /// <summary>Verified messages with counters above LastAccepted, keyed by counter. Changed only
     /// through <see cref="Hold"/> and <see cref="Release"/>, which keep <see cref="BufferedBytes"/>.</summary>
@@ -22,19 +25,24 @@ internal sealed class PeerStream
     /// <summary>The highest buffered counter (the buffer must not be empty).</summary>
     public ulong HighestBuffered => _buffer.Keys.Last();
 
-    public void Hold(CertifiedMessage message)
+    public void Hold(CertifiedMessage message, MessageDigests digests)
     {
         ProtocolInvariantException.Check(message.Ui.Counter > LastAccepted, "only messages ahead of the stream are buffered");
         _buffer.Add(message.Ui.Counter, message);
+        _digests.Add(message.Ui.Counter, digests);
         BufferedBytes += Encoding.MessageLimits.ApproximateBytes(message);
     }
 
     public void Release(ulong counter)
     {
         if (!_buffer.Remove(counter, out var message)) return;
+        _digests.Remove(counter);
         BufferedBytes -= Encoding.MessageLimits.ApproximateBytes(message);
         ProtocolInvariantException.Check(BufferedBytes >= 0 && (_buffer.Count > 0 || BufferedBytes == 0), "buffered bytes match the buffer");
     }
+
+    /// <summary>The digests of the buffered message at <paramref name="counter"/>.</summary>
+    public MessageDigests DigestsOf(ulong counter) => _digests[counter];
 
     /// <summary>Drops every buffered message below <paramref name="counter"/>.</summary>
     public void ReleaseBelow(ulong counter)

@@ -49,7 +49,7 @@ public sealed partial class ReplicaCore
 
     // ----- PREPARE -----
 
-    private Outcome ProcessPrepare(Prepare prepare)
+    private Outcome ProcessPrepare(Prepare prepare, byte[] digest)
     {
         if (prepare.View < View) return Outcome.Accepted; // authentic but stale: part of the stream, no effect
         if (prepare.View > View || _viewChanging) return Outcome.Blocked;  // wait until this replica is in that view
@@ -65,7 +65,7 @@ public sealed partial class ReplicaCore
         }
         if (ValidatePrepare(prepare) is { } invalid) return RejectOutcome(prepare.PrimaryId, invalid.Reason, invalid.Detail);
         if (BeyondWatermark(prepare)) return Outcome.Blocked;
-        AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
+        AcceptPrepare(prepare, digest);
         return Outcome.Accepted;
     }
 
@@ -145,14 +145,18 @@ public sealed partial class ReplicaCore
         if (!IsPrimary)
         {
             if (_restoredOwnCommits.Remove(counter)) RecordCommitment(batch, Id); // sent before a restart
-            else RequestUiFor(new Commit(View, Id, prepare, UniqueIdentifier.None));
+            else
+            {
+                var commit = new Commit(View, Id, prepare, UniqueIdentifier.None);
+                RequestUiFor(commit, MessageEncoding.CommitDigest(commit, digest));
+            }
         }
         TryExecute();
     }
 
     // ----- COMMIT -----
 
-    private Outcome ProcessCommit(Commit commit)
+    private Outcome ProcessCommit(Commit commit, byte[] prepareDigest)
     {
         var sender = commit.ReplicaId;
         if (commit.View < View) return Outcome.Accepted;
@@ -176,7 +180,7 @@ public sealed partial class ReplicaCore
         if (prepare.PrepareUi.Epoch != _crypto.Ui.Epochs.Current(primary)) return Outcome.Accepted;
         var primaryStream = _streams[primary];
         var counter = prepare.PrepareUi.Counter;
-        var digest = MessageEncoding.CertifiedDigest(prepare);
+        var digest = prepareDigest;
 
         if (counter != 0 && counter <= primaryStream.LastAccepted)
         {
@@ -215,7 +219,7 @@ public sealed partial class ReplicaCore
         {
             // A gap in the primary's stream: keep the PREPARE, ask for what is missing, and let
             // the COMMIT wait for it.
-            BufferMessage(primary, prepare);
+            BufferMessage(primary, prepare, MessageDigests.OfPrepare(digest));
             AskRetransmission(primary, force: false);
             return Outcome.Blocked;
         }
@@ -266,10 +270,12 @@ public sealed partial class ReplicaCore
 
     /// <summary>A new message of ours: it takes the next counter now (an intent), and is sent once
     /// it is durable and certified (see <see cref="OwnLog"/>).</summary>
-    private void RequestUiFor(CertifiedMessage message) =>
-        _own.Append(message, Sha256Digest.From(MessageEncoding.CertifiedDigest(message)));
+    private void RequestUiFor(CertifiedMessage message) => RequestUiFor(message, MessageEncoding.CertifiedDigest(message));
 
-    private void HandleOwnCertified(CertifiedMessage certified)
+    private void RequestUiFor(CertifiedMessage message, byte[] digest) => _own.Append(message, Sha256Digest.From(digest));
+
+    /// <summary>Our message <paramref name="certified"/>, with the digest its intent was certified under.</summary>
+    private void HandleOwnCertified(CertifiedMessage certified, Sha256Digest digest)
     {
         var own = _streams[Id];
         ProtocolInvariantException.Check(certified.Ui.Counter == own.LastAccepted + 1,
@@ -287,7 +293,7 @@ public sealed partial class ReplicaCore
                 // snapshot installed while its UI was pending may already cover its position:
                 // then, as for a peer's settled PREPARE, only the counter chain moves on.
                 if (SettledByInstall(prepare)) _lastPrepareCounter = Math.Max(_lastPrepareCounter, prepare.PrepareUi.Counter);
-                else AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
+                else AcceptPrepare(prepare, digest.ToArray());
                 break;
             case Commit commit when commit.View == View && _prepares.TryGetValue(commit.Prepare.PrepareUi.Counter, out var batch):
                 RecordCommitment(batch, Id);

@@ -61,7 +61,8 @@ public sealed partial class ReplicaCore
             NoteBehind(ExecutedSequence + 1);
             return;
         }
-        if (!_crypto.Ui.Verify(sender, message.Ui, MessageEncoding.CertifiedDigest(message)))
+        var digests = MessageDigests.Of(message);
+        if (!_crypto.Ui.Verify(sender, message.Ui, digests.Certified))
         {
             Reject(sender, RejectReason.InvalidUi, $"{message.GetType().Name} counter {counter}");
             return;
@@ -78,14 +79,14 @@ public sealed partial class ReplicaCore
 
         if (counter == stream.NextExpected)
         {
-            var outcome = Process(message);
+            var outcome = Process(message, digests);
             if (outcome == Outcome.Accepted) Advance(sender, message);
-            else if (outcome == Outcome.Blocked) BufferMessage(sender, message);
+            else if (outcome == Outcome.Blocked) BufferMessage(sender, message, digests);
             // Rejected: counted by Process; the stream does not advance.
         }
         else
         {
-            BufferMessage(sender, message);
+            BufferMessage(sender, message, digests);
             AskRetransmission(sender, force: false);
             // Its vote may be what lets this replica skip a gap the sender garbage-collected.
             if (message is Checkpoint early) CountCheckpointVote(early);
@@ -94,10 +95,10 @@ public sealed partial class ReplicaCore
     }
 
     /// <summary>Dispatch a verified, next-in-order message to its protocol handler.</summary>
-    private Outcome Process(CertifiedMessage message) => message switch
+    private Outcome Process(CertifiedMessage message, MessageDigests digests) => message switch
     {
-        Prepare prepare => ProcessPrepare(prepare),
-        Commit commit => ProcessCommit(commit),
+        Prepare prepare => ProcessPrepare(prepare, digests.PrepareDigest),
+        Commit commit => ProcessCommit(commit, digests.PrepareDigest),
         Checkpoint checkpoint => ProcessCheckpoint(checkpoint),
         ViewChange viewChange => ProcessViewChange(viewChange, own: false),
         NewView newView => ProcessNewView(newView, own: false),
@@ -128,7 +129,7 @@ public sealed partial class ReplicaCore
         if (message is Checkpoint { IsViewStart: false } cp) stream.CheckpointCounters[cp.Sequence] = cp.Ui.Counter;
     }
 
-    private void BufferMessage(int sender, CertifiedMessage message)
+    private void BufferMessage(int sender, CertifiedMessage message, MessageDigests digests)
     {
         var stream = _streams[sender];
         var counter = message.Ui.Counter;
@@ -150,7 +151,7 @@ public sealed partial class ReplicaCore
             stream.Release(highest);
             Reject(sender, RejectReason.ReorderBufferFull, $"evicted counter {highest}");
         }
-        stream.Hold(message);
+        stream.Hold(message, digests);
         ProtocolInvariantException.Check(stream.Buffer.Count <= _tuning.ReorderBufferPerSender, "a reorder buffer stays within its count");
         ProtocolInvariantException.Check(stream.Buffer.Count == 1 || stream.BufferedBytes <= _tuning.ReorderBufferBytesPerSender, "a reorder buffer stays within its bytes, beyond one message");
     }
@@ -168,7 +169,7 @@ public sealed partial class ReplicaCore
                 var stream = _streams[sender];
                 while (stream.Buffer.TryGetValue(stream.NextExpected, out var next))
                 {
-                    var outcome = Process(next);
+                    var outcome = Process(next, stream.DigestsOf(next.Ui.Counter));
                     if (outcome == Outcome.Blocked) break;
                     if (outcome == Outcome.Accepted)
                     {

@@ -165,7 +165,7 @@ public sealed partial class ReplicaCore
     public Ready OnUisIssued(IReadOnlyList<UniqueIdentifier> uis, TimeSpan now)
     {
         Begin(now);
-        foreach (var certified in _own.OnCertified(uis)) HandleOwnCertified(certified);
+        foreach (var (certified, digest) in _own.OnCertified(uis)) HandleOwnCertified(certified, digest);
         // The VIEW-CHANGE's log must end right before its own counter: it waited for these.
         if (_viewChangeDeferred && _own.Uncertified == 0) SendViewChange();
         return End();

@@ -25,10 +25,10 @@ public static class MessageEncoding
         else WriteCheckpointCertificate(w.U8(1), p.ViewStart);
     }
 
-    private static void WriteCommit(CanonicalWriter w, Commit c)
+    private static void WriteCommit(CanonicalWriter w, Commit c, ReadOnlySpan<byte> prepareDigest)
     {
         w.Tag(MessageTag.Commit).I64(c.View).I32(c.ReplicaId);
-        WriteCertifiedReference(w, c.Prepare);
+        WriteCertifiedReference(w, c.Prepare, prepareDigest);
     }
 
     /// <summary>The leaf a REPLY is in its batch's reply tree: everything but the proof.</summary>
@@ -116,7 +116,8 @@ public static class MessageEncoding
     /// <summary>The bytes a USIG certifies for a UI-certified message (its UI excluded).</summary>
     public static byte[] Certified(CertifiedMessage m) => m switch
     {
-        Messages.Prepare or Messages.Commit => EncodeCertified(new CanonicalWriter(CertifiedLength(m)), m).ToArray(),
+        Messages.Prepare p => EncodeCertified(new CanonicalWriter(CertifiedLength(p)), p).ToArray(),
+        Messages.Commit c => EncodeCertified(new CanonicalWriter(CertifiedLength(c)), c, CertifiedDigest(c.Prepare)).ToArray(),
         Checkpoint c => Checkpoint(c),
         ViewChange v => ViewChange(v),
         NewView n => NewView(n),
@@ -124,20 +125,47 @@ public static class MessageEncoding
     };
 
     /// <summary>SHA-256 of the bytes a USIG certifies: what CreateUi and VerifyUi take.</summary>
-    public static byte[] CertifiedDigest(CertifiedMessage m)
+    public static byte[] CertifiedDigest(CertifiedMessage m) => m switch
     {
-        if (m is CertifiedStub stub) return (byte[])stub.CertifiedDigest.Clone();
-        if (m is not (Messages.Prepare or Messages.Commit)) return SHA256.HashData(Certified(m));
-        // The hot path (every PREPARE and COMMIT, several times per replica): encoded on a
-        // pooled buffer sized up front, so a batch's bytes are neither copied nor kept.
-        using var w = CanonicalWriter.Rent(CertifiedLength(m));
-        return EncodeCertified(w, m).Sha256();
+        CertifiedStub stub => (byte[])stub.CertifiedDigest.Clone(),
+        Messages.Commit c => CommitDigest(c, CertifiedDigest(c.Prepare)),
+        Messages.Prepare p => PrepareDigest(p),
+        _ => SHA256.HashData(Certified(m)),
+    };
+
+    /// <summary>
+    /// The certified digest of <paramref name="c"/> given the certified digest of the PREPARE it
+    /// carries, for callers that hold it already (the PREPARE is the costly part: a whole batch).
+    /// </summary>
+    public static byte[] CommitDigest(Messages.Commit c, ReadOnlySpan<byte> prepareDigest)
+    {
+        using var w = CanonicalWriter.Rent(CertifiedLength(c));
+        return EncodeCertified(w, c, prepareDigest).Sha256();
     }
 
-    private static CanonicalWriter EncodeCertified(CanonicalWriter w, CertifiedMessage m)
+    // The hot path (every PREPARE, once per copy a replica meets): encoded on a pooled buffer
+    // sized up front, so a batch's bytes are neither copied nor kept.
+    private static byte[] PrepareDigest(Messages.Prepare p)
     {
-        if (m is Messages.Prepare p) WritePrepare(w, p);
-        else WriteCommit(w, (Messages.Commit)m);
+        PreparesHashed++;
+        using var w = CanonicalWriter.Rent(CertifiedLength(p));
+        return EncodeCertified(w, p).Sha256();
+    }
+
+    /// <summary>PREPAREs encoded for a digest on this thread so far (tests check that a replica
+    /// hashes each PREPARE it meets once).</summary>
+    [ThreadStatic]
+    internal static long PreparesHashed;
+
+    private static CanonicalWriter EncodeCertified(CanonicalWriter w, Messages.Prepare p)
+    {
+        WritePrepare(w, p);
+        return w;
+    }
+
+    private static CanonicalWriter EncodeCertified(CanonicalWriter w, Messages.Commit c, ReadOnlySpan<byte> prepareDigest)
+    {
+        WriteCommit(w, c, prepareDigest);
         return w;
     }
 
@@ -225,9 +253,11 @@ public static class MessageEncoding
         w.U64(ui.Epoch).U64(ui.Counter).Bytes(ui.Certificate);
 
     /// <summary>A reference to another certified message: its sender, digest and UI.</summary>
-    private static void WriteCertifiedReference(CanonicalWriter w, CertifiedMessage m)
+    private static void WriteCertifiedReference(CanonicalWriter w, CertifiedMessage m) => WriteCertifiedReference(w, m, CertifiedDigest(m));
+
+    private static void WriteCertifiedReference(CanonicalWriter w, CertifiedMessage m, ReadOnlySpan<byte> digest)
     {
-        w.I32(m.Sender).Raw(CertifiedDigest(m));
+        w.I32(m.Sender).Raw(digest);
         WriteUi(w, m.Ui);
     }
 

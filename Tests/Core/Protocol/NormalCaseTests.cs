@@ -40,6 +40,46 @@ public sealed class NormalCaseTests
     }
 
     [Fact]
+    public void Each_replica_hashes_a_prepare_once_per_copy_it_meets()
+    {
+        // A batch is encoded and hashed where it is made, where it arrives, and once per COMMIT
+        // that carries a copy to match against it; the digest is reused after that (issue 9).
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a", "1"));
+        Assert.Equal(1, PreparesHashed(() => h.Request(0, request)));
+        var prepare = Assert.Single(h.Sent<Prepare>(0));
+        Assert.Equal(1, PreparesHashed(() => h.Deliver(1, prepare)));
+        Assert.Equal(1, PreparesHashed(() => h.Deliver(2, prepare)));
+        Assert.Equal(1, PreparesHashed(() => h.Deliver(0, Assert.Single(h.Sent<Commit>(1)))));
+        Assert.Equal(1, PreparesHashed(() => h.Deliver(1, Assert.Single(h.Sent<Commit>(2)))));
+        Assert.All(h.Cores, c => Assert.Equal(1UL, c.ExecutedSequence));
+    }
+
+    [Fact]
+    public void A_prepare_that_waits_in_the_reorder_buffer_is_not_hashed_again()
+    {
+        var h = new CoreHarness();
+        h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        h.Request(0, h.NewClient().CreateRequest(1, Put("b", "2")));
+        h.Now += TimeSpan.FromMilliseconds(10); // past MaxBatchWait: the second batch is cut
+        h.Tick(0);
+        var prepares = h.Sent<Prepare>(0);
+        Assert.Equal([1UL, 2UL], prepares.Select(p => p.PrepareUi.Counter));
+        // The second arrives first: verified (hashed) and buffered; the first then releases it.
+        Assert.Equal(1, PreparesHashed(() => h.Deliver(1, prepares[1])));
+        Assert.Equal(0UL, h.Cores[1].ExecutedSequence);
+        Assert.Equal(1, PreparesHashed(() => h.Deliver(1, prepares[0])));
+        Assert.Equal(2UL, h.Cores[1].ExecutedSequence);
+    }
+
+    private static long PreparesHashed(Action step)
+    {
+        var before = MinBft.Encoding.MessageEncoding.PreparesHashed;
+        step();
+        return MinBft.Encoding.MessageEncoding.PreparesHashed - before;
+    }
+
+    [Fact]
     public void Rule_4_5_a_backup_does_not_execute_with_only_f_commitments()
     {
         // f = 2: the primary's PREPARE plus one backup's own COMMIT are 2 < f+1 = 3.
