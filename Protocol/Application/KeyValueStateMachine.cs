@@ -28,8 +28,9 @@ public sealed class KeyValueStateMachine : IStateMachine
     // TryDecode allocates, and readers get copies.
     private Dictionary<string, byte[]> _entries = new(StringComparer.Ordinal);
 
-    // SHA-256 of the current snapshot; null once a mutation makes it stale.
-    private byte[]? _digest;
+    // SHA-256 of the current snapshot, and the snapshot it was computed from (encoded once per
+    // checkpoint, not twice); both dropped once a mutation makes them stale.
+    private readonly SnapshotDigestCache _cache = new();
 
     public int Count => _entries.Count;
 
@@ -55,7 +56,7 @@ public sealed class KeyValueStateMachine : IStateMachine
         {
             case PutOperation put:
                 _entries[put.Key] = put.Value;
-                _digest = null;
+                _cache.Invalidate();
                 return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
 
             case GetOperation get:
@@ -66,7 +67,7 @@ public sealed class KeyValueStateMachine : IStateMachine
             case DeleteOperation delete:
                 if (!_entries.Remove(delete.Key))
                     return KeyValueResult.Encode(KeyValueStatus.NotFound, false, default);
-                _digest = null;
+                _cache.Invalidate();
                 return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
 
             case CompareAndSetOperation cas:
@@ -77,7 +78,7 @@ public sealed class KeyValueStateMachine : IStateMachine
                 if (!matches)
                     return KeyValueResult.Encode(KeyValueStatus.CasMismatch, present, current);
                 _entries[cas.Key] = cas.NewValue;
-                _digest = null;
+                _cache.Invalidate();
                 return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
 
             default:
@@ -87,7 +88,12 @@ public sealed class KeyValueStateMachine : IStateMachine
         }
     }
 
-    public byte[] Snapshot()
+    /// <summary>Snapshots encoded since this state machine was made (tests count them).</summary>
+    public long SnapshotEncodings => _cache.Encodings;
+
+    public byte[] Snapshot() => _cache.Snapshot(EncodeSnapshot);
+
+    private byte[] EncodeSnapshot()
     {
         // Keys are sorted by UTF-8 bytes, not by string.CompareOrdinal: UTF-16 order puts
         // surrogate pairs (U+10000 and up) before U+E000..U+FFFF, UTF-8 order after, and the
@@ -141,14 +147,9 @@ public sealed class KeyValueStateMachine : IStateMachine
         _entries = entries;
         // The snapshot was fully validated as canonical, so it is byte-for-byte what
         // Snapshot() would now return: its hash is the new digest, no re-encoding needed.
-        _digest = SHA256.HashData(snapshot);
+        _cache.Restored(snapshot);
         return true;
     }
 
-    public byte[] Digest()
-    {
-        _digest ??= SHA256.HashData(Snapshot());
-        // A copy, so a caller that modifies the array cannot corrupt the cache.
-        return _digest.ToArray();
-    }
+    public byte[] Digest() => _cache.Digest(EncodeSnapshot);
 }

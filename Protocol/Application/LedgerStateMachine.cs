@@ -27,8 +27,9 @@ public sealed class LedgerStateMachine : IStateMachine
 
     private Dictionary<string, long> _balances = new(StringComparer.Ordinal);
 
-    // SHA-256 of the current snapshot; null once a mutation makes it stale.
-    private byte[]? _digest;
+    // SHA-256 of the current snapshot, and the snapshot it was computed from (encoded once per
+    // checkpoint, not twice); both dropped once a mutation makes them stale.
+    private readonly SnapshotDigestCache _cache = new();
 
     public int Count => _balances.Count;
 
@@ -61,7 +62,7 @@ public sealed class LedgerStateMachine : IStateMachine
     {
         if (initial < 0) return Result(LedgerStatus.InvalidAmount);
         if (!_balances.TryAdd(account, initial)) return Result(LedgerStatus.AccountExists);
-        _digest = null;
+        _cache.Invalidate();
         return LedgerResult.Encode(LedgerStatus.Ok, initial);
     }
 
@@ -98,13 +99,18 @@ public sealed class LedgerStateMachine : IStateMachine
     {
         ProtocolInvariantException.Check(balance >= 0, "ledger balances never go negative");
         _balances[account] = balance;
-        _digest = null;
+        _cache.Invalidate();
         return LedgerResult.Encode(LedgerStatus.Ok, balance);
     }
 
     private static byte[] Result(LedgerStatus status) => LedgerResult.Encode(status, 0);
 
-    public byte[] Snapshot()
+    /// <summary>Snapshots encoded since this state machine was made (tests count them).</summary>
+    public long SnapshotEncodings => _cache.Encodings;
+
+    public byte[] Snapshot() => _cache.Snapshot(EncodeSnapshot);
+
+    private byte[] EncodeSnapshot()
     {
         // Sorted by UTF-8 bytes, not UTF-16 order: the format must not depend on the in-memory
         // string representation (the two orders differ for characters above U+FFFF).
@@ -154,14 +160,9 @@ public sealed class LedgerStateMachine : IStateMachine
 
         _balances = balances;
         // Fully validated as canonical, so it is byte for byte what Snapshot() now returns.
-        _digest = SHA256.HashData(snapshot);
+        _cache.Restored(snapshot);
         return true;
     }
 
-    public byte[] Digest()
-    {
-        _digest ??= SHA256.HashData(Snapshot());
-        // A copy, so a caller that modifies the array cannot corrupt the cache.
-        return _digest.ToArray();
-    }
+    public byte[] Digest() => _cache.Digest(EncodeSnapshot);
 }

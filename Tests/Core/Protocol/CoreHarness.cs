@@ -24,6 +24,7 @@ internal sealed class CoreHarness
         _rng = new Random(seed);
         _keys = ClusterKeys.Create(N, _rng, hmac: false);
         Cores = new ReplicaCore[N];
+        Apps = new KeyValueStateMachine[N];
         _usigs = new SimUsig[N];
         _settings = new ProtocolSettings[N];
         Outbox = new List<Effect>[N];
@@ -35,7 +36,7 @@ internal sealed class CoreHarness
                 UsigReissueWindow = SimUsig.ReissueWindow, UsigMaxBatch = SimUsig.MaxBatch,
             };
             _settings[i] = tune?.Invoke(settings) ?? settings;
-            Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), new KeyValueStateMachine());
+            Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), Apps[i] = new KeyValueStateMachine());
             _usigs[i] = _keys.UsigFor(i);
             Outbox[i] = [];
         }
@@ -43,6 +44,9 @@ internal sealed class CoreHarness
 
     public int N { get; }
     public ReplicaCore[] Cores { get; }
+
+    /// <summary>Each core's replicated service (replaced with the core by <see cref="Renew"/>).</summary>
+    public KeyValueStateMachine[] Apps { get; }
     public List<Effect>[] Outbox { get; }
     public TimeSpan Now { get; set; } = TimeSpan.FromSeconds(1);
     public bool AutoIssueUi { get; set; } = true;
@@ -68,7 +72,7 @@ internal sealed class CoreHarness
     /// that kept nothing, or a core to Restore into).</summary>
     public ReplicaCore Renew(int i)
     {
-        Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), new KeyValueStateMachine());
+        Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), Apps[i] = new KeyValueStateMachine());
         Outbox[i].Clear();
         return Cores[i];
     }
