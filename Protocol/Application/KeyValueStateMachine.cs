@@ -1,4 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
 namespace MinBft.Application;
@@ -32,6 +33,9 @@ public sealed class KeyValueStateMachine : IStateMachine
     // checkpoint, not twice); both dropped once a mutation makes them stale.
     private readonly SnapshotDigestCache _cache = new();
 
+    // The keys in snapshot order as of the last snapshot, so the next one sorts only new keys.
+    private readonly SnapshotKeyOrder _order = new();
+
     public int Count => _entries.Count;
 
     /// <summary>Reads a key without going through <see cref="Apply"/>; the value is a copy.</summary>
@@ -55,8 +59,7 @@ public sealed class KeyValueStateMachine : IStateMachine
         switch (decoded)
         {
             case PutOperation put:
-                _entries[put.Key] = put.Value;
-                _cache.Invalidate();
+                Store(put.Key, put.Value);
                 return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
 
             case GetOperation get:
@@ -77,8 +80,7 @@ public sealed class KeyValueStateMachine : IStateMachine
                     : present && current!.AsSpan().SequenceEqual(cas.Expected);
                 if (!matches)
                     return KeyValueResult.Encode(KeyValueStatus.CasMismatch, present, current);
-                _entries[cas.Key] = cas.NewValue;
-                _cache.Invalidate();
+                Store(cas.Key, cas.NewValue);
                 return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
 
             default:
@@ -88,6 +90,18 @@ public sealed class KeyValueStateMachine : IStateMachine
         }
     }
 
+    private void Store(string key, byte[] value)
+    {
+        ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_entries, key, out var existed);
+        slot = value;
+        if (!existed) _order.Inserted(key, _entries.Count);
+        _cache.Invalidate();
+    }
+
+    /// <summary>Drops the kept key order, so the next snapshot sorts every key (benchmarks compare
+    /// against this, tests check both ways give the same bytes).</summary>
+    internal void ForgetSnapshotOrder() => _order.Forget();
+
     /// <summary>Snapshots encoded since this state machine was made (tests count them).</summary>
     public long SnapshotEncodings => _cache.Encodings;
 
@@ -95,31 +109,29 @@ public sealed class KeyValueStateMachine : IStateMachine
 
     private byte[] EncodeSnapshot()
     {
-        // Keys are sorted by UTF-8 bytes, not by string.CompareOrdinal: UTF-16 order puts
+        // Keys are ordered by UTF-8 bytes, not by string.CompareOrdinal: UTF-16 order puts
         // surrogate pairs (U+10000 and up) before U+E000..U+FFFF, UTF-8 order after, and the
         // format must not depend on the in-memory string representation.
-        var sorted = new (byte[] Key, byte[] Value)[_entries.Count];
+        var order = _order.Current(_entries);
+        var values = new byte[order.Count][];
         long length = SnapshotHeader.Length + 4;
-        var i = 0;
-        foreach (var (key, value) in _entries)
+        for (var i = 0; i < order.Count; i++)
         {
             // Keys came from TryDecode or TryRestore, so they are valid and within bounds.
-            var keyBytes = System.Text.Encoding.UTF8.GetBytes(key);
-            sorted[i++] = (keyBytes, value);
-            length += MinEntryLength + keyBytes.Length + value.Length;
+            values[i] = _entries[order[i].Key];
+            length += MinEntryLength + order[i].Utf8.Length + values[i].Length;
         }
-        Array.Sort(sorted, static (a, b) => a.Key.AsSpan().SequenceCompareTo(b.Key));
 
         if (length > Array.MaxLength)
             throw new InvalidOperationException($"State of {length} bytes is too large to snapshot.");
         var buffer = new byte[length];
         var w = new WireWriter(buffer);
         w.Raw(SnapshotHeader);
-        w.U32((uint)sorted.Length);
-        foreach (var (key, value) in sorted)
+        w.U32((uint)order.Count);
+        for (var i = 0; i < order.Count; i++)
         {
-            w.Key(key);
-            w.Value(value);
+            w.Key(order[i].Utf8);
+            w.Value(values[i]);
         }
         return buffer;
     }
@@ -133,6 +145,7 @@ public sealed class KeyValueStateMachine : IStateMachine
         if (!r.TryU32(out var count) || count > (uint)(r.Remaining / MinEntryLength)) return false;
 
         var entries = new Dictionary<string, byte[]>((int)count, StringComparer.Ordinal);
+        var order = new List<SnapshotKeyOrder.OrderedKey>((int)count);
         ReadOnlySpan<byte> previous = default;
         for (var i = 0u; i < count; i++)
         {
@@ -140,11 +153,14 @@ public sealed class KeyValueStateMachine : IStateMachine
             // Strictly ascending: rejects duplicates and any non-canonical order.
             if (i > 0 && previous.SequenceCompareTo(key) >= 0) return false;
             previous = key;
-            entries.Add(KeyValueWire.KeyString(key), value.ToArray());
+            var keyString = KeyValueWire.KeyString(key);
+            entries.Add(keyString, value.ToArray());
+            order.Add(new SnapshotKeyOrder.OrderedKey(key.ToArray(), keyString));
         }
         if (!r.AtEnd) return false;
 
         _entries = entries;
+        _order.Restored(order);
         // The snapshot was fully validated as canonical, so it is byte-for-byte what
         // Snapshot() would now return: its hash is the new digest, no re-encoding needed.
         _cache.Restored(snapshot);

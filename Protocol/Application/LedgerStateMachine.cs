@@ -31,6 +31,9 @@ public sealed class LedgerStateMachine : IStateMachine
     // checkpoint, not twice); both dropped once a mutation makes them stale.
     private readonly SnapshotDigestCache _cache = new();
 
+    // The accounts in snapshot order as of the last snapshot, so the next one sorts only new ones.
+    private readonly SnapshotKeyOrder _order = new();
+
     public int Count => _balances.Count;
 
     /// <summary>Reads a balance without going through <see cref="Apply"/>.</summary>
@@ -62,6 +65,7 @@ public sealed class LedgerStateMachine : IStateMachine
     {
         if (initial < 0) return Result(LedgerStatus.InvalidAmount);
         if (!_balances.TryAdd(account, initial)) return Result(LedgerStatus.AccountExists);
+        _order.Inserted(account, _balances.Count);
         _cache.Invalidate();
         return LedgerResult.Encode(LedgerStatus.Ok, initial);
     }
@@ -105,6 +109,10 @@ public sealed class LedgerStateMachine : IStateMachine
 
     private static byte[] Result(LedgerStatus status) => LedgerResult.Encode(status, 0);
 
+    /// <summary>Drops the kept account order, so the next snapshot sorts every account (tests
+    /// check both ways give the same bytes).</summary>
+    internal void ForgetSnapshotOrder() => _order.Forget();
+
     /// <summary>Snapshots encoded since this state machine was made (tests count them).</summary>
     public long SnapshotEncodings => _cache.Encodings;
 
@@ -112,28 +120,21 @@ public sealed class LedgerStateMachine : IStateMachine
 
     private byte[] EncodeSnapshot()
     {
-        // Sorted by UTF-8 bytes, not UTF-16 order: the format must not depend on the in-memory
+        // Ordered by UTF-8 bytes, not UTF-16 order: the format must not depend on the in-memory
         // string representation (the two orders differ for characters above U+FFFF).
-        var sorted = new (byte[] Name, long Balance)[_balances.Count];
+        var order = _order.Current(_balances);
         var length = SnapshotHeader.Length + 4;
-        var i = 0;
-        foreach (var (account, balance) in _balances)
-        {
-            // Names came from TryDecode or TryRestore: valid UTF-8, 1..MaxAccountLength bytes.
-            var name = System.Text.Encoding.UTF8.GetBytes(account);
-            sorted[i++] = (name, balance);
-            length += 1 + name.Length + 8;
-        }
-        Array.Sort(sorted, static (a, b) => a.Name.AsSpan().SequenceCompareTo(b.Name));
+        // Names came from TryDecode or TryRestore: valid UTF-8, 1..MaxAccountLength bytes.
+        foreach (var account in order) length += 1 + account.Utf8.Length + 8;
 
         var buffer = new byte[length];
         var w = new WireWriter(buffer);
         w.Raw(SnapshotHeader);
-        w.U32((uint)sorted.Length);
-        foreach (var (name, balance) in sorted)
+        w.U32((uint)order.Count);
+        foreach (var account in order)
         {
-            LedgerOperation.WriteAccount(ref w, name);
-            w.I64(balance);
+            LedgerOperation.WriteAccount(ref w, account.Utf8);
+            w.I64(_balances[account.Key]);
         }
         return buffer;
     }
@@ -147,6 +148,7 @@ public sealed class LedgerStateMachine : IStateMachine
         if (!r.TryU32(out var count) || count > (uint)(r.Remaining / MinAccountLength)) return false;
 
         var balances = new Dictionary<string, long>((int)count, StringComparer.Ordinal);
+        var order = new List<SnapshotKeyOrder.OrderedKey>((int)count);
         ReadOnlySpan<byte> previous = default;
         for (var i = 0u; i < count; i++)
         {
@@ -154,11 +156,14 @@ public sealed class LedgerStateMachine : IStateMachine
             // Strictly ascending: rejects duplicates and any non-canonical order.
             if (i > 0 && previous.SequenceCompareTo(name) >= 0) return false;
             previous = name;
-            balances.Add(System.Text.Encoding.UTF8.GetString(name), balance);
+            var account = System.Text.Encoding.UTF8.GetString(name);
+            balances.Add(account, balance);
+            order.Add(new SnapshotKeyOrder.OrderedKey(name.ToArray(), account));
         }
         if (!r.AtEnd) return false;
 
         _balances = balances;
+        _order.Restored(order);
         // Fully validated as canonical, so it is byte for byte what Snapshot() now returns.
         _cache.Restored(snapshot);
         return true;
