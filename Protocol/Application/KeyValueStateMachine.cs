@@ -1,5 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
+using MinBft.Protocol;
 using System.Security.Cryptography;
 
 namespace MinBft.Application;
@@ -70,6 +71,7 @@ public sealed class KeyValueStateMachine : IStateMachine
             case DeleteOperation delete:
                 if (!_entries.Remove(delete.Key))
                     return KeyValueResult.Encode(KeyValueStatus.NotFound, false, default);
+                _order.Deleted();
                 _cache.Invalidate();
                 return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
 
@@ -114,12 +116,14 @@ public sealed class KeyValueStateMachine : IStateMachine
         // format must not depend on the in-memory string representation.
         var order = _order.Current(_entries);
         var values = new byte[order.Count][];
+        var keyLengths = new ushort[order.Count];
         long length = SnapshotHeader.Length + 4;
         for (var i = 0; i < order.Count; i++)
         {
             // Keys came from TryDecode or TryRestore, so they are valid and within bounds.
-            values[i] = _entries[order[i].Key];
-            length += MinEntryLength + order[i].Utf8.Length + values[i].Length;
+            values[i] = _entries[order[i]];
+            keyLengths[i] = (ushort)System.Text.Encoding.UTF8.GetByteCount(order[i]);
+            length += MinEntryLength + keyLengths[i] + values[i].Length;
         }
 
         if (length > Array.MaxLength)
@@ -130,9 +134,11 @@ public sealed class KeyValueStateMachine : IStateMachine
         w.U32((uint)order.Count);
         for (var i = 0; i < order.Count; i++)
         {
-            w.Key(order[i].Utf8);
+            w.U16(keyLengths[i]);
+            w.Utf8(order[i]);
             w.Value(values[i]);
         }
+        ProtocolInvariantException.Check(w.Position == buffer.Length, "a snapshot fills exactly the size computed for it");
         return buffer;
     }
 
@@ -145,7 +151,7 @@ public sealed class KeyValueStateMachine : IStateMachine
         if (!r.TryU32(out var count) || count > (uint)(r.Remaining / MinEntryLength)) return false;
 
         var entries = new Dictionary<string, byte[]>((int)count, StringComparer.Ordinal);
-        var order = new List<SnapshotKeyOrder.OrderedKey>((int)count);
+        var order = new List<string>((int)count);
         ReadOnlySpan<byte> previous = default;
         for (var i = 0u; i < count; i++)
         {
@@ -155,7 +161,7 @@ public sealed class KeyValueStateMachine : IStateMachine
             previous = key;
             var keyString = KeyValueWire.KeyString(key);
             entries.Add(keyString, value.ToArray());
-            order.Add(new SnapshotKeyOrder.OrderedKey(key.ToArray(), keyString));
+            order.Add(keyString);
         }
         if (!r.AtEnd) return false;
 

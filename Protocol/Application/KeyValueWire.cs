@@ -93,6 +93,10 @@ internal ref struct WireWriter
         Raw(utf8);
     }
 
+    /// <summary>The UTF-8 bytes of <paramref name="text"/>, whose byte count the caller wrote
+    /// before (the encoders size their buffers up front, so they know it).</summary>
+    public void Utf8(string text) => _position += System.Text.Encoding.UTF8.GetBytes(text, _buffer[_position..]);
+
     public void Value(ReadOnlySpan<byte> value)
     {
         U32((uint)value.Length);

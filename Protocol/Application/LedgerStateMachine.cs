@@ -123,19 +123,26 @@ public sealed class LedgerStateMachine : IStateMachine
         // Ordered by UTF-8 bytes, not UTF-16 order: the format must not depend on the in-memory
         // string representation (the two orders differ for characters above U+FFFF).
         var order = _order.Current(_balances);
+        var nameLengths = new byte[order.Count];
         var length = SnapshotHeader.Length + 4;
-        // Names came from TryDecode or TryRestore: valid UTF-8, 1..MaxAccountLength bytes.
-        foreach (var account in order) length += 1 + account.Utf8.Length + 8;
+        for (var i = 0; i < order.Count; i++)
+        {
+            // Names came from TryDecode or TryRestore: valid UTF-8, 1..MaxAccountLength bytes.
+            nameLengths[i] = (byte)System.Text.Encoding.UTF8.GetByteCount(order[i]);
+            length += 1 + nameLengths[i] + 8;
+        }
 
         var buffer = new byte[length];
         var w = new WireWriter(buffer);
         w.Raw(SnapshotHeader);
         w.U32((uint)order.Count);
-        foreach (var account in order)
+        for (var i = 0; i < order.Count; i++)
         {
-            LedgerOperation.WriteAccount(ref w, account.Utf8);
-            w.I64(_balances[account.Key]);
+            w.U8(nameLengths[i]);
+            w.Utf8(order[i]);
+            w.I64(_balances[order[i]]);
         }
+        ProtocolInvariantException.Check(w.Position == buffer.Length, "a snapshot fills exactly the size computed for it");
         return buffer;
     }
 
@@ -148,7 +155,7 @@ public sealed class LedgerStateMachine : IStateMachine
         if (!r.TryU32(out var count) || count > (uint)(r.Remaining / MinAccountLength)) return false;
 
         var balances = new Dictionary<string, long>((int)count, StringComparer.Ordinal);
-        var order = new List<SnapshotKeyOrder.OrderedKey>((int)count);
+        var order = new List<string>((int)count);
         ReadOnlySpan<byte> previous = default;
         for (var i = 0u; i < count; i++)
         {
@@ -158,7 +165,7 @@ public sealed class LedgerStateMachine : IStateMachine
             previous = name;
             var account = System.Text.Encoding.UTF8.GetString(name);
             balances.Add(account, balance);
-            order.Add(new SnapshotKeyOrder.OrderedKey(name.ToArray(), account));
+            order.Add(account);
         }
         if (!r.AtEnd) return false;
 

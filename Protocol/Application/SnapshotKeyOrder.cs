@@ -1,4 +1,3 @@
-using Utf8 = System.Text.Encoding;
 using MinBft.Protocol;
 
 namespace MinBft.Application;
@@ -10,20 +9,20 @@ namespace MinBft.Application;
 /// what a snapshot of a large state cost (CheckpointBenchmarks).
 /// </summary>
 /// <remarks>
-/// Costs the UTF-8 bytes of every key between snapshots. Deletions need no call: keys that left
-/// the state are dropped at the next merge. Not thread-safe, like the state machines that use it.
+/// Costs a reference per key between snapshots (keys are compared in UTF-8 order without being
+/// encoded). Deletions are reported (<see cref="Deleted"/>) so that a merge after none skips
+/// looking every kept key up again.
+/// Not thread-safe, like the state machines that use it.
 /// </remarks>
 public sealed class SnapshotKeyOrder
 {
-    /// <summary>A key and its UTF-8 bytes, the bytes snapshots are ordered and written by.</summary>
-    public readonly record struct OrderedKey(byte[] Utf8, string Key);
-
     // Insertions beyond this many (and beyond the state's size) drop the kept order instead of
     // growing a list no snapshot has come to merge, e.g. a service used without checkpoints.
     private const int MinInsertionsKept = 1024;
 
-    private List<OrderedKey>? _order;
+    private List<string>? _order;
     private readonly List<string> _inserted = [];
+    private bool _deletedSince;
 
     /// <summary>A key that was not in the state is now.</summary>
     public void Inserted(string key, int stateSize)
@@ -33,12 +32,16 @@ public sealed class SnapshotKeyOrder
         if (_inserted.Count > Math.Max(MinInsertionsKept, stateSize)) Forget();
     }
 
+    /// <summary>A key left the state (it is dropped from the order at the next snapshot).</summary>
+    public void Deleted() => _deletedSince = true;
+
     /// <summary>The state was replaced wholesale by one whose keys are <paramref name="order"/>,
     /// already checked to be strictly ascending.</summary>
-    public void Restored(List<OrderedKey> order)
+    public void Restored(List<string> order)
     {
         _order = order;
         _inserted.Clear();
+        _deletedSince = false;
     }
 
     /// <summary>Nothing kept: the next snapshot sorts every key.</summary>
@@ -46,28 +49,29 @@ public sealed class SnapshotKeyOrder
     {
         _order = null;
         _inserted.Clear();
+        _deletedSince = false;
     }
 
     /// <summary>The keys of <paramref name="state"/> in snapshot order, each exactly once.</summary>
-    public IReadOnlyList<OrderedKey> Current<TValue>(Dictionary<string, TValue> state)
+    public IReadOnlyList<string> Current<TValue>(Dictionary<string, TValue> state)
     {
-        var order = new List<OrderedKey>(state.Count);
+        var order = new List<string>(state.Count);
         if (_order is null)
         {
-            foreach (var key in state.Keys) order.Add(new OrderedKey(Utf8.UTF8.GetBytes(key), key));
-            order.Sort(Compare);
+            order.AddRange(state.Keys);
+            order.Sort(CompareUtf8);
         }
         else
         {
-            var added = new List<OrderedKey>(_inserted.Count);
+            var added = new List<string>(_inserted.Count);
             foreach (var key in _inserted)
-                if (state.ContainsKey(key)) added.Add(new OrderedKey(Utf8.UTF8.GetBytes(key), key));
-            added.Sort(Compare);
+                if (state.ContainsKey(key)) added.Add(key);
+            added.Sort(CompareUtf8);
             var next = 0;
             foreach (var kept in _order)
             {
-                if (!state.ContainsKey(kept.Key)) continue; // deleted since
-                while (next < added.Count && Compare(added[next], kept) <= 0) Append(order, added[next++]);
+                if (_deletedSince && !state.ContainsKey(kept)) continue;
+                while (next < added.Count && CompareUtf8(added[next], kept) <= 0) Append(order, added[next++]);
                 Append(order, kept);
             }
             while (next < added.Count) Append(order, added[next++]);
@@ -78,16 +82,33 @@ public sealed class SnapshotKeyOrder
             $"snapshot order holds {order.Count} keys, the state {state.Count}");
         _order = order;
         _inserted.Clear();
+        _deletedSince = false;
         return order;
     }
 
-    private static int Compare(OrderedKey a, OrderedKey b) => a.Utf8.AsSpan().SequenceCompareTo(b.Utf8);
+    /// <summary>
+    /// Orders two strings as their UTF-8 bytes would order, without encoding them. UTF-8 byte
+    /// order is code point order, and UTF-16 code unit order agrees with it except that
+    /// surrogates (U+D800..U+DFFF, the halves of code points above U+FFFF) sort below
+    /// U+E000..U+FFFF; lifting surrogates above those gives code point order. Holds for valid
+    /// UTF-16, which keys are (they come from valid UTF-8).
+    /// </summary>
+    public static int CompareUtf8(string? a, string? b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        var common = a.AsSpan().CommonPrefixLength(b);
+        if (common == a.Length || common == b.Length) return a.Length - b.Length;
+        return Lift(a[common]) - Lift(b[common]);
+    }
+
+    private static int Lift(char c) => c < 0xD800 ? c : c >= 0xE000 ? c - 0x800 : c + 0x2000;
 
     // A key inserted, deleted and inserted again since the last snapshot is in both lists, and
     // may be in the insertions twice; equal keys meet here one after the other.
-    private static void Append(List<OrderedKey> order, OrderedKey key)
+    private static void Append(List<string> order, string key)
     {
-        if (order.Count > 0 && string.Equals(order[^1].Key, key.Key, StringComparison.Ordinal)) return;
+        if (order.Count > 0 && string.Equals(order[^1], key, StringComparison.Ordinal)) return;
         order.Add(key);
     }
 }

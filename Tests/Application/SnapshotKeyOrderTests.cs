@@ -94,4 +94,20 @@ public sealed class SnapshotKeyOrderTests(ITestOutputHelper output)
             if (random.Next(3) == 0) Assert.True(ledger.TryRestore(merged));
         }
     }
+
+    [Fact]
+    public void Keys_compare_as_their_utf8_bytes_do()
+    {
+        // Text elements whose UTF-16 and UTF-8 orders differ, and ordinary ones around them.
+        string[] pieces = ["a", "z", "\u00E9", "\u07FF", "\u0800", "\uD7FF", "\uE000", "\uFFFD", "\uFFFF", "\U00010000", "\U0001F600", "\U0010FFFF", "日"];
+        var random = new Random(11);
+        output.WriteLine("seed 11");
+        string Text() => string.Concat(Enumerable.Range(0, random.Next(4)).Select(_ => pieces[random.Next(pieces.Length)]));
+        for (var i = 0; i < 20_000; i++)
+        {
+            var (a, b) = (Text(), Text());
+            var expected = Math.Sign(System.Text.Encoding.UTF8.GetBytes(a).AsSpan().SequenceCompareTo(System.Text.Encoding.UTF8.GetBytes(b)));
+            Assert.True(expected == Math.Sign(SnapshotKeyOrder.CompareUtf8(a, b)), $"\"{a}\" against \"{b}\": UTF-8 order {expected}");
+        }
+    }
 }
