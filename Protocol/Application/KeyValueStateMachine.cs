@@ -1,7 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using MinBft.Protocol;
-using System.Security.Cryptography;
 
 namespace MinBft.Application;
 

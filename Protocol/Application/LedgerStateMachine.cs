@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using MinBft.Protocol;
 
 namespace MinBft.Application;
