@@ -94,7 +94,9 @@ for run in $(seq 1 "$runs"); do
       }
       print r "\t" name "\t" ms }' >>"$durations"
 
-  if [ "$status" -eq 0 ]; then
+  if [ "$status" -eq 0 ] && grep -q '^INTERMITTENT:' "$log"; then
+    result="intermittent (.ci/run passed it on a second run)"  # counted as a failed run here
+  elif [ "$status" -eq 0 ]; then
     result=pass
   elif [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
     result="fail (timed out after ${timeout_s}s)"
