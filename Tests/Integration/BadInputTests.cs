@@ -168,12 +168,16 @@ public sealed class BadInputTests(ITestOutputHelper output)
         await proxy.DeliverReplies(new Reply[MessageLimits.MaxRepliesPerDelivery + 1]);
         await proxy.DeliverReplies([reply with { Result = new byte[MessageLimits.MaxResultLength + 1] }, reply with { ReplicaId = 9 }]);
         await proxy.DeliverReplies([reply with { ClientId = other.ClientId }, reply]);
-        // One-way calls: they may arrive after a later call, so wait for them to be counted.
+        // One-way calls: they may arrive after a later call, so wait for each reason's count. (Not
+        // for their sum: late replies to the client's earlier requests add to NotPending, so the
+        // sum could be reached before the last malformed delivery is counted.)
         var status = await proxy.GetStatus();
         await MinBftTestCluster.UntilAsync(async () =>
         {
             status = await proxy.GetStatus();
-            return status.RepliesIgnored.Values.Sum() >= 6;
+            return status.RepliesIgnored.GetValueOrDefault("Malformed") >= 3
+                && status.RepliesIgnored.GetValueOrDefault("UnknownReplica") >= 1
+                && status.RepliesIgnored.GetValueOrDefault("NotPending") >= 2;
         }, "proxy counted the bad replies");
         Assert.Equal(0, status.InFlight);
         // A null and an oversized delivery (each counted once, as a whole), one oversized reply.
