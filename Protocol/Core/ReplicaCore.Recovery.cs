@@ -70,6 +70,11 @@ public sealed partial class ReplicaCore
     /// <summary>True when the restart found USIG counters that never reached the sent log.</summary>
     public bool RestartedAfterCounterGap { get; private set; }
 
+    /// <summary>After a gap: the highest position this replica's own PREPAREs and COMMITs from
+    /// before the gap may have committed it to. Its log restarts after the gap, so a VIEW-CHANGE
+    /// could not show those commitments; it sends none until its stable checkpoint reaches here.</summary>
+    public ulong GapCommitHorizon { get; private set; }
+
     /// <summary>Restore a fresh core from durable state; the first input after construction.</summary>
     public Ready Restore(RecoveredState state, TimeSpan now)
     {
@@ -132,6 +137,17 @@ public sealed partial class ReplicaCore
         // gap nobody can fill: the stored log starts over after them.
         _streams[Id].LastAccepted = state.UsigCounter;
         RestartedAfterCounterGap = state.UsigCounter != lastLogged;
+        if (RestartedAfterCounterGap)
+        {
+            // A batch that f+1 committed with one of these messages must reach the next view
+            // through another VIEW-CHANGE: this replica's would omit it (seed 60031).
+            GapCommitHorizon = prefix.Select(m => m switch
+            {
+                Prepare p => p.Sequence,
+                Commit c => c.Prepare.Sequence,
+                _ => 0UL,
+            }).DefaultIfEmpty(0UL).Max();
+        }
         if (RestartedAfterCounterGap) _own.Restore(state.UsigCounter + 1, [], [], new LogTruncation(state.UsigCounter + 1, Gap: true));
         else _own.Restore(state.LogFirstCounter, prefix, prefix.Select(m => Sha256Digest.From(MessageEncoding.CertifiedDigest(m))).ToList(),
             certified < log.Count ? new LogTruncation(lastLogged + 1, Gap: false) : null);

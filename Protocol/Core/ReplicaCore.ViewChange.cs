@@ -110,12 +110,23 @@ public sealed partial class ReplicaCore
     private void SendViewChange()
     {
         _viewChangeDeferred = false;
+        // Restarted after a counter gap: the log no longer holds what this replica committed to
+        // before the gap, so its VIEW-CHANGE could let a NEW-VIEW drop a committed batch. It
+        // abstains (as a crashed replica would) until its stable checkpoint covers all of that.
+        if (StableCheckpoint.Sequence < GapCommitHorizon)
+        {
+            ViewChangesWithheld++;
+            return;
+        }
         ProtocolInvariantException.Check(_own.Uncertified == 0, "a VIEW-CHANGE's log ends right before its own counter");
         var log = MessageEncoding.LogForm(_own.CertifiedMessages());
         var views = LoggedViews(log);
         var starts = _viewStartsKnown.Where(p => views.Contains(p.Key)).Select(p => p.Value).ToArray();
         RequestUiFor(new ViewChange(Id, View, StableCheckpoint, log, UniqueIdentifier.None, starts));
     }
+
+    /// <summary>VIEW-CHANGEs not sent because a counter gap hid commitments (see <see cref="GapCommitHorizon"/>).</summary>
+    public long ViewChangesWithheld { get; private set; }
 
     private static HashSet<long> LoggedViews(IEnumerable<CertifiedMessage> log)
     {

@@ -195,6 +195,46 @@ public sealed class RecoveryTests
         Assert.Equal(1, restarted.SentLogCount); // the CHECKPOINT, waiting to be certified
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_restart_after_a_gap_withholds_its_view_change_while_its_log_hides_commitments(bool gap)
+    {
+        var h = new CoreHarness();
+        var request = h.NewClient().CreateRequest(1, Put("a"));
+        for (var i = 0; i < h.N; i++) h.Request(i, request);
+        h.Flush();
+        // Replica 1 committed to batch 1, then crashed while changing to view 1; with a gap, its
+        // USIG had issued two counters whose messages never reached its log.
+        var log = h.Sent<CertifiedMessage>(1).OrderBy(m => m.Ui.Counter).ToList();
+        Assert.Contains(log, m => m is Commit { Prepare.Sequence: 1 });
+        var usig = h.Usig(1);
+        if (gap) for (var k = 0; k < 2; k++) usig.CreateUi(new byte[32]);
+        var restarted = new CoreHarness(seed: 7).Cores[1];
+        var effects = restarted.Restore(new RecoveredState(1, null, null, [], 1, log, usig.Counter), h.Now).Effects.ToList();
+        Assert.Equal(gap, restarted.RestartedAfterCounterGap);
+        Assert.Equal(gap ? 1UL : 0UL, restarted.GapCommitHorizon);
+
+        // Drive its own log: writes complete, the USIG certifies, until nothing is left to do.
+        var created = new List<CertifiedMessage>();
+        for (var round = 0; round < 10; round++)
+        {
+            var next = new List<Effect>();
+            foreach (var write in effects.OfType<WriteLog>())
+            {
+                created.AddRange(write.Write.Intents);
+                next.AddRange(restarted.OnLogWritten(h.Now).Effects);
+            }
+            foreach (var certify in effects.OfType<CertifyUis>())
+                next.AddRange(restarted.OnUisIssued(usig.CreateUis(certify.FirstCounter, certify.Digests), h.Now).Effects);
+            effects = next;
+        }
+        // Without a gap its VIEW-CHANGE shows the COMMIT; after one it would not, so none is sent
+        // (its stable checkpoint, 0, is below the batch it committed to).
+        Assert.Equal(!gap, created.OfType<ViewChange>().Any());
+        Assert.Equal(gap ? 1 : 0, restarted.ViewChangesWithheld);
+    }
+
     [Fact]
     public void A_restart_re_issues_the_uis_of_logged_intents_and_drops_intents_never_certified()
     {
