@@ -7,7 +7,8 @@ namespace MinBft.Protocol;
 /// (an intent, <see cref="Append"/>); the host makes intents durable (<see cref="TakeWrite"/>,
 /// <see cref="OnWritten"/>), then the USIG certifies durable intents in batches
 /// (<see cref="TakeCertifyBatch"/>, <see cref="OnCertified"/>), and only then is a message sent.
-/// UIs become durable lazily, in a later write: until then the USIG can re-issue them, so the
+/// UIs become durable lazily, with the next write of intents (or in a write of their own once
+/// <see cref="UiOnlyWriteThreshold"/> wait): until then the USIG can re-issue them, so the
 /// log never runs further ahead of its durable UIs than the USIG's re-issue window.
 /// Positions (counters), asserted at every change:
 /// <c>First - 1 &lt;= UiDurable &lt;= Certified &lt;= Requested &lt;= Durable &lt;= Appended</c> and
@@ -58,6 +59,10 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
 
     public int ReissueWindow => reissueWindow;
 
+    /// <summary>UIs pending that make a write of their own due: with fewer, the USIG still has room
+    /// for a whole certify batch inside its re-issue window (so certification never waits on them).</summary>
+    public int UiOnlyWriteThreshold => Math.Max(1, reissueWindow - maxCertifyBatch);
+
     /// <summary>Messages kept in memory (for retransmission and VIEW-CHANGE), certified or not.</summary>
     public int Count => _entries.Count;
 
@@ -86,7 +91,12 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     {
         if (_writing is not null) return null;
         var truncation = _truncation;
-        if (truncation is null && Appended == Durable && Certified == UiDurable && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
+        // UIs alone wait for the next write of intents: the USIG can re-issue them meanwhile, so a
+        // write (and its fsync) of its own is due only before they could block the next certify
+        // batch. At low load this saves a third synced write per message, and the fsync that
+        // would queue in front of a peer's on the same disk.
+        var uisDue = Certified - UiDurable >= (ulong)UiOnlyWriteThreshold;
+        if (truncation is null && Appended == Durable && !uisDue && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
         var intents = new List<CertifiedMessage>((int)(Appended - Durable));
         for (var c = Durable + 1; c <= Appended; c++) intents.Add(EntryAt(c).Message);
         var uis = new List<UniqueIdentifier>((int)(Certified - UiDurable));

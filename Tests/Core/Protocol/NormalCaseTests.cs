@@ -359,7 +359,7 @@ public sealed class NormalCaseTests
     [Fact]
     public void Persist_before_send_a_message_is_logged_then_certified_then_sent()
     {
-        var h = new CoreHarness { AutoIssueUi = false };
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchSize = 1 } }) { AutoIssueUi = false };
         // 1. The PREPARE is created as an intent in a log write: nothing certified, nothing sent.
         var created = h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
         var write = Assert.Single(created.OfType<WriteLog>()).Write;
@@ -372,12 +372,38 @@ public sealed class NormalCaseTests
         var certify = Assert.Single(logged.OfType<CertifyUis>());
         Assert.Equal(1UL, certify.FirstCounter);
         Assert.DoesNotContain(logged.OfType<Send>(), s => s.Message is CertifiedMessage);
-        // 3. Certified: sent, and its UI goes into the next log write.
+        // 3. Certified: sent. Its UI waits for the next write of intents (the USIG can re-issue
+        // it until then), so certifying costs no write of its own.
         var issued = h.Complete(0, certify);
         var sent = Assert.IsType<Prepare>(Assert.Single(issued.OfType<Send>()).Message);
         Assert.Equal(1UL, sent.PrepareUi.Counter);
-        var next = Assert.Single(issued.OfType<WriteLog>()).Write;
+        Assert.Empty(issued.OfType<WriteLog>());
+        Assert.Equal(0UL, h.Cores[0].OwnLogPositions.UiDurable);
+        // 4. The next PREPARE's intent carries it.
+        var second = h.Request(0, h.NewClient().CreateRequest(1, Put("b", "2")));
+        var next = Assert.Single(second.OfType<WriteLog>()).Write;
         Assert.Equal(1UL, Assert.Single(next.Uis).Counter);
+        Assert.True(Assert.Single(next.Intents).Ui.IsNone);
+        Assert.Equal(2UL, next.FirstIntentCounter);
+    }
+
+    [Fact]
+    public void Lazy_uis_get_a_write_of_their_own_before_they_could_hold_up_the_usig()
+    {
+        // Window 4, batch 2: UIs alone are written once 2 wait, so certification always has room.
+        var h = new CoreHarness(tune: s => s with { UsigReissueWindow = 4, UsigMaxBatch = 2, Tuning = s.Tuning with { MaxBatchSize = 1 } }) { AutoIssueUi = false };
+        var first = Assert.Single(h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1"))).OfType<WriteLog>());
+        Assert.Empty(h.Request(0, h.NewClient().CreateRequest(1, Put("b", "2"))).OfType<WriteLog>()); // group commit
+        var logged = h.Complete(0, first);
+        var second = Assert.Single(logged.OfType<WriteLog>());
+        Assert.Equal(2UL, second.Write.FirstIntentCounter);
+        Assert.Empty(h.Complete(0, Assert.Single(logged.OfType<CertifyUis>())).OfType<WriteLog>()); // in flight
+        var certify = Assert.Single(h.Complete(0, second).OfType<CertifyUis>());
+        Assert.Equal(1UL, h.Cores[0].OwnLogPositions.Certified);
+        Assert.Equal(0UL, h.Cores[0].OwnLogPositions.UiDurable); // one UI waits: below the threshold
+        var uisOnly = Assert.Single(h.Complete(0, certify).OfType<WriteLog>()).Write;
+        Assert.Empty(uisOnly.Intents);
+        Assert.Equal([1UL, 2UL], uisOnly.Uis.Select(u => u.Counter));
     }
 
     [Fact]
