@@ -87,15 +87,15 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     /// appended since the last write, the UIs certified since, the view and the trim point.
     /// Everything produced while a write is in flight goes into the next one (group commit).
     /// </summary>
-    public LogWrite? TakeWrite(long view)
+    public LogWrite? TakeWrite(long view, bool flushUis)
     {
         if (_writing is not null) return null;
         var truncation = _truncation;
         // UIs alone wait for the next write of intents: the USIG can re-issue them meanwhile, so a
         // write (and its fsync) of its own is due only before they could block the next certify
-        // batch. At low load this saves a third synced write per message, and the fsync that
-        // would queue in front of a peer's on the same disk.
-        var uisDue = Certified - UiDurable >= (ulong)UiOnlyWriteThreshold;
+        // batch, or once they waited long enough (flushUis). At low load this saves a third
+        // synced write per message, and the fsync that would queue in front of a peer's.
+        var uisDue = Certified - UiDurable >= (ulong)(flushUis ? 1 : UiOnlyWriteThreshold);
         if (truncation is null && Appended == Durable && !uisDue && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
         var intents = new List<CertifiedMessage>((int)(Appended - Durable));
         for (var c = Durable + 1; c <= Appended; c++) intents.Add(EntryAt(c).Message);

@@ -13,6 +13,10 @@ public sealed record ProtocolTuning
     /// <summary>How long the primary lets a batch fill while other batches are in flight.</summary>
     public TimeSpan MaxBatchWait { get; init; } = TimeSpan.FromMilliseconds(2);
 
+    /// <summary>How long certified UIs may wait for the next write of intents before they get a
+    /// write of their own (the USIG can re-issue them meanwhile; the wait only saves fsyncs).</summary>
+    public TimeSpan LazyUiWait { get; init; } = TimeSpan.FromMilliseconds(50);
+
     /// <summary>Batches the primary keeps proposed but not yet executed (pipelining depth).</summary>
     public int MaxInFlightBatches { get; init; } = 8;
 
@@ -72,6 +76,7 @@ public sealed record ProtocolTuning
         if (ReorderBufferPerSender < 1 || ReorderWindow < ReorderBufferPerSender)
             throw new ArgumentException("ReorderWindow must hold ReorderBufferPerSender (both positive)");
         if (RetransmitInterval <= TimeSpan.Zero) throw new ArgumentException("RetransmitInterval must be positive");
+        if (LazyUiWait < TimeSpan.Zero) throw new ArgumentException("LazyUiWait must not be negative");
         if (RequestTimeout <= RetransmitInterval) throw new ArgumentException("RequestTimeout must exceed RetransmitInterval");
         if (IdleRetransmitInterval < RetransmitInterval) throw new ArgumentException("IdleRetransmitInterval must not be shorter than RetransmitInterval");
         if (ViewChangeTimeout <= TimeSpan.Zero || MaxViewLookahead < 1) throw new ArgumentException("ViewChangeTimeout and MaxViewLookahead must be positive");

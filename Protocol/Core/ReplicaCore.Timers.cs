@@ -88,6 +88,11 @@ public sealed partial class ReplicaCore
             var retransmit = _now + _tuning.RetransmitInterval / 4;
             if (next is null || retransmit < next) next = retransmit;
         }
+        if (_uisWaitingSince is { } since && !_own.WriteInFlight)
+        {
+            var flush = since + _tuning.LazyUiWait;
+            if (next is null || flush < next) next = flush;
+        }
         var probe = _lastIdleProbe + _tuning.IdleRetransmitInterval;
         if (next is null || probe < next) next = probe;
         // Never ask for a tick in the past: the host would spin.

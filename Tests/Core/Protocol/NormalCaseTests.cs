@@ -407,6 +407,23 @@ public sealed class NormalCaseTests
     }
 
     [Fact]
+    public void Lazy_uis_of_an_idle_replica_are_written_once_they_waited_lazy_ui_wait()
+    {
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchSize = 1 } }) { AutoIssueUi = false };
+        var created = h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var certify = Assert.Single(h.Complete(0, created.OfType<WriteLog>().Single()).OfType<CertifyUis>());
+        Assert.Empty(h.Complete(0, certify).OfType<WriteLog>());
+        var wait = h.Cores[0].Settings.Tuning.LazyUiWait;
+        // A tick before then writes nothing; one at LazyUiWait writes the UI alone.
+        h.Now += wait / 2;
+        Assert.Empty(h.Tick(0).OfType<WriteLog>());
+        h.Now += wait / 2;
+        var write = Assert.Single(h.Tick(0).OfType<WriteLog>()).Write;
+        Assert.Empty(write.Intents);
+        Assert.Equal(1UL, Assert.Single(write.Uis).Counter);
+    }
+
+    [Fact]
     public void Group_commit_what_is_created_while_a_log_write_is_in_flight_goes_into_the_next_write()
     {
         var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchSize = 1 } }) { AutoIssueUi = false };
