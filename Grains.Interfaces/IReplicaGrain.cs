@@ -114,4 +114,13 @@ public sealed record ReplicaStatus(
 
     /// <summary>Client records this replica evicted since it activated (not counting those an installed snapshot had evicted).</summary>
     [Id(28)] public long ClientEvictions { get; init; }
+
+    /// <summary>After a restart that found a counter gap: the position up to which this replica
+    /// withholds its VIEW-CHANGEs (its log no longer shows what it committed to before the gap);
+    /// 0 when it withholds none. It takes part in view changes again once its stable checkpoint
+    /// reaches this.</summary>
+    [Id(29)] public ulong ViewChangesWithheldUntil { get; init; }
+
+    /// <summary>VIEW-CHANGEs this replica withheld since it activated (see <see cref="ViewChangesWithheldUntil"/>).</summary>
+    [Id(30)] public long ViewChangesWithheld { get; init; }
 }

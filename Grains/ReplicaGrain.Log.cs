@@ -28,6 +28,9 @@ public sealed partial class ReplicaGrain
     [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} deactivating: {Code} ({Description})")]
     private static partial void LogDeactivating(ILogger logger, int replicaId, DeactivationReasonCode code, string description);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: no VIEW-CHANGE for view {View}: after a counter gap its log cannot show what it committed to up to position {Horizon}, and its stable checkpoint is {Stable}")]
+    private static partial void LogViewChangeWithheld(ILogger logger, int replicaId, long view, ulong stable, ulong horizon);
+
     [LoggerMessage(Level = LogLevel.Critical, Message = "Replica {ReplicaId} halted: {Reason}")]
     private static partial void LogHalted(ILogger logger, Exception? exception, int replicaId, string reason);
 }

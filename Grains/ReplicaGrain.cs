@@ -178,10 +178,11 @@ public sealed partial class ReplicaGrain(
         }
         try
         {
-            var (view, evictions) = (_core.View, _core.ClientEvictions);
+            var (view, evictions, withheld) = (_core.View, _core.ClientEvictions, _core.ViewChangesWithheld);
             var ready = input(_core, argument, Now);
             if (_core.View > view) metrics.ViewChanged(_id, _core.View - view);
             if (_core.ClientEvictions > evictions) metrics.ClientsEvicted(_id, _core.ClientEvictions - evictions);
+            if (_core.ViewChangesWithheld > withheld) LogViewChangeWithheld(logger, _id, _core.View, _core.StableCheckpoint.Sequence, _core.GapCommitHorizon);
             Apply(ready);
         }
         catch (Exception e)

@@ -61,6 +61,9 @@ public sealed class MinBftHealthCheck(IGrainFactory grains, IOptions<MinBftHealt
             return HealthCheckResult.Degraded($"{who}: retrying a failed store or USIG write ({status.DurableFailingFor.TotalSeconds:F1} s)", data: data);
         if (status.ViewChanging) return HealthCheckResult.Degraded($"{who}: changing views", data: data);
         if (status.StateTransferInProgress) return HealthCheckResult.Degraded($"{who}: fetching state from its peers", data: data);
+        // After a counter gap the replica sits out view changes: one more fault could stall them.
+        if (status.ViewChangesWithheldUntil > status.StableCheckpoint)
+            return HealthCheckResult.Degraded($"{who}: restarted after a USIG counter gap, it sends no VIEW-CHANGE until its stable checkpoint reaches {status.ViewChangesWithheldUntil}", data: data);
         return HealthCheckResult.Healthy(who, data);
     }
 }

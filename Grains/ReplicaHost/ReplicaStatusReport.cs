@@ -49,6 +49,8 @@ internal static class ReplicaStatusReport
             ClientRecords = core.ClientRecordCount,
             ExpiryHorizon = core.ExpiryHorizon,
             ClientEvictions = core.ClientEvictions,
+            ViewChangesWithheldUntil = core.StableCheckpoint.Sequence < core.GapCommitHorizon ? core.GapCommitHorizon : 0,
+            ViewChangesWithheld = core.ViewChangesWithheld,
         };
     }
 }

@@ -29,6 +29,15 @@ public sealed class MinBftHealthCheckTests
     }
 
     [Fact]
+    public void A_replica_withholding_view_changes_after_a_counter_gap_is_degraded_until_its_checkpoint_catches_up()
+    {
+        var withholding = MinBftHealthCheck.Evaluate(Running() with { StableCheckpoint = 10, ViewChangesWithheldUntil = 12 }, Limit);
+        Assert.Equal(HealthStatus.Degraded, withholding.Status);
+        Assert.Contains("no VIEW-CHANGE until its stable checkpoint reaches 12", withholding.Description, StringComparison.Ordinal);
+        Assert.Equal(HealthStatus.Healthy, MinBftHealthCheck.Evaluate(Running() with { StableCheckpoint = 12, ViewChangesWithheldUntil = 12 }, Limit).Status);
+    }
+
+    [Fact]
     public void A_store_or_USIG_write_failing_briefly_is_degraded_and_for_long_unhealthy()
     {
         var brief = MinBftHealthCheck.Evaluate(Running() with { DurableFailingFor = TimeSpan.FromSeconds(1) }, Limit);
