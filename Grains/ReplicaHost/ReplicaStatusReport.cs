@@ -49,7 +49,7 @@ internal static class ReplicaStatusReport
             ClientRecords = core.ClientRecordCount,
             ExpiryHorizon = core.ExpiryHorizon,
             ClientEvictions = core.ClientEvictions,
-            ViewChangesWithheldUntil = core.StableCheckpoint.Sequence < core.GapCommitHorizon ? core.GapCommitHorizon : 0,
+            ViewChangesWithheldUntil = core.ViewChangesWithheldUntil,
             ViewChangesWithheld = core.ViewChangesWithheld,
         };
     }

@@ -71,6 +71,9 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
 
     public bool WriteInFlight => _writing is not null;
 
+    /// <summary>Since when certified UIs wait for a write (as of the last <see cref="TakeWrite"/>); null when none waits.</summary>
+    public TimeSpan? UisWaitingSince { get; private set; }
+
     public bool CertifyInFlight => _certifying;
 
     /// <summary>Gives <paramref name="message"/> (no UI yet) the next counter; returns it.</summary>
@@ -87,15 +90,18 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     /// appended since the last write, the UIs certified since, the view and the trim point.
     /// Everything produced while a write is in flight goes into the next one (group commit).
     /// </summary>
-    public LogWrite? TakeWrite(long view, bool flushUis)
+    public LogWrite? TakeWrite(long view, TimeSpan now, TimeSpan lazyUiWait)
     {
+        if (Certified == UiDurable) UisWaitingSince = null;
+        else UisWaitingSince ??= now;
         if (_writing is not null) return null;
         var truncation = _truncation;
         // UIs alone wait for the next write of intents: the USIG can re-issue them meanwhile, so a
         // write (and its fsync) of its own is due only before they could block the next certify
-        // batch, or once they waited long enough (flushUis). At low load this saves a third
-        // synced write per message, and the fsync that would queue in front of a peer's.
-        var uisDue = Certified - UiDurable >= (ulong)(flushUis ? 1 : UiOnlyWriteThreshold);
+        // batch, or once they waited lazyUiWait. At low load this saves a third synced write per
+        // message, and the fsync that would queue in front of a peer's.
+        var waitedEnough = UisWaitingSince is { } since && now - since >= lazyUiWait;
+        var uisDue = Certified - UiDurable >= (ulong)(waitedEnough ? 1 : UiOnlyWriteThreshold);
         if (truncation is null && Appended == Durable && !uisDue && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
         var intents = new List<CertifiedMessage>((int)(Appended - Durable));
         for (var c = Durable + 1; c <= Appended; c++) intents.Add(EntryAt(c).Message);

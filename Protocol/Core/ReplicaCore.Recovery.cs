@@ -75,6 +75,10 @@ public sealed partial class ReplicaCore
     /// could not show those commitments; it sends none until its stable checkpoint reaches here.</summary>
     public ulong GapCommitHorizon { get; private set; }
 
+    /// <summary><see cref="GapCommitHorizon"/> while the stable checkpoint is below it (VIEW-CHANGEs
+    /// are withheld until then); 0 otherwise.</summary>
+    public ulong ViewChangesWithheldUntil => StableCheckpoint.Sequence < GapCommitHorizon ? GapCommitHorizon : 0;
+
     /// <summary>Restore a fresh core from durable state; the first input after construction.</summary>
     public Ready Restore(RecoveredState state, TimeSpan now)
     {
@@ -147,8 +151,8 @@ public sealed partial class ReplicaCore
                 Commit c => c.Prepare.Sequence,
                 _ => 0UL,
             }).DefaultIfEmpty(0UL).Max();
+            _own.Restore(state.UsigCounter + 1, [], [], new LogTruncation(state.UsigCounter + 1, Gap: true));
         }
-        if (RestartedAfterCounterGap) _own.Restore(state.UsigCounter + 1, [], [], new LogTruncation(state.UsigCounter + 1, Gap: true));
         else _own.Restore(state.LogFirstCounter, prefix, prefix.Select(m => Sha256Digest.From(MessageEncoding.CertifiedDigest(m))).ToList(),
             certified < log.Count ? new LogTruncation(lastLogged + 1, Gap: false) : null);
 

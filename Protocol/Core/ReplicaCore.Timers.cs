@@ -88,7 +88,7 @@ public sealed partial class ReplicaCore
             var retransmit = _now + _tuning.RetransmitInterval / 4;
             if (next is null || retransmit < next) next = retransmit;
         }
-        if (_uisWaitingSince is { } since && !_own.WriteInFlight)
+        if (_own.UisWaitingSince is { } since && !_own.WriteInFlight)
         {
             var flush = since + _tuning.LazyUiWait;
             if (next is null || flush < next) next = flush;

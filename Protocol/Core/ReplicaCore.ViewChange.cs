@@ -113,7 +113,7 @@ public sealed partial class ReplicaCore
         // Restarted after a counter gap: the log no longer holds what this replica committed to
         // before the gap, so its VIEW-CHANGE could let a NEW-VIEW drop a committed batch. It
         // abstains (as a crashed replica would) until its stable checkpoint covers all of that.
-        if (StableCheckpoint.Sequence < GapCommitHorizon)
+        if (ViewChangesWithheldUntil > 0)
         {
             ViewChangesWithheld++;
             return;

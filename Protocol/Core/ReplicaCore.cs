@@ -246,15 +246,9 @@ public sealed partial class ReplicaCore
     /// <summary>The host's durable work, at most one of each kind in flight: everything produced
     /// while one is in flight goes into the next (group commit), and the USIG certifies durable
     /// intents in batches.</summary>
-    private TimeSpan? _uisWaitingSince;
-
     private void ScheduleDurableWork()
     {
-        // Since when certified UIs wait for a write (TakeWrite writes them alone after LazyUiWait).
-        if (_own.Certified == _own.UiDurable) _uisWaitingSince = null;
-        else _uisWaitingSince ??= _now;
-        var flushUis = _uisWaitingSince is { } since && _now - since >= _tuning.LazyUiWait;
-        if (_own.TakeWrite(View, flushUis) is { } write) Emit(new WriteLog(write));
+        if (_own.TakeWrite(View, _now, _tuning.LazyUiWait) is { } write) Emit(new WriteLog(write));
         if (_own.TakeCertifyBatch() is { } batch) Emit(new CertifyUis(batch.FirstCounter, batch.Digests));
         if (_checkpointStoring is null && _checkpointToStore is { } store)
         {
