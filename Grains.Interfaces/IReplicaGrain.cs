@@ -123,4 +123,7 @@ public sealed record ReplicaStatus(
 
     /// <summary>VIEW-CHANGEs this replica withheld since it activated (see <see cref="ViewChangesWithheldUntil"/>).</summary>
     [Id(30)] public long ViewChangesWithheld { get; init; }
+
+    /// <summary>Replies sent with a MAC under their client's session, which the client takes without a signature check.</summary>
+    [Id(31)] public long RepliesAuthenticatedByMac { get; init; }
 }

@@ -69,7 +69,7 @@ public sealed partial class ReplicaGrain(
         _sessions = new ReplicaClientSessions(_id, silo.CreateReplicaSigner(_id), silo.Options.MaxClientSessions);
         _core = new ReplicaCore(settings, silo.CreateProtocolCrypto(_id, _preverifier?.Verifier, _sessions), _app);
         _started = silo.Clock.GetTimestamp();
-        _transport = new ReplicaTransport(_id, silo.Manifest.N, GrainFactory, logger);
+        _transport = new ReplicaTransport(_id, silo.Manifest.N, GrainFactory, logger, _sessions);
         _durable = new DurableOperations(_id, silo.Options.RetryDelay, silo.Options.MaxRetryDelay, silo.Clock, logger);
         _commitLatency = new CommitLatency(_id, silo.Clock);
         _tracing = new BatchTracing(_id);

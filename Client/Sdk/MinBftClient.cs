@@ -111,6 +111,12 @@ public sealed partial class MinBftClient : IDisposable
     /// <summary>Number of faulty replicas tolerated.</summary>
     public int F => _verifier.F;
 
+    /// <summary>Replies this client took on their session MAC, with no signature check.</summary>
+    public long RepliesProvenByMac => _verifier.ProvenByMac;
+
+    /// <summary>Replies whose signature this client checked (no session with their replica, or no valid MAC).</summary>
+    public long ReplySignaturesChecked => _verifier.SignaturesChecked;
+
     /// <summary>The key of this client's proxy grain (replicas address their replies to it).</summary>
     public string ProxyKey { get; }
 
@@ -214,7 +220,8 @@ public sealed partial class MinBftClient : IDisposable
     /// same signed request while time and attempts remain.</summary>
     private async Task<VerifiedResult> SendUntilProvenAsync(PooledIdentity identity, Request request, Activity? span, string? link, Deadline deadline)
     {
-        if (await SessionAsync(identity, deadline.Linked).ConfigureAwait(false) is { } session) request = session.Authenticate(request);
+        var session = await SessionAsync(identity, deadline.Linked).ConfigureAwait(false);
+        if (session is not null) request = session.Authenticate(request);
         var (started, timeout) = (deadline.Started, deadline.Timeout);
         Exception? lastFailure = null;
         // The request timeout's token is the one clock deciding when to stop; elapsed time
@@ -230,7 +237,7 @@ public sealed partial class MinBftClient : IDisposable
             {
                 // The proxy is untrusted and may never answer: the channel bounds the wait locally too.
                 var replies = await _channel.SendAsync(request, attemptTimeout, link, deadline.Linked).ConfigureAwait(false);
-                return _verifier.Verify(request, replies);
+                return _verifier.Verify(request, replies, session);
             }
             catch (OperationCanceledException) when (deadline.Caller.IsCancellationRequested)
             {

@@ -11,7 +11,8 @@ namespace MinBft.Client;
 /// Decides whether a set of REPLYs proves the result of one request (PROTOCOL.md 4.6): f+1
 /// replies from distinct replicas, each within bounds, each for this client id, sequence
 /// number and request digest, each signed by its replica's key from the cluster manifest (one
-/// signature over a batch's Merkle root, checked once per batch), all with the same status,
+/// signature over a batch's Merkle root, checked once per batch, or a MAC under the client's
+/// session with that replica, which needs no signature check), all with the same status,
 /// position and result. At most f replicas are faulty, so f+1 such replies include one from a correct
 /// replica, and a correct replica only replies with the result of executing the request in the
 /// agreed order.
@@ -61,11 +62,22 @@ public sealed class ReplyVerifier
     /// <summary>Matching replies needed: f+1.</summary>
     public int Required => F + 1;
 
+    /// <summary>Replies taken on their session MAC (<see cref="ClientSession.ProvesReply"/>), without a signature check.</summary>
+    public long ProvenByMac => Interlocked.Read(ref _provenByMac);
+
+    /// <summary>Replies whose signature was checked (valid or not).</summary>
+    public long SignaturesChecked => Interlocked.Read(ref _signaturesChecked);
+
+    private long _provenByMac;
+    private long _signaturesChecked;
+
     /// <summary>
     /// The result that <paramref name="replies"/> prove for <paramref name="request"/>, or a
-    /// <see cref="MinBftReplyVerificationException"/> listing why they do not.
+    /// <see cref="MinBftReplyVerificationException"/> listing why they do not. A reply with a valid
+    /// MAC under <paramref name="session"/> (the request's client's) needs no signature check; any
+    /// other reply is checked by its signature, so a missing or bad MAC costs only time.
     /// </summary>
-    public VerifiedResult Verify(Request request, IReadOnlyList<Reply?>? replies)
+    public VerifiedResult Verify(Request request, IReadOnlyList<Reply?>? replies, ClientSession? session = null)
     {
         ArgumentNullException.ThrowIfNull(request);
         var problems = new List<string>();
@@ -80,7 +92,7 @@ public sealed class ReplyVerifier
         for (var index = 0; index < replies.Count; index++)
         {
             var reply = replies[index];
-            if (Check(request, digest, reply) is { } why)
+            if (Check(request, digest, reply, session) is { } why)
             {
                 problems.Add(string.Create(CultureInfo.InvariantCulture, $"reply #{index}: {why}"));
                 continue;
@@ -133,7 +145,7 @@ public sealed class ReplyVerifier
         a.Status == b.Status && a.Position == b.Position && a.Result.AsSpan().SequenceEqual(b.Result);
 
     /// <summary>Null when <paramref name="reply"/> is a valid REPLY to <paramref name="request"/>, else why not.</summary>
-    private string? Check(Request request, byte[] requestDigest, Reply? reply)
+    private string? Check(Request request, byte[] requestDigest, Reply? reply, ClientSession? session)
     {
         // Bounds before anything is hashed or verified.
         if (MessageLimits.CheckReply(reply) is { } malformed) return malformed;
@@ -143,11 +155,21 @@ public sealed class ReplyVerifier
         if (r.Seq != request.Seq) return string.Create(CultureInfo.InvariantCulture, $"for seq {r.Seq}, not {request.Seq}");
         // Another operation under the same seq (a client whose seq went back) is not this request.
         if (!r.RequestDigest.AsSpan().SequenceEqual(requestDigest)) return "for another request with this seq";
+        if (session is not null && session.ProvesReply(r))
+        {
+            Interlocked.Increment(ref _provenByMac);
+            return null;
+        }
+        Interlocked.Increment(ref _signaturesChecked);
         return _authenticator.Explain(r);
     }
 }
 
-/// <summary>A result proven by <see cref="Replies"/>: f+1 valid, matching replies from distinct replicas.</summary>
+/// <summary>
+/// A result proven by <see cref="Replies"/>: f+1 valid, matching replies from distinct replicas.
+/// A reply taken on its session MAC proves it to this client only; every reply also carries its
+/// replica's signature, which anyone else can check.
+/// </summary>
 public sealed record VerifiedResult(string ClientId, ulong Seq, byte[] Result, IReadOnlyList<Reply> Replies)
 {
     /// <summary>Executed, or Expired: the request did not run (its identity's record had been evicted).</summary>

@@ -40,6 +40,7 @@ internal static class ReplicaStatusReport
             ProcessCpu = Environment.CpuUsage.TotalTime,
             RequestsAuthenticatedByMac = sessions?.AuthenticatedByMac ?? 0,
             RequestSignaturesChecked = sessions?.SignaturesChecked ?? 0,
+            RepliesAuthenticatedByMac = sessions?.RepliesAuthenticated ?? 0,
             ClientSessions = sessions?.Count ?? 0,
             ViewChanging = core.ViewChanging,
             StateTransferInProgress = core.StateTransferInProgress,

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using MinBft.Crypto;
 using MinBft.Encoding;
 using MinBft.Messages;
 using MinBft.Protocol;
@@ -11,7 +12,9 @@ namespace MinBft.ReplicaHost;
 /// held until the step's end (<see cref="Flush"/>) and leave as one call per destination: an
 /// executed batch's replies to one client SDK cost one message, not one each. A replica never waits on a peer or a proxy (a
 /// slow or Byzantine one must not stall it); a lost message is repaired by the protocol's
-/// retransmission, so a failed call is only logged.
+/// retransmission, so a failed call is only logged. A reply to a client with a MAC session here
+/// leaves with that session's MAC (<see cref="ReplicaClientSessions.AuthenticateReply"/>), added
+/// at sending time so that a cached reply sent again carries the client's current session.
 /// </summary>
 internal sealed partial class ReplicaTransport
 {
@@ -22,6 +25,7 @@ internal sealed partial class ReplicaTransport
     private readonly IGrainFactory _grains;
     private readonly ILogger _logger;
     private readonly IReplicaGrain[] _peers;
+    private readonly ReplicaClientSessions? _sessions;
 
     // Client proxy references by key: GetGrain resolves the interface type on every call,
     // which cost about 3% of the silo's CPU when done per reply.
@@ -33,8 +37,9 @@ internal sealed partial class ReplicaTransport
     // Requests the current step forwards, by peer (a tick forwards every known request at once).
     private Dictionary<int, List<Request>>? _forwards;
 
-    public ReplicaTransport(int id, int n, IGrainFactory grains, ILogger logger)
+    public ReplicaTransport(int id, int n, IGrainFactory grains, ILogger logger, ReplicaClientSessions? sessions = null)
     {
+        _sessions = sessions;
         _id = id;
         _grains = grains;
         _logger = logger;
@@ -63,7 +68,7 @@ internal sealed partial class ReplicaTransport
             case SendReply reply:
                 var proxy = reply.ReplyTo ?? reply.Reply.ClientId;
                 if (!_replies.TryGetValue(proxy, out var batch)) _replies[proxy] = batch = [];
-                batch.Add(reply.Reply);
+                batch.Add(_sessions is { } sessions ? sessions.AuthenticateReply(reply.Reply) : reply.Reply);
                 return true;
             default:
                 return false;

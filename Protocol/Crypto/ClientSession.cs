@@ -10,7 +10,9 @@ namespace MinBft.Crypto;
 /// replica that accepts answers with its own signed X25519 key, and from then on the client adds
 /// one MAC per such replica to each request (<see cref="Authenticate"/>). A replica with a valid
 /// MAC skips the Ed25519 check, the dominant per-request cost; every request stays signed, so a
-/// missing or damaged MAC only costs that check. Thread-safe.
+/// missing or damaged MAC only costs that check. Replies come back the same way: a replica adds a
+/// MAC under the session to each reply, and <see cref="ProvesReply"/> takes it instead of the
+/// reply's signature. Thread-safe.
 /// </summary>
 public sealed class ClientSession : IDisposable
 {
@@ -71,6 +73,20 @@ public sealed class ClientSession : IDisposable
                 SessionKeys.Mac(key, i, digest, authenticator.AsSpan(i * MessageLimits.RequestMacLength, MessageLimits.RequestMacLength));
         }
         return request with { Authenticator = authenticator };
+    }
+
+    /// <summary>
+    /// True when <paramref name="reply"/> carries a valid MAC from the replica it names under this
+    /// session: only that replica and this client hold the key, so the reply is that replica's,
+    /// exactly as its signature would show. False otherwise (no session with that replica, no or
+    /// a damaged MAC, another client's reply): the caller then checks the signature.
+    /// </summary>
+    public bool ProvesReply(Reply reply)
+    {
+        ArgumentNullException.ThrowIfNull(reply);
+        if (reply.Mac is not { Length: MessageLimits.ReplyMacLength } mac || reply.ClientId != Offer.ClientId
+            || reply.ReplicaId < 0 || reply.ReplicaId >= _n || Volatile.Read(ref _macKeys[reply.ReplicaId]) is not { } key) return false;
+        return System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(SessionKeys.ReplyMac(key, reply), mac);
     }
 
     public void Dispose() => _key.Dispose();

@@ -43,6 +43,9 @@ public sealed class ReplicaClientSessions : IRequestVerifier, IDisposable
     /// <summary>Requests whose Ed25519 signature was checked (valid or not).</summary>
     public long SignaturesChecked { get; private set; }
 
+    /// <summary>Replies that left with a MAC for their client (<see cref="AuthenticateReply"/>).</summary>
+    public long RepliesAuthenticated { get; private set; }
+
     /// <summary>
     /// Opens (or renews) the session <paramref name="offer"/> proposes and returns this replica's
     /// signed accept; null for an offer that is malformed, not signed by the client it names, or
@@ -81,6 +84,19 @@ public sealed class ReplicaClientSessions : IRequestVerifier, IDisposable
         }
         SignaturesChecked++;
         return RequestVerifier.Explain(request) is null;
+    }
+
+    /// <summary>
+    /// <paramref name="reply"/> with a MAC under its client's current session key (<see cref="Reply.Mac"/>),
+    /// so the client can take it without checking the signature; unchanged when the client has no
+    /// session here (the client then checks the signature, as it always may).
+    /// </summary>
+    public Reply AuthenticateReply(Reply reply)
+    {
+        ArgumentNullException.ThrowIfNull(reply);
+        if (reply.ClientId is null || !_sessions.TryGetValue(reply.ClientId, out var session)) return reply;
+        RepliesAuthenticated++;
+        return reply with { Mac = SessionKeys.ReplyMac(session.MacKey, reply) };
     }
 
     private bool HasValidMac(Request request, ReadOnlySpan<byte> digest)

@@ -8,7 +8,8 @@ namespace MinBft.Crypto;
 /// <summary>
 /// What both ends of a client-replica MAC session compute: X25519 agreement, then HKDF-SHA256
 /// salted with the signed accept's bytes (so the key is bound to both public keys, the client,
-/// the replica and the epoch), and the truncated HMAC-SHA256 of a request's digest.
+/// the replica and the epoch), and the truncated HMAC-SHA256 of a request's digest (client to
+/// replica) or of a reply's leaf digest (replica to client), each under its own tag.
 /// </summary>
 internal static class SessionKeys
 {
@@ -36,6 +37,15 @@ internal static class SessionKeys
         {
             return null; // a low-order point: no contributory secret
         }
+    }
+
+    /// <summary>The MAC of a REPLY under the session key: what <see cref="Reply.Mac"/> holds.</summary>
+    public static byte[] ReplyMac(byte[] key, Reply reply)
+    {
+        Span<byte> full = stackalloc byte[32];
+        using var input = CanonicalWriter.Rent(64);
+        HMACSHA256.HashData(key, MessageEncoding.WriteReplyAuthenticator(input, MessageEncoding.ReplyLeafDigest(reply)).WrittenSpan, full);
+        return full[..MessageLimits.ReplyMacLength].ToArray();
     }
 
     public static void Mac(byte[] key, int replicaId, ReadOnlySpan<byte> requestDigest, Span<byte> destination)

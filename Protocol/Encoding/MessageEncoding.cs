@@ -61,6 +61,12 @@ public static class MessageEncoding
     public static CanonicalWriter WriteRequestAuthenticator(CanonicalWriter w, int replicaId, ReadOnlySpan<byte> requestDigest) =>
         w.Tag(MessageTag.RequestAuthenticator).I32(replicaId).Bytes(requestDigest);
 
+    /// <summary>What a replica's MAC on a REPLY covers (<see cref="Reply.Mac"/>): the reply's leaf digest, which
+    /// names the replica, the client, the request and the outcome. Its own tag keeps it apart from request MACs
+    /// under the same session key.</summary>
+    public static CanonicalWriter WriteReplyAuthenticator(CanonicalWriter w, ReadOnlySpan<byte> replyLeafDigest) =>
+        w.Tag(MessageTag.ReplyAuthenticator).Bytes(replyLeafDigest);
+
     public static byte[] ClientSessionOffer(string clientId, ReadOnlySpan<byte> clientPublicKey, long epoch, ReadOnlySpan<byte> agreementKey) =>
         new CanonicalWriter(160).Tag(MessageTag.ClientSessionOffer).Text(clientId).Bytes(clientPublicKey).I64(epoch).Bytes(agreementKey).ToArray();
 

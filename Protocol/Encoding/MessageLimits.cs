@@ -25,6 +25,7 @@ public static class MessageLimits
     public const int MaxMessagesPerDelivery = 1024;       // messages one replica hands another in one call
     public const int RequestMacLength = 16;               // HMAC-SHA256 truncated to 128 bits, one per replica
     public const int MaxAuthenticatorLength = RequestMacLength * 256;
+    public const int ReplyMacLength = 16;                 // HMAC-SHA256 truncated to 128 bits, under the client's session key
     public const int AgreementKeyLength = 32;             // X25519
     public const int MaxReplyProofDepth = 32;
     public const int MaxReplyToLength = 128;              // a client proxy's grain key
@@ -147,6 +148,7 @@ public static class MessageLimits
         if (r.Status is not (ReplyStatus.Executed or ReplyStatus.Expired)) return "unknown reply status";
         if (r.Status == ReplyStatus.Expired && r.Result.Length != 0) return "an Expired reply has no result";
         if (r.RequestDigest is null || r.RequestDigest.Length != DigestLength) return "request digest length";
+        if (r.Mac is { Length: not ReplyMacLength }) return "reply mac length";
         var proof = r.Proof;
         if (proof is null) return "null reply proof";
         if (proof.Count < 1 || proof.Index < 0 || proof.Index >= proof.Count) return "reply proof position";

@@ -22,6 +22,7 @@ public enum MessageTag : byte
     ClientId = 17,
     ClientSessionAccept = 18,
     ViewChangeFetch = 19,
+    ReplyAuthenticator = 20,
 }
 
 public static class MessageTags

@@ -8,6 +8,9 @@ namespace MinBft.Messages;
 /// <see cref="Position"/> are signed too: the position in the executed history the request was
 /// decided at, which a client uses as its next <see cref="Request.Incarnation"/> (an Expired
 /// reply, for a client whose record was evicted, says only that and the position).
+/// <see cref="Mac"/> is a shortcut for the client alone: a MAC under the client's session key with
+/// this replica (<c>ClientSession</c>), so the client can skip the signature check. It is outside
+/// the signed leaf, and the proxy and anyone else still check the signature.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Reply")]
 public sealed record Reply(
@@ -19,7 +22,8 @@ public sealed record Reply(
     [Id(5)] byte[] Result,
     [Id(6)] ReplyProof Proof,
     [Id(7)] ReplyStatus Status = ReplyStatus.Executed,
-    [Id(8)] ulong Position = 0);
+    [Id(8)] ulong Position = 0,
+    [Id(9)] byte[]? Mac = null);
 
 /// <summary>What a REPLY reports.</summary>
 public enum ReplyStatus : byte

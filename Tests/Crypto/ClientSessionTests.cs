@@ -138,4 +138,79 @@ public sealed class ClientSessionTests : IDisposable
         Assert.Equal((1L, 1L), (_replicas[0].AuthenticatedByMac, _replicas[0].SignaturesChecked));
         foreach (var s in sessions) s.Dispose();
     }
+
+    /// <summary>Replica <paramref name="replica"/>'s signed reply to <paramref name="request"/> with <paramref name="result"/>.</summary>
+    private Reply SignedReply(int replica, Request request, byte[] result) =>
+        ReplyBatchSigner.Sign(new Ed25519ReplicaSigner(_replicaKeys[replica]), replica,
+            [new ReplyContent(0, request.ClientId, request.Seq, MessageEncoding.RequestDigest(request), result, ReplyStatus.Executed, 5)])[0];
+
+    [Fact]
+    public void A_reply_with_its_session_MAC_proves_itself_to_that_client_and_no_other_reply_does()
+    {
+        using var session = Open(_client);
+        var request = _client.CreateRequest(1, [1]);
+        var reply = _replicas[1].AuthenticateReply(SignedReply(1, request, [7]));
+        Assert.NotNull(reply.Mac);
+        Assert.Equal(1L, _replicas[1].RepliesAuthenticated);
+        Assert.True(session.ProvesReply(reply));
+
+        // Anything the MAC does not vouch for: another result, status, position, view, seq, or
+        // replica id, a damaged MAC, no MAC, or another replica's MAC on this reply.
+        Assert.False(session.ProvesReply(reply with { Result = [8] }));
+        Assert.False(session.ProvesReply(reply with { Status = ReplyStatus.Expired }));
+        Assert.False(session.ProvesReply(reply with { Position = 6 }));
+        Assert.False(session.ProvesReply(reply with { View = 1 }));
+        Assert.False(session.ProvesReply(reply with { Seq = 2 }));
+        Assert.False(session.ProvesReply(reply with { ReplicaId = 2 }));
+        var damaged = (byte[])reply.Mac!.Clone();
+        damaged[0] ^= 1;
+        Assert.False(session.ProvesReply(reply with { Mac = damaged }));
+        Assert.False(session.ProvesReply(reply with { Mac = null }));
+        var fromReplica2 = _replicas[2].AuthenticateReply(SignedReply(2, request, [7]));
+        Assert.False(session.ProvesReply(reply with { Mac = fromReplica2.Mac }));
+        // A request MAC under the same session key never passes for a reply MAC (its own tag).
+        var requestMac = session.Authenticate(request).Authenticator!.AsSpan(MessageLimits.RequestMacLength, MessageLimits.RequestMacLength).ToArray();
+        Assert.False(session.ProvesReply(reply with { Mac = requestMac }));
+
+        // Another client's session proves nothing about this client's reply, nor about a copy renamed to it.
+        var other = new ClientSigner(Ed25519KeyPair.Generate(Random));
+        using var otherSession = Open(other);
+        Assert.False(otherSession.ProvesReply(reply));
+        Assert.False(otherSession.ProvesReply(reply with { ClientId = other.ClientId }));
+    }
+
+    [Fact]
+    public void A_reply_to_a_client_without_a_session_leaves_without_a_MAC()
+    {
+        var request = _client.CreateRequest(1, [1]);
+        var reply = _replicas[0].AuthenticateReply(SignedReply(0, request, [7]));
+        Assert.Null(reply.Mac);
+        Assert.Equal(0L, _replicas[0].RepliesAuthenticated);
+    }
+
+    [Fact]
+    public void The_client_takes_replies_on_their_MACs_and_checks_the_signature_of_any_other()
+    {
+        using var session = Open(_client);
+        var verifier = new MinBft.Client.ReplyVerifier(N, 1, _ring);
+        var request = _client.CreateRequest(1, [1]);
+        var replies = Enumerable.Range(0, N).Select(i => _replicas[i].AuthenticateReply(SignedReply(i, request, [7]))).ToArray();
+
+        // Valid MACs: no signature is checked, so even a broken signature does not matter to this client.
+        var unsigned = replies.Select(r => r with { Proof = r.Proof with { RootSignature = new byte[64] } }).ToArray();
+        Assert.Equal([7], verifier.Verify(request, [unsigned[0], unsigned[2]], session).Result);
+        Assert.Equal((2L, 0L), (verifier.ProvenByMac, verifier.SignaturesChecked));
+
+        // Without the session, or with a damaged MAC, the signature decides: broken fails, valid
+        // passes. (Broken first: a verifier remembers what a valid signature proved.)
+        Assert.Throws<MinBft.Client.MinBftReplyVerificationException>(() => verifier.Verify(request, [unsigned[0], unsigned[1]]));
+        var damaged = unsigned[1] with { Mac = new byte[MessageLimits.ReplyMacLength] };
+        Assert.Throws<MinBft.Client.MinBftReplyVerificationException>(() => verifier.Verify(request, [damaged, unsigned[2] with { Mac = null }], session));
+        // A MAC'd reply whose result was changed in transit fails its MAC, then its signature.
+        var tampered = replies[1] with { Result = [8] };
+        Assert.Throws<MinBft.Client.MinBftReplyVerificationException>(() => verifier.Verify(request, [tampered, unsigned[2] with { Result = [8] }], session));
+        Assert.Equal((2L, 6L), (verifier.ProvenByMac, verifier.SignaturesChecked));
+        Assert.Equal([7], verifier.Verify(request, [replies[0], replies[1]]).Result);
+        Assert.Equal((2L, 8L), (verifier.ProvenByMac, verifier.SignaturesChecked));
+    }
 }
