@@ -180,12 +180,22 @@ public sealed class ClientSessionTests : IDisposable
     }
 
     [Fact]
-    public void A_reply_to_a_client_without_a_session_leaves_without_a_MAC()
+    public void A_reply_to_a_client_without_a_session_or_from_a_large_batch_leaves_without_a_MAC()
     {
         var request = _client.CreateRequest(1, [1]);
         var reply = _replicas[0].AuthenticateReply(SignedReply(0, request, [7]));
         Assert.Null(reply.Mac);
         Assert.Equal(0L, _replicas[0].RepliesAuthenticated);
+
+        // With a session: replies of batches up to MaxMacBatch get one, larger batches share their signature.
+        using var session = Open(_client);
+        var content = new ReplyContent(0, request.ClientId, request.Seq, MessageEncoding.RequestDigest(request), [7], ReplyStatus.Executed, 5);
+        var signer = new Ed25519ReplicaSigner(_replicaKeys[0]);
+        var small = ReplyBatchSigner.Sign(signer, 0, Enumerable.Repeat(content, ReplicaClientSessions.MaxMacBatch).ToList());
+        var large = ReplyBatchSigner.Sign(signer, 0, Enumerable.Repeat(content, ReplicaClientSessions.MaxMacBatch + 1).ToList());
+        Assert.True(session.ProvesReply(_replicas[0].AuthenticateReply(small[^1])));
+        Assert.Null(_replicas[0].AuthenticateReply(large[0]).Mac);
+        Assert.Equal(1L, _replicas[0].RepliesAuthenticated);
     }
 
     [Fact]
