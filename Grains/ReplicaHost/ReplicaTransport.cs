@@ -39,10 +39,10 @@ internal sealed partial class ReplicaTransport
 
     public ReplicaTransport(int id, int n, IGrainFactory grains, ILogger logger, ReplicaClientSessions? sessions = null)
     {
-        _sessions = sessions;
         _id = id;
         _grains = grains;
         _logger = logger;
+        _sessions = sessions;
         _peers = Enumerable.Range(0, n).Select(i => grains.GetGrain<IReplicaGrain>(i)).ToArray();
     }
 

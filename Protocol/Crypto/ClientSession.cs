@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using MinBft.Encoding;
 using MinBft.Messages;
 using MinBft.Protocol;
@@ -11,8 +12,8 @@ namespace MinBft.Crypto;
 /// one MAC per such replica to each request (<see cref="Authenticate"/>). A replica with a valid
 /// MAC skips the Ed25519 check, the dominant per-request cost; every request stays signed, so a
 /// missing or damaged MAC only costs that check. Replies come back the same way: a replica adds a
-/// MAC under the session to each reply, and <see cref="ProvesReply"/> takes it instead of the
-/// reply's signature. Thread-safe.
+/// MAC under the session to the replies of small batches (<see cref="ReplicaClientSessions.MaxMacBatch"/>),
+/// and <see cref="ProvesReply"/> takes it instead of the reply's signature. Thread-safe.
 /// </summary>
 public sealed class ClientSession : IDisposable
 {
@@ -86,7 +87,7 @@ public sealed class ClientSession : IDisposable
         ArgumentNullException.ThrowIfNull(reply);
         if (reply.Mac is not { Length: MessageLimits.ReplyMacLength } mac || reply.ClientId != Offer.ClientId
             || reply.ReplicaId < 0 || reply.ReplicaId >= _n || Volatile.Read(ref _macKeys[reply.ReplicaId]) is not { } key) return false;
-        return System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(SessionKeys.ReplyMac(key, reply), mac);
+        return CryptographicOperations.FixedTimeEquals(SessionKeys.ReplyMac(key, reply), mac);
     }
 
     public void Dispose() => _key.Dispose();
