@@ -83,8 +83,6 @@ public sealed record ClientProxyOutcome(
 /// (late, or no such client and seq in flight here), DuplicateReplica.</param>
 /// <param name="Submits">Submit calls received since activation (each carries a batch of requests).</param>
 /// <param name="Notifications">Observer calls made since activation (each carries a batch of outcomes).</param>
-/// <param name="RepliesAcceptedByMac">Of <paramref name="RepliesAccepted"/>, those taken on the proxy's session MAC, without a signature check.</param>
-/// <param name="SessionReplicas">Replicas this proxy has a MAC session with.</param>
 [GenerateSerializer, Immutable, Alias("minbft.ClientProxyStatus")]
 public sealed record ClientProxyStatus(
     [property: Id(0)] int InFlight,
@@ -92,6 +90,4 @@ public sealed record ClientProxyStatus(
     [property: Id(2)] long RepliesAccepted,
     [property: Id(3)] Dictionary<string, long> RepliesIgnored,
     [property: Id(4)] long Submits = 0,
-    [property: Id(5)] long Notifications = 0,
-    [property: Id(6)] long RepliesAcceptedByMac = 0,
-    [property: Id(7)] int SessionReplicas = 0);
+    [property: Id(5)] long Notifications = 0);

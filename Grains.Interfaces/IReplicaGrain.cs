@@ -30,14 +30,6 @@ public interface IReplicaGrain : IGrainWithIntegerKey
     /// </summary>
     Task<ClientSessionAccept?> OpenClientSession(ClientSessionOffer offer);
 
-    /// <summary>
-    /// Opens a MAC session for client proxy <paramref name="proxyKey"/>, offered under the proxy's
-    /// throw-away identity: replies to that proxy then carry a MAC it checks instead of their
-    /// signature. Null for a bad key or offer. A session opened by anyone else only costs the
-    /// proxy its shortcut.
-    /// </summary>
-    Task<ClientSessionAccept?> OpenProxySession(string proxyKey, ClientSessionOffer offer);
-
     /// <summary>View, progress and state digest, for operators and tests.</summary>
     Task<ReplicaStatus> GetStatus();
 }
@@ -134,7 +126,4 @@ public sealed record ReplicaStatus(
 
     /// <summary>Replies sent with a MAC under their client's session, which the client takes without a signature check.</summary>
     [Id(31)] public long RepliesAuthenticatedByMac { get; init; }
-
-    /// <summary>Replies sent with a MAC under their client proxy's session, which the proxy takes without a signature check.</summary>
-    [Id(32)] public long ProxyRepliesAuthenticatedByMac { get; init; }
 }

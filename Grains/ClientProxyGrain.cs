@@ -26,9 +26,8 @@ namespace MinBft;
 /// (a request in flight here under its client and seq, its request digest, and its batch
 /// root's signature under the manifest's key of the replica it names, once per batch for the
 /// whole silo) and each replica counts once, so neither a forged reply nor a Byzantine
-/// replica's different result can make up a quorum. A reply with a valid MAC under the proxy's
-/// own session with its replica (<see cref="MinBftOptions.ProxySessionRenewal"/>) needs no
-/// signature check. The proxy itself is not trusted: the SDK verifies the f+1 replies again.
+/// replica's different result can make up a quorum. The proxy itself is not trusted: the SDK
+/// verifies the f+1 replies again.
 /// Reentrant so that replies are taken while Submit calls wait; state is bounded by
 /// <see cref="MinBftOptions.MaxRequestsPerClientProxy"/> requests of at most n replies each.
 /// </summary>
@@ -73,55 +72,16 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     private readonly TaskCompletionSource _siloStopping = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationTokenRegistration _stoppingRegistration;
 
-    // This activation's MAC sessions with the replicas (MinBftOptions.ProxySessionRenewal), under
-    // a throw-away identity that lives as long as the activation: a reply with a valid ProxyMac
-    // skips the signature check.
-    private ClientSigner? _identity;
-    private ClientSession? _session;
-    private long _sessionEpoch;
-    private long _acceptedByMac;
-
-    // Opening sessions is an optimisation: never wait long for it.
-    private static readonly TimeSpan SessionTimeout = TimeSpan.FromSeconds(2);
-
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         if (services.GetService<IHostApplicationLifetime>() is { } lifetime)
             _stoppingRegistration = lifetime.ApplicationStopping.Register(static s => ((TaskCompletionSource)s!).TrySetResult(), _siloStopping);
-        if (silo.Options.ProxySessionRenewal > TimeSpan.Zero)
-            this.RegisterGrainTimer(RenewSessionAsync, new GrainTimerCreationOptions(TimeSpan.Zero, silo.Options.ProxySessionRenewal) { Interleave = true });
         return Task.CompletedTask;
-    }
-
-    /// <summary>Opens (or renews, with a higher epoch) this proxy's session with every replica; a
-    /// replica that does not answer is checked by signature until the next renewal.</summary>
-    private async Task RenewSessionAsync()
-    {
-        _identity ??= new ClientSigner(Ed25519KeyPair.Generate(new Org.BouncyCastle.Security.SecureRandom()));
-        var session = new ClientSession(_identity, silo.Manifest.N, ++_sessionEpoch);
-        var key = this.GetPrimaryKeyString();
-        var calls = Enumerable.Range(0, silo.Manifest.N)
-            .Select(i => Replicas[i].OpenProxySession(key, session.Offer).WaitAsync(SessionTimeout, silo.Clock))
-            .ToArray();
-        try
-        {
-            await Task.WhenAll(calls);
-        }
-        catch (Exception)
-        {
-            // Some replicas did not answer: the others' sessions still count.
-        }
-        foreach (var call in calls)
-            if (call.IsCompletedSuccessfully) session.TryAccept(call.Result, silo.ReplicaKeys);
-        var previous = _session;
-        _session = session;
-        previous?.Dispose();
     }
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _stoppingRegistration.Dispose();
-        _session?.Dispose();
         // Requests still here lose their replies (they go to the next activation): tell their
         // clients now, so they resend at once instead of after their timeout. Sent right here:
         // nothing is scheduled on an activation that is going away.
@@ -296,11 +256,8 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
         if (pending.Replies.ContainsKey(reply.ReplicaId)) return "DuplicateReplica";
         // A result for another operation under this seq is no answer to this request.
         if (!pending.Digest.AsSpan().SequenceEqual(reply.RequestDigest)) return "WrongRequest";
-        // Checked last: it is the expensive check (once per replica and batch), and everything above
-        // is free. A valid MAC under this proxy's session proves the same (that replica sent it) at
-        // a twentieth of the cost; without one, the signature decides.
-        if (_session?.ProvesRelayedReply(reply) == true) _acceptedByMac++;
-        else if (!silo.Replies.Verify(reply)) return "InvalidSignature";
+        // Checked last: it is the expensive check (once per replica and batch), and everything above is free.
+        if (!silo.Replies.Verify(reply)) return "InvalidSignature";
 
         // One reply per replica (the first valid one): a Byzantine replica gets one vote, whatever it sends.
         pending.Replies.Add(reply.ReplicaId, reply);
@@ -319,8 +276,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     }
 
     public Task<ClientProxyStatus> GetStatus() =>
-        Task.FromResult(new ClientProxyStatus(_pending.Count, _completed, _accepted, new Dictionary<string, long>(_ignored, StringComparer.Ordinal), _submits, _notifications,
-            _acceptedByMac, _session?.Established ?? 0));
+        Task.FromResult(new ClientProxyStatus(_pending.Count, _completed, _accepted, new Dictionary<string, long>(_ignored, StringComparer.Ordinal), _submits, _notifications));
 
     /// <summary>Ends a request here: no longer in flight, its outcome on its way to the observer.</summary>
     private void Finish(PendingRequest pending, Reply[]? replies, string? failure, bool timedOut = false)

@@ -149,9 +149,6 @@ public sealed partial class ReplicaGrain(
         // Never throws: offers come through untrusted proxies; a bad one gets no session.
         Task.FromResult(_sessions?.Open(offer));
 
-    public Task<ClientSessionAccept?> OpenProxySession(string proxyKey, ClientSessionOffer offer) =>
-        Task.FromResult(_sessions?.OpenForProxy(proxyKey, offer));
-
     public Task<ReplicaStatus> GetStatus() =>
         Task.FromResult(ReplicaStatusReport.Of(_id, _core, _app, _grainRejections, _halted, silo.UsigMode, _sessions, _durable.FailingFor, silo.LastHalt(_id)));
 

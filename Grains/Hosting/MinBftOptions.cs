@@ -140,12 +140,6 @@ public sealed class MinBftOptions
     /// A client without one still gets through: its requests' signatures are checked instead.</summary>
     public int MaxClientSessions { get; set; } = 100_000;
 
-    /// <summary>How often a client proxy opens a fresh MAC session with every replica (also at
-    /// activation), so that it checks replies by MAC instead of by signature; a replica that
-    /// restarted or evicted the session is covered again within this period. Zero: no proxy
-    /// sessions (every reply's signature is checked).</summary>
-    public TimeSpan ProxySessionRenewal { get; set; } = TimeSpan.FromMinutes(1);
-
     /// <summary>
     /// The settings of replica <paramref name="replicaId"/>'s core: n and the cluster-wide
     /// protocol constants from the manifest, the local knobs from these options. The USIG's limits
@@ -255,7 +249,6 @@ public sealed class MinBftOptions
         if (ClientRetransmitMaxInterval < ClientRetransmitInterval)
             throw new ArgumentException($"{SectionName}:{nameof(ClientRetransmitMaxInterval)} ({ClientRetransmitMaxInterval}) must not be shorter than {nameof(ClientRetransmitInterval)} ({ClientRetransmitInterval})");
         if (MaxClientSessions < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxClientSessions)} must be >= 1");
-        if (ProxySessionRenewal < TimeSpan.Zero) throw new ArgumentException($"{SectionName}:{nameof(ProxySessionRenewal)} must not be negative");
         if (MaxRequestsPerClientProxy < 1) throw new ArgumentException($"{SectionName}:{nameof(MaxRequestsPerClientProxy)} must be >= 1");
         (Usig ?? throw new ArgumentException($"{SectionName}:{nameof(Usig)} is null")).Validate();
         if (Tls is null) throw new ArgumentException($"{SectionName}:{nameof(Tls)} is null");

@@ -41,7 +41,6 @@ internal static class ReplicaStatusReport
             RequestsAuthenticatedByMac = sessions?.AuthenticatedByMac ?? 0,
             RequestSignaturesChecked = sessions?.SignaturesChecked ?? 0,
             RepliesAuthenticatedByMac = sessions?.RepliesAuthenticated ?? 0,
-            ProxyRepliesAuthenticatedByMac = sessions?.ProxyRepliesAuthenticated ?? 0,
             ClientSessions = sessions?.Count ?? 0,
             ViewChanging = core.ViewChanging,
             StateTransferInProgress = core.StateTransferInProgress,

@@ -13,9 +13,8 @@ namespace MinBft.ReplicaHost;
 /// executed batch's replies to one client SDK cost one message, not one each. A replica never waits on a peer or a proxy (a
 /// slow or Byzantine one must not stall it); a lost message is repaired by the protocol's
 /// retransmission, so a failed call is only logged. A reply to a client with a MAC session here
-/// leaves with that session's MAC, and with its proxy's if the proxy has one
-/// (<see cref="ReplicaClientSessions.AuthenticateReply"/>), added at sending time so that a cached
-/// reply sent again carries the current sessions.
+/// leaves with that session's MAC (<see cref="ReplicaClientSessions.AuthenticateReply"/>), added
+/// at sending time so that a cached reply sent again carries the client's current session.
 /// </summary>
 internal sealed partial class ReplicaTransport
 {
@@ -69,7 +68,7 @@ internal sealed partial class ReplicaTransport
             case SendReply reply:
                 var proxy = reply.ReplyTo ?? reply.Reply.ClientId;
                 if (!_replies.TryGetValue(proxy, out var batch)) _replies[proxy] = batch = [];
-                batch.Add(_sessions is { } sessions ? sessions.AuthenticateReply(reply.Reply, reply.ReplyTo) : reply.Reply);
+                batch.Add(_sessions is { } sessions ? sessions.AuthenticateReply(reply.Reply) : reply.Reply);
                 return true;
             default:
                 return false;

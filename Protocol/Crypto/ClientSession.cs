@@ -85,25 +85,10 @@ public sealed class ClientSession : IDisposable
     public bool ProvesReply(Reply reply)
     {
         ArgumentNullException.ThrowIfNull(reply);
-        return reply.ClientId == Offer.ClientId && HasValidMac(reply, reply.Mac);
+        if (reply.Mac is not { Length: MessageLimits.ReplyMacLength } mac || reply.ClientId != Offer.ClientId
+            || reply.ReplicaId < 0 || reply.ReplicaId >= _n || Volatile.Read(ref _macKeys[reply.ReplicaId]) is not { } key) return false;
+        return CryptographicOperations.FixedTimeEquals(SessionKeys.ReplyMac(key, reply), mac);
     }
-
-    /// <summary>
-    /// A client proxy's session (opened under the proxy's own, throw-away identity): true when
-    /// <paramref name="reply"/>, to any client, carries a valid <see cref="Reply.ProxyMac"/> from
-    /// the replica it names. Only that replica and this proxy hold the key, so the reply is that
-    /// replica's, as its signature would show.
-    /// </summary>
-    public bool ProvesRelayedReply(Reply reply)
-    {
-        ArgumentNullException.ThrowIfNull(reply);
-        return HasValidMac(reply, reply.ProxyMac);
-    }
-
-    private bool HasValidMac(Reply reply, byte[]? mac) =>
-        mac is { Length: MessageLimits.ReplyMacLength } && reply.ReplicaId >= 0 && reply.ReplicaId < _n
-        && Volatile.Read(ref _macKeys[reply.ReplicaId]) is { } key
-        && CryptographicOperations.FixedTimeEquals(SessionKeys.ReplyMac(key, reply), mac);
 
     public void Dispose() => _key.Dispose();
 }

@@ -25,15 +25,6 @@ public sealed class ReplicaClientSessions : IRequestVerifier, IDisposable
     private readonly Dictionary<string, (long Epoch, byte[] MacKey, byte[] ClientPublicKey)> _sessions = new(StringComparer.Ordinal);
     private readonly Queue<(string ClientId, long Epoch)> _opened = new();
 
-    // Client proxy grain key -> the client id of the session its proxy opened (OpenForProxy).
-    private readonly Dictionary<string, string> _proxies = new(StringComparer.Ordinal);
-
-    /// <summary>Most client proxies remembered; the table is cleared when full (their replies are then checked by signature).</summary>
-    public const int MaxProxies = 16_384;
-
-    /// <summary>Longest client proxy key accepted.</summary>
-    public const int MaxProxyKeyLength = 256;
-
     public ReplicaClientSessions(int replicaId, IReplicaSigner signer, int capacity = 100_000)
     {
         ArgumentNullException.ThrowIfNull(signer);
@@ -54,9 +45,6 @@ public sealed class ReplicaClientSessions : IRequestVerifier, IDisposable
 
     /// <summary>Replies that left with a MAC for their client (<see cref="AuthenticateReply"/>).</summary>
     public long RepliesAuthenticated { get; private set; }
-
-    /// <summary>Replies that left with a MAC for the client proxy they went to.</summary>
-    public long ProxyRepliesAuthenticated { get; private set; }
 
     /// <summary>
     /// Opens (or renews) the session <paramref name="offer"/> proposes and returns this replica's
@@ -111,40 +99,14 @@ public sealed class ReplicaClientSessions : IRequestVerifier, IDisposable
     /// <paramref name="reply"/> with a MAC under its client's current session key (<see cref="Reply.Mac"/>),
     /// so the client can take it without checking the signature; unchanged when the client has no
     /// session here or the reply's batch is larger than <see cref="MaxMacBatch"/> (the client then
-    /// checks the signature, as it always may). The same for <see cref="Reply.ProxyMac"/>, under the
-    /// session of client proxy <paramref name="proxyKey"/> (<see cref="OpenForProxy"/>).
+    /// checks the signature, as it always may).
     /// </summary>
-    public Reply AuthenticateReply(Reply reply, string? proxyKey = null)
+    public Reply AuthenticateReply(Reply reply)
     {
         ArgumentNullException.ThrowIfNull(reply);
-        if (reply.Proof is not { Count: <= MaxMacBatch } || reply.ClientId is null) return reply;
-        if (_sessions.TryGetValue(reply.ClientId, out var session))
-        {
-            RepliesAuthenticated++;
-            reply = reply with { Mac = SessionKeys.ReplyMac(session.MacKey, reply) };
-        }
-        if (proxyKey is not null && _proxies.TryGetValue(proxyKey, out var proxyClient) && _sessions.TryGetValue(proxyClient, out var proxySession))
-        {
-            ProxyRepliesAuthenticated++;
-            reply = reply with { ProxyMac = SessionKeys.ReplyMac(proxySession.MacKey, reply) };
-        }
-        return reply;
-    }
-
-    /// <summary>
-    /// Opens a session for client proxy <paramref name="proxyKey"/> (the key replies name in
-    /// <c>ReplyTo</c>) under the throw-away identity of <paramref name="offer"/>: from then on replies
-    /// to that proxy also carry <see cref="Reply.ProxyMac"/>. Anyone may open one for any key; a
-    /// session that is not the proxy's own only makes that proxy check signatures, since it
-    /// cannot check a MAC under a key it does not hold. Null for a malformed or replayed offer.
-    /// </summary>
-    public ClientSessionAccept? OpenForProxy(string? proxyKey, ClientSessionOffer? offer)
-    {
-        if (proxyKey is not { Length: > 0 and <= MaxProxyKeyLength }) return null;
-        if (Open(offer) is not { } accept) return null;
-        if (_proxies.Count >= MaxProxies && !_proxies.ContainsKey(proxyKey)) _proxies.Clear();
-        _proxies[proxyKey] = offer!.ClientId;
-        return accept;
+        if (reply.Proof is not { Count: <= MaxMacBatch } || reply.ClientId is null || !_sessions.TryGetValue(reply.ClientId, out var session)) return reply;
+        RepliesAuthenticated++;
+        return reply with { Mac = SessionKeys.ReplyMac(session.MacKey, reply) };
     }
 
     private bool HasValidMac(Request request, ReadOnlySpan<byte> digest)

@@ -148,7 +148,7 @@ public static class MessageLimits
         if (r.Status is not (ReplyStatus.Executed or ReplyStatus.Expired)) return "unknown reply status";
         if (r.Status == ReplyStatus.Expired && r.Result.Length != 0) return "an Expired reply has no result";
         if (r.RequestDigest is null || r.RequestDigest.Length != DigestLength) return "request digest length";
-        if (r.Mac is { Length: not ReplyMacLength } || r.ProxyMac is { Length: not ReplyMacLength }) return "reply mac length";
+        if (r.Mac is { Length: not ReplyMacLength }) return "reply mac length";
         var proof = r.Proof;
         if (proof is null) return "null reply proof";
         if (proof.Count < 1 || proof.Index < 0 || proof.Index >= proof.Count) return "reply proof position";

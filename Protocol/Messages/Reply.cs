@@ -10,8 +10,7 @@ namespace MinBft.Messages;
 /// reply, for a client whose record was evicted, says only that and the position).
 /// <see cref="Mac"/> is a shortcut for the client alone: a MAC under the client's session key with
 /// this replica (<c>ClientSession</c>), so the client can skip the signature check. It is outside
-/// the signed leaf, and anyone else still checks the signature. <see cref="ProxyMac"/> is the same
-/// for the client proxy the reply goes to, under the proxy's own session with this replica.
+/// the signed leaf, and the proxy and anyone else still check the signature.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.Reply")]
 public sealed record Reply(
@@ -24,8 +23,7 @@ public sealed record Reply(
     [Id(6)] ReplyProof Proof,
     [Id(7)] ReplyStatus Status = ReplyStatus.Executed,
     [Id(8)] ulong Position = 0,
-    [Id(9)] byte[]? Mac = null,
-    [Id(10)] byte[]? ProxyMac = null);
+    [Id(9)] byte[]? Mac = null);
 
 /// <summary>What a REPLY reports.</summary>
 public enum ReplyStatus : byte

@@ -223,41 +223,4 @@ public sealed class ClientSessionTests : IDisposable
         Assert.Equal([7], verifier.Verify(request, [replies[0], replies[1]]).Result);
         Assert.Equal((2L, 8L), (verifier.ProvenByMac, verifier.SignaturesChecked));
     }
-
-    [Fact]
-    public void A_client_proxy_s_session_proves_the_replies_relayed_to_it_and_a_session_opened_by_another_only_disables_that()
-    {
-        var proxyIdentity = new ClientSigner(Ed25519KeyPair.Generate(Random));
-        using var proxy = new ClientSession(proxyIdentity, N, epoch: 1);
-        foreach (var replica in _replicas) Assert.True(proxy.TryAccept(replica.OpenForProxy("proxy-a", proxy.Offer), _ring));
-        using var clientSession = Open(_client);
-
-        // A reply to the client, sent to proxy-a: both MACs, each checked by its own holder only.
-        var request = _client.CreateRequest(1, [1]);
-        var reply = _replicas[1].AuthenticateReply(SignedReply(1, request, [7]), "proxy-a");
-        Assert.True(proxy.ProvesRelayedReply(reply));
-        Assert.True(clientSession.ProvesReply(reply));
-        Assert.Equal((1L, 1L), (_replicas[1].RepliesAuthenticated, _replicas[1].ProxyRepliesAuthenticated));
-        Assert.False(proxy.ProvesReply(reply)); // not the proxy's own reply: its client MAC is the client's
-        Assert.False(proxy.ProvesRelayedReply(reply with { ProxyMac = reply.Mac }));
-        Assert.False(proxy.ProvesRelayedReply(reply with { Result = [8] }));
-        Assert.False(proxy.ProvesRelayedReply(reply with { ReplicaId = 2 }));
-        Assert.False(clientSession.ProvesReply(reply with { Mac = reply.ProxyMac }));
-
-        // Another proxy key gets no proxy MAC; a malformed key or a replayed offer opens nothing.
-        Assert.Null(_replicas[1].AuthenticateReply(SignedReply(1, request, [7]), "proxy-b").ProxyMac);
-        Assert.Null(_replicas[0].OpenForProxy("", proxy.Offer));
-        Assert.Null(_replicas[0].OpenForProxy(new string('k', ReplicaClientSessions.MaxProxyKeyLength + 1), proxy.Offer));
-        Assert.Null(_replicas[0].OpenForProxy("proxy-a", proxy.Offer));
-
-        // Anyone may open a session for proxy-a under another identity: the replies then carry a
-        // MAC proxy-a cannot check, so it falls back to signatures, and nothing forged passes.
-        var intruder = new ClientSigner(Ed25519KeyPair.Generate(Random));
-        using var intruderSession = new ClientSession(intruder, N, epoch: 1);
-        Assert.True(intruderSession.TryAccept(_replicas[1].OpenForProxy("proxy-a", intruderSession.Offer), _ring));
-        var hijacked = _replicas[1].AuthenticateReply(SignedReply(1, request, [7]), "proxy-a");
-        Assert.False(proxy.ProvesRelayedReply(hijacked));
-        Assert.True(intruderSession.ProvesRelayedReply(hijacked));
-        Assert.False(proxy.ProvesRelayedReply(hijacked with { Result = [9] }));
-    }
 }

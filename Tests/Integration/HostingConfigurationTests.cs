@@ -58,7 +58,6 @@ public sealed class HostingConfigurationTests : IDisposable
             ["MinBft:Protocol:MaxBatchSize"] = "7",
             ["MinBft:Protocol:RetransmitInterval"] = "00:00:00.150",
             ["MinBft:MaxClientSessions"] = "9",
-            ["MinBft:ProxySessionRenewal"] = "00:00:30",
         }).Build();
         var options = new MinBftOptions();
         options.Bind(configuration);
@@ -68,8 +67,6 @@ public sealed class HostingConfigurationTests : IDisposable
         Assert.Equal(TimeSpan.FromMilliseconds(150), settings.Tuning.RetransmitInterval);
         Assert.Equal(new ProtocolTuning().MaxInFlightBatches, settings.Tuning.MaxInFlightBatches); // untouched knobs keep their defaults
         Assert.Equal(9, options.MaxClientSessions);
-        Assert.Equal(TimeSpan.FromSeconds(30), options.ProxySessionRenewal);
-        Assert.Contains("ProxySessionRenewal", Assert.Throws<ArgumentException>(() => new MinBftOptions { ManifestPath = "manifest.json", ProxySessionRenewal = TimeSpan.FromSeconds(-1) }.Validate()).Message, StringComparison.Ordinal);
 
         var misplaced = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["MinBft:RetransmitInterval"] = "00:00:01" }).Build();
         var error = Assert.Throws<ArgumentException>(() => new MinBftOptions().Bind(misplaced));
