@@ -42,17 +42,23 @@ internal static class SessionKeys
     /// <summary>The MAC of a REPLY under the session key: what <see cref="Reply.Mac"/> holds.</summary>
     public static byte[] ReplyMac(byte[] key, Reply reply)
     {
-        Span<byte> full = stackalloc byte[32];
         using var input = CanonicalWriter.Rent(64);
-        HMACSHA256.HashData(key, MessageEncoding.WriteReplyAuthenticator(input, MessageEncoding.ReplyLeafDigest(reply)).WrittenSpan, full);
-        return full[..MessageLimits.ReplyMacLength].ToArray();
+        var mac = new byte[MessageLimits.ReplyMacLength];
+        TruncatedHmac(key, MessageEncoding.WriteReplyAuthenticator(input, MessageEncoding.ReplyLeafDigest(reply)).WrittenSpan, mac);
+        return mac;
     }
 
     public static void Mac(byte[] key, int replicaId, ReadOnlySpan<byte> requestDigest, Span<byte> destination)
     {
-        Span<byte> full = stackalloc byte[32];
         using var input = CanonicalWriter.Rent(64);
-        HMACSHA256.HashData(key, MessageEncoding.WriteRequestAuthenticator(input, replicaId, requestDigest).WrittenSpan, full);
-        full[..MessageLimits.RequestMacLength].CopyTo(destination);
+        TruncatedHmac(key, MessageEncoding.WriteRequestAuthenticator(input, replicaId, requestDigest).WrittenSpan, destination[..MessageLimits.RequestMacLength]);
+    }
+
+    /// <summary>HMAC-SHA256 of <paramref name="input"/>, cut to <paramref name="destination"/>'s length.</summary>
+    private static void TruncatedHmac(byte[] key, ReadOnlySpan<byte> input, Span<byte> destination)
+    {
+        Span<byte> full = stackalloc byte[32];
+        HMACSHA256.HashData(key, input, full);
+        full[..destination.Length].CopyTo(destination);
     }
 }
