@@ -1,4 +1,5 @@
 using MinBft.Messages;
+using MinBft.Protocol;
 using Orleans.Runtime;
 using Orleans.Storage;
 
@@ -11,6 +12,8 @@ public sealed class ReplicaCheckpointRecord
     [Id(0)]
     public CheckpointCertificate? Certificate { get; set; }
 
+    /// <summary>The whole snapshot in one array, as checkpoints were stored before the parts
+    /// below; read, never written.</summary>
     [Id(1)]
     public byte[]? Snapshot { get; set; }
 
@@ -19,6 +22,24 @@ public sealed class ReplicaCheckpointRecord
 
     [Id(3)]
     public CheckpointCertificate[] ViewStarts { get; set; } = [];
+
+    // The snapshot in the three parts the core encodes it in (EncodedSnapshot): stored as they
+    // are, so the application's state is not copied into one array first.
+    [Id(4)]
+    public byte[]? SnapshotHead { get; set; }
+
+    [Id(5)]
+    public byte[]? SnapshotApplication { get; set; }
+
+    [Id(6)]
+    public byte[]? SnapshotTail { get; set; }
+
+    /// <summary>The stored snapshot, from its parts or from a checkpoint stored whole (null: none,
+    /// or a whole one too short to split, which the core then rejects with its certificate).</summary>
+    public EncodedSnapshot? StoredSnapshot() =>
+        SnapshotHead is { } head && SnapshotApplication is { } application && SnapshotTail is { } tail
+            ? new EncodedSnapshot(head, application, tail)
+            : Snapshot is { } whole ? EncodedSnapshot.TrySplit(whole) : null;
 }
 
 /// <summary>

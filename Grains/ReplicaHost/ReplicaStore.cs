@@ -16,7 +16,7 @@ internal sealed class ReplicaStore(IReplicaJournal journal, ReplicaCheckpointSto
     {
         var log = await journal.OpenAsync(cancellationToken);
         var checkpoint = await checkpoints.LoadAsync();
-        return new RecoveredState(log.View, checkpoint.Certificate, checkpoint.Snapshot, checkpoint.ViewStarts,
+        return new RecoveredState(log.View, checkpoint.Certificate, checkpoint.StoredSnapshot(), checkpoint.ViewStarts,
             log.FirstCounter, log.Entries, usigCounter);
     }
 
@@ -39,7 +39,9 @@ internal sealed class ReplicaStore(IReplicaJournal journal, ReplicaCheckpointSto
         await checkpoints.WriteAsync(new ReplicaCheckpointRecord
         {
             Certificate = store.Certificate,
-            Snapshot = store.Snapshot,
+            SnapshotHead = store.Snapshot.Head,
+            SnapshotApplication = store.Snapshot.Application,
+            SnapshotTail = store.Snapshot.Tail,
             View = store.View,
             ViewStarts = store.ViewStarts.ToArray(),
         });

@@ -11,7 +11,8 @@ public interface IStateMachine
     /// <summary>Applies one ordered operation and returns its result.</summary>
     byte[] Apply(ReadOnlySpan<byte> operation);
 
-    /// <summary>A self-contained copy of the whole state.</summary>
+    /// <summary>A self-contained copy of the whole state. The replica keeps this very array (it
+    /// stores it and serves it to peers, without copying it), so never change it once returned.</summary>
     byte[] Snapshot();
 
     /// <summary>Replaces the state with a snapshot; false if the snapshot is malformed.</summary>

@@ -43,7 +43,7 @@ public sealed record Executed(ulong Sequence, long View, ulong PrimaryCounter, b
 /// A restart resumes from it. Not on the send path (a certified checkpoint can always be fetched
 /// from f+1 replicas again); the durable log is trimmed only below what it covers. Never more than
 /// one in flight; only the newest waiting one is asked for next.</summary>
-public sealed record StoreCheckpoint(CheckpointCertificate Certificate, byte[] Snapshot, long View, IReadOnlyList<CheckpointCertificate> ViewStarts) : Effect;
+public sealed record StoreCheckpoint(CheckpointCertificate Certificate, EncodedSnapshot Snapshot, long View, IReadOnlyList<CheckpointCertificate> ViewStarts) : Effect;
 
 /// <summary>A snapshot fetched from replica <see cref="From"/> matched its certificate and replaced
 /// this replica's state at <see cref="Sequence"/> (state transfer).</summary>

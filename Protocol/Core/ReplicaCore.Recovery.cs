@@ -15,7 +15,7 @@ namespace MinBft.Protocol;
 public sealed record RecoveredState(
     long View,
     CheckpointCertificate? Certificate,
-    byte[]? Snapshot,
+    EncodedSnapshot? Snapshot,
     IReadOnlyList<CheckpointCertificate> ViewStarts,
     ulong LogFirstCounter,
     IReadOnlyList<CertifiedMessage> Log,

@@ -16,7 +16,7 @@ namespace MinBft.Protocol;
 public sealed partial class ReplicaCore
 {
     // Snapshots of this replica's own state at its checkpoints (served to peers once stable).
-    private readonly SortedDictionary<ulong, byte[]> _ownSnapshots = [];
+    private readonly SortedDictionary<ulong, EncodedSnapshot> _ownSnapshots = [];
     // The newest stable checkpoint waiting to be stored, and the one the host is storing.
     private StoreCheckpoint? _checkpointToStore;
     private StoreCheckpoint? _checkpointStoring;
@@ -123,10 +123,11 @@ public sealed partial class ReplicaCore
         _stateServed[from] = (window.Since, window.Served + 1);
 
         var size = _tuning.StateChunkSize;
-        var count = Math.Max(1, (snapshot.Length + size - 1) / size);
+        var count = (int)Math.Max(1, (snapshot.Length + size - 1) / size);
         // A request for an older checkpoint gets this one's first chunk: a new offer.
         var index = request.Sequence == stable.Sequence && request.Chunk < count ? request.Chunk : 0;
-        var data = snapshot.AsSpan(index * size, Math.Min(size, snapshot.Length - index * size)).ToArray();
+        var offset = (long)index * size;
+        var data = snapshot.Slice(offset, (int)Math.Min(size, snapshot.Length - offset));
         var (view, start) = ProvenView();
         Emit(new Send(from, new StateChunk(Id, stable, view, start, index, count, data)));
     }
@@ -266,7 +267,9 @@ public sealed partial class ReplicaCore
             FailTransfer(t, "malformed");
             return;
         }
-        if (!TryInstall(snapshot, bytes, t.Certificate))
+        // Kept as this replica encodes it (the application's part is the one just decoded), so what
+        // it stores and serves from here on never depends on how the server laid its bytes out.
+        if (!TryInstall(snapshot, snapshot.Encode(), t.Certificate))
         {
             FailTransfer(t, "digest differs from the certified one");
             return;
@@ -290,7 +293,7 @@ public sealed partial class ReplicaCore
     /// Replaces the application and reply cache with the snapshot if, and only if, its digest is
     /// the certified one; otherwise nothing changes. Ordering state above the checkpoint stays.
     /// </summary>
-    private bool TryInstall(StateSnapshot snapshot, byte[] encoded, CheckpointCertificate certificate)
+    private bool TryInstall(StateSnapshot snapshot, EncodedSnapshot encoded, CheckpointCertificate certificate)
     {
         ProtocolInvariantException.Check(snapshot.Sequence == certificate.Sequence, "a snapshot is installed at its certificate's position");
         ProtocolInvariantException.Check(snapshot.Sequence > ExecutedSequence, "state transfer only moves forward");

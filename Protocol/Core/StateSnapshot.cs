@@ -20,19 +20,27 @@ public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Applic
     // Per client: id length, seq, view, last active, request digest, result length.
     private const int FixedClientBytes = 1 + 8 + 8 + 8 + MessageLimits.DigestLength + 4;
 
-    public byte[] Encode()
+    /// <summary>The wire layout in three parts; the application's part is <see cref="Application"/>
+    /// itself, not a copy.</summary>
+    public EncodedSnapshot Encode()
     {
         if (History.Length != MessageLimits.DigestLength) throw new ArgumentException("history digest length");
-        var size = Magic.Length + 8 + MessageLimits.DigestLength + 4 + Application.Length + 8 + 4;
-        foreach (var c in Clients) size += FixedClientBytes + System.Text.Encoding.ASCII.GetByteCount(c.ClientId) + c.Result.Length;
-        var bytes = new byte[size];
-        var span = bytes.AsSpan();
-        Magic.CopyTo(span);
+        var head = new byte[EncodedSnapshot.HeadLength];
+        Magic.CopyTo(head);
         var at = Magic.Length;
-        BinaryPrimitives.WriteUInt64BigEndian(span[at..], Sequence); at += 8;
-        History.CopyTo(span[at..]); at += History.Length;
-        BinaryPrimitives.WriteInt32BigEndian(span[at..], Application.Length); at += 4;
-        Application.CopyTo(span[at..]); at += Application.Length;
+        BinaryPrimitives.WriteUInt64BigEndian(head.AsSpan(at), Sequence); at += 8;
+        History.CopyTo(head.AsSpan(at)); at += History.Length;
+        BinaryPrimitives.WriteInt32BigEndian(head.AsSpan(at), Application.Length); at += 4;
+        ProtocolInvariantException.Check(at == head.Length, "a snapshot's envelope fills its fixed length");
+
+        var tailLength = 8L + 4;
+        foreach (var c in Clients) tailLength += FixedClientBytes + System.Text.Encoding.ASCII.GetByteCount(c.ClientId) + c.Result.Length;
+        // The whole must still fit one array: a peer assembles it from chunks.
+        if (head.Length + Application.Length + tailLength > Array.MaxLength)
+            throw new InvalidOperationException($"A snapshot of {head.Length + Application.Length + tailLength} bytes is too large.");
+        var tail = new byte[tailLength];
+        var span = tail.AsSpan();
+        at = 0;
         BinaryPrimitives.WriteUInt64BigEndian(span[at..], ExpiryHorizon); at += 8;
         BinaryPrimitives.WriteInt32BigEndian(span[at..], Clients.Count); at += 4;
         foreach (var c in Clients)
@@ -48,19 +56,45 @@ public sealed record StateSnapshot(ulong Sequence, byte[] History, byte[] Applic
             BinaryPrimitives.WriteInt32BigEndian(span[at..], c.Result.Length); at += 4;
             c.Result.CopyTo(span[at..]); at += c.Result.Length;
         }
-        return bytes;
+        ProtocolInvariantException.Check(at == tail.Length, "a snapshot's client table fills exactly the size computed for it");
+        return new EncodedSnapshot(head, Application, tail);
     }
 
-    /// <summary>Null when the bytes are not a well-formed snapshot.</summary>
+    /// <summary>Null when the bytes (one array: chunks a peer sent, assembled) are not a well-formed
+    /// snapshot. The application's bytes are copied out of them.</summary>
     public static StateSnapshot? TryDecode(ReadOnlySpan<byte> bytes)
     {
-        if (bytes.Length < Magic.Length + 24 + MessageLimits.DigestLength || !bytes[..Magic.Length].SequenceEqual(Magic)) return null;
+        if (bytes.Length < EncodedSnapshot.HeadLength || !TryDecodeHead(bytes[..EncodedSnapshot.HeadLength], out var sequence, out var history, out var appLength)
+            || appLength > bytes.Length - EncodedSnapshot.HeadLength)
+            return null;
+        return TryDecodeTail(bytes[(EncodedSnapshot.HeadLength + appLength)..], sequence, history, bytes.Slice(EncodedSnapshot.HeadLength, appLength).ToArray());
+    }
+
+    /// <summary>Null when the parts (a stored checkpoint) are not a well-formed snapshot. The
+    /// application's part is used as it is.</summary>
+    public static StateSnapshot? TryDecode(EncodedSnapshot encoded) =>
+        encoded.Head.Length == EncodedSnapshot.HeadLength && TryDecodeHead(encoded.Head, out var sequence, out var history, out var appLength)
+            && appLength == encoded.Application.Length
+            ? TryDecodeTail(encoded.Tail, sequence, history, encoded.Application)
+            : null;
+
+    private static bool TryDecodeHead(ReadOnlySpan<byte> head, out ulong sequence, out byte[] history, out int appLength)
+    {
+        sequence = 0;
+        history = [];
+        appLength = 0;
+        if (!head[..Magic.Length].SequenceEqual(Magic)) return false;
         var at = Magic.Length;
-        var sequence = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
-        var history = bytes.Slice(at, MessageLimits.DigestLength).ToArray(); at += MessageLimits.DigestLength;
-        var appLength = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
-        if (appLength < 0 || appLength > bytes.Length - at - 12) return null;
-        var app = bytes.Slice(at, appLength).ToArray(); at += appLength;
+        sequence = BinaryPrimitives.ReadUInt64BigEndian(head[at..]); at += 8;
+        history = head.Slice(at, MessageLimits.DigestLength).ToArray(); at += MessageLimits.DigestLength;
+        appLength = BinaryPrimitives.ReadInt32BigEndian(head[at..]);
+        return appLength >= 0;
+    }
+
+    private static StateSnapshot? TryDecodeTail(ReadOnlySpan<byte> bytes, ulong sequence, byte[] history, byte[] app)
+    {
+        if (bytes.Length < 12) return null;
+        var at = 0;
         var expiryHorizon = BinaryPrimitives.ReadUInt64BigEndian(bytes[at..]); at += 8;
         var count = BinaryPrimitives.ReadInt32BigEndian(bytes[at..]); at += 4;
         // Each client takes at least its fixed fields: a count beyond that is a lie, not an allocation.

@@ -74,12 +74,32 @@ public sealed class MessageSerializationTests
     {
         var builder = new SampleBuilder();
         var certificate = (CheckpointCertificate)builder.Build(typeof(CheckpointCertificate), depth: 0);
-        var record = new ReplicaCheckpointRecord { Certificate = certificate, Snapshot = [1, 2, 3], View = 4, ViewStarts = [certificate] };
+        var record = new ReplicaCheckpointRecord { Certificate = certificate, Snapshot = [1, 2, 3], View = 4, ViewStarts = [certificate], SnapshotHead = [4], SnapshotApplication = [5, 6], SnapshotTail = [7] };
         AssertDeepEqual(record, Serializer.Deserialize<ReplicaCheckpointRecord>(Serializer.SerializeToArray(record)), nameof(ReplicaCheckpointRecord));
 
         var ui = (UniqueIdentifier)builder.Build(typeof(UniqueIdentifier), depth: 0);
         var state = new UsigGrainState { Usig = new StoredUsigState(ui.Epoch, ui.Counter, new byte[UsigCertificateInput.DigestLength], ui, new byte[UsigCertificateInput.DigestLength]) };
         AssertDeepEqual(state, Serializer.Deserialize<UsigGrainState>(Serializer.SerializeToArray(state)), nameof(UsigGrainState));
+    }
+
+    [Fact]
+    public void A_checkpoint_stored_whole_before_its_parts_were_kept_apart_is_read_as_parts()
+    {
+        var client = new SnapshotClient(new string('c', 64), 3, 1, new byte[32], [1, 2], LastActive: 7);
+        var encoded = new StateSnapshot(9, new byte[32], [5, 6, 7], [client], ExpiryHorizon: 4).Encode();
+        var legacy = Serializer.Deserialize<ReplicaCheckpointRecord>(Serializer.SerializeToArray(new ReplicaCheckpointRecord { Snapshot = encoded.ToArray() }));
+        var current = Serializer.Deserialize<ReplicaCheckpointRecord>(Serializer.SerializeToArray(
+            new ReplicaCheckpointRecord { SnapshotHead = encoded.Head, SnapshotApplication = encoded.Application, SnapshotTail = encoded.Tail }));
+
+        foreach (var record in new[] { legacy, current })
+        {
+            Assert.NotNull(record);
+            var stored = record.StoredSnapshot();
+            Assert.NotNull(stored);
+            Assert.Equal(encoded.ToArray(), stored.ToArray());
+            Assert.Equal(new byte[] { 5, 6, 7 }, StateSnapshot.TryDecode(stored)!.Application);
+        }
+        Assert.Null(new ReplicaCheckpointRecord().StoredSnapshot());
     }
 
     // The sample below as this layout writes it (Orleans 10.4.2 codecs generated in

@@ -41,7 +41,7 @@ public sealed class ClientFloodTests(ITestOutputHelper output)
         var heapBefore = GC.GetTotalMemory(forceFullCollection: true);
         var core = new ReplicaCore(settings, keys.CryptoFor(0) with { Requests = new AcceptEveryRequest() }, new KeyValueStateMachine());
 
-        byte[]? lastSnapshot = null;
+        EncodedSnapshot? lastSnapshot = null;
         var replies = 0L;
         var expired = 0L;
         void Complete(Ready ready)
