@@ -15,7 +15,7 @@ namespace MinBft.Benchmarks;
 [MemoryDiagnoser]
 public class CheckpointBenchmarks
 {
-    private readonly byte[] _value = new byte[64];
+    private byte[] _value = [];
     private KeyValueStateMachine _state = null!;
     private byte[][] _writes = [];
     private int _next;
@@ -33,10 +33,7 @@ public class CheckpointBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        new Random(1).NextBytes(_value);
-        _state = new KeyValueStateMachine();
-        _writes = Enumerable.Range(0, Keys).Select(k => KeyValueOperation.EncodePut("key-" + k, _value)).ToArray();
-        foreach (var write in _writes) _state.Apply(write);
+        (_state, _writes, _value) = PopulatedKeyValueState.Create(Keys);
         for (var k = 0; k < Keys; k++) _mirror["key-" + k] = _value;
         CheckSameBytes(Stop31Encoding(_mirror).AsSpan().SequenceEqual(_state.Snapshot()));
     }

@@ -14,7 +14,6 @@ namespace MinBft.Benchmarks;
 [MemoryDiagnoser]
 public class CheckpointSnapshotBenchmarks
 {
-    private readonly byte[] _value = new byte[64];
     private readonly byte[] _history = new byte[32];
     private KeyValueStateMachine _state = null!;
     private byte[][] _writes = [];
@@ -27,10 +26,7 @@ public class CheckpointSnapshotBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        new Random(1).NextBytes(_value);
-        _state = new KeyValueStateMachine();
-        _writes = Enumerable.Range(0, Keys).Select(k => KeyValueOperation.EncodePut("key-" + k, _value)).ToArray();
-        foreach (var write in _writes) _state.Apply(write);
+        (_state, _writes, _) = PopulatedKeyValueState.Create(Keys);
         _clients = Enumerable.Range(0, 128)
             .Select(i => new SnapshotClient($"{i:D64}", 5, 0, new byte[32], new byte[8], LastActive: 9))
             .ToArray();
