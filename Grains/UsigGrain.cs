@@ -16,7 +16,8 @@ namespace MinBft;
 /// <item>isolated (<see cref="MinBftUsigOptions.Endpoint"/>): it forwards every call to fault
 /// domain i's USIG program and holds no key;</item>
 /// <item>in-process: it runs the same <see cref="UsigCore"/> from the USIG library in the silo,
-/// with USIG i's key from <c>domain-i/usig/</c> and the counter in the domain's grain storage.
+/// with USIG i's key from <c>domain-i/usig/</c> and the counter in the domain's counter file
+/// (<see cref="EmbeddedUsigCounterFile"/>, embedded storage) or grain storage (Redis).
 /// Whoever controls the silo process then controls the USIG: not isolated, and said so.</item>
 /// </list>
 /// </summary>
@@ -25,6 +26,8 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
 {
     private UsigCore? _core;
     private UsigClient? _remote;
+    // In-process with embedded storage: the counter file this activation holds (and locks).
+    private IDisposable? _counterFile;
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -42,18 +45,39 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
             LogActivated(logger, id, epoch, identity.LastCounter, MinBftSilo.IsolatedUsigMode + " at " + silo.Options.Usig.Endpoint);
             return;
         }
-        var store = new GrainStorageCounterStore(
+        var initialize = silo.Options.Usig.InitializeEpoch;
+        if (initialize is not null && initialize != epoch)
+            throw new InvalidOperationException($"{MinBftOptions.SectionName}:Usig:InitializeEpoch is {initialize} but the manifest gives USIG {id} epoch {epoch}");
+        IUsigCounterStore store = new GrainStorageCounterStore(
             services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName), this.GetGrainId());
-        if (silo.Options.Usig.InitializeEpoch is { } initialize)
+        if (OperatingSystem.IsLinux() && silo.Options is { UseEmbeddedStorage: true, Storage: MinBftStorageKind.Sqlite })
         {
-            if (initialize != epoch)
-                throw new InvalidOperationException($"{MinBftOptions.SectionName}:Usig:InitializeEpoch is {initialize} but the manifest gives USIG {id} epoch {epoch}");
-            if (await UsigCore.InitializeAsync(store, epoch, cancellationToken)) LogInitialized(logger, id, epoch);
+            var file = await EmbeddedUsigCounterFile.OpenAsync(
+                EmbeddedUsigCounterFile.PathFor(silo.Options.DataDirectory, id), id, (GrainStorageCounterStore)store, initializing: initialize is not null);
+            (store, _counterFile) = (file, file);
         }
-        _core = new UsigCore(id, epoch, silo.LoadUsigCertifier(id), store);
-        // Fails fast on a missing store (never initialised, or lost), another epoch, or a corrupted state.
-        var loaded = await _core.LoadAsync(cancellationToken);
-        LogActivated(logger, id, epoch, loaded.Counter, MinBftSilo.InProcessUsigMode);
+        try
+        {
+            if (initialize is not null && await UsigCore.InitializeAsync(store, epoch, cancellationToken)) LogInitialized(logger, id, epoch);
+            _core = new UsigCore(id, epoch, silo.LoadUsigCertifier(id), store);
+            // Fails fast on a missing store (never initialised, or lost), another epoch, or a corrupted state.
+            var loaded = await _core.LoadAsync(cancellationToken);
+            LogActivated(logger, id, epoch, loaded.Counter, MinBftSilo.InProcessUsigMode);
+        }
+        catch
+        {
+            // The file stays locked while open: a failed activation must not keep it from the next.
+            _counterFile?.Dispose();
+            _counterFile = null;
+            throw;
+        }
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _counterFile?.Dispose();
+        _counterFile = null;
+        return Task.CompletedTask;
     }
 
     /// <summary>

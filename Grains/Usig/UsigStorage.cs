@@ -11,6 +11,11 @@ public sealed class UsigGrainState
 {
     [Id(0)]
     public StoredUsigState? Usig { get; set; }
+
+    /// <summary>The counter was moved to the domain's counter file (<see cref="EmbeddedUsigCounterFile"/>)
+    /// and is never read from here again.</summary>
+    [Id(1)]
+    public bool MovedToFile { get; set; }
 }
 
 /// <summary>
@@ -57,8 +62,24 @@ internal sealed class GrainStorageCounterStore(IGrainStorage storage, GrainId gr
 
     public async Task<UsigState?> ReadAsync(CancellationToken cancellationToken)
     {
+        var stored = await ReadStoredAsync();
+        // A counter that moved to a file is stale here: reading it would roll the USIG back.
+        if (stored.MovedToFile) throw new InvalidDataException("this USIG's counter was moved to its counter file; grain storage holds only a stale copy");
+        return stored.Usig?.ToUsigState();
+    }
+
+    /// <summary>The stored record as it is (none: an empty one).</summary>
+    public async Task<UsigGrainState> ReadStoredAsync()
+    {
         await storage.ReadStateAsync(Name, grainId, _state);
-        return _state.State?.Usig?.ToUsigState();
+        return _state.State ?? new UsigGrainState();
+    }
+
+    /// <summary>Marks the counter as moved to the counter file (ETag-conditional like every write).</summary>
+    public async Task MarkMovedToFileAsync()
+    {
+        _state.State = new UsigGrainState { MovedToFile = true };
+        await storage.WriteStateAsync(Name, grainId, _state);
     }
 
     public async Task WriteAsync(UsigState state, CancellationToken cancellationToken)

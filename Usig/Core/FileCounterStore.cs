@@ -42,6 +42,21 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
         return new FileCounterStore(stream, replicaId);
     }
 
+    /// <summary>Creates the counter file at <paramref name="path"/> holding <paramref name="state"/>,
+    /// all or nothing: written and synced under a temporary name, then renamed into place and the
+    /// directory synced, so a crash leaves either no file or the whole state (a counter moved in
+    /// from another store must never come back as an empty or torn file).</summary>
+    public static void CreateHolding(string path, int replicaId, UsigState state)
+    {
+        if (System.IO.File.Exists(path)) throw new IOException($"{path} exists: a USIG counter file is never replaced");
+        var temporary = path + ".new";
+        System.IO.File.Delete(temporary);
+        using (var store = Open(temporary, replicaId, create: true))
+            store.WriteAsync(state, CancellationToken.None).GetAwaiter().GetResult();
+        System.IO.File.Move(temporary, path);
+        SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
     public Task<UsigState?> ReadAsync(CancellationToken cancellationToken)
     {
         if (RandomAccess.GetLength(File) == 0) return Task.FromResult<UsigState?>(null); // created, never written
