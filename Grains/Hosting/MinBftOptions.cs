@@ -347,7 +347,8 @@ public sealed class MinBftUsigOptions
     /// <c>unix:PATH</c>: fault domain i's USIG program (<c>MinBft.Usig serve</c>) listens on that
     /// Unix domain socket, and the silo holds no USIG key: it never reads <c>domain-i/usig/</c>
     /// ("usig=isolated"). Unset: the USIG runs inside the silo ("usig=in-process (not isolated)"),
-    /// with its key from <c>domain-i/usig/</c> and its counter in the domain's grain storage.
+    /// with its key from <c>domain-i/usig/</c> and its counter in a counter file in
+    /// <see cref="MinBftOptions.DataDirectory"/> (SQLite storage) or in the domain's grain storage (Redis).
     /// </summary>
     public string? Endpoint { get; set; }
 
