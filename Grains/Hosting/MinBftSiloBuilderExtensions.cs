@@ -39,8 +39,8 @@ public static class MinBftSiloBuilderExtensions
     /// <see cref="MinBftOptions.UseEmbeddedStorage"/> is false, the grain storage "minbft" of
     /// <see cref="MinBftOptions.Storage"/>: SQLite in <see cref="MinBftOptions.DataDirectory"/>
     /// or the domain's Redis server <see cref="MinBftOptions.RedisStorage"/>, and the replica
-    /// journal factory of the same store (<see cref="IReplicaJournalFactory"/>: a SQLite journal
-    /// file next to the storage file, or records on the Redis server; over grain storage
+    /// journal factory of the same store (<see cref="IReplicaJournalFactory"/>: journal files
+    /// next to the storage file (a SQLite journal file where Linux's flock is missing), or records on the Redis server; over grain storage
     /// "minbft" when the host registers that itself); checks this
     /// domain's key files against the manifest when the silo starts;</item>
     /// <item>without one: a silo that hosts client proxies only (it still runs the placement
@@ -91,7 +91,11 @@ public static class MinBftSiloBuilderExtensions
                 builder.AddMinBftSqliteStorage(
                     SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName,
                     storage => storage.DataDirectory = options.DataDirectory);
-                builder.AddMinBftSqliteJournal(journal => journal.DataDirectory = options.DataDirectory);
+                // A plain file costs less per write than a SQLite transaction; it needs Linux's flock.
+                if (OperatingSystem.IsLinux())
+                    builder.AddMinBftFileJournal(journal => journal.DataDirectory = options.DataDirectory);
+                else
+                    builder.AddMinBftSqliteJournal(journal => journal.DataDirectory = options.DataDirectory);
             }
             else
             {

@@ -20,13 +20,16 @@ public sealed class JournalRegistrationTests : IDisposable
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
     [Fact]
-    public void A_sqlite_domain_gets_a_sqlite_journal_file_next_to_its_grain_storage_file()
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")] // the file journal needs flock; elsewhere the domain gets the SQLite journal
+    public void A_sqlite_domain_gets_journal_files_in_a_directory_next_to_its_grain_storage_file()
     {
         var data = Path.Combine(_directory, "data");
         using var host = Build(o => o.DataDirectory = data);
 
-        var factory = Assert.IsType<SqliteReplicaJournalFactory>(host.Services.GetRequiredService<IReplicaJournalFactory>());
-        Assert.Equal(Path.Combine(Path.GetFullPath(data), "minbft-domain-1-journal.db"), factory.DatabasePath);
+        var factory = Assert.IsType<FileReplicaJournalFactory>(host.Services.GetRequiredService<IReplicaJournalFactory>());
+        Assert.Equal(Path.Combine(Path.GetFullPath(data), "minbft-domain-1-journal"), factory.Directory);
+        // An earlier build's SQLite journal file, moved from where it exists.
+        Assert.Equal(Path.Combine(Path.GetFullPath(data), "minbft-domain-1-journal.db"), factory.LegacyDatabasePath);
         var storage = Assert.IsType<SqliteGrainStorage>(host.Services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName));
         Assert.Equal(Path.Combine(Path.GetFullPath(data), "minbft-domain-1.db"), storage.DatabasePath);
     }

@@ -23,6 +23,7 @@ namespace MinBft.Tests.Hosting;
 internal static class JournalKit
 {
     public const string Sqlite = "sqlite";
+    public const string PlainFile = "file";
     public const string GrainStorage = "grain-storage";
     public const string Redis = "redis";
 
@@ -38,6 +39,7 @@ internal static class JournalKit
         get
         {
             var data = new TheoryData<string> { Sqlite, GrainStorage };
+            if (OperatingSystem.IsLinux()) data.Add(PlainFile);
             if (RedisTestEnvironment.MissingAnyServer is null || RedisTestEnvironment.IsCi) data.Add(Redis);
             return data;
         }
@@ -92,6 +94,7 @@ internal static class JournalKit
 
     public static JournalBackend Create(string backend, string? redis = null) => backend switch
     {
+        PlainFile when OperatingSystem.IsLinux() => new FileJournalBackend(),
         Sqlite => new SqliteJournalBackend(),
         GrainStorage => new GrainStorageJournalBackend(),
         Redis => new RedisJournalBackend(redis),
@@ -185,6 +188,30 @@ internal abstract class JournalBackend : IAsyncDisposable
     public virtual async ValueTask DisposeAsync()
     {
         foreach (var journal in _journals) await journal.DisposeAsync();
+    }
+}
+
+/// <summary>The file journal in a temporary directory; <see cref="MinCompactionBytes"/> small enough to compact in a test.</summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+internal sealed class FileJournalBackend(long minCompactionBytes = 8 * 1024 * 1024) : JournalBackend
+{
+    public string Directory { get; } = Path.Combine(Path.GetTempPath(), "minbft-journal-file-" + Guid.NewGuid().ToString("N"));
+
+    public long MinCompactionBytes => minCompactionBytes;
+
+    public FileReplicaJournalFactory Factory => new(
+        new FileReplicaJournalOptions { DataDirectory = Directory, FaultDomain = 0, MinCompactionBytes = minCompactionBytes },
+        JournalKit.Serializer,
+        NullLoggerFactory.Instance);
+
+    public override IReplicaJournal Create() => CreateFile();
+
+    public FileReplicaJournal CreateFile() => Track((FileReplicaJournal)Factory.Create(JournalKit.Replica));
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        if (System.IO.Directory.Exists(Directory)) System.IO.Directory.Delete(Directory, recursive: true);
     }
 }
 

@@ -2,11 +2,12 @@ using MinBft.Messages;
 
 namespace MinBft.Hosting.Journal;
 
-/// <summary>What a record of <see cref="GrainStorageReplicaJournal"/> holds.</summary>
+/// <summary>What a record of <see cref="GrainStorageReplicaJournal"/> or a frame of <see cref="FileReplicaJournal"/> holds.</summary>
 [GenerateSerializer, Alias("minbft.JournalRecordKind")]
 public enum JournalRecordKind
 {
-    /// <summary>Written by <c>OpenAsync</c>: claims the next record, so that an earlier owner's next write fails.</summary>
+    /// <summary>Grain storage: written by <c>OpenAsync</c>, claims the next record, so that an earlier
+    /// owner's next write fails. File: the head frame, the journal's whole contents when the file was written.</summary>
     Open,
 
     /// <summary>An append: intents, UIs, view and the new first counter.</summary>
@@ -20,8 +21,8 @@ public enum JournalRecordKind
 }
 
 /// <summary>
-/// One record of <see cref="GrainStorageReplicaJournal"/> (state <c>journal-{index}</c>): one
-/// write, never rewritten. Records are written with no ETag, so a record that exists cannot be
+/// One record of <see cref="GrainStorageReplicaJournal"/> (state <c>journal-{index}</c>), or one
+/// frame of <see cref="FileReplicaJournal"/>: one write, never rewritten. Records are written with no ETag, so a record that exists cannot be
 /// written again: two owners aiming at the same index cannot both succeed.
 /// </summary>
 [GenerateSerializer, Alias("minbft.JournalRecord")]

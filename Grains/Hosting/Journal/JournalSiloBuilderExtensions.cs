@@ -46,6 +46,25 @@ public static class JournalSiloBuilderExtensions
         return builder;
     }
 
+    /// <summary>Journals as files of this fault domain's own (<see cref="FileReplicaJournal"/>).</summary>
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public static ISiloBuilder AddMinBftFileJournal(this ISiloBuilder builder, Action<FileReplicaJournalOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = builder.Services.AddOptions<FileReplicaJournalOptions>();
+        if (configure is not null) options.Configure(configure);
+        options.PostConfigure<IOptions<FaultDomainOptions>>((journal, faultDomain) =>
+        {
+            if (journal.FaultDomain is null && faultDomain.Value.FaultDomain != FaultDomainOptions.Unset)
+                journal.FaultDomain = faultDomain.Value.FaultDomain;
+        });
+        builder.Services.AddSingleton<IReplicaJournalFactory>(sp => new FileReplicaJournalFactory(
+            sp.GetRequiredService<IOptions<FileReplicaJournalOptions>>().Value,
+            sp.GetRequiredService<Serializer>(),
+            sp.GetRequiredService<ILoggerFactory>()));
+        return builder;
+    }
+
     /// <summary>
     /// Journals in the grain storage provider named <paramref name="storageName"/>
     /// (<see cref="GrainStorageReplicaJournal"/>), resolved when the first journal is created.

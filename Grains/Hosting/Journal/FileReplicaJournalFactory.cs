@@ -1,0 +1,85 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Orleans;
+using Orleans.Runtime;
+using Orleans.Serialization;
+
+namespace MinBft.Hosting.Journal;
+
+/// <summary>Options of <see cref="FileReplicaJournalFactory"/>.</summary>
+public sealed class FileReplicaJournalOptions
+{
+    /// <summary>Directory of the journal directories; the same as the grain storage's, by default.</summary>
+    public string DataDirectory { get; set; } = "minbft-data";
+
+    /// <summary>The fault domain whose journals these are. Null means the silo's <see cref="FaultDomainOptions.FaultDomain"/>.</summary>
+    public int? FaultDomain { get; set; }
+
+    /// <summary>A journal file is compacted (rewritten with its live entries only) once it is larger than this and than twice its last compacted size.</summary>
+    public long MinCompactionBytes { get; set; } = 8 * 1024 * 1024;
+
+    /// <summary>
+    /// Move the journals an earlier build kept in the domain's SQLite journal file
+    /// (<see cref="SqliteReplicaJournalOptions.GetDatabasePath"/> in the same directory) into files, where that file exists.
+    /// </summary>
+    public bool MoveFromSqliteJournal { get; set; } = true;
+
+    /// <summary>The directory of <paramref name="faultDomain"/>'s journals (<c>minbft-domain-0-journal</c>).</summary>
+    public string GetDirectory(int faultDomain) =>
+        Path.Combine(DataDirectory, string.Create(CultureInfo.InvariantCulture, $"minbft-domain-{faultDomain}-journal"));
+}
+
+/// <summary>Journals of one fault domain as files of its own (<see cref="FileReplicaJournal"/>).</summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+public sealed class FileReplicaJournalFactory : IReplicaJournalFactory
+{
+    private readonly FileReplicaJournalOptions _options;
+    private readonly Serializer _serializer;
+    private readonly ILoggerFactory _loggerFactory;
+
+    /// <summary>Creates the factory; <see cref="FileReplicaJournalOptions.FaultDomain"/> must be set.</summary>
+    public FileReplicaJournalFactory(FileReplicaJournalOptions options, Serializer serializer, ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(serializer);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        if (options.FaultDomain is not { } faultDomain || faultDomain < 0)
+        {
+            throw new OrleansConfigurationException(
+                $"The replica journal has no fault domain: call AddMinBftFaultDomain on the silo or set {nameof(FileReplicaJournalOptions)}.{nameof(FileReplicaJournalOptions.FaultDomain)}.");
+        }
+        _options = options;
+        _serializer = serializer;
+        _loggerFactory = loggerFactory;
+        Directory = Path.GetFullPath(options.GetDirectory(faultDomain));
+        LegacyDatabasePath = Path.GetFullPath(new SqliteReplicaJournalOptions { DataDirectory = options.DataDirectory }.GetDatabasePath(faultDomain));
+    }
+
+    /// <summary>The full path of this fault domain's journal directory.</summary>
+    public string Directory { get; }
+
+    /// <summary>Where an earlier build kept this domain's journals (moved from when it exists).</summary>
+    public string LegacyDatabasePath { get; }
+
+    /// <inheritdoc/>
+    public IReplicaJournal Create(GrainId owner)
+    {
+        var name = owner.ToString();
+        Func<IReplicaJournal>? legacy = _options.MoveFromSqliteJournal && File.Exists(LegacyDatabasePath)
+            ? () => new SqliteReplicaJournal(LegacyDatabasePath, name, _serializer, TimeSpan.FromSeconds(5), _loggerFactory.CreateLogger<SqliteReplicaJournal>())
+            : null;
+        return new FileReplicaJournal(
+            Path.Combine(Directory, FileName(name)), name, _serializer,
+            _options.MinCompactionBytes, legacy, _loggerFactory.CreateLogger<FileReplicaJournal>());
+    }
+
+    // Readable, and distinct for distinct grain ids: the id's safe characters, then a hash of the whole id.
+    private static string FileName(string name)
+    {
+        var safe = new System.Text.StringBuilder(name.Length);
+        foreach (var c in name) safe.Append(char.IsAsciiLetterOrDigit(c) || c is '-' or '.' ? c : '_');
+        var hash = Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(name)).AsSpan(0, 6));
+        return string.Create(CultureInfo.InvariantCulture, $"{safe}-{hash}.journal");
+    }
+}
