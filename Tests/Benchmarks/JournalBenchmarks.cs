@@ -24,13 +24,14 @@ namespace MinBft.Benchmarks;
 
 /// <summary>
 /// What one durable write of a replica's own stream costs on the embedded store
-/// (<see cref="SqliteReplicaJournal"/>), on the stream a backup produces under load (see
+/// (<see cref="FileReplicaJournal"/>, and <see cref="SqliteReplicaJournal"/> before it), on the stream a backup produces under load (see
 /// <see cref="JournalStream"/>). Every store is durable (WAL, synchronous=FULL).
 /// <see cref="Medium"/> "disk" is the VM's disk; "tmpfs" (/dev/shm) makes fsync nearly free,
 /// which leaves each store's CPU cost. The baseline is the smallest durable write there is:
 /// one UI (about the size of the USIG's counter state) to the same SQLite grain storage.
 /// </summary>
 [MemoryDiagnoser]
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public class JournalBenchmarks
 {
     private JournalWorkload _workload = null!;
@@ -38,6 +39,8 @@ public class JournalBenchmarks
     private SqliteGrainStorage _baselineStorage = null!;
     private SqliteReplicaJournal _journal = null!;
     private JournalStream _journalStream = null!;
+    private FileReplicaJournal _fileJournal = null!;
+    private JournalStream _fileJournalStream = null!;
 
     [Params(16, 64)]
     public int RequestsPerBatch { get; set; }
@@ -55,12 +58,18 @@ public class JournalBenchmarks
             Path.Combine(_directory, "journal", "journal.db"), JournalWorkload.Replica.ToString(), _workload.Serializer, TimeSpan.FromSeconds(5), NullLogger<SqliteReplicaJournal>.Instance);
         _journal.OpenAsync(CancellationToken.None).GetAwaiter().GetResult();
         _journalStream = new JournalStream(_workload);
+        _fileJournal = new FileReplicaJournal(
+            Path.Combine(_directory, "files", "replica.journal"), JournalWorkload.Replica.ToString(), _workload.Serializer,
+            new FileReplicaJournalOptions().MinCompactionBytes, legacy: null, NullLogger<FileReplicaJournal>.Instance);
+        _fileJournal.OpenAsync(CancellationToken.None).GetAwaiter().GetResult();
+        _fileJournalStream = new JournalStream(_workload);
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
         _journal.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _fileJournal.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _baselineStorage.Dispose();
         _workload.Dispose();
         Directory.Delete(_directory, recursive: true);
@@ -69,8 +78,11 @@ public class JournalBenchmarks
     [Benchmark(Baseline = true, Description = "one small durable grain-storage write (baseline)")]
     public Task SmallWrite() => _workload.SmallWriteAsync(_baselineStorage);
 
-    [Benchmark(Description = "new: SqliteReplicaJournal")]
+    [Benchmark(Description = "SqliteReplicaJournal (embedded before stop 38)")]
     public Task Journal() => _journal.AppendAsync(_journalStream.Next(), CancellationToken.None);
+
+    [Benchmark(Description = "FileReplicaJournal (embedded on Linux)")]
+    public Task FileJournal() => _fileJournal.AppendAsync(_fileJournalStream.Next(), CancellationToken.None);
 
     private SqliteGrainStorage Storage(string name) => new(
         name,

@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using MinBft.Hosting.Journal;
 using Xunit.Abstractions;
 
 namespace MinBft.Tests.Integration;
@@ -58,6 +59,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")] // reads the file journal, as the embedded store keeps it on Linux
     public async Task Checkpoints_bound_the_durable_log_and_a_replica_restarted_after_garbage_collection_catches_up_by_state_transfer()
     {
         const int restarted = 2;
@@ -78,7 +80,7 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         // certificate) is there for a restart.
         for (var domain = 0; domain < cluster.N; domain++)
         {
-            var (first, stored) = StoredJournal(Path.Combine(cluster.Directory, "data", $"minbft-domain-{domain}-journal.db"));
+            var (first, stored) = StoredJournal(Path.Combine(cluster.Directory, "data", $"minbft-domain-{domain}-journal"));
             var status = statuses[domain];
             Assert.True(first > 1, $"replica {domain}: journal starts at {first}");
             Assert.True(stored < (int)status.LastUiCounter / 2, $"replica {domain}: {stored} journal entries of {status.LastUiCounter}");
@@ -116,18 +118,13 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         Assert.True(final[restarted].LastUiCounter >= usigAfter, MinBftTestCluster.Describe(final[restarted]));
     }
 
-    /// <summary>The first counter and the number of entries of the one replica journal in a domain's journal file.</summary>
-    private static (ulong First, int Entries) StoredJournal(string database)
+    /// <summary>The first counter and the number of entries of the one replica journal in a domain's journal directory.</summary>
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    private static (ulong First, int Entries) StoredJournal(string directory)
     {
-        using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = database, Pooling = false }.ToString());
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT first_counter, next_counter FROM journal";
-        using var reader = command.ExecuteReader();
-        Assert.True(reader.Read(), $"{database} holds a journal");
-        var (first, next) = ((ulong)reader.GetInt64(0), (ulong)reader.GetInt64(1));
-        Assert.False(reader.Read(), $"{database} holds one journal");
-        return (first, (int)(next - first));
+        var journal = Assert.Single(Directory.GetFiles(directory, "*.journal"));
+        var contents = FileReplicaJournal.ReadUnowned(journal, Hosting.JournalKit.Serializer);
+        return (contents.FirstCounter, contents.Entries.Count);
     }
 
     private static List<string> StoredStates(string database, string like)

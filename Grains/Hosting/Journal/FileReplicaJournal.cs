@@ -86,6 +86,15 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     /// "before-rename" (a compaction's new file is synced under its temporary name): throw from it to fail there.</summary>
     internal Action<string>? FaultHook { get; set; }
 
+    /// <summary>What the journal file <paramref name="path"/> holds, read without taking ownership
+    /// (diagnostics and tests: the owner's writes go on; a frame it is writing may be cut).</summary>
+    internal static JournalContents ReadUnowned(string path, Serializer serializer)
+    {
+        var reader = new FileReplicaJournal(path, Path.GetFileName(path), serializer, 0, null, Microsoft.Extensions.Logging.Abstractions.NullLogger<FileReplicaJournal>.Instance);
+        using var file = File.OpenHandle(reader._path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        return reader.Replay(ReadAll(file)).Contents;
+    }
+
     private protected override bool AbsentIsFinal => true; // a write is one synchronous call: nothing is left in flight
 
     private protected override async Task<JournalContents> LoadAndClaimAsync(CancellationToken cancellationToken)
