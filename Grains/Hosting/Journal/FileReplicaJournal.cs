@@ -21,8 +21,8 @@ namespace MinBft.Hosting.Journal;
 /// checksum, wrong sequence): a crash can only tear the last write, which was never acknowledged.
 /// Bytes after the last whole frame are zeroed at open, so a later, shorter frame never leaves a
 /// torn one's remains behind it.</para>
-/// <para>A new file, and a compacted one (the live entries only, once the file has grown past
-/// twice its compacted size), is written whole under a temporary name, synced, renamed into place
+/// <para>A new file, and a compacted one (the live entries only, kept in memory as writes land,
+/// once the file has grown past twice its compacted size), is written whole under a temporary name, synced, renamed into place
 /// and the directory synced: a crash leaves the old file or the new one.</para>
 /// <para>Fencing, as in the other journals: the last opener owns the journal. An owner file beside
 /// it holds the owner's number. Opening takes it exclusively (flock) and increments the number;
@@ -55,6 +55,9 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     private ulong _sequence;
     private long _compactAt;
     private string? _broken;
+
+    // What the file holds, kept as each write lands: a compaction writes it without reading the file back.
+    private JournalReplay? _live;
 
     /// <summary>Creates the journal file <paramref name="path"/> (with its owner file beside it).</summary>
     /// <param name="path">The journal file (created, with its directory, if missing).</param>
@@ -92,7 +95,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     {
         var reader = new FileReplicaJournal(path, Path.GetFileName(path), serializer, 0, null, Microsoft.Extensions.Logging.Abstractions.NullLogger<FileReplicaJournal>.Instance);
         using var file = File.OpenHandle(reader._path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        return reader.Replay(ReadAll(file)).Contents;
+        return reader.Replay(ReadAll(file)).Live.ToContents();
     }
 
     private protected override bool AbsentIsFinal => true; // a write is one synchronous call: nothing is left in flight
@@ -135,7 +138,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     {
         Close();
         _broken = null;
-        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        Directory.CreateDirectory(Path.GetDirectoryName(_path)!, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         _owners = OpenOwnerFile(_path + ".owner");
         using (Hold(LockExclusive))
         {
@@ -153,7 +156,11 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
             }
             _file = OpenData();
             var bytes = ReadAll(_file);
-            var (contents, end, sequence) = Replay(bytes);
+            var (live, end, sequence) = Replay(bytes);
+            _live = live;
+            var stored = live.ToContents();
+            // The caller keeps its own copy: the live list changes with every write.
+            var contents = stored with { Entries = stored.Entries.ToArray() };
             _end = end;
             _sequence = sequence;
             _compactAt = _minCompactionBytes; // what it holds live is unknown until compacted
@@ -209,6 +216,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
         }
         _end += frame.Length;
         _sequence++;
+        _live!.Apply((long)_sequence, record);
     }
 
     private protected override Task AfterCommitAsync(JournalWrite write, CancellationToken cancellationToken) =>
@@ -222,8 +230,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
         string temporary;
         try
         {
-            var (contents, _, _) = Replay(ReadAll(_file!));
-            temporary = WriteTemporary(contents);
+            temporary = WriteTemporary(_live!.ToContents());
             FaultHook?.Invoke("before-rename");
             File.Move(temporary, _path, overwrite: true);
         }
@@ -329,7 +336,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
         return temporary;
     }
 
-    private (JournalContents Contents, long End, ulong Sequence) Replay(byte[] bytes)
+    private (JournalReplay Live, long End, ulong Sequence) Replay(byte[] bytes)
     {
         var offset = 0;
         ulong sequence = 0;
@@ -353,7 +360,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
             sequence++;
         }
         if (replay is null) throw Corrupt("has no readable head (the file was written whole, so it is damaged)");
-        return (replay.ToContents(), offset, sequence);
+        return (replay, offset, sequence);
     }
 
     private static bool TryReadFrame(byte[] bytes, int offset, ulong sequence, out ReadOnlyMemory<byte> payload, out int length)
@@ -399,6 +406,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
 
     private void Close()
     {
+        _live = null;
         _file?.Dispose();
         _file = null;
         _owners?.Dispose();
