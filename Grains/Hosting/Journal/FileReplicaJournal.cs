@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
@@ -51,6 +52,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     private SafeFileHandle? _owners;
     private long _owner;
     private SafeFileHandle? _file;
+    private readonly ArrayBufferWriter<byte> _frameBuffer = new(4096);
     private long _end;
     private ulong _sequence;
     private long _compactAt;
@@ -199,10 +201,10 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
             FirstAfter = write.FirstAfter,
             NextAfter = write.NextAfter,
         };
-        var frame = Frame(_serializer.SerializeToArray(record), _sequence + 1);
+        var frame = Frame(record, _sequence + 1, _frameBuffer);
         using (HoldAsOwner())
         {
-            RandomAccess.Write(file, frame, _end);
+            RandomAccess.Write(file, frame.Span, _end);
             try
             {
                 FaultHook?.Invoke("before-sync");
@@ -328,10 +330,10 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
             FirstAfter = contents.FirstCounter,
             NextAfter = contents.NextCounter,
         };
-        var frame = Frame(_serializer.SerializeToArray(head), 1);
+        var frame = Frame(head, 1, new ArrayBufferWriter<byte>());
         var temporary = _path + ".new";
         using var handle = File.OpenHandle(temporary, FileMode.Create, FileAccess.ReadWrite, FileShare.None, FileOptions.None);
-        RandomAccess.Write(handle, frame, 0);
+        RandomAccess.Write(handle, frame.Span, 0);
         RandomAccess.FlushToDisk(handle);
         return temporary;
     }
@@ -378,14 +380,24 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
         return true;
     }
 
-    private static byte[] Frame(byte[] payload, ulong sequence)
+    // One frame in the buffer: header, the record serialized in place, trailer. Writes never
+    // overlap, so one reused buffer serves them all (it keeps the capacity of the largest write);
+    // a head frame, as large as the live contents, gets a buffer of its own.
+    private ReadOnlyMemory<byte> Frame(JournalRecord record, ulong sequence, ArrayBufferWriter<byte> buffer)
     {
-        var frame = new byte[HeaderLength + payload.Length + TrailerLength];
-        BinaryPrimitives.WriteUInt32BigEndian(frame, Magic);
-        BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(4), payload.Length);
-        BinaryPrimitives.WriteUInt64BigEndian(frame.AsSpan(8), sequence);
-        payload.CopyTo(frame, HeaderLength);
-        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(HeaderLength + payload.Length), Crc32.HashToUInt32(frame.AsSpan(0, HeaderLength + payload.Length)));
+        buffer.ResetWrittenCount();
+        buffer.GetSpan(HeaderLength);
+        buffer.Advance(HeaderLength);
+        _serializer.Serialize(record, buffer);
+        var payload = buffer.WrittenCount - HeaderLength;
+        buffer.GetSpan(TrailerLength);
+        buffer.Advance(TrailerLength);
+        var frame = MemoryMarshal.AsMemory(buffer.WrittenMemory);
+        var span = frame.Span;
+        BinaryPrimitives.WriteUInt32BigEndian(span, Magic);
+        BinaryPrimitives.WriteInt32BigEndian(span[4..], payload);
+        BinaryPrimitives.WriteUInt64BigEndian(span[8..], sequence);
+        BinaryPrimitives.WriteUInt32BigEndian(span[(HeaderLength + payload)..], Crc32.HashToUInt32(span[..(HeaderLength + payload)]));
         return frame;
     }
 
