@@ -241,7 +241,7 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task A_journal_an_earlier_build_kept_in_sqlite_moves_into_the_file_once_and_the_sqlite_journal_is_emptied()
+    public async Task A_journal_an_earlier_build_kept_in_sqlite_moves_into_the_file_once_and_is_then_refused_by_every_build()
     {
         await using var files = new FileJournalBackend();
         var sqlite = new SqliteReplicaJournalFactory(
@@ -259,22 +259,24 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
 
         var journal = files.CreateFile();
         model.AssertMatches(await journal.OpenAsync());
-        await using (var emptied = sqlite.Create(Replica))
+        // An older build started on this directory now stops at its journal instead of running on
+        // one that lost the stream (what the SQLite journal of any build does with a damaged row).
+        Assert.True(SqliteReplicaJournal.IsMarkedMoved(sqlite.DatabasePath, Replica.ToString(), TimeSpan.FromSeconds(5)));
+        await using (var older = sqlite.Create(Replica))
         {
-            var left = await emptied.OpenAsync();
-            Assert.Empty(left.Entries);
-            Assert.Equal(model.Next, left.NextCounter);
+            var refused = await Assert.ThrowsAsync<InvalidDataException>(() => older.OpenAsync());
+            Assert.Contains("counters [0, 0)", refused.Message, StringComparison.Ordinal);
         }
 
         var append2 = Append(3, model.Next, Intents(model.Next, 1), [Ui(4)]);
         await journal.AppendAsync(append2);
         model.Append(append2);
-        // Opened again: the file, not the emptied SQLite journal, is read.
+        // Opened again: the file, not the SQLite journal, is read.
         model.AssertMatches(await files.ReloadAsync());
     }
 
     [Fact]
-    public async Task After_a_crash_between_the_move_and_the_emptying_the_file_is_kept_and_the_sqlite_journal_emptied()
+    public async Task After_a_crash_between_the_move_and_the_mark_the_file_is_kept_and_the_sqlite_journal_marked()
     {
         await using var files = new FileJournalBackend();
         var sqlite = new SqliteReplicaJournalFactory(
@@ -299,7 +301,30 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
         }
 
         model.AssertMatches(await files.ReloadAsync());
-        await using var emptied = sqlite.Create(Replica);
-        Assert.Empty((await emptied.OpenAsync()).Entries);
+        Assert.True(SqliteReplicaJournal.IsMarkedMoved(sqlite.DatabasePath, Replica.ToString(), TimeSpan.FromSeconds(5)));
+    }
+
+    [Fact]
+    public async Task A_file_lost_after_the_move_starts_empty_and_never_brings_the_moved_sqlite_journal_back()
+    {
+        await using var files = new FileJournalBackend();
+        var sqlite = new SqliteReplicaJournalFactory(
+            new SqliteReplicaJournalOptions { DataDirectory = files.Directory, FaultDomain = 0 }, Serializer, NullLoggerFactory.Instance);
+        await using (var old = sqlite.Create(Replica))
+        {
+            await old.OpenAsync();
+            await old.AppendAsync(Append(4, 1, Intents(1, 3), [Ui(1)]));
+        }
+        var journal = files.CreateFile();
+        Assert.Equal(3, (await journal.OpenAsync()).Entries.Count);
+        await journal.DisposeAsync();
+
+        File.Delete(journal.FilePath);
+
+        // Lost, as a lost SQLite journal was: the replica restarts its stream after its USIG's
+        // counter (the gap recovery), never from the older copy of its stream.
+        var contents = await files.ReloadAsync();
+        Assert.Empty(contents.Entries);
+        Assert.Equal(1UL, contents.FirstCounter);
     }
 }

@@ -46,7 +46,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     private readonly string _name;
     private readonly Serializer _serializer;
     private readonly long _minCompactionBytes;
-    private readonly Func<IReplicaJournal>? _legacy;
+    private readonly SqliteJournalMove? _legacy;
     private readonly ILogger _logger;
 
     private SafeFileHandle? _owners;
@@ -66,10 +66,10 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     /// <param name="name">The journal's name (the replica grain's id), for messages.</param>
     /// <param name="serializer">The Orleans serializer, for messages.</param>
     /// <param name="minCompactionBytes">The file is compacted once it is larger than this and than twice its last compacted size.</param>
-    /// <param name="legacy">The journal an earlier build kept this stream in (a SQLite journal), or null: its
-    /// contents move into the file when the file is created, and it is emptied once the file holds them.</param>
+    /// <param name="legacy">The SQLite journal an earlier build kept this stream in, or null: its contents
+    /// move into the file when the file is created, and it is marked as moved once the file holds them.</param>
     /// <param name="logger">The logger.</param>
-    public FileReplicaJournal(string path, string name, Serializer serializer, long minCompactionBytes, Func<IReplicaJournal>? legacy, ILogger<FileReplicaJournal> logger)
+    public FileReplicaJournal(string path, string name, Serializer serializer, long minCompactionBytes, SqliteJournalMove? legacy, ILogger<FileReplicaJournal> logger)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
@@ -104,16 +104,17 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
 
     private protected override async Task<JournalContents> LoadAndClaimAsync(CancellationToken cancellationToken)
     {
-        // An earlier build's journal: read before the file exists, emptied once the file holds it.
-        await using var legacy = _legacy?.Invoke();
-        var moved = legacy is null ? null : await legacy.OpenAsync(cancellationToken).ConfigureAwait(false);
+        // An earlier build's journal: read while the file does not exist, marked as moved once the
+        // file holds it (on every open: a crash may have come between the two).
+        var moved = _legacy is not null && !File.Exists(_path) ? await _legacy.ReadUnlessMovedAsync(cancellationToken).ConfigureAwait(false) : null;
+        if (_legacy is not null && moved is null && !File.Exists(_path)) LogMovedFileMissing(_logger, _name, _path, _legacy.DatabasePath);
         var contents = await Task.Run(() => LoadAndClaim(moved), cancellationToken).ConfigureAwait(false);
-        if (legacy is not null && moved is { Entries.Count: > 0 })
+        if (_legacy is not null)
         {
-            // Its entries can never come back (an older build started on this directory sees a
-            // journal that lost them: the counter gap a restart handles, never two messages per counter).
-            await legacy.RestartAtAsync(moved.NextCounter, cancellationToken).ConfigureAwait(false);
-            LogLegacyEmptied(_logger, _name, moved.FirstCounter, moved.NextCounter);
+            // An older build started on this directory then refuses the SQLite journal instead of
+            // running on one that lost the stream: with every replica's journal lost at once, no
+            // replica could settle its counter gap and the cluster would stall for good.
+            await _legacy.MarkMovedAsync(cancellationToken).ConfigureAwait(false);
         }
         return contents;
     }
@@ -461,8 +462,8 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     [LoggerMessage(Level = LogLevel.Information, Message = "Journal {Name}: moved into {Path} from the SQLite journal of an earlier build: counters [{First}, {Next}), view {View}.")]
     private static partial void LogMoved(ILogger logger, string name, string path, ulong first, ulong next, long view);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Journal {Name}: the SQLite journal it was moved from no longer holds counters [{First}, {Next}).")]
-    private static partial void LogLegacyEmptied(ILogger logger, string name, ulong first, ulong next);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Journal {Name}: {Path} is missing, and the SQLite journal {Database} says its stream was moved there: starting empty (the replica restarts its stream after the USIG's counter).")]
+    private static partial void LogMovedFileMissing(ILogger logger, string name, string path, string database);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Journal {Name}: write of owner {Owner} refused, owner {StoredOwner} opened it since.")]
     private static partial void LogFenced(ILogger logger, string name, long owner, long storedOwner);

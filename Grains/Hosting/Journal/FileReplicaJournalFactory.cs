@@ -66,8 +66,8 @@ public sealed class FileReplicaJournalFactory : IReplicaJournalFactory
     public IReplicaJournal Create(GrainId owner)
     {
         var name = owner.ToString();
-        Func<IReplicaJournal>? legacy = _options.MoveFromSqliteJournal && File.Exists(LegacyDatabasePath)
-            ? () => new SqliteReplicaJournal(LegacyDatabasePath, name, _serializer, TimeSpan.FromSeconds(5), _loggerFactory.CreateLogger<SqliteReplicaJournal>())
+        var legacy = _options.MoveFromSqliteJournal && File.Exists(LegacyDatabasePath)
+            ? new SqliteJournalMove(LegacyDatabasePath, name, _serializer, _loggerFactory)
             : null;
         return new FileReplicaJournal(
             Path.Combine(Directory, FileName(name)), name, _serializer,

@@ -100,6 +100,55 @@ public sealed partial class SqliteReplicaJournal : ReplicaJournal
         schema.ExecuteNonQuery();
     }
 
+    /// <summary>
+    /// Marks journal <paramref name="name"/> in <paramref name="path"/> as moved to another store:
+    /// its entries are deleted and its counters set to 0, which this class (in every build) reads
+    /// as damaged and refuses to open, so an older build started on the directory stops instead of
+    /// running on a journal that lost the stream. Idempotent.
+    /// </summary>
+    internal static void MarkMoved(string path, string name, TimeSpan busyTimeout)
+    {
+        using var connection = SqliteDatabase.Open(path, busyTimeout);
+        using var transaction = connection.BeginTransaction();
+        using (var schema = connection.CreateCommand())
+        {
+            schema.Transaction = transaction;
+            schema.CommandText = Schema;
+            schema.ExecuteNonQuery();
+        }
+        long id;
+        using (var mark = connection.CreateCommand())
+        {
+            mark.Transaction = transaction;
+            mark.CommandText = """
+                INSERT INTO journal (name, owner, attempt, view, first_counter, next_counter) VALUES ($name, 0, 0, 0, 0, 0)
+                    ON CONFLICT (name) DO UPDATE SET owner = owner + 1, first_counter = 0, next_counter = 0;
+                SELECT id FROM journal WHERE name = $name;
+                """;
+            mark.Parameters.AddWithValue("$name", name);
+            id = (long)mark.ExecuteScalar()!;
+        }
+        using (var drop = connection.CreateCommand())
+        {
+            drop.Transaction = transaction;
+            drop.CommandText = string.Create(CultureInfo.InvariantCulture, $"DROP TABLE IF EXISTS entries_{id};");
+            drop.ExecuteNonQuery();
+        }
+        transaction.Commit();
+    }
+
+    /// <summary>True if <see cref="MarkMoved"/> marked journal <paramref name="name"/> in <paramref name="path"/>.</summary>
+    internal static bool IsMarkedMoved(string path, string name, TimeSpan busyTimeout)
+    {
+        using var connection = SqliteDatabase.Open(path, busyTimeout);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'journal'";
+        if ((long)command.ExecuteScalar()! == 0) return false;
+        command.CommandText = "SELECT first_counter FROM journal WHERE name = $name";
+        command.Parameters.AddWithValue("$name", name);
+        return command.ExecuteScalar() is long first && first == 0;
+    }
+
     private SqliteConnection Connection => _connection ?? throw new InvalidOperationException("The journal is not open.");
 
     private protected override Task<JournalContents> LoadAndClaimAsync(CancellationToken cancellationToken) =>
