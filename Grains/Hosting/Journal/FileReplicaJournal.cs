@@ -185,23 +185,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     {
         if (_broken is not null) throw new IOException($"Journal {_name} in {_path}: {_broken}; it must be opened again.");
         var file = _file ?? throw new InvalidOperationException("The journal is not open.");
-        var record = new JournalRecord
-        {
-            Kind = write.Kind switch
-            {
-                JournalWriteKind.Append => JournalRecordKind.Append,
-                JournalWriteKind.DropFrom => JournalRecordKind.DropFrom,
-                _ => JournalRecordKind.RestartAt,
-            },
-            Owner = _owner,
-            Attempt = write.Attempt,
-            View = write.View,
-            FirstIntentCounter = write.FirstIntentCounter,
-            Intents = write.Intents,
-            Uis = write.Uis,
-            FirstAfter = write.FirstAfter,
-            NextAfter = write.NextAfter,
-        };
+        var record = JournalRecord.Of(write, _owner);
         var frame = Frame(record, _sequence + 1, _frameBuffer);
         using (HoldAsOwner())
         {

@@ -301,23 +301,7 @@ public sealed partial class GrainStorageReplicaJournal : ReplicaJournal
         }
     }
 
-    private JournalRecord ToRecord(JournalWrite write) => new()
-    {
-        Kind = write.Kind switch
-        {
-            JournalWriteKind.Append => JournalRecordKind.Append,
-            JournalWriteKind.DropFrom => JournalRecordKind.DropFrom,
-            _ => JournalRecordKind.RestartAt,
-        },
-        Owner = _owner,
-        Attempt = write.Attempt,
-        View = write.View,
-        FirstIntentCounter = write.FirstIntentCounter,
-        Intents = write.Intents,
-        Uis = write.Uis,
-        FirstAfter = write.FirstAfter,
-        NextAfter = write.NextAfter,
-    };
+    private JournalRecord ToRecord(JournalWrite write) => JournalRecord.Of(write, _owner);
 
     /// <summary>A record from the head on: whether it is an Open record, and the journal's state after it.</summary>
     private sealed record LiveRecord(long Index, bool IsOpen, ulong NextAfter, long ViewAfter, string? ETag);

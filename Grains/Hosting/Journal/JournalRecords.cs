@@ -58,6 +58,25 @@ public sealed class JournalRecord
     /// <summary>The journal's next counter once this record is applied (checked on load).</summary>
     [Id(8)]
     public ulong NextAfter { get; set; }
+
+    /// <summary>The record that stores <paramref name="write"/>, written by owner <paramref name="owner"/>.</summary>
+    internal static JournalRecord Of(JournalWrite write, long owner) => new()
+    {
+        Kind = write.Kind switch
+        {
+            JournalWriteKind.Append => JournalRecordKind.Append,
+            JournalWriteKind.DropFrom => JournalRecordKind.DropFrom,
+            _ => JournalRecordKind.RestartAt,
+        },
+        Owner = owner,
+        Attempt = write.Attempt,
+        View = write.View,
+        FirstIntentCounter = write.FirstIntentCounter,
+        Intents = write.Intents,
+        Uis = write.Uis,
+        FirstAfter = write.FirstAfter,
+        NextAfter = write.NextAfter,
+    };
 }
 
 /// <summary>
