@@ -252,7 +252,7 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
     private OwnerLock HoldAsOwner()
     {
         var held = Hold(LockShared);
-        var owner = new byte[8];
+        Span<byte> owner = stackalloc byte[8]; // on every write: no allocation
         var stored = RandomAccess.Read(_owners!, owner, 0) == 8 ? BinaryPrimitives.ReadInt64BigEndian(owner) : -1;
         if (stored == _owner) return held;
         held.Dispose();

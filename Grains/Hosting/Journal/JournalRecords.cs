@@ -21,9 +21,10 @@ public enum JournalRecordKind
 }
 
 /// <summary>
-/// One record of <see cref="GrainStorageReplicaJournal"/> (state <c>journal-{index}</c>), or one
-/// frame of <see cref="FileReplicaJournal"/>: one write, never rewritten. Records are written with no ETag, so a record that exists cannot be
-/// written again: two owners aiming at the same index cannot both succeed.
+/// One write, never rewritten: a record of <see cref="GrainStorageReplicaJournal"/> (state
+/// <c>journal-{index}</c>) or a frame of <see cref="FileReplicaJournal"/>. Grain storage records
+/// are written with no ETag, so a record that exists cannot be written again: two owners aiming
+/// at the same index cannot both succeed.
 /// </summary>
 [GenerateSerializer, Alias("minbft.JournalRecord")]
 public sealed class JournalRecord
