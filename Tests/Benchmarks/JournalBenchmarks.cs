@@ -41,6 +41,8 @@ public class JournalBenchmarks
     private JournalStream _journalStream = null!;
     private FileReplicaJournal _fileJournal = null!;
     private JournalStream _fileJournalStream = null!;
+    private FileReplicaJournal _appendedJournal = null!;
+    private JournalStream _appendedJournalStream = null!;
 
     [Params(16, 64)]
     public int RequestsPerBatch { get; set; }
@@ -58,11 +60,17 @@ public class JournalBenchmarks
             Path.Combine(_directory, "journal", "journal.db"), JournalWorkload.Replica.ToString(), _workload.Serializer, TimeSpan.FromSeconds(5), NullLogger<SqliteReplicaJournal>.Instance);
         _journal.OpenAsync(CancellationToken.None).GetAwaiter().GetResult();
         _journalStream = new JournalStream(_workload);
+        var defaults = new FileReplicaJournalOptions();
         _fileJournal = new FileReplicaJournal(
             Path.Combine(_directory, "files", "replica.journal"), JournalWorkload.Replica.ToString(), _workload.Serializer,
-            new FileReplicaJournalOptions().MinCompactionBytes, legacy: null, NullLogger<FileReplicaJournal>.Instance);
+            defaults.MinCompactionBytes, defaults.PreallocationBytes, legacy: null, NullLogger<FileReplicaJournal>.Instance);
         _fileJournal.OpenAsync(CancellationToken.None).GetAwaiter().GetResult();
         _fileJournalStream = new JournalStream(_workload);
+        _appendedJournal = new FileReplicaJournal(
+            Path.Combine(_directory, "appended", "replica.journal"), JournalWorkload.Replica.ToString(), _workload.Serializer,
+            defaults.MinCompactionBytes, preallocationBytes: 0, legacy: null, NullLogger<FileReplicaJournal>.Instance);
+        _appendedJournal.OpenAsync(CancellationToken.None).GetAwaiter().GetResult();
+        _appendedJournalStream = new JournalStream(_workload);
     }
 
     [GlobalCleanup]
@@ -70,6 +78,7 @@ public class JournalBenchmarks
     {
         _journal.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _fileJournal.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _appendedJournal.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _baselineStorage.Dispose();
         _workload.Dispose();
         Directory.Delete(_directory, recursive: true);
@@ -83,6 +92,9 @@ public class JournalBenchmarks
 
     [Benchmark(Description = "FileReplicaJournal (embedded on Linux)")]
     public Task FileJournal() => _fileJournal.AppendAsync(_fileJournalStream.Next(), CancellationToken.None);
+
+    [Benchmark(Description = "FileReplicaJournal appending at the file's end (stop 38)")]
+    public Task AppendedFileJournal() => _appendedJournal.AppendAsync(_appendedJournalStream.Next(), CancellationToken.None);
 
     private SqliteGrainStorage Storage(string name) => new(
         name,

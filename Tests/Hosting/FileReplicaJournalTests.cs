@@ -40,15 +40,47 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
         ulong next = 1;
         for (var i = 0; i < 200; i++)
         {
-            var before = new FileInfo(journal.FilePath).Length;
+            var before = journal.End;
             await journal.AppendAsync(Append(0, next, Intents(next, 1), next > 1 ? [Ui(next - 1)] : []));
             next++;
-            growth.Add(new FileInfo(journal.FilePath).Length - before);
+            growth.Add(journal.End - before);
         }
 
         // The 200th write adds as many bytes as the 2nd: one frame of one intent and one UI.
         Assert.InRange(growth[^1], growth[1] - 16, growth[1] + 16);
         Assert.InRange(growth[1], 200, 4096);
+    }
+
+    [Fact]
+    public async Task Writes_land_in_zeros_written_ahead_so_the_file_grows_only_a_step_at_a_time()
+    {
+        const long step = 16 * 1024;
+        await using var store = new FileJournalBackend(preallocationBytes: step);
+        var journal = store.CreateFile();
+        await journal.OpenAsync();
+        var model = new JournalModel();
+        var lengths = new List<long>();
+        ulong next = 1;
+        for (var i = 0; i < 120; i++)
+        {
+            var append = Append(0, next, Intents(next, 1, requests: 4), next > 1 ? [Ui(next - 1)] : []);
+            await journal.AppendAsync(append);
+            model.Append(append);
+            next++;
+            var length = new FileInfo(journal.FilePath).Length;
+            Assert.True(length > journal.End, $"the file ({length} bytes) ends after its frames ({journal.End})");
+            Assert.Equal(0, length % step);
+            lengths.Add(length);
+        }
+
+        // Most writes changed no size: only the writes that crossed a step did.
+        var grown = lengths.Zip(lengths.Skip(1), (a, b) => b != a).Count(changed => changed);
+        output.WriteLine($"{journal.End} bytes of frames, the file grew {grown} times to {lengths[^1]} bytes");
+        Assert.InRange(grown, 1, lengths.Count / 4);
+        Assert.Equal((journal.End / step + 1) * step, lengths[^1]);
+        var image = await File.ReadAllBytesAsync(journal.FilePath);
+        Assert.All(image[(int)journal.End..], b => Assert.Equal(0, b));
+        model.AssertMatches(await store.ReloadAsync());
     }
 
     [Fact]
@@ -61,10 +93,12 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
         var first = Append(3, 1, Intents(1, 2), [Ui(1)]);
         await journal.AppendAsync(first);
         model.Append(first);
-        var before = new FileInfo(journal.FilePath).Length;
+        var before = journal.End;
         await journal.AppendAsync(Append(4, 3, Intents(3, 2), [Ui(2), Ui(3)], keepFrom: 2));
+        var end = journal.End;
         await journal.DisposeAsync();
-        var whole = await File.ReadAllBytesAsync(journal.FilePath);
+        var file = await File.ReadAllBytesAsync(journal.FilePath);
+        var whole = file[..(int)end];
         Assert.True(whole.Length > before);
 
         // Every byte of the frame's header and trailer, and every 13th byte between them.
@@ -73,9 +107,11 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
         var garbage = new Random(7);
         foreach (var cut in cuts)
         {
-            // The crash wrote the frame up to cut; after it, zeros (never written) or another torn write's remains.
+            // The crash wrote the frame up to cut; after it, the zeros written ahead, the file's end
+            // (their write was lost too), or another torn write's remains.
             var image = whole[..(int)cut];
-            if (cut % 2 == 1) image = [.. image, .. Filled(garbage.Next(1, 64), (ulong)cut, 1)];
+            if (cut % 3 == 1) image = [.. image, .. Filled(garbage.Next(1, 64), (ulong)cut, 1)];
+            if (cut % 3 == 2) image = [.. image, .. new byte[file.Length - image.Length]];
             await File.WriteAllBytesAsync(journal.FilePath, image);
 
             var reopened = store.CreateFile();
@@ -103,11 +139,13 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
         var first = Append(0, 1, Intents(1, 1));
         await journal.AppendAsync(first);
         model.Append(first);
-        var before = new FileInfo(journal.FilePath).Length;
+        var before = journal.End;
         await journal.AppendAsync(Append(0, 2, Intents(2, 20, requests: 8)));
+        var end = (int)journal.End;
         await journal.DisposeAsync();
         var whole = await File.ReadAllBytesAsync(journal.FilePath);
-        await File.WriteAllBytesAsync(journal.FilePath, whole[..^10]); // torn 10 bytes before its end
+        whole.AsSpan(end - 10, 10).Clear(); // torn 10 bytes before its end, inside the zeros written ahead
+        await File.WriteAllBytesAsync(journal.FilePath, whole);
 
         var reopened = store.CreateFile();
         model.AssertMatches(await reopened.OpenAsync());
@@ -153,8 +191,8 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
     [Fact]
     public async Task Compaction_keeps_the_live_entries_only_so_the_file_stays_bounded()
     {
-        const long min = 16 * 1024;
-        await using var store = new FileJournalBackend(min);
+        const long min = 16 * 1024, step = 4096;
+        await using var store = new FileJournalBackend(min, step);
         var journal = store.CreateFile();
         await journal.OpenAsync();
         var model = new JournalModel();
@@ -164,18 +202,17 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
         {
             // About ten entries stay live: what a stable checkpoint leaves.
             var append = Append(i / 50, next, Intents(next, 1), [Ui(next)], keepFrom: next > 10 ? next - 10 : 0);
-            var before = new FileInfo(journal.FilePath).Length;
+            var before = journal.End;
             await journal.AppendAsync(append);
             model.Append(append);
             next++;
-            var length = new FileInfo(journal.FilePath).Length;
-            appended += Math.Max(0, length - before);
-            largest = Math.Max(largest, length);
+            appended += Math.Max(0, journal.End - before);
+            largest = Math.Max(largest, new FileInfo(journal.FilePath).Length);
         }
 
         output.WriteLine($"largest file {largest} bytes over {next - 1} appends of {appended} bytes");
         Assert.True(appended > 8 * min);
-        Assert.InRange(largest, 1, min + 4096);
+        Assert.InRange(largest, 1, min + 4096 + step);
         model.AssertMatches(await store.ReloadAsync());
     }
 
@@ -209,7 +246,7 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
 
         // Once renames work again, the next compaction replaces the leftover and shrinks the file.
         journal.FaultHook = null;
-        var grown = new FileInfo(journal.FilePath).Length;
+        var grown = journal.End;
         var reopened = store.CreateFile();
         await reopened.OpenAsync();
         for (var i = 0; i < 60; i++)
@@ -219,8 +256,8 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
             model.Append(append);
             next++;
         }
-        output.WriteLine($"{failures} failed compactions, the file at {grown} bytes then, {new FileInfo(journal.FilePath).Length} after 60 more appends");
-        Assert.True(new FileInfo(journal.FilePath).Length < grown);
+        output.WriteLine($"{failures} failed compactions, the frames at {grown} bytes then, {reopened.End} after 60 more appends");
+        Assert.True(reopened.End < grown);
         model.AssertMatches(await store.ReloadAsync());
     }
 

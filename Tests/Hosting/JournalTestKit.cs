@@ -193,14 +193,14 @@ internal abstract class JournalBackend : IAsyncDisposable
 
 /// <summary>The file journal in a temporary directory; <see cref="MinCompactionBytes"/> small enough to compact in a test.</summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-internal sealed class FileJournalBackend(long minCompactionBytes = 8 * 1024 * 1024) : JournalBackend
+internal sealed class FileJournalBackend(long minCompactionBytes = 8 * 1024 * 1024, long preallocationBytes = 1024 * 1024) : JournalBackend
 {
     public string Directory { get; } = Path.Combine(Path.GetTempPath(), "minbft-journal-file-" + Guid.NewGuid().ToString("N"));
 
     public long MinCompactionBytes => minCompactionBytes;
 
     public FileReplicaJournalFactory Factory => new(
-        new FileReplicaJournalOptions { DataDirectory = Directory, FaultDomain = 0, MinCompactionBytes = minCompactionBytes },
+        new FileReplicaJournalOptions { DataDirectory = Directory, FaultDomain = 0, MinCompactionBytes = minCompactionBytes, PreallocationBytes = preallocationBytes },
         JournalKit.Serializer,
         NullLoggerFactory.Instance);
 

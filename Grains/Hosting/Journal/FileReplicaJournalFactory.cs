@@ -20,6 +20,14 @@ public sealed class FileReplicaJournalOptions
     public long MinCompactionBytes { get; set; } = 8 * 1024 * 1024;
 
     /// <summary>
+    /// Zeros are written this far ahead of a journal file's end (in steps of this size), so that a
+    /// write lands inside the file and changes no size: its <c>fdatasync</c> then needs no file
+    /// system journal commit (on ext4 with a journal, a write cost half as much or less). 0 appends
+    /// to the file's end instead.
+    /// </summary>
+    public long PreallocationBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>
     /// Move the journals an earlier build kept in the domain's SQLite journal file
     /// (<see cref="SqliteReplicaJournalOptions.GetDatabasePath"/> in the same directory) into files, where that file exists.
     /// </summary>
@@ -71,7 +79,7 @@ public sealed class FileReplicaJournalFactory : IReplicaJournalFactory
             : null;
         return new FileReplicaJournal(
             Path.Combine(Directory, FileName(name)), name, _serializer,
-            _options.MinCompactionBytes, legacy, _loggerFactory.CreateLogger<FileReplicaJournal>());
+            _options.MinCompactionBytes, _options.PreallocationBytes, legacy, _loggerFactory.CreateLogger<FileReplicaJournal>());
     }
 
     // Readable, and distinct for distinct grain ids: the id's safe characters, then a hash of the whole id.
