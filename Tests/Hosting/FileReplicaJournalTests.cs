@@ -281,8 +281,7 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
     public async Task A_journal_an_earlier_build_kept_in_sqlite_moves_into_the_file_once_and_is_then_refused_by_every_build()
     {
         await using var files = new FileJournalBackend();
-        var sqlite = new SqliteReplicaJournalFactory(
-            new SqliteReplicaJournalOptions { DataDirectory = files.Directory, FaultDomain = 0 }, Serializer, NullLoggerFactory.Instance);
+        var sqlite = files.EarlierSqliteJournals;
         var model = new JournalModel();
         await using (var old = sqlite.Create(Replica))
         {
@@ -316,8 +315,7 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
     public async Task After_a_crash_between_the_move_and_the_mark_the_file_is_kept_and_the_sqlite_journal_marked()
     {
         await using var files = new FileJournalBackend();
-        var sqlite = new SqliteReplicaJournalFactory(
-            new SqliteReplicaJournalOptions { DataDirectory = files.Directory, FaultDomain = 0 }, Serializer, NullLoggerFactory.Instance);
+        var sqlite = files.EarlierSqliteJournals;
         await using (var old = sqlite.Create(Replica))
         {
             await old.OpenAsync();
@@ -345,8 +343,7 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
     public async Task A_file_lost_after_the_move_starts_empty_and_never_brings_the_moved_sqlite_journal_back()
     {
         await using var files = new FileJournalBackend();
-        var sqlite = new SqliteReplicaJournalFactory(
-            new SqliteReplicaJournalOptions { DataDirectory = files.Directory, FaultDomain = 0 }, Serializer, NullLoggerFactory.Instance);
+        var sqlite = files.EarlierSqliteJournals;
         await using (var old = sqlite.Create(Replica))
         {
             await old.OpenAsync();

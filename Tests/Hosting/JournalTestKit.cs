@@ -204,6 +204,12 @@ internal sealed class FileJournalBackend(long minCompactionBytes = 8 * 1024 * 10
         JournalKit.Serializer,
         NullLoggerFactory.Instance);
 
+    /// <summary>The SQLite journals an earlier build kept in the same data directory (moved into files on open).</summary>
+    public SqliteReplicaJournalFactory EarlierSqliteJournals => new(
+        new SqliteReplicaJournalOptions { DataDirectory = Directory, FaultDomain = 0 },
+        JournalKit.Serializer,
+        NullLoggerFactory.Instance);
+
     public override IReplicaJournal Create() => CreateFile();
 
     public FileReplicaJournal CreateFile() => Track((FileReplicaJournal)Factory.Create(JournalKit.Replica));
