@@ -216,6 +216,16 @@ public static class Program
         };
     }
 
+    /// <summary>
+    /// The web host of both modes: appsettings.json and the environment, read once at start.
+    /// The default reloads configuration on change, which watches the working directory and
+    /// everything under it (inotify): with the data directory there (<c>local --data ./data</c>)
+    /// every synced journal and USIG write woke the watcher's thread. Nothing here rebinds options
+    /// on change, so turning the reload off loses nothing.
+    /// </summary>
+    public static WebApplicationBuilder CreateWebHostBuilder() =>
+        WebApplication.CreateBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
+
     /// <summary>The flags of the per-domain / gateway mode; null: not given (configuration or default applies).</summary>
     public sealed record SiloArguments(
         int? FaultDomain, string? Manifest, string? Keys, string? Data, IPEndPoint? PrimarySilo, int? SiloPort, int? GatewayPort)
@@ -316,7 +326,7 @@ public static class Program
     private static async Task<int> RunSiloAsync(SiloArguments arguments, CancellationToken cancellationToken)
     {
         // Configuration first (appsettings.json in the working directory, environment), flags on top.
-        var builder = WebApplication.CreateBuilder();
+        var builder = CreateWebHostBuilder();
         ConfigureConsoleLogging(builder.Logging);
 
         SiloHostOptions host;

@@ -28,7 +28,7 @@ public static class LocalHttpEndpoint
     {
         ArgumentNullException.ThrowIfNull(cluster);
         ArgumentNullException.ThrowIfNull(options);
-        var builder = WebApplication.CreateBuilder();
+        var builder = Program.CreateWebHostBuilder();
         builder.Logging.ClearProviders();
         if (options.ConfigureLogging is { } logging) logging(builder.Logging);
         builder.WebHost.UseUrls($"http://{new IPEndPoint(IPAddress.Loopback, port ?? 0)}");
