@@ -10,7 +10,9 @@ public sealed record ProtocolTuning
     /// <summary>Most requests in one PREPARE (one UI, one durable counter write).</summary>
     public int MaxBatchSize { get; init; } = 64;
 
-    /// <summary>How long the primary lets a batch fill while other batches are in flight.</summary>
+    /// <summary>How long the primary lets a batch fill while other batches are in flight, and, with
+    /// none in flight, how long after executing a batch it waits for that batch's clients to send
+    /// their next requests.</summary>
     public TimeSpan MaxBatchWait { get; init; } = TimeSpan.FromMilliseconds(2);
 
     /// <summary>How long certified UIs may wait for the next write of intents before they get a

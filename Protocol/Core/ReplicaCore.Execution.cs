@@ -58,6 +58,15 @@ public sealed partial class ReplicaCore
         batch.Executed = true;
         ExecutedSequence++;
         _lastExecutionAt = _now;
+        if (IsPrimary)
+        {
+            if (_now >= _returnsDue) _returning.Clear();
+            // A client whose next request arrived before this primary executed (backups reply
+            // first) is back already.
+            foreach (var request in batch.Prepare.Batch)
+                if (!_pendingByClient.ContainsKey(request.ClientId)) _returning.Add(request.ClientId);
+            _returnsDue = _now + _tuning.MaxBatchWait;
+        }
         if (!_carryingOver) _requestTimeoutBackoff = 0; // the view works: back to the configured timeout
 
         var view = batch.Prepare.View;

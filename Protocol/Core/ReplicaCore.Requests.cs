@@ -16,6 +16,15 @@ public sealed partial class ReplicaCore
     private readonly Dictionary<string, LinkedListNode<(Request Request, TimeSpan Arrived)>> _pendingByClient = new(StringComparer.Ordinal);
     // Primary: the position of the last batch it proposed (UI requested) in this view.
     private ulong _lastProposedSequence;
+    // Primary: clients of the batches executed since the last batch was cut that have not sent
+    // their next request yet, and until when they are waited for (see TryPropose).
+    private readonly HashSet<string> _returning = new(StringComparer.Ordinal);
+    private TimeSpan _returnsDue;
+
+    /// <summary>Clients that just got their replies are expected back within a batch wait: with an
+    /// empty pipeline, a non-full batch waits for them (one UI, one write, one round of messages
+    /// for both groups instead of two).</summary>
+    private bool AwaitingReturns => _returning.Count > 0 && _now < _returnsDue;
 
     /// <summary>The primary's proposed batches not executed here yet. Derived from positions, not
     /// counted up and down: a snapshot installed mid-pipeline (state transfer) or a carried batch
@@ -108,6 +117,7 @@ public sealed partial class ReplicaCore
         }
         _pendingByClient[clientId] = _pending.AddLast((request, _now));
         _pendingBytes += bytes;
+        _returning.Remove(clientId);
     }
 
     private void RemovePending(LinkedListNode<(Request Request, TimeSpan Arrived)> node)
@@ -164,7 +174,9 @@ public sealed partial class ReplicaCore
     private bool PrepareAwaitingUi => _own.HasUncertified<Prepare>();
 
     /// <summary>The primary cuts batches: full ones at once, otherwise when nothing is in flight
-    /// or the oldest request has waited <see cref="ProtocolTuning.MaxBatchWait"/>.</summary>
+    /// or the oldest request has waited <see cref="ProtocolTuning.MaxBatchWait"/>. With nothing in
+    /// flight, a non-full batch also waits, at most MaxBatchWait after the last execution, for the
+    /// clients just answered (<see cref="AwaitingReturns"/>).</summary>
     private void TryPropose()
     {
         // First, the batches the NEW-VIEW carries, again, in order (see EnterView).
@@ -183,6 +195,11 @@ public sealed partial class ReplicaCore
             var full = _pending.Count >= _tuning.MaxBatchSize || _pendingBytes >= MessageLimits.MaxBatchBytes;
             var waited = _now - _pending.First!.Value.Arrived >= _tuning.MaxBatchWait;
             if (!full && !waited && InFlightBatches > 0) return;
+            // Closed-loop clients split into groups that alternate (those answered while a batch
+            // was in flight form the next batch on their own). Waiting for the clients just
+            // answered merges them: fewer, larger batches, each one UI, one write per replica and
+            // one round of messages, on a machine where those per-batch costs dominate CPU.
+            if (!full && InFlightBatches == 0 && AwaitingReturns) return;
             // Adaptive batching: while a PREPARE waits for its UI (a durable USIG write), a
             // non-full batch keeps filling; the UI's arrival proposes it. One durable counter
             // write then covers everything that arrived during the previous one.
@@ -201,6 +218,7 @@ public sealed partial class ReplicaCore
                 batchBytes += bytes;
             }
             if (batch.Count == 0) continue;
+            _returning.Clear();
             foreach (var request in batch) NoteOrdered(request);
             _lastProposedSequence++;
             var viewStart = View > 0 && _lastProposedSequence == _viewBase + 1 ? _viewStartCertificate : null;

@@ -465,6 +465,75 @@ public sealed class NormalCaseTests
     }
 
     [Fact]
+    public void Batching_with_an_empty_pipeline_the_primary_waits_for_the_clients_it_just_answered()
+    {
+        var wait = TimeSpan.FromMilliseconds(5);
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchWait = wait } });
+        var (answered, waiting) = (h.NewClient(), h.NewClient());
+        h.Request(0, answered.CreateRequest(1, Put("a", "1"))); // proposed at once
+        h.Request(0, waiting.CreateRequest(1, Put("b", "1")));  // waits: a batch is in flight
+        h.Flush();
+        Assert.All(h.Cores, c => Assert.Equal(1UL, c.ExecutedSequence));
+        // The pipeline is empty, but the client just answered is expected back: no batch of one yet.
+        Assert.Single(h.Sent<Prepare>(0));
+        Assert.Equal(h.Now + wait, h.Cores[0].OnTick(h.Now).NextTick);
+        h.Request(0, answered.CreateRequest(2, Put("a", "2")));
+        var prepares = h.Sent<Prepare>(0);
+        Assert.Equal(2, prepares.Count);
+        Assert.Equal(["b", "a"], prepares[1].Batch.Select(r => KeyOf(r)));
+    }
+
+    [Fact]
+    public void Batching_the_wait_for_answered_clients_ends_after_max_batch_wait()
+    {
+        var wait = TimeSpan.FromMilliseconds(5);
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchWait = wait } });
+        var (answered, waiting) = (h.NewClient(), h.NewClient());
+        h.Request(0, answered.CreateRequest(1, Put("a", "1")));
+        h.Request(0, waiting.CreateRequest(1, Put("b", "1")));
+        h.Flush();
+        h.Now += wait - TimeSpan.FromTicks(1);
+        h.Tick(0);
+        Assert.Single(h.Sent<Prepare>(0));
+        h.Now += TimeSpan.FromTicks(1); // the answered client never came back
+        h.Tick(0);
+        var second = h.Sent<Prepare>(0)[1];
+        Assert.Equal(["b"], second.Batch.Select(r => KeyOf(r)));
+    }
+
+    [Fact]
+    public void Batching_a_client_back_before_the_primary_executed_is_not_waited_for()
+    {
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchWait = TimeSpan.FromSeconds(1) } });
+        var client = h.NewClient();
+        h.Request(0, client.CreateRequest(1, Put("a", "1")));
+        h.Deliver(1, Assert.Single(h.Sent<Prepare>(0)));
+        // Backups execute on their own COMMIT and reply first: the client's next request can
+        // reach the primary before the COMMIT that lets the primary execute.
+        h.Request(0, client.CreateRequest(2, Put("a", "2")));
+        Assert.Single(h.Sent<Prepare>(0)); // a batch is in flight
+        h.Deliver(0, Assert.Single(h.Sent<Commit>(1)));
+        Assert.Equal(1UL, h.Cores[0].ExecutedSequence);
+        Assert.Equal(2, h.Sent<Prepare>(0).Count);
+    }
+
+    [Fact]
+    public void Batching_a_lone_client_s_next_request_is_proposed_at_once()
+    {
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchWait = TimeSpan.FromSeconds(1) } });
+        var client = h.NewClient();
+        h.Request(0, client.CreateRequest(1, Put("a", "1")));
+        h.Flush();
+        Assert.Equal(1UL, h.Cores[0].ExecutedSequence);
+        // Every client answered is back: nothing to wait for.
+        h.Request(0, client.CreateRequest(2, Put("a", "2")));
+        Assert.Equal(2, h.Sent<Prepare>(0).Count);
+    }
+
+    private static string KeyOf(Request request) =>
+        KeyValueOperation.TryDecode(request.Operation, out var operation) ? operation.Key : throw new InvalidOperationException("not a key-value operation");
+
+    [Fact]
     public void Retransmission_a_peer_resends_its_sent_log_to_a_signed_request_only()
     {
         var h = new CoreHarness();

@@ -239,9 +239,12 @@ public sealed class RecoveryTests
     public void A_restart_re_issues_the_uis_of_logged_intents_and_drops_intents_never_certified()
     {
         var h = new CoreHarness();
+        // One client, so that its second request is proposed at once (the primary would wait
+        // MaxBatchWait for the first batch's client before cutting another client's batch alone).
+        var client = h.NewClient();
         foreach (var seq in new ulong[] { 1, 2 })
         {
-            var request = h.NewClient().CreateRequest(seq, Put("a"));
+            var request = client.CreateRequest(seq, Put("a"));
             for (var i = 0; i < h.N; i++) h.Request(i, request);
             h.Flush();
         }
