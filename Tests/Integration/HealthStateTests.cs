@@ -140,14 +140,22 @@ public sealed class HealthStateTests(ITestOutputHelper output)
         // Still fetching for as long as the chunks are held.
         await ExpectAsync(cluster, lagging, HealthStatus.Degraded, "fetching state");
 
+        // The load stops before the chunks are released. With this test's tiny chunks and a
+        // checkpoint every 4 batches, the state the load added while the chunks were held can take
+        // longer to send than the others take to their next checkpoint, and a transfer restarts at
+        // each newer one (README, "State transfer": its known limitation).
+        await load.StopAsync();
         network.ReleaseStateChunks();
         var reached = (await cluster.StatusesAsync([primary]))[0].ExecutedSequence;
         await cluster.WaitForStatusesAsync([lagging], s => s[0].ExecutedSequence >= reached, $"backup {lagging} catches up to batch {reached}");
         await ExpectAsync(cluster, lagging, HealthStatus.Healthy, "");
-        await load.WaitForMoreAsync(10, "requests complete after the transfer");
-        await load.StopAsync();
+        var after = new PutWorkload(cluster, clients: 3, "u");
+        after.Start();
+        await after.WaitForMoreAsync(10, "requests complete after the transfer");
+        await after.StopAsync();
         await cluster.WaitForAgreementAsync(all);
         await load.VerifyAcknowledgedAsync();
+        await after.VerifyAcknowledgedAsync();
     }
 
     /// <summary>
