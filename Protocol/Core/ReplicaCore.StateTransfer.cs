@@ -42,6 +42,10 @@ public sealed partial class ReplicaCore
     // Positions up to here in the current view were settled by an installed snapshot: their
     // PREPAREs and COMMITs only rebuild the counter chains, nothing executes again.
     private ulong _installedThrough;
+    // The position of the last snapshot installed (from a peer or the store), across views: while
+    // ExecutedSequence is still there, this replica holds its state only as f+1 certified it, and
+    // executed none of the batches above what the last view change carried itself.
+    private ulong _stateInstalledAt;
 
     private sealed class Transfer(int server, CheckpointCertificate certificate, int count, TimeSpan now)
     {
@@ -312,6 +316,7 @@ public sealed partial class ReplicaCore
         foreach (var c in snapshot.Clients)
             if (_known.TryGetValue(c.ClientId, out var known) && known.Request.Seq <= c.Seq) ForgetKnown(c.ClientId);
         ExecutedSequence = snapshot.Sequence;
+        _stateInstalledAt = snapshot.Sequence;
         _historyDigest = snapshot.History;
         _lastExecutionAt = _now;
         _ownCheckpointDigests[snapshot.Sequence] = Sha256Digest.From(certificate.StateDigest);

@@ -412,9 +412,13 @@ public sealed partial class ReplicaCore
     private void EnterView(CheckpointCertificate checkpoint, List<Prepare> history)
     {
         // Safety, asserted: every batch this replica executed was committed by f+1 replicas, so
-        // any f+1 complete VIEW-CHANGEs carry it (or a stable checkpoint covers it).
+        // any f+1 complete VIEW-CHANGEs carry it (or a stable checkpoint covers it). A replica may
+        // be further only through a snapshot it installed and has not executed past: positions
+        // ordered in this very view after its NEW-VIEW, certified by f+1 before the NEW-VIEW
+        // reached this replica (seed 152322). No NEW-VIEW into this view can carry those.
         var end = Math.Max(checkpoint.Sequence, history.Count > 0 ? history[^1].Sequence : 0);
-        ProtocolInvariantException.Check(ExecutedSequence <= end,
+        var settledAbove = ExecutedSequence > end;
+        ProtocolInvariantException.Check(!settledAbove || ExecutedSequence == _stateInstalledAt,
             $"the NEW-VIEW carries every batch this replica executed (executed {ExecutedSequence}, carried to {end})");
         _viewChanging = false;
         _viewChangeDeferred = false;
@@ -453,6 +457,14 @@ public sealed partial class ReplicaCore
         _viewBase = start;
         _lastPreparedSequence = _viewBase;
         _lastProposedSequence = _viewBase;
+        if (settledAbove)
+        {
+            // As after a snapshot installed in the view (TryInstall): this view's PREPAREs up to
+            // the snapshot only rebuild the counter chains.
+            _installedThrough = ExecutedSequence;
+            _lastPreparedSequence = ExecutedSequence;
+            _lastProposedSequence = ExecutedSequence;
+        }
         foreach (var view in _viewChanges.Keys.Where(v => v <= View).ToList()) _viewChanges.Remove(view);
         _validViewChanges.Clear();
         foreach (var key in _viewStartVotes.Keys.Where(k => k.View < View).ToList()) _viewStartVotes.Remove(key);
@@ -462,6 +474,9 @@ public sealed partial class ReplicaCore
         _ownCheckpointDigests[start] = Sha256Digest.From(digest);
         if (ExecutedSequence == start) TakeSnapshot(); // the view start becomes a stable checkpoint peers may fetch
         RequestUiFor(new Checkpoint(Id, View, start, digest, UniqueIdentifier.None, IsViewStart: true));
+        // A primary that holds positions of its own view only from a snapshot has lost track of
+        // what it proposed there (as after TryInstall): it hands over.
+        if (settledAbove && IsPrimary) SuspendProposals();
         if (IsPrimary)
             foreach (var known in _known.Values.ToList()) AddPending(known.Request);
     }
