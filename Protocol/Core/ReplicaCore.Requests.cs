@@ -23,8 +23,9 @@ public sealed partial class ReplicaCore
 
     /// <summary>Clients that just got their replies are expected back within a batch wait: with an
     /// empty pipeline, a non-full batch waits for them (one UI, one write, one round of messages
-    /// for both groups instead of two).</summary>
-    private bool AwaitingReturns => _returning.Count > 0 && _now < _returnsDue;
+    /// for both groups instead of two). With batches in flight, their executions bring the next
+    /// cut anyway.</summary>
+    private bool AwaitingReturns => InFlightBatches == 0 && _returning.Count > 0 && _now < _returnsDue;
 
     /// <summary>The primary's proposed batches not executed here yet. Derived from positions, not
     /// counted up and down: a snapshot installed mid-pipeline (state transfer) or a carried batch
@@ -199,7 +200,7 @@ public sealed partial class ReplicaCore
             // was in flight form the next batch on their own). Waiting for the clients just
             // answered merges them: fewer, larger batches, each one UI, one write per replica and
             // one round of messages, on a machine where those per-batch costs dominate CPU.
-            if (!full && InFlightBatches == 0 && AwaitingReturns) return;
+            if (!full && AwaitingReturns) return;
             // Adaptive batching: while a PREPARE waits for its UI (a durable USIG write), a
             // non-full batch keeps filling; the UI's arrival proposes it. One durable counter
             // write then covers everything that arrived during the previous one.

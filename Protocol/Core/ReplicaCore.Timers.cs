@@ -82,7 +82,7 @@ public sealed partial class ReplicaCore
     {
         TimeSpan? next = null;
         if (_pending.Count > 0 && CanPropose && !PrepareAwaitingUi)
-            next = InFlightBatches == 0 && AwaitingReturns ? _returnsDue : _pending.First!.Value.Arrived + _tuning.MaxBatchWait;
+            next = AwaitingReturns ? _returnsDue : _pending.First!.Value.Arrived + _tuning.MaxBatchWait;
         if (HasOutstandingWork)
         {
             var retransmit = _now + _tuning.RetransmitInterval / 4;

@@ -145,6 +145,8 @@ public sealed partial class ReplicaCore
         _carried.Clear();
         _installedThrough = 0;
         _proposalsSuspended = false;
+        // Clients answered by an old view's primary are not this view's to wait for.
+        _returning.Clear();
         _restoredOwnCommits.Clear();
         _prepares.Clear();
         _executionQueue.Clear();
