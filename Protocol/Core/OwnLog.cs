@@ -184,11 +184,13 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
         for (var c = start; c <= Certified && c < start + (ulong)max; c++) yield return EntryAt(c).Message;
     }
 
-    /// <summary>Every certified message kept in memory, oldest first (a VIEW-CHANGE's log).</summary>
-    public IReadOnlyList<CertifiedMessage> CertifiedMessages()
+    /// <summary>Every certified message kept in memory from <paramref name="from"/> on (from the first
+    /// kept if lower), oldest first: a VIEW-CHANGE's log from its anchor.</summary>
+    public IReadOnlyList<CertifiedMessage> CertifiedMessages(ulong from = 0)
     {
-        var messages = new List<CertifiedMessage>((int)(Certified + 1 - First));
-        for (var c = First; c <= Certified; c++) messages.Add(EntryAt(c).Message);
+        var start = Math.Max(First, from);
+        var messages = new List<CertifiedMessage>((int)(Certified + 1 - Math.Min(start, Certified + 1)));
+        for (var c = start; c <= Certified; c++) messages.Add(EntryAt(c).Message);
         return messages;
     }
 

@@ -68,6 +68,12 @@ public sealed record ProtocolTuning
     /// <summary>Most STATE-CHUNKs served to one requester per retransmit interval.</summary>
     public int MaxStateChunksPerInterval { get; init; } = 64;
 
+    /// <summary>Most positions a replica keeps its logs back for a peer fetching state from it (the
+    /// snapshot it serves and the history after it, so the peer can install that snapshot and
+    /// catch up by retransmission while the others move on). Beyond it the peer starts over from a
+    /// newer checkpoint. Bounds memory: each kept position holds a batch in every stream.</summary>
+    public int StateTransferRetention { get; init; } = 1024;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first knob out of range.</summary>
     public void Validate()
     {
@@ -82,6 +88,7 @@ public sealed record ProtocolTuning
         if (RequestTimeout <= RetransmitInterval) throw new ArgumentException("RequestTimeout must exceed RetransmitInterval");
         if (IdleRetransmitInterval < RetransmitInterval) throw new ArgumentException("IdleRetransmitInterval must not be shorter than RetransmitInterval");
         if (ViewChangeTimeout <= TimeSpan.Zero || MaxViewLookahead < 1) throw new ArgumentException("ViewChangeTimeout and MaxViewLookahead must be positive");
+        if (StateTransferRetention < 0) throw new ArgumentException("StateTransferRetention must not be negative");
         if (StateChunkSize < 1 || StateChunkSize > Encoding.MessageLimits.MaxStateChunkLength || MaxStateChunksPerInterval < 1)
             throw new ArgumentException($"StateChunkSize must be 1..{Encoding.MessageLimits.MaxStateChunkLength} bytes and MaxStateChunksPerInterval at least 1");
         if (ReorderBufferBytesPerSender < 1 || MaxPendingRequestBytes < Encoding.MessageLimits.MaxBatchBytes)

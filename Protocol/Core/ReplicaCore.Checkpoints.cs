@@ -66,6 +66,7 @@ public sealed partial class ReplicaCore
     /// <summary>A CHECKPOINT, ours once certified or a peer's in stream order.</summary>
     private Outcome ProcessCheckpoint(Checkpoint checkpoint)
     {
+        if (checkpoint.ReplicaId != Id && !checkpoint.IsViewStart) NoteRequesterProgress(checkpoint.ReplicaId, checkpoint.Sequence);
         CountCheckpointVote(checkpoint);
         return Outcome.Accepted;
     }
@@ -117,11 +118,13 @@ public sealed partial class ReplicaCore
         foreach (var (counter, batch) in _prepares.Where(p => p.Value.Executed && p.Value.Prepare.Sequence <= stable).ToList())
             _prepares.Remove(counter);
 
-        // Relay logs: like our own, from each peer's CHECKPOINT at least W below the stable one.
+        // Relay logs: like our own, from each peer's CHECKPOINT at least W below the stable one,
+        // or below the position a peer fetching state from us replays from (its pin).
+        var retained = RetainedFrom();
         foreach (var stream in _streams)
         {
-            if (stable < (ulong)_settings.Watermark) break;
-            var peerAnchor = stream.CheckpointCounters.LastOrDefault(p => p.Key <= stable - (ulong)_settings.Watermark);
+            if (retained < (ulong)_settings.Watermark) break;
+            var peerAnchor = stream.CheckpointCounters.LastOrDefault(p => p.Key <= retained - (ulong)_settings.Watermark);
             if (peerAnchor.Value == 0 || stream.Accepted.Count == 0) continue;
             var cut = stream.Accepted.FindIndex(m => m.Ui.Counter >= peerAnchor.Value);
             stream.Accepted.RemoveRange(0, cut < 0 ? stream.Accepted.Count : cut);
@@ -130,19 +133,27 @@ public sealed partial class ReplicaCore
 
         // The sent log must still hold everything a VIEW-CHANGE needs: it starts at one of our
         // own CHECKPOINTs at a position <= stable - W (messages before it refer to positions
-        // at most W above it, so at most `stable`).
+        // at most W above it, so at most `stable`). A VIEW-CHANGE logs from there, however much
+        // more memory keeps for a peer's state transfer.
         if (stable < (ulong)_settings.Watermark) return;
         var anchor = _ownCheckpointCounters.LastOrDefault(p => p.Key <= stable - (ulong)_settings.Watermark);
-        if (anchor.Value == 0 || anchor.Value <= _own.First) return;
-        _own.KeepInMemoryFrom(anchor.Value);
+        if (anchor.Value == 0 || anchor.Value <= _viewChangeLogFrom) return;
+        _viewChangeLogFrom = anchor.Value;
+        var kept = anchor;
+        if (retained < stable)
+            kept = retained >= (ulong)_settings.Watermark ? _ownCheckpointCounters.LastOrDefault(p => p.Key <= retained - (ulong)_settings.Watermark) : default;
+        if (kept.Value > _own.First) _own.KeepInMemoryFrom(kept.Value);
         // The durable log keeps what a restart from the stored checkpoint needs: it is cut at the
         // same anchor once the stored checkpoint covers this stable one (TrimDurableLog).
         _durableLogAnchors[stable] = anchor.Value;
         TrimDurableLog();
-        foreach (var position in _ownCheckpointCounters.Keys.Where(p => p < anchor.Key).ToList()) _ownCheckpointCounters.Remove(position);
+        foreach (var position in _ownCheckpointCounters.Keys.Where(p => p < kept.Key).ToList()) _ownCheckpointCounters.Remove(position);
         var logged = LoggedViews(_own.CertifiedMessages());
         foreach (var view in _viewStartsKnown.Keys.Where(v => v != View && !logged.Contains(v)).ToList()) _viewStartsKnown.Remove(view);
     }
+
+    // Where a VIEW-CHANGE's log starts: our CHECKPOINT at or below stable - W (see CollectGarbage).
+    private ulong _viewChangeLogFrom;
 
     /// <summary>Where the durable log may start, by the stable checkpoint that made it so.</summary>
     private readonly SortedDictionary<ulong, ulong> _durableLogAnchors = [];

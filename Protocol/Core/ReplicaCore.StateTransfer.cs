@@ -47,6 +47,25 @@ public sealed partial class ReplicaCore
     // executed none of the batches above what the last view change carried itself.
     private ulong _stateInstalledAt;
 
+    // Per requester: what this replica keeps for a peer that is fetching state from it. Without it
+    // a transfer that takes longer than one checkpoint interval restarts at every newer checkpoint
+    // and never ends under load (the served snapshot and the logs after it were dropped). Like
+    // etcd keeping entries after a snapshot for a slow follower, the served snapshot and every
+    // log from RetainFrom on stay until the requester catches up, goes quiet, or falls further
+    // behind than StateTransferRetention (bounded memory whatever a faulty requester does).
+    private readonly Dictionary<int, StatePin> _statePins = [];
+
+    private sealed class StatePin(CheckpointCertificate certificate, EncodedSnapshot snapshot, TimeSpan now)
+    {
+        public CheckpointCertificate Serving { get; set; } = certificate;
+        public EncodedSnapshot? Snapshot { get; set; } = snapshot;
+        public ulong RetainFrom { get; set; } = certificate.Sequence;
+        public TimeSpan LastAsked { get; set; } = now;
+    }
+
+    /// <summary>Peers whose state transfer this replica is keeping history for.</summary>
+    public int StatePinsHeld => _statePins.Count;
+
     private sealed class Transfer(int server, CheckpointCertificate certificate, int count, TimeSpan now)
     {
         public int Server { get; } = server;
@@ -117,29 +136,88 @@ public sealed partial class ReplicaCore
     {
         var from = request.ReplicaId;
         if (!AuthenticFromPeer(request, from, () => MessageEncoding.StateRequest(request), request.Signature, "state request")) return;
-        var stable = StableCheckpoint;
-        if (stable.Sequence == 0 || stable.Sequence < request.MinSequence || !_ownSnapshots.TryGetValue(stable.Sequence, out var snapshot))
-            return; // nothing newer than what the requester has: no answer is the answer
+        // The checkpoint this requester is fetching, kept for it, or else our newest stable one.
+        CheckpointCertificate serving;
+        EncodedSnapshot snapshot;
+        if (_statePins.TryGetValue(from, out var pin) && pin.Snapshot is { } pinned
+            && request.Sequence == pin.Serving.Sequence && pin.Serving.Sequence >= request.MinSequence)
+        {
+            (serving, snapshot) = (pin.Serving, pinned);
+        }
+        else
+        {
+            var stable = StableCheckpoint;
+            if (stable.Sequence == 0 || stable.Sequence < request.MinSequence || !_ownSnapshots.TryGetValue(stable.Sequence, out var newest))
+                return; // nothing newer than what the requester has: no answer is the answer
+            (serving, snapshot) = (stable, newest);
+        }
         // Bounded work per requester: a faulty replica cannot make us stream snapshots endlessly.
         var window = _stateServed.GetValueOrDefault(from);
         if (_now - window.Since >= _tuning.RetransmitInterval) window = (_now, 0);
         if (window.Served >= _tuning.MaxStateChunksPerInterval) return;
         _stateServed[from] = (window.Since, window.Served + 1);
+        PinFor(from, serving, snapshot);
 
         var size = _tuning.StateChunkSize;
         var count = (int)Math.Max(1, (snapshot.Length + size - 1) / size);
-        // A request for an older checkpoint gets this one's first chunk: a new offer.
-        var index = request.Sequence == stable.Sequence && request.Chunk < count ? request.Chunk : 0;
+        // A request for another checkpoint gets this one's first chunk: a new offer.
+        var index = request.Sequence == serving.Sequence && request.Chunk < count ? request.Chunk : 0;
         var offset = (long)index * size;
         var data = snapshot.Slice(offset, (int)Math.Min(size, snapshot.Length - offset));
         var (view, start) = ProvenView();
-        Emit(new Send(from, new StateChunk(Id, stable, view, start, index, count, data)));
+        Emit(new Send(from, new StateChunk(Id, serving, view, start, index, count, data)));
+    }
+
+    /// <summary>Keep <paramref name="serving"/> and the history after it for <paramref name="requester"/>.
+    /// History already kept for it stays kept: a requester that takes a newer offer may still be
+    /// replaying from the older one.</summary>
+    private void PinFor(int requester, CheckpointCertificate serving, EncodedSnapshot snapshot)
+    {
+        if (!_statePins.TryGetValue(requester, out var pin))
+        {
+            _statePins[requester] = new StatePin(serving, snapshot, _now);
+            return;
+        }
+        pin.LastAsked = _now;
+        if (pin.Serving.Sequence == serving.Sequence && pin.Snapshot is not null) return;
+        pin.Serving = serving;
+        pin.Snapshot = snapshot;
+        pin.RetainFrom = Math.Min(pin.RetainFrom, serving.Sequence);
+    }
+
+    /// <summary>A requester's CHECKPOINT at <paramref name="position"/>: it has executed that far,
+    /// so the history kept for it may start there; once it is level with us, nothing is kept.</summary>
+    private void NoteRequesterProgress(int requester, ulong position)
+    {
+        if (!_statePins.TryGetValue(requester, out var pin) || position <= pin.RetainFrom) return;
+        pin.RetainFrom = position;
+        if (position >= pin.Serving.Sequence) pin.Snapshot = null; // installed, or passed by other means
+        if (position >= StableCheckpoint.Sequence) _statePins.Remove(requester);
+    }
+
+    /// <summary>A requester that asked for nothing (chunks or retransmissions) for a while, or fell
+    /// further behind than the retention bound, is no longer kept for.</summary>
+    private void ExpireStatePins()
+    {
+        foreach (var (requester, pin) in _statePins.ToList())
+            if (_now - pin.LastAsked > 8 * _tuning.RetransmitInterval
+                || StableCheckpoint.Sequence > pin.RetainFrom + (ulong)_tuning.StateTransferRetention)
+                _statePins.Remove(requester);
+    }
+
+    /// <summary>The lowest position whose history some requester still needs (the stable one if none).</summary>
+    private ulong RetainedFrom()
+    {
+        var from = StableCheckpoint.Sequence;
+        foreach (var pin in _statePins.Values) from = Math.Min(from, pin.RetainFrom);
+        return from;
     }
 
     // ----- fetching -----
 
     private void StateTransferTimers()
     {
+        if (_statePins.Count > 0) ExpireStatePins();
         var interval = _tuning.RetransmitInterval;
         if (_transfer is { } t)
         {

@@ -210,8 +210,13 @@ public sealed partial class ReplicaCore
         return true;
     }
 
-    /// <summary>A sender's CHECKPOINT that may anchor its stream: W or more below our stable checkpoint.</summary>
-    private bool IsAnchor(Checkpoint cp) => !cp.IsViewStart && cp.Sequence + (ulong)_settings.Watermark <= StableCheckpoint.Sequence;
+    /// <summary>A sender's CHECKPOINT that may anchor its stream: W or more below our stable checkpoint
+    /// and below what this replica executed. What the sender sent before it refers to positions at
+    /// most W above it; skipping those before this replica holds their state would drop positions
+    /// it still has to replay after the snapshot it is fetching (its peers keep them for it). A
+    /// replica further behind than its peers' logs reach installs a newer snapshot first.</summary>
+    private bool IsAnchor(Checkpoint cp) =>
+        !cp.IsViewStart && cp.Sequence + (ulong)_settings.Watermark <= Math.Min(StableCheckpoint.Sequence, ExecutedSequence);
 
     /// <summary>Times a peer's stream was re-anchored at its CHECKPOINT past an unfillable gap.</summary>
     public long ReanchoredStreams { get; private set; }
@@ -245,6 +250,8 @@ public sealed partial class ReplicaCore
         var key = (from, request.TargetId);
         if (_retransmitServedAt.TryGetValue(key, out var served) && _now - served < _tuning.RetransmitInterval / 2) return;
         _retransmitServedAt[key] = _now;
+        // A requester replaying history after a snapshot: keep that history for it a while longer.
+        if (_statePins.TryGetValue(from, out var pin)) pin.LastAsked = _now;
         // Our own stream from the sent log; another replica's from what we accepted (relay).
         var messages = request.TargetId == Id
             ? SentFrom(request.FromCounter, _tuning.MaxRetransmitBatch)

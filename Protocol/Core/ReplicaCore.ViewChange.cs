@@ -119,7 +119,8 @@ public sealed partial class ReplicaCore
             return;
         }
         ProtocolInvariantException.Check(_own.Uncertified == 0, "a VIEW-CHANGE's log ends right before its own counter");
-        var log = MessageEncoding.LogForm(_own.CertifiedMessages());
+        // From the anchor at or below stable - W, even when memory keeps more for a peer's state transfer.
+        var log = MessageEncoding.LogForm(_own.CertifiedMessages(_viewChangeLogFrom));
         var views = LoggedViews(log);
         var starts = _viewStartsKnown.Where(p => views.Contains(p.Key)).Select(p => p.Value).ToArray();
         RequestUiFor(new ViewChange(Id, View, StableCheckpoint, log, UniqueIdentifier.None, starts));

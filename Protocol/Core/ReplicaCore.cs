@@ -283,6 +283,10 @@ public sealed partial class ReplicaCore
         foreach (var committed in _lastCommitted) w.U64(committed);
         foreach (var (counter, batch) in _prepares)
         {
+            // Executed batches are history (ExecutedSequence and the application's digest hold
+            // them); a verified CHECKPOINT's vote may garbage-collect them even when its message
+            // is refused for a full reorder buffer.
+            if (batch.Executed) continue;
             w.U64(counter).I32(batch.Committers.Count).U8(batch.Executed ? (byte)1 : (byte)0);
             foreach (var c in batch.Committers.Order()) w.I32(c);
         }

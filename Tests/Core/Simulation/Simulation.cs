@@ -62,6 +62,8 @@ public sealed class Simulation
                     ReorderWindow = 1024,
                     RequestTimeout = TimeSpan.FromMilliseconds(500),
                     ViewChangeTimeout = TimeSpan.FromMilliseconds(400),
+                    StateChunkSize = options.StateChunkSize,
+                    MaxStateChunksPerInterval = options.MaxStateChunksPerInterval,
                 },
                 CheckpointInterval = options.CheckpointInterval,
                 Watermark = options.Watermark,
@@ -497,6 +499,11 @@ public sealed class Simulation
         const long maxEvents = 2_000_000;
         while (_events.NextTime is { } next && next <= deadline)
         {
+            if (ClientsDoneAt is null && _clients.All(c => c.Done))
+            {
+                ClientsDoneAt = Now;
+                ExecutedWhenClientsDone = _replicas.Select(r => r?.Core.ExecutedSequence ?? 0).ToArray();
+            }
             if (_clients.All(c => c.Done) && next > _options.FaultyPeriod) break;
             _events.RunNext();
             if (_events.Processed > maxEvents) Fail($"more than {maxEvents} events: the run does not settle");
@@ -532,6 +539,11 @@ public sealed class Simulation
         }
         CaughtUpAt = Now;
     }
+
+    /// <summary>When the last client completed its last request, and where each replica's
+    /// execution stood then (whether a lagging replica caught up while the load lasted).</summary>
+    public TimeSpan? ClientsDoneAt { get; private set; }
+    public ulong[] ExecutedWhenClientsDone { get; private set; } = [];
 
     /// <summary>When every running correct replica had caught up (RequireCatchUp runs).</summary>
     public TimeSpan CaughtUpAt { get; private set; }

@@ -94,6 +94,11 @@ public sealed record SimulationOptions
     /// <summary>Replicas that run the real core but corrupt every snapshot chunk they serve.</summary>
     public int[] BadSnapshotServers { get; init; } = [];
 
+    /// <summary>State transfer's pace (ProtocolTuning): small chunks, few per interval, make a
+    /// snapshot take longer to send than the others take to reach their next checkpoint.</summary>
+    public int StateChunkSize { get; init; } = 128 * 1024;
+    public int MaxStateChunksPerInterval { get; init; } = 64;
+
     /// <summary>At the end, every running correct replica must reach the highest executed position.</summary>
     public bool RequireCatchUp { get; init; }
 

@@ -129,6 +129,37 @@ public sealed class SimulationTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void State_transfer_a_replica_whose_snapshot_takes_longer_than_a_checkpoint_interval_catches_up_under_load()
+    {
+        // Replica 2 is cut off early, then its snapshot goes out in 24-byte chunks, two per
+        // retransmit interval: a transfer lasts about two seconds while the others, under
+        // steady load, reach a new stable checkpoint every few milliseconds. Its peers keep the
+        // snapshot it fetches and their logs from there, so it installs that snapshot and
+        // catches up by retransmission while the load lasts (rather than restarting the
+        // transfer at every newer checkpoint, as before).
+        var seeds = SeedCampaign.ReplaySeed is { } replay ? [replay] : Enumerable.Range(2_400, 4).ToArray();
+        foreach (var seed in seeds)
+        {
+            var sim = new Simulation(seed, new SimulationOptions
+            {
+                F = 1, Clients = 3, RequestsPerClient = 700, MaxBatchSize = 2, CheckpointInterval = 4, Watermark = 8,
+                FaultyPeriod = TimeSpan.FromSeconds(1), StateChunkSize = 24, MaxStateChunksPerInterval = 2,
+                Isolations = [(2, TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(600))], RequireCatchUp = true,
+            });
+            sim.Run();
+            var lagging = sim.CoreOf(2);
+            var done = sim.ExecutedWhenClientsDone;
+            output.WriteLine($"seed={seed}: clients done at {sim.ClientsDoneAt?.TotalMilliseconds:F0} ms; executed then {string.Join("/", done)}; " +
+                             $"replica 2 installed {lagging.StateTransfersCompleted} snapshot(s) (replay: MINBFT_SEED={seed})");
+            Assert.True(lagging.StateTransfersCompleted >= 1, $"seed {seed}: replica 2 needed a snapshot");
+            // Caught up while the others still ordered: within one checkpoint window of them.
+            var window = (ulong)(4 + 8);
+            Assert.True(done[2] + window >= Math.Max(done[0], done[1]),
+                $"seed {seed}: replica 2 was at {done[2]} when the load ended, the others at {done[0]}/{done[1]}");
+        }
+    }
+
+    [Fact]
     public void State_transfer_a_snapshot_that_does_not_match_its_certificate_is_rejected_and_another_peer_serves()
     {
         // Replicas 1, 2 and 3 serve corrupted snapshots (they are otherwise correct, so ordering
