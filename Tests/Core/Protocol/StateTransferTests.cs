@@ -12,12 +12,12 @@ public sealed class StateTransferTests
 
     /// <summary>Replicas 0 and 1 run 12 requests without replica 2 (K = 2, so they checkpoint
     /// and forget), then replica 2 learns of a request, stalls and probes its peers.</summary>
-    private static (CoreHarness H, StateRequest Probe) LaggingReplica(int chunkSize)
+    private static (CoreHarness H, StateRequest Probe) LaggingReplica(int chunkSize, int retention = 1024)
     {
         var h = new CoreHarness(tune: s => s with
         {
             CheckpointInterval = 2, Watermark = 2,
-            Tuning = s.Tuning with { MaxInFlightBatches = 1, MaxBatchSize = 1, StateChunkSize = chunkSize },
+            Tuning = s.Tuning with { MaxInFlightBatches = 1, MaxBatchSize = 1, StateChunkSize = chunkSize, StateTransferRetention = retention },
         });
         var client = h.NewClient();
         for (ulong seq = 1; seq <= 12; seq++)
@@ -123,6 +123,128 @@ public sealed class StateTransferTests
         Assert.Contains(h.Deliver(2, only), e => e is StateInstalled);
         Assert.False(lagging.StateTransferInProgress);
         Assert.Equal(only.Certificate.Sequence, lagging.ExecutedSequence);
+    }
+
+    /// <summary>Replicas 0 and 1 order <paramref name="count"/> more requests among themselves.</summary>
+    private static void MoreLoad(CoreHarness h, int count, ulong firstSeq = 1)
+    {
+        var client = h.NewClient();
+        for (var seq = firstSeq; seq < firstSeq + (ulong)count; seq++)
+        {
+            var request = client.CreateRequest(seq, Put("more" + seq, new string('w', 40)));
+            h.Request(0, request);
+            h.Request(1, request);
+            h.Flush(0, 1);
+        }
+    }
+
+    /// <summary>Fetch every chunk of <paramref name="first"/>'s checkpoint from <paramref name="server"/>
+    /// and return the effects of the chunk that completed it.</summary>
+    private static IReadOnlyList<Effect> FetchAll(CoreHarness h, int server, StateChunk first)
+    {
+        var effects = h.Deliver(2, first);
+        for (var round = 0; round < 200 && !effects.OfType<StateInstalled>().Any(); round++)
+        {
+            var next = Assert.Single(effects.OfType<Send>().Select(s => s.Message).OfType<StateRequest>());
+            var chunk = Answer(h, server, next);
+            Assert.Equal(first.Certificate.Sequence, chunk.Certificate.Sequence);
+            Assert.Equal(next.Chunk, chunk.Index);
+            effects = h.Deliver(2, chunk);
+        }
+        return effects;
+    }
+
+    /// <summary>Replica 2 asks its peers to retransmit and gets only their answers to it, until quiet:
+    /// what it catches up on comes from the logs they kept, not from a replay of every send.</summary>
+    private static void ServeRetransmissions(CoreHarness h, IEnumerable<Effect> first)
+    {
+        var queue = new Queue<(int To, ReplicaMessage Message)>();
+        void Route(int from, IEnumerable<Effect> effects)
+        {
+            foreach (var send in effects.OfType<Send>())
+            {
+                if (from == 2) { foreach (var to in new[] { 0, 1 }) if (send.To is null || send.To == to) queue.Enqueue((to, send.Message)); }
+                else if (send.To == 2) queue.Enqueue((2, send.Message));
+            }
+        }
+        Route(2, first);
+        for (var round = 0; round < 50; round++)
+        {
+            while (queue.TryDequeue(out var next)) Route(next.To, h.Deliver(next.To, next.Message));
+            h.Now += TimeSpan.FromSeconds(1);
+            Route(2, h.Tick(2));
+            if (queue.Count == 0) break;
+        }
+    }
+
+    [Fact]
+    public void Rule_8_a_peer_keeps_the_checkpoint_a_replica_fetches_and_its_log_after_it_so_the_replica_replays_the_rest()
+    {
+        var (h, probe) = LaggingReplica(chunkSize: 100);
+        var first = Answer(h, 1, probe);
+        var fetched = first.Certificate.Sequence;
+        Assert.True(first.Count > 2, "the snapshot takes several chunks");
+        Assert.Equal(1, h.Cores[1].StatePinsHeld);
+
+        // The others move well past that checkpoint (their stable one and its log anchor) meanwhile.
+        MoreLoad(h, 12);
+        Assert.True(h.Cores[1].StableCheckpoint.Sequence >= fetched + 10, $"stable {h.Cores[1].StableCheckpoint.Sequence}, fetched {fetched}");
+
+        // Still served the checkpoint it started on (before: a new offer of the newest, from chunk 0).
+        var installed = FetchAll(h, 1, first);
+        Assert.Equal(fetched, Assert.Single(installed.OfType<StateInstalled>()).Sequence);
+
+        // The rest comes by retransmission from what the peers kept: no second snapshot.
+        ServeRetransmissions(h, installed);
+        Assert.Equal(h.Cores[0].ExecutedSequence, h.Cores[2].ExecutedSequence);
+        Assert.Equal(h.Cores[0].StateDigest(), h.Cores[2].StateDigest());
+        Assert.Equal(1, h.Cores[2].StateTransfersCompleted);
+        // Level with them, its CHECKPOINTs released what replica 1 kept for it.
+        Assert.Equal(0, h.Cores[1].StatePinsHeld);
+    }
+
+    [Fact]
+    public void Rule_8_what_a_peer_keeps_for_a_requester_ends_when_it_goes_quiet()
+    {
+        var (h, probe) = LaggingReplica(chunkSize: 100);
+        Answer(h, 1, probe);
+        var kept = h.Cores[1].SentLogCount;
+        MoreLoad(h, 12);
+        Assert.Equal(1, h.Cores[1].StatePinsHeld);
+        Assert.True(h.Cores[1].SentLogCount > kept + 8, $"the log grows while it is kept for the requester ({h.Cores[1].SentLogCount} against {kept})");
+
+        // No chunk or retransmission request for eight retransmit intervals: nothing is kept for it.
+        h.Now += TimeSpan.FromSeconds(60);
+        h.Tick(1);
+        Assert.Equal(0, h.Cores[1].StatePinsHeld);
+        MoreLoad(h, 6, firstSeq: 13);
+        Assert.True(h.Cores[1].SentLogCount <= kept + 4, $"the log is trimmed again ({h.Cores[1].SentLogCount} against {kept})");
+    }
+
+    [Fact]
+    public void Rule_8_what_a_peer_keeps_for_a_requester_is_bounded_however_often_it_asks()
+    {
+        // A faulty requester that keeps asking cannot make a peer keep its log for ever: past
+        // StateTransferRetention positions the peer lets go, and the log is trimmed again.
+        var (h, probe) = LaggingReplica(chunkSize: 100, retention: 6);
+        var first = Answer(h, 1, probe);
+        var kept = h.Cores[1].SentLogCount;
+        StateChunk? last = null;
+        for (ulong seq = 1; seq <= 40; seq++)
+        {
+            MoreLoad(h, 1, firstSeq: seq);
+            // Asking for the same chunk of the same checkpoint again, each time (within the serving rate).
+            h.Now += TimeSpan.FromSeconds(1);
+            h.Tick(1);
+            var again = new StateRequest(2, 1, first.Certificate.Sequence, 1, []);
+            last = Answer(h, 1, again with { Signature = h.Signer(2).Sign(Encoding.MessageEncoding.StateRequest(again)) });
+        }
+        // It was let go, and is offered the newest checkpoint from its first chunk instead.
+        Assert.True(last!.Certificate.Sequence > first.Certificate.Sequence + 6, $"offered {last.Certificate.Sequence}");
+        Assert.Equal(0, last.Index);
+        // Kept at most for retention + W + K positions (a COMMIT each, a CHECKPOINT every K): 40
+        // positions went by, so an unbounded log would hold some 60 messages more.
+        Assert.True(h.Cores[1].SentLogCount <= kept + 2 * (6 + 2 + 2), $"the log stays bounded ({h.Cores[1].SentLogCount} against {kept})");
     }
 
     [Fact]
