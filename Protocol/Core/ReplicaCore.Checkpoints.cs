@@ -142,6 +142,7 @@ public sealed partial class ReplicaCore
         var kept = anchor;
         if (retained < stable)
             kept = retained >= (ulong)_settings.Watermark ? _ownCheckpointCounters.LastOrDefault(p => p.Key <= retained - (ulong)_settings.Watermark) : default;
+        ProtocolInvariantException.Check(kept.Value <= anchor.Value, "memory keeps at least what a VIEW-CHANGE logs");
         if (kept.Value > _own.First) _own.KeepInMemoryFrom(kept.Value);
         // The durable log keeps what a restart from the stored checkpoint needs: it is cut at the
         // same anchor once the stored checkpoint covers this stable one (TrimDurableLog).

@@ -23,12 +23,15 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
     private static ReadOnlySpan<byte> Magic => "MBUSIG01"u8;
 
     private readonly FileStream _stream;
+    // Taken once: FileStream.SafeFileHandle's getter seeks to sync the stream's position each time
+    // (four lseeks per counter write); every access here is positional (RandomAccess).
+    private readonly SafeFileHandle _file;
     private readonly int _replicaId;
     private ulong _sequence;
 
-    private FileCounterStore(FileStream stream, int replicaId) => (_stream, _replicaId) = (stream, replicaId);
+    private FileCounterStore(FileStream stream, int replicaId) => (_stream, _file, _replicaId) = (stream, stream.SafeFileHandle, replicaId);
 
-    private SafeFileHandle File => _stream.SafeFileHandle;
+    private SafeFileHandle File => _file;
 
     /// <summary>Opens the counter file of USIG <paramref name="replicaId"/>; only <paramref name="create"/>
     /// (initialisation) creates a missing one.</summary>
