@@ -128,8 +128,10 @@ public sealed class SimulationTests(ITestOutputHelper output)
         Assert.Equal(sim.MaxExecuted, isolated.ExecutedSequence);
     }
 
-    [Fact]
-    public void State_transfer_a_replica_whose_snapshot_takes_longer_than_a_checkpoint_interval_catches_up_under_load()
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.03)] // chunks, retransmissions and their requests lost too, for the first 4 s
+    public void State_transfer_a_replica_whose_snapshot_takes_longer_than_a_checkpoint_interval_catches_up_under_load(double dropRate)
     {
         // Replica 2 is cut off early, then its snapshot goes out in 24-byte chunks, two per
         // retransmit interval: a transfer lasts about two seconds while the others, under
@@ -143,7 +145,8 @@ public sealed class SimulationTests(ITestOutputHelper output)
             var sim = new Simulation(seed, new SimulationOptions
             {
                 F = 1, Clients = 3, RequestsPerClient = 700, MaxBatchSize = 2, CheckpointInterval = 4, Watermark = 8,
-                FaultyPeriod = TimeSpan.FromSeconds(1), StateChunkSize = 24, MaxStateChunksPerInterval = 2,
+                FaultyPeriod = TimeSpan.FromSeconds(dropRate > 0 ? 4 : 1), DropRate = dropRate, DuplicateRate = dropRate,
+                StateChunkSize = 24, MaxStateChunksPerInterval = 2,
                 Isolations = [(2, TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(600))], RequireCatchUp = true,
             });
             sim.Run();
