@@ -423,9 +423,7 @@ public sealed partial class ReplicaCore
             AdoptView(_offeredView, _offeredViewStart);
         if (!_viewChanging)
         {
-            _lastPreparedSequence = Math.Max(_lastPreparedSequence, snapshot.Sequence);
-            _lastProposedSequence = Math.Max(_lastProposedSequence, snapshot.Sequence);
-            _installedThrough = snapshot.Sequence;
+            SettleThroughSnapshot(snapshot.Sequence);
             // A primary that needed a snapshot has lost track of what it proposed: it must not
             // propose again in this view (a position could get two batches); it hands over.
             if (IsPrimary && _lastProposedSequence <= snapshot.Sequence && _executionQueue.Count == 0) SuspendProposals();
@@ -454,6 +452,15 @@ public sealed partial class ReplicaCore
         _lastProposedSequence = _viewBase;
         foreach (var v in _viewChanges.Keys.Where(v => v <= View).ToList()) _viewChanges.Remove(v);
         _validViewChanges.Clear();
+    }
+
+    /// <summary>Positions of the current view up to <paramref name="position"/> are held from a
+    /// snapshot: their PREPAREs and COMMITs only rebuild the counter chains (SettledByInstall).</summary>
+    private void SettleThroughSnapshot(ulong position)
+    {
+        _lastPreparedSequence = Math.Max(_lastPreparedSequence, position);
+        _lastProposedSequence = Math.Max(_lastProposedSequence, position);
+        _installedThrough = position;
     }
 
     private void SuspendProposals()

@@ -460,14 +460,8 @@ public sealed partial class ReplicaCore
         _viewBase = start;
         _lastPreparedSequence = _viewBase;
         _lastProposedSequence = _viewBase;
-        if (settledAbove)
-        {
-            // As after a snapshot installed in the view (TryInstall): this view's PREPAREs up to
-            // the snapshot only rebuild the counter chains.
-            _installedThrough = ExecutedSequence;
-            _lastPreparedSequence = ExecutedSequence;
-            _lastProposedSequence = ExecutedSequence;
-        }
+        // As after a snapshot installed in the view (TryInstall).
+        if (settledAbove) SettleThroughSnapshot(ExecutedSequence);
         foreach (var view in _viewChanges.Keys.Where(v => v <= View).ToList()) _viewChanges.Remove(view);
         _validViewChanges.Clear();
         foreach (var key in _viewStartVotes.Keys.Where(k => k.View < View).ToList()) _viewStartVotes.Remove(key);
