@@ -137,8 +137,9 @@ public sealed partial class ReplicaCore
         // more memory keeps for a peer's state transfer.
         if (stable < (ulong)_settings.Watermark) return;
         var anchor = _ownCheckpointCounters.LastOrDefault(p => p.Key <= stable - (ulong)_settings.Watermark);
-        if (anchor.Value == 0 || anchor.Value <= _viewChangeLogFrom) return;
-        _viewChangeLogFrom = anchor.Value;
+        if (anchor.Value == 0) return;
+        var anchorMoved = anchor.Value > _viewChangeLogFrom;
+        if (anchorMoved) _viewChangeLogFrom = anchor.Value;
         var kept = anchor;
         if (retained < stable)
             kept = retained >= (ulong)_settings.Watermark ? _ownCheckpointCounters.LastOrDefault(p => p.Key <= retained - (ulong)_settings.Watermark) : default;
@@ -146,8 +147,11 @@ public sealed partial class ReplicaCore
         if (kept.Value > _own.First) _own.KeepInMemoryFrom(kept.Value);
         // The durable log keeps what a restart from the stored checkpoint needs: it is cut at the
         // same anchor once the stored checkpoint covers this stable one (TrimDurableLog).
-        _durableLogAnchors[stable] = anchor.Value;
-        TrimDurableLog();
+        if (anchorMoved)
+        {
+            _durableLogAnchors[stable] = anchor.Value;
+            TrimDurableLog();
+        }
         foreach (var position in _ownCheckpointCounters.Keys.Where(p => p < kept.Key).ToList()) _ownCheckpointCounters.Remove(position);
         var logged = LoggedViews(_own.CertifiedMessages());
         foreach (var view in _viewStartsKnown.Keys.Where(v => v != View && !logged.Contains(v)).ToList()) _viewStartsKnown.Remove(view);

@@ -192,17 +192,19 @@ public sealed partial class ReplicaCore
         if (!_statePins.TryGetValue(requester, out var pin) || position <= pin.RetainFrom) return;
         pin.RetainFrom = position;
         if (position >= pin.Serving.Sequence) pin.Snapshot = null; // installed, or passed by other means
-        if (position >= StableCheckpoint.Sequence) _statePins.Remove(requester);
+        if (position >= StableCheckpoint.Sequence && _statePins.Remove(requester)) CollectGarbage(); // what it kept goes now, not at the next checkpoint
     }
 
     /// <summary>A requester that asked for nothing (chunks or retransmissions) for a while, or fell
     /// further behind than the retention bound, is no longer kept for.</summary>
     private void ExpireStatePins()
     {
+        var released = false;
         foreach (var (requester, pin) in _statePins.ToList())
             if (_now - pin.LastAsked > 8 * _tuning.RetransmitInterval
                 || StableCheckpoint.Sequence > pin.RetainFrom + (ulong)_tuning.StateTransferRetention)
-                _statePins.Remove(requester);
+                released |= _statePins.Remove(requester);
+        if (released) CollectGarbage(); // what they kept goes now, not at the next checkpoint
     }
 
     /// <summary>The lowest position whose history some requester still needs (the stable one if none).</summary>

@@ -72,9 +72,12 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
         var statuses = await cluster.WaitForAgreementAsync(all);
         foreach (var s in statuses) output.WriteLine(MinBftTestCluster.Describe(s));
         Assert.All(statuses, s => Assert.True(s.StableCheckpoint >= 16, MinBftTestCluster.Describe(s)));
-        // The sent log kept in memory (and durable) is a window, not the whole history.
-        Assert.All(statuses, s => Assert.True(s.SentLogCount < (int)s.LastUiCounter / 2, MinBftTestCluster.Describe(s)));
-        Assert.All(statuses, s => Assert.Equal(s.SentLogCount, s.DurableSentCount));
+        // The sent log kept in memory (and durable) is a window, not the whole history. A replica
+        // that probed for state while briefly behind (a slow machine) makes its peers keep more for
+        // it until it is level or quiet, so this is waited for, not read once.
+        statuses = await cluster.WaitForStatusesAsync(all,
+            ss => ss.All(s => s.SentLogCount < (int)s.LastUiCounter / 2 && s.SentLogCount == s.DurableSentCount),
+            "every sent log is a window, the same in memory and in the journal");
         // In storage too: the start of every replica's journal is gone (it keeps a window, from
         // an anchor the stored checkpoint covers), and the stable checkpoint (snapshot and
         // certificate) is there for a restart.
