@@ -21,8 +21,11 @@ namespace MinBft.Hosting;
 public sealed partial class FaultDomainPlacementDirector(
     ISiloMetadataCache metadataCache,
     ILogger<FaultDomainPlacementDirector> logger,
-    SiloCertificateDomains? certificates = null) : IPlacementDirector
+    SiloCertificateDomains? certificates = null,
+    TimeProvider? clock = null) : IPlacementDirector
 {
+    private readonly FaultDomainDownLog _downLog = new(clock ?? TimeProvider.System, FaultDomainDownLog.DefaultInterval);
+
     /// <summary>The silo metadata key under which a silo announces its fault domain.</summary>
     public const string MetadataKey = "minbft.fault-domain";
 
@@ -47,7 +50,15 @@ public sealed partial class FaultDomainPlacementDirector(
 
         if (candidates.Count == 0)
         {
-            LogFaultDomainDown(logger, grainId, faultDomain);
+            switch (_downLog.Refused(faultDomain))
+            {
+                case 0:
+                    LogFaultDomainDown(logger, grainId, faultDomain);
+                    break;
+                case { } refused:
+                    LogFaultDomainStillDown(logger, faultDomain, refused);
+                    break;
+            }
             throw new FaultDomainUnavailableException(
                 faultDomain,
                 $"Fault domain {faultDomain} is down: no active silo of fault domain {faultDomain} can host {grainId}. "
@@ -59,6 +70,8 @@ public sealed partial class FaultDomainPlacementDirector(
         var chosen = candidates.Contains(context.LocalSilo)
             ? context.LocalSilo
             : candidates[Random.Shared.Next(candidates.Count)];
+        if (_downLog.Placed(faultDomain) is { } refusedWhileDown)
+            LogFaultDomainBack(logger, grainId, faultDomain, chosen, refusedWhileDown);
         return Task.FromResult(chosen);
     }
 
@@ -81,6 +94,12 @@ public sealed partial class FaultDomainPlacementDirector(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Silo {Silo} declares fault domain {FaultDomain} but its certificate names '{Proven}': not a candidate")]
     private static partial void LogCertificateDisagrees(ILogger logger, SiloAddress silo, int faultDomain, string proven);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot place {GrainId}: no active silo of fault domain {FaultDomain}.")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot place {GrainId}: no active silo of fault domain {FaultDomain}. It stays down rather than move to another domain; further refusals are counted, not logged one by one.")]
     private static partial void LogFaultDomainDown(ILogger logger, GrainId grainId, int faultDomain);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Fault domain {FaultDomain} is still down: {Refused} placements refused since it was last reported.")]
+    private static partial void LogFaultDomainStillDown(ILogger logger, int faultDomain, long refused);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Fault domain {FaultDomain} has an active silo again: {GrainId} placed on {Silo} ({Refused} placements were refused while it was down).")]
+    private static partial void LogFaultDomainBack(ILogger logger, GrainId grainId, int faultDomain, SiloAddress silo, long refused);
 }
