@@ -65,7 +65,8 @@ public sealed record ProtocolTuning
     /// <summary>Snapshot bytes per STATE-CHUNK (state transfer ships large states in pieces).</summary>
     public int StateChunkSize { get; init; } = 128 * 1024;
 
-    /// <summary>Most STATE-CHUNKs served to one requester per retransmit interval.</summary>
+    /// <summary>Most STATE-CHUNKs served to one requester per retransmit interval; a requester asks
+    /// for that many per interval too, so all replicas should share it.</summary>
     public int MaxStateChunksPerInterval { get; init; } = 64;
 
     /// <summary>Most positions a replica keeps its logs back for a peer fetching state from it (the

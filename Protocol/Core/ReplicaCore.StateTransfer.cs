@@ -71,9 +71,17 @@ public sealed partial class ReplicaCore
         public int Server { get; } = server;
         public CheckpointCertificate Certificate { get; } = certificate;
         public byte[]?[] Chunks { get; } = new byte[]?[count];
+        // When each chunk was last asked for (null: not yet).
+        public TimeSpan?[] AskedAt { get; } = new TimeSpan?[count];
+        // Chunks below this one are all in.
+        public int FirstMissing { get; set; }
         public int Received { get; set; }
         public TimeSpan LastProgress { get; set; } = now;
         public int Retries { get; set; }
+        // The requester's own count of what it asked for per interval, as the server counts it:
+        // the request this offer answered was the first of the window.
+        public TimeSpan WindowStart { get; set; } = now;
+        public int AskedInWindow { get; set; } = 1;
     }
 
     /// <summary>Snapshots installed from peers since this core started.</summary>
@@ -223,15 +231,17 @@ public sealed partial class ReplicaCore
         var interval = _tuning.RetransmitInterval;
         if (_transfer is { } t)
         {
-            if (_now - t.LastProgress < 2 * interval) return;
-            if (++t.Retries > 3)
+            if (_now - t.LastProgress >= 2 * interval)
             {
-                // The server went quiet: give up on it for now; the next probe finds another.
-                _transfer = null;
-                return;
+                if (++t.Retries > 3)
+                {
+                    // The server went quiet: give up on it for now; the next probe finds another.
+                    _transfer = null;
+                    return;
+                }
+                t.LastProgress = _now;
             }
-            t.LastProgress = _now;
-            RequestChunk(t.Server, t.Certificate.Sequence, Array.FindIndex(t.Chunks, c => c is null));
+            AskForMissingChunks(t);
             return;
         }
         if (_behindSince is not { } since) return;
@@ -254,6 +264,34 @@ public sealed partial class ReplicaCore
         _stateProbeAt = _now;
         _fetchingState = true;
         RequestChunk(null, 0, 0);
+    }
+
+    /// <summary>
+    /// Asks the transfer's server for the chunks still missing, as many per retransmit interval as
+    /// it serves (<see cref="ProtocolTuning.MaxStateChunksPerInterval"/>, a bound all replicas
+    /// share). One chunk per round trip would pace the transfer by latency, and a request the
+    /// server's cap dropped would wait for the give-up timer; asking for more than the cap only
+    /// gets requests dropped. A chunk asked for an interval ago and not in (lost, or over the cap
+    /// on a window the server counts from another instant) is asked for again.
+    /// </summary>
+    private void AskForMissingChunks(Transfer t)
+    {
+        var interval = _tuning.RetransmitInterval;
+        if (_now - t.WindowStart >= interval)
+        {
+            t.WindowStart = _now;
+            t.AskedInWindow = 0;
+        }
+        while (t.FirstMissing < t.Chunks.Length && t.Chunks[t.FirstMissing] is not null) t.FirstMissing++;
+        // From the lowest missing chunk up: chunks asked for and not yet overdue are skipped, and
+        // there are at most about two windows of them, so this scan stays short.
+        for (var i = t.FirstMissing; i < t.Chunks.Length && t.AskedInWindow < _tuning.MaxStateChunksPerInterval; i++)
+        {
+            if (t.Chunks[i] is not null || (t.AskedAt[i] is { } asked && _now - asked < interval)) continue;
+            t.AskedAt[i] = _now;
+            t.AskedInWindow++;
+            RequestChunk(t.Server, t.Certificate.Sequence, i);
+        }
     }
 
     private void RequestChunk(int? server, ulong sequence, int chunk)
@@ -313,7 +351,7 @@ public sealed partial class ReplicaCore
         }
         if (t.Received < t.Chunks.Length)
         {
-            RequestChunk(t.Server, t.Certificate.Sequence, Array.FindIndex(t.Chunks, c => c is null));
+            AskForMissingChunks(t);
             return;
         }
         CompleteTransfer(t);

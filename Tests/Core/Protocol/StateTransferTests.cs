@@ -12,12 +12,16 @@ public sealed class StateTransferTests
 
     /// <summary>Replicas 0 and 1 run 12 requests without replica 2 (K = 2, so they checkpoint
     /// and forget), then replica 2 learns of a request, stalls and probes its peers.</summary>
-    private static (CoreHarness H, StateRequest Probe) LaggingReplica(int chunkSize, int retention = 1024)
+    private static (CoreHarness H, StateRequest Probe) LaggingReplica(int chunkSize, int retention = 1024, int chunksPerInterval = 64)
     {
         var h = new CoreHarness(tune: s => s with
         {
             CheckpointInterval = 2, Watermark = 2,
-            Tuning = s.Tuning with { MaxInFlightBatches = 1, MaxBatchSize = 1, StateChunkSize = chunkSize, StateTransferRetention = retention },
+            Tuning = s.Tuning with
+            {
+                MaxInFlightBatches = 1, MaxBatchSize = 1, StateChunkSize = chunkSize, StateTransferRetention = retention,
+                MaxStateChunksPerInterval = chunksPerInterval,
+            },
         });
         var client = h.NewClient();
         for (ulong seq = 1; seq <= 12; seq++)
@@ -52,13 +56,7 @@ public sealed class StateTransferTests
         Assert.All([chunk], c => Assert.True(c.Data.Length <= 100));
         var certificate = chunk.Certificate;
 
-        var effects = h.Deliver(2, chunk);
-        for (var round = 0; round < 100 && !effects.OfType<StateInstalled>().Any(); round++)
-        {
-            var next = Assert.Single(effects.OfType<Send>().Select(s => s.Message).OfType<StateRequest>());
-            Assert.Equal(certificate.Sequence, next.Sequence);
-            effects = h.Deliver(2, Answer(h, 1, next));
-        }
+        var effects = FetchAll(h, 1, chunk);
         var installed = Assert.Single(effects.OfType<StateInstalled>());
         Assert.Equal(1, installed.From);
         Assert.Equal(certificate.Sequence, lagging.ExecutedSequence);
@@ -138,20 +136,69 @@ public sealed class StateTransferTests
         }
     }
 
-    /// <summary>Fetch every chunk of <paramref name="first"/>'s checkpoint from <paramref name="server"/>
-    /// and return the effects of the chunk that completed it.</summary>
-    private static IReadOnlyList<Effect> FetchAll(CoreHarness h, int server, StateChunk first)
+    /// <summary>Fetch every chunk of <paramref name="first"/>'s checkpoint from <paramref name="server"/>,
+    /// answering every request replica 2 has out, and return the effects of the round that completed it.</summary>
+    private static List<Effect> FetchAll(CoreHarness h, int server, StateChunk first)
     {
-        var effects = h.Deliver(2, first);
+        var effects = h.Deliver(2, first).ToList();
         for (var round = 0; round < 200 && !effects.OfType<StateInstalled>().Any(); round++)
         {
-            var next = Assert.Single(effects.OfType<Send>().Select(s => s.Message).OfType<StateRequest>());
-            var chunk = Answer(h, server, next);
-            Assert.Equal(first.Certificate.Sequence, chunk.Certificate.Sequence);
-            Assert.Equal(next.Chunk, chunk.Index);
-            effects = h.Deliver(2, chunk);
+            var requests = ChunkRequests(effects);
+            Assert.NotEmpty(requests);
+            effects = [];
+            foreach (var request in requests)
+            {
+                Assert.Equal(first.Certificate.Sequence, request.Sequence);
+                var chunk = Answer(h, server, request);
+                Assert.Equal(first.Certificate.Sequence, chunk.Certificate.Sequence);
+                Assert.Equal(request.Chunk, chunk.Index);
+                effects.AddRange(h.Deliver(2, chunk));
+            }
         }
         return effects;
+    }
+
+    private static List<StateRequest> ChunkRequests(IEnumerable<Effect> effects) =>
+        effects.OfType<Send>().Select(s => s.Message).OfType<StateRequest>().ToList();
+
+    [Fact]
+    public void Rule_8_a_requester_asks_for_as_many_chunks_per_interval_as_a_peer_serves_and_asks_again_for_one_not_answered()
+    {
+        var (h, probe) = LaggingReplica(chunkSize: 50, chunksPerInterval: 3);
+        var interval = h.Cores[2].Settings.Tuning.RetransmitInterval;
+        var first = Answer(h, 1, probe);
+        Assert.True(first.Count > 8, $"the snapshot takes many chunks ({first.Count})");
+
+        // The offer carried chunk 0 and used one of the peer's three chunks of this interval: the
+        // other two are asked for at once, not one per round trip.
+        var sends = h.Deliver(2, first).OfType<Send>().Where(s => s.Message is StateRequest).ToList();
+        Assert.All(sends, s => Assert.Equal(1, s.To));
+        var asked = ChunkRequests(sends);
+        Assert.Equal([1, 2], asked.Select(r => r.Chunk));
+        // Their answers use up this interval's share: nothing more until the next interval.
+        var effects = asked.SelectMany(r => h.Deliver(2, Answer(h, 1, r))).ToList();
+        Assert.Empty(ChunkRequests(effects));
+
+        h.Now += interval;
+        asked = ChunkRequests(h.Tick(2));
+        Assert.Equal([3, 4, 5], asked.Select(r => r.Chunk));
+        // Chunk 5's request is lost (or dropped by the peer's cap): 3 and 4 arrive.
+        Assert.Empty(ChunkRequests(asked.Take(2).SelectMany(r => h.Deliver(2, Answer(h, 1, r)))));
+
+        // One interval later it is asked for again, ahead of the chunks after it.
+        h.Now += interval;
+        asked = ChunkRequests(h.Tick(2));
+        Assert.Equal([5, 6, 7], asked.Select(r => r.Chunk));
+
+        // The rest, interval by interval, installs the checkpoint offered.
+        effects = asked.SelectMany(r => h.Deliver(2, Answer(h, 1, r))).ToList();
+        for (var round = 0; round < 100 && !effects.OfType<StateInstalled>().Any(); round++)
+        {
+            h.Now += interval;
+            effects = ChunkRequests(h.Tick(2)).SelectMany(r => h.Deliver(2, Answer(h, 1, r))).ToList();
+        }
+        Assert.Equal(first.Certificate.Sequence, Assert.Single(effects.OfType<StateInstalled>()).Sequence);
+        Assert.Equal(first.Certificate.Sequence, h.Cores[2].ExecutedSequence);
     }
 
     /// <summary>Replica 2 asks its peers to retransmit and gets only their answers to it, until quiet:
