@@ -258,13 +258,17 @@ public sealed partial class ReplicaCore
 
     /// <summary>
     /// The consecutive-commit rule: a backup's COMMIT must follow the PREPARE it committed to
-    /// last. One exception: a replica that installed a snapshot never committed to the batches
-    /// it skipped; skipping is accepted when every skipped position is at or below the stable
-    /// checkpoint (settled history, where a commitment changes nothing).
+    /// last. One exception: right above settled history (the position below at or below the
+    /// stable checkpoint), a commit to a higher position than the sender's last is accepted
+    /// whatever that last one was, where a commitment changes nothing. Two cases need it: a
+    /// replica that installed a snapshot never committed to the batches it skipped; and a replica
+    /// whose snapshot settled the PREPARE below does not know that PREPARE's counter (seed 153370:
+    /// a restarted primary installed 66 and took back its own PREPARE at 67 from its log, with no
+    /// counter for the one at 66, and refused every backup's COMMIT to it, for ever).
     /// </summary>
     private bool ChainsOn(int sender, ulong previousPrepareCounter, ulong position) =>
         previousPrepareCounter == _lastCommitted[sender]
-        || (position > _lastCommittedPosition[sender] + 1 && position - 1 <= StableCheckpoint.Sequence);
+        || (position > _lastCommittedPosition[sender] && position - 1 <= StableCheckpoint.Sequence);
 
     // ----- this replica's own USIG stream -----
 

@@ -188,10 +188,14 @@ public sealed class Simulation
     public long MinView => Enumerable.Range(0, N).Where(i => IsCorrect(i) && !IsCrashed(i)).Min(i => _replicas[i]!.Core.View);
     private bool InFaultyPeriod => Now < _options.FaultyPeriod;
 
+    // The trace a failure writes keeps this many last lines (MINBFT_TRACE_LINES for a longer look).
+    private static readonly int TraceLines =
+        int.TryParse(Environment.GetEnvironmentVariable("MINBFT_TRACE_LINES"), out var lines) && lines > 0 ? lines : 20000;
+
     internal void Trace(string line)
     {
         _trace.Enqueue($"{Now.TotalMilliseconds,9:F3}ms {line}");
-        if (_trace.Count > 20000) _trace.Dequeue();
+        if (_trace.Count > TraceLines) _trace.Dequeue();
     }
 
     // ----- network -----
