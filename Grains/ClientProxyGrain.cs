@@ -65,6 +65,9 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     private long[]? _replicaViews;
     private int _likelyPrimary;
 
+    // Which fault domains have a silo (null where MinBFT's placement is not set up).
+    private FaultDomainMembership? _domains;
+
     // Completes when this silo starts shutting down. Requests in flight then fail at once: the
     // silo would otherwise wait for their Submit calls, while the replies already go to the
     // proxy's next activation. The caller retries the same request (safe: replicas execute a seq once and
@@ -76,6 +79,7 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     {
         if (services.GetService<IHostApplicationLifetime>() is { } lifetime)
             _stoppingRegistration = lifetime.ApplicationStopping.Register(static s => ((TaskCompletionSource)s!).TrySetResult(), _siloStopping);
+        _domains = FaultDomainMembership.TryCreate(services);
         return Task.CompletedTask;
     }
 
@@ -402,6 +406,11 @@ public sealed partial class ClientProxyGrain(MinBftSilo silo, IServiceProvider s
     private void Send(PendingRequest request, bool toAll)
     {
         _outbox ??= Enumerable.Range(0, silo.Manifest.N).Select(_ => new List<PendingRequest>()).ToArray();
+        // The likely primary's fault domain has no silo: its copy would be lost, and the backups
+        // would first hear of the request at the retransmission, a ClientRetransmitInterval later.
+        // Sent to every replica now, it starts their request timers (rule 7.1) at once, and the
+        // view change after a primary's silo stopped comes that much sooner.
+        if (!toAll && _domains?.HasActiveSilo(_likelyPrimary) == false) toAll = true;
         if (toAll)
             foreach (var queue in _outbox) queue.Add(request);
         else

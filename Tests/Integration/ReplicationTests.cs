@@ -1,6 +1,9 @@
 using Microsoft.Extensions.DependencyInjection;
 using MinBft.Hosting;
 using Orleans;
+using Orleans.Runtime;
+using Orleans.TestingHost;
+using MinBft.Application;
 using Xunit.Abstractions;
 
 namespace MinBft.Tests.Integration;
@@ -48,6 +51,54 @@ public sealed class ReplicationTests(ITestOutputHelper output)
         foreach (var s in after) output.WriteLine(MinBftTestCluster.Describe(s));
         Assert.All(after, s => Assert.True(s.View > before[0].View && s.Primary != primary, MinBftTestCluster.Describe(s)));
         Assert.All(cluster.Activations, a => Assert.Equal((long?)a.Key, a.Domain));
+    }
+
+    [Fact]
+    public async Task A_request_sent_once_the_primarys_domain_is_down_reaches_every_replica_at_once()
+    {
+        // A proxy sends a new request to the likely primary alone, and to every replica only at
+        // its first retransmission: here a day away on the test clock, which stands still until
+        // the test moves it. With the primary's fault domain down, the backups must get the
+        // request at once, so that their request timers (rule 7.1) start the view change without
+        // waiting for that retransmission.
+        await using var cluster = await MinBftTestCluster.StartAsync(new ClusterSetup
+        {
+            F = 1,
+            ConfigureMinBft = o => o.ClientRetransmitInterval = o.ClientRetransmitMaxInterval = TimeSpan.FromDays(1),
+        }, output);
+        var client = new TestClient(cluster, "c");
+        await client.RunAsync(4);
+        var before = await cluster.WaitForAgreementAsync([0, 1, 2]);
+        var primary = before[0].Primary;
+        var backups = Enumerable.Range(0, cluster.N).Where(i => i != primary).ToArray();
+        var checkedBefore = before.ToDictionary(s => s.ReplicaId, s => s.RequestSignaturesChecked);
+
+        var stopped = cluster.SiloOf(primary).SiloAddress;
+        await cluster.StopDomainAsync(primary);
+        // Every silo left running has seen the stop (the proxy may be on any of them).
+        foreach (var silo in cluster.Cluster.Silos.OfType<InProcessSiloHandle>())
+        {
+            var membership = silo.SiloHost.Services.GetRequiredService<IClusterMembershipService>();
+            await MinBftTestCluster.EventuallyAsync(
+                () => membership.CurrentSnapshot.Members.TryGetValue(stopped, out var member) && member.Status == SiloStatus.Active
+                    ? throw new InvalidOperationException("not yet")
+                    : Task.FromResult(true),
+                $"silo {silo.SiloAddress} sees the silo of domain {primary} gone");
+        }
+
+        using var caller = new ProxyCaller(cluster.Grains);
+        var request = client.NextRequest(KeyValueOperation.EncodePut("after-the-stop", [1]));
+        var submitted = caller.SubmitAsync(cluster.Grains.GetGrain<IClientProxyGrain>(client.ClientId), request, MinBftTestCluster.AttemptTimeout);
+        await cluster.WaitForStatusesAsync(backups, s => s.All(r => r.RequestSignaturesChecked > checkedBefore[r.ReplicaId]),
+            "both backups got the request without a retransmission");
+
+        // The view change it starts, and the service in the new view.
+        await cluster.ExpireRequestTimersAsync(backups, before[0].View);
+        await client.RunAsync(2);
+        var after = await cluster.WaitForAgreementAsync(backups, before[0].ExecutedSequence + 1);
+        Assert.All(after, s => Assert.True(s.View > before[0].View && s.Primary != primary, MinBftTestCluster.Describe(s)));
+        // The request submitted by hand ends one way or the other (the clock moved past its timeout).
+        await submitted.WaitAsync(MinBftTestCluster.MaxWait);
     }
 
     private static async Task RunScenarioAsync(MinBftTestCluster cluster, int clients, int operations, int stopDomain)
