@@ -67,6 +67,10 @@ public sealed record RecoveredState(
 /// </summary>
 public sealed partial class ReplicaCore
 {
+    // The view stored when this replica restarted (null: it never did). In views up to it, it may
+    // have led and proposed before the crash with no record of what; see TryInstall.
+    private long? _viewAtRestart;
+
     /// <summary>True when the restart found USIG counters that never reached the sent log.</summary>
     public bool RestartedAfterCounterGap { get; private set; }
 
@@ -106,6 +110,7 @@ public sealed partial class ReplicaCore
 
         // A replica that never used its USIG and stored nothing starts fresh: nothing to resume.
         if (state.UsigCounter == 0 && log.Count == 0 && state.Certificate is not { Sequence: > 0 } && state.View == 0) return End();
+        _viewAtRestart = state.View;
 
         // 1. The application and reply cache at the stored checkpoint (certified by f+1).
         // The view starts it stored with its checkpoint, and those its own log carries: the first

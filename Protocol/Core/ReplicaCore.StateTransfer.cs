@@ -464,9 +464,14 @@ public sealed partial class ReplicaCore
         if (!_viewChanging)
         {
             SettleThroughSnapshot(snapshot.Sequence);
-            // A primary that needed a snapshot has lost track of what it proposed: it must not
-            // propose again in this view (a position could get two batches); it hands over.
-            if (IsPrimary && _lastProposedSequence <= snapshot.Sequence && _executionQueue.Count == 0) SuspendProposals();
+            // A primary that restarted and may have led this view before (a view it adopted here,
+            // which cleared the suspension its recovery put in place) has lost track of what it
+            // proposed: it must not propose again in this view (a position could get two
+            // batches); it hands over. A primary that only fell behind knows what it proposed (up
+            // to the snapshot, all settled now) and goes on from there: handing over cost a view
+            // change, and where nothing expires a request timer (CI, stop 42) the service stopped.
+            if (IsPrimary && _viewAtRestart is { } restartedIn && View <= restartedIn
+                && _lastProposedSequence <= snapshot.Sequence && _executionQueue.Count == 0) SuspendProposals();
         }
         _behindSince = null;
         _behindTarget = 0;
