@@ -68,6 +68,50 @@ public sealed class StateTransferTests
     }
 
     [Fact]
+    public void Rule_8_a_primary_that_fell_behind_installs_a_snapshot_of_its_own_proposals_and_goes_on_leading()
+    {
+        // The backups order the primary's two PREPAREs and reach a stable checkpoint; none of
+        // their messages reaches the primary, which stalls, probes and installs that checkpoint.
+        // It knows what it proposed (up to there, all settled now), so it keeps leading; before,
+        // it handed over as if it had restarted, a needless view change.
+        var h = new CoreHarness(tune: s => s with
+        {
+            CheckpointInterval = 2, Watermark = 4,
+            Tuning = s.Tuning with { MaxBatchSize = 1, MaxInFlightBatches = 4, StateChunkSize = 64 * 1024 },
+        });
+        var client = h.NewClient();
+        h.Request(0, client.CreateRequest(1, Put("a", "1")));
+        h.Request(0, client.CreateRequest(2, Put("b", "2")));
+        var prepares = h.Sent<Prepare>(0);
+        Assert.Equal([1UL, 2UL], prepares.Select(p => p.Sequence));
+        foreach (var proposed in prepares)
+        {
+            h.Deliver(1, proposed);
+            h.Deliver(2, proposed);
+        }
+        h.Flush(1, 2);
+        Assert.All(h.Cores.Skip(1), c => Assert.Equal(2UL, c.StableCheckpoint.Sequence));
+        Assert.Equal(0UL, h.Cores[0].ExecutedSequence);
+
+        for (var i = 0; i < 6 && h.Sent<StateRequest>(0).Count == 0; i++)
+        {
+            h.Now += TimeSpan.FromSeconds(1);
+            h.Tick(0);
+        }
+        var probe = Assert.Single(h.Sent<StateRequest>(0));
+        var offer = Assert.Single(h.Deliver(1, probe).OfType<Send>().Select(s => s.Message).OfType<StateChunk>());
+        Assert.Contains(h.Deliver(0, offer), e => e is StateInstalled);
+        Assert.Equal(2UL, h.Cores[0].ExecutedSequence);
+        Assert.True(h.Cores[0].IsPrimary);
+        Assert.Empty(h.Sent<ReqViewChange>(0));
+
+        // The next request gets the next position, in the same view.
+        var next = h.Request(0, client.CreateRequest(3, Put("c", "3")));
+        var prepare = Assert.Single(next.OfType<Send>().Select(s => s.Message).OfType<Prepare>());
+        Assert.Equal((0L, 3UL), (prepare.View, prepare.Sequence));
+    }
+
+    [Fact]
     public void Rule_8_a_snapshot_that_does_not_match_its_certificate_is_rejected_counted_and_changes_nothing()
     {
         var (h, probe) = LaggingReplica(chunkSize: 64 * 1024);
