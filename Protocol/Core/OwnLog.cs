@@ -30,6 +30,8 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     private ulong _memoryKeepFrom;
     // A truncation of the durable log found by a restart, written before anything else.
     private LogTruncation? _truncation;
+    // UIs re-issued after a restart, through here: due in the first write.
+    private ulong _reissuedThrough;
 
     private sealed class Entry(CertifiedMessage message, Sha256Digest digest)
     {
@@ -101,7 +103,7 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
         // batch, or once they waited lazyUiWait. At low load this saves a third synced write per
         // message, and the fsync that would queue in front of a peer's.
         var waitedEnough = UisWaitingSince is { } since && now - since >= lazyUiWait;
-        var uisDue = Certified - UiDurable >= (ulong)(waitedEnough ? 1 : UiOnlyWriteThreshold);
+        var uisDue = UiDurable < _reissuedThrough || Certified - UiDurable >= (ulong)(waitedEnough ? 1 : UiOnlyWriteThreshold);
         if (truncation is null && Appended == Durable && !uisDue && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
         var intents = new List<CertifiedMessage>((int)(Appended - Durable));
         for (var c = Durable + 1; c <= Appended; c++) intents.Add(EntryAt(c).Message);
@@ -115,17 +117,21 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
         return new LogWrite(view, Durable + 1, intents, uis, keepFrom, truncation);
     }
 
-    /// <summary>The write handed out by <see cref="TakeWrite"/> is durable.</summary>
-    public void OnWritten()
+    /// <summary>The write handed out by <see cref="TakeWrite"/> is durable. Returns the intents it
+    /// made durable, in counter order.</summary>
+    public IReadOnlyList<CertifiedMessage> OnWritten()
     {
         var write = _writing ?? throw new ProtocolInvariantException("a write completes only after it was handed out");
         _writing = null;
+        var durable = new List<CertifiedMessage>((int)(write.IntentsThrough - Durable));
+        for (var c = Durable + 1; c <= write.IntentsThrough; c++) durable.Add(EntryAt(c).Message);
         Durable = write.IntentsThrough;
         UiDurable = write.UisThrough;
         _writtenKeepFrom = write.KeepFrom;
         _writtenView = write.View;
         TrimMemory();
         CheckPositions();
+        return durable;
     }
 
     /// <summary>The next batch of durable intents for the USIG, if none is in flight: at most
@@ -208,24 +214,40 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
         if (counter > _keepFrom) _keepFrom = counter;
     }
 
+    /// <summary>The last counter restored as a durable intent that was not certified before the
+    /// restart (0: none). The USIG certifies these first; they were decided before the crash.</summary>
+    public ulong RestoredIntentsThrough { get; private set; }
+
     /// <summary>
-    /// Resumes from the durable log after a restart: <paramref name="entries"/> are certified and
-    /// durable, from <paramref name="first"/> on, gap-free; <paramref name="truncation"/> says what
-    /// of the stored log must go first (intents never certified, or all of it after a gap).
+    /// Resumes from the durable log after a restart: <paramref name="entries"/> from
+    /// <paramref name="first"/> on, gap-free, durable; the first <paramref name="certifiedCount"/>
+    /// certified, the rest intents whose UIs the USIG has not issued. Those intents are kept and
+    /// certified next: a durable intent may already count here (a backup executes once its COMMIT
+    /// is durable), so it must reach the peers under its counter. UIs after
+    /// <paramref name="uisDurableThrough"/> were re-issued after the restart and are written with
+    /// the next write. <paramref name="truncation"/>: a gap, after which the stored log starts over
+    /// empty.
     /// </summary>
-    public void Restore(ulong first, IReadOnlyList<CertifiedMessage> entries, IReadOnlyList<Sha256Digest> digests, LogTruncation? truncation)
+    public void Restore(ulong first, IReadOnlyList<CertifiedMessage> entries, IReadOnlyList<Sha256Digest> digests, int certifiedCount, ulong uisDurableThrough,
+        LogTruncation? truncation)
     {
         ProtocolInvariantException.Check(_entries.Count == 0 && Certified == 0 && First == 1, "only a fresh log is restored");
-        ProtocolInvariantException.Check(truncation is not { Gap: true } || entries.Count == 0, "a log reset after a gap resumes empty");
-        First = truncation is { Gap: true } gap ? gap.From : first;
+        ProtocolInvariantException.Check(truncation is null || (truncation.Gap && entries.Count == 0 && truncation.From == first), "a log reset after a gap resumes empty");
+        First = first;
         for (var i = 0; i < entries.Count; i++)
         {
-            ProtocolInvariantException.Check(!entries[i].Ui.IsNone && entries[i].Ui.Counter == first + (ulong)i, "a restored log is certified and gap-free");
+            ProtocolInvariantException.Check(entries[i].Ui.IsNone == (i >= certifiedCount) && (entries[i].Ui.IsNone || entries[i].Ui.Counter == first + (ulong)i),
+                "a restored log is a certified prefix, then intents, gap-free");
             _entries.Add(new Entry(entries[i], digests[i]));
         }
-        ProtocolInvariantException.Check(truncation is null || truncation.From == Appended + 1, "the stored log is cut right after what is kept");
         _truncation = truncation;
-        Durable = Requested = Certified = UiDurable = Appended;
+        Durable = Appended;
+        Requested = Certified = First - 1 + (ulong)certifiedCount;
+        ProtocolInvariantException.Check(uisDurableThrough >= First - 1 && uisDurableThrough <= Certified, "durable UIs are a prefix of the certified ones");
+        UiDurable = uisDurableThrough;
+        // Re-issued UIs are written at once: they are the oldest the USIG's window holds.
+        _reissuedThrough = Certified;
+        RestoredIntentsThrough = Durable > Certified ? Durable : 0;
         _keepFrom = _writtenKeepFrom = _memoryKeepFrom = First;
         CheckPositions();
     }
@@ -275,7 +297,8 @@ public sealed record LogWrite(
     LogTruncation? Truncation = null);
 
 /// <summary>What a restart cuts from the stored log before appending: entries from
-/// <see cref="From"/> on (intents the USIG never certified), or, with <see cref="Gap"/>, every
-/// entry, the log resuming at <see cref="From"/> (the USIG issued counters whose messages were
-/// never logged, so never sent: a gap peers skip at this replica's next CHECKPOINT).</summary>
+/// <see cref="From"/> on, or, with <see cref="Gap"/>, every entry, the log resuming at
+/// <see cref="From"/>. The core asks only for the gap reset: the USIG issued counters whose UIs
+/// were lost (so never sent), a gap peers skip at this replica's next CHECKPOINT. Durable intents
+/// are never cut (see <see cref="OwnLog.Restore"/>).</summary>
 public sealed record LogTruncation(ulong From, bool Gap);

@@ -244,6 +244,26 @@ public sealed partial class ReplicaCore
         return Outcome.Accepted;
     }
 
+    /// <summary>
+    /// Our COMMIT counts toward its batch's quorum once it is durable, before the USIG certifies
+    /// it: a restart certifies every durable intent under its logged counter (OwnLog.Restore), and
+    /// a VIEW-CHANGE waits until its log is certified, so the COMMIT reaches every view change this
+    /// replica joins. Executing here then costs one synced write, not two.
+    /// </summary>
+    private void OnOwnIntentsDurable(IReadOnlyList<CertifiedMessage> intents)
+    {
+        foreach (var intent in intents)
+            if (intent is Commit commit) RecordOwnCommitment(commit);
+        TryExecute();
+    }
+
+    private void RecordOwnCommitment(Commit commit)
+    {
+        if (commit.View != View || !_prepares.TryGetValue(commit.Prepare.PrepareUi.Counter, out var batch) || batch.Committers.Contains(Id)) return;
+        RecordCommitment(batch, Id);
+        TryExecute();
+    }
+
     private void RecordCommitment(PreparedBatch batch, int replica)
     {
         ProtocolInvariantException.Check(batch.Committers.Add(replica), "a replica commits to a PREPARE once");
@@ -290,6 +310,22 @@ public sealed partial class ReplicaCore
         // only durable intents) and its UI can be re-issued until it is durable too.
         Emit(new Send(null, certified));
 
+        if (certified.Ui.Counter <= _own.RestoredIntentsThrough)
+        {
+            // Logged before a restart, certified only now: Restore took what it says into account,
+            // as for the certified log; a PREPARE and a CHECKPOINT needed their counter for that.
+            switch (certified)
+            {
+                case Prepare prepare:
+                    RestoreOwnPrepare(prepare);
+                    break;
+                case Checkpoint { IsViewStart: false } checkpoint:
+                    _ownCheckpointCounters[checkpoint.Sequence] = checkpoint.Ui.Counter;
+                    break;
+            }
+            return;
+        }
+
         switch (certified)
         {
             case Prepare prepare when prepare.View == View:
@@ -299,9 +335,9 @@ public sealed partial class ReplicaCore
                 if (SettledByInstall(prepare)) _lastPrepareCounter = Math.Max(_lastPrepareCounter, prepare.PrepareUi.Counter);
                 else AcceptPrepare(prepare, digest.ToArray());
                 break;
-            case Commit commit when commit.View == View && _prepares.TryGetValue(commit.Prepare.PrepareUi.Counter, out var batch):
-                RecordCommitment(batch, Id);
-                TryExecute();
+            case Commit commit:
+                // Counted once durable (OnOwnIntentsDurable), unless the PREPARE came back since.
+                RecordOwnCommitment(commit);
                 break;
             case Checkpoint checkpoint:
                 // Only regular CHECKPOINTs anchor the log: one is sent right after executing its

@@ -21,6 +21,10 @@ public sealed record RecoveredState(
     IReadOnlyList<CertifiedMessage> Log,
     ulong UsigCounter)
 {
+    /// <summary>The last counter whose UI the stored log holds (its certified prefix, before any
+    /// re-issue): UIs after it that <see cref="WithReissued"/> put in place are written again.</summary>
+    public ulong StoredUisThrough { get; init; } = LogFirstCounter - 1 + (ulong)Log.TakeWhile(m => !m.Ui.IsNone).Count();
+
     /// <summary>
     /// Intents the USIG certified (their counter is at most the USIG's) whose UI never became
     /// durable: the host asks the USIG to re-issue each (it does only for the very digest it
@@ -117,7 +121,7 @@ public sealed partial class ReplicaCore
         // PREPARE of a view holds VS(view), and a view start learnt after the checkpoint was
         // stored is needed all the same (a VIEW-CHANGE whose log has that view's messages is
         // invalid without it: seed 130063).
-        var logged = prefix.Select(m => Prepare.In(m)?.ViewStart).OfType<CheckpointCertificate>();
+        var logged = log.Select(m => Prepare.In(m)?.ViewStart).OfType<CheckpointCertificate>();
         foreach (var start in state.ViewStarts.Concat(logged))
             if (start.Checkpoints.Length > 0 && !_viewStartsKnown.ContainsKey(start.Checkpoints[0].View) && ValidCertificate(start, viewStart: start.Checkpoints[0].View))
                 _viewStartsKnown[start.Checkpoints[0].View] = start;
@@ -141,33 +145,39 @@ public sealed partial class ReplicaCore
             AdoptView(genesisView, _viewStartsKnown[genesisView]);
         }
 
-        // 2. Our own stream resumes after the USIG's last counter. Intents it never certified were
-        // never sent: they go. Counters it certified whose UIs are lost (never re-issuable) are a
-        // gap nobody can fill: the stored log starts over after them.
+        // 2. Our own stream resumes after the USIG's last counter. Intents it never certified
+        // were never sent, but they were decided (a backup executes once its COMMIT is durable):
+        // they are certified first, under the counters they were logged with. Counters the USIG
+        // certified whose UIs are lost (never re-issuable) are a gap nobody can fill: the stored
+        // log starts over after them.
         _streams[Id].LastAccepted = state.UsigCounter;
         RestartedAfterCounterGap = state.UsigCounter != lastLogged;
         if (RestartedAfterCounterGap)
         {
-            // A batch that f+1 committed with one of these messages must reach the next view
-            // through another VIEW-CHANGE: this replica's would omit it (seed 60031).
-            GapCommitHorizon = prefix.Select(m => m switch
+            // A batch that f+1 committed with one of these messages (or counted one of our
+            // durable COMMITs) must reach the next view through another VIEW-CHANGE: this
+            // replica's would omit it (seed 60031).
+            GapCommitHorizon = log.Select(m => m switch
             {
                 Prepare p => p.Sequence,
                 Commit c => c.Prepare.Sequence,
                 _ => 0UL,
             }).DefaultIfEmpty(0UL).Max();
-            _own.Restore(state.UsigCounter + 1, [], [], new LogTruncation(state.UsigCounter + 1, Gap: true));
+            _own.Restore(state.UsigCounter + 1, [], [], 0, state.UsigCounter, new LogTruncation(state.UsigCounter + 1, Gap: true));
         }
-        else _own.Restore(state.LogFirstCounter, prefix, prefix.Select(m => Sha256Digest.From(MessageEncoding.CertifiedDigest(m))).ToList(),
-            certified < log.Count ? new LogTruncation(lastLogged + 1, Gap: false) : null);
+        else _own.Restore(state.LogFirstCounter, log, log.Select(m => Sha256Digest.From(MessageEncoding.CertifiedDigest(m))).ToList(), certified,
+            Math.Min(state.StoredUisThrough, lastLogged), null);
 
-        // 3. What we already said above the checkpoint is not said again under new counters.
-        foreach (var message in prefix)
+        // 3. What we already said (or decided to say) above the checkpoint is not said again under
+        // new counters. After a gap, only what was certified before it counts.
+        var restored = RestartedAfterCounterGap ? prefix : log;
+        foreach (var message in restored)
         {
             switch (message)
             {
                 case Checkpoint cp when !cp.IsViewStart: // regular ones only anchor the log (see HandleOwnCertified)
-                    if (!RestartedAfterCounterGap) _ownCheckpointCounters[cp.Sequence] = cp.Ui.Counter;
+                    // An intent's counter anchors the log once it is certified (HandleOwnCertified).
+                    if (!RestartedAfterCounterGap && !cp.Ui.IsNone) _ownCheckpointCounters[cp.Sequence] = cp.Ui.Counter;
                     if (cp.Sequence > ExecutedSequence)
                     {
                         _ownCheckpointDigests[cp.Sequence] = Sha256Digest.From(cp.StateDigest);
@@ -177,18 +187,8 @@ public sealed partial class ReplicaCore
                 case Commit commit when commit.View == View && !_viewChanging && commit.Prepare.Sequence > ExecutedSequence:
                     _restoredOwnCommits.Add(commit.Prepare.PrepareUi.Counter);
                     break;
-                case Prepare prepare when prepare.View == View && !_viewChanging && prepare.PrimaryId == Id:
-                    // Our own PREPAREs: peers commit to them and will send those COMMITs again,
-                    // so the batches are ours to execute (we never receive our own messages).
-                    if (prepare.Sequence <= ExecutedSequence)
-                    {
-                        if (prepare.Sequence > _viewBase) _lastPrepareCounter = Math.Max(_lastPrepareCounter, prepare.PrepareUi.Counter);
-                    }
-                    else if (prepare.Sequence == _lastPreparedSequence + 1 && prepare.PrepareUi.Counter > _lastPrepareCounter)
-                    {
-                        _lastProposedSequence = prepare.Sequence;
-                        AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
-                    }
+                case Prepare prepare when !prepare.Ui.IsNone:
+                    RestoreOwnPrepare(prepare); // an intent is taken back once certified
                     break;
             }
         }
@@ -207,7 +207,7 @@ public sealed partial class ReplicaCore
             // ...or completed it as the new primary, with a view start nothing stored proves (at
             // position 0 there is no checkpoint to keep). A second NEW-VIEW for one view would
             // give it a second chain of PREPAREs (seed 130051): hand the view over instead.
-            if (IsPrimary && prefix.Any(m => m is NewView newView && newView.View == View))
+            if (IsPrimary && restored.Any(m => m is NewView newView && newView.View == View))
             {
                 _newViewSent = true;
                 SuspectPrimary(View + 1);
@@ -217,6 +217,22 @@ public sealed partial class ReplicaCore
         for (var peer = 0; peer < N; peer++)
             if (peer != Id) AskRetransmission(peer, force: true, relays: true);
         return End();
+    }
+
+    /// <summary>Our own PREPARE from the stored log: peers commit to it and will send those COMMITs
+    /// again, so the batch is ours to execute (we never receive our own messages).</summary>
+    private void RestoreOwnPrepare(Prepare prepare)
+    {
+        if (prepare.View != View || _viewChanging || prepare.PrimaryId != Id) return;
+        if (prepare.Sequence <= ExecutedSequence)
+        {
+            if (prepare.Sequence > _viewBase) _lastPrepareCounter = Math.Max(_lastPrepareCounter, prepare.PrepareUi.Counter);
+        }
+        else if (prepare.Sequence == _lastPreparedSequence + 1 && prepare.PrepareUi.Counter > _lastPrepareCounter)
+        {
+            _lastProposedSequence = prepare.Sequence;
+            AcceptPrepare(prepare, MessageEncoding.CertifiedDigest(prepare));
+        }
     }
 
     /// <summary>

@@ -175,7 +175,7 @@ public sealed partial class ReplicaCore
     public Ready OnLogWritten(TimeSpan now)
     {
         Begin(now);
-        _own.OnWritten();
+        OnOwnIntentsDurable(_own.OnWritten());
         return End();
     }
 

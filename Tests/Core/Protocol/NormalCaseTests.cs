@@ -357,6 +357,45 @@ public sealed class NormalCaseTests
     }
 
     [Fact]
+    public void A_backup_executes_once_its_commit_is_durable_and_a_restart_before_its_usig_certified_it_sends_that_commit()
+    {
+        var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchSize = 1 } });
+        h.Request(0, h.NewClient().CreateRequest(1, Put("a", "1")));
+        var prepare = Assert.Single(h.Sent<Prepare>(0));
+        h.AutoIssueUi = false;
+
+        // The COMMIT is an intent in a log write: nothing executed yet.
+        var received = h.Deliver(1, prepare);
+        var write = Assert.Single(received.OfType<WriteLog>());
+        var intent = Assert.IsType<Commit>(Assert.Single(write.Write.Intents));
+        Assert.Empty(received.OfType<Executed>());
+        // Durable: the PREPARE and this replica's own COMMIT are f+1 commitments, so the batch
+        // executes and the client gets its reply now; the USIG certifies the COMMIT after.
+        var durable = h.Complete(1, write);
+        Assert.Equal(1UL, Assert.Single(durable.OfType<Executed>()).Sequence);
+        Assert.Single(durable.OfType<SendReply>());
+        var certify = Assert.Single(durable.OfType<CertifyUis>());
+        Assert.DoesNotContain(durable.OfType<Send>(), s => s.Message is Commit);
+
+        // A crash before the USIG certified it: the restart certifies the logged COMMIT first,
+        // under the counter it was logged with, and sends it (its commitment may have counted).
+        var state = new RecoveredState(0, null, null, [], certify.FirstCounter, [intent], UsigCounter: certify.FirstCounter - 1);
+        Assert.Empty(state.UisToReissue());
+        var restarted = new CoreHarness(seed: 7).Cores[1];
+        var ready = restarted.Restore(state, h.Now);
+        var again = Assert.Single(ready.Effects.OfType<CertifyUis>());
+        Assert.Equal(certify.FirstCounter, again.FirstCounter);
+        Assert.Equal(certify.Digests[0], Assert.Single(again.Digests));
+        var sent = restarted.OnUisIssued(h.Usig(1).CreateUis(again.FirstCounter, again.Digests), h.Now);
+        var commit = Assert.IsType<Commit>(Assert.Single(sent.Effects.OfType<Send>()).Message);
+        Assert.Equal(prepare.PrepareUi.Counter, commit.Prepare.PrepareUi.Counter);
+        Assert.Equal(certify.FirstCounter, commit.Ui.Counter);
+        // The PREPARE, delivered again, does not make a second COMMIT under a new counter.
+        var redelivered = restarted.OnMessage(prepare, h.Now);
+        Assert.DoesNotContain(redelivered.Effects.OfType<WriteLog>(), w => w.Write.Intents.OfType<Commit>().Any());
+    }
+
+    [Fact]
     public void Persist_before_send_a_message_is_logged_then_certified_then_sent()
     {
         var h = new CoreHarness(tune: s => s with { Tuning = s.Tuning with { MaxBatchSize = 1 } }) { AutoIssueUi = false };

@@ -1,4 +1,5 @@
 using MinBft.Application;
+using MinBft.Encoding;
 using MinBft.Messages;
 using MinBft.Protocol;
 using MinBft.Tests.Simulation;
@@ -449,25 +450,25 @@ public sealed class RecoveryTests
     }
 
     [Fact]
-    public void A_restart_re_issues_the_uis_of_logged_intents_and_drops_intents_never_certified()
+    public void A_restart_re_issues_the_uis_of_logged_intents_and_certifies_intents_never_certified_under_their_counters()
     {
         var h = new CoreHarness();
         // One client, so that its second request is proposed at once (the primary would wait
         // MaxBatchWait for the first batch's client before cutting another client's batch alone).
         var client = h.NewClient();
-        foreach (var seq in new ulong[] { 1, 2 })
+        foreach (var seq in new ulong[] { 1, 2, 3 })
         {
             var request = client.CreateRequest(seq, Put("a"));
             for (var i = 0; i < h.N; i++) h.Request(i, request);
             h.Flush();
         }
-        // Replica 1's log: its messages, the last two with their UIs not yet durable (intents), plus
-        // one intent the USIG never certified (logged just before the crash).
+        // Replica 1's log: its messages, two with their UIs not yet durable (re-issued), then one
+        // intent the USIG never certified (logged just before the crash; the USIG is one behind).
         var sent = h.Sent<CertifiedMessage>(1).OrderBy(m => m.Ui.Counter).ToList();
-        Assert.True(sent.Count >= 2, "replica 1 sent a COMMIT for each batch");
-        var usigCounter = sent[^1].Ui.Counter;
-        var never = new Checkpoint(1, 0, 99, new byte[32], UniqueIdentifier.None);
-        var log = sent.Take(sent.Count - 2).Concat(sent.TakeLast(2).Select(m => m.WithUi(UniqueIdentifier.None))).Append(never).ToList();
+        Assert.True(sent.Count >= 3, "replica 1 sent a COMMIT for each batch");
+        var never = sent[^1];
+        var usigCounter = never.Ui.Counter - 1;
+        var log = sent.Take(sent.Count - 3).Concat(sent.TakeLast(3).Select(m => m.WithUi(UniqueIdentifier.None))).ToList();
         var state = new RecoveredState(0, null, null, [], 1, log, usigCounter);
 
         var reissue = state.UisToReissue();
@@ -479,9 +480,19 @@ public sealed class RecoveryTests
         var ready = restarted.Restore(state.WithReissued(reissued), h.Now);
         Assert.False(restarted.RestartedAfterCounterGap);
         Assert.Equal(usigCounter, restarted.LastAccepted(1));
-        // The intent never certified is cut from the stored log; the re-issued UIs are written.
+        // Nothing is cut from the stored log; the re-issued UIs are written.
         var write = Assert.Single(ready.Effects.OfType<WriteLog>()).Write;
-        Assert.Equal(new LogTruncation(usigCounter + 1, Gap: false), write.Truncation);
+        Assert.Null(write.Truncation);
+        Assert.Equal(new[] { usigCounter - 1, usigCounter }, write.Uis.Select(ui => ui.Counter));
         Assert.Equal(sent.Count, restarted.SentLogCount);
+        // The intent is certified next, under the counter it was logged with, and sent unchanged.
+        var certify = Assert.Single(ready.Effects.OfType<CertifyUis>());
+        Assert.Equal(never.Ui.Counter, certify.FirstCounter);
+        Assert.Equal(MessageEncoding.CertifiedDigest(never), Assert.Single(certify.Digests));
+        var certified = restarted.OnUisIssued(h.Usig(1).CreateUis(certify.FirstCounter, certify.Digests), h.Now);
+        var resent = Assert.Single(certified.Effects.OfType<Send>(), s => s.Message is CertifiedMessage).Message;
+        Assert.Equal(never.Ui.Counter, ((CertifiedMessage)resent).Ui.Counter);
+        Assert.Equal(MessageEncoding.CertifiedDigest(never), MessageEncoding.CertifiedDigest((CertifiedMessage)resent));
+        Assert.Equal(never.Ui.Counter, restarted.LastAccepted(1));
     }
 }
