@@ -261,7 +261,6 @@ public sealed partial class ReplicaCore
     {
         if (commit.View != View || !_prepares.TryGetValue(commit.Prepare.PrepareUi.Counter, out var batch) || batch.Committers.Contains(Id)) return;
         RecordCommitment(batch, Id);
-        TryExecute();
     }
 
     private void RecordCommitment(PreparedBatch batch, int replica)
@@ -338,6 +337,7 @@ public sealed partial class ReplicaCore
             case Commit commit:
                 // Counted once durable (OnOwnIntentsDurable), unless the PREPARE came back since.
                 RecordOwnCommitment(commit);
+                TryExecute();
                 break;
             case Checkpoint checkpoint:
                 // Only regular CHECKPOINTs anchor the log: one is sent right after executing its
