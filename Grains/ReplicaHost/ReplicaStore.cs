@@ -20,15 +20,11 @@ internal sealed class ReplicaStore(IReplicaJournal journal, ReplicaCheckpointSto
             log.FirstCounter, log.Entries, usigCounter);
     }
 
-    /// <summary>A log write: the truncation a restart asks for first, then the append. Retried
-    /// unchanged after a failure (the journal finds out whether a failed append landed).</summary>
+    /// <summary>A log write: the restart after a counter gap first, if asked for, then the append.
+    /// Retried unchanged after a failure (the journal finds out whether a failed append landed).</summary>
     public async Task<int> WriteLogAsync(LogWrite write)
     {
-        if (write.Truncation is { } cut)
-        {
-            if (cut.Gap) await journal.RestartAtAsync(cut.From, CancellationToken.None);
-            else await journal.DropFromAsync(cut.From, CancellationToken.None);
-        }
+        if (write.RestartAt is { } next) await journal.RestartAtAsync(next, CancellationToken.None);
         await journal.AppendAsync(new JournalAppend(write.View, write.FirstIntentCounter, write.Intents, write.Uis, write.KeepFrom), CancellationToken.None);
         return 0;
     }

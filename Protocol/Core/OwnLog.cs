@@ -28,8 +28,8 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     private ulong _writtenKeepFrom;
     // Where memory may start (entries below are no longer needed for retransmission or VIEW-CHANGE).
     private ulong _memoryKeepFrom;
-    // A truncation of the durable log found by a restart, written before anything else.
-    private LogTruncation? _truncation;
+    // After a counter gap found by a restart: where the stored log starts over, written before anything else.
+    private ulong? _restartAt;
     // UIs re-issued after a restart, through here: due in the first write.
     private ulong _reissuedThrough;
 
@@ -97,14 +97,14 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
         if (Certified == UiDurable) UisWaitingSince = null;
         else UisWaitingSince ??= now;
         if (_writing is not null) return null;
-        var truncation = _truncation;
+        var restartAt = _restartAt;
         // UIs alone wait for the next write of intents: the USIG can re-issue them meanwhile, so a
         // write (and its fsync) of its own is due only before they could block the next certify
         // batch, or once they waited lazyUiWait. At low load this saves a third synced write per
         // message, and the fsync that would queue in front of a peer's.
         var waitedEnough = UisWaitingSince is { } since && now - since >= lazyUiWait;
         var uisDue = UiDurable < _reissuedThrough || Certified - UiDurable >= (ulong)(waitedEnough ? 1 : UiOnlyWriteThreshold);
-        if (truncation is null && Appended == Durable && !uisDue && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
+        if (restartAt is null && Appended == Durable && !uisDue && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
         var intents = new List<CertifiedMessage>((int)(Appended - Durable));
         for (var c = Durable + 1; c <= Appended; c++) intents.Add(EntryAt(c).Message);
         var uis = new List<UniqueIdentifier>((int)(Certified - UiDurable));
@@ -113,8 +113,8 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
         ProtocolInvariantException.Check(_keepFrom <= Certified + 1, "the durable log keeps every message not settled");
         var keepFrom = _keepFrom;
         _writing = new Write(Appended, Certified, keepFrom, view);
-        _truncation = null;
-        return new LogWrite(view, Durable + 1, intents, uis, keepFrom, truncation);
+        _restartAt = null;
+        return new LogWrite(view, Durable + 1, intents, uis, keepFrom, restartAt);
     }
 
     /// <summary>The write handed out by <see cref="TakeWrite"/> is durable. Returns the intents it
@@ -225,14 +225,14 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     /// certified next: a durable intent may already count here (a backup executes once its COMMIT
     /// is durable), so it must reach the peers under its counter. UIs after
     /// <paramref name="uisDurableThrough"/> were re-issued after the restart and are written with
-    /// the next write. <paramref name="truncation"/>: a gap, after which the stored log starts over
-    /// empty.
+    /// the next write. <paramref name="counterGap"/>: the USIG issued counters whose intents were
+    /// lost (so never sent); the stored log starts over empty at <paramref name="first"/>.
     /// </summary>
     public void Restore(ulong first, IReadOnlyList<CertifiedMessage> entries, IReadOnlyList<Sha256Digest> digests, int certifiedCount, ulong uisDurableThrough,
-        LogTruncation? truncation)
+        bool counterGap)
     {
         ProtocolInvariantException.Check(_entries.Count == 0 && Certified == 0 && First == 1, "only a fresh log is restored");
-        ProtocolInvariantException.Check(truncation is null || (truncation.Gap && entries.Count == 0 && truncation.From == first), "a log reset after a gap resumes empty");
+        ProtocolInvariantException.Check(!counterGap || entries.Count == 0, "a log reset after a gap resumes empty");
         First = first;
         for (var i = 0; i < entries.Count; i++)
         {
@@ -240,7 +240,7 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
                 "a restored log is a certified prefix, then intents, gap-free");
             _entries.Add(new Entry(entries[i], digests[i]));
         }
-        _truncation = truncation;
+        _restartAt = counterGap ? first : null;
         Durable = Appended;
         Requested = Certified = First - 1 + (ulong)certifiedCount;
         ProtocolInvariantException.Check(uisDurableThrough >= First - 1 && uisDurableThrough <= Certified, "durable UIs are a prefix of the certified ones");
@@ -284,9 +284,12 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
 /// One durable write of this replica's own log, as the core asks for it: the intents appended
 /// since the last write (consecutive counters from <see cref="FirstIntentCounter"/>, some may
 /// already carry their UI), the UIs certified since for intents written before, the view, and
-/// where the durable log may start. <see cref="Truncation"/>, the first write after a restart only:
-/// what of the stored log goes before anything is appended. The host applies a write atomically,
-/// then reports <see cref="ReplicaCore.OnLogWritten"/>.
+/// where the durable log may start. <see cref="RestartAt"/>, only in the first write after a
+/// restart that found a counter gap (the USIG issued counters whose intents were lost, so never
+/// sent; peers skip the gap at this replica's next CHECKPOINT): every stored entry goes, and the
+/// log resumes at that counter, before anything is appended. Durable intents are otherwise never
+/// cut (see <see cref="OwnLog.Restore"/>). The host applies a write atomically, then reports
+/// <see cref="ReplicaCore.OnLogWritten"/>.
 /// </summary>
 public sealed record LogWrite(
     long View,
@@ -294,11 +297,4 @@ public sealed record LogWrite(
     IReadOnlyList<CertifiedMessage> Intents,
     IReadOnlyList<UniqueIdentifier> Uis,
     ulong KeepFrom,
-    LogTruncation? Truncation = null);
-
-/// <summary>What a restart cuts from the stored log before appending: entries from
-/// <see cref="From"/> on, or, with <see cref="Gap"/>, every entry, the log resuming at
-/// <see cref="From"/>. The core asks only for the gap reset: the USIG issued counters whose UIs
-/// were lost (so never sent), a gap peers skip at this replica's next CHECKPOINT. Durable intents
-/// are never cut (see <see cref="OwnLog.Restore"/>).</summary>
-public sealed record LogTruncation(ulong From, bool Gap);
+    ulong? RestartAt = null);

@@ -163,10 +163,10 @@ public sealed partial class ReplicaCore
                 Commit c => c.Prepare.Sequence,
                 _ => 0UL,
             }).DefaultIfEmpty(0UL).Max();
-            _own.Restore(state.UsigCounter + 1, [], [], 0, state.UsigCounter, new LogTruncation(state.UsigCounter + 1, Gap: true));
+            _own.Restore(state.UsigCounter + 1, [], [], 0, state.UsigCounter, counterGap: true);
         }
         else _own.Restore(state.LogFirstCounter, log, log.Select(m => Sha256Digest.From(MessageEncoding.CertifiedDigest(m))).ToList(), certified,
-            Math.Min(state.StoredUisThrough, lastLogged), null);
+            Math.Min(state.StoredUisThrough, lastLogged), counterGap: false);
 
         // 3. What we already said (or decided to say) above the checkpoint is not said again under
         // new counters. After a gap, only what was certified before it counts.

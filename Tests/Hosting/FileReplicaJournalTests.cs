@@ -176,7 +176,7 @@ public sealed class FileReplicaJournalTests(ITestOutputHelper output)
         // The kernel may have dropped the frame's pages: no write, not even the retry, is taken on trust.
         var refused = await Assert.ThrowsAsync<IOException>(() => journal.AppendAsync(failed));
         Assert.Contains("opened again", refused.Message, StringComparison.Ordinal);
-        await Assert.ThrowsAsync<IOException>(() => journal.DropFromAsync(2));
+        await Assert.ThrowsAsync<IOException>(() => journal.RestartAtAsync(10));
 
         // Opened again, it reads what the file holds (here the frame reached it) and writes on.
         var contents = await journal.OpenAsync();

@@ -88,7 +88,6 @@ internal static class JournalKit
 
     public static Task AppendAsync(this IReplicaJournal journal, JournalAppend append) => journal.AppendAsync(append, CancellationToken.None);
 
-    public static Task DropFromAsync(this IReplicaJournal journal, ulong counter) => journal.DropFromAsync(counter, CancellationToken.None);
 
     public static Task RestartAtAsync(this IReplicaJournal journal, ulong counter) => journal.RestartAtAsync(counter, CancellationToken.None);
 
@@ -135,7 +134,6 @@ internal sealed class JournalModel
         }
     }
 
-    public void DropFrom(ulong counter) => _entries.RemoveRange((int)(counter - First), (int)(Next - counter));
 
     public void RestartAt(ulong counter)
     {

@@ -135,43 +135,6 @@ public sealed class ReplicaJournalContractTests(RedisStorageFixture redis, ITest
     }
 
     [Theory, MemberData(nameof(Backends), MemberType = typeof(JournalKit))]
-    public async Task DropFrom_removes_uncertified_intents_and_their_counters_are_used_again(string backend)
-    {
-        await using var store = Backend(backend);
-        var journal = store.Create();
-        await journal.OpenAsync();
-        var model = new JournalModel();
-        var first = Append(0, 1, Intents(1, 5), [Ui(1), Ui(2)]);
-        await journal.AppendAsync(first);
-        model.Append(first);
-
-        await journal.DropFromAsync(3);
-        model.DropFrom(3);
-        (journal, var contents) = await store.ReopenAsync();
-        model.AssertMatches(contents);
-
-        var again = Append(0, 3, Intents(3, 2, tag: 1));
-        await journal.AppendAsync(again);
-        model.Append(again);
-        model.AssertMatches(await store.ReloadAsync());
-    }
-
-    [Theory, MemberData(nameof(Backends), MemberType = typeof(JournalKit))]
-    public async Task DropFrom_refuses_to_drop_an_entry_with_a_durable_ui(string backend)
-    {
-        await using var store = Backend(backend);
-        var journal = store.Create();
-        await journal.OpenAsync();
-        await journal.AppendAsync(Append(0, 1, Intents(1, 3), [Ui(2)]));
-
-        var error = await Assert.ThrowsAsync<ArgumentException>(() => journal.DropFromAsync(2));
-        Assert.Contains("durable UI", error.Message, StringComparison.Ordinal);
-        await Assert.ThrowsAsync<ArgumentException>(() => journal.DropFromAsync(5));
-
-        Assert.Equal(3, (await store.ReloadAsync()).Entries.Count);
-    }
-
-    [Theory, MemberData(nameof(Backends), MemberType = typeof(JournalKit))]
     public async Task RestartAt_removes_every_entry_and_the_next_intent_takes_the_new_counter(string backend)
     {
         await using var store = Backend(backend);
@@ -221,7 +184,6 @@ public sealed class ReplicaJournalContractTests(RedisStorageFixture redis, ITest
         await Assert.ThrowsAsync<InconsistentStateException>(() => stale.AppendAsync(Append(0, 3, Intents(3, 1, tag: 9))));
         // Fencing sticks: every later write of the stale instance fails too.
         await Assert.ThrowsAsync<InconsistentStateException>(() => stale.AppendAsync(Append(0, 3, Intents(3, 1, tag: 9))));
-        await Assert.ThrowsAsync<InconsistentStateException>(() => stale.DropFromAsync(2));
         await Assert.ThrowsAsync<InconsistentStateException>(() => stale.RestartAtAsync(10));
 
         await current.AppendAsync(Append(0, 3, Intents(3, 1, tag: 1)));
@@ -233,7 +195,7 @@ public sealed class ReplicaJournalContractTests(RedisStorageFixture redis, ITest
     }
 
     [Theory, MemberData(nameof(Backends), MemberType = typeof(JournalKit))]
-    public async Task A_stale_instance_cannot_drop_or_restart_either(string backend)
+    public async Task A_stale_instance_cannot_restart_the_log_either(string backend)
     {
         await using var store = Backend(backend);
         var stale = store.Create();
@@ -241,7 +203,7 @@ public sealed class ReplicaJournalContractTests(RedisStorageFixture redis, ITest
         await stale.AppendAsync(Append(0, 1, Intents(1, 3)));
         await store.Create().OpenAsync();
 
-        await Assert.ThrowsAsync<InconsistentStateException>(() => stale.DropFromAsync(1));
+        await Assert.ThrowsAsync<InconsistentStateException>(() => stale.RestartAtAsync(10));
 
         Assert.Equal(3, (await store.ReloadAsync()).Entries.Count);
     }
@@ -278,7 +240,6 @@ public sealed class ReplicaJournalContractTests(RedisStorageFixture redis, ITest
             output.WriteLine($"{rule}: {error.Message}");
             Assert.Contains("Nothing was stored", error.Message, StringComparison.Ordinal);
         }
-        await Assert.ThrowsAsync<ArgumentException>(() => journal.DropFromAsync(1));
         await Assert.ThrowsAsync<ArgumentException>(() => journal.RestartAtAsync(1));
 
         // The same instance still takes valid writes, and the store holds exactly the valid ones.
@@ -309,7 +270,7 @@ public sealed class ReplicaJournalContractTests(RedisStorageFixture redis, ITest
         var journal = store.Create();
 
         await Assert.ThrowsAsync<InvalidOperationException>(() => journal.AppendAsync(Append(0, 1, Intents(1, 1))));
-        await Assert.ThrowsAsync<InvalidOperationException>(() => journal.DropFromAsync(1));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => journal.RestartAtAsync(1));
 
         await journal.OpenAsync();
         await journal.AppendAsync(Append(0, 1, Intents(1, 1)));
@@ -328,20 +289,11 @@ public sealed class ReplicaJournalContractTests(RedisStorageFixture redis, ITest
         for (var step = 0; step < steps; step++)
         {
             var roll = random.Next(100);
-            if (roll < 75)
+            if (roll < 82)
             {
                 var append = RandomAppend(random, model);
                 await journal.AppendAsync(append);
                 model.Append(append);
-            }
-            else if (roll < 82)
-            {
-                // Drop from above the last durable UI.
-                var counter = model.Next;
-                while (counter > model.First && !model.HasUi(counter - 1)) counter--;
-                counter += (ulong)random.Next((int)(model.Next - counter) + 1);
-                await journal.DropFromAsync(counter);
-                model.DropFrom(counter);
             }
             else if (roll < 85)
             {

@@ -126,8 +126,6 @@ public sealed class StorageFaultTests(ITestOutputHelper output)
             durable.Mark(append.FirstIntentCounter, append.Intents.Count);
         }
 
-        public Task DropFromAsync(ulong counter, CancellationToken cancellationToken) => inner.DropFromAsync(counter, cancellationToken);
-
         public Task RestartAtAsync(ulong nextCounter, CancellationToken cancellationToken) => inner.RestartAtAsync(nextCounter, cancellationToken);
 
         public ValueTask DisposeAsync() => inner.DisposeAsync();

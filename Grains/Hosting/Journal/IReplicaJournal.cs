@@ -61,13 +61,6 @@ public interface IReplicaJournal : IAsyncDisposable
     Task AppendAsync(JournalAppend append, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Recovery: removes the entries with counter &gt;= <paramref name="counter"/> (intents the
-    /// USIG never certified); the next intent goes at <paramref name="counter"/>. None of them
-    /// may have a stored UI.
-    /// </summary>
-    Task DropFromAsync(ulong counter, CancellationToken cancellationToken);
-
-    /// <summary>
     /// Recovery after a counter gap: removes every entry; the next intent goes at
     /// <paramref name="nextCounter"/>, which must lie above every counter with a stored UI
     /// and not below the first stored counter.

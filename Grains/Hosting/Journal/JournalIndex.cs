@@ -6,7 +6,6 @@ namespace MinBft.Hosting.Journal;
 internal enum JournalWriteKind
 {
     Append,
-    DropFrom,
     RestartAt,
 }
 
@@ -121,17 +120,6 @@ internal sealed class JournalIndex
         return new JournalWrite(JournalWriteKind.Append, attempt, append.View, Next, intents, [.. uis], first, next);
     }
 
-    public JournalWrite PlanDropFrom(ulong counter, long attempt)
-    {
-        if (counter < First || counter > Next)
-            throw Invalid(Format($"DropFrom({counter}) lies outside the stored counters [{First}, {Next}]"));
-        for (var c = counter; c < Next; c++)
-        {
-            if (UiAt(c) is not null) throw Invalid(Format($"DropFrom({counter}) would drop counter {c}, which has a durable UI"));
-        }
-        return new JournalWrite(JournalWriteKind.DropFrom, attempt, View, counter, [], [], First, counter);
-    }
-
     public JournalWrite PlanRestartAt(ulong nextCounter, long attempt)
     {
         if (nextCounter == 0 || nextCounter > MaxCounter) throw Invalid(Format($"RestartAt({nextCounter}): counters start at 1"));
@@ -184,9 +172,6 @@ internal sealed class JournalIndex
                 foreach (var ui in write.Uis) _uis[_head + (int)(ui.Counter - First)] = ui;
                 View = write.View;
                 Trim(write.FirstAfter);
-                break;
-            case JournalWriteKind.DropFrom:
-                _uis.RemoveRange(_head + (int)(write.NextAfter - First), (int)(Next - write.NextAfter));
                 break;
             case JournalWriteKind.RestartAt:
                 _uis.Clear();

@@ -13,7 +13,9 @@ public enum JournalRecordKind
     /// <summary>An append: intents, UIs, view and the new first counter.</summary>
     Append,
 
-    /// <summary>Entries from <see cref="JournalRecord.NextAfter"/> on are removed.</summary>
+    /// <summary>Entries from <see cref="JournalRecord.NextAfter"/> on are removed. Written only by
+    /// earlier builds (their restarts cut intents the USIG had not certified; now those are
+    /// certified and sent instead); still replayed, so their journals load.</summary>
     DropFrom,
 
     /// <summary>Every entry is removed; the next intent goes at <see cref="JournalRecord.NextAfter"/>.</summary>
@@ -66,7 +68,6 @@ public sealed class JournalRecord
         Kind = write.Kind switch
         {
             JournalWriteKind.Append => JournalRecordKind.Append,
-            JournalWriteKind.DropFrom => JournalRecordKind.DropFrom,
             _ => JournalRecordKind.RestartAt,
         },
         Owner = owner,

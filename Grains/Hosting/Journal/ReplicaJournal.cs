@@ -61,10 +61,6 @@ public abstract class ReplicaJournal : IReplicaJournal
     }
 
     /// <inheritdoc/>
-    public Task DropFromAsync(ulong counter, CancellationToken cancellationToken) =>
-        WriteAsync((index, _, attempt) => index.PlanDropFrom(counter, attempt), cancellationToken);
-
-    /// <inheritdoc/>
     public Task RestartAtAsync(ulong nextCounter, CancellationToken cancellationToken) =>
         WriteAsync((index, _, attempt) => index.PlanRestartAt(nextCounter, attempt), cancellationToken);
 

@@ -54,7 +54,6 @@ public sealed partial class SqliteReplicaJournal : ReplicaJournal
     private SqliteCommand? _insert;
     private SqliteCommand? _setUi;
     private SqliteCommand? _deleteBelow;
-    private SqliteCommand? _deleteFrom;
     private SqliteCommand? _deleteAll;
     private SqliteCommand? _probe;
 
@@ -312,11 +311,6 @@ public sealed partial class SqliteReplicaJournal : ReplicaJournal
                     _deleteBelow.ExecuteNonQuery();
                 }
                 break;
-            case JournalWriteKind.DropFrom:
-                Bind(_deleteFrom!, transaction);
-                _deleteFrom!.Parameters["$from"].Value = (long)write.NextAfter;
-                _deleteFrom.ExecuteNonQuery();
-                break;
             case JournalWriteKind.RestartAt:
                 Bind(_deleteAll!, transaction);
                 _deleteAll!.ExecuteNonQuery();
@@ -344,7 +338,6 @@ public sealed partial class SqliteReplicaJournal : ReplicaJournal
             "$counter", "$message", "$epoch", "$certificate");
         _setUi = Command(connection, $"UPDATE {Entries} SET ui_epoch = $epoch, ui_certificate = $certificate WHERE counter = $counter", "$counter", "$epoch", "$certificate");
         _deleteBelow = Command(connection, $"DELETE FROM {Entries} WHERE counter < $first", "$first");
-        _deleteFrom = Command(connection, $"DELETE FROM {Entries} WHERE counter >= $from", "$from");
         _deleteAll = Command(connection, $"DELETE FROM {Entries}");
         _probe = Command(connection, "SELECT owner, attempt FROM journal WHERE id = $id");
         _probe.Parameters["$id"].Value = _id;
@@ -364,8 +357,8 @@ public sealed partial class SqliteReplicaJournal : ReplicaJournal
 
     private void CloseConnection()
     {
-        foreach (var command in new[] { _updateJournal, _insert, _setUi, _deleteBelow, _deleteFrom, _deleteAll, _probe }) command?.Dispose();
-        _updateJournal = _insert = _setUi = _deleteBelow = _deleteFrom = _deleteAll = _probe = null;
+        foreach (var command in new[] { _updateJournal, _insert, _setUi, _deleteBelow, _deleteAll, _probe }) command?.Dispose();
+        _updateJournal = _insert = _setUi = _deleteBelow = _deleteAll = _probe = null;
         _connection?.Dispose();
         _connection = null;
     }

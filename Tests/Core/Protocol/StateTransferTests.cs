@@ -402,7 +402,7 @@ public sealed class RecoveryTests
         Assert.True(restarted.RestartedAfterCounterGap);
         // The stored log starts over after the gap, and its first new message is a CHECKPOINT.
         var write = Assert.Single(ready.Effects.OfType<WriteLog>()).Write;
-        Assert.Equal(new LogTruncation(log[^1].Ui.Counter + 3, Gap: true), write.Truncation);
+        Assert.Equal(log[^1].Ui.Counter + 3, write.RestartAt);
         Assert.IsType<Checkpoint>(Assert.Single(write.Intents));
         Assert.Equal(log[^1].Ui.Counter + 3, write.FirstIntentCounter);
         Assert.Equal(log[^1].Ui.Counter + 2, restarted.LastAccepted(1));
@@ -482,7 +482,7 @@ public sealed class RecoveryTests
         Assert.Equal(usigCounter, restarted.LastAccepted(1));
         // Nothing is cut from the stored log; the re-issued UIs are written.
         var write = Assert.Single(ready.Effects.OfType<WriteLog>()).Write;
-        Assert.Null(write.Truncation);
+        Assert.Null(write.RestartAt);
         Assert.Equal(new[] { usigCounter - 1, usigCounter }, write.Uis.Select(ui => ui.Counter));
         Assert.Equal(sent.Count, restarted.SentLogCount);
         // The intent is certified next, under the counter it was logged with, and sent unchanged.

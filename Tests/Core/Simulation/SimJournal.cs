@@ -19,18 +19,10 @@ internal sealed class SimJournal
 
     public void Apply(LogWrite write)
     {
-        if (write.Truncation is { } cut)
+        if (write.RestartAt is { } restart)
         {
-            if (cut.Gap)
-            {
-                _entries.Clear();
-                First = cut.From;
-            }
-            else
-            {
-                var keep = (int)Math.Min((ulong)_entries.Count, cut.From - Math.Min(cut.From, First));
-                _entries.RemoveRange(keep, _entries.Count - keep);
-            }
+            _entries.Clear();
+            First = restart;
         }
         var next = First + (ulong)_entries.Count;
         if (write.Intents.Count > 0 && write.FirstIntentCounter != next)
