@@ -198,6 +198,8 @@ public sealed partial class ReplicaCore
                 return Outcome.Accepted;
             }
             if (known is null && primary == Id && RelearnOwnPrepare(counter, digest)) known = _prepares[counter];
+            if (known is null && primary != Id && counter > _lastPrepareCounter && prepare.Sequence > ExecutedSequence)
+                return AcceptSkippedPrepare(sender, prepare, digest);
             if (known is null)
                 return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"no PREPARE {counter} in view {View}");
             if (known.Digest != Sha256Digest.From(digest))
@@ -239,6 +241,30 @@ public sealed partial class ReplicaCore
             return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
         AcceptPrepare(prepare, digest);
         Advance(primary, prepare);
+        RecordCommitment(_prepares[counter], sender);
+        TryExecute();
+        return Outcome.Accepted;
+    }
+
+    /// <summary>
+    /// A PREPARE of this view that the primary's stream went past without recording it: it waited
+    /// beyond the watermark while the stream was re-anchored at a later CHECKPOINT of the primary
+    /// (state transfer), so no later PREPARE can follow it and the replica would stall here for
+    /// good (seed 205579). Its UI makes it the primary's only message under that counter, so it
+    /// is taken from the COMMIT with every check of an in-order PREPARE; the stream stays where
+    /// it is.
+    /// </summary>
+    private Outcome AcceptSkippedPrepare(int sender, Prepare prepare, byte[] digest)
+    {
+        var counter = prepare.PrepareUi.Counter;
+        if (!_crypto.Ui.Verify(prepare.PrimaryId, prepare.PrepareUi, digest))
+            return RejectOutcome(sender, RejectReason.InvalidUi, $"embedded PREPARE {counter}");
+        if (ValidatePrepare(prepare) is { } invalid)
+            return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"no PREPARE {counter} in view {View}, and the embedded one: {invalid.Detail}");
+        if (BeyondWatermark(prepare)) return Outcome.Blocked;
+        if (!ChainsOn(sender, _lastPrepareCounter, prepare.Sequence))
+            return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
+        AcceptPrepare(prepare, digest);
         RecordCommitment(_prepares[counter], sender);
         TryExecute();
         return Outcome.Accepted;
