@@ -234,16 +234,7 @@ public sealed partial class ReplicaCore
             NoteCommitted(sender, counter, prepare.Sequence);
             return Outcome.Accepted;
         }
-        if (ValidatePrepare(prepare) is { } invalid)
-            return RejectOutcome(sender, invalid.Reason, "embedded: " + invalid.Detail);
-        if (BeyondWatermark(prepare)) return Outcome.Blocked;
-        if (!ChainsOn(sender, _lastPrepareCounter, prepare.Sequence))
-            return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
-        AcceptPrepare(prepare, digest);
-        Advance(primary, prepare);
-        RecordCommitment(_prepares[counter], sender);
-        TryExecute();
-        return Outcome.Accepted;
+        return AcceptEmbeddedPrepare(sender, prepare, digest, advanceStream: true);
     }
 
     /// <summary>
@@ -256,15 +247,28 @@ public sealed partial class ReplicaCore
     /// </summary>
     private Outcome AcceptSkippedPrepare(int sender, Prepare prepare, byte[] digest)
     {
-        var counter = prepare.PrepareUi.Counter;
         if (!_crypto.Ui.Verify(prepare.PrimaryId, prepare.PrepareUi, digest))
-            return RejectOutcome(sender, RejectReason.InvalidUi, $"embedded PREPARE {counter}");
+            return RejectOutcome(sender, RejectReason.InvalidUi, $"embedded PREPARE {prepare.PrepareUi.Counter}");
+        return AcceptEmbeddedPrepare(sender, prepare, digest, advanceStream: false);
+    }
+
+    /// <summary>
+    /// A PREPARE first seen inside a COMMIT, its UI already checked under the primary's key: it
+    /// passes every check of a PREPARE received directly (position, view start, the watermark),
+    /// and the carrier's commit chain must lead to it, before it is accepted and counts the
+    /// carrier's commitment. <paramref name="advanceStream"/> is false only for a PREPARE the
+    /// primary's stream already went past (<see cref="AcceptSkippedPrepare"/>).
+    /// </summary>
+    private Outcome AcceptEmbeddedPrepare(int sender, Prepare prepare, byte[] digest, bool advanceStream)
+    {
+        var counter = prepare.PrepareUi.Counter;
         if (ValidatePrepare(prepare) is { } invalid)
-            return RejectOutcome(sender, RejectReason.ConflictingPrepare, $"no PREPARE {counter} in view {View}, and the embedded one: {invalid.Detail}");
+            return RejectOutcome(sender, invalid.Reason, "embedded: " + invalid.Detail);
         if (BeyondWatermark(prepare)) return Outcome.Blocked;
         if (!ChainsOn(sender, _lastPrepareCounter, prepare.Sequence))
             return RejectOutcome(sender, RejectReason.NonConsecutiveCommit, $"commit to {counter} after {_lastCommitted[sender]}");
         AcceptPrepare(prepare, digest);
+        if (advanceStream) Advance(prepare.PrimaryId, prepare);
         RecordCommitment(_prepares[counter], sender);
         TryExecute();
         return Outcome.Accepted;
