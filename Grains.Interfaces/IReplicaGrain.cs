@@ -126,4 +126,12 @@ public sealed record ReplicaStatus(
 
     /// <summary>Replies sent with a MAC under their client's session, which the client takes without a signature check.</summary>
     [Id(31)] public long RepliesAuthenticatedByMac { get; init; }
+
+    /// <summary>With an isolated USIG on the silo's machine: the USIG program's process (machine and
+    /// process id, as <see cref="Process"/>), so that a reader counts its CPU with the silo's once;
+    /// empty for an in-process USIG, or when the silo cannot see the program's process.</summary>
+    [Id(32)] public string UsigProcess { get; init; } = "";
+
+    /// <summary>CPU time <see cref="UsigProcess"/> has used since it started (10 ms resolution).</summary>
+    [Id(33)] public TimeSpan UsigProcessCpu { get; init; }
 }

@@ -150,7 +150,8 @@ public sealed partial class ReplicaGrain(
         Task.FromResult(_sessions?.Open(offer));
 
     public Task<ReplicaStatus> GetStatus() =>
-        Task.FromResult(ReplicaStatusReport.Of(_id, _core, _app, _grainRejections, _halted, silo.UsigMode, _sessions, _durable.FailingFor, silo.LastHalt(_id)));
+        Task.FromResult(ReplicaStatusReport.Of(_id, _core, _app, _grainRejections, _halted, silo.UsigMode, _sessions, _durable.FailingFor, silo.LastHalt(_id),
+            silo.IsolatedUsig?.PeerProcessCpu()));
 
     private Task OnTickTimer()
     {

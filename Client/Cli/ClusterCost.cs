@@ -3,9 +3,10 @@ using System.Globalization;
 namespace MinBft.Client.Cli;
 
 /// <summary>
-/// What a bench phase cost: the replicas' silo processes' CPU time (each process counted once,
-/// however many replicas it hosts), the batches the replicas ordered, and the bench process's own
-/// CPU time. Read from replica status calls before and after the phase.
+/// What a bench phase cost: the CPU time of the replicas' silo processes (each counted once,
+/// however many replicas it hosts) and of their isolated USIG programs (where the silos can see
+/// them), the batches the replicas ordered, and the bench process's own CPU time. Read from
+/// replica status calls before and after the phase.
 /// </summary>
 internal sealed record ClusterCost(IReadOnlyDictionary<string, TimeSpan> ProcessCpu, ulong Executed, TimeSpan ClientCpu)
 {
@@ -25,15 +26,23 @@ internal sealed record ClusterCost(IReadOnlyDictionary<string, TimeSpan> Process
                 return null;
             }
         })).ConfigureAwait(false);
+        return FromStatuses(statuses, Environment.CpuUsage.TotalTime);
+    }
+
+    /// <summary>The cost so far, from the replicas' statuses (null: did not answer).</summary>
+    internal static ClusterCost FromStatuses(IEnumerable<ReplicaStatus?> statuses, TimeSpan clientCpu)
+    {
         var cpu = new Dictionary<string, TimeSpan>(StringComparer.Ordinal);
         ulong executed = 0;
         foreach (var status in statuses)
         {
             if (status is null) continue;
             if (status.Process.Length > 0) cpu[status.Process] = status.ProcessCpu;
+            // An isolated USIG program is part of the replica's cost too.
+            if (status.UsigProcess.Length > 0) cpu[status.UsigProcess] = status.UsigProcessCpu;
             executed = Math.Max(executed, status.ExecutedSequence);
         }
-        return new ClusterCost(cpu, executed, Environment.CpuUsage.TotalTime);
+        return new ClusterCost(cpu, executed, clientCpu);
     }
 
     /// <summary>The cost of the operations completed between two samples.</summary>

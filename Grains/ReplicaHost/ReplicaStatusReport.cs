@@ -12,7 +12,7 @@ internal static class ReplicaStatusReport
     public static ReplicaStatus Of(
         int id, ReplicaCore core, IStateMachine app, IReadOnlyDictionary<string, long> grainRejections,
         string? halted, string usigMode, ReplicaClientSessions? sessions, TimeSpan durableFailingFor,
-        (string Reason, TimeSpan Ago)? lastHalt = null)
+        (string Reason, TimeSpan Ago)? lastHalt = null, (string Process, TimeSpan Cpu)? usigProcess = null)
     {
         var rejections = new Dictionary<string, long>(grainRejections, StringComparer.Ordinal);
         foreach (var (reason, count) in core.Rejections) rejections[reason.ToString()] = count;
@@ -52,6 +52,8 @@ internal static class ReplicaStatusReport
             ClientEvictions = core.ClientEvictions,
             ViewChangesWithheldUntil = core.ViewChangesWithheldUntil,
             ViewChangesWithheld = core.ViewChangesWithheld,
+            UsigProcess = usigProcess?.Process ?? "",
+            UsigProcessCpu = usigProcess?.Cpu ?? TimeSpan.Zero,
         };
     }
 }

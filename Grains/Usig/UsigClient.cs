@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using MinBft.Usig;
 
 namespace MinBft.Hosting;
@@ -23,6 +25,19 @@ public sealed class UsigClient(string socketPath, TimeSpan callTimeout) : IDispo
     private NetworkStream? _stream;
 
     public string SocketPath => socketPath;
+
+    // The program's process as of the last connection (null: unknown); a restarted program is
+    // learnt again at the next connection.
+    private volatile StrongBox<int>? _peer;
+
+    /// <summary>The USIG program's process, as last connected to: its key (machine and process id,
+    /// as replicas report their silo's) and the CPU time it has used. Null before the first call,
+    /// or where the kernel cannot say (<see cref="PeerProcess"/>).</summary>
+    public (string Process, TimeSpan Cpu)? PeerProcessCpu()
+    {
+        if (_peer?.Value is not { } pid || PeerProcess.CpuTimeOf(pid) is not { } cpu) return null;
+        return (string.Create(CultureInfo.InvariantCulture, $"{Environment.MachineName}:{pid}"), cpu);
+    }
 
     public async Task<UsigUi[]> CreateUisAsync(ulong firstCounter, IReadOnlyList<byte[]> digests, CancellationToken cancellationToken)
     {
@@ -115,6 +130,7 @@ public sealed class UsigClient(string socketPath, TimeSpan callTimeout) : IDispo
             throw;
         }
         _socket = socket;
+        if (PeerProcess.IdOf(socket) is { } pid) _peer = new StrongBox<int>(pid);
         return new NetworkStream(socket, ownsSocket: false);
     }
 

@@ -294,6 +294,34 @@ public sealed class ClientCliTests
     }
 
     [Fact]
+    public void BenchCost_CountsIsolatedUsigProgramsWithTheirSilos_EachProcessOnce()
+    {
+        static ReplicaStatus Status(int id, ulong executed, string silo, double siloCpu, string usig, double usigCpu) =>
+            new(id, 0, 0, executed, "", [], 0, 0, 0, 0, 0, 0, null, "", 0)
+            {
+                Process = silo,
+                ProcessCpu = TimeSpan.FromSeconds(siloCpu),
+                UsigProcess = usig,
+                UsigProcessCpu = TimeSpan.FromSeconds(usigCpu),
+            };
+        // Replicas 0 and 1 share silo process m:1, each with its USIG program; replica 2 runs an
+        // in-process USIG in m:2 (no USIG process); replica 3 did not answer.
+        var before = ClusterCost.FromStatuses(
+            [Status(0, 90, "m:1", 10, "m:10", 1), Status(1, 100, "m:1", 10, "m:11", 2), Status(2, 95, "m:2", 5, "", 0), null],
+            TimeSpan.Zero);
+        var after = ClusterCost.FromStatuses(
+            [Status(0, 290, "m:1", 13, "m:10", 1.5), Status(1, 300, "m:1", 13, "m:11", 2.25), Status(2, 295, "m:2", 6, "", 0), null],
+            TimeSpan.Zero);
+
+        var cost = ClusterCost.Between(before, after, operations: 1000);
+
+        // Silos 3 + 1, USIG programs 0.5 + 0.25; executed counts the furthest replica.
+        Assert.Equal(TimeSpan.FromSeconds(4.75), cost.SiloCpu);
+        Assert.Equal(200UL, cost.Batches);
+        Assert.Equal(" cpu_ms_per_op=4.750 batch_avg=5.0", cost.Format());
+    }
+
+    [Fact]
     public void BenchCost_SaysNotAvailable_WhenNoReplicaAnsweredOrNothingCompleted()
     {
         var none = new ClusterCost(new Dictionary<string, TimeSpan>(), 0, TimeSpan.Zero);

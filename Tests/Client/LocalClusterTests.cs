@@ -236,6 +236,9 @@ public sealed class LocalClusterUsigRotationTests : IDisposable
         const int rotated = 0;
         var before = await cluster.GetStatusesAsync(TimeSpan.FromSeconds(5));
         Assert.Equal(rotated, before[1]!.Primary);
+        // An isolated USIG program's process is reported with its replica, for the bench's CPU count.
+        for (var i = 0; i < cluster.N; i++)
+            Assert.Equal(isolatedUsig ? $"{Environment.MachineName}:{cluster.UsigProcessOf(i)!.ProcessId}" : "", before[i]!.UsigProcess);
         await cluster.StopSiloAsync(rotated);
         Directory.Delete(Path.Combine(_directory, $"domain-{rotated}"), recursive: true);
         if (isolatedUsig)

@@ -189,6 +189,32 @@ public sealed class UsigProgramTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task The_silo_sees_the_programs_process_and_its_CPU_time_without_asking_the_program()
+    {
+        var random = TestRandom.Create(output);
+        var (settings, _) = Setup(random);
+        await UsigProcess.InitializeAsync(settings, CancellationToken.None);
+        var usig = await StartAsync(settings);
+        using var client = new UsigClient(settings.SocketPath, CallTimeout);
+        Assert.Null(client.PeerProcessCpu()); // never connected: unknown
+
+        await client.GetIdentityAsync(CancellationToken.None);
+        var (process, started) = client.PeerProcessCpu() ?? throw new Xunit.Sdk.XunitException("the program's process is seen once connected");
+        Assert.Equal($"{Environment.MachineName}:{usig.ProcessId}", process);
+        Assert.True(started > TimeSpan.Zero, "a started .NET program has used CPU");
+
+        // Its CPU time grows with work done there, and only there: batches of signatures.
+        for (ulong first = 1; first <= 32 * 200; first += 32)
+            await client.CreateUisAsync(first, Enumerable.Range(0, 32).Select(_ => random.Bytes(32)).ToArray(), CancellationToken.None);
+        var (_, after) = client.PeerProcessCpu()!.Value;
+        Assert.True(after > started, $"CPU time grew with 6,400 UIs: {started} then {after}");
+
+        // Gone: unknown again, never a stale figure.
+        usig.Kill();
+        await WaitUntil(() => client.PeerProcessCpu() is null, "an exited program's CPU time is not reported");
+    }
+
+    [Fact]
     public async Task A_connection_from_another_uid_is_refused()
     {
         var random = TestRandom.Create(output);
