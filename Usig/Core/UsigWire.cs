@@ -31,22 +31,50 @@ public static class UsigWire
     {
         var prefix = new byte[4];
         var got = await stream.ReadAtLeastAsync(prefix, 4, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
-        if (got == 0) return null;
-        if (got < 4) throw new EndOfStreamException("truncated frame length");
-        var length = BinaryPrimitives.ReadUInt32BigEndian(prefix);
-        if (length is 0 or > MaxFrame) throw new InvalidDataException($"frame length {length} outside 1..{MaxFrame}");
-        var body = new byte[length];
+        if (BodyFor(prefix, got) is not { } body) return null;
         await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
+        return body;
+    }
+
+    /// <summary><see cref="ReadFrameAsync"/> on the calling thread, which blocks until the frame is in.</summary>
+    public static byte[]? ReadFrame(Stream stream)
+    {
+        Span<byte> prefix = stackalloc byte[4];
+        var got = stream.ReadAtLeast(prefix, 4, throwOnEndOfStream: false);
+        if (BodyFor(prefix, got) is not { } body) return null;
+        stream.ReadExactly(body);
         return body;
     }
 
     public static async Task WriteFrameAsync(Stream stream, byte[] body, CancellationToken cancellationToken)
     {
+        await stream.WriteAsync(Frame(body), cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary><see cref="WriteFrameAsync"/> on the calling thread.</summary>
+    public static void WriteFrame(Stream stream, byte[] body)
+    {
+        stream.Write(Frame(body));
+        stream.Flush();
+    }
+
+    // The body buffer a length prefix announces (null: a clean end of stream), checked before allocating.
+    private static byte[]? BodyFor(ReadOnlySpan<byte> prefix, int got)
+    {
+        if (got == 0) return null;
+        if (got < 4) throw new EndOfStreamException("truncated frame length");
+        var length = BinaryPrimitives.ReadUInt32BigEndian(prefix);
+        if (length is 0 or > MaxFrame) throw new InvalidDataException($"frame length {length} outside 1..{MaxFrame}");
+        return new byte[length];
+    }
+
+    private static byte[] Frame(byte[] body)
+    {
         var frame = new byte[4 + body.Length];
         BinaryPrimitives.WriteUInt32BigEndian(frame, (uint)body.Length);
         body.CopyTo(frame, 4);
-        await stream.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
-        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        return frame;
     }
 
     public static byte[] ErrorBody(string message) => [Error, .. Encoding.UTF8.GetBytes(message.Length > 1000 ? message[..1000] : message)];

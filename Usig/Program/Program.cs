@@ -55,6 +55,12 @@ public static class Program
         }
     }
 
+    /// <summary>
+    /// Serves on the calling thread, with blocking socket calls: one client, one request at a
+    /// time, so a thread that sleeps in recv(2) between requests is all the program needs. An
+    /// asynchronous loop cost a thread-pool hop per request and idle pool threads spinning after
+    /// each, several times the CPU of the work itself (README, "Cost of isolation").
+    /// </summary>
     private static async Task ServeAsync(string statePath, int replicaId, ulong epoch, string keyPath, string socketPath, uint allowedUid, CancellationToken cancellationToken)
     {
         using var store = FileCounterStore.Open(statePath, replicaId, create: false);
@@ -67,28 +73,57 @@ public static class Program
         File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         listener.Listen(1);
         Console.WriteLine($"usig: replica {replicaId} epoch {epoch} counter {state.Counter} scheme {core.Certifier.Scheme} listening on {socketPath} for uid {allowedUid}");
+        Socket? current = null;
+        // Stopping (SIGTERM, Ctrl+C) closes the sockets, which ends the blocking call in progress.
+        using var stopping = cancellationToken.Register(() =>
+        {
+            listener.Dispose();
+            Volatile.Read(ref current)?.Dispose();
+        });
         while (!cancellationToken.IsCancellationRequested)
         {
             // One client at a time: the next connection is accepted when this one ends.
-            using var client = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
-            var peer = PeerUid(client);
-            if (peer != allowedUid)
-            {
-                Console.Error.WriteLine($"usig: refused a connection from uid {peer}");
-                continue;
-            }
-            await using var stream = new NetworkStream(client);
+            Socket client;
             try
             {
-                while (await UsigWire.ReadFrameAsync(stream, cancellationToken).ConfigureAwait(false) is { } request)
-                    await UsigWire.WriteFrameAsync(stream, await server.HandleAsync(request, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+                client = listener.Accept();
             }
-            catch (Exception e) when (e is IOException or SocketException or InvalidDataException)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException && cancellationToken.IsCancellationRequested)
             {
-                // A frame length out of bounds cannot be skipped: say why, then drop the connection.
-                if (e is InvalidDataException) await TrySendAsync(stream, UsigWire.ErrorBody(e.Message)).ConfigureAwait(false);
-                Console.Error.WriteLine($"usig: connection closed: {e.Message}");
+                break;
             }
+            using (client)
+            {
+                Volatile.Write(ref current, client);
+                if (cancellationToken.IsCancellationRequested) break;
+                var peer = PeerUid(client);
+                if (peer != allowedUid)
+                {
+                    Console.Error.WriteLine($"usig: refused a connection from uid {peer}");
+                    continue;
+                }
+                Serve(client, server, cancellationToken);
+                Volatile.Write(ref current, null);
+            }
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+    }
+
+    private static void Serve(Socket client, UsigServer server, CancellationToken cancellationToken)
+    {
+        using var stream = new NetworkStream(client);
+        try
+        {
+            // The store is a file written synchronously: a request completes on this thread.
+            while (UsigWire.ReadFrame(stream) is { } request)
+                UsigWire.WriteFrame(stream, server.HandleAsync(request, cancellationToken).GetAwaiter().GetResult());
+        }
+        catch (Exception e) when (e is IOException or SocketException or InvalidDataException or ObjectDisposedException)
+        {
+            if (cancellationToken.IsCancellationRequested) return;
+            // A frame length out of bounds cannot be skipped: say why, then drop the connection.
+            if (e is InvalidDataException) TrySend(stream, UsigWire.ErrorBody(e.Message));
+            Console.Error.WriteLine($"usig: connection closed: {e.Message}");
         }
     }
 
@@ -108,11 +143,11 @@ public static class Program
         throw new IOException($"{path} exists and is not a socket; refusing to replace it");
     }
 
-    private static async Task TrySendAsync(Stream stream, byte[] body)
+    private static void TrySend(Stream stream, byte[] body)
     {
         try
         {
-            await UsigWire.WriteFrameAsync(stream, body, CancellationToken.None).ConfigureAwait(false);
+            UsigWire.WriteFrame(stream, body);
         }
         catch (IOException)
         {
