@@ -15,6 +15,8 @@ public sealed partial class ReplicaCore
     private bool _viewChanging;
     private bool _viewChangeDeferred;                 // VIEW-CHANGE waits for pending UIs
     private readonly Dictionary<int, long> _highestVote = [];   // per replica: highest view it asked for
+    // Per peer: its signed REQ-VIEW-CHANGE behind that vote (a vote of a VIEW-CHANGE has none here).
+    private readonly Dictionary<int, ReqViewChange> _voteRequests = [];
     private readonly SortedDictionary<long, Dictionary<int, ViewChange>> _viewChanges = [];
     private readonly HashSet<Sha256Digest> _validViewChanges = [];
     private bool _newViewSent;
@@ -60,6 +62,21 @@ public sealed partial class ReplicaCore
         var signed = unsigned with { Signature = _crypto.Signer.Sign(MessageEncoding.ReqViewChange(unsigned)) };
         Emit(new Send(null, signed));
         CountVote(Id, _reqViewChangeTarget);
+        if (_viewChanging) RelayVoteRequests();
+    }
+
+    /// <summary>
+    /// A replica changing view passes on, with its own, the signed suspicions of its peers that
+    /// brought it there. A suspicion lives only in memory: a peer that asked for this view and then
+    /// restarted has forgotten it, and the replicas that never received it would stay in the old
+    /// view, where nothing makes them suspect a primary that works for them, while this replica
+    /// waits alone for a NEW-VIEW (seed 209651: replica 2 asked for view 2, restarted, and replica
+    /// 0 sat in view 2 for good). The signatures make a relayed suspicion count as its signer's.
+    /// </summary>
+    private void RelayVoteRequests()
+    {
+        foreach (var (replica, request) in _voteRequests)
+            if (replica != Id && request.NewView >= View) Emit(new Send(null, request));
     }
 
     private void HandleReqViewChange(ReqViewChange request)
@@ -72,6 +89,7 @@ public sealed partial class ReplicaCore
             Reject(from, RejectReason.Inconsistent, $"REQ-VIEW-CHANGE to view {request.NewView} is too far ahead");
             return;
         }
+        if (request.NewView > _highestVote.GetValueOrDefault(from)) _voteRequests[from] = request;
         CountVote(from, request.NewView);
     }
 
