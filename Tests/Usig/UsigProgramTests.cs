@@ -123,10 +123,7 @@ public sealed class UsigProgramTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task Bad_frames_on_the_socket_get_an_error_or_a_closed_connection_and_leave_the_counter_unchanged()
     {
-        var random = TestRandom.Create(output);
-        var (settings, _) = Setup(random);
-        await UsigProcess.InitializeAsync(settings, CancellationToken.None);
-        var usig = await StartAsync(settings);
+        var (random, settings, usig) = await StartInitializedAsync();
         using (var client = new UsigClient(settings.SocketPath, CallTimeout))
             await client.CreateUisAsync(1, [random.Bytes(32), random.Bytes(32)], CancellationToken.None);
 
@@ -191,10 +188,7 @@ public sealed class UsigProgramTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task The_silo_sees_the_programs_process_and_its_CPU_time_without_asking_the_program()
     {
-        var random = TestRandom.Create(output);
-        var (settings, _) = Setup(random);
-        await UsigProcess.InitializeAsync(settings, CancellationToken.None);
-        var usig = await StartAsync(settings);
+        var (random, settings, usig) = await StartInitializedAsync();
         using var client = new UsigClient(settings.SocketPath, CallTimeout);
         Assert.Null(client.PeerProcessCpu()); // never connected: unknown
 
@@ -263,6 +257,15 @@ public sealed class UsigProgramTests(ITestOutputHelper output) : IDisposable
         var settings = new UsigProgramSettings(UsigProgramSettings.DefaultProgram, ReplicaId, Epoch,
             Path.Combine(_directory, "usig.state"), keyPath, Path.Combine(_directory, "usig.sock"));
         return (settings, (ui, digest) => verifier.Verify(ReplicaId, ui.ToUniqueIdentifier(), digest));
+    }
+
+    /// <summary>A program started on a freshly initialised state, with the test's seeded random.</summary>
+    private async Task<(Random Random, UsigProgramSettings Settings, UsigProcess Usig)> StartInitializedAsync()
+    {
+        var random = TestRandom.Create(output);
+        var (settings, _) = Setup(random);
+        await UsigProcess.InitializeAsync(settings, CancellationToken.None);
+        return (random, settings, await StartAsync(settings));
     }
 
     private async Task<UsigProcess> StartAsync(UsigProgramSettings settings)
