@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using MinBft.Usig;
 
 namespace MinBft.Hosting;
 
@@ -13,27 +14,13 @@ namespace MinBft.Hosting;
 /// </summary>
 internal static class PeerProcess
 {
-    private const int SolSocket = 1, SoPeerCred = 17; // <sys/socket.h> on Linux
     private const int ScClkTck = 2; // <unistd.h>
 
     private static readonly long TicksPerSecond = OperatingSystem.IsLinux() ? Math.Max(1, SysConf(ScClkTck)) : 100;
 
     /// <summary>The process id of <paramref name="socket"/>'s peer, as this process's PID namespace sees it.</summary>
-    public static int? IdOf(Socket socket)
-    {
-        if (!OperatingSystem.IsLinux()) return null;
-        Span<byte> credentials = stackalloc byte[12]; // struct ucred: pid, uid, gid
-        try
-        {
-            if (socket.GetRawSocketOption(SolSocket, SoPeerCred, credentials) < 4) return null;
-        }
-        catch (SocketException)
-        {
-            return null;
-        }
-        var pid = MemoryMarshal.Read<int>(credentials);
-        return pid > 0 ? pid : null; // 0: the peer is outside this PID namespace
-    }
+    public static int? IdOf(Socket socket) =>
+        PeerCredentials.Of(socket) is { ProcessId: > 0 } peer ? peer.ProcessId : null; // 0: outside this PID namespace
 
     /// <summary>User plus system CPU time process <paramref name="pid"/> has used (its threads,
     /// not its waited-for children), at the kernel's tick resolution (usually 10 ms).</summary>

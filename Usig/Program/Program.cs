@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 
 [assembly: SupportedOSPlatform("linux")] // SO_PEERCRED and the socket's file mode
@@ -96,10 +95,10 @@ public static class Program
             {
                 Volatile.Write(ref current, client);
                 if (cancellationToken.IsCancellationRequested) break;
-                var peer = PeerUid(client);
+                var peer = PeerCredentials.Of(client)?.UserId;
                 if (peer != allowedUid)
                 {
-                    Console.Error.WriteLine($"usig: refused a connection from uid {peer}");
+                    Console.Error.WriteLine($"usig: refused a connection from uid {peer?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"}");
                     continue;
                 }
                 Serve(client, server, cancellationToken);
@@ -152,13 +151,5 @@ public static class Program
         catch (IOException)
         {
         }
-    }
-
-    /// <summary>The connecting process's user id: struct ucred { pid_t pid; uid_t uid; gid_t gid; } from SO_PEERCRED.</summary>
-    private static uint PeerUid(Socket socket)
-    {
-        Span<byte> credentials = stackalloc byte[12];
-        socket.GetRawSocketOption(1 /* SOL_SOCKET */, 17 /* SO_PEERCRED */, credentials);
-        return MemoryMarshal.Read<uint>(credentials[4..]);
     }
 }
