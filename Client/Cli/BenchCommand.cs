@@ -24,7 +24,12 @@ public sealed record BenchCommand(ConnectionSettings Connection, int Clients, Ti
     /// several times.</summary>
     public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(5);
 
-    // Each writer cycles over a few keys of its own: the state stays small however long the run.
+    /// <summary>How many distinct keys the writers put, so how large the replicated state is.
+    /// Null: 16 keys per writer, cycled over, so the state stays small however long the run. With a
+    /// key space, every key is written once before the warm-up (unmeasured), so the measured
+    /// phases run against a state of that size, as a service with real data would.</summary>
+    public int? KeySpace { get; init; }
+
     private const int KeysPerClient = 16;
 
     public async Task<int> RunAsync(CliConsole console, CancellationToken cancellationToken) =>
@@ -35,6 +40,8 @@ public sealed record BenchCommand(ConnectionSettings Connection, int Clients, Ti
             var kv = new KeyValueClient(client);
             // One request first: activates proxies and replicas, so start-up is not measured.
             await kv.PutAsync("bench-warmup", [1], cancellationToken).ConfigureAwait(false);
+            if (KeySpace is { } keySpace)
+                await RunPhaseAsync("fill", console, op => client.ExecuteAsync(op, cancellationToken), cancellationToken, operationsPerWorker: worker => (keySpace - worker + Clients - 1) / Clients).ConfigureAwait(false);
             if (Warmup > TimeSpan.Zero)
                 await RunPhaseAsync("warm-up", console, op => client.ExecuteAsync(op, cancellationToken), cancellationToken, Warmup).ConfigureAwait(false);
 
@@ -76,7 +83,8 @@ public sealed record BenchCommand(ConnectionSettings Connection, int Clients, Ti
         $" baseline_ops/s={baseline.OpsPerSecond:F1} ratio={(baseline.OpsPerSecond > 0 ? minbft.OpsPerSecond / baseline.OpsPerSecond : 0):F3}");
 
     private async Task<BenchResult> RunPhaseAsync(
-        string name, CliConsole console, Func<byte[], Task<byte[]>> execute, CancellationToken cancellationToken, TimeSpan? duration = null)
+        string name, CliConsole console, Func<byte[], Task<byte[]>> execute, CancellationToken cancellationToken, TimeSpan? duration = null,
+        Func<int, int>? operationsPerWorker = null)
     {
         var length = duration ?? Duration;
         var latencies = new List<double>[Clients];
@@ -85,22 +93,30 @@ public sealed record BenchCommand(ConnectionSettings Connection, int Clients, Ti
         string? firstError = null;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var watch = Stopwatch.StartNew();
-        stop.CancelAfter(length);
+        if (operationsPerWorker is null) stop.CancelAfter(length);
 
         var workers = Enumerable.Range(0, Clients).Select(worker => Task.Run(async () =>
         {
             var mine = latencies[worker] = new List<double>(1024);
             var value = new byte[PayloadBytes];
             Random.Shared.NextBytes(value);
-            var keys = Enumerable.Range(0, KeysPerClient)
-                .Select(k => KeyValueOperation.EncodePut(string.Create(CultureInfo.InvariantCulture, $"bench-{worker}-{k}"), value))
-                .ToArray();
-            for (var i = 0; !stop.IsCancellationRequested; i++)
+            var keys = KeySpace is null
+                ? Enumerable.Range(0, KeysPerClient)
+                    .Select(k => KeyValueOperation.EncodePut(string.Create(CultureInfo.InvariantCulture, $"bench-{worker}-{k}"), value))
+                    .ToArray()
+                : null;
+            var limit = operationsPerWorker?.Invoke(worker) ?? int.MaxValue;
+            for (var i = 0; i < limit && !stop.IsCancellationRequested; i++)
             {
                 var started = Stopwatch.GetTimestamp();
                 try
                 {
-                    await execute(keys[i % KeysPerClient]).ConfigureAwait(false);
+                    // With a key space, writer w puts keys w, w + clients, w + 2 clients, ...: the
+                    // fill writes each key once, and later phases go round the space again.
+                    var operation = keys is null
+                        ? KeyValueOperation.EncodePut(KeyOf((worker + (long)i * Clients) % KeySpace!.Value), value)
+                        : keys[i % KeysPerClient];
+                    await execute(operation).ConfigureAwait(false);
                     mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
                     Interlocked.Increment(ref completed);
                 }
@@ -121,8 +137,9 @@ public sealed record BenchCommand(ConnectionSettings Connection, int Clients, Ti
                 await Task.WhenAny(all, tick).ConfigureAwait(false);
                 if (all.IsCompleted) break;
                 var seconds = watch.Elapsed.TotalSeconds;
+                var of = operationsPerWorker is null ? string.Create(CultureInfo.InvariantCulture, $"/{length.TotalSeconds:F0}") : "";
                 await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"bench {name}: {seconds:F0}/{length.TotalSeconds:F0} s ops={Interlocked.Read(ref completed)} ops/s={Interlocked.Read(ref completed) / seconds:F1} errors={Interlocked.Read(ref errors)}"))
+                    $"bench {name}: {seconds:F0}{of} s ops={Interlocked.Read(ref completed)} ops/s={Interlocked.Read(ref completed) / seconds:F1} errors={Interlocked.Read(ref errors)}"))
                     .ConfigureAwait(false);
             }
         }
@@ -140,6 +157,8 @@ public sealed record BenchCommand(ConnectionSettings Connection, int Clients, Ti
             Percentile(sorted, 0.99),
             firstError);
     }
+
+    private static string KeyOf(long key) => string.Create(CultureInfo.InvariantCulture, $"bench-key-{key}");
 
     /// <summary>Nearest-rank percentile of sorted values; 0 for none.</summary>
     public static double Percentile(IReadOnlyList<double> sorted, double fraction)

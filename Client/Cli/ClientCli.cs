@@ -211,11 +211,13 @@ public sealed class ClientCli
             var payload = IntOption("--payload", "Value size in bytes", 64, 0, KeyValueOperation.MaxValueLength);
             var baseline = new Option<bool>("--baseline") { Description = "Also run the workload against one plain unreplicated grain and report the ratio" };
             var warmup = IntOption("--warmup", "Seconds of unmeasured load first (a fresh silo is still compiling its hot paths)", 5, 0, 3600);
-            var bench = connection.AddTo(new Command("bench", "Measure throughput and latency of verified writes") { clients, seconds, payload, baseline, warmup });
+            var keySpace = IntOption("--keys", "Distinct keys written, all of them once before the warm-up, so the replicated state has that many (default: 16 per client, a small state)", null, 1, 100_000_000);
+            var bench = connection.AddTo(new Command("bench", "Measure throughput and latency of verified writes") { clients, seconds, payload, baseline, warmup, keySpace });
             Add(bench, p => new BenchCommand(
                 connection.Bind(p), p.GetValue(clients), TimeSpan.FromSeconds(p.GetValue(seconds)), p.GetValue(payload), p.GetValue(baseline))
             {
                 Warmup = TimeSpan.FromSeconds(p.GetValue(warmup)),
+                KeySpace = p.GetResult(keySpace) is null ? null : p.GetValue(keySpace),
             });
         }
 

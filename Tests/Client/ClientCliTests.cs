@@ -81,6 +81,8 @@ public sealed class ClientCliTests
             Bind("bench", "--clients", "4", "--seconds", "2", "--payload", "0", "--baseline"));
         Assert.Equal(TimeSpan.FromSeconds(5), Assert.IsType<BenchCommand>(Bind("bench")).Warmup);
         Assert.Equal(TimeSpan.Zero, Assert.IsType<BenchCommand>(Bind("bench", "--warmup", "0")).Warmup);
+        Assert.Null(Assert.IsType<BenchCommand>(Bind("bench")).KeySpace);
+        Assert.Equal(100_000, Assert.IsType<BenchCommand>(Bind("bench", "--keys", "100000")).KeySpace);
     }
 
     [Fact]
@@ -126,6 +128,7 @@ public sealed class ClientCliTests
     [InlineData("bench", "--seconds", "-3")]
     [InlineData("bench", "--payload", "-1")]
     [InlineData("bench", "--warmup", "-1")]
+    [InlineData("bench", "--keys", "0")]
     [InlineData("bench", "--payload", "1000000")]
     [InlineData("bench", "--clients", "many")]
     [InlineData("demo", "--f", "11")]

@@ -76,6 +76,26 @@ public sealed class LocalClusterTests(LocalClusterFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task Bench_WithAKeySpace_WritesEveryKeyBeforeItMeasures()
+    {
+        var output = new StringWriter();
+        var exit = await new ClientCli(new CliConsole(output, new StringWriter(), ErrorIsTerminal: false)).InvokeAsync(
+            ["bench", "--clients", "3", "--seconds", "1", "--warmup", "0", "--keys", "50", "--payload", "5",
+                "--gateway", Cluster.GatewayEndpoint.ToString(), "--manifest", Cluster.ManifestPath], CancellationToken.None);
+
+        Assert.Equal(0, exit);
+        Assert.Contains("bench: ops/s=", output.ToString(), StringComparison.Ordinal);
+        using var client = new MinBftClient(Cluster.Client, Cluster.Manifest, new MinBftClientOptions { IdentityPoolSize = 1 });
+        var kv = new KeyValueClient(client);
+        for (var key = 0; key < 50; key++)
+        {
+            var value = await kv.GetAsync(string.Create(CultureInfo.InvariantCulture, $"bench-key-{key}"));
+            Assert.True(value is { Length: 5 }, $"bench-key-{key} was not written");
+        }
+        Assert.Null(await kv.GetAsync("bench-key-50"));
+    }
+
+    [Fact]
     public async Task OneProxy_ServesEveryIdentityOfAClient_AndTheRepliesComeBackToIt()
     {
         // Probing only at start: however slow the machine, the client probes exactly once.
