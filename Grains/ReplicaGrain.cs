@@ -76,7 +76,7 @@ public sealed partial class ReplicaGrain(
 
         // Fault domain i's own store: the journal of its stream, the checkpoint in grain storage.
         var storage = services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
-        _store = new ReplicaStore(journals.Create(this.GetGrainId()), new ReplicaCheckpointStore(storage, this.GetGrainId()));
+        _store = new ReplicaStore(journals.Create(this.GetGrainId()), new ReplicaCheckpointStore(storage, this.GetGrainId(), services.GetService<CheckpointSnapshotFiles>()));
         var state = await _store.LoadAsync(usig.LastCounter, cancellationToken);
         // UIs the USIG issued for logged intents but that never became durable: it re-issues them
         // for exactly those digests, so the restarted replica's stream has no gap.

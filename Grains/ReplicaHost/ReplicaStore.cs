@@ -29,10 +29,14 @@ internal sealed class ReplicaStore(IReplicaJournal journal, ReplicaCheckpointSto
         return 0;
     }
 
-    /// <summary>Overwrites the stored checkpoint (idempotent).</summary>
+    /// <summary>Overwrites the stored checkpoint (idempotent). It runs on the thread pool, not in
+    /// the replica's turn: a snapshot holds the whole service state, and serializing and writing
+    /// it (synchronously, with the embedded store) took the replica out of ordering for as long
+    /// (130 ms a checkpoint at 100,000 keys). The core hands out one checkpoint at a time and
+    /// waits for <see cref="ReplicaCore.OnCheckpointStored"/>, so writes never overlap.</summary>
     public async Task<int> StoreCheckpointAsync(StoreCheckpoint store)
     {
-        await checkpoints.WriteAsync(new ReplicaCheckpointRecord
+        var record = new ReplicaCheckpointRecord
         {
             Certificate = store.Certificate,
             SnapshotHead = store.Snapshot.Head,
@@ -40,7 +44,8 @@ internal sealed class ReplicaStore(IReplicaJournal journal, ReplicaCheckpointSto
             SnapshotTail = store.Snapshot.Tail,
             View = store.View,
             ViewStarts = store.ViewStarts.ToArray(),
-        });
+        };
+        await Task.Run(() => checkpoints.WriteAsync(record));
         return 0;
     }
 

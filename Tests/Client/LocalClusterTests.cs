@@ -211,6 +211,45 @@ public sealed class LocalClusterRestartTests : IDisposable
         Assert.Equal(new byte[] { 42 }, await new KeyValueClient(again).GetAsync("durable"));
     }
 
+    [Fact]
+    public async Task SecondStart_RestoresEachReplicaFromItsStoredCheckpointFile()
+    {
+        // Past the first checkpoint (64 positions; one request per position here), so every
+        // replica stored one, with the service state in a file of its own.
+        const int requests = 80;
+        ulong executed;
+        await using (var first = await StartAsync(f: 1))
+        {
+            using var client = new MinBftClient(first.Client, first.Manifest, new MinBftClientOptions { IdentityPoolSize = 1 });
+            var kv = new KeyValueClient(client);
+            for (var i = 0; i < requests; i++) await kv.PutAsync(string.Create(CultureInfo.InvariantCulture, $"key-{i}"), [(byte)i]);
+            await Conditions.WaitUntilAsync(async () =>
+            {
+                var statuses = await first.GetStatusesAsync(TimeSpan.FromSeconds(5));
+                var stored = Enumerable.Range(0, 3).Select(SnapshotFiles).ToArray();
+                return (statuses.All(s => s is { StableCheckpoint: >= 64 }) && stored.All(f => f.Length == 1),
+                    string.Join("; ", statuses.Select((s, i) => $"r{i} stable={s?.StableCheckpoint} files={stored[i].Length}")));
+            }, TimeSpan.FromSeconds(60), "every replica storing its stable checkpoint");
+            executed = (await first.GetStatusesAsync(TimeSpan.FromSeconds(5))).Min(s => s!.ExecutedSequence);
+        }
+
+        await using var second = await StartAsync(f: 1);
+        // Each replica resumed from its checkpoint (not from the beginning: its journal is trimmed below it).
+        var restarted = await second.GetStatusesAsync(TimeSpan.FromSeconds(5));
+        Assert.All(restarted, s => Assert.True(s!.ExecutedSequence >= 64, $"replica {s.ReplicaId} restarted at {s.ExecutedSequence}"));
+        using var again = new MinBftClient(second.Client, second.Manifest, new MinBftClientOptions { IdentityPoolSize = 1 });
+        var reader = new KeyValueClient(again);
+        for (var i = 0; i < requests; i += 7)
+            Assert.Equal(new[] { (byte)i }, await reader.GetAsync(string.Create(CultureInfo.InvariantCulture, $"key-{i}")));
+        Assert.True(executed >= requests);
+    }
+
+    private string[] SnapshotFiles(int domain)
+    {
+        var directory = Path.Combine(_directory, string.Create(CultureInfo.InvariantCulture, $"domain-{domain}"), string.Create(CultureInfo.InvariantCulture, $"minbft-domain-{domain}-checkpoints"));
+        return Directory.Exists(directory) ? Directory.GetFiles(directory, "*.snapshot") : [];
+    }
+
     private async Task<LocalCluster> StartAsync(int f)
     {
         var cluster = new LocalCluster(new LocalClusterOptions { F = f, DataDirectory = _directory }.UseFreePorts());

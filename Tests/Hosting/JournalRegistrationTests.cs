@@ -32,6 +32,8 @@ public sealed class JournalRegistrationTests : IDisposable
         Assert.Equal(Path.Combine(Path.GetFullPath(data), "minbft-domain-1-journal.db"), factory.LegacyDatabasePath);
         var storage = Assert.IsType<SqliteGrainStorage>(host.Services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName));
         Assert.Equal(Path.Combine(Path.GetFullPath(data), "minbft-domain-1.db"), storage.DatabasePath);
+        // Checkpoints keep the service state in files beside the journals.
+        Assert.Equal(Path.Combine(Path.GetFullPath(data), "minbft-domain-1-checkpoints"), host.Services.GetRequiredService<CheckpointSnapshotFiles>().Directory);
     }
 
     [Fact]
@@ -44,6 +46,7 @@ public sealed class JournalRegistrationTests : IDisposable
         });
 
         Assert.IsType<GrainStorageReplicaJournalFactory>(host.Services.GetRequiredService<IReplicaJournalFactory>());
+        Assert.Null(host.Services.GetService<CheckpointSnapshotFiles>()); // checkpoints whole in Redis
         var journalStorage = host.Services.GetRequiredKeyedService<IGrainStorage>(JournalSiloBuilderExtensions.RedisJournalStorageName);
         Assert.Equal("RedisGrainStorage", journalStorage.GetType().Name);
         var options = host.Services.GetRequiredService<IOptionsMonitor<RedisStorageOptions>>();

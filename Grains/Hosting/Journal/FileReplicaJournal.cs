@@ -459,7 +459,8 @@ public sealed partial class FileReplicaJournal : ReplicaJournal
 
     private InvalidDataException Corrupt(string reason) => new($"Stored journal {_name} in {_path} {reason}.");
 
-    private static void SyncDirectory(string directory)
+    /// <summary>fsync of a directory: a file created or renamed in it stays after a crash.</summary>
+    internal static void SyncDirectory(string directory)
     {
         var fd = OpenDirectory(directory, 0x10000 /* O_RDONLY | O_DIRECTORY */);
         if (fd < 0) throw new IOException($"cannot open {directory} to sync it (errno {Marshal.GetLastPInvokeError()})");

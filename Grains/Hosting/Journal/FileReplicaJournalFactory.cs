@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Orleans;
 using Orleans.Runtime;
@@ -36,6 +35,11 @@ public sealed class FileReplicaJournalOptions
     /// <summary>The directory of <paramref name="faultDomain"/>'s journals (<c>minbft-domain-0-journal</c>).</summary>
     public string GetDirectory(int faultDomain) =>
         Path.Combine(DataDirectory, string.Create(CultureInfo.InvariantCulture, $"minbft-domain-{faultDomain}-journal"));
+
+    /// <summary>The directory of <paramref name="faultDomain"/>'s checkpoint snapshots
+    /// (<c>minbft-domain-0-checkpoints</c>, <see cref="CheckpointSnapshotFiles"/>).</summary>
+    public string GetCheckpointDirectory(int faultDomain) =>
+        Path.Combine(DataDirectory, string.Create(CultureInfo.InvariantCulture, $"minbft-domain-{faultDomain}-checkpoints"));
 }
 
 /// <summary>Journals of one fault domain as files of its own (<see cref="FileReplicaJournal"/>).</summary>
@@ -82,12 +86,5 @@ public sealed class FileReplicaJournalFactory : IReplicaJournalFactory
             _options.MinCompactionBytes, _options.PreallocationBytes, legacy, _loggerFactory.CreateLogger<FileReplicaJournal>());
     }
 
-    // Readable, and distinct for distinct grain ids: the id's safe characters, then a hash of the whole id.
-    private static string FileName(string name)
-    {
-        var safe = new System.Text.StringBuilder(name.Length);
-        foreach (var c in name) safe.Append(char.IsAsciiLetterOrDigit(c) || c is '-' or '.' ? c : '_');
-        var hash = Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(name)).AsSpan(0, 6));
-        return string.Create(CultureInfo.InvariantCulture, $"{safe}-{hash}.journal");
-    }
+    private static string FileName(string name) => ReplicaFileNames.Stem(name) + ".journal";
 }

@@ -62,6 +62,14 @@ public static class JournalSiloBuilderExtensions
             sp.GetRequiredService<IOptions<FileReplicaJournalOptions>>().Value,
             sp.GetRequiredService<Serializer>(),
             sp.GetRequiredService<ILoggerFactory>()));
+        // The checkpoints' service state goes beside the journals (see CheckpointSnapshotFiles).
+        builder.Services.AddSingleton(sp =>
+        {
+            var journal = sp.GetRequiredService<IOptions<FileReplicaJournalOptions>>().Value;
+            if (journal.FaultDomain is not { } faultDomain || faultDomain < 0)
+                throw new OrleansConfigurationException("The checkpoint snapshot files have no fault domain: call AddMinBftFaultDomain on the silo or set FileReplicaJournalOptions.FaultDomain.");
+            return new CheckpointSnapshotFiles(journal.GetCheckpointDirectory(faultDomain), sp.GetRequiredService<ILogger<CheckpointSnapshotFiles>>());
+        });
         return builder;
     }
 
