@@ -504,7 +504,15 @@ public sealed partial class ReplicaCore
     private void SettleThroughSnapshot(ulong position)
     {
         _lastPreparedSequence = Math.Max(_lastPreparedSequence, position);
-        _lastProposedSequence = Math.Max(_lastProposedSequence, position);
+        // A primary proposes every position of its view in order, from the view's first PREPARE
+        // (which carries VS) on: carried positions it has not proposed again yet are still
+        // proposed, settled here or not, because backups that did not install this snapshot
+        // expect them (seed 83931: a new primary installed a snapshot before its first PREPARE,
+        // skipped to the position after it, and no backup could ever accept that PREPARE).
+        var proposedThrough = position;
+        if (IsPrimary && _carried.Keys.Where(p => p > _lastProposedSequence && p <= position).DefaultIfEmpty().Min() is var first and > 0)
+            proposedThrough = first - 1;
+        _lastProposedSequence = Math.Max(_lastProposedSequence, proposedThrough);
         _installedThrough = position;
     }
 

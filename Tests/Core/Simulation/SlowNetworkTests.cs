@@ -22,6 +22,10 @@ public sealed class SlowNetworkTests(ITestOutputHelper output)
     [InlineData(2, 1200)]  // "the NEW-VIEW carries every batch this replica executed" broke
     [InlineData(31, 1200)] // a view-start CHECKPOINT taken as a log anchor cut a VIEW-CHANGE log
     [InlineData(6, 800)]
+    // Stop 46, chunk 83: the primary of view 7 installed a snapshot at 20 before its first
+    // PREPARE and went on at 21, skipping the carried positions 17-20 that the backups, which had
+    // not installed it, expected first: liveness lost for good. It now proposes them still.
+    [InlineData(83931, 1000)]
     public void Correct_replicas_stay_safe_and_live_on_a_network_slower_than_the_request_timeout(int seed, int maxDelayMs)
     {
         var sim = new Simulation(Environment.GetEnvironmentVariable("MINBFT_SEED") is { Length: > 0 } s ? int.Parse(s) : seed, Slow(1, maxDelayMs));
