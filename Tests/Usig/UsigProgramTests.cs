@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using MinBft.Hosting;
+using MinBft.Tests.Client;
 using MinBft.Tests.Crypto;
 using MinBft.Usig;
 using Xunit.Abstractions;
@@ -313,15 +314,8 @@ public sealed class UsigProgramTests(ITestOutputHelper output) : IDisposable
         return true;
     }
 
-    private static async Task WaitUntil(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + CallTimeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) Assert.Fail("timed out waiting until " + what);
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitUntil(Func<bool> condition, string what) =>
+        Conditions.WaitUntilAsync(() => Task.FromResult((condition(), "not yet")), CallTimeout, what);
 
     private static byte[] Prefix(uint length)
     {
