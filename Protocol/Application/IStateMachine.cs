@@ -12,7 +12,9 @@ public interface IStateMachine
     byte[] Apply(ReadOnlySpan<byte> operation);
 
     /// <summary>A self-contained copy of the whole state. The replica keeps this very array (it
-    /// stores it and serves it to peers, without copying it), so never change it once returned.</summary>
+    /// stores it and serves it to peers, without copying it) and never writes into it, so never
+    /// change it once returned; reading it later is allowed (the key-value service builds its next
+    /// snapshot from its last one).</summary>
     byte[] Snapshot();
 
     /// <summary>Replaces the state with a snapshot; false if the snapshot is malformed.</summary>

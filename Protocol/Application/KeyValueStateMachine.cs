@@ -25,16 +25,17 @@ public sealed class KeyValueStateMachine : IStateMachine
     // Every entry costs at least its two length prefixes; bounds the count a snapshot may claim.
     private const int MinEntryLength = KeyValueWire.KeyPrefixLength + KeyValueWire.ValuePrefixLength;
 
-    // Values are never handed out or mutated in place: Apply stores the fresh arrays
-    // TryDecode allocates, and readers get copies.
-    private Dictionary<string, byte[]> _entries = new(StringComparer.Ordinal);
+    // Each key's record in the snapshot layout (KeyValueEntry); records are never written into
+    // once made, and readers get copies of values.
+    private Dictionary<string, KeyValueEntry> _entries = new(StringComparer.Ordinal);
 
     // SHA-256 of the current snapshot, and the snapshot it was computed from (encoded once per
     // checkpoint, not twice); both dropped once a mutation makes them stale.
     private readonly SnapshotDigestCache _cache = new();
 
-    // The keys in snapshot order as of the last snapshot, so the next one sorts only new keys.
-    private readonly SnapshotKeyOrder _order = new();
+    // The keys in snapshot order and the last snapshot, so the next one sorts only new keys, or
+    // only patches replaced values into the last one.
+    private readonly KeyValueSnapshotEncoder _encoder = new();
 
     public int Count => _entries.Count;
 
@@ -44,7 +45,7 @@ public sealed class KeyValueStateMachine : IStateMachine
         ArgumentNullException.ThrowIfNull(key);
         if (_entries.TryGetValue(key, out var stored))
         {
-            value = stored.ToArray();
+            value = stored.Value.ToArray();
             return true;
         }
         value = null;
@@ -64,13 +65,14 @@ public sealed class KeyValueStateMachine : IStateMachine
 
             case GetOperation get:
                 return _entries.TryGetValue(get.Key, out var value)
-                    ? KeyValueResult.Encode(KeyValueStatus.Ok, true, value)
+                    ? KeyValueResult.Encode(KeyValueStatus.Ok, true, value.Value)
                     : KeyValueResult.Encode(KeyValueStatus.NotFound, false, default);
 
             case DeleteOperation delete:
-                if (!_entries.Remove(delete.Key))
+                if (!_entries.Remove(delete.Key, out var deleted))
                     return KeyValueResult.Encode(KeyValueStatus.NotFound, false, default);
-                _order.Deleted();
+                deleted.Remove();
+                _encoder.Deleted();
                 _cache.Invalidate();
                 return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
 
@@ -78,9 +80,9 @@ public sealed class KeyValueStateMachine : IStateMachine
                 var present = _entries.TryGetValue(cas.Key, out var current);
                 var matches = cas.Expected is null
                     ? !present
-                    : present && current!.AsSpan().SequenceEqual(cas.Expected);
+                    : present && current!.Value.SequenceEqual(cas.Expected);
                 if (!matches)
-                    return KeyValueResult.Encode(KeyValueStatus.CasMismatch, present, current);
+                    return KeyValueResult.Encode(KeyValueStatus.CasMismatch, present, present ? current!.Value : default);
                 Store(cas.Key, cas.NewValue);
                 return KeyValueResult.Encode(KeyValueStatus.Ok, false, default);
 
@@ -94,52 +96,36 @@ public sealed class KeyValueStateMachine : IStateMachine
     private void Store(string key, byte[] value)
     {
         ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_entries, key, out var existed);
-        slot = value;
-        if (!existed) _order.Inserted(key, _entries.Count);
+        if (existed)
+        {
+            slot!.Replace(value);
+            _encoder.Replaced(slot);
+        }
+        else
+        {
+            slot = KeyValueEntry.Create(key, value);
+            _encoder.Inserted(slot, _entries.Count);
+        }
         _cache.Invalidate();
     }
 
     /// <summary>Drops the kept key order, so the next snapshot sorts every key (benchmarks compare
     /// against this, tests check both ways give the same bytes).</summary>
-    internal void ForgetSnapshotOrder() => _order.Forget();
+    internal void ForgetSnapshotOrder() => _encoder.Forget();
+
+    /// <summary>Drops the last snapshot but keeps the key order, so the next snapshot walks every
+    /// key instead of patching the last one (benchmarks compare the two).</summary>
+    internal void ForgetLastSnapshot() => _encoder.ForgetLast();
+
+    /// <summary>Snapshots encoded by patching replaced values into the previous one (tests count them).</summary>
+    internal long SnapshotsPatched => _encoder.Patched;
 
     /// <summary>Snapshots encoded since this state machine was made (tests count them).</summary>
     public long SnapshotEncodings => _cache.Encodings;
 
     public byte[] Snapshot() => _cache.Snapshot(EncodeSnapshot);
 
-    private byte[] EncodeSnapshot()
-    {
-        // Keys are ordered by UTF-8 bytes, not by string.CompareOrdinal: UTF-16 order puts
-        // surrogate pairs (U+10000 and up) before U+E000..U+FFFF, UTF-8 order after, and the
-        // format must not depend on the in-memory string representation.
-        var order = _order.Current(_entries);
-        var values = new byte[order.Count][];
-        var keyLengths = new ushort[order.Count];
-        long length = SnapshotHeader.Length + 4;
-        for (var i = 0; i < order.Count; i++)
-        {
-            // Keys came from TryDecode or TryRestore, so they are valid and within bounds.
-            values[i] = _entries[order[i]];
-            keyLengths[i] = (ushort)System.Text.Encoding.UTF8.GetByteCount(order[i]);
-            length += MinEntryLength + keyLengths[i] + values[i].Length;
-        }
-
-        if (length > Array.MaxLength)
-            throw new InvalidOperationException($"State of {length} bytes is too large to snapshot.");
-        var buffer = new byte[length];
-        var w = new WireWriter(buffer);
-        w.Raw(SnapshotHeader);
-        w.U32((uint)order.Count);
-        for (var i = 0; i < order.Count; i++)
-        {
-            w.U16(keyLengths[i]);
-            w.Utf8(order[i]);
-            w.Value(values[i]);
-        }
-        ProtocolInvariantException.Check(w.Position == buffer.Length, "a snapshot fills exactly the size computed for it");
-        return buffer;
-    }
+    private byte[] EncodeSnapshot() => _encoder.Encode(_entries.Values);
 
     public bool TryRestore(ReadOnlySpan<byte> snapshot)
     {
@@ -149,23 +135,25 @@ public sealed class KeyValueStateMachine : IStateMachine
         if (!r.TryRaw(SnapshotHeader.Length, out var header) || !header.SequenceEqual(SnapshotHeader)) return false;
         if (!r.TryU32(out var count) || count > (uint)(r.Remaining / MinEntryLength)) return false;
 
-        var entries = new Dictionary<string, byte[]>((int)count, StringComparer.Ordinal);
-        var order = new List<string>((int)count);
+        var entries = new Dictionary<string, KeyValueEntry>((int)count, StringComparer.Ordinal);
+        var order = new List<KeyValueEntry>((int)count);
         ReadOnlySpan<byte> previous = default;
         for (var i = 0u; i < count; i++)
         {
+            var recordStart = r.Remaining;
             if (!r.TryKey(out var key) || !r.TryValue(out var value)) return false;
             // Strictly ascending: rejects duplicates and any non-canonical order.
             if (i > 0 && previous.SequenceCompareTo(key) >= 0) return false;
             previous = key;
-            var keyString = KeyValueWire.KeyString(key);
-            entries.Add(keyString, value.ToArray());
-            order.Add(keyString);
+            var offset = snapshot.Length - recordStart;
+            var entry = KeyValueEntry.FromRecord(KeyValueWire.KeyString(key), snapshot.Slice(offset, recordStart - r.Remaining));
+            entries.Add(entry.Key, entry);
+            order.Add(entry);
         }
         if (!r.AtEnd) return false;
 
         _entries = entries;
-        _order.Restored(order);
+        _encoder.Restored(order);
         // The snapshot was fully validated as canonical, so it is byte-for-byte what
         // Snapshot() would now return: its hash is the new digest, no re-encoding needed.
         _cache.Restored(snapshot);

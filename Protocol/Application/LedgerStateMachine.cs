@@ -31,7 +31,9 @@ public sealed class LedgerStateMachine : IStateMachine
     private readonly SnapshotDigestCache _cache = new();
 
     // The accounts in snapshot order as of the last snapshot, so the next one sorts only new ones.
-    private readonly SnapshotKeyOrder _order = new();
+    private readonly SnapshotKeyOrder<string> _order;
+
+    public LedgerStateMachine() => _order = new(static account => account, account => _balances.ContainsKey(account));
 
     public int Count => _balances.Count;
 
@@ -121,7 +123,7 @@ public sealed class LedgerStateMachine : IStateMachine
     {
         // Ordered by UTF-8 bytes, not UTF-16 order: the format must not depend on the in-memory
         // string representation (the two orders differ for characters above U+FFFF).
-        var order = _order.Current(_balances);
+        var order = _order.Current(_balances.Keys);
         var nameLengths = new byte[order.Count];
         var length = SnapshotHeader.Length + 4;
         for (var i = 0; i < order.Count; i++)

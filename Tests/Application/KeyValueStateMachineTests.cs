@@ -438,7 +438,8 @@ public sealed class KeyValueStateMachineTests(ITestOutputHelper output)
     public void Restore_copies_its_input()
     {
         var source = Populated();
-        var snapshot = source.Snapshot();
+        // A copy: the array a service hands out is never written into, by it or by the replica.
+        var snapshot = source.Snapshot().ToArray();
         var m = new KeyValueStateMachine();
         Assert.True(m.TryRestore(snapshot));
         Array.Clear(snapshot);
