@@ -56,6 +56,8 @@ public static class MinBftClientServiceCollectionExtensions
             sp.GetRequiredService<ILogger<MinBftClient>>()));
         services.TryAddSingleton(sp => new KeyValueClient(sp.GetRequiredService<MinBftClient>()));
         services.TryAddSingleton(sp => new LedgerClient(sp.GetRequiredService<MinBftClient>()));
+        // Errors of the cluster's grains (a USIG that refuses to start, say) arrive with their message.
+        services.AddMinBftExceptionSerialization();
         return services;
     }
 }

@@ -138,6 +138,8 @@ public static class MinBftSiloBuilderExtensions
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, MinBftTransportLog>();
         services.TryAddKeyedSingleton(MinBftSilo.ClockServiceKey, TimeProvider.System);
         services.TryAddSingleton(stateMachineFactory);
+        // A USIG's or the core's refusal reaches the caller as itself, not as a codec error.
+        services.AddMinBftExceptionSerialization();
         services.AddMetrics();
         services.TryAddSingleton<MinBftMetrics>();
         services.AddSingleton(sp => new MinBftSilo(
