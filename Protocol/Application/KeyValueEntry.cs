@@ -39,6 +39,9 @@ internal sealed class KeyValueEntry
 
     private int KeyLength => BinaryPrimitives.ReadUInt16BigEndian(Record);
 
+    /// <summary>The record's key length and key bytes, which a replaced value keeps.</summary>
+    public ReadOnlySpan<byte> KeyPart => Record.AsSpan(0, KeyValueWire.KeyPrefixLength + KeyLength);
+
     private int ValueOffset => LengthsBytes + KeyLength;
 
     /// <summary>A new key. It came from a decoded operation, so it is valid and within bounds.</summary>

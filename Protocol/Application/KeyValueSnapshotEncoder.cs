@@ -133,6 +133,12 @@ internal sealed class KeyValueSnapshotEncoder
         foreach (var entry in _replaced)
         {
             var start = _recordOffsets[entry.Position];
+            // The last encoding holds this very key at the noted offset (a replaced value keeps its
+            // key bytes); anything else means a stale position or offset, and a snapshot that
+            // would not match the state.
+            var keyPart = entry.KeyPart;
+            ProtocolInvariantException.Check(start + keyPart.Length <= last.Length && last.AsSpan(start, keyPart.Length).SequenceEqual(keyPart),
+                $"the last snapshot holds key '{entry.Key}' at offset {start}");
             last.AsSpan(from, start - from).CopyTo(buffer.AsSpan(to));
             to += start - from;
             from = start + OldRecordLength(last, entry.Position);
