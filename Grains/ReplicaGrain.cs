@@ -149,9 +149,13 @@ public sealed partial class ReplicaGrain(
         // Never throws: offers come through untrusted proxies; a bad one gets no session.
         Task.FromResult(_sessions?.Open(offer));
 
-    public Task<ReplicaStatus> GetStatus() =>
-        Task.FromResult(ReplicaStatusReport.Of(_id, _core, _app, _grainRejections, _halted, silo.UsigMode, _sessions, _durable.FailingFor, silo.LastHalt(_id),
-            silo.IsolatedUsig?.PeerProcessCpu()));
+    public Task<ReplicaStatus> GetStatus() => Task.FromResult(Status(stateDigest: true));
+
+    public Task<ReplicaStatus> GetStatusWithoutStateDigest() => Task.FromResult(Status(stateDigest: false));
+
+    private ReplicaStatus Status(bool stateDigest) =>
+        ReplicaStatusReport.Of(_id, _core, stateDigest ? _app : null, _grainRejections, _halted, silo.UsigMode, _sessions, _durable.FailingFor, silo.LastHalt(_id),
+            silo.IsolatedUsig?.PeerProcessCpu());
 
     private Task OnTickTimer()
     {

@@ -20,7 +20,7 @@ public sealed class MinBftHealthCheck(IGrainFactory grains, IOptions<MinBftHealt
         ReplicaStatus status;
         try
         {
-            status = await grains.GetGrain<IReplicaGrain>(domain).GetStatus().WaitAsync(options.Value.StatusTimeout, cancellationToken).ConfigureAwait(false);
+            status = await grains.GetGrain<IReplicaGrain>(domain).GetStatusWithoutStateDigest().WaitAsync(options.Value.StatusTimeout, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {

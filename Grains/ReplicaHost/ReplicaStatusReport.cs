@@ -4,13 +4,14 @@ using MinBft.Protocol;
 
 namespace MinBft.ReplicaHost;
 
-/// <summary>A replica's <see cref="ReplicaStatus"/>, read from its core (for operators and tests).</summary>
+/// <summary>A replica's <see cref="ReplicaStatus"/>, read from its core (for operators and tests);
+/// without an <see cref="IStateMachine"/> the state digest is left empty (it costs an encoding).</summary>
 internal static class ReplicaStatusReport
 {
     private static readonly string ProcessName = $"{Environment.MachineName}:{Environment.ProcessId}";
 
     public static ReplicaStatus Of(
-        int id, ReplicaCore core, IStateMachine app, IReadOnlyDictionary<string, long> grainRejections,
+        int id, ReplicaCore core, IStateMachine? app, IReadOnlyDictionary<string, long> grainRejections,
         string? halted, string usigMode, ReplicaClientSessions? sessions, TimeSpan durableFailingFor,
         (string Reason, TimeSpan Ago)? lastHalt = null, (string Process, TimeSpan Cpu)? usigProcess = null)
     {
@@ -22,7 +23,7 @@ internal static class ReplicaStatusReport
             core.View,
             core.Primary,
             core.ExecutedSequence,
-            Convert.ToHexString(app.Digest()),
+            app is null ? "" : Convert.ToHexString(app.Digest()),
             rejections,
             core.BufferedMessages,
             core.SentLogCount,

@@ -20,13 +20,16 @@ public sealed class ReplicaStatusReader(IGrainFactory grains, int replicas)
     /// <summary>n, the number of replicas read.</summary>
     public int Replicas { get; } = replicas;
 
-    public async Task<ReplicaReading[]> ReadAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    /// <param name="stateDigest">Whether each status carries the service's state digest, which costs
+    /// the replica an encoding of its state after any change (the page shows it; the sampler does not need it).</param>
+    public async Task<ReplicaReading[]> ReadAsync(TimeSpan timeout, CancellationToken cancellationToken, bool stateDigest = true)
     {
         var reads = Enumerable.Range(0, Replicas).Select(async i =>
         {
             try
             {
-                var status = await grains.GetGrain<IReplicaGrain>(i).GetStatus().WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+                var replica = grains.GetGrain<IReplicaGrain>(i);
+                var status = await (stateDigest ? replica.GetStatus() : replica.GetStatusWithoutStateDigest()).WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
                 return new ReplicaReading(i, status, null);
             }
             catch (TimeoutException)

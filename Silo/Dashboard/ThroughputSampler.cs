@@ -72,7 +72,7 @@ public sealed class ThroughputSampler : BackgroundService
         {
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
             {
-                var readings = await _reader.ReadAsync(Interval, stoppingToken).ConfigureAwait(false);
+                var readings = await _reader.ReadAsync(Interval, stoppingToken, stateDigest: false).ConfigureAwait(false);
                 var now = _clock.GetUtcNow();
                 var seconds = Math.Max((now - lastTime).TotalSeconds, 0.001);
                 var executed = readings.Where(r => r.Reachable).Select(r => (ulong?)r.Status!.ExecutedSequence).Max();
