@@ -130,8 +130,9 @@ internal sealed class KeyValueSnapshotEncoder
         var buffer = GC.AllocateUninitializedArray<byte>((int)length);
         var from = 0; // next unread byte of the last encoding
         var to = 0;   // next unwritten byte of this one
-        foreach (var entry in _replaced)
+        for (var k = 0; k < _replaced.Count; k++)
         {
+            var entry = _replaced[k];
             var start = _recordOffsets[entry.Position];
             // The last encoding holds this very key at the noted offset (a replaced value keeps its
             // key bytes); anything else means a stale position or offset, and a snapshot that
@@ -141,7 +142,7 @@ internal sealed class KeyValueSnapshotEncoder
                 $"the last snapshot holds key '{entry.Key}' at offset {start}");
             last.AsSpan(from, start - from).CopyTo(buffer.AsSpan(to));
             to += start - from;
-            from = start + OldRecordLength(last, entry.Position);
+            from = start + entry.Record.Length - lengthChanges[k]; // past the old record
             entry.Record.CopyTo(buffer.AsSpan(to));
             to += entry.Record.Length;
         }
