@@ -17,8 +17,12 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
     /// <summary>How many of the last issues can be re-issued (their digests are kept durably).</summary>
     public const int RecentWindow = 64;
 
-    /// <summary>Most digests one <see cref="CreateUisAsync"/> certifies (one durable write).</summary>
+    /// <summary>Most digests one CreateUisAsync certifies (one durable write).</summary>
     public const int MaxBatch = 32;
+
+    /// <summary>Most bytes of messages one batch may ask the USIG to keep (their lengths summed):
+    /// what fits beside the counter and the recent digests in one 4 KiB slot of the counter file.</summary>
+    public const int MaxKeptBytes = 1536;
 
     // One operation at a time, in call order: read, certify and write form one critical section.
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -54,14 +58,28 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
     /// else is refused (ArgumentException), nothing issued. If the write fails, the exception
     /// propagates and the next call reloads from the store first (the write may have landed).
     /// </summary>
-    public async Task<IReadOnlyList<UsigUi>> CreateUisAsync(ulong firstCounter, IReadOnlyList<ReadOnlyMemory<byte>> digests, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<UsigUi>> CreateUisAsync(ulong firstCounter, IReadOnlyList<ReadOnlyMemory<byte>> digests, CancellationToken cancellationToken) =>
+        CreateUisAsync(firstCounter, digests, kept: null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="CreateUisAsync(ulong, IReadOnlyList{ReadOnlyMemory{byte}}, CancellationToken)"/>,
+    /// and the same durable write keeps <paramref name="kept"/> (one message per digest, at most
+    /// <see cref="MaxKeptBytes"/> in all; null: none) in place of what the last batch kept. The
+    /// USIG never reads them; it hands them back with its state. A retried batch gets the same
+    /// UIs and changes nothing kept.
+    /// </summary>
+    public async Task<IReadOnlyList<UsigUi>> CreateUisAsync(ulong firstCounter, IReadOnlyList<ReadOnlyMemory<byte>> digests,
+        IReadOnlyList<ReadOnlyMemory<byte>>? kept, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(digests);
         if (digests.Count < 1 || digests.Count > MaxBatch) throw new ArgumentException($"a batch holds 1..{MaxBatch} digests, got {digests.Count}", nameof(digests));
         if (digests.Any(d => d.Length != UsigCertificateInput.DigestLength)) throw new ArgumentException("every digest must be 32 bytes", nameof(digests));
         if (firstCounter == 0) throw new ArgumentException("counters start at 1", nameof(firstCounter));
+        if (kept is not null && kept.Count != digests.Count) throw new ArgumentException($"one kept message per digest ({digests.Count}), got {kept.Count}", nameof(kept));
+        if (kept is not null && kept.Sum(m => (long)m.Length) > MaxKeptBytes) throw new ArgumentException($"kept messages hold at most {MaxKeptBytes} bytes in all", nameof(kept));
         // Copied before waiting: the caller's buffers may change while this call is queued.
         var batch = digests.Select(d => d.ToArray()).ToArray();
+        var keep = kept?.Select(m => m.ToArray()).ToArray();
         var last = firstCounter + (ulong)batch.Length - 1;
         return await Locked(cancellationToken, async ct =>
         {
@@ -77,7 +95,7 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
             if (last < firstCounter) throw new InvalidOperationException("USIG counter exhausted; a new epoch is needed");
             var uis = Certify(firstCounter, batch);
             var recent = Recent(state.Recent, batch);
-            var next = new UsigState(epoch, last, recent);
+            var next = new UsigState(epoch, last, recent, keep);
             try
             {
                 await store.WriteAsync(next, ct).ConfigureAwait(false);

@@ -11,11 +11,19 @@ public sealed record UsigClaim(int ReplicaId, ulong Epoch, ulong Counter, byte[]
 /// digests of its last issues (at most <see cref="UsigCore.RecentWindow"/>, 32 bytes each, oldest
 /// first, the last one certified at <see cref="Counter"/>), so that a retried batch and a
 /// re-issue get the very UIs issued before (both certificate schemes are deterministic).
+/// <see cref="Kept"/>: the messages the caller asked the last batch to keep, one per counter of
+/// that batch, oldest first (the last one certified at <see cref="Counter"/>); empty if it kept
+/// none. Opaque bytes, at most <see cref="UsigCore.MaxKeptBytes"/> in all: a replica certifies a
+/// message before its own log holds it only if the USIG keeps it, so no counter is ever issued for
+/// a message that a crash could lose (Protocol/Core/USIG-KEPT-MESSAGES-DESIGN.md).
 /// </summary>
-public sealed record UsigState(ulong Epoch, ulong Counter, byte[] Recent)
+public sealed record UsigState(ulong Epoch, ulong Counter, byte[] Recent, byte[][]? Kept = null)
 {
     /// <summary>A USIG of <paramref name="epoch"/> that has issued nothing.</summary>
     public static UsigState Fresh(ulong epoch) => new(epoch, 0, []);
+
+    /// <summary>The kept messages (none: empty).</summary>
+    public byte[][] KeptMessages => Kept ?? [];
 
     private ulong Held => (ulong)(Recent.Length / UsigCertificateInput.DigestLength);
 
@@ -29,6 +37,8 @@ public sealed record UsigState(ulong Epoch, ulong Counter, byte[] Recent)
     public string? Inconsistency() =>
         Recent is null || Recent.Length % UsigCertificateInput.DigestLength != 0 ? "recent digests length"
         : Held > (ulong)UsigCore.RecentWindow || Held > Counter || (Counter > 0 && Held == 0) ? "recent digests do not match the counter"
+        : KeptMessages.Length > UsigCore.MaxBatch || (ulong)KeptMessages.Length > Held || KeptMessages.Any(m => m is null)
+            || KeptMessages.Sum(m => (long)m.Length) > UsigCore.MaxKeptBytes ? "kept messages do not fit the last batch"
         : null;
 }
 
