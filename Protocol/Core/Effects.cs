@@ -19,8 +19,10 @@ public sealed record WriteLog(LogWrite Write) : Effect;
 /// <see cref="FirstCounter"/> on (one durable USIG write), then call
 /// <see cref="ReplicaCore.OnUisIssued"/> with the UIs in order. Never more than one in flight;
 /// a failed call is retried with the same digests (the USIG returns the same UIs if it had in
-/// fact issued them).</summary>
-public sealed record CertifyUis(ulong FirstCounter, IReadOnlyList<byte[]> Digests) : Effect;
+/// fact issued them). <see cref="Kept"/>, when not null: the messages, one per digest, encoded by
+/// the core's <see cref="IKeptMessageCodec"/>, that the USIG must keep in the same write (their
+/// intents may not be durable in the journal yet).</summary>
+public sealed record CertifyUis(ulong FirstCounter, IReadOnlyList<byte[]> Digests, IReadOnlyList<byte[]>? Kept = null) : Effect;
 
 /// <summary>Send to one replica, or to every other replica when <see cref="To"/> is null.</summary>
 public sealed record Send(int? To, ReplicaMessage Message) : Effect;

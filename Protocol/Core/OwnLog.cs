@@ -7,17 +7,23 @@ namespace MinBft.Protocol;
 /// (an intent, <see cref="Append"/>); the host makes intents durable (<see cref="TakeWrite"/>,
 /// <see cref="OnWritten"/>), then the USIG certifies durable intents in batches
 /// (<see cref="TakeCertifyBatch"/>, <see cref="OnCertified"/>), and only then is a message sent.
+/// A batch whose encoded messages fit what the USIG keeps (<c>maxKeptBytes</c>) is certified
+/// while its journal write is in flight instead of after it: the USIG keeps the messages in the
+/// same durable write as their counters (USIG-KEPT-MESSAGES-DESIGN.md), and such a batch is taken
+/// only once every earlier certified intent is durable, because it replaces what the USIG kept.
 /// UIs become durable lazily, with the next write of intents (or in a write of their own once
 /// <see cref="UiOnlyWriteThreshold"/> wait): until then the USIG can re-issue them, so the
 /// log never runs further ahead of its durable UIs than the USIG's re-issue window.
 /// Positions (counters), asserted at every change:
-/// <c>First - 1 &lt;= UiDurable &lt;= Certified &lt;= Requested &lt;= Durable &lt;= Appended</c> and
-/// <c>Requested - UiDurable &lt;= ReissueWindow</c>. Persist before send follows: a message is
-/// certified only once its intent is durable, and is sent only once certified. After a crash
-/// every counter the USIG issued is recovered: its intent is durable, and its UI is either
-/// durable or within the window.
+/// <c>First - 1 &lt;= UiDurable &lt;= Certified &lt;= Requested &lt;= Appended</c>,
+/// <c>Durable &lt;= Appended</c>, <c>Requested - UiDurable &lt;= ReissueWindow</c>, and
+/// <c>Requested &lt;= Durable</c> unless the last batch was kept, from <c>Durable + 1</c> or
+/// before, through <c>Requested</c>. Persist before send follows: a message is certified only
+/// once its intent is durable in the journal or kept by the USIG with its counter, and is sent
+/// only once certified. After a crash every counter the USIG issued is recovered: its intent is
+/// durable or kept, and its UI is either durable or within the window.
 /// </summary>
-internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
+internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKeptBytes = 0, IKeptMessageCodec? keptCodec = null)
 {
     private readonly List<Entry> _entries = []; // counters First .. Appended
     private Write? _writing;
@@ -32,6 +38,9 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     private ulong? _restartAt;
     // UIs re-issued after a restart, through here: due in the first write.
     private ulong _reissuedThrough;
+    // The last batch the USIG was asked to keep (0, 0: none yet): counters _keptFrom.._keptThrough.
+    private ulong _keptFrom;
+    private ulong _keptThrough;
 
     private sealed class Entry(CertifiedMessage message, Sha256Digest digest)
     {
@@ -58,6 +67,10 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
 
     /// <summary>UIs durable in the log through here.</summary>
     public ulong UiDurable { get; private set; }
+
+    /// <summary>The last counter whose message only the USIG keeps (its journal write is not
+    /// durable yet); <see cref="Durable"/> when there is none.</summary>
+    public ulong KeptOnly => Requested > Durable ? Requested : Durable;
 
     public int ReissueWindow => reissueWindow;
 
@@ -107,8 +120,11 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
         if (restartAt is null && Appended == Durable && !uisDue && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
         var intents = new List<CertifiedMessage>((int)(Appended - Durable));
         for (var c = Durable + 1; c <= Appended; c++) intents.Add(EntryAt(c).Message);
-        var uis = new List<UniqueIdentifier>((int)(Certified - UiDurable));
-        for (var c = UiDurable + 1; c <= Certified; c++) uis.Add(EntryAt(c).Message.Ui);
+        // UIs for intents written before; the certified intents in this write carry their own
+        // (certified while the write was pending: the USIG kept them).
+        var uisThrough = Math.Min(Certified, Durable);
+        var uis = new List<UniqueIdentifier>((int)(uisThrough - Math.Min(UiDurable, uisThrough)));
+        for (var c = UiDurable + 1; c <= uisThrough; c++) uis.Add(EntryAt(c).Message.Ui);
         // The UIs in this write are durable with it; nothing after them is ever settled yet.
         ProtocolInvariantException.Check(_keepFrom <= Certified + 1, "the durable log keeps every message not settled");
         var keepFrom = _keepFrom;
@@ -134,21 +150,52 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
         return durable;
     }
 
-    /// <summary>The next batch of durable intents for the USIG, if none is in flight: at most
-    /// <c>maxCertifyBatch</c> digests, and never further ahead of the durable UIs than the window.</summary>
-    public (ulong FirstCounter, byte[][] Digests)? TakeCertifyBatch()
+    /// <summary>The next batch for the USIG, if none is in flight: at most <c>maxCertifyBatch</c>
+    /// digests, and never further ahead of the durable UIs than the window. Durable intents first;
+    /// with none waiting, intents not durable yet whose encoded messages fit what the USIG keeps
+    /// (<c>Kept</c>: those messages), once every earlier certified intent is durable.</summary>
+    public (ulong FirstCounter, byte[][] Digests, byte[][]? Kept)? TakeCertifyBatch()
     {
         if (_certifying) return null;
-        var limit = Math.Min(Durable, UiDurable + (ulong)reissueWindow);
-        if (limit <= Requested) return null;
-        var count = (int)Math.Min(limit - Requested, (ulong)maxCertifyBatch);
-        var digests = new byte[count][];
-        for (var i = 0; i < count; i++) digests[i] = EntryAt(Requested + 1 + (ulong)i).Digest.ToArray();
+        var window = UiDurable + (ulong)reissueWindow;
         var first = Requested + 1;
+        var limit = Math.Min(Durable, window);
+        byte[][]? kept = null;
+        int count;
+        if (limit > Requested)
+        {
+            count = (int)Math.Min(limit - Requested, (ulong)maxCertifyBatch);
+        }
+        else
+        {
+            // A kept batch replaces what the USIG kept: the last one must be durable in the journal.
+            if (keptCodec is null || maxKeptBytes <= 0 || Requested > Durable) return null;
+            var upTo = Math.Min(Appended, window);
+            if (upTo <= Requested) return null;
+            var candidates = (int)Math.Min(upTo - Requested, (ulong)maxCertifyBatch);
+            var encoded = new List<byte[]>(candidates);
+            var bytes = 0L;
+            for (var i = 0; i < candidates; i++)
+            {
+                var intent = EntryAt(first + (ulong)i).Message;
+                // The requests alone already too large: not worth encoding (a full batch under load).
+                if (bytes + (Prepare.In(intent) is { } prepare ? Encoding.MessageLimits.BatchBytes(prepare.Batch) : 0) > maxKeptBytes) break;
+                var message = keptCodec.Encode(intent);
+                if (bytes + message.Length > maxKeptBytes) break;
+                bytes += message.Length;
+                encoded.Add(message);
+            }
+            if (encoded.Count == 0) return null; // too large to keep: certified once durable, as before
+            kept = [.. encoded];
+            count = kept.Length;
+            (_keptFrom, _keptThrough) = (first, first + (ulong)count - 1);
+        }
+        var digests = new byte[count][];
+        for (var i = 0; i < count; i++) digests[i] = EntryAt(first + (ulong)i).Digest.ToArray();
         Requested += (ulong)count;
         _certifying = true;
         CheckPositions();
-        return (first, digests);
+        return (first, digests, kept);
     }
 
     /// <summary>The USIG certified the batch handed out by <see cref="TakeCertifyBatch"/>; returns
@@ -228,8 +275,10 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     /// the next write. <paramref name="counterGap"/>: the USIG issued counters whose intents were
     /// lost (so never sent); the stored log starts over empty at <paramref name="first"/>.
     /// </summary>
+    /// <remarks><paramref name="keptFrom"/>: the first entry that came from the messages the USIG
+    /// kept, not from the journal (0: none); those are certified, and written to the journal first.</remarks>
     public void Restore(ulong first, IReadOnlyList<CertifiedMessage> entries, IReadOnlyList<Sha256Digest> digests, int certifiedCount, ulong uisDurableThrough,
-        bool counterGap)
+        bool counterGap, ulong keptFrom = 0)
     {
         ProtocolInvariantException.Check(_entries.Count == 0 && Certified == 0 && First == 1, "only a fresh log is restored");
         ProtocolInvariantException.Check(!counterGap || entries.Count == 0, "a log reset after a gap resumes empty");
@@ -243,6 +292,13 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
         _restartAt = counterGap ? first : null;
         Durable = Appended;
         Requested = Certified = First - 1 + (ulong)certifiedCount;
+        if (keptFrom != 0)
+        {
+            ProtocolInvariantException.Check(!counterGap && keptFrom >= first && keptFrom <= Appended && Certified == Appended,
+                "restored kept messages are certified entries at the end of the log");
+            Durable = keptFrom - 1;
+            (_keptFrom, _keptThrough) = (keptFrom, Appended);
+        }
         ProtocolInvariantException.Check(uisDurableThrough >= First - 1 && uisDurableThrough <= Certified, "durable UIs are a prefix of the certified ones");
         UiDurable = uisDurableThrough;
         // Re-issued UIs are written at once: they are the oldest the USIG's window holds.
@@ -273,8 +329,11 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch)
     private void CheckPositions()
     {
         ProtocolInvariantException.Check(First - 1 <= UiDurable && UiDurable <= Certified && Certified <= Requested
-            && Requested <= Durable && Durable <= Appended,
+            && Requested <= Appended && Durable <= Appended,
             $"own log positions in order: first {First}, ui-durable {UiDurable}, certified {Certified}, requested {Requested}, durable {Durable}, appended {Appended}");
+        // Every counter handed to the USIG is durable in the journal, or in the batch it keeps.
+        ProtocolInvariantException.Check(Requested <= Durable || (_keptFrom <= Durable + 1 && Requested == _keptThrough),
+            $"a counter the USIG issued is durable or kept (requested {Requested}, durable {Durable}, kept {_keptFrom}..{_keptThrough})");
         ProtocolInvariantException.Check(Requested - UiDurable <= (ulong)reissueWindow,
             $"the USIG can re-issue every UI not yet durable (requested {Requested}, ui-durable {UiDurable}, window {reissueWindow})");
     }

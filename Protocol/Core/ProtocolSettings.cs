@@ -43,6 +43,11 @@ public sealed record ProtocolSettings
     /// the USIG, read from its identity like <see cref="UsigReissueWindow"/>.</summary>
     public int UsigMaxBatch { get; init; }
 
+    /// <summary>Most bytes of messages this replica's USIG keeps with one batch (0: it keeps none).
+    /// Owned by the USIG, read from its identity like <see cref="UsigReissueWindow"/>. A batch whose
+    /// messages fit is certified while the journal writes them, not after (USIG-KEPT-MESSAGES-DESIGN.md).</summary>
+    public int UsigMaxKeptBytes { get; init; }
+
     public int F => (N - 1) / 2;
 
     /// <summary>Matching commitments (the PREPARE counts as the primary's) that commit a batch.</summary>
@@ -60,5 +65,6 @@ public sealed record ProtocolSettings
         if (Encoding.MessageLimits.CheckViewChangeSpan(Watermark, CheckpointInterval) is { } tooLarge) throw new ArgumentException(tooLarge);
         if (UsigReissueWindow < 1 || UsigMaxBatch < 1)
             throw new ArgumentException("the USIG's re-issue window and largest batch must be read from the USIG (both at least 1)");
+        if (UsigMaxKeptBytes < 0) throw new ArgumentException("the USIG's kept-message limit cannot be negative");
     }
 }

@@ -336,7 +336,8 @@ public sealed partial class ReplicaCore
         own.LastAccepted = certified.Ui.Counter;
 
         // Persist before send holds by construction: its intent is durable (the USIG certifies
-        // only durable intents) and its UI can be re-issued until it is durable too.
+        // only intents durable in the journal or kept with their counters) and its UI can be
+        // re-issued until it is durable too.
         Emit(new Send(null, certified));
 
         if (certified.Ui.Counter <= _own.RestoredIntentsThrough)
@@ -365,7 +366,8 @@ public sealed partial class ReplicaCore
                 else AcceptPrepare(prepare, digest.ToArray());
                 break;
             case Commit commit:
-                // Counted once durable (OnOwnIntentsDurable), unless the PREPARE came back since.
+                // Counted once durable (OnOwnIntentsDurable; a kept one is durable only now),
+                // unless the PREPARE came back since.
                 RecordOwnCommitment(commit);
                 TryExecute();
                 break;

@@ -25,6 +25,29 @@ public sealed record RecoveredState(
     /// re-issue): UIs after it that <see cref="WithReissued"/> put in place are written again.</summary>
     public ulong StoredUisThrough { get; init; } = LogFirstCounter - 1 + (ulong)Log.TakeWhile(m => !m.Ui.IsNone).Count();
 
+    /// <summary>The first log entry that came from the messages the USIG kept with its last batch,
+    /// not from the journal (0: none; see <see cref="WithKept"/>).</summary>
+    public ulong KeptFrom { get; init; }
+
+    /// <summary>
+    /// The log with the messages the USIG kept with its last batch (<paramref name="kept"/>, decoded
+    /// intents certified at counters <c>UsigCounter - kept.Count + 1 .. UsigCounter</c>) appended
+    /// where the journal ends: a batch is certified while its journal write is in flight only if
+    /// the USIG keeps it, so a crash between the two writes loses none of it
+    /// (USIG-KEPT-MESSAGES-DESIGN.md). Unchanged when the journal reaches the USIG's counter, or
+    /// when the kept batch does not start at or before the journal's end (a gap it cannot fill).
+    /// The host calls this before <see cref="UisToReissue"/>: the kept messages' UIs are re-issued
+    /// like those of logged intents, which also checks that each one is the message certified.
+    /// </summary>
+    public RecoveredState WithKept(IReadOnlyList<CertifiedMessage> kept)
+    {
+        var next = LogFirstCounter + (ulong)Log.Count;
+        if (kept.Count == 0 || next > UsigCounter || (ulong)kept.Count > UsigCounter) return this;
+        var firstKept = UsigCounter - (ulong)kept.Count + 1;
+        if (firstKept > next) return this;
+        return this with { Log = [.. Log, .. kept.Skip((int)(next - firstKept))], KeptFrom = next };
+    }
+
     /// <summary>
     /// Intents the USIG certified (their counter is at most the USIG's) whose UI never became
     /// durable: the host asks the USIG to re-issue each (it does only for the very digest it
@@ -166,7 +189,7 @@ public sealed partial class ReplicaCore
             _own.Restore(state.UsigCounter + 1, [], [], 0, state.UsigCounter, counterGap: true);
         }
         else _own.Restore(state.LogFirstCounter, log, log.Select(m => Sha256Digest.From(MessageEncoding.CertifiedDigest(m))).ToList(), certified,
-            Math.Min(state.StoredUisThrough, lastLogged), counterGap: false);
+            Math.Min(state.StoredUisThrough, lastLogged), counterGap: false, keptFrom: state.KeptFrom);
 
         // 3. What we already said (or decided to say) above the checkpoint is not said again under
         // new counters. After a gap, only what was certified before it counts.

@@ -25,14 +25,16 @@ public sealed partial class ReplicaCore
     private readonly OwnLog _own;
     private TimeSpan _now;
 
-    public ReplicaCore(ProtocolSettings settings, ProtocolCrypto crypto, IStateMachine app)
+    /// <remarks><paramref name="keptCodec"/>: how the host encodes this replica's messages for its
+    /// USIG to keep (null: none kept; every message is certified once its journal write is durable).</remarks>
+    public ReplicaCore(ProtocolSettings settings, ProtocolCrypto crypto, IStateMachine app, IKeptMessageCodec? keptCodec = null)
     {
         settings.Validate();
         _settings = settings;
         _tuning = settings.Tuning;
         _crypto = crypto;
         _app = app;
-        _own = new OwnLog(settings.UsigReissueWindow, settings.UsigMaxBatch);
+        _own = new OwnLog(settings.UsigReissueWindow, settings.UsigMaxBatch, keptCodec is null ? 0 : settings.UsigMaxKeptBytes, keptCodec);
         _streams = new PeerStream[settings.N];
         for (var i = 0; i < settings.N; i++) _streams[i] = new PeerStream();
         _lastCommitted = new ulong[settings.N];
@@ -249,7 +251,7 @@ public sealed partial class ReplicaCore
     private void ScheduleDurableWork()
     {
         if (_own.TakeWrite(View, _now, _tuning.LazyUiWait) is { } write) Emit(new WriteLog(write));
-        if (_own.TakeCertifyBatch() is { } batch) Emit(new CertifyUis(batch.FirstCounter, batch.Digests));
+        if (_own.TakeCertifyBatch() is { } batch) Emit(new CertifyUis(batch.FirstCounter, batch.Digests, batch.Kept));
         if (_checkpointStoring is null && _checkpointToStore is { } store)
         {
             _checkpointStoring = store;

@@ -17,9 +17,13 @@ internal sealed class CoreHarness
     private readonly SimUsig[] _usigs;
     private readonly Random _rng;
     private readonly ProtocolSettings[] _settings;
+    private readonly IKeptMessageCodec? _keptCodec;
 
-    public CoreHarness(int f = 1, int seed = 7, Func<ProtocolSettings, ProtocolSettings>? tune = null)
+    /// <param name="keptCodec">Replicas ask their USIGs to keep the messages of batches that fit
+    /// (null: nothing kept, every message certified once its journal write is durable).</param>
+    public CoreHarness(int f = 1, int seed = 7, Func<ProtocolSettings, ProtocolSettings>? tune = null, IKeptMessageCodec? keptCodec = null)
     {
+        _keptCodec = keptCodec;
         N = 2 * f + 1;
         _rng = new Random(seed);
         _keys = ClusterKeys.Create(N, _rng, hmac: false);
@@ -34,9 +38,10 @@ internal sealed class CoreHarness
             {
                 N = N, ReplicaId = i, Tuning = new() { MaxBatchWait = TimeSpan.FromMilliseconds(5) },
                 UsigReissueWindow = SimUsig.ReissueWindow, UsigMaxBatch = SimUsig.MaxBatch,
+                UsigMaxKeptBytes = keptCodec is null ? 0 : SimUsig.MaxKeptBytes,
             };
             _settings[i] = tune?.Invoke(settings) ?? settings;
-            Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), Apps[i] = new KeyValueStateMachine());
+            Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), Apps[i] = new KeyValueStateMachine(), keptCodec);
             _usigs[i] = _keys.UsigFor(i);
             Outbox[i] = [];
         }
@@ -72,7 +77,7 @@ internal sealed class CoreHarness
     /// that kept nothing, or a core to Restore into).</summary>
     public ReplicaCore Renew(int i)
     {
-        Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), Apps[i] = new KeyValueStateMachine());
+        Cores[i] = new ReplicaCore(_settings[i], _keys.CryptoFor(i), Apps[i] = new KeyValueStateMachine(), _keptCodec);
         Outbox[i].Clear();
         return Cores[i];
     }
@@ -99,7 +104,7 @@ internal sealed class CoreHarness
     public IReadOnlyList<Effect> Complete(int i, Effect effect) => effect switch
     {
         WriteLog => Step(i, c => c.OnLogWritten(Now)),
-        CertifyUis certify => Step(i, c => c.OnUisIssued(_usigs[i].CreateUis(certify.FirstCounter, certify.Digests), Now)),
+        CertifyUis certify => Step(i, c => c.OnUisIssued(_usigs[i].CreateUis(certify.FirstCounter, certify.Digests, certify.Kept), Now)),
         StoreCheckpoint => Step(i, c => c.OnCheckpointStored(Now)),
         _ => [],
     };

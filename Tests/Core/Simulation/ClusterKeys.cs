@@ -132,6 +132,7 @@ public sealed class SimUsig(UsigCore usig)
     /// <summary>The USIG's own limits, as a replica reads them.</summary>
     public const int ReissueWindow = UsigCore.RecentWindow;
     public const int MaxBatch = UsigCore.MaxBatch;
+    public const int MaxKeptBytes = UsigCore.MaxKeptBytes;
 
     public UsigCore Core => usig;
 
@@ -145,8 +146,13 @@ public sealed class SimUsig(UsigCore usig)
     /// <summary>Certifies at the next counter (a caller outside the protocol: a test or a rogue replica).</summary>
     public UniqueIdentifier CreateUi(byte[] certifiedDigest) => CreateUis(Counter + 1, [certifiedDigest])[0];
 
-    public IReadOnlyList<UniqueIdentifier> CreateUis(ulong firstCounter, IReadOnlyList<byte[]> digests) =>
-        Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None)).Select(ToUniqueIdentifier).ToList();
+    /// <param name="kept">The messages to keep with the counters (null: none), as the replica asks.</param>
+    public IReadOnlyList<UniqueIdentifier> CreateUis(ulong firstCounter, IReadOnlyList<byte[]> digests, IReadOnlyList<byte[]>? kept = null) =>
+        Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(),
+            kept?.Select(m => (ReadOnlyMemory<byte>)m).ToList(), CancellationToken.None)).Select(ToUniqueIdentifier).ToList();
+
+    /// <summary>The messages the USIG kept with its last batch (durable), oldest first.</summary>
+    public IReadOnlyList<byte[]> Kept => Sync(usig.LoadAsync(CancellationToken.None)).KeptMessages;
 
     public UniqueIdentifier? ReissueUi(ulong counter, byte[] digest) => Sync(usig.ReissueUiAsync(counter, digest, CancellationToken.None)) is { } ui ? ToUniqueIdentifier(ui) : null;
 

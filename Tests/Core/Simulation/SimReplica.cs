@@ -60,10 +60,11 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
                     });
                     break;
                 case CertifyUis certify:
+                    if (certify.Kept is not null) sim.KeptBatches++;
                     sim.Events.After(Latency(), () =>
                     {
                         if (!Alive) return;
-                        var uis = usig.CreateUis(certify.FirstCounter, certify.Digests); // durable in the USIG from here on
+                        var uis = usig.CreateUis(certify.FirstCounter, certify.Digests, certify.Kept); // durable in the USIG from here on
                         if (!sim.AfterDurableWrite(id)) return;
                         // The UIs travel back to the replica: a crash before they arrive loses them in memory.
                         sim.Events.After(TimeSpan.FromTicks(sim.Rng.Next(1, 500)), () =>

@@ -18,6 +18,8 @@ public sealed class Simulation
     private readonly Random _rng;
     private readonly EventQueue _events = new();
     private readonly ClusterKeys _keys;
+    // Kept messages (SimulationOptions.KeptMessages): one codec for the run, as one serializer per silo.
+    private readonly SimKeptMessageCodec? _keptCodec;
     private readonly SimReplica?[] _replicas;
     private readonly RogueReplica?[] _rogues;
     private readonly List<SimClient> _clients = [];
@@ -37,6 +39,7 @@ public sealed class Simulation
         _options = options;
         _rng = new Random(seed);
         _keys = ClusterKeys.Create(options.N, _rng, options.HmacUsig);
+        _keptCodec = options.KeptMessages ? new SimKeptMessageCodec() : null;
         _replicas = new SimReplica?[options.N];
         _rogues = new RogueReplica?[options.N];
         _settings = new ProtocolSettings?[options.N];
@@ -70,11 +73,12 @@ public sealed class Simulation
                 MaxClientRecords = options.MaxClientRecords,
                 UsigReissueWindow = SimUsig.ReissueWindow,
                 UsigMaxBatch = SimUsig.MaxBatch,
+                UsigMaxKeptBytes = options.KeptMessages ? SimUsig.MaxKeptBytes : 0,
             };
             _settings[i] = settings;
             var usig = _keys.UsigFor(i);
             var preverifier = _keys.Hmac ? new SimPreverifier(this, i, usig, _keys.Epochs) : null;
-            var core = new ReplicaCore(settings, _keys.CryptoFor(i, preverifier), new KeyValueStateMachine());
+            var core = new ReplicaCore(settings, _keys.CryptoFor(i, preverifier), new KeyValueStateMachine(), _keptCodec);
             _replicas[i] = new SimReplica(this, i, core, usig, options.TamperingReplicas.Contains(i), options.BadSnapshotServers.Contains(i))
             {
                 Preverifier = preverifier,
@@ -408,16 +412,20 @@ public sealed class Simulation
         var journal = rotated ? new SimJournal() : old.Journal;
         var stored = rotated ? null : old.StoredCheckpoint;
         var state = new RecoveredState(journal.View, stored?.Certificate, stored?.Snapshot, stored?.ViewStarts ?? [], journal.First, journal.Entries.ToList(), counter);
+        // What the USIG kept with its last batch, for counters the journal did not reach.
+        if (_keptCodec is not null && !rotated) state = state.WithKept(usig.Kept.Select(m => _keptCodec.Decode(m)).ToList());
         var reissue = state.UisToReissue();
         state = state.WithReissued(reissue.Select(r => usig.ReissueUi(r.Counter, r.Digest)).ToList());
         var preverifier = _keys.Hmac ? new SimPreverifier(this, replica, usig, _keys.Epochs) : null;
         preverifier?.Prepare(UiClaims.Of(state));
-        var core = new ReplicaCore(_settings[replica]!, _keys.CryptoFor(replica, preverifier), new KeyValueStateMachine());
+        var core = new ReplicaCore(_settings[replica]!, _keys.CryptoFor(replica, preverifier), new KeyValueStateMachine(), _keptCodec);
         var fresh = new SimReplica(this, replica, core, usig, tampering: false) { Journal = journal, StoredCheckpoint = stored, Preverifier = preverifier };
         _replicas[replica] = fresh;
-        Trace($"replica {replica} restarts{(rotated ? $" EMPTY under USIG epoch {_keys.EpochOf(replica)}" : "")}: stored checkpoint {stored?.Certificate.Sequence ?? 0}, log {journal.First}+{journal.Entries.Count}, " +
+        Trace($"replica {replica} restarts{(rotated ? $" EMPTY under USIG epoch {_keys.EpochOf(replica)}" : "")}: stored checkpoint {stored?.Certificate.Sequence ?? 0}, log {journal.First}+{journal.Entries.Count}" +
+              (state.KeptFrom != 0 ? $", kept from {state.KeptFrom}" : "") + ", " +
               $"{reissue.Count} UIs re-issued, USIG at {counter} ({burned} burned)");
         Step(replica, c => c.Restore(state, Now));
+        if (state.KeptFrom != 0 && !core.RestartedAfterCounterGap) RestartsFromKept++;
         // Intent logging's promise: without counters burned outside the protocol, every counter the
         // USIG issued is recovered, and the restarted replica's stream has no gap.
         if (burned == 0 && core.RestartedAfterCounterGap)
@@ -433,6 +441,13 @@ public sealed class Simulation
 
     /// <summary>Restarts that happened in this run.</summary>
     public int RestartsDone { get; private set; }
+
+    /// <summary>Restarts that took messages back from what the USIG kept (the journal had not
+    /// reached the USIG's counter).</summary>
+    public int RestartsFromKept { get; private set; }
+
+    /// <summary>USIG batches that kept their messages (certified while the journal wrote them).</summary>
+    public int KeptBatches { get; internal set; }
 
     /// <summary>
     /// The operator's part of a USIG rotation, once the replica is down: read the highest view and

@@ -23,6 +23,11 @@ public sealed record SimulationOptions
 
     public bool HmacUsig { get; init; }
 
+    /// <summary>Replicas ask their USIGs to keep the messages of batches that fit, and certify them
+    /// while the journal writes them (USIG-KEPT-MESSAGES-DESIGN.md); otherwise every message is
+    /// certified only once its journal write is durable.</summary>
+    public bool KeptMessages { get; init; }
+
     /// <summary>
     /// The negative control of USIG isolation: rogue replicas hold a second USIG instance with
     /// their key, epoch and counter (a cloned USIG), and as primary certify two different
@@ -282,6 +287,8 @@ public sealed record SimulationOptions
             TamperingReplicas = faulty.Except(rogue).ToArray(),
             RogueReplicas = rogue,
             HmacUsig = rng.NextDouble() < 0.25,
+            // From the seed's low bits, not its RNG: the rest of every seed's draw stays as it was.
+            KeptMessages = (seed & 3) != 3,
             MaxBatchSize = rng.Next(1, 6),
             CheckpointInterval = rng.Next(2, 9),
             Watermark = rng.Next(4, 17),
@@ -294,7 +301,7 @@ public sealed record SimulationOptions
     public override string ToString() =>
         $"f={F} clients={Clients}x{RequestsPerClient} drop={DropRate:F2} dup={DuplicateRate:F2} delay<={MaxDelay.TotalMilliseconds}ms " +
         $"faulty-for={FaultyPeriod.TotalMilliseconds}ms tampering=[{string.Join(',', TamperingReplicas)}] rogue=[{string.Join(',', RogueReplicas)}] " +
-        $"usig={(HmacUsig ? "hmac" : "ed25519")}{(ClonedUsig ? " CLONED" : "")}{(RogueCheckpoints ? " rogue-checkpoints" : "")}{(RogueInLaterViews ? " rogue-later-views" : "")}{(TamperReplies ? " forged-replies" : "")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
+        $"usig={(HmacUsig ? "hmac" : "ed25519")}{(ClonedUsig ? " CLONED" : "")}{(RogueCheckpoints ? " rogue-checkpoints" : "")}{(RogueInLaterViews ? " rogue-later-views" : "")}{(TamperReplies ? " forged-replies" : "")}{(KeptMessages ? " kept" : "")} batch={MaxBatchSize} K={CheckpointInterval} W={Watermark} " +
         $"crashes=[{string.Join(',', Crashes.Select(c => $"{c.Replica}@{c.At.TotalMilliseconds}ms"))}]" +
         $" restarts=[{string.Join(',', Restarts.Select(r => $"{r.Replica}@{r.Down.TotalMilliseconds}-{r.Up.TotalMilliseconds}ms"))}]" +
         $" isolations=[{string.Join(',', Isolations.Select(r => $"{r.Replica}@{r.From.TotalMilliseconds}-{r.To.TotalMilliseconds}ms"))}]" +
