@@ -13,6 +13,9 @@ public sealed partial class ReplicaGrain
     [LoggerMessage(Level = LogLevel.Warning, Message = "Replica {ReplicaId}: the USIG (at {Usig}) issued counters whose messages are not in the log; its stream resumes after them")]
     private static partial void LogCounterGap(ILogger logger, int replicaId, ulong usig);
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "Replica {ReplicaId}: the {Count} messages its USIG kept do not decode; the counters they cover are treated as a gap")]
+    private static partial void LogKeptUndecodable(ILogger logger, Exception exception, int replicaId, int count);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Replica {ReplicaId} installed the snapshot at {Sequence} from replica {From}")]
     private static partial void LogStateInstalled(ILogger logger, int replicaId, ulong sequence, int from);
 

@@ -64,10 +64,14 @@ public sealed partial class ReplicaGrain(
         _usig = GrainFactory.GetGrain<IUsigGrain>(_id);
         // The USIG's limits are its own: the core reads them, it does not copy them.
         var usig = await _usig.GetIdentity();
-        var settings = silo.ProtocolSettings(_id) with { UsigReissueWindow = usig.ReissueWindow, UsigMaxBatch = usig.MaxBatch };
+        var settings = silo.ProtocolSettings(_id) with
+        {
+            UsigReissueWindow = usig.ReissueWindow, UsigMaxBatch = usig.MaxBatch, UsigMaxKeptBytes = usig.MaxKeptBytes,
+        };
+        var keptCodec = new SerializerKeptMessageCodec(services.GetRequiredService<Orleans.Serialization.Serializer>());
         if (silo.Manifest.UsigScheme == UsigScheme.Hmac) _preverifier = new UiPreverifier(_usig, silo.Manifest.CreatePreverifiedUiVerifier());
         _sessions = new ReplicaClientSessions(_id, silo.CreateReplicaSigner(_id), silo.Options.MaxClientSessions);
-        _core = new ReplicaCore(settings, silo.CreateProtocolCrypto(_id, _preverifier?.Verifier, _sessions), _app);
+        _core = new ReplicaCore(settings, silo.CreateProtocolCrypto(_id, _preverifier?.Verifier, _sessions), _app, keptCodec);
         _started = silo.Clock.GetTimestamp();
         _transport = new ReplicaTransport(_id, silo.Manifest.N, GrainFactory, logger, _sessions);
         _durable = new DurableOperations(_id, silo.Options.RetryDelay, silo.Options.MaxRetryDelay, silo.Clock, logger);
@@ -77,9 +81,11 @@ public sealed partial class ReplicaGrain(
         // Fault domain i's own store: the journal of its stream, the checkpoint in grain storage.
         var storage = services.GetRequiredKeyedService<IGrainStorage>(SqliteGrainStorageSiloBuilderExtensions.DefaultProviderName);
         _store = new ReplicaStore(journals.Create(this.GetGrainId()), new ReplicaCheckpointStore(storage, this.GetGrainId(), services.GetService<CheckpointSnapshotFiles>()));
-        var state = await _store.LoadAsync(usig.LastCounter, cancellationToken);
-        // UIs the USIG issued for logged intents but that never became durable: it re-issues them
-        // for exactly those digests, so the restarted replica's stream has no gap.
+        // The journal, then what the USIG kept for counters the journal did not reach (a crash
+        // between the USIG's write and the journal's).
+        var state = (await _store.LoadAsync(usig.LastCounter, cancellationToken)).WithKept(DecodeKept(keptCodec, usig.KeptMessages ?? []));
+        // UIs the USIG issued for logged or kept intents but that never became durable: it
+        // re-issues them for exactly those digests, so the restarted replica's stream has no gap.
         var reissue = state.UisToReissue();
         var reissued = new List<UniqueIdentifier?>(reissue.Count);
         foreach (var (counter, digest) in reissue) reissued.Add(await _usig.ReissueUi(counter, digest));
@@ -213,7 +219,7 @@ public sealed partial class ReplicaGrain(
                         took => metrics.StorageWritten(_id, "log", took));
                     break;
                 case CertifyUis certify:
-                    Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray()), static (core, uis, now) => core.OnUisIssued(uis, now),
+                    Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray(), certify.Kept?.ToArray()), static (core, uis, now) => core.OnUisIssued(uis, now),
                         took => metrics.UsigIssued(_id, took));
                     break;
                 case StoreCheckpoint store:
@@ -262,6 +268,21 @@ public sealed partial class ReplicaGrain(
         if (_durable is not null) await _durable.StopAsync(cancellationToken);
         if (_store is not null) await _store.DisposeAsync();
         _sessions?.Dispose();
+    }
+
+    /// <summary>The messages the USIG kept, decoded; none if any fails to decode (then the counters
+    /// they cover are a gap the core handles, and the USIG's re-issue would refuse them anyway).</summary>
+    private IReadOnlyList<CertifiedMessage> DecodeKept(SerializerKeptMessageCodec codec, byte[][] kept)
+    {
+        try
+        {
+            return kept.Select(m => codec.Decode(m)).ToList();
+        }
+        catch (Exception e)
+        {
+            LogKeptUndecodable(logger, e, _id, kept.Length);
+            return [];
+        }
     }
 
     // ----- timers -----

@@ -4,8 +4,9 @@ namespace MinBft.Protocol;
 
 /// <summary>
 /// What the core asks its host to do. Every effect can be applied as soon as it is emitted: the
-/// core emits a certified message's Send only once its intent is durable and its UI issued
-/// (persist before send), so the host keeps no ordering of its own. The three durable operations
+/// core emits a certified message's Send only once its intent is durable (in the journal, or kept
+/// by the USIG with its counter) and its UI issued (persist before send), so the host keeps no
+/// ordering of its own. The three durable operations
 /// are at most one in flight each; the host reports each completion back to the core, retrying
 /// a failed one unchanged.
 /// </summary>
