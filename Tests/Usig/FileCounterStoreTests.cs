@@ -179,7 +179,7 @@ public sealed class FileCounterStoreTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
-    public async Task A_format_1_file_still_reads_as_a_state_that_keeps_nothing_and_the_next_write_is_format_2()
+    public async Task A_format_1_file_still_reads_as_a_state_that_keeps_nothing_and_the_next_write_replaces_both_slots_with_format_2()
     {
         var random = TestRandom.Create(output);
         var path = PathOf("usig.state");
@@ -198,18 +198,33 @@ public sealed class FileCounterStoreTests(ITestOutputHelper output) : IDisposabl
             var core = new UsigCore(1, 4, new HmacUsigCertifier(random.Bytes(32)), store);
             await core.CreateUisAsync(4, [random.Bytes(32)], [new byte[] { 9, 9 }], default);
         }
+        // Both slots: an earlier build, which reads only format 1, must not find the older counter
+        // in the slot left over (it would re-issue counter 4); it finds no valid slot and refuses.
         var bytes = await File.ReadAllBytesAsync(path);
         Assert.Equal("MBUSIG02"u8.ToArray(), bytes[..8]);
-        Assert.Equal("MBUSIG01"u8.ToArray(), bytes[SlotSize..(SlotSize + 8)]); // the old slot is left alone
+        Assert.Equal("MBUSIG02"u8.ToArray(), bytes[SlotSize..(SlotSize + 8)]);
         using (var store = FileCounterStore.Open(path, 1, create: false))
         {
             var read = (await store.ReadAsync(default))!;
             Assert.Equal(4UL, read.Counter);
             Assert.Equal(new byte[] { 9, 9 }, Assert.Single(read.KeptMessages));
         }
-        // The format 2 slot torn: the format 1 slot is the state again, keeping nothing.
-        bytes[38 + 4 * 32 + 3] ^= 1;
+        // Written in order, each synced: the second (sequence 3, slot 1) damaged, the first holds the same state.
+        bytes[SlotSize + 38 + 4 * 32 + 3] ^= 1;
         await File.WriteAllBytesAsync(path, bytes);
+        using (var store = FileCounterStore.Open(path, 1, create: false))
+        {
+            var read = (await store.ReadAsync(default))!;
+            Assert.Equal(4UL, read.Counter);
+            Assert.Equal(new byte[] { 9, 9 }, Assert.Single(read.KeptMessages));
+            // From then on one write per state, as before.
+            await store.WriteAsync(read with { Counter = 5, Recent = [.. read.Recent, .. random.Bytes(32)], Kept = null }, default);
+        }
+        var final = await File.ReadAllBytesAsync(path);
+        Assert.Equal(bytes[..SlotSize], final[..SlotSize]);
+
+        // Torn in the middle of the first write over a format 1 file: the format 1 state, keeping nothing.
+        await File.WriteAllBytesAsync(path, [.. Slot("MBUSIG02"u8, 2, 1, 4, 4, random.Bytes(4 * 32), [1, 0])[..200], .. new byte[SlotSize - 200], .. slot]);
         using (var store = FileCounterStore.Open(path, 1, create: false))
         {
             var read = (await store.ReadAsync(default))!;

@@ -20,7 +20,8 @@ namespace MinBft.Usig;
 /// </code>
 /// Format 2 (<c>MBUSIG02</c>, always written) holds the last batch's kept messages, so they are
 /// durable in the same synced write as the counter that certified them; format 1 (<c>MBUSIG01</c>,
-/// written by earlier builds, no kept part) still reads, as a state that keeps nothing. A slot
+/// written by earlier builds, no kept part) still reads, as a state that keeps nothing, and the
+/// first write after it replaces both slots, so that no earlier build can read the file again. A slot
 /// whose kept part runs past the slot or does not fit the last batch is invalid like a bad
 /// checksum: the other slot's state, with its own kept messages, is read instead.
 /// </summary>
@@ -39,6 +40,8 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
     private readonly SafeFileHandle _file;
     private readonly int _replicaId;
     private ulong _sequence;
+    // A valid format 1 slot was read: the next write goes to both slots (see WriteAsync).
+    private bool _formatOneLeft;
 
     private FileCounterStore(FileStream stream, int replicaId) => (_stream, _file, _replicaId) = (stream, stream.SafeFileHandle, replicaId);
 
@@ -77,6 +80,7 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
         var slots = new[] { Parse(0), Parse(1) }.Where(s => s is not null).OrderByDescending(s => s!.Value.Sequence).ToArray();
         if (slots.Length == 0) throw new InvalidDataException("the USIG counter file holds no valid state: if 'init' was interrupted, delete the file and init again; otherwise the state is lost and the USIG needs a new epoch");
         _sequence = slots[0]!.Value.Sequence;
+        _formatOneLeft = slots.Any(s => s!.Value.Format == 1);
         return Task.FromResult<UsigState?>(slots[0]!.Value.State);
     }
 
@@ -91,7 +95,6 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
             throw new ArgumentException($"a USIG state of {n} digests and {kept.Length} kept messages ({size} bytes) does not fit a {SlotSize}-byte slot", nameof(state));
         var slot = new byte[SlotSize];
         MagicV2.CopyTo(slot);
-        BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(8), _sequence + 1);
         BinaryPrimitives.WriteInt32BigEndian(slot.AsSpan(16), _replicaId);
         BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(20), state.Epoch);
         BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(28), state.Counter);
@@ -105,11 +108,24 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
             message.CopyTo(slot, at + 2);
             at += 2 + message.Length;
         }
-        SHA256.HashData(slot.AsSpan(0, at), slot.AsSpan(at));
+        WriteSlot(slot, at);
+        // The first write over a format 1 file goes to the other slot too, once the first is
+        // durable (a torn second write leaves the first): a build that reads only format 1 would
+        // otherwise take the format 1 slot, an older counter, for the state and re-issue counters.
+        // With both slots in format 2 it finds no valid slot and refuses to run.
+        if (_formatOneLeft) WriteSlot(slot, at);
+        _formatOneLeft = false;
+        return Task.CompletedTask;
+    }
+
+    // The slot's bytes under the next sequence number, into the slot that does not hold the newest state, synced.
+    private void WriteSlot(byte[] slot, int checksumAt)
+    {
+        BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(8), _sequence + 1);
+        SHA256.HashData(slot.AsSpan(0, checksumAt), slot.AsSpan(checksumAt));
         RandomAccess.Write(File, slot, (long)((_sequence + 1) % 2) * SlotSize);
         SyncData();
         _sequence++;
-        return Task.CompletedTask;
     }
 
     public void Dispose() => _stream.Dispose();
@@ -134,7 +150,7 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
         }
     }
 
-    private (ulong Sequence, UsigState State)? Parse(int index)
+    private (ulong Sequence, UsigState State, int Format)? Parse(int index)
     {
         var slot = new byte[SlotSize];
         if (RandomAccess.Read(File, slot, (long)index * SlotSize) < HeaderSize) return null;
@@ -154,7 +170,7 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
         if (BinaryPrimitives.ReadInt32BigEndian(slot.AsSpan(16)) is var owner && owner != _replicaId)
             throw new InvalidDataException($"the USIG counter file belongs to replica {owner}, not {_replicaId}");
         var state = new UsigState(BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(20)), BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(28)), slot[HeaderSize..digestsEnd], kept);
-        return (BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(8)), state);
+        return (BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(8)), state, format);
     }
 
     // Format 2's kept part from `at` (moved past it), or null if it is malformed (a length past the
