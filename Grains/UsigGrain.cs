@@ -111,20 +111,31 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
         return ui?.ToUniqueIdentifier();
     }
 
-    public async Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests)
+    public async Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests, byte[][]? keptMessages)
     {
         // ArgumentException for a null, empty, oversized or wrong-length batch, before any state is touched.
         ArgumentNullException.ThrowIfNull(certifiedDigests);
         if (certifiedDigests.Any(d => d is null)) throw new ArgumentException("a digest is null", nameof(certifiedDigests));
+        // The same for kept messages. A null one must not pass as an empty message: the USIG would
+        // keep nothing where the replica counts on a message being recoverable.
+        if (keptMessages is not null)
+        {
+            if (keptMessages.Any(m => m is null)) throw new ArgumentException("a kept message is null", nameof(keptMessages));
+            if (keptMessages.Length != certifiedDigests.Length)
+                throw new ArgumentException($"one kept message per digest ({certifiedDigests.Length}), got {keptMessages.Length}", nameof(keptMessages));
+            if (keptMessages.Sum(m => (long)m.Length) > UsigCore.MaxKeptBytes)
+                throw new ArgumentException($"kept messages hold at most {UsigCore.MaxKeptBytes} bytes in all", nameof(keptMessages));
+        }
         if (_remote is { } remote)
         {
             if (certifiedDigests.Length is < 1 or > UsigCore.MaxBatch) throw new ArgumentException($"a batch holds 1..{UsigCore.MaxBatch} digests", nameof(certifiedDigests));
-            return [.. (await remote.CreateUisAsync(firstCounter, certifiedDigests, CancellationToken.None)).Select(u => u.ToUniqueIdentifier())];
+            return [.. (await remote.CreateUisAsync(firstCounter, certifiedDigests, keptMessages, CancellationToken.None)).Select(u => u.ToUniqueIdentifier())];
         }
         var core = Core;
         try
         {
-            var uis = await core.CreateUisAsync(firstCounter, certifiedDigests.Select(d => (ReadOnlyMemory<byte>)d).ToArray(), CancellationToken.None);
+            var uis = await core.CreateUisAsync(firstCounter, certifiedDigests.Select(d => (ReadOnlyMemory<byte>)d).ToArray(),
+                keptMessages?.Select(m => (ReadOnlyMemory<byte>)m).ToArray(), CancellationToken.None);
             return [.. uis.Select(u => u.ToUniqueIdentifier())];
         }
         catch (InconsistentStateException e)
@@ -160,11 +171,13 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
         if (_remote is { } remote)
         {
             var identity = await remote.GetIdentityAsync(CancellationToken.None);
-            return new UsigIdentity(identity.ReplicaId, identity.Epoch, identity.PublicKey, identity.LastCounter, identity.ReissueWindow, identity.MaxBatch);
+            return new UsigIdentity(identity.ReplicaId, identity.Epoch, identity.PublicKey, identity.LastCounter, identity.ReissueWindow, identity.MaxBatch,
+                identity.MaxKeptBytes, identity.KeptMessages);
         }
         var core = Core;
         var current = await core.LoadAsync(CancellationToken.None);
-        return new UsigIdentity(core.ReplicaId, core.Epoch, core.Certifier.PublicKey, current.Counter, UsigCore.RecentWindow, UsigCore.MaxBatch);
+        return new UsigIdentity(core.ReplicaId, core.Epoch, core.Certifier.PublicKey, current.Counter, UsigCore.RecentWindow, UsigCore.MaxBatch,
+            UsigCore.MaxKeptBytes, current.KeptMessages);
     }
 
     public async Task<bool[]> VerifyUis(UiClaim[] claims)

@@ -5,8 +5,11 @@ using MinBft.Usig;
 
 namespace MinBft.Hosting;
 
-/// <summary>What a USIG says about itself (<c>GetIdentity</c>).</summary>
-public sealed record UsigProgramIdentity(int ReplicaId, ulong Epoch, ulong LastCounter, int ReissueWindow, int MaxBatch, string Scheme, byte[] PublicKey);
+/// <summary>What a USIG says about itself (<c>GetIdentity</c>). <see cref="MaxKeptBytes"/>: most
+/// bytes of messages a batch may ask it to keep; <see cref="KeptMessages"/>: those the last batch
+/// kept, oldest first, the last one certified at <see cref="LastCounter"/> (none: empty).</summary>
+public sealed record UsigProgramIdentity(int ReplicaId, ulong Epoch, ulong LastCounter, int ReissueWindow, int MaxBatch, string Scheme, byte[] PublicKey,
+    int MaxKeptBytes, byte[][] KeptMessages);
 
 /// <summary>The USIG refused a request or could not serve it (its error message).</summary>
 public sealed class UsigRefusedException(string message) : Exception(message);
@@ -39,10 +42,22 @@ public sealed class UsigClient(string socketPath, TimeSpan callTimeout) : IDispo
         return (string.Create(CultureInfo.InvariantCulture, $"{Environment.MachineName}:{pid}"), cpu);
     }
 
-    public async Task<UsigUi[]> CreateUisAsync(ulong firstCounter, IReadOnlyList<byte[]> digests, CancellationToken cancellationToken)
+    /// <summary>UIs for <paramref name="digests"/> at counters from <paramref name="firstCounter"/>; the batch keeps nothing.</summary>
+    public Task<UsigUi[]> CreateUisAsync(ulong firstCounter, IReadOnlyList<byte[]> digests, CancellationToken cancellationToken) =>
+        CreateUisAsync(firstCounter, digests, kept: null, cancellationToken);
+
+    /// <summary>UIs for <paramref name="digests"/> at counters from <paramref name="firstCounter"/>,
+    /// the USIG keeping <paramref name="kept"/> (null: none; else one message per digest, at most
+    /// <see cref="UsigCore.MaxKeptBytes"/> in all) with the counter, in place of the last batch's.
+    /// A request the program would refuse for its shape is refused here (ArgumentException), unsent.</summary>
+    public async Task<UsigUi[]> CreateUisAsync(ulong firstCounter, IReadOnlyList<byte[]> digests, IReadOnlyList<byte[]>? kept, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(digests);
+        if (kept is not null && (kept.Count != digests.Count || kept.Any(m => m is null) || kept.Sum(m => (long)m.Length) > UsigCore.MaxKeptBytes))
+            throw new ArgumentException($"kept messages: one per digest ({digests.Count}), at most {UsigCore.MaxKeptBytes} bytes in all", nameof(kept));
         var request = new WireWriter().U8(UsigWire.CreateUis).U64(firstCounter).U8(checked((byte)digests.Count));
         foreach (var digest in digests) request.Raw(digest);
+        request.KeptMessages(kept);
         var r = await CallAsync(request.ToArray(), cancellationToken).ConfigureAwait(false);
         var uis = Enumerable.Range(0, r.Count(r.U8(), UsigCore.MaxBatch, 17)).Select(_ => r.Ui()).ToArray();
         r.End();
@@ -60,7 +75,7 @@ public sealed class UsigClient(string socketPath, TimeSpan callTimeout) : IDispo
     public async Task<UsigProgramIdentity> GetIdentityAsync(CancellationToken cancellationToken)
     {
         var r = await CallAsync([UsigWire.GetIdentity], cancellationToken).ConfigureAwait(false);
-        var identity = new UsigProgramIdentity(r.I32(), r.U64(), r.U64(), r.I32(), r.I32(), r.Str(), r.Bytes());
+        var identity = new UsigProgramIdentity(r.I32(), r.U64(), r.U64(), r.I32(), r.I32(), r.Str(), r.Bytes(), r.I32(), r.KeptMessages(UsigCore.MaxBatch));
         r.End();
         return identity;
     }

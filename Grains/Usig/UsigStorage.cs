@@ -22,7 +22,9 @@ public sealed class UsigGrainState
 /// A <see cref="UsigState"/> as grain storage keeps it (the USIG library has no Orleans types).
 /// <see cref="LastDigest"/> is the digest certified at <see cref="Counter"/>, <see cref="Recent"/>
 /// the ones before it; <see cref="LastUi"/> is no longer written (both schemes certify
-/// deterministically, so the USIG certifies again) and ignored when read.
+/// deterministically, so the USIG certifies again) and ignored when read. <see cref="Kept"/>: the
+/// messages the last batch kept (<see cref="UsigState.Kept"/>), in the same write as the counter;
+/// null in a record written before they existed, which reads as a state that keeps nothing.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.UsigState")]
 public sealed record StoredUsigState(
@@ -30,15 +32,16 @@ public sealed record StoredUsigState(
     [property: Id(1)] ulong Counter,
     [property: Id(2)] byte[] LastDigest,
     [property: Id(3)] UniqueIdentifier? LastUi,
-    [property: Id(4)] byte[]? Recent = null)
+    [property: Id(4)] byte[]? Recent = null,
+    [property: Id(5)] byte[][]? Kept = null)
 {
     public static StoredUsigState From(UsigState state)
     {
         var cut = Math.Max(0, state.Recent.Length - 32);
-        return new(state.Epoch, state.Counter, state.Recent[cut..], null, state.Recent[..cut]);
+        return new(state.Epoch, state.Counter, state.Recent[cut..], null, state.Recent[..cut], state.KeptMessages.Length == 0 ? null : state.KeptMessages);
     }
 
-    public UsigState ToUsigState() => new(Epoch, Counter, [.. Recent ?? [], .. LastDigest ?? []]);
+    public UsigState ToUsigState() => new(Epoch, Counter, [.. Recent ?? [], .. LastDigest ?? []], Kept is { Length: > 0 } ? Kept : null);
 }
 
 /// <summary>Conversions between the USIG library's records and the protocol's.</summary>

@@ -109,21 +109,31 @@ public sealed class BadInputTests(ITestOutputHelper output)
         Assert.Equal(cluster.Manifest.Replicas[Backup].UsigEpoch, identity.Epoch);
 
         var next = identity.LastCounter + 1;
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, null!));
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [null!]));
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, []));
-        var shortDigest = await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[31]]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, null!, null));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [null!], null));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [], null));
+        var shortDigest = await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[31]], null));
         Assert.Contains("32 bytes", shortDigest.Message, StringComparison.Ordinal);
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32], new byte[33]]));
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[1 << 20]]));
-        var tooMany = await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, Enumerable.Range(0, identity.MaxBatch + 1).Select(_ => new byte[32]).ToArray()));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32], new byte[33]], null));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[1 << 20]], null));
+        var tooMany = await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, Enumerable.Range(0, identity.MaxBatch + 1).Select(_ => new byte[32]).ToArray(), null));
         Assert.Contains($"1..{identity.MaxBatch}", tooMany.Message, StringComparison.Ordinal);
         // Counters that are not the next ones: a skip, or reuse for another digest.
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next + 1, [new byte[32]]));
-        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(0, [new byte[32]]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next + 1, [new byte[32]], null));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(0, [new byte[32]], null));
+
+        // Kept messages of the wrong shape: a null one, another count than the digests, over the limit.
+        Assert.Equal(MinBft.Usig.UsigCore.MaxKeptBytes, identity.MaxKeptBytes);
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32]], [null!]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32]], [[1], [2]]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32], new byte[32]], [[1]]));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32]], []));
+        var overLimit = await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32], new byte[32]], [new byte[identity.MaxKeptBytes], [1]]));
+        Assert.Contains($"{identity.MaxKeptBytes} bytes", overLimit.Message, StringComparison.Ordinal);
 
         // No counter was used, and the USIG still answers (its replica uses it again below).
         Assert.Equal(identity.LastCounter, (await usig.GetIdentity()).LastCounter);
+        Assert.Equal(identity.KeptMessages ?? [], (await usig.GetIdentity()).KeptMessages ?? []);
         await Assert.ThrowsAsync<FaultDomainUnavailableException>(() => cluster.Usig(7).GetIdentity());
     }
 

@@ -65,6 +65,22 @@ public sealed class EmbeddedUsigCounterFileTests : IDisposable
     }
 
     [Fact]
+    public async Task Grain_storage_keeps_the_kept_messages_with_the_counter_and_they_move_into_the_file_with_it()
+    {
+        byte[][] kept = [[1, 2, 3], [], [4]];
+        var usig = new UsigCore(Replica, 3, new HmacUsigCertifier(new byte[32]), GrainStore());
+        await UsigCore.InitializeAsync(GrainStore(), 3, default);
+        await usig.CreateUisAsync(1, [new byte[32], new byte[32], new byte[32]], kept.Select(m => (ReadOnlyMemory<byte>)m).ToArray(), default);
+        // The grain storage path (Redis in a deployment): a fresh store over the same storage reads them.
+        Assert.Equal(kept, (await GrainStore().ReadAsync(default))!.KeptMessages);
+
+        using var file = await EmbeddedUsigCounterFile.OpenAsync(CounterPath, Replica, GrainStore(), initializing: false);
+        var moved = (await file.ReadAsync(default))!;
+        Assert.Equal(3UL, moved.Counter);
+        Assert.Equal(kept, moved.KeptMessages);
+    }
+
+    [Fact]
     public async Task Once_moved_the_file_is_the_counter_and_goes_on_from_where_it_is()
     {
         await GrainStore().WriteAsync(Issued(5), default);

@@ -19,6 +19,158 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
         (await usig.CreateUisAsync(first, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), CancellationToken.None).WaitAsync(Deadline))
             .Select(u => u.ToUniqueIdentifier()).ToList();
 
+    private static async Task<IReadOnlyList<UniqueIdentifier>> Batch(UsigCore usig, ulong first, byte[][] digests, byte[][]? kept) =>
+        (await usig.CreateUisAsync(first, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), kept?.Select(m => (ReadOnlyMemory<byte>)m).ToList(), CancellationToken.None).WaitAsync(Deadline))
+            .Select(u => u.ToUniqueIdentifier()).ToList();
+
+    private static void AssertKept(byte[][] expected, UsigState? state) =>
+        Assert.Equal(expected.Select(Convert.ToHexString), state!.KeptMessages.Select(Convert.ToHexString));
+
+    private static byte[][] Digests(Random random, int count) => Enumerable.Range(0, count).Select(_ => random.Bytes(32)).ToArray();
+
+    [Fact]
+    public async Task Kept_messages_are_written_with_the_counter_in_one_write_and_a_fresh_usig_over_the_store_sees_them()
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(HmacScheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        await Batch(usig, 1, Digests(random, 2), null);
+        var kept = new[] { random.Bytes(40), random.Bytes(0), random.Bytes(200) };
+        var writes = store.Writes;
+        await Batch(usig, 3, Digests(random, 3), kept);
+        Assert.Equal(writes + 1, store.Writes);
+        Assert.Equal(5UL, store.State!.Counter);
+        AssertKept(kept, store.State);
+        // Copied when asked: the caller's buffers changing afterwards changes nothing kept.
+        kept[0][0] ^= 0xFF;
+        var expected = kept.Select(m => m.ToArray()).ToArray();
+        expected[0][0] ^= 0xFF;
+        AssertKept(expected, store.State);
+
+        var restarted = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        var loaded = await restarted.LoadAsync(CancellationToken.None);
+        Assert.Equal(5UL, loaded.Counter);
+        AssertKept(expected, loaded);
+        Assert.Null(loaded.Inconsistency());
+    }
+
+    [Fact]
+    public async Task The_next_batch_replaces_what_the_last_kept_and_a_batch_that_keeps_none_clears_it()
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(Ed25519Scheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        var first = new[] { random.Bytes(10), random.Bytes(11) };
+        await Batch(usig, 1, Digests(random, 2), first);
+        AssertKept(first, store.State);
+        var second = new[] { random.Bytes(12) };
+        await Batch(usig, 3, Digests(random, 1), second);
+        AssertKept(second, store.State);
+        await Batch(usig, 4, Digests(random, 4), null);
+        AssertKept([], store.State);
+        AssertKept([], await new UsigCore(ReplicaId, Epoch, setup.Certifier, store).LoadAsync(CancellationToken.None));
+    }
+
+    public static TheoryData<string, int, int[]> KeptOfTheWrongShape() => new()
+    {
+        // what, digests, kept message lengths
+        { "one byte over the limit in one message", 1, [UsigCore.MaxKeptBytes + 1] },
+        { "one byte over the limit over a full batch", UsigCore.MaxBatch, [.. Enumerable.Repeat(UsigCore.MaxKeptBytes / UsigCore.MaxBatch, UsigCore.MaxBatch - 1), UsigCore.MaxKeptBytes / UsigCore.MaxBatch + 1] },
+        { "fewer messages than digests", 3, [1, 1] },
+        { "more messages than digests", 2, [1, 1, 1] },
+        { "an empty list for one digest", 1, [] },
+    };
+
+    [Theory]
+    [MemberData(nameof(KeptOfTheWrongShape))]
+    public async Task Kept_messages_over_the_limit_or_not_one_per_digest_are_refused_and_nothing_is_issued(string what, int digests, int[] lengths)
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(HmacScheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        var held = new[] { random.Bytes(8) };
+        await Batch(usig, 1, Digests(random, 1), held);
+        var writes = store.Writes;
+
+        var error = await Assert.ThrowsAsync<ArgumentException>(() => Batch(usig, 2, Digests(random, digests), lengths.Select(n => random.Bytes(n)).ToArray()));
+
+        output.WriteLine($"{what}: {error.Message}");
+        Assert.Equal(writes, store.Writes);
+        Assert.Equal(1UL, store.State!.Counter);
+        AssertKept(held, store.State);
+        // The same batch at the limit exactly, one message per digest, is taken.
+        var atLimit = Enumerable.Range(0, digests).Select(i => random.Bytes(i == 0 ? UsigCore.MaxKeptBytes - (digests - 1) : 1)).ToArray();
+        Assert.Equal(UsigCore.MaxKeptBytes, atLimit.Sum(m => m.Length));
+        Assert.Equal(1 + digests, (int)(await Batch(usig, 2, Digests(random, digests), atLimit))[^1].Counter);
+        AssertKept(atLimit, store.State);
+    }
+
+    [Theory]
+    [MemberData(nameof(Schemes), MemberType = typeof(UsigTestKit))]
+    public async Task A_retried_batch_gets_the_same_uis_and_changes_nothing_kept(string scheme)
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(scheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        var older = Digests(random, 3);
+        var olderKept = older.Select(_ => random.Bytes(20)).ToArray();
+        var olderUis = await Batch(usig, 1, older, olderKept);
+        var last = Digests(random, 2);
+        var lastKept = last.Select(_ => random.Bytes(30)).ToArray();
+        var lastUis = await Batch(usig, 4, last, lastKept);
+        var writes = store.Writes;
+
+        // The last batch again with its bytes, other bytes or none; an older one with its own bytes.
+        foreach (var (first, digests, kept, uis) in new[]
+        {
+            (4UL, last, lastKept, lastUis), (4UL, last, last.Select(_ => random.Bytes(5)).ToArray(), lastUis), (4UL, last, null, lastUis),
+            (1UL, older, olderKept, olderUis), (1UL, older, null, olderUis),
+        })
+        {
+            var again = await Batch(usig, first, digests, kept);
+            Assert.Equal(uis.Select(u => (u.Counter, Convert.ToHexString(u.Certificate))), again.Select(u => (u.Counter, Convert.ToHexString(u.Certificate))));
+            Assert.Equal(writes, store.Writes);
+            AssertKept(lastKept, store.State);
+        }
+        // After a restart too (the retry then reads the store first).
+        var restarted = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        Assert.Equal(lastUis.Select(u => Convert.ToHexString(u.Certificate)), (await Batch(restarted, 4, last, null)).Select(u => Convert.ToHexString(u.Certificate)));
+        AssertKept(lastKept, await restarted.LoadAsync(CancellationToken.None));
+        Assert.Equal(writes, store.Writes);
+    }
+
+    [Fact]
+    public async Task Random_batches_leave_exactly_the_last_batchs_messages_kept_across_restarts()
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(HmacScheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        ulong next = 1;
+        for (var i = 0; i < 300; i++)
+        {
+            var digests = Digests(random, random.Next(1, UsigCore.MaxBatch + 1));
+            var budget = UsigCore.MaxKeptBytes;
+            var kept = random.Next(3) == 0 ? null : digests.Select(_ =>
+            {
+                var message = random.Bytes(random.Next(0, Math.Min(budget, 200) + 1));
+                budget -= message.Length;
+                return message;
+            }).ToArray();
+            await Batch(usig, next, digests, kept);
+            next += (ulong)digests.Length;
+            if (random.Next(10) == 0) usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+            var seen = await new UsigCore(ReplicaId, Epoch, setup.Certifier, store).LoadAsync(CancellationToken.None);
+            Assert.Equal(next - 1, seen.Counter);
+            AssertKept(kept ?? [], seen);
+            Assert.Null(seen.Inconsistency());
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Schemes), MemberType = typeof(UsigTestKit))]
     public async Task A_batch_gets_consecutive_counters_each_certifying_its_own_digest_with_one_write(string scheme)

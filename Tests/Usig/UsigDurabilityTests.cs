@@ -247,4 +247,35 @@ public sealed class UsigDurabilityTests(ITestOutputHelper output)
             }
         }
     }
+
+    [Theory]
+    [InlineData(UsigStoreFault.FailWithoutWriting)]
+    [InlineData(UsigStoreFault.FailAfterWriting)]
+    public async Task A_failed_write_leaves_the_previous_batchs_messages_or_the_new_ones_never_a_mix(UsigStoreFault fault)
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(HmacScheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        byte[][] before = [random.Bytes(16), random.Bytes(17)];
+        await usig.CreateUisAsync(1, [random.Bytes(32), random.Bytes(32)], Memory(before), CancellationToken.None);
+        byte[][] digests = [random.Bytes(32), random.Bytes(32), random.Bytes(32)];
+        byte[][] after = [random.Bytes(3), random.Bytes(4), random.Bytes(5)];
+
+        store.Fault = fault;
+        await Assert.ThrowsAsync<IOException>(() => usig.CreateUisAsync(3, Memory(digests), Memory(after), CancellationToken.None));
+        store.Fault = UsigStoreFault.None;
+
+        // The USIG reads the store again before issuing: it keeps what the store holds.
+        var written = fault == UsigStoreFault.FailAfterWriting;
+        var state = await usig.LoadAsync(CancellationToken.None);
+        Assert.Equal(written ? 5UL : 2UL, state.Counter);
+        Assert.Equal((written ? after : before).Select(Convert.ToHexString), state.KeptMessages.Select(Convert.ToHexString));
+        // The caller retries the batch: the same counters, and its messages kept either way.
+        var uis = await usig.CreateUisAsync(3, Memory(digests), Memory(after), CancellationToken.None);
+        Assert.Equal([3UL, 4UL, 5UL], uis.Select(u => u.Counter));
+        Assert.Equal(after.Select(Convert.ToHexString), store.State!.KeptMessages.Select(Convert.ToHexString));
+    }
+
+    private static ReadOnlyMemory<byte>[] Memory(byte[][] items) => items.Select(m => (ReadOnlyMemory<byte>)m).ToArray();
 }

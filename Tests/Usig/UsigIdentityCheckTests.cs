@@ -15,7 +15,7 @@ public sealed class UsigIdentityCheckTests : IDisposable
 
     private static UsigProgramIdentity IdentityOf(ClusterManifest manifest, int replica) =>
         new(replica, manifest.Replica(replica).UsigEpoch, LastCounter: 5, ReissueWindow: 64, MaxBatch: 32,
-            ClusterManifest.SchemeName(manifest.UsigScheme), manifest.Replica(replica).UsigPublicKey ?? []);
+            ClusterManifest.SchemeName(manifest.UsigScheme), manifest.Replica(replica).UsigPublicKey ?? [], MaxKeptBytes: 1536, KeptMessages: []);
 
     [Fact]
     public void The_manifests_own_USIG_is_taken_and_every_other_identity_is_refused_with_the_reason()

@@ -44,7 +44,9 @@ public sealed class UsigProgramTests(ITestOutputHelper output) : IDisposable
 
         // The replica's side: it logs each batch's intent (first counter, digests) durably before
         // asking for the UIs, and after a crash asks again for every intent it has no UIs for.
+        // Some batches ask the USIG to keep their messages too.
         var log = new List<(ulong First, byte[][] Digests)>();
+        var keptBy = new Dictionary<ulong, byte[][]?>(); // by a batch's first counter
         var received = new Dictionary<ulong, (byte[] Digest, byte[] Certificate)>();
         void Record((ulong First, byte[][] Digests) intent, UsigUi[] uis)
         {
@@ -73,11 +75,21 @@ public sealed class UsigProgramTests(ITestOutputHelper output) : IDisposable
             output.WriteLine($"round {round}: restarted at counter {identity.LastCounter}; logged up to {lastLogged}, received up to {highestReceived}");
             // Nothing rolled back, nothing issued beyond what was asked for.
             Assert.InRange(identity.LastCounter, highestReceived, lastLogged);
+            // What the program keeps is what the batch that ended at its counter asked it to keep,
+            // however the kill fell: the messages are in the same write as the counter.
+            Assert.Equal(UsigCore.MaxKeptBytes, identity.MaxKeptBytes);
+            byte[][] expectedKept = [];
+            if (identity.LastCounter > 0)
+            {
+                var lastBatch = log.Single(i => i.First + (ulong)i.Digests.Length - 1 == identity.LastCounter);
+                expectedKept = keptBy[lastBatch.First] ?? [];
+            }
+            Assert.Equal(expectedKept.Select(Convert.ToHexString), identity.KeptMessages.Select(Convert.ToHexString));
 
             // Recovery: every logged intent without its UIs asks again (issued before the kill: the
             // same UIs; not issued: issued now, at the counters the intent names).
             foreach (var intent in log.Where(i => Enumerable.Range(0, i.Digests.Length).Any(k => !received.ContainsKey(i.First + (ulong)k))))
-                Record(intent, await client.CreateUisAsync(intent.First, intent.Digests, CancellationToken.None));
+                Record(intent, await client.CreateUisAsync(intent.First, intent.Digests, keptBy[intent.First], CancellationToken.None));
             // The counters are the USIG's alone: an issued one is never given to another digest.
             if (received.Count > 0)
             {
@@ -97,10 +109,11 @@ public sealed class UsigProgramTests(ITestOutputHelper output) : IDisposable
             {
                 var intent = (next, Enumerable.Range(0, random.Next(1, UsigCore.MaxBatch + 1)).Select(_ => random.Bytes(32)).ToArray());
                 log.Add(intent);
+                keptBy[next] = random.Next(2) == 0 ? null : intent.Item2.Select(_ => random.Bytes(random.Next(UsigCore.MaxKeptBytes / intent.Item2.Length + 1))).ToArray();
                 if (batch == killAt) killer = Task.Run(usig.Kill);
                 try
                 {
-                    Record(intent, await client.CreateUisAsync(intent.Item1, intent.Item2, CancellationToken.None));
+                    Record(intent, await client.CreateUisAsync(intent.Item1, intent.Item2, keptBy[intent.Item1], CancellationToken.None));
                     next += (ulong)intent.Item2.Length;
                 }
                 catch (Exception e) when (e is IOException or SocketException or TimeoutException)
@@ -119,6 +132,57 @@ public sealed class UsigProgramTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(Enumerable.Range(1, checked((int)total)).Select(c => (ulong)c), received.Keys.Order());
         foreach (var (first, digests) in log)
             for (var i = 0; i < digests.Length; i++) Assert.Equal(digests[i], received[first + (ulong)i].Digest);
+    }
+
+    [Fact]
+    public async Task Kept_messages_survive_a_restart_of_the_program_and_come_back_in_its_identity()
+    {
+        var (random, settings, usig) = await StartInitializedAsync();
+        byte[][] digests = [random.Bytes(32), random.Bytes(32), random.Bytes(32)];
+        byte[][] kept = [random.Bytes(100), [], random.Bytes(UsigCore.MaxKeptBytes - 100)];
+        UsigUi[] issued;
+        using (var client = new UsigClient(settings.SocketPath, CallTimeout))
+        {
+            Assert.Equal(2UL, (await client.CreateUisAsync(1, [random.Bytes(32), random.Bytes(32)], [[1], [2]], CancellationToken.None))[^1].Counter);
+            issued = await client.CreateUisAsync(3, digests, kept, CancellationToken.None);
+            var identity = await client.GetIdentityAsync(CancellationToken.None);
+            Assert.Equal((5UL, UsigCore.MaxKeptBytes), (identity.LastCounter, identity.MaxKeptBytes));
+            AssertKept(kept, identity.KeptMessages);
+        }
+
+        // kill -9, then a new program over the same counter file.
+        usig.Kill();
+        var restarted = await StartAsync(settings);
+        using (var client = new UsigClient(settings.SocketPath, CallTimeout))
+        {
+            var identity = await client.GetIdentityAsync(CancellationToken.None);
+            Assert.Equal(5UL, identity.LastCounter);
+            AssertKept(kept, identity.KeptMessages);
+            // A retried batch (the silo did not see its answer) gets the same UIs and keeps what it kept.
+            var again = await client.CreateUisAsync(3, digests, [[9], [9], [9]], CancellationToken.None);
+            Assert.Equal(issued.Select(u => Convert.ToHexString(u.Certificate)), again.Select(u => Convert.ToHexString(u.Certificate)));
+            AssertKept(kept, (await client.GetIdentityAsync(CancellationToken.None)).KeptMessages);
+            // Over the limit, sent as the bytes a faulty silo would send: refused, nothing changes.
+            var over = new WireWriter().U8(UsigWire.CreateUis).U64(6).U8(1).Raw(random.Bytes(32)).KeptMessages([new byte[UsigCore.MaxKeptBytes + 1]]).ToArray();
+            var error = await Assert.ThrowsAsync<UsigRefusedException>(() => client.CallAsync(over, CancellationToken.None));
+            output.WriteLine(error.Message);
+            identity = await client.GetIdentityAsync(CancellationToken.None);
+            Assert.Equal(5UL, identity.LastCounter);
+            AssertKept(kept, identity.KeptMessages);
+            // A batch that keeps nothing clears them, durably.
+            await client.CreateUisAsync(6, [random.Bytes(32)], CancellationToken.None);
+        }
+        restarted.Kill();
+        await StartAsync(settings);
+        using (var client = new UsigClient(settings.SocketPath, CallTimeout))
+        {
+            var identity = await client.GetIdentityAsync(CancellationToken.None);
+            Assert.Equal(6UL, identity.LastCounter);
+            Assert.Empty(identity.KeptMessages);
+        }
+
+        static void AssertKept(byte[][] expected, byte[][] actual) =>
+            Assert.Equal(expected.Select(Convert.ToHexString), actual.Select(Convert.ToHexString));
     }
 
     [Fact]

@@ -267,5 +267,34 @@ public sealed class UsigPropertyTests(ITestOutputHelper output)
         Assert.Equal(recent[64..], copy.DigestAt(9).ToArray());
         Assert.Equal(recent[..32], copy.DigestAt(7).ToArray());
         Assert.Empty(serializer.Deserialize<StoredUsigState>(serializer.SerializeToArray(StoredUsigState.From(UsigState.Fresh(1))))!.ToUsigState().Recent);
+        Assert.Empty(copy.KeptMessages);
+    }
+
+    [Fact]
+    public void StoredUsigState_CarriesTheKeptMessages_ThroughTheOrleansSerializer_AndARecordWithoutThemKeepsNothing()
+    {
+        var random = TestRandom.Create(output);
+        using var services = new ServiceCollection().AddSerializer().BuildServiceProvider();
+        var serializer = services.GetRequiredService<Serializer>();
+        byte[][] kept = [random.Bytes(30), [], random.Bytes(UsigCore.MaxKeptBytes - 30)];
+        var state = new UsigState(3, 9, random.Bytes(9 * 32), kept);
+        var stored = StoredUsigState.From(state);
+        Assert.Equal(kept.Select(Convert.ToHexString), stored.Kept!.Select(Convert.ToHexString));
+
+        var copy = serializer.Deserialize<StoredUsigState>(serializer.SerializeToArray(stored))!.ToUsigState();
+        Assert.Equal((state.Epoch, state.Counter), (copy.Epoch, copy.Counter));
+        Assert.Equal(state.Recent, copy.Recent);
+        Assert.Equal(kept.Select(Convert.ToHexString), copy.KeptMessages.Select(Convert.ToHexString));
+        Assert.Null(copy.Inconsistency());
+
+        // Inside the grain state, as GrainStorageCounterStore writes it.
+        var grainState = serializer.Deserialize<UsigGrainState>(serializer.SerializeToArray(new UsigGrainState { Usig = stored }))!;
+        Assert.Equal(kept.Select(Convert.ToHexString), grainState.Usig!.ToUsigState().KeptMessages.Select(Convert.ToHexString));
+
+        // A record written before kept messages existed (no field 5) reads as keeping nothing.
+        var legacy = serializer.Deserialize<StoredUsigState>(serializer.SerializeToArray(stored with { Kept = null }))!;
+        Assert.Null(legacy.Kept);
+        Assert.Empty(legacy.ToUsigState().KeptMessages);
+        Assert.Null(StoredUsigState.From(new UsigState(3, 9, state.Recent)).Kept);
     }
 }

@@ -14,13 +14,25 @@ namespace MinBft.Usig;
 /// same file fails to open it instead of forking the counter. Rollback protection rests on the
 /// file system and whoever can write the file: a real deployment would keep the counter in a TPM
 /// NV counter or an enclave.
+/// <code>
+/// slot (4 KiB, big-endian) := magic[8] sequence:u64 replica:i32 epoch:u64 counter:u64 n:u16 n×digest[32]
+///                             [keptCount:u8 keptCount×(length:u16 bytes), format 2 only] sha256[32] of all before it
+/// </code>
+/// Format 2 (<c>MBUSIG02</c>, always written) holds the last batch's kept messages, so they are
+/// durable in the same synced write as the counter that certified them; format 1 (<c>MBUSIG01</c>,
+/// written by earlier builds, no kept part) still reads, as a state that keeps nothing, and the
+/// first write after it replaces both slots, so that no earlier build can read the file again. A slot
+/// whose kept part runs past the slot or does not fit the last batch is invalid like a bad
+/// checksum: the other slot's state, with its own kept messages, is read instead.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
 {
     private const int SlotSize = 4096;
     private const int HeaderSize = 8 + 8 + 4 + 8 + 8 + 2;
-    private static ReadOnlySpan<byte> Magic => "MBUSIG01"u8;
+    private const int ChecksumSize = 32;
+    private static ReadOnlySpan<byte> MagicV1 => "MBUSIG01"u8;
+    private static ReadOnlySpan<byte> MagicV2 => "MBUSIG02"u8;
 
     private readonly FileStream _stream;
     // Taken once: FileStream.SafeFileHandle's getter seeks to sync the stream's position each time
@@ -28,6 +40,8 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
     private readonly SafeFileHandle _file;
     private readonly int _replicaId;
     private ulong _sequence;
+    // A valid format 1 slot was read: the next write goes to both slots (see WriteAsync).
+    private bool _formatOneLeft;
 
     private FileCounterStore(FileStream stream, int replicaId) => (_stream, _file, _replicaId) = (stream, stream.SafeFileHandle, replicaId);
 
@@ -66,25 +80,52 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
         var slots = new[] { Parse(0), Parse(1) }.Where(s => s is not null).OrderByDescending(s => s!.Value.Sequence).ToArray();
         if (slots.Length == 0) throw new InvalidDataException("the USIG counter file holds no valid state: if 'init' was interrupted, delete the file and init again; otherwise the state is lost and the USIG needs a new epoch");
         _sequence = slots[0]!.Value.Sequence;
+        _formatOneLeft = slots.Any(s => s!.Value.Format == 1);
         return Task.FromResult<UsigState?>(slots[0]!.Value.State);
     }
 
     public Task WriteAsync(UsigState state, CancellationToken cancellationToken)
     {
+        var kept = state.KeptMessages;
         var n = state.Recent.Length / UsigCertificateInput.DigestLength;
+        var size = HeaderSize + state.Recent.Length + 1 + kept.Sum(m => 2L + m.Length) + ChecksumSize;
+        // The core never produces such a state; a slot that held part of one would not read back.
+        if (state.Recent.Length % UsigCertificateInput.DigestLength != 0 || n > ushort.MaxValue || kept.Length > byte.MaxValue
+            || kept.Any(m => m.Length > ushort.MaxValue) || size > SlotSize)
+            throw new ArgumentException($"a USIG state of {n} digests and {kept.Length} kept messages ({size} bytes) does not fit a {SlotSize}-byte slot", nameof(state));
         var slot = new byte[SlotSize];
-        Magic.CopyTo(slot);
-        BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(8), _sequence + 1);
+        MagicV2.CopyTo(slot);
         BinaryPrimitives.WriteInt32BigEndian(slot.AsSpan(16), _replicaId);
         BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(20), state.Epoch);
         BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(28), state.Counter);
         BinaryPrimitives.WriteUInt16BigEndian(slot.AsSpan(36), (ushort)n);
         state.Recent.CopyTo(slot, HeaderSize);
-        SHA256.HashData(slot.AsSpan(0, HeaderSize + state.Recent.Length), slot.AsSpan(HeaderSize + state.Recent.Length));
+        var at = HeaderSize + state.Recent.Length;
+        slot[at++] = (byte)kept.Length;
+        foreach (var message in kept)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(slot.AsSpan(at), (ushort)message.Length);
+            message.CopyTo(slot, at + 2);
+            at += 2 + message.Length;
+        }
+        WriteSlot(slot, at);
+        // The first write over a format 1 file goes to the other slot too, once the first is
+        // durable (a torn second write leaves the first): a build that reads only format 1 would
+        // otherwise take the format 1 slot, an older counter, for the state and re-issue counters.
+        // With both slots in format 2 it finds no valid slot and refuses to run.
+        if (_formatOneLeft) WriteSlot(slot, at);
+        _formatOneLeft = false;
+        return Task.CompletedTask;
+    }
+
+    // The slot's bytes under the next sequence number, into the slot that does not hold the newest state, synced.
+    private void WriteSlot(byte[] slot, int checksumAt)
+    {
+        BinaryPrimitives.WriteUInt64BigEndian(slot.AsSpan(8), _sequence + 1);
+        SHA256.HashData(slot.AsSpan(0, checksumAt), slot.AsSpan(checksumAt));
         RandomAccess.Write(File, slot, (long)((_sequence + 1) % 2) * SlotSize);
         SyncData();
         _sequence++;
-        return Task.CompletedTask;
     }
 
     public void Dispose() => _stream.Dispose();
@@ -109,17 +150,50 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
         }
     }
 
-    private (ulong Sequence, UsigState State)? Parse(int index)
+    private (ulong Sequence, UsigState State, int Format)? Parse(int index)
     {
         var slot = new byte[SlotSize];
-        if (RandomAccess.Read(File, slot, (long)index * SlotSize) < HeaderSize || !slot.AsSpan(0, 8).SequenceEqual(Magic)) return null;
+        if (RandomAccess.Read(File, slot, (long)index * SlotSize) < HeaderSize) return null;
+        var format = slot.AsSpan(0, 8).SequenceEqual(MagicV2) ? 2 : slot.AsSpan(0, 8).SequenceEqual(MagicV1) ? 1 : 0;
+        if (format == 0) return null;
         var n = BinaryPrimitives.ReadUInt16BigEndian(slot.AsSpan(36));
-        var end = HeaderSize + n * UsigCertificateInput.DigestLength;
-        if (n > UsigCore.RecentWindow || !SHA256.HashData(slot.AsSpan(0, end)).AsSpan().SequenceEqual(slot.AsSpan(end, 32))) return null;
+        if (n > UsigCore.RecentWindow) return null;
+        var digestsEnd = HeaderSize + n * UsigCertificateInput.DigestLength;
+        byte[][]? kept = null;
+        var end = digestsEnd;
+        if (format == 2)
+        {
+            if (ReadKept(slot, ref end, n) is not { } read) return null;
+            kept = read.Length == 0 ? null : read;
+        }
+        if (end + ChecksumSize > SlotSize || !SHA256.HashData(slot.AsSpan(0, end)).AsSpan().SequenceEqual(slot.AsSpan(end, ChecksumSize))) return null;
         if (BinaryPrimitives.ReadInt32BigEndian(slot.AsSpan(16)) is var owner && owner != _replicaId)
             throw new InvalidDataException($"the USIG counter file belongs to replica {owner}, not {_replicaId}");
-        var state = new UsigState(BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(20)), BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(28)), slot[HeaderSize..end]);
-        return (BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(8)), state);
+        var state = new UsigState(BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(20)), BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(28)), slot[HeaderSize..digestsEnd], kept);
+        return (BinaryPrimitives.ReadUInt64BigEndian(slot.AsSpan(8)), state, format);
+    }
+
+    // Format 2's kept part from `at` (moved past it), or null if it is malformed (a length past the
+    // slot) or cannot be the last batch's (more messages than digests or the batch limit, more bytes
+    // than the limit): the checksum would be read from the wrong place, or the state is one no write
+    // produced. Every length is checked against the slot before its bytes are copied.
+    private static byte[][]? ReadKept(byte[] slot, ref int at, int digests)
+    {
+        if (at + 1 > SlotSize) return null;
+        var count = slot[at++];
+        if (count > UsigCore.MaxBatch || count > digests) return null;
+        var kept = new byte[count][];
+        var total = 0;
+        for (var i = 0; i < count; i++)
+        {
+            if (at + 2 > SlotSize) return null;
+            var length = BinaryPrimitives.ReadUInt16BigEndian(slot.AsSpan(at));
+            total += length;
+            if (total > UsigCore.MaxKeptBytes || at + 2 + length > SlotSize) return null;
+            kept[i] = slot[(at + 2)..(at + 2 + length)];
+            at += 2 + length;
+        }
+        return kept;
     }
 
     // A new file's directory entry is durable only once the directory itself is synced.

@@ -8,14 +8,21 @@ namespace MinBft.Usig;
 /// then the body), one response per request, in order. Integers are big-endian.
 /// <code>
 /// request  := op:u8 body                 response := 0 body | 1 utf8-error-message
-/// 1 CreateUis   first:u64 n:u8 (1..32) n×digest[32]        -> n:u8 n×ui
+/// 1 CreateUis   first:u64 n:u8 (1..32) n×digest[32] kept   -> n:u8 n×ui
 /// 2 ReissueUi   counter:u64 digest[32]                     -> present:u8 [ui]
 /// 3 GetIdentity                                            -> replica:i32 epoch:u64 counter:u64 window:i32 batch:i32 scheme:str key:bytes
+///                                                             maxKept:i32 kept
 /// 4 VerifyUis   n:u16 (1..4096) n×(replica:i32 epoch:u64 counter:u64 digest[32] cert:bytes)  -> n:u16 n×valid:u8
 /// ui := epoch:u64 counter:u64 cert:bytes     bytes/str := length:u8 data (at most 64 bytes)
+/// kept := k:u8 k×(length:u16 data)           at most UsigCore.MaxKeptBytes of data in all
 /// </code>
-/// Every count and length is checked against its bound and against the bytes left before anything
-/// is allocated; a frame with trailing bytes is refused.
+/// In CreateUis, k is 0 (the batch keeps nothing) or n (one message per digest, kept by the USIG
+/// with the counter, in place of the last batch's). In GetIdentity, maxKept is the USIG's limit
+/// (<see cref="UsigCore.MaxKeptBytes"/>) and k the messages the last batch kept, certified at
+/// counters counter-k+1..counter. Every count and length is checked against its bound and against
+/// the bytes left before anything is allocated; a frame with trailing bytes is refused. The
+/// largest request, a VerifyUis of 4096 claims, is under 0.5 MiB; a CreateUis with kept messages
+/// under 3 KiB: <see cref="MaxFrame"/> bounds both.
 /// </summary>
 public static class UsigWire
 {
@@ -96,6 +103,25 @@ public sealed class WireReader(byte[] body)
     public string Str() => Encoding.UTF8.GetString(Bytes());
     public UsigUi Ui() => new(U64(), U64(), Bytes());
 
+    /// <summary>Kept messages (<c>k:u8 k×(length:u16 data)</c>): at most <paramref name="maxCount"/>,
+    /// at most <see cref="UsigCore.MaxKeptBytes"/> in all, each length checked against the limit and
+    /// the bytes left before it is allocated.</summary>
+    public byte[][] KeptMessages(int maxCount)
+    {
+        var count = U8();
+        if (count > maxCount || count * 2 > Left) throw new InvalidDataException($"{count} kept messages, at most {maxCount}, or beyond the frame");
+        var kept = new byte[count][];
+        var total = 0;
+        for (var i = 0; i < count; i++)
+        {
+            var length = U16();
+            total += length;
+            if (total > UsigCore.MaxKeptBytes) throw new InvalidDataException($"kept messages of more than {UsigCore.MaxKeptBytes} bytes in all");
+            kept[i] = Raw(length);
+        }
+        return kept;
+    }
+
     /// <summary>A count within 1..<paramref name="max"/> whose items (at least <paramref name="itemSize"/> bytes each) fit in what is left.</summary>
     public int Count(int value, int max, int itemSize) =>
         value >= 1 && value <= max && (long)value * itemSize <= Left ? value : throw new InvalidDataException($"count {value} outside 1..{max} or beyond the frame");
@@ -126,6 +152,14 @@ public sealed class WireWriter
     public WireWriter Bytes(ReadOnlySpan<byte> value) => value.Length <= UsigWire.MaxBytes ? U8((byte)value.Length).Put(value) : throw new ArgumentException("field too long");
     public WireWriter Str(string value) => Bytes(Encoding.UTF8.GetBytes(value));
     public WireWriter Ui(UsigUi ui) => U64(ui.Epoch).U64(ui.Counter).Bytes(ui.Certificate);
+
+    /// <summary>Kept messages (none: null or empty) as <see cref="WireReader.KeptMessages"/> reads them.</summary>
+    public WireWriter KeptMessages(IReadOnlyList<byte[]>? kept)
+    {
+        U8(checked((byte)(kept?.Count ?? 0)));
+        foreach (var message in kept ?? []) U16(checked((ushort)message.Length)).Raw(message);
+        return this;
+    }
     public byte[] ToArray() => _buffer.ToArray();
 
     private static byte[] Big(Action<Span<byte>> write, int length)
@@ -159,8 +193,12 @@ public sealed class UsigServer(UsigCore core)
                 case UsigWire.CreateUis:
                     var first = r.U64();
                     var digests = Enumerable.Range(0, r.Count(r.U8(), UsigCore.MaxBatch, 32)).Select(_ => (ReadOnlyMemory<byte>)r.Raw(32)).ToArray();
+                    var kept = r.KeptMessages(digests.Length);
                     r.End();
-                    var uis = await core.CreateUisAsync(first, digests, cancellationToken).ConfigureAwait(false);
+                    if (kept.Length is not 0 && kept.Length != digests.Length)
+                        throw new InvalidDataException($"{kept.Length} kept messages for {digests.Length} digests: none or one each");
+                    var keep = kept.Length == 0 ? null : kept.Select(m => (ReadOnlyMemory<byte>)m).ToArray();
+                    var uis = await core.CreateUisAsync(first, digests, keep, cancellationToken).ConfigureAwait(false);
                     w.U8((byte)uis.Count);
                     foreach (var ui in uis) w.Ui(ui);
                     break;
@@ -176,7 +214,8 @@ public sealed class UsigServer(UsigCore core)
                     r.End();
                     var state = await core.LoadAsync(cancellationToken).ConfigureAwait(false);
                     w.I32(core.ReplicaId).U64(core.Epoch).U64(state.Counter).I32(UsigCore.RecentWindow).I32(UsigCore.MaxBatch)
-                        .Str(core.Certifier.Scheme).Bytes(core.Certifier.PublicKey);
+                        .Str(core.Certifier.Scheme).Bytes(core.Certifier.PublicKey)
+                        .I32(UsigCore.MaxKeptBytes).KeptMessages(state.KeptMessages);
                     break;
                 case UsigWire.VerifyUis:
                     var claims = Enumerable.Range(0, r.Count(r.U16(), UsigWire.MaxVerify, ClaimSize))

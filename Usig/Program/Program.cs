@@ -14,7 +14,9 @@ namespace MinBft.Usig;
 /// </code>
 /// <c>serve</c> refuses to run without a state initialised for its epoch, listens on a Unix domain
 /// socket (mode 0600), accepts connections only from <c>--allowed-uid</c> (SO_PEERCRED, Linux) and
-/// serves one client at a time: replica i's silo.
+/// serves one client at a time: replica i's silo. The counter file also holds the messages the
+/// last batch asked it to keep (<see cref="UsigCore.MaxKeptBytes"/> at most), written with the
+/// counter in one synced write and returned by <c>GetIdentity</c> after a restart.
 /// </summary>
 public static class Program
 {
@@ -71,7 +73,7 @@ public static class Program
         listener.Bind(new UnixDomainSocketEndPoint(socketPath));
         File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         listener.Listen(1);
-        Console.WriteLine($"usig: replica {replicaId} epoch {epoch} counter {state.Counter} scheme {core.Certifier.Scheme} listening on {socketPath} for uid {allowedUid}");
+        Console.WriteLine($"usig: replica {replicaId} epoch {epoch} counter {state.Counter} (keeping {state.KeptMessages.Length} messages) scheme {core.Certifier.Scheme} listening on {socketPath} for uid {allowedUid}");
         Socket? current = null;
         // Stopping (SIGTERM, Ctrl+C) closes the sockets, which ends the blocking call in progress.
         using var stopping = cancellationToken.Register(() =>
