@@ -18,8 +18,9 @@ namespace MinBft.Tests.Integration;
 /// before storing anything, writes that are stored but report failure (an ambiguous outcome the
 /// journal must resolve on the retry), and a write that hangs. The replica retries each as
 /// documented (HOSTING.md, DurableOperations), reports how long it has been failing, never sends
-/// a certified message before the append of its intent returned (an outgoing call filter checks
-/// every one), and the cluster ends with one history and every acknowledged write.
+/// a certified message before the append of its intent returned or its USIG kept it with its
+/// counter (an outgoing call filter checks every one), and the cluster ends with one history and
+/// every acknowledged write.
 /// </summary>
 [Collection(nameof(ViewChangeCollection))]
 public sealed class StorageFaultTests(ITestOutputHelper output)
@@ -131,14 +132,25 @@ public sealed class StorageFaultTests(ITestOutputHelper output)
         public ValueTask DisposeAsync() => inner.DisposeAsync();
     }
 
-    /// <summary>Checks every certified message a replica grain sends against what its journal made durable.</summary>
+    /// <summary>Checks every certified message a replica grain sends against what its journal made
+    /// durable, or its USIG kept in the write that certified it (USIG-KEPT-MESSAGES-DESIGN.md).</summary>
     private sealed class PersistBeforeSendFilter(IGrainFactory grains, DurableCounters[] durable, ConcurrentQueue<string> violations) : IOutgoingGrainCallFilter
     {
         private GrainType? _replicaType;
 
-        public Task Invoke(IOutgoingGrainCallContext context)
+        public async Task Invoke(IOutgoingGrainCallContext context)
         {
             _replicaType ??= grains.GetGrain<IReplicaGrain>(0).GetGrainId().Type;
+            if (context.MethodName == nameof(IUsigGrain.CreateUis)
+                && context.SourceId is { } caller && caller.Type == _replicaType && caller.TryGetIntegerKey(out var replica, out _))
+            {
+                // Read before the call: Orleans may recycle the request once it completes.
+                var (first, kept) = ((ulong)context.Request.GetArgument(0)!, context.Request.GetArgument(2) as byte[][]);
+                await context.Invoke();
+                // Returned: the counters and the kept messages are durable in the USIG.
+                if (kept is { Length: > 0 }) durable[(int)replica].Mark(first, kept.Length);
+                return;
+            }
             if (context.MethodName == nameof(IReplicaGrain.Deliver)
                 && context.SourceId is { } source && source.Type == _replicaType && source.TryGetIntegerKey(out var sender, out _)
                 && context.Request.GetArgument(0) is CertifiedMessage message && message.Sender == (int)sender)
@@ -148,7 +160,7 @@ public sealed class StorageFaultTests(ITestOutputHelper output)
                 if (!counters.Contains(message.Ui.Counter))
                     violations.Enqueue($"replica {sender} sent {message.GetType().Name} counter {message.Ui.Counter} before its intent was durable");
             }
-            return context.Invoke();
+            await context.Invoke();
         }
     }
 }

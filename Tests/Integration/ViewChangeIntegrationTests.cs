@@ -324,7 +324,7 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
             var argument = context.Request.GetArgumentCount() > 0 ? context.Request.GetArgument(context.Request.GetArgumentCount() - 1) : null;
             // By content: Orleans copies a byte[] argument even for a local call.
             if (context.MethodName == nameof(IUsigGrain.CreateUis) && attack.Equivocating
-                && !(argument is byte[][] { Length: 1 } requested && attack.InjectedDigest is { } injected && requested[0].AsSpan().SequenceEqual(injected)))
+                && !(context.Request.GetArgument(1) is byte[][] { Length: 1 } requested && attack.InjectedDigest is { } injected && requested[0].AsSpan().SequenceEqual(injected)))
             {
                 // After equivocating the primary certifies nothing more (its core's USIG pump keeps
                 // retrying): without this its core would halt at the next UI, whose counter it did
