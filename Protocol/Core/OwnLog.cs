@@ -41,6 +41,9 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
     // The last batch the USIG was asked to keep (0, 0: none yet): counters _keptFrom.._keptThrough.
     private ulong _keptFrom;
     private ulong _keptThrough;
+    // The counter whose message was found too large to keep (0: none): it waits for the journal,
+    // and is not encoded again at every step until then.
+    private ulong _tooLargeToKeep;
 
     private sealed class Entry(CertifiedMessage message, Sha256Digest digest)
     {
@@ -67,10 +70,6 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
 
     /// <summary>UIs durable in the log through here.</summary>
     public ulong UiDurable { get; private set; }
-
-    /// <summary>The last counter whose message only the USIG keeps (its journal write is not
-    /// durable yet); <see cref="Durable"/> when there is none.</summary>
-    public ulong KeptOnly => Requested > Durable ? Requested : Durable;
 
     public int ReissueWindow => reissueWindow;
 
@@ -169,7 +168,7 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
         else
         {
             // A kept batch replaces what the USIG kept: the last one must be durable in the journal.
-            if (keptCodec is null || maxKeptBytes <= 0 || Requested > Durable) return null;
+            if (keptCodec is null || maxKeptBytes <= 0 || Requested > Durable || _tooLargeToKeep == first) return null;
             var upTo = Math.Min(Appended, window);
             if (upTo <= Requested) return null;
             var candidates = (int)Math.Min(upTo - Requested, (ulong)maxCertifyBatch);
@@ -185,7 +184,11 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
                 bytes += message.Length;
                 encoded.Add(message);
             }
-            if (encoded.Count == 0) return null; // too large to keep: certified once durable, as before
+            if (encoded.Count == 0)
+            {
+                _tooLargeToKeep = first; // certified once durable, as before
+                return null;
+            }
             kept = [.. encoded];
             count = kept.Length;
             (_keptFrom, _keptThrough) = (first, first + (ulong)count - 1);
