@@ -134,6 +134,9 @@ public sealed class BadInputTests(ITestOutputHelper output)
         await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32]], [[1]], next + 1));
         await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32]], [[1]], 0));
         await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32]], null, next + 1));
+        // A window from before what the USIG keeps (refused by the USIG itself: the grain passes keptFrom on).
+        var notKept = identity.LastCounter - (ulong)(identity.KeptMessages?.Length ?? 0);
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => usig.CreateUis(next, [new byte[32]], [[1]], notKept));
 
         // No counter was used, and the USIG still answers (its replica uses it again below).
         Assert.Equal(identity.LastCounter, (await usig.GetIdentity()).LastCounter);
