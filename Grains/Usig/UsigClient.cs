@@ -6,8 +6,8 @@ using MinBft.Usig;
 namespace MinBft.Hosting;
 
 /// <summary>What a USIG says about itself (<c>GetIdentity</c>). <see cref="MaxKeptBytes"/>: most
-/// bytes of messages a batch may ask it to keep; <see cref="KeptMessages"/>: those the last batch
-/// kept, oldest first, the last one certified at <see cref="LastCounter"/> (none: empty).</summary>
+/// bytes of messages it keeps; <see cref="KeptMessages"/>: those it keeps (its window, possibly of
+/// several batches), oldest first, the last one certified at <see cref="LastCounter"/> (none: empty).</summary>
 public sealed record UsigProgramIdentity(int ReplicaId, ulong Epoch, ulong LastCounter, int ReissueWindow, int MaxBatch, string Scheme, byte[] PublicKey,
     int MaxKeptBytes, byte[][] KeptMessages);
 
