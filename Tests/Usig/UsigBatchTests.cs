@@ -23,6 +23,10 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
         (await usig.CreateUisAsync(first, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), kept?.Select(m => (ReadOnlyMemory<byte>)m).ToList(), CancellationToken.None).WaitAsync(Deadline))
             .Select(u => u.ToUniqueIdentifier()).ToList();
 
+    private static async Task<IReadOnlyList<UniqueIdentifier>> Batch(UsigCore usig, ulong first, byte[][] digests, byte[][]? kept, ulong keptFrom) =>
+        (await usig.CreateUisAsync(first, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(), kept?.Select(m => (ReadOnlyMemory<byte>)m).ToList(), keptFrom, CancellationToken.None).WaitAsync(Deadline))
+            .Select(u => u.ToUniqueIdentifier()).ToList();
+
     private static void AssertKept(byte[][] expected, UsigState? state) =>
         Assert.Equal(expected.Select(Convert.ToHexString), state!.KeptMessages.Select(Convert.ToHexString));
 
@@ -169,6 +173,142 @@ public sealed class UsigBatchTests(ITestOutputHelper output)
             AssertKept(kept ?? [], seen);
             Assert.Null(seen.Inconsistency());
         }
+    }
+
+    [Fact]
+    public async Task A_window_keeps_the_batches_from_keptFrom_to_the_counter_and_drops_those_before()
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(HmacScheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        byte[][] a = [random.Bytes(10), random.Bytes(0)], b = [random.Bytes(300), random.Bytes(12), random.Bytes(13)];
+        await Batch(usig, 1, Digests(random, 2), a, keptFrom: 1);
+        var writes = store.Writes;
+        await Batch(usig, 3, Digests(random, 3), b, keptFrom: 1);
+        Assert.Equal(writes + 1, store.Writes);
+        Assert.Equal(5UL, store.State!.Counter);
+        AssertKept([.. a, .. b], store.State);
+        AssertKept([.. a, .. b], await usig.LoadAsync(CancellationToken.None));
+        // Durable: a fresh USIG over the store sees the whole window, ending at the counter.
+        usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        var loaded = await usig.LoadAsync(CancellationToken.None);
+        AssertKept([.. a, .. b], loaded);
+        Assert.Null(loaded.Inconsistency());
+
+        // From b's first counter: a's messages go. c fills the window to the byte limit exactly.
+        byte[][] c = [random.Bytes(UsigCore.MaxKeptBytes - b.Sum(m => m.Length))];
+        await Batch(usig, 6, Digests(random, 1), c, keptFrom: 3);
+        AssertKept([.. b, .. c], store.State);
+        AssertKept([.. b, .. c], await new UsigCore(ReplicaId, Epoch, setup.Certifier, store).LoadAsync(CancellationToken.None));
+        // From d's own first counter: d's messages alone, as a batch that replaces what was kept.
+        byte[][] d = [random.Bytes(20), random.Bytes(21)];
+        await Batch(usig, 7, Digests(random, 2), d, keptFrom: 7);
+        AssertKept(d, store.State);
+        // Then a window of MaxBatch messages exactly, over two batches.
+        var e = Enumerable.Range(0, UsigCore.MaxBatch - d.Length).Select(_ => random.Bytes(1)).ToArray();
+        await Batch(usig, 9, Digests(random, e.Length), e, keptFrom: 7);
+        AssertKept([.. d, .. e], store.State);
+        Assert.Equal((ulong)(8 + e.Length), store.State!.Counter);
+        Assert.Null(store.State.Inconsistency());
+    }
+
+    public static TheoryData<string, int, int[]?, ulong> WindowsRefused() => new()
+    {
+        // what, digests, kept message lengths (null: none), keptFrom; the USIG is at 4, keeping 3..4 (1200 bytes)
+        { "keptFrom before the window's start", 1, [1], 2 },
+        { "keptFrom 0", 1, [1], 0 },
+        { "keptFrom after the batch's first counter", 1, [1], 6 },
+        { "a window over MaxKeptBytes, the batch alone under it", 1, [UsigCore.MaxKeptBytes - 1200 + 1], 3 },
+        { "a window over MaxKeptBytes from its last counter", 1, [UsigCore.MaxKeptBytes - 600 + 1], 4 },
+        { "a window over MaxBatch messages, the batch alone under it", UsigCore.MaxBatch - 1, [.. Enumerable.Repeat(1, UsigCore.MaxBatch - 1)], 3 },
+        { "no kept messages, keptFrom before the batch", 1, null, 3 },
+        { "no kept messages, keptFrom after the batch", 1, null, 6 },
+    };
+
+    [Theory]
+    [MemberData(nameof(WindowsRefused))]
+    public async Task A_window_the_usig_does_not_hold_or_that_does_not_fit_is_refused_and_nothing_is_issued(string what, int digests, int[]? lengths, ulong keptFrom)
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(HmacScheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        await Batch(usig, 1, Digests(random, 2), [random.Bytes(10), random.Bytes(11)]);
+        byte[][] held = [random.Bytes(600), random.Bytes(600)];
+        await Batch(usig, 3, Digests(random, 2), held);
+        var writes = store.Writes;
+        var batch = Digests(random, digests);
+        var kept = lengths?.Select(n => random.Bytes(n)).ToArray();
+
+        var error = await Assert.ThrowsAsync<ArgumentException>(() => Batch(usig, 5, batch, kept, keptFrom));
+
+        output.WriteLine($"{what}: {error.Message}");
+        Assert.Equal(writes, store.Writes);
+        Assert.Equal(4UL, store.State!.Counter);
+        AssertKept(held, store.State);
+        AssertKept(held, await new UsigCore(ReplicaId, Epoch, setup.Certifier, store).LoadAsync(CancellationToken.None));
+        // The same batch keeping only its own messages is taken, at the counter the refusal left.
+        Assert.Equal(4 + (ulong)digests, (await Batch(usig, 5, batch, kept, keptFrom: 5))[^1].Counter);
+        AssertKept(kept ?? [], store.State);
+    }
+
+    [Fact]
+    public async Task A_retry_of_the_last_batch_with_another_keptFrom_gets_the_same_uis_and_changes_nothing_kept()
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(Ed25519Scheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        byte[][] a = [random.Bytes(10), random.Bytes(11)], b = [random.Bytes(12)];
+        var older = Digests(random, 2);
+        var olderUis = await Batch(usig, 1, older, a, keptFrom: 1);
+        var last = Digests(random, 1);
+        var lastUis = await Batch(usig, 3, last, b, keptFrom: 1);
+        var writes = store.Writes;
+
+        foreach (var (first, digests, kept, keptFrom, uis) in new[]
+        {
+            (3UL, last, b, 3UL, lastUis), (3UL, last, new[] { random.Bytes(5) }, 3UL, lastUis), (3UL, last, null, 3UL, lastUis), (3UL, last, null, 0UL, lastUis),
+            (3UL, last, b, 1UL, lastUis), (3UL, last, b, 2UL, lastUis), (1UL, older, a, 1UL, olderUis), (1UL, older, null, 0UL, olderUis),
+        })
+        {
+            var again = await Batch(usig, first, digests, kept, keptFrom);
+            Assert.Equal(uis.Select(u => (u.Counter, Convert.ToHexString(u.Certificate))), again.Select(u => (u.Counter, Convert.ToHexString(u.Certificate))));
+            Assert.Equal(writes, store.Writes);
+            AssertKept([.. a, .. b], store.State);
+        }
+        // After a restart too: the window stays as the batch that made it left it.
+        var restarted = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        Assert.Equal(lastUis.Select(u => Convert.ToHexString(u.Certificate)), (await Batch(restarted, 3, last, [random.Bytes(1)], keptFrom: 3)).Select(u => Convert.ToHexString(u.Certificate)));
+        AssertKept([.. a, .. b], await restarted.LoadAsync(CancellationToken.None));
+        Assert.Equal(writes, store.Writes);
+    }
+
+    [Fact]
+    public async Task A_batch_that_keeps_nothing_clears_the_window_and_the_next_cannot_retain_it()
+    {
+        var random = TestRandom.Create(output);
+        var setup = Scheme(HmacScheme, random, Epoch);
+        var store = new InMemoryUsigCounterStore(UsigState.Fresh(Epoch));
+        var usig = new UsigCore(ReplicaId, Epoch, setup.Certifier, store);
+        byte[][] a = [random.Bytes(10)], b = [random.Bytes(11), random.Bytes(12)];
+        await Batch(usig, 1, Digests(random, 1), a, keptFrom: 1);
+        await Batch(usig, 2, Digests(random, 2), b, keptFrom: 1);
+        AssertKept([.. a, .. b], store.State);
+
+        // keptFrom 0 and the batch's first counter both mean "keeps nothing".
+        await Batch(usig, 4, Digests(random, 1), null, keptFrom: 0);
+        AssertKept([], store.State);
+        await Batch(usig, 5, Digests(random, 1), [random.Bytes(1)], keptFrom: 5);
+        await Batch(usig, 6, Digests(random, 2), null, keptFrom: 6);
+        AssertKept([], store.State);
+        AssertKept([], await new UsigCore(ReplicaId, Epoch, setup.Certifier, store).LoadAsync(CancellationToken.None));
+
+        // Nothing is kept for 6..7 any more: a window from there is refused, nothing issued.
+        var writes = store.Writes;
+        await Assert.ThrowsAsync<ArgumentException>(() => Batch(usig, 8, Digests(random, 1), [random.Bytes(1)], keptFrom: 7));
+        Assert.Equal((writes, 7UL), (store.Writes, store.State!.Counter));
     }
 
     [Theory]
