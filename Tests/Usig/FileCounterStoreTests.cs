@@ -55,7 +55,9 @@ public sealed class FileCounterStoreTests(ITestOutputHelper output) : IDisposabl
             await File.WriteAllBytesAsync(path, torn);
             using var store = FileCounterStore.Open(path, 2, create: false);
             var read = (await store.ReadAsync(default))!;
-            var expected = cut >= payloadEnd ? next : previous;
+            // A cut short of the end whose missing bytes happen to equal the old slot's (the last
+            // checksum byte matches one time in 256) is a complete write of the new state.
+            var expected = torn.AsSpan(SlotSize, payloadEnd).SequenceEqual(after.AsSpan(SlotSize, payloadEnd)) ? next : previous;
             Assert.True(expected.Counter == read.Counter && expected.Recent.AsSpan().SequenceEqual(read.Recent), $"cut at byte {cut}: read counter {read.Counter}, expected {expected.Counter}");
             AssertSameKept(expected, read);
             Assert.Null(read.Inconsistency());
