@@ -8,10 +8,10 @@ namespace MinBft.Protocol;
 /// <see cref="OnWritten"/>), then the USIG certifies durable intents in batches
 /// (<see cref="TakeCertifyBatch"/>, <see cref="OnCertified"/>), and only then is a message sent.
 /// A batch whose encoded messages fit what the USIG keeps (<c>maxKeptBytes</c>) is certified
-/// before its journal write instead of after it: the USIG keeps the messages in the same durable
-/// write as their counters (USIG-KEPT-MESSAGES-DESIGN.md), as a window of every message the
-/// journal does not hold yet, and the journal writes them once half the window is used, so that a
-/// message costs one synced write, not two, and the journal's writes come one per few messages.
+/// while its journal write is in flight instead of after it: the USIG keeps the messages in the
+/// same durable write as their counters (USIG-KEPT-MESSAGES-DESIGN.md), as a window of every
+/// message the journal does not hold yet, so the next such batch need not wait for the journal
+/// unless the window is full.
 /// UIs become durable lazily, with the next write of intents (or in a write of their own once
 /// <see cref="UiOnlyWriteThreshold"/> wait): until then the USIG can re-issue them, so the
 /// log never runs further ahead of its durable UIs than the USIG's re-issue window.
@@ -111,7 +111,7 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
     /// </summary>
     public LogWrite? TakeWrite(long view, TimeSpan now, TimeSpan lazyUiWait)
     {
-        if (Certified == UiDurable && Appended == Durable) UisWaitingSince = null;
+        if (Certified == UiDurable) UisWaitingSince = null;
         else UisWaitingSince ??= now;
         if (_writing is not null) return null;
         var restartAt = _restartAt;
@@ -120,10 +120,8 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
         // batch, or once they waited lazyUiWait. At low load this saves a third synced write per
         // message, and the fsync that would queue in front of a peer's.
         var waitedEnough = UisWaitingSince is { } since && now - since >= lazyUiWait;
-        var uisDue = UiDurable < _reissuedThrough || Math.Min(Certified, Durable) - Math.Min(UiDurable, Durable) >= (ulong)(waitedEnough ? 1 : UiOnlyWriteThreshold)
-            || (waitedEnough && Certified > UiDurable);
-        var intentsDue = Appended > Durable && !MayWaitInUsig();
-        if (restartAt is null && !intentsDue && !uisDue && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
+        var uisDue = UiDurable < _reissuedThrough || Certified - UiDurable >= (ulong)(waitedEnough ? 1 : UiOnlyWriteThreshold);
+        if (restartAt is null && Appended == Durable && !uisDue && _keepFrom == _writtenKeepFrom && view == _writtenView) return null;
         var intents = new List<CertifiedMessage>((int)(Appended - Durable));
         for (var c = Durable + 1; c <= Appended; c++) intents.Add(EntryAt(c).Message);
         // UIs for intents written before; the certified intents in this write carry their own
@@ -136,32 +134,7 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
         var keepFrom = _keepFrom;
         _writing = new Write(Appended, Certified, keepFrom, view);
         _restartAt = null;
-        UisWaitingSince = null; // what waited goes now; whatever comes next waits from the next call
         return new LogWrite(view, Durable + 1, intents, uis, keepFrom, restartAt);
-    }
-
-    /// <summary>
-    /// Whether the intents not yet durable in the journal may wait for a later write: every one the
-    /// USIG was asked for is in the window it keeps, the others wait for a batch in flight (which
-    /// decides whether the USIG keeps them too), and the window is under half its limit, so the
-    /// journal write that empties it starts while there is still room for the next batches. At one
-    /// client this turns a journal write (and its fsync) per message into one per few messages: the
-    /// fsyncs, not where they sit on the path, were what the path paid for (Tests/Benchmarks/RESULTS.md,
-    /// stop 49).
-    /// </summary>
-    private bool MayWaitInUsig()
-    {
-        if (keptCodec is null || maxKeptBytes <= 0 || _restartAt is not null) return false;
-        // Intents the USIG's path refused (too large, no room, or no batch in flight to decide
-        // later) take the journal's.
-        if (Appended > Requested && (!_certifying || _tooLargeToKeep == Requested + 1)) return false;
-        var (held, count) = KeptWindow(Math.Max(Durable + 1, Requested > Durable ? _keptFrom : Requested + 1));
-        if (held is not { } bytes) return false;
-        // Intents still waiting for the batch in flight count with their requests' bytes alone (a
-        // lower bound of their encoding): under load they are full batches, written at once.
-        for (var c = Requested + 1; c <= Appended && bytes * 2 < maxKeptBytes; c++, count++)
-            bytes += Prepare.In(EntryAt(c).Message) is { } prepare ? Encoding.MessageLimits.BatchBytes(prepare.Batch) : 0;
-        return bytes * 2 < maxKeptBytes && count * 2 < maxCertifyBatch;
     }
 
     /// <summary>The bytes (null: not all known) and count of the kept messages from
@@ -199,8 +172,9 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
 
     /// <summary>The next batch for the USIG, if none is in flight: at most <c>maxCertifyBatch</c>
     /// digests, and never further ahead of the durable UIs than the window. Durable intents first;
-    /// with none waiting, intents not durable yet whose encoded messages fit what the USIG keeps
-    /// (<c>Kept</c>: those messages), once every earlier certified intent is durable.</summary>
+    /// with none waiting, intents not durable yet whose encoded messages fit beside those the USIG
+    /// keeps for the journal (<c>Kept</c>: those messages; <c>KeptFrom</c>: the first counter the
+    /// USIG keeps after this batch).</summary>
     public (ulong FirstCounter, byte[][] Digests, byte[][]? Kept, ulong KeptFrom)? TakeCertifyBatch()
     {
         if (_certifying) return null;
@@ -217,8 +191,8 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
         else
         {
             // The USIG keeps a window: the messages it holds that the journal does not yet (from
-            // Durable + 1), then this batch's. The journal catches up in the background, and the
-            // window must fit the USIG's limits in bytes and messages.
+            // Durable + 1), then this batch's, within its limits in bytes and messages. Their
+            // journal writes are in flight or next (group commit).
             if (keptCodec is null || maxKeptBytes <= 0 || _tooLargeToKeep == first) return null;
             var upTo = Math.Min(Appended, window);
             if (upTo <= Requested) return null;
@@ -249,7 +223,7 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
                 bytes += message.Length;
                 encoded.Add(message);
             }
-            // No room beside what the USIG holds: the journal write (due now, see MayWaitInUsig) makes some.
+            // No room beside what the USIG holds: the journal write in flight makes some.
             if (encoded.Count == 0) return null;
             kept = [.. encoded];
             count = kept.Length;

@@ -250,10 +250,8 @@ public sealed partial class ReplicaCore
     /// intents in batches.</summary>
     private void ScheduleDurableWork()
     {
-        // The USIG's batch first: whether it keeps the newest intents decides whether they need a
-        // journal write now.
-        if (_own.TakeCertifyBatch() is { } batch) Emit(new CertifyUis(batch.FirstCounter, batch.Digests, batch.Kept, batch.KeptFrom));
         if (_own.TakeWrite(View, _now, _tuning.LazyUiWait) is { } write) Emit(new WriteLog(write));
+        if (_own.TakeCertifyBatch() is { } batch) Emit(new CertifyUis(batch.FirstCounter, batch.Digests, batch.Kept, batch.KeptFrom));
         if (_checkpointStoring is null && _checkpointToStore is { } store)
         {
             _checkpointStoring = store;
