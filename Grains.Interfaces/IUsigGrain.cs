@@ -13,18 +13,13 @@ public interface IUsigGrain : IGrainWithIntegerKey
     /// next ones), with one durable write. For counters already issued for exactly these digests,
     /// the same UIs again (a retried call must not burn counters, and changes nothing kept);
     /// anything else is refused. At most <see cref="UsigIdentity.MaxBatch"/> digests.
-    /// <paramref name="keptMessages"/>: null (keep nothing), or one opaque message per digest that
-    /// the USIG keeps in the same durable write as the counter and hands back in
+    /// <paramref name="keptMessages"/>: null (keep nothing), or one opaque message per digest, at
+    /// most <see cref="UsigIdentity.MaxKeptBytes"/> in all, that the USIG keeps in the same durable
+    /// write as the counter, in place of what the last batch kept, and hands back in
     /// <see cref="UsigIdentity.KeptMessages"/>: a replica may then certify a message before its own
-    /// log holds it (Protocol/Core/USIG-KEPT-MESSAGES-DESIGN.md). <paramref name="keptFrom"/>: the
-    /// first counter the USIG keeps after the write: <paramref name="firstCounter"/> to replace
-    /// what it kept; lower to also retain the messages it keeps from there on (it must keep them
-    /// all); with no kept messages, firstCounter or 0 (what it kept is cleared). The kept window
-    /// holds at most <see cref="UsigIdentity.MaxBatch"/> messages and
-    /// <see cref="UsigIdentity.MaxKeptBytes"/> in all. A wrong shape (a null message, another
-    /// count, over the limit, a window it does not hold) is refused with ArgumentException,
-    /// nothing issued. A retried call ignores both.</summary>
-    Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests, byte[][]? keptMessages, ulong keptFrom);
+    /// log holds it (Protocol/Core/USIG-KEPT-MESSAGES-DESIGN.md). A wrong shape (a null message,
+    /// another count, over the limit) is refused with ArgumentException, nothing issued.</summary>
+    Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests, byte[][]? keptMessages);
 
     /// <summary>The UI of one of the last few counters again, only for the digest it was issued
     /// for (null otherwise): a replica that logged a message before asking for its UI and
@@ -48,10 +43,10 @@ public interface IUsigGrain : IGrainWithIntegerKey
 /// <param name="ReissueWindow">How many of its last UIs the USIG can re-issue (a replica keeps at
 /// most this many issued UIs not yet durable in its log).</param>
 /// <param name="MaxBatch">Most digests one CreateUis certifies.</param>
-/// <param name="MaxKeptBytes">Most bytes of messages the USIG keeps, their lengths summed over its
-/// kept window (0: it keeps nothing).</param>
-/// <param name="KeptMessages">The messages it keeps (its window, possibly of several batches),
-/// oldest first, the last one certified at <see cref="LastCounter"/> (null or empty: none). What a replica restores
+/// <param name="MaxKeptBytes">Most bytes of messages one CreateUis may ask the USIG to keep, their
+/// lengths summed (0: it keeps nothing).</param>
+/// <param name="KeptMessages">The messages the last batch kept, oldest first, the last one
+/// certified at <see cref="LastCounter"/> (null or empty: it kept none). What a replica restores
 /// after a crash that lost them from its own log.</param>
 [GenerateSerializer, Immutable, Alias("minbft.UsigIdentity")]
 public sealed record UsigIdentity(

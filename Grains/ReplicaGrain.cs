@@ -219,7 +219,7 @@ public sealed partial class ReplicaGrain(
                         took => metrics.StorageWritten(_id, "log", took));
                     break;
                 case CertifyUis certify:
-                    Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray(), certify.Kept?.ToArray(), certify.KeptFrom), static (core, uis, now) => core.OnUisIssued(uis, now),
+                    Durably("USIG", () => _usig.CreateUis(certify.FirstCounter, certify.Digests.ToArray(), certify.Kept?.ToArray()), static (core, uis, now) => core.OnUisIssued(uis, now),
                         took => metrics.UsigIssued(_id, took));
                     break;
                 case StoreCheckpoint store:

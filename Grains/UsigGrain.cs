@@ -111,7 +111,7 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
         return ui?.ToUniqueIdentifier();
     }
 
-    public async Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests, byte[][]? keptMessages, ulong keptFrom)
+    public async Task<UniqueIdentifier[]> CreateUis(ulong firstCounter, byte[][] certifiedDigests, byte[][]? keptMessages)
     {
         // ArgumentException for a null, empty, oversized or wrong-length batch, before any state is touched.
         ArgumentNullException.ThrowIfNull(certifiedDigests);
@@ -126,17 +126,16 @@ public sealed partial class UsigGrain(MinBftSilo silo, IServiceProvider services
             if (keptMessages.Sum(m => (long)m.Length) > UsigCore.MaxKeptBytes)
                 throw new ArgumentException($"kept messages hold at most {UsigCore.MaxKeptBytes} bytes in all", nameof(keptMessages));
         }
-        if (UsigCore.KeptFromRefusal(firstCounter, keptMessages is not null, keptFrom) is { } refused) throw new ArgumentException(refused, nameof(keptFrom));
         if (_remote is { } remote)
         {
             if (certifiedDigests.Length is < 1 or > UsigCore.MaxBatch) throw new ArgumentException($"a batch holds 1..{UsigCore.MaxBatch} digests", nameof(certifiedDigests));
-            return [.. (await remote.CreateUisAsync(firstCounter, certifiedDigests, keptMessages, keptFrom, CancellationToken.None)).Select(u => u.ToUniqueIdentifier())];
+            return [.. (await remote.CreateUisAsync(firstCounter, certifiedDigests, keptMessages, CancellationToken.None)).Select(u => u.ToUniqueIdentifier())];
         }
         var core = Core;
         try
         {
             var uis = await core.CreateUisAsync(firstCounter, certifiedDigests.Select(d => (ReadOnlyMemory<byte>)d).ToArray(),
-                keptMessages?.Select(m => (ReadOnlyMemory<byte>)m).ToArray(), keptFrom, CancellationToken.None);
+                keptMessages?.Select(m => (ReadOnlyMemory<byte>)m).ToArray(), CancellationToken.None);
             return [.. uis.Select(u => u.ToUniqueIdentifier())];
         }
         catch (InconsistentStateException e)

@@ -37,7 +37,7 @@ internal static class EmbeddedUsigCounterFile
                 throw new InvalidDataException($"USIG {replicaId}'s counter file {path} is missing, and its counter was moved there from grain storage: the USIG's state is lost and it needs a new epoch (see 'A lost or corrupted USIG state' in the README)");
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             // All or nothing: a crash here leaves no file, and the counter still in grain storage.
-            // The whole state moves: counter, recent digests and the messages the USIG keeps.
+            // The whole state moves: counter, recent digests and the messages the last batch kept.
             if (stored.Usig is { } held) FileCounterStore.CreateHolding(path, replicaId, held.ToUsigState());
         }
         var file = FileCounterStore.Open(path, replicaId, create: true);

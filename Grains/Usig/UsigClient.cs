@@ -6,8 +6,8 @@ using MinBft.Usig;
 namespace MinBft.Hosting;
 
 /// <summary>What a USIG says about itself (<c>GetIdentity</c>). <see cref="MaxKeptBytes"/>: most
-/// bytes of messages it keeps; <see cref="KeptMessages"/>: those it keeps (its window, possibly of
-/// several batches), oldest first, the last one certified at <see cref="LastCounter"/> (none: empty).</summary>
+/// bytes of messages a batch may ask it to keep; <see cref="KeptMessages"/>: those the last batch
+/// kept, oldest first, the last one certified at <see cref="LastCounter"/> (none: empty).</summary>
 public sealed record UsigProgramIdentity(int ReplicaId, ulong Epoch, ulong LastCounter, int ReissueWindow, int MaxBatch, string Scheme, byte[] PublicKey,
     int MaxKeptBytes, byte[][] KeptMessages);
 
@@ -47,27 +47,17 @@ public sealed class UsigClient(string socketPath, TimeSpan callTimeout) : IDispo
         CreateUisAsync(firstCounter, digests, kept: null, cancellationToken);
 
     /// <summary>UIs for <paramref name="digests"/> at counters from <paramref name="firstCounter"/>,
-    /// the USIG keeping <paramref name="kept"/> with the counter, in place of what it kept.</summary>
-    public Task<UsigUi[]> CreateUisAsync(ulong firstCounter, IReadOnlyList<byte[]> digests, IReadOnlyList<byte[]>? kept, CancellationToken cancellationToken) =>
-        CreateUisAsync(firstCounter, digests, kept, firstCounter, cancellationToken);
-
-    /// <summary>UIs for <paramref name="digests"/> at counters from <paramref name="firstCounter"/>,
     /// the USIG keeping <paramref name="kept"/> (null: none; else one message per digest, at most
-    /// <see cref="UsigCore.MaxKeptBytes"/> in all) with the counter, and, when
-    /// <paramref name="keptFrom"/> is below <paramref name="firstCounter"/>, the messages it keeps
-    /// from keptFrom on (<see cref="UsigCore"/>'s CreateUisAsync: the program refuses a window it
-    /// does not hold). A request the program would refuse for its shape is refused here
-    /// (ArgumentException), unsent.</summary>
-    public async Task<UsigUi[]> CreateUisAsync(ulong firstCounter, IReadOnlyList<byte[]> digests, IReadOnlyList<byte[]>? kept, ulong keptFrom,
-        CancellationToken cancellationToken)
+    /// <see cref="UsigCore.MaxKeptBytes"/> in all) with the counter, in place of the last batch's.
+    /// A request the program would refuse for its shape is refused here (ArgumentException), unsent.</summary>
+    public async Task<UsigUi[]> CreateUisAsync(ulong firstCounter, IReadOnlyList<byte[]> digests, IReadOnlyList<byte[]>? kept, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(digests);
         if (kept is not null && (kept.Count != digests.Count || kept.Any(m => m is null) || kept.Sum(m => (long)m.Length) > UsigCore.MaxKeptBytes))
             throw new ArgumentException($"kept messages: one per digest ({digests.Count}), at most {UsigCore.MaxKeptBytes} bytes in all", nameof(kept));
-        if (UsigCore.KeptFromRefusal(firstCounter, kept is not null, keptFrom) is { } refused) throw new ArgumentException(refused, nameof(keptFrom));
         var request = new WireWriter().U8(UsigWire.CreateUis).U64(firstCounter).U8(checked((byte)digests.Count));
         foreach (var digest in digests) request.Raw(digest);
-        request.KeptMessages(kept).U64(keptFrom);
+        request.KeptMessages(kept);
         var r = await CallAsync(request.ToArray(), cancellationToken).ConfigureAwait(false);
         var uis = Enumerable.Range(0, r.Count(r.U8(), UsigCore.MaxBatch, 17)).Select(_ => r.Ui()).ToArray();
         r.End();

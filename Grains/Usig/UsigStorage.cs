@@ -23,7 +23,7 @@ public sealed class UsigGrainState
 /// <see cref="LastDigest"/> is the digest certified at <see cref="Counter"/>, <see cref="Recent"/>
 /// the ones before it; <see cref="LastUi"/> is no longer written (both schemes certify
 /// deterministically, so the USIG certifies again) and ignored when read. <see cref="Kept"/>: the
-/// messages the USIG keeps (<see cref="UsigState.Kept"/>), in the same write as the counter;
+/// messages the last batch kept (<see cref="UsigState.Kept"/>), in the same write as the counter;
 /// null in a record written before they existed, which reads as a state that keeps nothing.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("minbft.UsigState")]

@@ -22,11 +22,8 @@ public sealed record WriteLog(LogWrite Write) : Effect;
 /// a failed call is retried with the same digests (the USIG returns the same UIs if it had in
 /// fact issued them). <see cref="Kept"/>, when not null: the messages, one per digest, encoded by
 /// the core's <see cref="IKeptMessageCodec"/>, that the USIG must keep in the same write (their
-/// intents may not be durable in the journal yet). <see cref="KeptFrom"/>: with <see cref="Kept"/>,
-/// the first counter the USIG keeps after this write: <see cref="FirstCounter"/> when the batch
-/// replaces what it kept, lower when it also keeps the messages it holds from there on (their
-/// intents are not durable in the journal yet either).</summary>
-public sealed record CertifyUis(ulong FirstCounter, IReadOnlyList<byte[]> Digests, IReadOnlyList<byte[]>? Kept = null, ulong KeptFrom = 0) : Effect;
+/// intents may not be durable in the journal yet).</summary>
+public sealed record CertifyUis(ulong FirstCounter, IReadOnlyList<byte[]> Digests, IReadOnlyList<byte[]>? Kept = null) : Effect;
 
 /// <summary>Send to one replica, or to every other replica when <see cref="To"/> is null.</summary>
 public sealed record Send(int? To, ReplicaMessage Message) : Effect;

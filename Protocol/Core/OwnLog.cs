@@ -9,17 +9,16 @@ namespace MinBft.Protocol;
 /// (<see cref="TakeCertifyBatch"/>, <see cref="OnCertified"/>), and only then is a message sent.
 /// A batch whose encoded messages fit what the USIG keeps (<c>maxKeptBytes</c>) is certified
 /// while its journal write is in flight instead of after it: the USIG keeps the messages in the
-/// same durable write as their counters (USIG-KEPT-MESSAGES-DESIGN.md), as a window of every
-/// message the journal does not hold yet, so the next such batch need not wait for the journal
-/// unless the window is full.
+/// same durable write as their counters (USIG-KEPT-MESSAGES-DESIGN.md), and such a batch is taken
+/// only once every earlier certified intent is durable, because it replaces what the USIG kept.
 /// UIs become durable lazily, with the next write of intents (or in a write of their own once
 /// <see cref="UiOnlyWriteThreshold"/> wait): until then the USIG can re-issue them, so the
 /// log never runs further ahead of its durable UIs than the USIG's re-issue window.
 /// Positions (counters), asserted at every change:
 /// <c>First - 1 &lt;= UiDurable &lt;= Certified &lt;= Requested &lt;= Appended</c>,
 /// <c>Durable &lt;= Appended</c>, <c>Requested - UiDurable &lt;= ReissueWindow</c>, and
-/// <c>Requested &lt;= Durable</c> unless the USIG keeps a window from <c>Durable + 1</c> or
-/// before through <c>Requested</c>, within its limits. Persist before send follows: a message is certified only
+/// <c>Requested &lt;= Durable</c> unless the last batch was kept, from <c>Durable + 1</c> or
+/// before, through <c>Requested</c>. Persist before send follows: a message is certified only
 /// once its intent is durable in the journal or kept by the USIG with its counter, and is sent
 /// only once certified. After a crash every counter the USIG issued is recovered: its intent is
 /// durable or kept, and its UI is either durable or within the window.
@@ -50,10 +49,6 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
     {
         public CertifiedMessage Message { get; set; } = message;
         public Sha256Digest Digest { get; } = digest;
-
-        /// <summary>Its encoded size as the USIG keeps it; 0 when not asked to keep it or not known
-        /// (an entry restored from what the USIG kept).</summary>
-        public int KeptBytes { get; set; }
     }
 
     private sealed record Write(ulong IntentsThrough, ulong UisThrough, ulong KeepFrom, long View);
@@ -137,22 +132,6 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
         return new LogWrite(view, Durable + 1, intents, uis, keepFrom, restartAt);
     }
 
-    /// <summary>The bytes (null: not all known) and count of the kept messages from
-    /// <paramref name="from"/> (at or after the window's start) through <see cref="Requested"/>.</summary>
-    private (long? Bytes, int Count) KeptWindow(ulong from)
-    {
-        if (from > Requested) return (0, 0);
-        ProtocolInvariantException.Check(from >= _keptFrom && Requested == _keptThrough, "a kept window is asked for within what the USIG keeps");
-        var bytes = 0L;
-        for (var c = from; c <= Requested; c++)
-        {
-            var size = EntryAt(c).KeptBytes;
-            if (size <= 0) return (null, (int)(Requested - from + 1));
-            bytes += size;
-        }
-        return (bytes, (int)(Requested - from + 1));
-    }
-
     /// <summary>The write handed out by <see cref="TakeWrite"/> is durable. Returns the intents it
     /// made durable, in counter order.</summary>
     public IReadOnlyList<CertifiedMessage> OnWritten()
@@ -172,17 +151,15 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
 
     /// <summary>The next batch for the USIG, if none is in flight: at most <c>maxCertifyBatch</c>
     /// digests, and never further ahead of the durable UIs than the window. Durable intents first;
-    /// with none waiting, intents not durable yet whose encoded messages fit beside those the USIG
-    /// keeps for the journal (<c>Kept</c>: those messages; <c>KeptFrom</c>: the first counter the
-    /// USIG keeps after this batch).</summary>
-    public (ulong FirstCounter, byte[][] Digests, byte[][]? Kept, ulong KeptFrom)? TakeCertifyBatch()
+    /// with none waiting, intents not durable yet whose encoded messages fit what the USIG keeps
+    /// (<c>Kept</c>: those messages), once every earlier certified intent is durable.</summary>
+    public (ulong FirstCounter, byte[][] Digests, byte[][]? Kept)? TakeCertifyBatch()
     {
         if (_certifying) return null;
         var window = UiDurable + (ulong)reissueWindow;
         var first = Requested + 1;
         var limit = Math.Min(Durable, window);
         byte[][]? kept = null;
-        var keptFrom = first;
         int count;
         if (limit > Requested)
         {
@@ -190,52 +167,38 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
         }
         else
         {
-            // The USIG keeps a window: the messages it holds that the journal does not yet (from
-            // Durable + 1), then this batch's, within its limits in bytes and messages. Their
-            // journal writes are in flight or next (group commit).
-            if (keptCodec is null || maxKeptBytes <= 0 || _tooLargeToKeep == first) return null;
+            // A kept batch replaces what the USIG kept: the last one must be durable in the journal.
+            if (keptCodec is null || maxKeptBytes <= 0 || Requested > Durable || _tooLargeToKeep == first) return null;
             var upTo = Math.Min(Appended, window);
             if (upTo <= Requested) return null;
-            keptFrom = Requested > Durable ? Math.Max(_keptFrom, Durable + 1) : first;
-            var (held, heldCount) = KeptWindow(keptFrom);
-            if (held is null) return null; // sizes unknown (restored): the journal takes them first
-            var candidates = (int)Math.Min(Math.Min(upTo - Requested, (ulong)maxCertifyBatch), (ulong)(maxCertifyBatch - heldCount));
-            var encoded = new List<byte[]>(Math.Max(candidates, 0));
-            var bytes = held.Value;
+            var candidates = (int)Math.Min(upTo - Requested, (ulong)maxCertifyBatch);
+            var encoded = new List<byte[]>(candidates);
+            var bytes = 0L;
             for (var i = 0; i < candidates; i++)
             {
                 var intent = EntryAt(first + (ulong)i).Message;
                 // The requests alone already too large: not worth encoding (a full batch under load).
-                var requestBytes = Prepare.In(intent) is { } prepare ? Encoding.MessageLimits.BatchBytes(prepare.Batch) : 0;
-                if (i == 0 && requestBytes > maxKeptBytes)
-                {
-                    _tooLargeToKeep = first; // certified once durable, as before
-                    return null;
-                }
-                if (bytes + requestBytes > maxKeptBytes) break;
+                if (bytes + (Prepare.In(intent) is { } prepare ? Encoding.MessageLimits.BatchBytes(prepare.Batch) : 0) > maxKeptBytes) break;
                 var message = keptCodec.Encode(intent);
-                if (i == 0 && message.Length > maxKeptBytes)
-                {
-                    _tooLargeToKeep = first;
-                    return null;
-                }
                 if (bytes + message.Length > maxKeptBytes) break;
                 bytes += message.Length;
                 encoded.Add(message);
             }
-            // No room beside what the USIG holds: the journal write in flight makes some.
-            if (encoded.Count == 0) return null;
+            if (encoded.Count == 0)
+            {
+                _tooLargeToKeep = first; // certified once durable, as before
+                return null;
+            }
             kept = [.. encoded];
             count = kept.Length;
-            for (var i = 0; i < count; i++) EntryAt(first + (ulong)i).KeptBytes = kept[i].Length;
-            (_keptFrom, _keptThrough) = (keptFrom, first + (ulong)count - 1);
+            (_keptFrom, _keptThrough) = (first, first + (ulong)count - 1);
         }
         var digests = new byte[count][];
         for (var i = 0; i < count; i++) digests[i] = EntryAt(first + (ulong)i).Digest.ToArray();
         Requested += (ulong)count;
         _certifying = true;
         CheckPositions();
-        return (first, digests, kept, keptFrom);
+        return (first, digests, kept);
     }
 
     /// <summary>The USIG certified the batch handed out by <see cref="TakeCertifyBatch"/>; returns
@@ -374,10 +337,6 @@ internal sealed class OwnLog(int reissueWindow, int maxCertifyBatch, int maxKept
         // Every counter handed to the USIG is durable in the journal, or in the batch it keeps.
         ProtocolInvariantException.Check(Requested <= Durable || (_keptFrom <= Durable + 1 && Requested == _keptThrough),
             $"a counter the USIG issued is durable or kept (requested {Requested}, durable {Durable}, kept {_keptFrom}..{_keptThrough})");
-        // What the journal still lacks fits the USIG's window (its size is unknown only after a restore).
-        if (Requested > Durable && KeptWindow(Durable + 1) is var (bytes, count))
-            ProtocolInvariantException.Check((bytes is null || bytes <= maxKeptBytes) && count <= maxCertifyBatch,
-                $"the kept window fits the USIG's limits ({bytes} bytes, {count} messages)");
         ProtocolInvariantException.Check(Requested - UiDurable <= (ulong)reissueWindow,
             $"the USIG can re-issue every UI not yet durable (requested {Requested}, ui-durable {UiDurable}, window {reissueWindow})");
     }

@@ -251,7 +251,7 @@ public sealed partial class ReplicaCore
     private void ScheduleDurableWork()
     {
         if (_own.TakeWrite(View, _now, _tuning.LazyUiWait) is { } write) Emit(new WriteLog(write));
-        if (_own.TakeCertifyBatch() is { } batch) Emit(new CertifyUis(batch.FirstCounter, batch.Digests, batch.Kept, batch.KeptFrom));
+        if (_own.TakeCertifyBatch() is { } batch) Emit(new CertifyUis(batch.FirstCounter, batch.Digests, batch.Kept));
         if (_checkpointStoring is null && _checkpointToStore is { } store)
         {
             _checkpointStoring = store;

@@ -143,7 +143,7 @@ public sealed class ReplicationTests(ITestOutputHelper output)
 
         // A client may not use a replica's USIG: it would burn counter values the replica never used.
         var counter = (await cluster.Usig(0).GetIdentity()).LastCounter;
-        await Assert.ThrowsAsync<UnauthorizedAccessException>(() => cluster.Usig(0).CreateUis(counter + 1, [new byte[32]], null, counter + 1));
+        await Assert.ThrowsAsync<UnauthorizedAccessException>(() => cluster.Usig(0).CreateUis(counter + 1, [new byte[32]], null));
         Assert.Equal(counter, (await cluster.Usig(0).GetIdentity()).LastCounter);
 
         // Domain down: replica and USIG of that domain are down, not moved elsewhere.

@@ -352,7 +352,7 @@ public sealed class ViewChangeIntegrationTests(ITestOutputHelper output)
                     try
                     {
                         var usig = grains.GetGrain<IUsigGrain>(byzantine);
-                        ui = (await usig.CreateUis((await usig.GetIdentity()).LastCounter + 1, [digest], null, 0))[0];
+                        ui = (await usig.CreateUis((await usig.GetIdentity()).LastCounter + 1, [digest], null))[0];
                     }
                     catch (Exception e)
                     {

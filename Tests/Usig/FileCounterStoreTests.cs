@@ -181,50 +181,6 @@ public sealed class FileCounterStoreTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
-    public async Task A_window_of_several_batches_round_trips_in_either_slot_and_a_torn_write_falls_back_to_the_other_slots_window()
-    {
-        var random = TestRandom.Create(output);
-        var path = PathOf("usig.state");
-        var certifier = new HmacUsigCertifier(random.Bytes(32));
-        using (var store = FileCounterStore.Open(path, 1, create: true)) Assert.True(await UsigCore.InitializeAsync(store, 1, default));
-        byte[][] a = [random.Bytes(100), random.Bytes(0)], b = [random.Bytes(200)], c = [random.Bytes(300), random.Bytes(3)];
-        using (var store = FileCounterStore.Open(path, 1, create: false))
-        {
-            var core = new UsigCore(1, 1, certifier, store);
-            await core.CreateUisAsync(1, [random.Bytes(32), random.Bytes(32)], Memory(a), keptFrom: 1, default);
-            await core.CreateUisAsync(3, [random.Bytes(32)], Memory(b), keptFrom: 1, default);
-        }
-        var before = await File.ReadAllBytesAsync(path);
-        await AssertWindow(3, [.. a, .. b]);
-        using (var store = FileCounterStore.Open(path, 1, create: false))
-            await new UsigCore(1, 1, certifier, store).CreateUisAsync(4, [random.Bytes(32), random.Bytes(32)], Memory(c), keptFrom: 3, default);
-        var after = await File.ReadAllBytesAsync(path);
-        await AssertWindow(5, [.. b, .. c]);
-
-        // The write went to the other slot than the window before it: each slot holds one window.
-        var written = before.AsSpan(0, SlotSize).SequenceEqual(after.AsSpan(0, SlotSize)) ? 1 : 0;
-        Assert.True(before.AsSpan((1 - written) * SlotSize, SlotSize).SequenceEqual(after.AsSpan((1 - written) * SlotSize, SlotSize)), "one slot written");
-        // Torn half-way through that slot: the other slot's state, with its own window, which a
-        // fresh USIG can still extend.
-        var torn = after.ToArray();
-        before.AsSpan(written * SlotSize + 200, SlotSize - 200).CopyTo(torn.AsSpan(written * SlotSize + 200));
-        await File.WriteAllBytesAsync(path, torn);
-        await AssertWindow(3, [.. a, .. b]);
-        using (var store = FileCounterStore.Open(path, 1, create: false))
-            await new UsigCore(1, 1, certifier, store).CreateUisAsync(4, [random.Bytes(32)], Memory(c[..1]), keptFrom: 1, default);
-        await AssertWindow(4, [.. a, .. b, .. c[..1]]);
-
-        async Task AssertWindow(ulong counter, byte[][] kept)
-        {
-            using var store = FileCounterStore.Open(path, 1, create: false);
-            var loaded = await new UsigCore(1, 1, certifier, store).LoadAsync(default);
-            Assert.Equal(counter, loaded.Counter);
-            Assert.Equal(kept.Select(Convert.ToHexString), loaded.KeptMessages.Select(Convert.ToHexString));
-            Assert.Null(loaded.Inconsistency());
-        }
-    }
-
-    [Fact]
     public async Task A_format_1_file_still_reads_as_a_state_that_keeps_nothing_and_the_next_write_replaces_both_slots_with_format_2()
     {
         var random = TestRandom.Create(output);

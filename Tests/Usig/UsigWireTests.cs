@@ -23,15 +23,13 @@ public sealed class UsigWireTests(ITestOutputHelper output) : IDisposable
     public static TheoryData<string, byte[]> BadRequests()
     {
         var digest = new byte[32];
-        // A CreateUis request: its digests, then `extra` in place of its kept part and keptFrom
-        // (default: none kept, keptFrom = first).
+        // A CreateUis request: its digests, then `extra` in place of its kept part (default: none kept).
         byte[] Create(ulong first, int count, int digests, params byte[] extra)
         {
             var w = new WireWriter().U8(UsigWire.CreateUis).U64(first).U8((byte)count);
             for (var i = 0; i < digests; i++) w.Raw(digest);
-            return [.. w.ToArray(), .. extra.Length == 0 ? [0, .. From(first)] : extra];
+            return [.. w.ToArray(), .. extra.Length == 0 ? [0] : extra];
         }
-        byte[] From(ulong keptFrom) => new WireWriter().U64(keptFrom).ToArray();
         byte[] Kept(params int[] lengths)
         {
             var w = new WireWriter().U8((byte)lengths.Length);
@@ -51,22 +49,16 @@ public sealed class UsigWireTests(ITestOutputHelper output) : IDisposable
             { "CreateUis count 255 with one digest", Create(4, 255, 1) },
             { "CreateUis count 2 with one digest", Create(4, 2, 1) },
             { "CreateUis digest cut short", [.. Create(4, 1, 0)[..^1], .. new byte[31]] },
-            { "CreateUis trailing byte", Create(4, 1, 1, [0, .. From(4), 7]) },
-            { "CreateUis without its kept count", Create(4, 1, 1)[..^9] },
-            { "CreateUis without its keptFrom", Create(4, 1, 1)[..^8] },
-            { "CreateUis keptFrom cut short", Create(4, 1, 1)[..^1] },
-            { "CreateUis keeping 2 messages for 1 digest", Create(4, 1, 1, [.. Kept(1, 1), .. From(4)]) },
-            { "CreateUis keeping 1 message for 2 digests", Create(4, 2, 2, [.. Kept(1), .. From(4)]) },
+            { "CreateUis trailing byte", Create(4, 1, 1, 0, 7) },
+            { "CreateUis without its kept count", Create(4, 1, 1)[..^1] },
+            { "CreateUis keeping 2 messages for 1 digest", Create(4, 1, 1, Kept(1, 1)) },
+            { "CreateUis keeping 1 message for 2 digests", Create(4, 2, 2, Kept(1)) },
             { "CreateUis keeping 255 messages with nothing after", Create(4, 1, 1, 255) },
             { "CreateUis kept length past the frame", Create(4, 1, 1, [.. Kept(10)[..3], 0, 0, 0]) },
             { "CreateUis kept length 65535 with nothing after", Create(4, 1, 1, 1, 255, 255) },
             { "CreateUis kept bytes over the limit", Create(4, 2, 2, Kept(UsigCore.MaxKeptBytes, 1)) },
             { "CreateUis one kept message over the limit", Create(4, 1, 1, Kept(UsigCore.MaxKeptBytes + 1)) },
-            { "CreateUis trailing byte after kept messages", Create(4, 1, 1, [.. Kept(2), .. From(4), 0]) },
-            { "CreateUis keeping from after the batch", Create(4, 1, 1, [.. Kept(2), .. From(5)]) },
-            { "CreateUis keeping from counter 0", Create(4, 1, 1, [.. Kept(2), .. From(0)]) },
-            { "CreateUis keeping nothing from another counter", Create(4, 1, 1, [0, .. From(3)]) },
-            { "CreateUis keeping a window over the byte limit", Create(4, 1, 1, [.. Kept(UsigCore.MaxKeptBytes - 2), .. From(1)]) },
+            { "CreateUis trailing byte after kept messages", Create(4, 1, 1, [.. Kept(2), 0]) },
             { "CreateUis skipping a counter", Create(5, 1, 1) },
             { "CreateUis at counter 0", Create(0, 1, 1) },
             { "CreateUis at an issued counter for another digest", Create(3, 1, 1) },
@@ -102,7 +94,7 @@ public sealed class UsigWireTests(ITestOutputHelper output) : IDisposable
         // What the last good batch kept is kept still: a refused request changes none of it either.
         Assert.Equal([[7], [8], [9]], (await store.ReadAsync(default))!.KeptMessages);
         // Still serving, from where it was: the next counter is 4, and counter 3 keeps its UI.
-        var next = await server.HandleAsync(new WireWriter().U8(UsigWire.CreateUis).U64(4).U8(1).Raw(random.Bytes(32)).KeptMessages(null).U64(4).ToArray(), default);
+        var next = await server.HandleAsync(new WireWriter().U8(UsigWire.CreateUis).U64(4).U8(1).Raw(random.Bytes(32)).KeptMessages(null).ToArray(), default);
         var r = new WireReader(next);
         Assert.Equal(UsigWire.Ok, r.U8());
         Assert.Equal(1, r.U8());
@@ -125,7 +117,7 @@ public sealed class UsigWireTests(ITestOutputHelper output) : IDisposable
 
         var create = new WireWriter().U8(UsigWire.CreateUis).U64(1).U8((byte)digests.Length);
         foreach (var d in digests) create.Raw(d);
-        create.KeptMessages(null).U64(1);
+        create.KeptMessages(null);
         var r = new WireReader(await server.HandleAsync(create.ToArray(), default));
         Assert.Equal(UsigWire.Ok, r.U8());
         var uis = Enumerable.Range(0, r.U8()).Select(_ => r.Ui()).ToArray();
@@ -196,40 +188,6 @@ public sealed class UsigWireTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public async Task KeptFrom_goes_through_the_server_and_a_window_of_two_batches_comes_back_in_the_identity()
-    {
-        var random = TestRandom.Create(output);
-        var path = Path.Combine(_directory, "usig.state");
-        using (var init = FileCounterStore.Open(path, ReplicaId, create: true)) await UsigCore.InitializeAsync(init, Epoch, default);
-        using var store = FileCounterStore.Open(path, ReplicaId, create: false);
-        var server = new UsigServer(new UsigCore(ReplicaId, Epoch, new Ed25519UsigCertifier(random.Bytes(32)), store));
-        byte[][] a = [random.Bytes(3), random.Bytes(4)], b = [random.Bytes(5)], c = [random.Bytes(6), random.Bytes(7)];
-
-        Uis(await server.HandleAsync(CreateRequest(1, [random.Bytes(32), random.Bytes(32)], a), default));
-        Uis(await server.HandleAsync(CreateRequest(3, [random.Bytes(32)], b, keptFrom: 1), default));
-        Assert.Equal([.. a, .. b], Kept(await server.HandleAsync([UsigWire.GetIdentity], default)));
-        // From the middle of the window: the first batch's messages go, the second's stay.
-        Uis(await server.HandleAsync(CreateRequest(4, [random.Bytes(32), random.Bytes(32)], c, keptFrom: 3), default));
-        Assert.Equal([.. b, .. c], Kept(await server.HandleAsync([UsigWire.GetIdentity], default)));
-        // From before the window: refused, nothing issued or changed.
-        var refused = await server.HandleAsync(CreateRequest(6, [random.Bytes(32)], [[1]], keptFrom: 2), default);
-        Assert.Equal(UsigWire.Error, refused[0]);
-        Assert.Equal(5UL, (await store.ReadAsync(default))!.Counter);
-        Assert.Equal([.. b, .. c], Kept(await server.HandleAsync([UsigWire.GetIdentity], default)));
-
-        static byte[][] Kept(byte[] identity)
-        {
-            var r = new WireReader(identity);
-            Assert.Equal(UsigWire.Ok, r.U8());
-            Assert.Equal((ReplicaId, Epoch), (r.I32(), r.U64()));
-            _ = (r.U64(), r.I32(), r.I32(), r.Str(), r.Bytes(), r.I32()); // counter, limits and key: checked above
-            var kept = r.KeptMessages(UsigCore.MaxBatch);
-            r.End();
-            return kept;
-        }
-    }
-
-    [Fact]
     public void Kept_messages_round_trip_and_counts_or_lengths_beyond_the_bounds_or_the_frame_are_refused()
     {
         var random = TestRandom.Create(output);
@@ -263,18 +221,14 @@ public sealed class UsigWireTests(ITestOutputHelper output) : IDisposable
         await Assert.ThrowsAsync<ArgumentException>(() => client.CreateUisAsync(1, digests, [new byte[1]], default));
         await Assert.ThrowsAsync<ArgumentException>(() => client.CreateUisAsync(1, digests, [new byte[1], null!], default));
         await Assert.ThrowsAsync<ArgumentException>(() => client.CreateUisAsync(1, digests, [new byte[UsigCore.MaxKeptBytes], new byte[1]], default));
-        // A window that cannot start there: after the batch, at 0, or without kept messages.
-        await Assert.ThrowsAsync<ArgumentException>(() => client.CreateUisAsync(3, digests, [[1], [2]], 4, default));
-        await Assert.ThrowsAsync<ArgumentException>(() => client.CreateUisAsync(3, digests, [[1], [2]], 0, default));
-        await Assert.ThrowsAsync<ArgumentException>(() => client.CreateUisAsync(3, digests, null, 2, default));
         await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => client.CreateUisAsync(1, digests, [new byte[UsigCore.MaxKeptBytes], []], default));
     }
 
-    private static byte[] CreateRequest(ulong first, byte[][] digests, byte[][]? kept, ulong? keptFrom = null)
+    private static byte[] CreateRequest(ulong first, byte[][] digests, byte[][]? kept)
     {
         var w = new WireWriter().U8(UsigWire.CreateUis).U64(first).U8((byte)digests.Length);
         foreach (var d in digests) w.Raw(d);
-        return w.KeptMessages(kept).U64(keptFrom ?? first).ToArray();
+        return w.KeptMessages(kept).ToArray();
     }
 
     private static UsigUi[] Uis(byte[] response)

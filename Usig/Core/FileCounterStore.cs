@@ -18,12 +18,11 @@ namespace MinBft.Usig;
 /// slot (4 KiB, big-endian) := magic[8] sequence:u64 replica:i32 epoch:u64 counter:u64 n:u16 n×digest[32]
 ///                             [keptCount:u8 keptCount×(length:u16 bytes), format 2 only] sha256[32] of all before it
 /// </code>
-/// Format 2 (<c>MBUSIG02</c>, always written) holds the kept messages (the kept window, ending at
-/// the counter, possibly of several batches), so they are
+/// Format 2 (<c>MBUSIG02</c>, always written) holds the last batch's kept messages, so they are
 /// durable in the same synced write as the counter that certified them; format 1 (<c>MBUSIG01</c>,
 /// written by earlier builds, no kept part) still reads, as a state that keeps nothing, and the
 /// first write after it replaces both slots, so that no earlier build can read the file again. A slot
-/// whose kept part runs past the slot or does not fit the window's limits is invalid like a bad
+/// whose kept part runs past the slot or does not fit the last batch is invalid like a bad
 /// checksum: the other slot's state, with its own kept messages, is read instead.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
@@ -175,7 +174,7 @@ public sealed partial class FileCounterStore : IUsigCounterStore, IDisposable
     }
 
     // Format 2's kept part from `at` (moved past it), or null if it is malformed (a length past the
-    // slot) or cannot be a kept window (more messages than digests or the batch limit, more bytes
+    // slot) or cannot be the last batch's (more messages than digests or the batch limit, more bytes
     // than the limit): the checksum would be read from the wrong place, or the state is one no write
     // produced. Every length is checked against the slot before its bytes are copied.
     private static byte[][]? ReadKept(byte[] slot, ref int at, int digests)

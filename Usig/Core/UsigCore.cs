@@ -20,9 +20,8 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
     /// <summary>Most digests one CreateUisAsync certifies (one durable write).</summary>
     public const int MaxBatch = 32;
 
-    /// <summary>Most bytes of messages the USIG keeps (their lengths summed, over its whole kept
-    /// window, so also for one batch): what fits beside the counter and the recent digests in one
-    /// 4 KiB slot of the counter file.</summary>
+    /// <summary>Most bytes of messages one batch may ask the USIG to keep (their lengths summed):
+    /// what fits beside the counter and the recent digests in one 4 KiB slot of the counter file.</summary>
     public const int MaxKeptBytes = 1536;
 
     // One operation at a time, in call order: read, certify and write form one critical section.
@@ -64,31 +63,13 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
 
     /// <summary>
     /// As <see cref="CreateUisAsync(ulong, IReadOnlyList{ReadOnlyMemory{byte}}, CancellationToken)"/>,
-    /// and the same durable write keeps <paramref name="kept"/> (one message per digest; null:
-    /// none) in place of what was kept: the batch's messages alone are then the kept window.
-    /// <see cref="CreateUisAsync(ulong, IReadOnlyList{ReadOnlyMemory{byte}}, IReadOnlyList{ReadOnlyMemory{byte}}?, ulong, CancellationToken)"/>
-    /// with keptFrom = <paramref name="firstCounter"/>.
-    /// </summary>
-    public Task<IReadOnlyList<UsigUi>> CreateUisAsync(ulong firstCounter, IReadOnlyList<ReadOnlyMemory<byte>> digests,
-        IReadOnlyList<ReadOnlyMemory<byte>>? kept, CancellationToken cancellationToken) =>
-        CreateUisAsync(firstCounter, digests, kept, firstCounter, cancellationToken);
-
-    /// <summary>
-    /// As <see cref="CreateUisAsync(ulong, IReadOnlyList{ReadOnlyMemory{byte}}, CancellationToken)"/>,
-    /// and the same durable write leaves the USIG keeping the messages of counters
-    /// <paramref name="keptFrom"/>..last of this batch (its kept window, which always ends at its
-    /// counter). <paramref name="kept"/> holds this batch's messages, one per digest. With
-    /// <paramref name="keptFrom"/> = <paramref name="firstCounter"/> they replace what was kept;
-    /// lower, the USIG also retains the messages it holds for keptFrom..firstCounter-1, which it
-    /// must hold: its window starts at or before keptFrom and this is the next batch. A batch that
-    /// keeps nothing (<paramref name="kept"/> null, keptFrom = firstCounter or 0) clears the window.
-    /// The window holds at most <see cref="MaxBatch"/> messages and <see cref="MaxKeptBytes"/> in all.
-    /// Anything else is refused (ArgumentException), nothing issued. The USIG never reads kept
-    /// messages; it hands them back with its state. A retried batch gets the same UIs and changes
-    /// nothing kept (kept and keptFrom are then ignored).
+    /// and the same durable write keeps <paramref name="kept"/> (one message per digest, at most
+    /// <see cref="MaxKeptBytes"/> in all; null: none) in place of what the last batch kept. The
+    /// USIG never reads them; it hands them back with its state. A retried batch gets the same
+    /// UIs and changes nothing kept.
     /// </summary>
     public async Task<IReadOnlyList<UsigUi>> CreateUisAsync(ulong firstCounter, IReadOnlyList<ReadOnlyMemory<byte>> digests,
-        IReadOnlyList<ReadOnlyMemory<byte>>? kept, ulong keptFrom, CancellationToken cancellationToken)
+        IReadOnlyList<ReadOnlyMemory<byte>>? kept, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(digests);
         if (digests.Count < 1 || digests.Count > MaxBatch) throw new ArgumentException($"a batch holds 1..{MaxBatch} digests, got {digests.Count}", nameof(digests));
@@ -96,7 +77,6 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
         if (firstCounter == 0) throw new ArgumentException("counters start at 1", nameof(firstCounter));
         if (kept is not null && kept.Count != digests.Count) throw new ArgumentException($"one kept message per digest ({digests.Count}), got {kept.Count}", nameof(kept));
         if (kept is not null && kept.Sum(m => (long)m.Length) > MaxKeptBytes) throw new ArgumentException($"kept messages hold at most {MaxKeptBytes} bytes in all", nameof(kept));
-        if (KeptFromRefusal(firstCounter, kept is not null, keptFrom) is { } refused) throw new ArgumentException(refused, nameof(keptFrom));
         // Copied before waiting: the caller's buffers may change while this call is queued.
         var batch = digests.Select(d => d.ToArray()).ToArray();
         var keep = kept?.Select(m => m.ToArray()).ToArray();
@@ -113,9 +93,9 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
             }
             if (firstCounter != state.Counter + 1) throw new ArgumentException($"the next counter is {state.Counter + 1}, not {firstCounter}: a USIG never skips one");
             if (last < firstCounter) throw new InvalidOperationException("USIG counter exhausted; a new epoch is needed");
-            var next = new UsigState(epoch, last, Recent(state.Recent, batch), Window(state, keep, keptFrom, firstCounter));
-            if (next.Inconsistency() is { } why) throw new ArgumentException($"the kept window from {keptFrom} through {last} does not fit: {why}; nothing issued", nameof(kept));
             var uis = Certify(firstCounter, batch);
+            var recent = Recent(state.Recent, batch);
+            var next = new UsigState(epoch, last, recent, keep);
             try
             {
                 await store.WriteAsync(next, ct).ConfigureAwait(false);
@@ -129,28 +109,6 @@ public sealed class UsigCore(int replicaId, ulong epoch, IUsigCertifier certifie
             _state = next;
             return uis;
         }).ConfigureAwait(false);
-    }
-
-    /// <summary>Why a batch from <paramref name="firstCounter"/> that <paramref name="keeps"/>
-    /// messages or not cannot keep from <paramref name="keptFrom"/> whatever the USIG holds (null:
-    /// it may): a window starts at or before the batch, and a batch that keeps nothing keeps no
-    /// window. 0 is accepted without kept messages: a caller with nothing to keep need not name a
-    /// counter.</summary>
-    public static string? KeptFromRefusal(ulong firstCounter, bool keeps, ulong keptFrom) =>
-        keeps ? keptFrom == 0 || keptFrom > firstCounter ? $"a batch from counter {firstCounter} cannot keep from counter {keptFrom}" : null
-        : keptFrom != firstCounter && keptFrom != 0 ? $"a batch from counter {firstCounter} that keeps nothing cannot keep from counter {keptFrom}" : null;
-
-    // The kept window after a new batch at state.Counter + 1: what the state keeps from keptFrom on,
-    // then the batch's own messages (null: none kept). Refuses to keep what the state does not hold.
-    private static byte[][]? Window(UsigState state, byte[][]? keep, ulong keptFrom, ulong firstCounter)
-    {
-        if (keep is null) return null;
-        if (keptFrom == firstCounter) return keep;
-        var held = state.KeptMessages;
-        var heldFrom = state.Counter - (ulong)held.Length + 1;
-        if (keptFrom < heldFrom)
-            throw new ArgumentException($"counters {keptFrom}..{state.Counter} are not all kept (the USIG keeps {heldFrom}..{state.Counter}); nothing issued", nameof(keptFrom));
-        return [.. held[(int)(keptFrom - heldFrom)..], .. keep];
     }
 
     // The last RecentWindow digests after this batch, oldest first (plain copies: this runs on every batch).

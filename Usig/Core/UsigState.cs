@@ -11,12 +11,9 @@ public sealed record UsigClaim(int ReplicaId, ulong Epoch, ulong Counter, byte[]
 /// digests of its last issues (at most <see cref="UsigCore.RecentWindow"/>, 32 bytes each, oldest
 /// first, the last one certified at <see cref="Counter"/>), so that a retried batch and a
 /// re-issue get the very UIs issued before (both certificate schemes are deterministic).
-/// <see cref="Kept"/>: the kept window, the messages the caller asked the USIG to keep for the
-/// counters Counter-k+1..<see cref="Counter"/> (k of them, one per counter, oldest first; they
-/// may come from several consecutive batches, the last one's always among them); empty if the
-/// last batch kept none. Opaque bytes, at most <see cref="UsigCore.MaxBatch"/> messages and
-/// <see cref="UsigCore.MaxKeptBytes"/> in all, each of a counter whose digest is still among the
-/// recent ones (recovery checks a kept message against it): a replica certifies a
+/// <see cref="Kept"/>: the messages the caller asked the last batch to keep, one per counter of
+/// that batch, oldest first (the last one certified at <see cref="Counter"/>); empty if it kept
+/// none. Opaque bytes, at most <see cref="UsigCore.MaxKeptBytes"/> in all: a replica certifies a
 /// message before its own log holds it only if the USIG keeps it, so no counter is ever issued for
 /// a message that a crash could lose (Protocol/Core/USIG-KEPT-MESSAGES-DESIGN.md).
 /// </summary>
@@ -41,7 +38,7 @@ public sealed record UsigState(ulong Epoch, ulong Counter, byte[] Recent, byte[]
         Recent is null || Recent.Length % UsigCertificateInput.DigestLength != 0 ? "recent digests length"
         : Held > (ulong)UsigCore.RecentWindow || Held > Counter || (Counter > 0 && Held == 0) ? "recent digests do not match the counter"
         : KeptMessages.Length > UsigCore.MaxBatch || (ulong)KeptMessages.Length > Held || KeptMessages.Any(m => m is null)
-            || KeptMessages.Sum(m => (long)m.Length) > UsigCore.MaxKeptBytes ? "kept messages exceed the batch or byte limit, or the recent digests"
+            || KeptMessages.Sum(m => (long)m.Length) > UsigCore.MaxKeptBytes ? "kept messages do not fit the last batch"
         : null;
 }
 

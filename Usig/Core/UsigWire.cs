@@ -8,7 +8,7 @@ namespace MinBft.Usig;
 /// then the body), one response per request, in order. Integers are big-endian.
 /// <code>
 /// request  := op:u8 body                 response := 0 body | 1 utf8-error-message
-/// 1 CreateUis   first:u64 n:u8 (1..32) n×digest[32] kept keptFrom:u64   -> n:u8 n×ui
+/// 1 CreateUis   first:u64 n:u8 (1..32) n×digest[32] kept   -> n:u8 n×ui
 /// 2 ReissueUi   counter:u64 digest[32]                     -> present:u8 [ui]
 /// 3 GetIdentity                                            -> replica:i32 epoch:u64 counter:u64 window:i32 batch:i32 scheme:str key:bytes
 ///                                                             maxKept:i32 kept
@@ -16,12 +16,10 @@ namespace MinBft.Usig;
 /// ui := epoch:u64 counter:u64 cert:bytes     bytes/str := length:u8 data (at most 64 bytes)
 /// kept := k:u8 k×(length:u16 data)           at most UsigCore.MaxKeptBytes of data in all
 /// </code>
-/// In CreateUis, k is 0 (the batch keeps nothing; keptFrom is first or 0) or n (one message per
-/// digest, kept by the USIG with the counter), and keptFrom the first counter the USIG keeps after
-/// the write: first to replace what it kept, lower to also retain what it keeps from there on
-/// (<see cref="UsigCore"/>'s CreateUisAsync). In GetIdentity, maxKept is the USIG's limit
-/// (<see cref="UsigCore.MaxKeptBytes"/>) and k the messages it keeps, certified at counters
-/// counter-k+1..counter. Every count and length is checked against its bound and against
+/// In CreateUis, k is 0 (the batch keeps nothing) or n (one message per digest, kept by the USIG
+/// with the counter, in place of the last batch's). In GetIdentity, maxKept is the USIG's limit
+/// (<see cref="UsigCore.MaxKeptBytes"/>) and k the messages the last batch kept, certified at
+/// counters counter-k+1..counter. Every count and length is checked against its bound and against
 /// the bytes left before anything is allocated; a frame with trailing bytes is refused. The
 /// largest request, a VerifyUis of 4096 claims, is under 0.5 MiB; a CreateUis with kept messages
 /// under 3 KiB: <see cref="MaxFrame"/> bounds both.
@@ -196,12 +194,11 @@ public sealed class UsigServer(UsigCore core)
                     var first = r.U64();
                     var digests = Enumerable.Range(0, r.Count(r.U8(), UsigCore.MaxBatch, 32)).Select(_ => (ReadOnlyMemory<byte>)r.Raw(32)).ToArray();
                     var kept = r.KeptMessages(digests.Length);
-                    var keptFrom = r.U64();
                     r.End();
                     if (kept.Length is not 0 && kept.Length != digests.Length)
                         throw new InvalidDataException($"{kept.Length} kept messages for {digests.Length} digests: none or one each");
                     var keep = kept.Length == 0 ? null : kept.Select(m => (ReadOnlyMemory<byte>)m).ToArray();
-                    var uis = await core.CreateUisAsync(first, digests, keep, keptFrom, cancellationToken).ConfigureAwait(false);
+                    var uis = await core.CreateUisAsync(first, digests, keep, cancellationToken).ConfigureAwait(false);
                     w.U8((byte)uis.Count);
                     foreach (var ui in uis) w.Ui(ui);
                     break;

@@ -14,8 +14,8 @@ namespace MinBft.Usig;
 /// </code>
 /// <c>serve</c> refuses to run without a state initialised for its epoch, listens on a Unix domain
 /// socket (mode 0600), accepts connections only from <c>--allowed-uid</c> (SO_PEERCRED, Linux) and
-/// serves one client at a time: replica i's silo. The counter file also holds the messages it was
-/// asked to keep (its kept window, <see cref="UsigCore.MaxKeptBytes"/> at most), written with the
+/// serves one client at a time: replica i's silo. The counter file also holds the messages the
+/// last batch asked it to keep (<see cref="UsigCore.MaxKeptBytes"/> at most), written with the
 /// counter in one synced write and returned by <c>GetIdentity</c> after a restart.
 /// </summary>
 public static class Program

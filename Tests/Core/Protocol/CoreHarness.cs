@@ -104,7 +104,7 @@ internal sealed class CoreHarness
     public IReadOnlyList<Effect> Complete(int i, Effect effect) => effect switch
     {
         WriteLog => Step(i, c => c.OnLogWritten(Now)),
-        CertifyUis certify => Step(i, c => c.OnUisIssued(_usigs[i].CreateUis(certify.FirstCounter, certify.Digests, certify.Kept, certify.KeptFrom), Now)),
+        CertifyUis certify => Step(i, c => c.OnUisIssued(_usigs[i].CreateUis(certify.FirstCounter, certify.Digests, certify.Kept), Now)),
         StoreCheckpoint => Step(i, c => c.OnCheckpointStored(Now)),
         _ => [],
     };

@@ -147,12 +147,11 @@ public sealed class SimUsig(UsigCore usig)
     public UniqueIdentifier CreateUi(byte[] certifiedDigest) => CreateUis(Counter + 1, [certifiedDigest])[0];
 
     /// <param name="kept">The messages to keep with the counters (null: none), as the replica asks.</param>
-    /// <param name="keptFrom">The first counter the USIG keeps after this batch (0: the batch's first).</param>
-    public IReadOnlyList<UniqueIdentifier> CreateUis(ulong firstCounter, IReadOnlyList<byte[]> digests, IReadOnlyList<byte[]>? kept = null, ulong keptFrom = 0) =>
+    public IReadOnlyList<UniqueIdentifier> CreateUis(ulong firstCounter, IReadOnlyList<byte[]> digests, IReadOnlyList<byte[]>? kept = null) =>
         Sync(usig.CreateUisAsync(firstCounter, digests.Select(d => (ReadOnlyMemory<byte>)d).ToList(),
-            kept?.Select(m => (ReadOnlyMemory<byte>)m).ToList(), keptFrom == 0 ? firstCounter : keptFrom, CancellationToken.None)).Select(ToUniqueIdentifier).ToList();
+            kept?.Select(m => (ReadOnlyMemory<byte>)m).ToList(), CancellationToken.None)).Select(ToUniqueIdentifier).ToList();
 
-    /// <summary>The messages the USIG keeps (durable), oldest first, the last at its counter.</summary>
+    /// <summary>The messages the USIG kept with its last batch (durable), oldest first.</summary>
     public IReadOnlyList<byte[]> Kept => Sync(usig.LoadAsync(CancellationToken.None)).KeptMessages;
 
     public UniqueIdentifier? ReissueUi(ulong counter, byte[] digest) => Sync(usig.ReissueUiAsync(counter, digest, CancellationToken.None)) is { } ui ? ToUniqueIdentifier(ui) : null;

@@ -64,7 +64,7 @@ internal sealed class SimReplica(Simulation sim, int id, ReplicaCore core, SimUs
                     sim.Events.After(Latency(), () =>
                     {
                         if (!Alive) return;
-                        var uis = usig.CreateUis(certify.FirstCounter, certify.Digests, certify.Kept, certify.KeptFrom); // durable in the USIG from here on
+                        var uis = usig.CreateUis(certify.FirstCounter, certify.Digests, certify.Kept); // durable in the USIG from here on
                         if (!sim.AfterDurableWrite(id)) return;
                         // The UIs travel back to the replica: a crash before they arrive loses them in memory.
                         sim.Events.After(TimeSpan.FromTicks(sim.Rng.Next(1, 500)), () =>
