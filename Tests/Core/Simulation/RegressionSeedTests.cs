@@ -76,7 +76,8 @@ public sealed class RegressionSeedTests(ITestOutputHelper output)
     // Stop 49, chunk 96, with a build that deferred journal writes while the USIG kept their
     // messages: the primary crashed with its sent PREPARE at 21 only in the USIG's window, and the
     // counters burned before its restart (another caller's batch, which keeps nothing) cleared that
-    // window; the primary lost a PREPARE its backups had committed to, and the cluster stalled.
+    // window; the restarted primary lost a PREPARE its backups had executed and never caught up (no
+    // peer had a checkpoint past it, and no request came to make one).
     // Journal writes are no longer deferred: a kept message's journal write starts with its USIG call.
     [InlineData(Scenario.CrashRecovery, 1, 136708)]
     public void A_seed_that_failed_a_longer_campaign_passes(Scenario scenario, int f, int seed)
