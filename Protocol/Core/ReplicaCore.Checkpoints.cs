@@ -60,6 +60,15 @@ public sealed partial class ReplicaCore
         var digest = StateDigest();
         _ownCheckpointDigests[ExecutedSequence] = Sha256Digest.From(digest);
         TakeSnapshot();
+        if (StableCheckpoint.Sequence == ExecutedSequence)
+        {
+            // f+1 peers certified this position before we executed it (their CHECKPOINTs count
+            // while the COMMITs ahead of them are missing here), so MakeStable had no snapshot to
+            // store and did not check our state against the certificate: both happen now.
+            ProtocolInvariantException.Check(Sha256Digest.From(StableCheckpoint.StateDigest) == Sha256Digest.From(digest),
+                $"this replica's state at position {ExecutedSequence} matches the f+1 that certified it");
+            AnnounceStable();
+        }
         RequestUiFor(new Checkpoint(Id, View, ExecutedSequence, digest, UniqueIdentifier.None));
     }
 
