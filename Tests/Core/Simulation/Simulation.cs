@@ -557,6 +557,19 @@ public sealed class Simulation
             _events.RunNext();
         }
         CaughtUpAt = Now;
+        // Each of them also stores its stable checkpoint: that is what its log is trimmed to and
+        // what a restart resumes from (a primary once kept none after its checkpoint became
+        // stable before it executed that position).
+        bool Stored() => Enumerable.Range(0, N).Where(i => IsCorrect(i) && !IsCrashed(i))
+            .All(i => (_replicas[i]!.StoredCheckpoint?.Certificate.Sequence ?? 0) >= _replicas[i]!.Core.StableCheckpoint.Sequence);
+        while (!Stored())
+        {
+            if (_events.NextTime is not { } next || next > deadline)
+                Fail("CHECKPOINT STORE: a running replica never stored its stable checkpoint\n" +
+                     string.Join("\n", Enumerable.Range(0, N).Where(i => _replicas[i] is not null)
+                         .Select(i => $"replica {i}: stable {_replicas[i]!.Core.StableCheckpoint.Sequence}, stored {_replicas[i]!.StoredCheckpoint?.Certificate.Sequence ?? 0}")));
+            _events.RunNext();
+        }
     }
 
     /// <summary>When the last client completed its last request, and where each replica's
