@@ -46,29 +46,42 @@ public sealed partial class ReplicaCore
     /// <summary>After each execution: a checkpoint at every K-th position.</summary>
     private void MaybeCheckpoint()
     {
+        var stableAlready = StableCheckpoint.Sequence == ExecutedSequence && !_ownSnapshots.ContainsKey(ExecutedSequence);
         // Not while executing a NEW-VIEW's carried history: a replica labels no position below
         // its view's start with that view (its view-start CHECKPOINT follows the carry-over).
-        if (_carryingOver || ExecutedSequence % (ulong)_settings.CheckpointInterval != 0) return;
-        SendCheckpoint();
+        if (!_carryingOver && ExecutedSequence % (ulong)_settings.CheckpointInterval == 0) SendCheckpoint();
+        if (stableAlready) StoreStableReachedLate();
+    }
+
+    /// <summary>
+    /// f+1 peers certified this position before this replica executed it: their CHECKPOINTs count
+    /// while the COMMITs ahead of them are still missing here, and a NEW-VIEW's carried history
+    /// executes without CHECKPOINTs. MakeStable then had no snapshot of ours to store and did not
+    /// check our state against the certificate; both happen now, or the log would stay untrimmed
+    /// and a restart would resume from an older checkpoint until the next one became stable.
+    /// </summary>
+    private void StoreStableReachedLate()
+    {
+        var digest = _ownCheckpointDigests.TryGetValue(ExecutedSequence, out var own) ? own : Sha256Digest.From(StateDigest());
+        ProtocolInvariantException.Check(digest == Sha256Digest.From(StableCheckpoint.StateDigest),
+            $"this replica's state at position {ExecutedSequence} matches the f+1 that certified it");
+        if (!_ownSnapshots.ContainsKey(ExecutedSequence)) TakeSnapshot();
+        AnnounceStable();
     }
 
     private void SendCheckpoint()
     {
         // After a restart, a CHECKPOINT this replica already sent (it is in its durable log)
-        // is not sent again under a new counter.
-        if (_restoredOwnCheckpoints.Remove(ExecutedSequence)) return;
+        // is not sent again under a new counter. Its snapshot is taken all the same: the position
+        // may become stable, and then that snapshot is what is stored and served.
+        if (_restoredOwnCheckpoints.Remove(ExecutedSequence))
+        {
+            TakeSnapshot();
+            return;
+        }
         var digest = StateDigest();
         _ownCheckpointDigests[ExecutedSequence] = Sha256Digest.From(digest);
         TakeSnapshot();
-        if (StableCheckpoint.Sequence == ExecutedSequence)
-        {
-            // f+1 peers certified this position before we executed it (their CHECKPOINTs count
-            // while the COMMITs ahead of them are missing here), so MakeStable had no snapshot to
-            // store and did not check our state against the certificate: both happen now.
-            ProtocolInvariantException.Check(Sha256Digest.From(StableCheckpoint.StateDigest) == Sha256Digest.From(digest),
-                $"this replica's state at position {ExecutedSequence} matches the f+1 that certified it");
-            AnnounceStable();
-        }
         RequestUiFor(new Checkpoint(Id, View, ExecutedSequence, digest, UniqueIdentifier.None));
     }
 
