@@ -62,12 +62,16 @@ public sealed partial class ReplicaCore
     /// </summary>
     private void StoreStableReachedLate()
     {
-        var digest = _ownCheckpointDigests.TryGetValue(ExecutedSequence, out var own) ? own : Sha256Digest.From(StateDigest());
-        ProtocolInvariantException.Check(digest == Sha256Digest.From(StableCheckpoint.StateDigest),
-            $"this replica's state at position {ExecutedSequence} matches the f+1 that certified it");
+        var own = _ownCheckpointDigests.TryGetValue(ExecutedSequence, out var known) ? known : Sha256Digest.From(StateDigest());
+        CheckStateMatchesCertificate(ExecutedSequence, own, StableCheckpoint.StateDigest);
         if (!_ownSnapshots.ContainsKey(ExecutedSequence)) TakeSnapshot();
         AnnounceStable();
     }
+
+    /// <summary>A correct replica's state at a certified position is the one f+1 certified.</summary>
+    private static void CheckStateMatchesCertificate(ulong sequence, Sha256Digest own, byte[] certified) =>
+        ProtocolInvariantException.Check(own == Sha256Digest.From(certified),
+            $"this replica's state at position {sequence} matches the f+1 that certified it");
 
     private void SendCheckpoint()
     {
@@ -118,9 +122,7 @@ public sealed partial class ReplicaCore
 
     private void MakeStable(ulong sequence, byte[] digest, IEnumerable<Checkpoint> votes)
     {
-        if (_ownCheckpointDigests.TryGetValue(sequence, out var own))
-            ProtocolInvariantException.Check(own == Sha256Digest.From(digest),
-                $"this replica's state at position {sequence} matches the f+1 that certified it");
+        if (_ownCheckpointDigests.TryGetValue(sequence, out var own)) CheckStateMatchesCertificate(sequence, own, digest);
         var proof = votes.OrderBy(c => c.ReplicaId).Take(_settings.CommitQuorum).ToArray();
         StableCheckpoint = new CheckpointCertificate(sequence, digest, proof);
         // Certified beyond what this replica executed: it is behind (state transfer if stuck).
